@@ -1,0 +1,1 @@
+//! # dynkv-antientropy (to be filled): per-partition Merkle trees and the exchange that heals replicas no read touches.

@@ -1,0 +1,1 @@
+//! # dynkv-api (to be filled): the axum routers of the public and internal HTTP API.

@@ -1,0 +1,544 @@
+//! # dynkv-storage: one node's durable state in RocksDB
+//!
+//! Everything a node keeps lives in one RocksDB database with four column
+//! families, each laid out for the scans that use it:
+//!
+//! | column family | key | value | scanned by |
+//! | --- | --- | --- | --- |
+//! | `objects` | partition (u32 BE) ‖ key | encoded [`Object`] | ownership handoff, listing: one partition is one contiguous range |
+//! | `digests` | key hash (u64 BE) ‖ key | object digest (u64 LE) | anti-entropy: a Merkle leaf is a contiguous hash range |
+//! | `hints` | owner len (u8) ‖ owner ‖ partition ‖ key | encoded [`Object`] | hinted handoff, per target node |
+//! | `meta` | name | bytes | node identity, ring state |
+//!
+//! The object and its digest are written in one `WriteBatch`, so the digest
+//! index never disagrees with the data after a crash, and anti-entropy can
+//! rebuild its trees from the small `digests` family instead of reading
+//! every value.
+//!
+//! ## Concurrent writers to one key
+//! Every change to a key is a read-modify-write (`sync` the incoming object
+//! into the stored one). [`Store::update`] serialises those per key with a
+//! fixed array of striped mutexes chosen by key hash, held only for the
+//! read, the merge and the write. We chose striped locks over a RocksDB merge
+//! operator because the coordinator needs the merged object back at once (to
+//! replicate it and to answer with its context), and a merge operator would
+//! make every read pay for merging; the stripes are bounded memory and two
+//! keys rarely share one.
+//!
+//! ## Durability
+//! The write-ahead log is always on. By default a write returns once RocksDB
+//! has appended it to the WAL in the operating system's page cache: an
+//! acknowledged write survives a `kill -9` of the process (the kernel still
+//! holds it) but not a power loss. With [`StoreConfig::sync_writes`] every
+//! write also `fsync`s the WAL before returning, which survives power loss at
+//! the cost of a disk flush per write. [`Store::flush`] persists memtables on
+//! graceful shutdown.
+//!
+//! The calls are blocking (RocksDB is synchronous). They take microseconds
+//! without `sync_writes`; with it, async callers should move them off the
+//! runtime's worker threads.
+//!
+//! ## Observing writes
+//! A [`WriteListener`] sees every digest change (old and new) under the key's
+//! lock, in order: anti-entropy keeps its Merkle trees current from it
+//! without ever rescanning a partition.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use dynkv_vclock::{DvvSet, Object, ObjectDecodeError, decode_object, encode_object};
+use parking_lot::Mutex;
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
+    WriteOptions,
+};
+
+const CF_OBJECTS: &str = "objects";
+const CF_DIGESTS: &str = "digests";
+const CF_HINTS: &str = "hints";
+const CF_META: &str = "meta";
+
+/// Number of key-lock stripes: enough that unrelated hot keys rarely
+/// contend, small enough to be a fixed 32 KiB.
+const LOCK_STRIPES: usize = 4096;
+
+/// Meta key holding the on-disk layout version, checked at open.
+const META_FORMAT: &str = "storage_format";
+/// The layout version this code writes.
+pub const STORAGE_FORMAT_V1: u8 = 1;
+
+/// Storage failures. RocksDB errors are I/O problems the caller reports as a
+/// failed replica; decode errors mean corruption and are never silently
+/// treated as "not found".
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// RocksDB refused an operation.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A stored object could not be decoded.
+    #[error("stored object is corrupt: {0}")]
+    Corrupt(#[from] ObjectDecodeError),
+    /// The data directory was written by an incompatible version.
+    #[error("data directory has storage format {found}, this build reads {expected}")]
+    Format {
+        /// Format found on disk.
+        found: u8,
+        /// Format this build writes.
+        expected: u8,
+    },
+}
+
+/// Result alias for storage calls.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// How to open the store. Every field is a node config tunable.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Directory of the RocksDB database (created if missing).
+    pub path: PathBuf,
+    /// `fsync` the WAL on every write (survives power loss, slower).
+    pub sync_writes: bool,
+    /// Shared LRU block cache size in bytes.
+    pub block_cache_bytes: usize,
+    /// Memtable size per column family in bytes before a flush.
+    pub write_buffer_bytes: usize,
+}
+
+impl StoreConfig {
+    /// Defaults suitable for a development node under `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            path: path.into(),
+            sync_writes: false,
+            block_cache_bytes: 64 << 20,
+            write_buffer_bytes: 32 << 20,
+        }
+    }
+}
+
+/// Where a key lives: its ring partition and hash are computed once by the
+/// caller (the ring owns the hash function) and used for both layouts.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyRef<'a> {
+    /// Ring partition of the key.
+    pub partition: u32,
+    /// The ring's 64-bit hash of the key.
+    pub hash: u64,
+    /// The key bytes.
+    pub key: &'a [u8],
+}
+
+/// Sees every change of a key's digest, in order, under the key's lock.
+pub trait WriteListener: Send + Sync {
+    /// `old`/`new` are `None` when the key was absent / was removed.
+    fn digest_changed(&self, key: &KeyRef<'_>, old: Option<u64>, new: Option<u64>);
+}
+
+/// What [`Store::update`] did.
+#[derive(Clone, Debug)]
+pub struct Updated {
+    /// The stored object after the update (`None` if the key is absent).
+    pub object: Option<Object>,
+    /// True when the stored state changed (and was written).
+    pub changed: bool,
+}
+
+/// A durable hint: an object meant for `owner`, held here while it is down.
+#[derive(Clone, Debug)]
+pub struct Hint {
+    /// The node the object belongs to.
+    pub owner: String,
+    /// The key's partition.
+    pub partition: u32,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The hinted state (merged with every later hint for the same key).
+    pub object: Object,
+}
+
+/// One node's RocksDB database. Cheap to share behind an `Arc`.
+pub struct Store {
+    db: DB,
+    locks: Box<[Mutex<()>]>,
+    write_opts: WriteOptions,
+    hint_count: AtomicU64,
+    listener: Option<Arc<dyn WriteListener>>,
+}
+
+impl Store {
+    /// Opens (or creates) the database. `listener` sees every digest change.
+    pub fn open(config: &StoreConfig, listener: Option<Arc<dyn WriteListener>>) -> Result<Store> {
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.increase_parallelism(std::thread::available_parallelism().map_or(2, |n| n.get() as i32));
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_bytes_per_sync(1 << 20);
+
+        let cache = Cache::new_lru_cache(config.block_cache_bytes)?;
+        let cf_opts = |bloom: bool, prefix: Option<usize>| {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            table.set_cache_index_and_filter_blocks(true);
+            if bloom {
+                table.set_bloom_filter(10.0, false);
+            }
+            let mut o = Options::default();
+            o.set_block_based_table_factory(&table);
+            o.set_write_buffer_size(config.write_buffer_bytes);
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            if let Some(len) = prefix {
+                o.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(len));
+            }
+            o
+        };
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_OBJECTS, cf_opts(true, None)),
+            ColumnFamilyDescriptor::new(CF_DIGESTS, cf_opts(false, None)),
+            ColumnFamilyDescriptor::new(CF_HINTS, cf_opts(false, None)),
+            ColumnFamilyDescriptor::new(CF_META, cf_opts(false, None)),
+        ];
+        let db = DB::open_cf_descriptors(&db_opts, &config.path, cfs)?;
+        let mut write_opts = WriteOptions::default();
+        write_opts.set_sync(config.sync_writes);
+        let store = Store {
+            db,
+            locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            write_opts,
+            hint_count: AtomicU64::new(0),
+            listener,
+        };
+        store.check_format()?;
+        let hints = store.count(CF_HINTS)?;
+        store.hint_count.store(hints, Ordering::Relaxed);
+        Ok(store)
+    }
+
+    fn check_format(&self) -> Result<()> {
+        match self.get_meta(META_FORMAT)? {
+            None => self.put_meta(META_FORMAT, &[STORAGE_FORMAT_V1]),
+            Some(v) if v.as_slice() == [STORAGE_FORMAT_V1] => Ok(()),
+            Some(v) => Err(StoreError::Format {
+                found: v.first().copied().unwrap_or(0),
+                expected: STORAGE_FORMAT_V1,
+            }),
+        }
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    fn count(&self, cf: &str) -> Result<u64> {
+        let mut n = 0;
+        for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Reads a key's stored object.
+    pub fn get(&self, key: &KeyRef<'_>) -> Result<Option<Object>> {
+        match self.db.get_pinned_cf(self.cf(CF_OBJECTS), object_key(key.partition, key.key))? {
+            Some(bytes) => Ok(Some(decode_object(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Atomically replaces a key's object by `f(current)` under the key's
+    /// lock. Returning `None` removes the key. Writes only if the state
+    /// changed; the digest index is updated in the same batch.
+    pub fn update<F>(&self, key: &KeyRef<'_>, f: F) -> Result<Updated>
+    where
+        F: FnOnce(Option<Object>) -> Option<Object>,
+    {
+        let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
+        let current = self.get(key)?;
+        let old_digest = current.as_ref().map(|o| o.digest());
+        let next = f(current);
+        let new_digest = next.as_ref().map(|o| o.digest());
+        if old_digest == new_digest {
+            return Ok(Updated {
+                object: next,
+                changed: false,
+            });
+        }
+        let okey = object_key(key.partition, key.key);
+        let dkey = digest_key(key.hash, key.key);
+        let mut batch = WriteBatch::default();
+        match (&next, new_digest) {
+            (Some(obj), Some(d)) => {
+                batch.put_cf(self.cf(CF_OBJECTS), &okey, encode_object(obj));
+                batch.put_cf(self.cf(CF_DIGESTS), &dkey, d.to_le_bytes());
+            }
+            _ => {
+                batch.delete_cf(self.cf(CF_OBJECTS), &okey);
+                batch.delete_cf(self.cf(CF_DIGESTS), &dkey);
+            }
+        }
+        self.db.write_opt(batch, &self.write_opts)?;
+        if let Some(l) = &self.listener {
+            l.digest_changed(key, old_digest, new_digest);
+        }
+        Ok(Updated {
+            object: next,
+            changed: true,
+        })
+    }
+
+    /// Merges an object that came from another replica into the stored one
+    /// (`sync`): what a replica does on replicate, read repair, handoff and
+    /// anti-entropy.
+    pub fn merge(&self, key: &KeyRef<'_>, incoming: &Object) -> Result<Updated> {
+        self.update(key, |current| match current {
+            Some(cur) => Some(DvvSet::sync(&cur, incoming)),
+            None => Some(incoming.clone()),
+        })
+    }
+
+    /// Removes a key outright (tombstone reaping only: a normal DELETE is a
+    /// tombstone write through [`Store::update`]).
+    pub fn remove(&self, key: &KeyRef<'_>) -> Result<Updated> {
+        self.update(key, |_| None)
+    }
+
+    /// Up to `limit` objects of one partition in key order, starting after
+    /// `after`: the resumable scan ownership handoff streams.
+    pub fn scan_partition(&self, partition: u32, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Object)>> {
+        let prefix = partition.to_be_bytes();
+        let start = match after {
+            Some(k) => {
+                let mut s = object_key(partition, k);
+                s.push(0);
+                s
+            }
+            None => prefix.to_vec(),
+        };
+        let mut opts = ReadOptions::default();
+        bound_to_prefix(&mut opts, &prefix);
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf_opt(self.cf(CF_OBJECTS), opts, IteratorMode::From(&start, Direction::Forward))
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            out.push((k[4..].to_vec(), decode_object(&v)?));
+        }
+        Ok(out)
+    }
+
+    /// Every `(hash, key, digest)` with `lo <= hash <= hi`, in hash order:
+    /// one Merkle leaf, or a whole partition when rebuilding a tree.
+    pub fn scan_digests(&self, lo: u64, hi: u64) -> Result<Vec<(u64, Vec<u8>, u64)>> {
+        let mut out = Vec::new();
+        self.for_each_digest(lo, hi, |h, k, d| out.push((h, k.to_vec(), d)))?;
+        Ok(out)
+    }
+
+    /// Streaming form of [`Store::scan_digests`], without collecting.
+    pub fn for_each_digest<F: FnMut(u64, &[u8], u64)>(&self, lo: u64, hi: u64, mut f: F) -> Result<()> {
+        let start = lo.to_be_bytes();
+        let mut opts = ReadOptions::default();
+        if let Some(next) = hi.checked_add(1) {
+            opts.set_iterate_upper_bound(next.to_be_bytes().to_vec());
+        }
+        for item in self
+            .db
+            .iterator_cf_opt(self.cf(CF_DIGESTS), opts, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item?;
+            if k.len() < 8 || v.len() != 8 {
+                continue;
+            }
+            let hash = u64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
+            let digest = u64::from_le_bytes(v[..8].try_into().expect("8 bytes"));
+            f(hash, &k[8..], digest);
+        }
+        Ok(())
+    }
+
+    /// Stores (or merges into) the hint for `owner` and this key. Returns
+    /// true when this created a new hint rather than merging into one.
+    pub fn put_hint(&self, owner: &str, key: &KeyRef<'_>, object: &Object) -> Result<bool> {
+        let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
+        let hkey = hint_key(owner, key.partition, key.key);
+        let cf = self.cf(CF_HINTS);
+        let existing = match self.db.get_pinned_cf(cf, &hkey)? {
+            Some(bytes) => Some(decode_object(&bytes)?),
+            None => None,
+        };
+        let created = existing.is_none();
+        let merged = match existing {
+            Some(e) => DvvSet::sync(&e, object),
+            None => object.clone(),
+        };
+        self.db.put_cf_opt(cf, &hkey, encode_object(&merged), &self.write_opts)?;
+        if created {
+            self.hint_count.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(created)
+    }
+
+    /// Up to `limit` hints in (owner, partition, key) order, starting after
+    /// the hint `after` (owner, partition, key) and restricted to `owner` if given.
+    pub fn hints(&self, owner: Option<&str>, after: Option<(&str, u32, &[u8])>, limit: usize) -> Result<Vec<Hint>> {
+        let start = match (after, owner) {
+            (Some((o, p, k)), _) => {
+                let mut s = hint_key(o, p, k);
+                s.push(0);
+                s
+            }
+            (None, Some(o)) => hint_owner_prefix(o),
+            (None, None) => Vec::new(),
+        };
+        let mut opts = ReadOptions::default();
+        if let Some(o) = owner {
+            bound_to_prefix(&mut opts, &hint_owner_prefix(o));
+        }
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf_opt(self.cf(CF_HINTS), opts, IteratorMode::From(&start, Direction::Forward))
+        {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            let Some((o, partition, key)) = parse_hint_key(&k) else {
+                continue;
+            };
+            out.push(Hint {
+                owner: o,
+                partition,
+                key,
+                object: decode_object(&v)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deletes a delivered hint, but only if it still holds exactly what was
+    /// delivered (`delivered_digest`): a hint merged with a newer write
+    /// meanwhile stays for the next round. Returns true if deleted.
+    pub fn remove_hint_if_unchanged(&self, owner: &str, key: &KeyRef<'_>, delivered_digest: u64) -> Result<bool> {
+        let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
+        let hkey = hint_key(owner, key.partition, key.key);
+        let cf = self.cf(CF_HINTS);
+        let Some(bytes) = self.db.get_pinned_cf(cf, &hkey)? else {
+            return Ok(false);
+        };
+        if decode_object(&bytes)?.digest() != delivered_digest {
+            return Ok(false);
+        }
+        drop(bytes);
+        self.db.delete_cf_opt(cf, &hkey, &self.write_opts)?;
+        self.hint_count.fetch_sub(1, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Hints held, across all owners (kept in memory; exact).
+    pub fn hint_count(&self) -> u64 {
+        self.hint_count.load(Ordering::Relaxed)
+    }
+
+    /// Pending hints per owner (scans the hints family: for admin views).
+    pub fn hint_counts_by_owner(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let mut out = std::collections::BTreeMap::new();
+        for item in self.db.iterator_cf(self.cf(CF_HINTS), IteratorMode::Start) {
+            let (k, _) = item?;
+            if let Some((o, _, _)) = parse_hint_key(&k) {
+                *out.entry(o).or_insert(0) += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a small named value (node identity, ring state).
+    pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(CF_META), name.as_bytes())?)
+    }
+
+    /// Durably writes a small named value (always synced: it is rare and
+    /// describes the node itself).
+    pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<()> {
+        let mut o = WriteOptions::default();
+        o.set_sync(true);
+        Ok(self.db.put_cf_opt(self.cf(CF_META), name.as_bytes(), value, &o)?)
+    }
+
+    /// Flushes memtables and the WAL to disk (graceful shutdown).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush_wal(true)?;
+        for cf in [CF_OBJECTS, CF_DIGESTS, CF_HINTS, CF_META] {
+            self.db.flush_cf(self.cf(cf))?;
+        }
+        Ok(())
+    }
+
+    /// Approximate number of stored objects (RocksDB's estimate; for metrics).
+    pub fn estimated_objects(&self) -> u64 {
+        self.db
+            .property_int_value_cf(self.cf(CF_OBJECTS), "rocksdb.estimate-num-keys")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+}
+
+fn object_key(partition: u32, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(4 + key.len());
+    k.extend_from_slice(&partition.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+fn digest_key(hash: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&hash.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+fn hint_owner_prefix(owner: &str) -> Vec<u8> {
+    let owner = &owner.as_bytes()[..owner.len().min(255)];
+    let mut k = Vec::with_capacity(1 + owner.len());
+    k.push(owner.len() as u8);
+    k.extend_from_slice(owner);
+    k
+}
+
+fn hint_key(owner: &str, partition: u32, key: &[u8]) -> Vec<u8> {
+    let mut k = hint_owner_prefix(owner);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+fn parse_hint_key(k: &[u8]) -> Option<(String, u32, Vec<u8>)> {
+    let (&len, rest) = k.split_first()?;
+    let len = len as usize;
+    if rest.len() < len + 4 {
+        return None;
+    }
+    let owner = String::from_utf8(rest[..len].to_vec()).ok()?;
+    let partition = u32::from_be_bytes(rest[len..len + 4].try_into().ok()?);
+    Some((owner, partition, rest[len + 4..].to_vec()))
+}
+
+/// Bounds an iterator to the keys starting with `prefix` (no bound when the
+/// prefix is all 0xff and nothing sorts after it).
+fn bound_to_prefix(opts: &mut ReadOptions, prefix: &[u8]) {
+    let mut b = prefix.to_vec();
+    while let Some(last) = b.pop() {
+        if last < 0xff {
+            b.push(last + 1);
+            opts.set_iterate_upper_bound(b);
+            return;
+        }
+    }
+}

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the system packages dynkv builds and tests with (Debian 12).
+# clang/libclang: bindgen for the rocksdb crate; librocksdb-dev: the RocksDB
+# we link against (see README, Development).
+set -euo pipefail
+PACKAGES=(clang libclang-dev librocksdb-dev libsnappy-dev pkg-config curl)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install cargo-nextest --locked
+fi
