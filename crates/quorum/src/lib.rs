@@ -1,1 +1,863 @@
-//! # dynkv-quorum (to be filled): the coordinator that turns one client request into replica requests and waits for R or W answers.
+//! # dynkv-quorum: the coordinator
+//!
+//! Turns one client request into replica requests and decides when it is
+//! done. Every node runs one [`Coordinator`]; any node accepts any request.
+//!
+//! ## Writes (PUT and DELETE)
+//! 1. The key's preference list (N primaries) comes from the ring. A node
+//!    outside it *forwards* the write to the first reachable primary
+//!    ([`Request::Coordinate`]); a primary coordinates itself.
+//! 2. The coordinator applies `update(context, local, own id, value)` to its
+//!    own stored object under the key's lock and stores it: its own replica
+//!    always holds every dot it issued, so a dot is never reused.
+//! 3. It sends the resulting object to the other primaries
+//!    ([`Request::Replicate`]), which `sync` it into theirs. A primary the
+//!    failure detector holds down, or whose RPC fails, gets its copy
+//!    through the next reachable node of the ring walk instead, stored there
+//!    as a durable hint ([`Request::StoreHint`]) and handed off later
+//!    (*sloppy quorum*, see [`handoff`]).
+//! 4. It answers once W replicas acknowledged (its own write included;
+//!    hinted copies count only when `sloppy`), or fails with a
+//!    [`QuorumError`] saying how many were needed and how many acked when the
+//!    deadline passes. Replication that is still in flight continues in the
+//!    background: answering early never cancels it.
+//!
+//! ## Reads
+//! The coordinator asks all N replicas (with `sloppy`, a fallback stands in
+//! for each primary believed down), answers after R replies with their
+//! `sync`, and keeps collecting late replies in the background; when all are
+//! in (or the read-repair deadline passes) it runs read repair
+//! (`dynkv-repair`) without the client waiting for it.
+//!
+//! ## Concurrency
+//! No global lock: the ring and the peer table are atomically swapped
+//! snapshots, the store serialises writers per key, and fan-out runs on
+//! spawned tasks that report through channels.
+
+pub mod handoff;
+mod metrics;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use dynkv_repair::{ReplicaReply, plan_read_repair, should_repair};
+use dynkv_ring::{NodeId, Ring};
+use dynkv_rpc::{PeerHealth, Quorum, RemoteFailure, Request, Response, RpcError, Transport, WriteRequest};
+use dynkv_storage::{KeyRef, Store};
+use dynkv_vclock::{DvvSet, Object};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+pub use metrics::QuorumMetrics;
+
+/// Label values of the coordinator's metric families, for callers that read
+/// them back (tests, admin views).
+pub mod metrics_labels {
+    pub use crate::metrics::{ErrorLabels, OpLabels, OutcomeLabels};
+
+    /// The label of a successful read repair.
+    pub fn repaired() -> OutcomeLabels {
+        OutcomeLabels { outcome: "repaired" }
+    }
+}
+
+/// Tunables of the coordinator (all from the node config).
+#[derive(Clone, Debug)]
+pub struct CoordinatorConfig {
+    /// Replicas per key (cluster-wide N).
+    pub n_val: usize,
+    /// R when a read does not say.
+    pub default_r: Quorum,
+    /// W when a write does not say.
+    pub default_w: Quorum,
+    /// Whole-request deadline when the client gives none.
+    pub default_timeout: Duration,
+    /// Deadline of one internode call inside a request, so that a dead peer
+    /// is given up on (and replaced by a fallback) before the client's
+    /// deadline passes.
+    pub rpc_timeout: Duration,
+    /// Move RocksDB calls off the async workers (set with fsync per write).
+    pub blocking_store: bool,
+    /// Read repair on or off.
+    pub read_repair: bool,
+    /// Fraction of reads that are repaired (Cassandra's read_repair_chance).
+    pub read_repair_chance: f64,
+    /// How long after a read late replies are awaited for read repair.
+    pub read_repair_wait: Duration,
+    /// Most hints this node keeps; past it, new hints are refused (counted)
+    /// and the write relies on the other replicas.
+    pub max_hints: u64,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            n_val: 3,
+            default_r: Quorum::Majority,
+            default_w: Quorum::Majority,
+            default_timeout: Duration::from_secs(3),
+            rpc_timeout: Duration::from_secs(1),
+            blocking_store: false,
+            read_repair: true,
+            read_repair_chance: 1.0,
+            read_repair_wait: Duration::from_secs(2),
+            max_hints: 1_000_000,
+        }
+    }
+}
+
+/// Why a request failed. The API maps each to one status and code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QuorumError {
+    /// Fewer replicas answered than the request required (503).
+    #[error("{op} needed {needed} replicas but {acked} answered in time{}", detail_suffix(.detail))]
+    NotEnough {
+        /// "read" or "write".
+        op: &'static str,
+        /// Replies required.
+        needed: usize,
+        /// Replies received.
+        acked: usize,
+        /// What went wrong with the others, per node.
+        detail: Vec<(NodeId, String)>,
+    },
+    /// No node could coordinate the write (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The request is invalid for this cluster (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The local store failed (500).
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+fn detail_suffix(detail: &[(NodeId, String)]) -> String {
+    if detail.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = detail.iter().map(|(n, e)| format!("{n}: {e}")).collect();
+    format!(" ({})", parts.join("; "))
+}
+
+impl QuorumError {
+    /// The machine-readable slug used in error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            QuorumError::NotEnough { .. } => "quorum_not_met",
+            QuorumError::Unavailable(_) => "unavailable",
+            QuorumError::BadRequest(_) => "bad_request",
+            QuorumError::Storage(_) => "storage_error",
+        }
+    }
+
+    fn to_remote(&self) -> RemoteFailure {
+        let (needed, acked) = match self {
+            QuorumError::NotEnough { needed, acked, .. } => (*needed, *acked),
+            _ => (0, 0),
+        };
+        RemoteFailure {
+            code: self.code().to_string(),
+            message: self.to_string(),
+            needed,
+            acked,
+        }
+    }
+
+    fn from_remote(f: RemoteFailure, op: &'static str) -> QuorumError {
+        match f.code.as_str() {
+            "quorum_not_met" => QuorumError::NotEnough {
+                op,
+                needed: f.needed,
+                acked: f.acked,
+                detail: vec![],
+            },
+            "bad_request" => QuorumError::BadRequest(f.message),
+            "storage_error" => QuorumError::Storage(f.message),
+            _ => QuorumError::Unavailable(f.message),
+        }
+    }
+}
+
+/// Options of one read.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOptions {
+    /// Replies needed (None: the configured default).
+    pub r: Option<Quorum>,
+    /// Count fallbacks' replies (sloppy) or primaries' only.
+    pub sloppy: bool,
+    /// Whole-request deadline (None: the configured default).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            r: None,
+            sloppy: true,
+            timeout: None,
+        }
+    }
+}
+
+/// Where a key lives right now.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    /// Ring partition.
+    pub partition: u32,
+    /// Ring hash of the key.
+    pub hash: u64,
+    /// The N primaries, in ring order.
+    pub primaries: Vec<NodeId>,
+    /// The rest of the ring walk: stand-ins for unreachable primaries.
+    pub fallbacks: Vec<NodeId>,
+}
+
+/// The coordinator of one node. Shared as `Arc<Coordinator>`.
+pub struct Coordinator {
+    me: NodeId,
+    ring: ArcSwap<Ring>,
+    store: Arc<Store>,
+    transport: Arc<dyn Transport>,
+    health: Arc<PeerHealth>,
+    config: CoordinatorConfig,
+    metrics: Arc<QuorumMetrics>,
+}
+
+/// One replica's reply to a read, kept for read repair.
+#[derive(Clone, Debug)]
+struct Reply {
+    node: NodeId,
+    hint_for: Option<NodeId>,
+    object: Option<Arc<Object>>,
+}
+
+impl Coordinator {
+    /// A coordinator for node `me`.
+    pub fn new(
+        me: NodeId,
+        ring: Ring,
+        store: Arc<Store>,
+        transport: Arc<dyn Transport>,
+        health: Arc<PeerHealth>,
+        config: CoordinatorConfig,
+        metrics: Arc<QuorumMetrics>,
+    ) -> Arc<Self> {
+        Arc::new(Coordinator {
+            me,
+            ring: ArcSwap::from_pointee(ring),
+            store,
+            transport,
+            health,
+            config,
+            metrics,
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> &NodeId {
+        &self.me
+    }
+
+    /// The current ring.
+    pub fn ring(&self) -> Arc<Ring> {
+        self.ring.load_full()
+    }
+
+    /// Installs a new ring (membership change).
+    pub fn set_ring(&self, ring: Ring) {
+        self.ring.store(Arc::new(ring));
+    }
+
+    /// The local store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The failure detector's table.
+    pub fn health(&self) -> &Arc<PeerHealth> {
+        &self.health
+    }
+
+    /// The transport to peers.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.transport
+    }
+
+    /// The coordinator's settings.
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    /// The coordinator's metrics.
+    pub fn metrics(&self) -> &Arc<QuorumMetrics> {
+        &self.metrics
+    }
+
+    /// Replicas per key with the current membership: N, or fewer while the
+    /// cluster has fewer than N nodes.
+    pub fn effective_n(&self) -> usize {
+        self.config.n_val.min(self.ring.load().members().len()).max(1)
+    }
+
+    /// The key's partition, hash, primaries and fallbacks.
+    pub fn placement(&self, key: &[u8]) -> Placement {
+        let ring = self.ring.load();
+        let hash = dynkv_ring::key_hash(key);
+        let partition = ring.partition_of_hash(hash);
+        let walk = ring.walk(partition);
+        let n = self.config.n_val.min(walk.len());
+        Placement {
+            partition,
+            hash,
+            primaries: walk[..n].iter().map(|n| (*n).clone()).collect(),
+            fallbacks: walk[n..].iter().map(|n| (*n).clone()).collect(),
+        }
+    }
+
+    fn key_ref<'a>(&self, key: &'a [u8]) -> KeyRef<'a> {
+        let hash = dynkv_ring::key_hash(key);
+        KeyRef {
+            partition: self.ring.load().partition_of_hash(hash),
+            hash,
+            key,
+        }
+    }
+
+    /// Runs a store call inline, or on the blocking pool when every write
+    /// fsyncs (so a disk flush never stalls an async worker).
+    async fn with_store<T, F>(&self, f: F) -> Result<T, QuorumError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> dynkv_storage::Result<T> + Send + 'static,
+    {
+        let r = if self.config.blocking_store {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || f(&store))
+                .await
+                .map_err(|e| QuorumError::Storage(e.to_string()))?
+        } else {
+            f(&self.store)
+        };
+        r.map_err(|e| {
+            self.metrics.storage_errors.inc();
+            QuorumError::Storage(e.to_string())
+        })
+    }
+
+    /// Sends one request to a peer, feeding the failure detector.
+    async fn call(&self, to: &NodeId, req: &Request, timeout: Duration) -> Result<Response, RpcError> {
+        let r = self.transport.call(to, req, timeout).await;
+        match &r {
+            Ok(_) => {
+                if self.health.record_success(to) {
+                    tracing::info!(peer = %to, "peer is up");
+                }
+            }
+            Err(e) => {
+                self.metrics.internode_errors.get_or_create(&metrics::ErrorLabels::new(req.kind(), e)).inc();
+                if !e.peer_answered() && self.health.record_failure(to) {
+                    warn!(peer = %to, error = %e, "peer marked down");
+                }
+            }
+        }
+        r
+    }
+
+    /// Sends one request to a peer outside any client request (background
+    /// workers), feeding the failure detector like request traffic does.
+    pub async fn call_peer(&self, to: &NodeId, req: &Request, timeout: Duration) -> Result<Response, RpcError> {
+        self.call(to, req, timeout).await
+    }
+
+    /// Deadline of one internode call given the request's deadline.
+    fn rpc_deadline(&self, deadline: Instant) -> Duration {
+        deadline.saturating_duration_since(Instant::now()).min(self.config.rpc_timeout)
+    }
+
+    /// A client PUT or DELETE. Returns the coordinator's resulting object
+    /// (its context is what the client gets back).
+    pub async fn put(self: &Arc<Self>, mut req: WriteRequest) -> Result<Object, QuorumError> {
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(req.timeout_ms);
+        let placement = self.placement(&req.key);
+        let n = placement.primaries.len();
+        let w = req.w.required(n);
+        if w == 0 || w > n {
+            return Err(QuorumError::BadRequest(format!("w={} asks for {w} of {n} replicas", req.w)));
+        }
+        if req.content.modified_micros == 0 {
+            req.content.modified_micros = now_micros();
+        }
+        if placement.primaries.contains(&self.me) {
+            self.coordinate(req, placement, w, deadline).await
+        } else {
+            self.forward(req, placement, deadline).await
+        }
+    }
+
+    /// Sends the write to the first reachable primary.
+    async fn forward(self: &Arc<Self>, mut req: WriteRequest, placement: Placement, deadline: Instant) -> Result<Object, QuorumError> {
+        let mut order = placement.primaries.clone();
+        // Primaries believed up first, ring order otherwise.
+        order.sort_by_key(|p| !self.health.is_up(p));
+        let mut tried = Vec::new();
+        for primary in order {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            req.timeout_ms = left.as_millis() as u64;
+            self.metrics.forwarded.inc();
+            match self.call(&primary, &Request::Coordinate(req.clone()), left).await {
+                Ok(Response::Written(obj)) => return Ok(obj),
+                Ok(Response::Failed(f)) => return Err(QuorumError::from_remote(f, "write")),
+                Ok(_) => tried.push((primary, "unexpected answer".to_string())),
+                // The request never arrived: safe to try the next primary.
+                Err(e @ (RpcError::Unreachable(_) | RpcError::UnknownNode(_))) => tried.push((primary, e.to_string())),
+                // It may have been applied: do not coordinate it twice.
+                Err(e) => {
+                    tried.push((primary, e.to_string()));
+                    return Err(QuorumError::NotEnough {
+                        op: "write",
+                        needed: 1,
+                        acked: 0,
+                        detail: tried,
+                    });
+                }
+            }
+        }
+        Err(QuorumError::Unavailable(format!(
+            "no primary replica of the key could coordinate the write ({})",
+            tried.iter().map(|(n, e)| format!("{n}: {e}")).collect::<Vec<_>>().join("; ")
+        )))
+    }
+
+    /// Coordinates a write on this primary.
+    async fn coordinate(self: &Arc<Self>, req: WriteRequest, placement: Placement, w: usize, deadline: Instant) -> Result<Object, QuorumError> {
+        let me = self.me.to_string();
+        let key = req.key.clone();
+        let (partition, hash) = (placement.partition, placement.hash);
+        let WriteRequest { content, context, .. } = req;
+        let object = self
+            .with_store(move |s| {
+                let kr = KeyRef { partition, hash, key: &key };
+                s.update(&kr, |cur| Some(DvvSet::update(&context, &cur.unwrap_or_default(), &me, content)))
+            })
+            .await?
+            .object
+            .expect("update always returns an object");
+        self.metrics.coordinated.inc();
+
+        let others: Vec<NodeId> = placement.primaries.iter().filter(|p| **p != self.me).cloned().collect();
+        let mut acked = 1;
+        if others.is_empty() {
+            return Ok(object);
+        }
+        let (tx, mut rx) = mpsc::channel(others.len() + 1);
+        let this = self.clone();
+        let obj = object.clone();
+        let key = req.key.clone();
+        tokio::spawn(async move { this.replicate(key, obj, others, placement.fallbacks, deadline, tx).await });
+        let mut detail = Vec::new();
+        while acked < w {
+            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                Ok(Some(Ack::Primary(_))) => acked += 1,
+                Ok(Some(Ack::Hinted { .. })) if req.sloppy => acked += 1,
+                Ok(Some(Ack::Hinted { owner, via })) => detail.push((owner, format!("only hinted on {via} (sloppy=false)"))),
+                Ok(Some(Ack::Failed(node, e))) => detail.push((node, e)),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if acked >= w {
+            Ok(object)
+        } else {
+            self.metrics.quorum_failures.get_or_create(&metrics::OpLabels { op: "write" }).inc();
+            Err(QuorumError::NotEnough {
+                op: "write",
+                needed: w,
+                acked,
+                detail,
+            })
+        }
+    }
+
+    /// Sends the coordinated object to the other primaries, replacing each
+    /// unreachable one by the next free fallback (as a hint). Runs to the
+    /// end even after the client was answered.
+    async fn replicate(
+        self: Arc<Self>,
+        key: Bytes,
+        object: Object,
+        primaries: Vec<NodeId>,
+        fallbacks: Vec<NodeId>,
+        deadline: Instant,
+        acks: mpsc::Sender<Ack>,
+    ) {
+        let mut spare = fallbacks.into_iter().filter(|f| self.health.is_up(f));
+        let mut inflight = FuturesUnordered::new();
+        let replicate = Request::Replicate {
+            key: key.clone(),
+            object: object.clone(),
+        };
+        for p in primaries {
+            if self.health.is_up(&p) {
+                let this = self.clone();
+                let req = replicate.clone();
+                inflight.push(Box::pin(async move {
+                    let r = this.call(&p, &req, this.rpc_deadline(deadline)).await;
+                    (p, None::<NodeId>, r)
+                }) as futures::future::BoxFuture<'static, _>);
+            } else if let Some(f) = spare.next() {
+                inflight.push(self.clone().hint_via(f, p, key.clone(), object.clone(), deadline));
+            } else {
+                let _ = acks.send(Ack::Failed(p, "down, and no fallback left".into())).await;
+            }
+        }
+        while let Some((node, owner, result)) = inflight.next().await {
+            match (owner, result) {
+                (None, Ok(Response::Stored)) => {
+                    let _ = acks.send(Ack::Primary(node)).await;
+                }
+                (Some(owner), Ok(Response::Stored)) => {
+                    self.metrics.hints_sent.inc();
+                    let _ = acks.send(Ack::Hinted { owner, via: node }).await;
+                }
+                (owner, result) => {
+                    let why = match result {
+                        Ok(Response::Failed(f)) => f.message,
+                        Ok(_) => "unexpected answer".into(),
+                        Err(e) => e.to_string(),
+                    };
+                    let primary = owner.unwrap_or(node.clone());
+                    // Give the failed replica's copy to the next fallback.
+                    match spare.next() {
+                        Some(f) if Instant::now() < deadline => {
+                            debug!(%primary, via = %f, %why, "replica failed; hinting");
+                            inflight.push(self.clone().hint_via(f, primary, key.clone(), object.clone(), deadline));
+                        }
+                        _ => {
+                            let _ = acks.send(Ack::Failed(primary, why)).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn hint_via(
+        self: Arc<Self>,
+        fallback: NodeId,
+        owner: NodeId,
+        key: Bytes,
+        object: Object,
+        deadline: Instant,
+    ) -> futures::future::BoxFuture<'static, (NodeId, Option<NodeId>, Result<Response, RpcError>)> {
+        Box::pin(async move {
+            let req = Request::StoreHint {
+                owner: owner.clone(),
+                key,
+                object,
+            };
+            let r = if fallback == self.me {
+                Ok(self.handle(req).await)
+            } else {
+                self.call(&fallback, &req, self.rpc_deadline(deadline)).await
+            };
+            (fallback, Some(owner), r)
+        })
+    }
+
+    /// A client GET: the `sync` of R replies (`None` if no replica has the key).
+    pub async fn get(self: &Arc<Self>, key: Bytes, opts: ReadOptions) -> Result<Option<Object>, QuorumError> {
+        let timeout = opts.timeout.unwrap_or(self.config.default_timeout);
+        let deadline = Instant::now() + timeout;
+        let placement = self.placement(&key);
+        let n = placement.primaries.len();
+        let r = opts.r.unwrap_or(self.config.default_r).required(n);
+        if r == 0 || r > n {
+            return Err(QuorumError::BadRequest(format!("r asks for {r} of {n} replicas")));
+        }
+        // Targets: every primary; with sloppy, a fallback stands in for each
+        // primary believed down or failing during this read.
+        let targets: Vec<NodeId> = placement.primaries.clone();
+        let spare: Vec<NodeId> = if opts.sloppy {
+            placement.fallbacks.iter().filter(|f| self.health.is_up(f)).cloned().collect()
+        } else {
+            Vec::new()
+        };
+        let (tx, mut rx) = mpsc::channel(targets.len() * 2 + 1);
+        let this = self.clone();
+        tokio::spawn(async move { this.read_fanout(key, targets, spare, deadline, tx).await });
+
+        let mut replies: Vec<Reply> = Vec::new();
+        let mut detail = Vec::new();
+        let mut counted = 0;
+        while counted < r {
+            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                Ok(Some(Ok(reply))) => {
+                    if reply.hint_for.is_none() || opts.sloppy {
+                        counted += 1;
+                    }
+                    replies.push(reply);
+                }
+                Ok(Some(Err((node, e)))) => detail.push((node, e)),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if counted < r {
+            self.metrics.quorum_failures.get_or_create(&metrics::OpLabels { op: "read" }).inc();
+            return Err(QuorumError::NotEnough {
+                op: "read",
+                needed: r,
+                acked: counted,
+                detail,
+            });
+        }
+        let merged = replies
+            .iter()
+            .filter_map(|r| r.object.as_deref())
+            .fold(None::<Object>, |acc, o| Some(acc.map_or_else(|| o.clone(), |a| DvvSet::sync(&a, o))));
+        if let Some(m) = &merged {
+            self.metrics.siblings.observe(m.sibling_count() as f64);
+        }
+        Ok(merged)
+    }
+
+    /// Asks every target, streams replies to the waiting request, then runs
+    /// read repair over all replies (including the late ones).
+    async fn read_fanout(
+        self: Arc<Self>,
+        key: Bytes,
+        primaries: Vec<NodeId>,
+        spare: Vec<NodeId>,
+        deadline: Instant,
+        tx: mpsc::Sender<Result<Reply, (NodeId, String)>>,
+    ) {
+        let mut spare = spare.into_iter();
+        let mut inflight = FuturesUnordered::new();
+        let ask = |node: NodeId, hint_for: Option<NodeId>| {
+            let this = self.clone();
+            let req = Request::Get {
+                key: key.clone(),
+                hint_for: hint_for.clone(),
+            };
+            async move {
+                let r = if node == this.me {
+                    Ok(this.handle(req).await)
+                } else {
+                    this.call(&node, &req, this.rpc_deadline(deadline)).await
+                };
+                (node, hint_for, r)
+            }
+        };
+        for p in primaries {
+            if self.health.is_up(&p) {
+                inflight.push(ask(p, None));
+            } else if let Some(f) = spare.next() {
+                inflight.push(ask(f, Some(p)));
+            } else {
+                inflight.push(ask(p, None));
+            }
+        }
+        let repair = self.config.read_repair && should_repair(self.config.read_repair_chance, rand::random::<f64>());
+        let repair_deadline = deadline.max(Instant::now() + self.config.read_repair_wait);
+        let mut all = Vec::new();
+        loop {
+            let next = tokio::time::timeout_at(repair_deadline.into(), inflight.next()).await;
+            let Ok(Some((node, hint_for, result))) = next else { break };
+            let item = match result {
+                Ok(Response::Object(o)) => {
+                    let reply = Reply {
+                        node,
+                        hint_for,
+                        object: o.map(Arc::new),
+                    };
+                    all.push(reply.clone());
+                    Ok(reply)
+                }
+                other => {
+                    let why = match other {
+                        Ok(Response::Failed(f)) => f.message,
+                        Ok(_) => "unexpected answer".into(),
+                        Err(e) => e.to_string(),
+                    };
+                    // A failed primary is replaced by the next fallback.
+                    if hint_for.is_none() && Instant::now() < deadline {
+                        if let Some(f) = spare.next() {
+                            inflight.push(ask(f, Some(node.clone())));
+                        }
+                    }
+                    Err((node, why))
+                }
+            };
+            // The request may have answered already; late replies are for repair.
+            let _ = tx.try_send(item);
+        }
+        drop(tx);
+        if repair {
+            self.read_repair(key, all).await;
+        }
+    }
+
+    async fn read_repair(self: &Arc<Self>, key: Bytes, replies: Vec<Reply>) {
+        let views: Vec<ReplicaReply<'_>> = replies
+            .iter()
+            .map(|r| ReplicaReply {
+                node: &r.node,
+                object: r.object.as_deref(),
+                hint_for: r.hint_for.as_ref(),
+            })
+            .collect();
+        let Some(plan) = plan_read_repair(&views) else { return };
+        if plan.stale.is_empty() {
+            return;
+        }
+        let req = Request::Replicate {
+            key: key.clone(),
+            object: plan.merged,
+        };
+        let key = &key;
+        let sends = plan.stale.iter().map(|node| {
+            let req = req.clone();
+            async move {
+                let ok = if *node == self.me {
+                    matches!(self.handle(req).await, Response::Stored)
+                } else {
+                    matches!(self.call(node, &req, self.config.rpc_timeout).await, Ok(Response::Stored))
+                };
+                let outcome = if ok { "repaired" } else { "failed" };
+                self.metrics.read_repairs.get_or_create(&metrics::OutcomeLabels { outcome }).inc();
+                debug!(node = %node, key = %String::from_utf8_lossy(key), outcome, "read repair");
+            }
+        });
+        futures::future::join_all(sends).await;
+    }
+
+    /// What this node stores for a key, without asking anyone: its own
+    /// replica and every hint it keeps for it.
+    pub async fn local_view(&self, key: &[u8]) -> Result<(Option<Object>, Vec<(NodeId, Object)>), QuorumError> {
+        let kr = self.key_ref(key);
+        let (partition, hash, key) = (kr.partition, kr.hash, key.to_vec());
+        let owners: Vec<NodeId> = self.ring.load().members().to_vec();
+        self.with_store(move |s| {
+            let kr = KeyRef { partition, hash, key: &key };
+            let own = s.get(&kr)?;
+            let mut hints = Vec::new();
+            for o in owners {
+                if let Some(h) = s.get_hint(o.as_str(), &kr)? {
+                    hints.push((o, h));
+                }
+            }
+            Ok((own, hints))
+        })
+        .await
+    }
+
+    /// Serves one internode request (from a peer, or from this node itself).
+    pub async fn handle(self: &Arc<Self>, req: Request) -> Response {
+        match req {
+            Request::Ping => Response::Pong { node: self.me.clone() },
+            Request::Get { key, hint_for } => {
+                let kr = self.key_ref(&key);
+                let (partition, hash) = (kr.partition, kr.hash);
+                let r = self
+                    .with_store(move |s| {
+                        let kr = KeyRef { partition, hash, key: &key };
+                        let own = s.get(&kr)?;
+                        let hint = match &hint_for {
+                            Some(owner) => s.get_hint(owner.as_str(), &kr)?,
+                            None => None,
+                        };
+                        Ok(match (own, hint) {
+                            (Some(a), Some(b)) => Some(DvvSet::sync(&a, &b)),
+                            (a, b) => a.or(b),
+                        })
+                    })
+                    .await;
+                match r {
+                    Ok(o) => Response::Object(o),
+                    Err(e) => Response::Failed(e.to_remote()),
+                }
+            }
+            Request::Replicate { key, object } => {
+                let kr = self.key_ref(&key);
+                let (partition, hash) = (kr.partition, kr.hash);
+                let r = self
+                    .with_store(move |s| s.merge(&KeyRef { partition, hash, key: &key }, &object))
+                    .await;
+                match r {
+                    Ok(_) => Response::Stored,
+                    Err(e) => Response::Failed(e.to_remote()),
+                }
+            }
+            Request::StoreHint { owner, key, object } => {
+                if self.store.hint_count() >= self.config.max_hints {
+                    self.metrics.hints_dropped.inc();
+                    return Response::Failed(RemoteFailure {
+                        code: "hints_full".into(),
+                        message: format!("{} holds its maximum of {} hints", self.me, self.config.max_hints),
+                        needed: 0,
+                        acked: 0,
+                    });
+                }
+                let kr = self.key_ref(&key);
+                let (partition, hash) = (kr.partition, kr.hash);
+                let r = self
+                    .with_store(move |s| s.put_hint(owner.as_str(), &KeyRef { partition, hash, key: &key }, &object))
+                    .await;
+                match r {
+                    Ok(created) => {
+                        if created {
+                            self.metrics.hints_stored.inc();
+                        }
+                        Response::Stored
+                    }
+                    Err(e) => Response::Failed(e.to_remote()),
+                }
+            }
+            Request::Coordinate(req) => {
+                let placement = self.placement(&req.key);
+                let n = placement.primaries.len();
+                let w = req.w.required(n);
+                if w == 0 || w > n {
+                    return Response::Failed(QuorumError::BadRequest(format!("w asks for {w} of {n} replicas")).to_remote());
+                }
+                let deadline = Instant::now() + Duration::from_millis(req.timeout_ms);
+                // Coordinate even if this node's ring disagrees: the object is
+                // stored here too, so this node's dots are never reused.
+                match self.coordinate(req, placement, w, deadline).await {
+                    Ok(o) => Response::Written(o),
+                    Err(e) => Response::Failed(e.to_remote()),
+                }
+            }
+        }
+    }
+}
+
+/// What happened to one replica of a write.
+enum Ack {
+    Primary(#[allow(dead_code)] NodeId),
+    Hinted { owner: NodeId, via: NodeId },
+    Failed(NodeId, String),
+}
+
+/// Microseconds since the Unix epoch, for `Content::modified_micros`.
+pub fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Lets a [`Coordinator`] serve requests on the in-process
+/// [`dynkv_rpc::sim::SimNetwork`] (unit tests of quorum behaviour).
+pub struct SimHandler(pub Arc<Coordinator>);
+
+impl dynkv_rpc::sim::RpcHandler for SimHandler {
+    fn handle(&self, _from: NodeId, request: Request) -> futures::future::BoxFuture<'static, Response> {
+        let c = self.0.clone();
+        Box::pin(async move { c.handle(request).await })
+    }
+}

@@ -142,13 +142,23 @@ impl Layout {
         }
     }
 
-    /// Whether `node` owns a partition within circular distance 2 of
-    /// `partition` (other than `partition` itself).
-    fn owns_near(&self, node: usize, partition: usize) -> bool {
+    /// How close `node`'s own partitions come to `partition` (itself
+    /// excluded): 0 if none is within circular distance 2, 1 if the closest
+    /// is at distance 2, 2 if one is adjacent. Lower is better spread.
+    fn closeness(&self, node: usize, partition: usize) -> u8 {
         let p = self.owner.len();
-        (1..=2)
-            .flat_map(|d| [(partition + d) % p, (partition + p - d % p) % p])
-            .any(|i| i != partition && self.owner[i] == node)
+        let owns_at = |d: usize| {
+            [(partition + d) % p, (partition + p - d % p) % p]
+                .into_iter()
+                .any(|i| i != partition && self.owner[i] == node)
+        };
+        if owns_at(1) {
+            2
+        } else if owns_at(2) {
+            1
+        } else {
+            0
+        }
     }
 
     fn into_ring(self, partitions: u32, drop_node: Option<usize>) -> Ring {
@@ -157,11 +167,7 @@ impl Layout {
         if let Some(i) = drop_node {
             members.remove(i);
         }
-        Ring {
-            partitions,
-            owners,
-            members,
-        }
+        Ring::assemble(partitions, owners, members)
     }
 }
 
@@ -202,7 +208,7 @@ pub(crate) fn leave(ring: &Ring, node: &NodeId) -> Ring {
             .iter()
             .copied()
             .filter(|&i| layout.counts[i] < layout.targets[i])
-            .min_by_key(|&i| (layout.owns_near(i, partition), layout.counts[i], i))
+            .min_by_key(|&i| (layout.closeness(i, partition), layout.counts[i], i))
             .expect("the leaving node's partitions fit under the remaining targets");
         layout.reassign(partition, receiver);
     }
@@ -230,12 +236,12 @@ mod tests {
     }
 
     #[test]
-    fn owns_near_handles_tiny_rings() {
+    fn closeness_handles_tiny_and_wrapping_rings() {
         for owners in [vec!["a"], vec!["a", "b"], vec!["a", "b", "c", "d"]] {
             let owners: Vec<NodeId> = owners.into_iter().map(NodeId::from).collect();
             let layout = Layout::new(Ring::from_owners(owners.clone()).unwrap().members, &owners);
             // "a" owns partition 0 only: nothing else of its own is near 0.
-            assert!(!layout.owns_near(0, 0));
+            assert_eq!(layout.closeness(0, 0), 0);
         }
         let owners: Vec<NodeId> = ["a", "b", "c", "d", "e", "f", "g", "a"]
             .map(NodeId::from)
@@ -244,9 +250,11 @@ mod tests {
         nodes.sort();
         nodes.dedup();
         let layout = Layout::new(nodes, &owners);
-        assert!(layout.owns_near(0, 1)); // 0 is distance 1 from partition 1
-        assert!(layout.owns_near(0, 2)); // 0 is distance 2 from partition 2
-        assert!(!layout.owns_near(0, 3)); // 0 and 7 are 3 and 4 away
-        assert!(layout.owns_near(0, 5)); // 7 is distance 2 from partition 5
+        assert_eq!(layout.closeness(0, 1), 2); // partition 0 is adjacent to 1
+        assert_eq!(layout.closeness(0, 2), 1); // partition 0 is 2 away from 2
+        assert_eq!(layout.closeness(0, 3), 0); // partitions 0 and 7 are 3 and 4 away
+        assert_eq!(layout.closeness(0, 5), 1); // partition 7 is 2 away from 5 (no wrap)
+        assert_eq!(layout.closeness(0, 6), 2); // partition 7 is adjacent to 6
+        assert_eq!(layout.closeness(0, 0), 2); // partition 7 is adjacent to 0 (wrap)
     }
 }

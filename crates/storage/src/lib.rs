@@ -384,6 +384,14 @@ impl Store {
         Ok(created)
     }
 
+    /// The hint kept for `owner` and this key, if any.
+    pub fn get_hint(&self, owner: &str, key: &KeyRef<'_>) -> Result<Option<Object>> {
+        match self.db.get_pinned_cf(self.cf(CF_HINTS), hint_key(owner, key.partition, key.key))? {
+            Some(bytes) => Ok(Some(decode_object(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Up to `limit` hints in (owner, partition, key) order, starting after
     /// the hint `after` (owner, partition, key) and restricted to `owner` if given.
     pub fn hints(&self, owner: Option<&str>, after: Option<(&str, u32, &[u8])>, limit: usize) -> Result<Vec<Hint>> {

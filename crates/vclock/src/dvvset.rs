@@ -179,7 +179,7 @@ impl<V: Clone + PartialEq> DvvSet<V> {
         match self.entries.binary_search_by(|e| e.actor.as_str().cmp(actor)) {
             Ok(i) => {
                 let entry = &mut self.entries[i];
-                entry.counter += 1;
+                entry.counter = entry.counter.saturating_add(1);
                 entry.values.insert(0, value);
             }
             Err(i) => self.entries.insert(
@@ -317,12 +317,13 @@ impl<V: Clone + PartialEq> DvvSet<V> {
 /// the other side has not overwritten.
 fn merge_entry<V: Clone>(x: &Entry<V>, y: &Entry<V>) -> Entry<V> {
     let (hi, lo) = if x.counter >= y.counter { (x, y) } else { (y, x) };
-    let hi_floor = hi.counter - hi.values.len() as u64;
-    let lo_floor = lo.counter - lo.values.len() as u64;
+    // Saturating: a malformed state from the network must not panic a node.
+    let hi_floor = hi.counter.saturating_sub(hi.values.len() as u64);
+    let lo_floor = lo.counter.saturating_sub(lo.values.len() as u64);
     let values = if hi_floor >= lo_floor {
         hi.values.clone()
     } else {
-        let keep = (hi.counter - lo_floor) as usize;
+        let keep = hi.counter.saturating_sub(lo_floor) as usize;
         hi.values[..keep.min(hi.values.len())].to_vec()
     };
     Entry {

@@ -1,0 +1,209 @@
+//! Coordinators running in-process over the fault-injecting SimNetwork.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dynkv_quorum::handoff::{self, HandoffConfig, HandoffState};
+use dynkv_quorum::{Coordinator, CoordinatorConfig, QuorumError, QuorumMetrics, ReadOptions, SimHandler};
+use dynkv_ring::{NodeId, Ring};
+use dynkv_rpc::sim::SimNetwork;
+use dynkv_rpc::{PeerHealth, Quorum, WriteRequest};
+use dynkv_storage::{Store, StoreConfig};
+use dynkv_vclock::{Content, Object, VersionVector};
+
+struct Cluster {
+    net: SimNetwork,
+    nodes: Vec<Arc<Coordinator>>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+fn cluster(k: usize) -> Cluster {
+    let ids: Vec<NodeId> = (1..=k).map(|i| NodeId::from(format!("n{i}"))).collect();
+    let ring = Ring::new(ids.clone(), 16).unwrap();
+    let net = SimNetwork::new();
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    for id in &ids {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&StoreConfig::new(dir.path()), None).unwrap());
+        let health = Arc::new(PeerHealth::new(id.clone(), ids.clone(), 1));
+        let config = CoordinatorConfig {
+            rpc_timeout: Duration::from_millis(300),
+            default_timeout: Duration::from_secs(2),
+            read_repair_wait: Duration::from_millis(500),
+            ..CoordinatorConfig::default()
+        };
+        let c = Coordinator::new(
+            id.clone(),
+            ring.clone(),
+            store,
+            Arc::new(net.transport(id.clone())),
+            health,
+            config,
+            Arc::new(QuorumMetrics::default()),
+        );
+        net.register(id.clone(), Arc::new(SimHandler(c.clone())));
+        nodes.push(c);
+        dirs.push(dir);
+    }
+    Cluster { net, nodes, _dirs: dirs }
+}
+
+impl Cluster {
+    fn node(&self, id: &str) -> &Arc<Coordinator> {
+        self.nodes.iter().find(|n| n.node_id().as_str() == id).unwrap()
+    }
+    /// A key whose first primary is `first` (searching key names).
+    fn key_with_primary(&self, pos: usize, id: &str) -> Bytes {
+        (0..10_000)
+            .map(|i| Bytes::from(format!("key-{i}")))
+            .find(|k| self.nodes[0].placement(k).primaries[pos].as_str() == id)
+            .unwrap()
+    }
+}
+
+fn write(key: &Bytes, value: &str, ctx: VersionVector, w: Quorum, sloppy: bool) -> WriteRequest {
+    WriteRequest {
+        key: key.clone(),
+        content: Content::value(value.to_string(), "text/plain", 0),
+        context: ctx,
+        w,
+        sloppy,
+        timeout_ms: 1500,
+    }
+}
+
+fn values(o: &Option<Object>) -> Vec<String> {
+    let mut v: Vec<String> = o
+        .iter()
+        .flat_map(|o| o.live_values())
+        .map(|c| String::from_utf8(c.value.to_vec()).unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn read(r: Quorum) -> ReadOptions {
+    ReadOptions { r: Some(r), sloppy: true, timeout: Some(Duration::from_secs(1)) }
+}
+
+#[tokio::test]
+async fn quorum_write_is_read_from_every_node() {
+    let c = cluster(4);
+    let key = Bytes::from_static(b"alpha");
+    c.nodes[0].put(write(&key, "v1", VersionVector::new(), Quorum::Majority, true)).await.unwrap();
+    for n in &c.nodes {
+        assert_eq!(values(&n.get(key.clone(), read(Quorum::Majority)).await.unwrap()), vec!["v1"]);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writes_become_siblings_and_a_context_resolves_them() {
+    let c = cluster(3);
+    let key = Bytes::from_static(b"k");
+    c.nodes[0].put(write(&key, "a", VersionVector::new(), Quorum::All, true)).await.unwrap();
+    c.nodes[1].put(write(&key, "b", VersionVector::new(), Quorum::All, true)).await.unwrap();
+    let got = c.nodes[2].get(key.clone(), read(Quorum::All)).await.unwrap();
+    assert_eq!(values(&got), vec!["a", "b"]);
+    let ctx = got.unwrap().join();
+    c.nodes[2].put(write(&key, "resolved", ctx, Quorum::All, true)).await.unwrap();
+    for n in &c.nodes {
+        assert_eq!(values(&n.get(key.clone(), read(Quorum::All)).await.unwrap()), vec!["resolved"]);
+    }
+}
+
+#[tokio::test]
+async fn write_from_a_non_primary_is_forwarded() {
+    let c = cluster(5);
+    let key = Bytes::from_static(b"forward-me");
+    let outsider = c.nodes.iter().find(|n| !n.placement(&key).primaries.contains(n.node_id())).unwrap();
+    outsider.put(write(&key, "x", VersionVector::new(), Quorum::All, true)).await.unwrap();
+    assert_eq!(outsider.metrics().forwarded.get(), 1);
+    let primary = c.node(c.nodes[0].placement(&key).primaries[0].as_str());
+    let (own, _) = primary.local_view(&key).await.unwrap();
+    assert_eq!(values(&own), vec!["x"]);
+}
+
+#[tokio::test]
+async fn partitioned_replica_fails_all_but_not_majority() {
+    let c = cluster(3);
+    let key = Bytes::from_static(b"p");
+    c.net.isolate("n3");
+    let err = c.nodes[0].put(write(&key, "v", VersionVector::new(), Quorum::All, false)).await.unwrap_err();
+    match err {
+        QuorumError::NotEnough { needed, acked, .. } => assert_eq!((needed, acked), (3, 2)),
+        e => panic!("unexpected {e:?}"),
+    }
+    c.nodes[0].put(write(&key, "v2", VersionVector::new(), Quorum::Majority, false)).await.unwrap();
+    let err = c.nodes[0].get(key.clone(), ReadOptions { r: Some(Quorum::All), sloppy: false, timeout: Some(Duration::from_millis(800)) }).await.unwrap_err();
+    assert!(matches!(err, QuorumError::NotEnough { needed: 3, acked: 2, .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn slow_replica_does_not_delay_a_quorum_write() {
+    let c = cluster(3);
+    let key = c.key_with_primary(0, "n1");
+    let slow = c.nodes[0].placement(&key).primaries[2].clone();
+    c.net.delay("n1", slow.as_str(), Duration::from_millis(250));
+    let started = std::time::Instant::now();
+    c.nodes[0].put(write(&key, "v", VersionVector::new(), Quorum::Majority, true)).await.unwrap();
+    let fast = started.elapsed();
+    // The slow replica still gets the write in the background.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (own, _) = c.node(slow.as_str()).local_view(&key).await.unwrap();
+    assert_eq!(values(&own), vec!["v"]);
+    assert!(fast < Duration::from_millis(250), "answered at W without waiting: {fast:?}");
+}
+
+#[tokio::test]
+async fn sloppy_quorum_hints_and_hands_off() {
+    let c = cluster(4);
+    let key = c.key_with_primary(0, "n1");
+    let placement = c.nodes[0].placement(&key);
+    let down = placement.primaries[2].clone();
+    c.net.crash(down.as_str());
+    let strict = c.nodes[0].put(write(&key, "s", VersionVector::new(), Quorum::All, false)).await;
+    assert!(matches!(strict, Err(QuorumError::NotEnough { needed: 3, acked: 2, .. })), "{strict:?}");
+    c.nodes[0].put(write(&key, "v", VersionVector::new(), Quorum::All, true)).await.unwrap();
+    let fallback = c.node(placement.fallbacks[0].as_str());
+    assert!(fallback.store().hint_count() >= 1);
+    // A sloppy read finds the hinted copy too.
+    let got = c.nodes[1].get(key.clone(), read(Quorum::All)).await.unwrap();
+    assert_eq!(values(&got), vec!["s", "v"]);
+    // The owner returns; handoff delivers and drops the hint.
+    c.net.register(down.clone(), Arc::new(SimHandler(c.node(down.as_str()).clone())));
+    fallback.health().record_success(&down);
+    let delivered = handoff::pass(fallback, &HandoffConfig::default(), &mut HandoffState::default()).await.unwrap();
+    assert!(delivered >= 1);
+    assert_eq!(fallback.store().hint_count(), 0);
+    let (own, _) = c.node(down.as_str()).local_view(&key).await.unwrap();
+    assert_eq!(values(&own), vec!["s", "v"]);
+}
+
+#[tokio::test]
+async fn read_repair_heals_a_stale_replica_with_the_full_sibling_set() {
+    let c = cluster(3);
+    let key = c.key_with_primary(0, "n1");
+    c.net.isolate("n3");
+    c.nodes[0].put(write(&key, "a", VersionVector::new(), Quorum::Count(2), true)).await.unwrap();
+    c.nodes[1].put(write(&key, "b", VersionVector::new(), Quorum::Count(2), true)).await.unwrap();
+    c.net.heal();
+    c.nodes[0].health().record_success(&"n3".into());
+    let (stale, _) = c.node("n3").local_view(&key).await.unwrap();
+    assert!(stale.is_none());
+    let got = c.nodes[0].get(key.clone(), read(Quorum::Majority)).await.unwrap();
+    assert_eq!(values(&got), vec!["a", "b"]);
+    // Repair runs after the answer; poll for it.
+    let mut healed = Vec::new();
+    for _ in 0..50 {
+        healed = values(&c.node("n3").local_view(&key).await.unwrap().0);
+        if healed.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(healed, vec!["a", "b"]);
+    let repaired = c.nodes[0].metrics().read_repairs.get_or_create(&dynkv_quorum::metrics_labels::repaired()).get();
+    assert!(repaired >= 1);
+}
