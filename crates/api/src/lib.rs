@@ -1,1 +1,82 @@
-//! # dynkv-api (to be filled): the axum routers of the public and internal HTTP API.
+//! # dynkv-api: the HTTP surface of a node
+//!
+//! One axum [`Router`] per audience, merged on one listener:
+//! - the public key-value API under `/kv/{key}` ([`kv`]),
+//! - operator views under `/admin/...`, `/metrics` and `/health` ([`admin`]),
+//! - the internode endpoint `/rpc`, guarded by the cluster token ([`rpc`]).
+//!
+//! Handlers only translate HTTP to coordinator calls and back; replication,
+//! quorums and versioning live in `dynkv-quorum`. Every error leaves through
+//! [`ApiError`], the one place that maps failures to a status and a JSON
+//! body `{"error": "<sentence>", "code": "<slug>"}`.
+//!
+//! A later router (Riak-compatible buckets) is merged the same way, over the
+//! same coordinator.
+
+pub mod admin;
+mod error;
+pub mod kv;
+mod metrics;
+pub mod rpc;
+mod siblings;
+
+use std::sync::Arc;
+
+use axum::Router;
+use dynkv_quorum::Coordinator;
+use dynkv_rpc::AddressBook;
+use prometheus_client::registry::Registry;
+
+pub use error::ApiError;
+pub use metrics::HttpMetrics;
+
+/// Request-size limits (from the node config).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Longest key in bytes.
+    pub max_key_bytes: usize,
+    /// Largest value in bytes; larger bodies get 413 before being buffered.
+    pub max_value_bytes: usize,
+    /// Largest internode frame in bytes.
+    pub max_rpc_bytes: usize,
+    /// Longest `timeout_ms` a client may ask for.
+    pub max_timeout_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_key_bytes: 1024,
+            max_value_bytes: 1 << 20,
+            max_rpc_bytes: 64 << 20,
+            max_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// Everything a handler needs, cloned per request (all `Arc`s).
+#[derive(Clone)]
+pub struct AppState {
+    /// This node's coordinator.
+    pub coord: Arc<Coordinator>,
+    /// Node addresses, for the admin views.
+    pub book: Arc<AddressBook>,
+    /// Size limits.
+    pub limits: Limits,
+    /// The cluster secret `/rpc` callers must present.
+    pub cluster_token: Arc<str>,
+    /// HTTP-level metrics.
+    pub metrics: Arc<HttpMetrics>,
+    /// Every metric of the node, rendered by `/metrics`.
+    pub registry: Arc<Registry>,
+}
+
+/// The whole HTTP surface of a node.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(kv::router(&state))
+        .merge(admin::router())
+        .merge(rpc::router(&state))
+        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(state)
+}

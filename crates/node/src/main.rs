@@ -1,1 +1,86 @@
-fn main() { eprintln!("dynkv: the node binary arrives with the cluster work; see README"); std::process::exit(2); }
+//! # dynkv: the node binary and its command-line client
+//!
+//! `dynkv serve` (or `dynkv` with no arguments) runs a node; `get`, `put`,
+//! `delete` and `status` are a small client for the public HTTP API.
+//!
+//! ## Layout
+//! - [`config`]: the layered configuration and its validation.
+//! - [`server`]: wiring of storage, ring, transport, coordinator, workers
+//!   and the HTTP listener; graceful shutdown.
+//! - [`client`]: the client subcommands.
+
+mod client;
+mod config;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A Dynamo-style, leaderless, highly available key-value store.
+#[derive(Parser)]
+#[command(name = "dynkv", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (the default). With no --config it runs a single node on
+    /// the embedded defaults: 127.0.0.1:7070, data in ./dynkv-data.
+    Serve {
+        /// Node configuration file (TOML), layered over the defaults.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Read a key.
+    Get(client::GetArgs),
+    /// Write a key.
+    Put(client::PutArgs),
+    /// Delete a key (writes a tombstone).
+    Delete(client::DeleteArgs),
+    /// Show what a node believes about the cluster.
+    Status(client::NodeArg),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match cli.command.unwrap_or(Command::Serve { config: None }) {
+        Command::Serve { config } => {
+            init_tracing();
+            let cfg = match config::Config::load(config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("dynkv: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match rt.block_on(server::serve(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("fatal: {e}");
+                    eprintln!("dynkv: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Get(a) => rt.block_on(client::get(a)),
+        Command::Put(a) => rt.block_on(client::put(a)),
+        Command::Delete(a) => rt.block_on(client::delete(a)),
+        Command::Status(a) => rt.block_on(client::status(a)),
+    }
+}

@@ -262,7 +262,7 @@ fn movement_table_for_64_partitions() {
     let name = |i: usize| format!("node-{i:02}");
     println!("P = {p}");
     println!(
-        " k -> k+1 | ceil(P/(k+1)) | join moved | leave moved (worst) | dup-3-windows join/leave"
+        " k -> k+1 | ceil(P/(k+1)) | join moved | leave moved (worst) | 3-windows without 3 distinct owners after join/leave"
     );
     for k in 1..=10usize {
         let share = (p as usize).div_ceil(k + 1);

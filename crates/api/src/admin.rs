@@ -1,0 +1,124 @@
+//! Operator views: `/admin/cluster`, `/admin/ring`, `/admin/local/{key}`,
+//! `/metrics`, `/health`. All read-only, all JSON except `/metrics`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::siblings::SiblingsJson;
+use crate::{ApiError, AppState};
+
+/// The admin routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics))
+        .route("/admin/cluster", get(cluster))
+        .route("/admin/ring", get(ring))
+        .route("/admin/local/{*key}", get(local))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    state
+        .coord
+        .metrics()
+        .hints_pending
+        .set(state.coord.store().hint_count() as i64);
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &state.registry) {
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics", e.to_string()).into_response();
+    }
+    let mut r = out.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+/// What this node believes about the cluster.
+async fn cluster(State(state): State<AppState>) -> Response {
+    let coord = &state.coord;
+    let ring = coord.ring();
+    let health = coord.health();
+    let addrs: HashMap<_, _> = state.book.all().into_iter().collect();
+    let peers: HashMap<_, _> = health.snapshot().into_iter().map(|p| (p.id.clone(), p)).collect();
+    let n = coord.effective_n();
+    let members: Vec<_> = ring
+        .members()
+        .iter()
+        .map(|m| {
+            let peer = peers.get(m);
+            json!({
+                "id": m,
+                "addr": addrs.get(m),
+                "up": health.is_up(m),
+                "self": m == coord.node_id(),
+                "partitions_owned": ring.partitions_owned_by(m).len(),
+                "partitions_replicated": ring.partitions_replicated_by(m, n).len(),
+                "consecutive_failures": peer.map_or(0, |p| p.consecutive_failures),
+                "last_ok_ms": peer.map_or(0, |p| p.last_ok_ms),
+            })
+        })
+        .collect();
+    let hints: BTreeMap<String, u64> = coord.store().hint_counts_by_owner().unwrap_or_default();
+    Json(json!({
+        "node": coord.node_id(),
+        "members": members,
+        "n_val": coord.config().n_val,
+        "effective_n": n,
+        "partitions": ring.partitions(),
+        "hints_pending": hints,
+        "hints_total": coord.store().hint_count(),
+    }))
+    .into_response()
+}
+
+async fn ring(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(key) = q.get("key") else {
+        return ApiError::bad_request("bad_parameter", "pass the key as ?key=K").into_response();
+    };
+    if key.is_empty() || key.len() > state.limits.max_key_bytes {
+        return ApiError::bad_request("bad_key", "the key must be 1 to 1024 bytes").into_response();
+    }
+    let p = state.coord.placement(key.as_bytes());
+    Json(json!({
+        "key": key,
+        "partition": p.partition,
+        "preference_list": p.primaries,
+        "fallbacks": p.fallbacks,
+    }))
+    .into_response()
+}
+
+/// What this one node stores for a key (its replica and its hints), asking
+/// no other node: how tests and demos see a stale or repaired replica.
+async fn local(State(state): State<AppState>, key: Result<Path<String>, PathRejection>) -> Response {
+    let key = match crate::kv::parse_key(&state, key) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    match state.coord.local_view(&key).await {
+        Ok((own, hints)) => {
+            let mut body = serde_json::to_value(SiblingsJson::of(own.as_ref())).expect("serialisable");
+            body["node"] = json!(state.coord.node_id());
+            body["found"] = json!(own.is_some());
+            body["hints"] = hints
+                .iter()
+                .map(|(owner, o)| {
+                    let mut h = serde_json::to_value(SiblingsJson::of(Some(o))).expect("serialisable");
+                    h["owner"] = json!(owner);
+                    h
+                })
+                .collect();
+            Json(body).into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}

@@ -1,0 +1,58 @@
+//! HTTP-level metrics: requests and latency per operation, refused tokens.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a finished request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// get, put, delete, rpc, ...
+    pub op: &'static str,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Labels of a latency observation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    /// get, put, delete, rpc, ...
+    pub op: &'static str,
+}
+
+/// HTTP metrics of one node.
+pub struct HttpMetrics {
+    /// Requests by operation and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Latency by operation, seconds.
+    pub latency: Family<OpLabels, Histogram>,
+    /// `/rpc` calls refused for a missing or wrong cluster token.
+    pub unauthorized: Counter,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        HttpMetrics {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 18))),
+            unauthorized: Counter::default(),
+        }
+    }
+}
+
+impl HttpMetrics {
+    /// Adds every metric to `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("dynkv_http_requests", "HTTP requests by operation and status", self.requests.clone());
+        registry.register("dynkv_http_request_duration_seconds", "HTTP request latency by operation", self.latency.clone());
+        registry.register("dynkv_rpc_unauthorized", "Internode calls refused for a bad cluster token", self.unauthorized.clone());
+    }
+
+    /// Records one finished request.
+    pub fn observe(&self, op: &'static str, status: u16, started: std::time::Instant) {
+        self.requests.get_or_create(&RequestLabels { op, status }).inc();
+        self.latency.get_or_create(&OpLabels { op }).observe(started.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,239 @@
+//! The command-line client: speaks the public HTTP API of any node.
+//!
+//! Reads print the value on stdout and the context token on stderr
+//! (`context: ...`); with siblings they print every sibling and the context.
+//! To resolve siblings, write the value you choose with `--context`.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::Args;
+use reqwest::{StatusCode, Url};
+
+/// Which node to talk to.
+#[derive(Args, Clone)]
+pub struct NodeArg {
+    /// Base URL of any node.
+    #[arg(long, env = "DYNKV_NODE", default_value = "http://127.0.0.1:7070")]
+    pub node: String,
+}
+
+/// `dynkv get`.
+#[derive(Args)]
+pub struct GetArgs {
+    /// The key.
+    pub key: String,
+    #[command(flatten)]
+    node: NodeArg,
+    /// Replies needed: one, quorum, all or a number.
+    #[arg(long)]
+    r: Option<String>,
+    /// Count only primary replicas (strict quorum).
+    #[arg(long)]
+    strict: bool,
+    /// Print the raw JSON sibling view.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `dynkv put`.
+#[derive(Args)]
+pub struct PutArgs {
+    /// The key.
+    pub key: String,
+    /// The value (or use --file; `-` reads stdin).
+    pub value: Option<String>,
+    /// Read the value from a file.
+    #[arg(long)]
+    file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    node: NodeArg,
+    /// Context token from a previous read (omit for a blind write).
+    #[arg(long)]
+    context: Option<String>,
+    /// Acknowledgements needed.
+    #[arg(long)]
+    w: Option<String>,
+    /// Count only primary replicas (strict quorum).
+    #[arg(long)]
+    strict: bool,
+    /// Content-Type stored with the value.
+    #[arg(long, default_value = "text/plain")]
+    content_type: String,
+}
+
+/// `dynkv delete`.
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// The key.
+    pub key: String,
+    #[command(flatten)]
+    node: NodeArg,
+    /// Context token from a previous read.
+    #[arg(long)]
+    context: Option<String>,
+    /// Acknowledgements needed.
+    #[arg(long)]
+    w: Option<String>,
+}
+
+fn key_url(node: &str, key: &str, params: &[(&str, Option<&str>)]) -> Result<Url, String> {
+    let mut url = Url::parse(node).map_err(|e| format!("bad --node URL {node:?}: {e}"))?;
+    url.path_segments_mut()
+        .map_err(|_| format!("bad --node URL {node:?}"))?
+        .pop_if_empty()
+        .push("kv")
+        .push(key);
+    for (k, v) in params {
+        if let Some(v) = v {
+            url.query_pairs_mut().append_pair(k, v);
+        }
+    }
+    Ok(url)
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("dynkv: {msg}");
+    ExitCode::FAILURE
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().expect("HTTP client")
+}
+
+async fn error_body(resp: reqwest::Response) -> String {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    format!("{status}: {text}")
+}
+
+/// `dynkv get KEY`.
+pub async fn get(a: GetArgs) -> ExitCode {
+    let sloppy = a.strict.then_some("false");
+    let url = match key_url(&a.node.node, &a.key, &[("r", a.r.as_deref()), ("sloppy", sloppy)]) {
+        Ok(u) => u,
+        Err(e) => return fail(e),
+    };
+    let resp = match client().get(url).header("accept", "application/json").send().await {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let ctx = resp
+        .headers()
+        .get("x-dynkv-context")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    match resp.status() {
+        StatusCode::OK => {
+            let body = resp.bytes().await.unwrap_or_default();
+            if a.json {
+                println!("{}", serde_json::json!({"context": ctx, "siblings": [{"value": String::from_utf8_lossy(&body)}]}));
+            } else {
+                use std::io::Write;
+                let _ = std::io::stdout().write_all(&body);
+                println!();
+                eprintln!("context: {ctx}");
+            }
+            ExitCode::SUCCESS
+        }
+        StatusCode::MULTIPLE_CHOICES => {
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            if a.json {
+                println!("{body}");
+            } else {
+                let sibs = body["siblings"].as_array().cloned().unwrap_or_default();
+                println!("{} siblings:", sibs.len());
+                for (i, s) in sibs.iter().enumerate() {
+                    let deleted = if s["deleted"].as_bool() == Some(true) { " (deleted)" } else { "" };
+                    println!("  [{i}] {}{deleted}", s["value"].as_str().unwrap_or(""));
+                }
+                println!("resolve with: dynkv put {} <value> --context {}", a.key, body["context"].as_str().unwrap_or(""));
+            }
+            ExitCode::SUCCESS
+        }
+        StatusCode::NOT_FOUND => {
+            eprintln!("not found\ncontext: {ctx}");
+            ExitCode::from(1)
+        }
+        _ => fail(error_body(resp).await),
+    }
+}
+
+/// `dynkv put KEY VALUE`.
+pub async fn put(a: PutArgs) -> ExitCode {
+    let body: Vec<u8> = match (&a.value, &a.file) {
+        (Some(v), None) if v == "-" => {
+            let mut buf = Vec::new();
+            if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
+                return fail(e);
+            }
+            buf
+        }
+        (Some(v), None) => v.clone().into_bytes(),
+        (None, Some(f)) => match std::fs::read(f) {
+            Ok(b) => b,
+            Err(e) => return fail(format!("{}: {e}", f.display())),
+        },
+        _ => return fail("give the value as an argument or with --file (not both)"),
+    };
+    let sloppy = a.strict.then_some("false");
+    let url = match key_url(&a.node.node, &a.key, &[("w", a.w.as_deref()), ("sloppy", sloppy)]) {
+        Ok(u) => u,
+        Err(e) => return fail(e),
+    };
+    let mut req = client().put(url).header("content-type", &a.content_type).body(body);
+    if let Some(c) = &a.context {
+        req = req.header("x-dynkv-context", c);
+    }
+    write_outcome(req).await
+}
+
+/// `dynkv delete KEY`.
+pub async fn delete(a: DeleteArgs) -> ExitCode {
+    let url = match key_url(&a.node.node, &a.key, &[("w", a.w.as_deref())]) {
+        Ok(u) => u,
+        Err(e) => return fail(e),
+    };
+    let mut req = client().delete(url);
+    if let Some(c) = &a.context {
+        req = req.header("x-dynkv-context", c);
+    }
+    write_outcome(req).await
+}
+
+async fn write_outcome(req: reqwest::RequestBuilder) -> ExitCode {
+    match req.send().await {
+        Ok(resp) if resp.status().is_success() => {
+            let ctx = resp.headers().get("x-dynkv-context").and_then(|v| v.to_str().ok()).unwrap_or("");
+            println!("context: {ctx}");
+            ExitCode::SUCCESS
+        }
+        Ok(resp) => fail(error_body(resp).await),
+        Err(e) => fail(e),
+    }
+}
+
+/// `dynkv status`.
+pub async fn status(a: NodeArg) -> ExitCode {
+    let url = format!("{}/admin/cluster", a.node.trim_end_matches('/'));
+    match client().get(&url).send().await {
+        Ok(resp) if resp.status().is_success() => {
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            println!("node {}  (n_val {}, {} partitions)", v["node"].as_str().unwrap_or("?"), v["n_val"], v["partitions"]);
+            for m in v["members"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "  {:<8} {:<22} {:<5} owns {:>3} partitions",
+                    m["id"].as_str().unwrap_or("?"),
+                    m["addr"].as_str().unwrap_or("?"),
+                    if m["up"].as_bool() == Some(true) { "up" } else { "DOWN" },
+                    m["partitions_owned"]
+                );
+            }
+            println!("hints pending: {}", v["hints_total"]);
+            ExitCode::SUCCESS
+        }
+        Ok(resp) => fail(error_body(resp).await),
+        Err(e) => fail(e),
+    }
+}

@@ -1,0 +1,165 @@
+//! `dynkv serve`: wires storage, ring, transport, coordinator, background
+//! workers and the HTTP listener together, and shuts them down in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynkv_api::{AppState, HttpMetrics, Limits};
+use dynkv_quorum::handoff::{self, HandoffConfig};
+use dynkv_quorum::{Coordinator, CoordinatorConfig, QuorumMetrics};
+use dynkv_ring::{NodeId, Ring};
+use dynkv_rpc::{AddressBook, HttpTransport, HttpTransportConfig, PeerHealth, Request, Response};
+use dynkv_storage::{Store, StoreConfig};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+/// Runs a node until SIGTERM or Ctrl-C.
+pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let me = NodeId::from(cfg.node.id.as_str());
+    let members = cfg.members()?;
+    let ids: Vec<NodeId> = members.iter().map(|m| NodeId::from(m.id.as_str())).collect();
+    let ring = Ring::new(ids.clone(), cfg.cluster.partitions)?;
+
+    std::fs::create_dir_all(&cfg.node.data_dir)?;
+    let store_cfg = StoreConfig {
+        path: cfg.node.data_dir.clone(),
+        sync_writes: cfg.storage.sync_writes,
+        block_cache_bytes: cfg.storage.block_cache_mb << 20,
+        write_buffer_bytes: cfg.storage.write_buffer_mb << 20,
+    };
+    let store = Arc::new(Store::open(&store_cfg, None)?);
+    info!(data_dir = %cfg.node.data_dir.display(), hints = store.hint_count(), "storage open");
+
+    let book = Arc::new(AddressBook::new(
+        members.iter().map(|m| (NodeId::from(m.id.as_str()), m.addr.clone())),
+    ));
+    let health = Arc::new(PeerHealth::new(me.clone(), ids.clone(), cfg.failure_detector.failure_threshold));
+    let transport = Arc::new(HttpTransport::new(
+        &HttpTransportConfig {
+            cluster_token: cfg.cluster.cluster_token.clone(),
+            connect_timeout: Config::ms(cfg.quorum.rpc_connect_timeout_ms),
+            pool_max_idle_per_host: cfg.quorum.rpc_pool_idle_per_peer,
+        },
+        book.clone(),
+    )?);
+
+    let mut registry = Registry::default();
+    let quorum_metrics = Arc::new(QuorumMetrics::default());
+    quorum_metrics.register(&mut registry);
+    let http_metrics = Arc::new(HttpMetrics::default());
+    http_metrics.register(&mut registry);
+
+    let coord = Coordinator::new(
+        me.clone(),
+        ring,
+        store.clone(),
+        transport,
+        health,
+        CoordinatorConfig {
+            n_val: cfg.cluster.n_val,
+            default_r: cfg.default_r(),
+            default_w: cfg.default_w(),
+            default_timeout: Config::ms(cfg.quorum.request_timeout_ms),
+            rpc_timeout: Config::ms(cfg.quorum.rpc_timeout_ms),
+            blocking_store: cfg.storage.sync_writes,
+            read_repair: cfg.read_repair.enabled,
+            read_repair_chance: cfg.read_repair.chance,
+            read_repair_wait: Config::ms(cfg.read_repair.wait_ms),
+            max_hints: cfg.handoff.max_hints,
+        },
+        quorum_metrics,
+    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut workers = Vec::new();
+    workers.push(tokio::spawn(failure_detector(coord.clone(), cfg.clone(), shutdown_rx.clone())));
+    if cfg.handoff.enabled {
+        let hc = HandoffConfig {
+            interval: Config::ms(cfg.handoff.interval_ms),
+            batch: cfg.handoff.batch,
+            concurrency: cfg.handoff.concurrency,
+            backoff_base: Config::ms(cfg.handoff.backoff_base_ms),
+            backoff_max: Config::ms(cfg.handoff.backoff_max_ms),
+        };
+        workers.push(tokio::spawn(handoff::run(coord.clone(), hc, shutdown_rx.clone())));
+    }
+
+    let state = AppState {
+        coord: coord.clone(),
+        book,
+        limits: Limits {
+            max_key_bytes: cfg.limits.max_key_bytes,
+            max_value_bytes: cfg.limits.max_value_bytes,
+            max_rpc_bytes: cfg.limits.max_rpc_bytes,
+            max_timeout_ms: cfg.limits.max_timeout_ms,
+        },
+        cluster_token: cfg.cluster.cluster_token.as_str().into(),
+        metrics: http_metrics,
+        registry: Arc::new(registry),
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.node.listen).await?;
+    info!(node = %me, listen = %cfg.node.listen, members = ids.len(), n_val = cfg.cluster.n_val, "dynkv node ready");
+    axum::serve(listener, dynkv_api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+
+    info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    for w in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+    }
+    store.flush()?;
+    drop(coord);
+    info!("storage flushed; bye");
+    Ok(())
+}
+
+/// Pings every peer each interval; outcomes feed the peer table through the
+/// coordinator's call path, like request traffic does.
+async fn failure_detector(coord: Arc<Coordinator>, cfg: Config, mut shutdown: watch::Receiver<bool>) {
+    let interval = Config::ms(cfg.failure_detector.ping_interval_ms);
+    let timeout = Config::ms(cfg.failure_detector.ping_timeout_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+        let ring = coord.ring();
+        let pings = ring.members().iter().filter(|m| *m != coord.node_id()).map(|peer| {
+            let coord = coord.clone();
+            async move {
+                match coord.call_peer(peer, &Request::Ping, timeout).await {
+                    Ok(Response::Pong { node }) if node != *peer => {
+                        warn!(expected = %peer, answered = %node, "a different node answers at this peer's address");
+                    }
+                    _ => {}
+                }
+            }
+        });
+        futures::future::join_all(pings).await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = futures::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
