@@ -1,1 +1,472 @@
-//! Helpers for tests that start real dynkv nodes (filled with the cluster work).
+//! A harness that runs real `dynkv` node processes on free loopback ports
+//! with temporary data directories, and small HTTP helpers to drive them.
+//!
+//! Nodes are configured through a TOML file per node (identity, address,
+//! data dir, members) plus `DYNKV__...` environment overrides per test
+//! (N, timeouts, workers on or off). Nothing inside a node is faked: a killed
+//! node is a `SIGKILL`ed process, a restarted one reopens its RocksDB.
+//!
+//! The binary is `$DYNKV_BIN`, or `dynkv` next to the test executable's
+//! target directory (built by `cargo build --workspace --bins`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use reqwest::StatusCode;
+
+/// Where the `dynkv` binary is.
+pub fn dynkv_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("DYNKV_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/dynkv
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("dynkv");
+    assert!(bin.exists(), "{} not found: run `cargo build --workspace --bins` first or set DYNKV_BIN", bin.display());
+    bin
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand
+/// it out again at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One node process.
+pub struct Node {
+    /// Node id, `n1`...
+    pub id: String,
+    /// Its HTTP port.
+    pub port: u16,
+    config: PathBuf,
+    log: PathBuf,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let mut cmd = Command::new(dynkv_bin());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", std::env::var("DYNKV_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn dynkv"));
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => c.try_wait().ok().flatten().is_none(),
+            None => false,
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").arg(format!("-{sig}")).arg(c.id().to_string()).status();
+        }
+    }
+}
+
+/// Options of a test cluster.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Replicas per key.
+    pub n_val: usize,
+    /// Extra `DYNKV__SECTION__KEY` settings for every node.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions { n_val: 3, env: Vec::new() }
+    }
+}
+
+impl ClusterOptions {
+    /// Adds a `DYNKV__...` setting.
+    pub fn set(mut self, key: &str, value: impl ToString) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// A running cluster of real node processes.
+pub struct Cluster {
+    /// The nodes, `nodes[0]` is `n1`.
+    pub nodes: Vec<Node>,
+    /// Holds data dirs, configs and logs.
+    pub dir: tempfile::TempDir,
+    /// HTTP client for tests.
+    pub http: reqwest::Client,
+}
+
+/// Settings every test cluster uses so faults are noticed quickly.
+const FAST_DETECTION: &[(&str, &str)] = &[
+    ("DYNKV__FAILURE_DETECTOR__PING_INTERVAL_MS", "200"),
+    ("DYNKV__FAILURE_DETECTOR__PING_TIMEOUT_MS", "150"),
+    ("DYNKV__FAILURE_DETECTOR__FAILURE_THRESHOLD", "1"),
+    ("DYNKV__QUORUM__RPC_TIMEOUT_MS", "500"),
+    ("DYNKV__QUORUM__RPC_CONNECT_TIMEOUT_MS", "200"),
+    ("DYNKV__QUORUM__REQUEST_TIMEOUT_MS", "2000"),
+    ("DYNKV__HANDOFF__INTERVAL_MS", "200"),
+    ("DYNKV__HANDOFF__BACKOFF_BASE_MS", "100"),
+    ("DYNKV__HANDOFF__BACKOFF_MAX_MS", "1000"),
+];
+
+/// The cluster token test clusters use.
+pub const TEST_TOKEN: &str = "test-cluster-token";
+
+impl Cluster {
+    /// Starts `k` nodes and waits until each answers `/health`.
+    pub async fn start(k: usize, opts: ClusterOptions) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("dynkv-test-").tempdir().unwrap();
+        let ports: Vec<u16> = (0..k).map(|_| free_port()).collect();
+        let members: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("\"n{}@127.0.0.1:{p}\"", i + 1)).collect();
+        let mut nodes = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let id = format!("n{}", i + 1);
+            let ndir = dir.path().join(&id);
+            std::fs::create_dir_all(&ndir).unwrap();
+            let config = ndir.join("node.toml");
+            std::fs::write(
+                &config,
+                format!(
+                    "[node]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n[cluster]\nmembers = [{}]\nn_val = {}\ncluster_token = \"{TEST_TOKEN}\"\n",
+                    ndir.join("data").display(),
+                    members.join(", "),
+                    opts.n_val
+                ),
+            )
+            .unwrap();
+            let mut env: Vec<(String, String)> = FAST_DETECTION.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            env.extend(opts.env.iter().cloned());
+            let mut node = Node {
+                id,
+                port: *port,
+                config,
+                log: ndir.join("node.log"),
+                env,
+                child: None,
+            };
+            node.spawn();
+            nodes.push(node);
+        }
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let c = Cluster { nodes, dir, http };
+        for i in 1..=k {
+            c.wait_healthy(i).await;
+        }
+        c
+    }
+
+    /// Node `i` (1-based).
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i - 1]
+    }
+
+    /// Base URL of node `i` (1-based).
+    pub fn url(&self, i: usize) -> String {
+        self.nodes[i - 1].url()
+    }
+
+    /// Waits (up to 20 s) until node `i` answers `/health`.
+    pub async fn wait_healthy(&self, i: usize) {
+        let url = format!("{}/health", self.url(i));
+        let ok = poll(Duration::from_secs(20), || async {
+            matches!(self.http.get(&url).send().await, Ok(r) if r.status().is_success())
+        })
+        .await;
+        assert!(ok, "node n{i} did not become healthy; log:\n{}", self.log_tail(i));
+    }
+
+    /// `kill -9` node `i`.
+    pub fn kill(&mut self, i: usize) {
+        let n = &mut self.nodes[i - 1];
+        if let Some(mut c) = n.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Pauses node `i` (SIGSTOP): alive but silent.
+    pub fn pause(&self, i: usize) {
+        self.nodes[i - 1].signal("STOP");
+    }
+
+    /// Resumes a paused node (SIGCONT).
+    pub fn resume(&self, i: usize) {
+        self.nodes[i - 1].signal("CONT");
+    }
+
+    /// Graceful stop (SIGTERM) of node `i`, waiting for it to exit.
+    pub fn stop(&mut self, i: usize) {
+        let n = &mut self.nodes[i - 1];
+        n.signal("TERM");
+        if let Some(mut c) = n.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if c.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts node `i` again on its data dir, with extra settings, and waits for health.
+    pub async fn restart_with(&mut self, i: usize, extra: &[(&str, &str)]) {
+        let n = &mut self.nodes[i - 1];
+        assert!(n.child.is_none(), "node n{i} is still running");
+        for (k, v) in extra {
+            n.env.push((k.to_string(), v.to_string()));
+        }
+        n.spawn();
+        self.wait_healthy(i).await;
+    }
+
+    /// Starts node `i` again on its data dir and waits for health.
+    pub async fn restart(&mut self, i: usize) {
+        self.restart_with(i, &[]).await
+    }
+
+    /// Whether node `i` is running.
+    pub fn is_running(&mut self, i: usize) -> bool {
+        self.nodes[i - 1].is_running()
+    }
+
+    /// The last lines of node `i`'s log.
+    pub fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(&self.nodes[i - 1].log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// A key URL on node `i` with query parameters.
+    pub fn key_url(&self, i: usize, key: &str, query: &str) -> String {
+        let enc = encode_key(key);
+        if query.is_empty() {
+            format!("{}/kv/{enc}", self.url(i))
+        } else {
+            format!("{}/kv/{enc}?{query}", self.url(i))
+        }
+    }
+
+    /// PUT through node `i`.
+    pub async fn put(&self, i: usize, key: &str, value: &str, query: &str, context: Option<&str>) -> Reply {
+        let mut req = self.http.put(self.key_url(i, key, query)).header("content-type", "text/plain").body(value.to_string());
+        if let Some(c) = context {
+            req = req.header("x-dynkv-context", c);
+        }
+        Reply::from(req.send().await.expect("PUT sent")).await
+    }
+
+    /// DELETE through node `i`.
+    pub async fn delete(&self, i: usize, key: &str, query: &str, context: Option<&str>) -> Reply {
+        let mut req = self.http.delete(self.key_url(i, key, query));
+        if let Some(c) = context {
+            req = req.header("x-dynkv-context", c);
+        }
+        Reply::from(req.send().await.expect("DELETE sent")).await
+    }
+
+    /// GET through node `i`, asking for the JSON sibling view.
+    pub async fn get(&self, i: usize, key: &str, query: &str) -> Reply {
+        let req = self.http.get(self.key_url(i, key, query)).header("accept", "application/json");
+        Reply::from(req.send().await.expect("GET sent")).await
+    }
+
+    /// What node `i` alone stores for `key` (`/admin/local`).
+    pub async fn local(&self, i: usize, key: &str) -> serde_json::Value {
+        let url = format!("{}/admin/local/{}", self.url(i), encode_key(key));
+        let r = self.http.get(url).send().await.expect("local read");
+        r.json_value().await
+    }
+
+    /// The live values node `i` stores locally for `key`, sorted.
+    pub async fn local_values(&self, i: usize, key: &str) -> Vec<String> {
+        let v = self.local(i, key).await;
+        sibling_values(&v)
+    }
+
+    /// `/admin/ring?key=` from node `i`: (preference list, fallbacks) as node numbers.
+    pub async fn placement(&self, i: usize, key: &str) -> (Vec<usize>, Vec<usize>) {
+        let url = format!("{}/admin/ring?key={}", self.url(i), encode_key(key));
+        let v = self.http.get(url).send().await.unwrap().json_value().await;
+        let nums = |a: &serde_json::Value| -> Vec<usize> {
+            a.as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap().trim_start_matches('n').parse().unwrap())
+                .collect()
+        };
+        (nums(&v["preference_list"]), nums(&v["fallbacks"]))
+    }
+
+    /// The value of a Prometheus counter or gauge on node `i` (summed over labels matching `label_filter`).
+    pub async fn metric(&self, i: usize, name: &str, label_filter: &str) -> f64 {
+        let text = self.http.get(format!("{}/metrics", self.url(i))).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.starts_with(name) && (l.as_bytes().get(name.len()) == Some(&b' ') || l.as_bytes().get(name.len()) == Some(&b'{')))
+            .filter(|l| l.contains(label_filter))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// A key name (from `prefix-0`, `prefix-1`, ...) whose preference list
+    /// satisfies `pred` (as node numbers, primaries first).
+    pub async fn find_key<F: Fn(&[usize], &[usize]) -> bool>(&self, prefix: &str, pred: F) -> String {
+        for i in 0..10_000 {
+            let key = format!("{prefix}-{i}");
+            let (p, f) = self.placement(1, &key).await;
+            if pred(&p, &f) {
+                return key;
+            }
+        }
+        panic!("no key matches");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for i in 1..=self.nodes.len() {
+                eprintln!("----- log of n{i} (tail) -----\n{}", self.log_tail(i));
+            }
+        }
+        for n in &mut self.nodes {
+            if let Some(c) = &n.child {
+                // Resume first, in case a test paused it.
+                let _ = Command::new("kill").arg("-CONT").arg(c.id().to_string()).status();
+            }
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Percent-encodes a key for a path segment.
+pub fn encode_key(key: &str) -> String {
+    let mut out = String::new();
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A finished HTTP exchange.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// `X-Dynkv-Context`, if any.
+    pub context: Option<String>,
+    /// `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// Body.
+    pub body: bytes::Bytes,
+    /// `Retry-After`, if any.
+    pub retry_after: Option<String>,
+}
+
+impl Reply {
+    async fn from(r: reqwest::Response) -> Reply {
+        let h = r.headers();
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (context, content_type, retry_after) = (get("x-dynkv-context"), get("content-type"), get("retry-after"));
+        Reply {
+            status: r.status(),
+            context,
+            content_type,
+            retry_after,
+            body: r.bytes().await.unwrap_or_default(),
+        }
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON (panics with the body if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// Live values: the body of a 200, the non-deleted siblings of a 300, nothing otherwise. Sorted.
+    pub fn values(&self) -> Vec<String> {
+        match self.status.as_u16() {
+            200 => vec![self.text()],
+            300 => sibling_values(&self.json()),
+            _ => vec![],
+        }
+    }
+}
+
+/// Sorted live values of a sibling JSON view.
+pub fn sibling_values(v: &serde_json::Value) -> Vec<String> {
+    let mut out: Vec<String> = v["siblings"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|s| s["deleted"].as_bool() != Some(true))
+                .map(|s| s["value"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+trait JsonValue {
+    async fn json_value(self) -> serde_json::Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> serde_json::Value {
+        let bytes = self.bytes().await.unwrap();
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes. No fixed sleeps.
+pub async fn poll<F, Fut>(limit: Duration, mut cond: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,212 @@
+//! Replication, quorums, siblings, forwarding and crash recovery across
+//! real `dynkv` processes talking HTTP.
+
+use std::time::Duration;
+
+use dynkv_tests::{Cluster, ClusterOptions, StatusCode, poll};
+
+#[tokio::test]
+async fn quorum_write_is_readable_at_quorum_from_every_node() {
+    let c = Cluster::start(3, ClusterOptions::default()).await;
+    let r = c.put(1, "greeting", "hello", "w=quorum", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    assert!(r.context.is_some());
+    for i in 1..=3 {
+        let g = c.get(i, "greeting", "r=quorum").await;
+        assert_eq!(g.status, StatusCode::OK, "node {i}: {}", g.text());
+        assert_eq!(g.text(), "hello");
+        assert_eq!(g.content_type.as_deref(), Some("text/plain"));
+        assert!(g.context.is_some());
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writes_through_two_nodes_become_siblings_and_a_context_resolves_them() {
+    let c = Cluster::start(3, ClusterOptions::default()).await;
+    let (a, b) = tokio::join!(c.put(1, "cart", "apples", "", None), c.put(2, "cart", "pears", "", None));
+    assert!(a.status.is_success() && b.status.is_success());
+    let g = c.get(3, "cart", "r=all").await;
+    assert_eq!(g.status, StatusCode::MULTIPLE_CHOICES, "{}", g.text());
+    assert_eq!(g.values(), vec!["apples", "pears"]);
+    // The multipart form carries both too.
+    let mp = c.http.get(c.key_url(1, "cart", "r=all")).send().await.unwrap();
+    assert_eq!(mp.status(), StatusCode::MULTIPLE_CHOICES);
+    let ct = mp.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(ct.starts_with("multipart/mixed; boundary="), "{ct}");
+    let body = mp.text().await.unwrap();
+    assert!(body.contains("apples") && body.contains("pears"));
+    // Resolve with the context of the 300.
+    let ctx = g.json()["context"].as_str().unwrap().to_string();
+    let r = c.put(3, "cart", "apples+pears", "w=all", Some(&ctx)).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    for i in 1..=3 {
+        let g = c.get(i, "cart", "r=all").await;
+        assert_eq!(g.status, StatusCode::OK, "{}", g.text());
+        assert_eq!(g.text(), "apples+pears");
+        assert_eq!(c.local_values(i, "cart").await, vec!["apples+pears"]);
+    }
+}
+
+#[tokio::test]
+async fn delete_with_context_is_404_everywhere_and_a_stale_write_survives_as_sibling() {
+    let c = Cluster::start(3, ClusterOptions::default()).await;
+    let w = c.put(1, "doomed", "v1", "w=all", None).await;
+    let stale_ctx = w.context.clone().unwrap();
+    let g = c.get(2, "doomed", "r=all").await;
+    let d = c.delete(2, "doomed", "w=all", g.context.as_deref()).await;
+    assert_eq!(d.status, StatusCode::NO_CONTENT, "{}", d.text());
+    for i in 1..=3 {
+        let g = c.get(i, "doomed", "r=all").await;
+        assert_eq!(g.status, StatusCode::NOT_FOUND, "{}", g.text());
+        assert!(g.context.is_some(), "404 of a deleted key carries its context");
+        assert_eq!(g.json()["code"], "not_found");
+    }
+    // A writer that only saw v1 writes concurrently with the delete.
+    let late = c.put(3, "doomed", "late", "w=all", Some(&stale_ctx)).await;
+    assert!(late.status.is_success());
+    let g = c.get(1, "doomed", "r=all").await;
+    assert_eq!(g.status, StatusCode::MULTIPLE_CHOICES, "{}", g.text());
+    let sib = g.json();
+    let sibs = sib["siblings"].as_array().unwrap();
+    assert_eq!(sibs.len(), 2);
+    assert!(sibs.iter().any(|s| s["deleted"] == true));
+    assert_eq!(g.values(), vec!["late"]);
+}
+
+#[tokio::test]
+async fn a_write_through_a_node_outside_the_preference_list_is_forwarded() {
+    let c = Cluster::start(5, ClusterOptions::default()).await;
+    let key = c.find_key("fwd", |p, _| !p.contains(&5)).await;
+    let r = c.put(5, &key, "via-n5", "w=all", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    assert_eq!(c.metric(5, "dynkv_writes_forwarded_total", "").await, 1.0);
+    let (primaries, _) = c.placement(1, &key).await;
+    for p in primaries {
+        assert_eq!(c.local_values(p, &key).await, vec!["via-n5"], "primary n{p}");
+    }
+    assert!(c.local_values(5, &key).await.is_empty(), "n5 keeps no copy");
+}
+
+#[tokio::test]
+async fn kill_9_loses_no_acknowledged_write() {
+    let mut c = Cluster::start(3, ClusterOptions::default().set("DYNKV__READ_REPAIR__ENABLED", "false")).await;
+    let mut acked = Vec::new();
+    for i in 0..40 {
+        let key = format!("before-{i}");
+        let r = c.put(1 + i % 3, &key, &format!("v{i}"), "w=2", None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT);
+        acked.push((key, format!("v{i}")));
+    }
+    // n3 held every key (N=3 on 3 nodes): remember what it had.
+    for (k, v) in &acked {
+        assert_eq!(c.local_values(3, k).await, vec![v.clone()]);
+    }
+    c.kill(3);
+    for i in 0..40 {
+        let key = format!("during-{i}");
+        let r = c.put(1 + i % 2, &key, &format!("d{i}"), "w=2", None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+        acked.push((key, format!("d{i}")));
+    }
+    c.restart(3).await;
+    // The restarted node's own data survived the kill.
+    for (k, v) in acked.iter().filter(|(k, _)| k.starts_with("before")) {
+        assert_eq!(c.local_values(3, k).await, vec![v.clone()], "n3 lost {k}");
+    }
+    // Every acknowledged write is readable from every node.
+    for (k, v) in &acked {
+        for i in 1..=3 {
+            let g = c.get(i, k, "r=2").await;
+            assert_eq!(g.status, StatusCode::OK, "{k} via n{i}: {}", g.text());
+            assert_eq!(g.text(), *v);
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_two_of_three_replicas_dead_all_fails_and_one_succeeds() {
+    let mut c = Cluster::start(3, ClusterOptions::default()).await;
+    c.put(1, "k", "v0", "w=all", None).await;
+    c.kill(2);
+    c.kill(3);
+    let w = c.put(1, "k", "v1", "w=all&timeout_ms=1500", None).await;
+    assert_eq!(w.status, StatusCode::SERVICE_UNAVAILABLE, "{}", w.text());
+    let body = w.json();
+    assert_eq!(body["code"], "quorum_not_met");
+    assert_eq!(body["needed"], 3);
+    assert_eq!(body["acked"], 1);
+    assert!(body["error"].as_str().unwrap().contains("needed 3"));
+    let r = c.get(1, "k", "r=all&timeout_ms=1500").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["needed"], 3);
+    let one = c.put(1, "k", "v2", "w=one", None).await;
+    assert_eq!(one.status, StatusCode::NO_CONTENT, "{}", one.text());
+    let g = c.get(1, "k", "r=one").await;
+    assert!(g.values().contains(&"v2".to_string()), "{:?}", g.values());
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_json_error_and_never_hurts_the_node() {
+    let c = Cluster::start(3, ClusterOptions::default()).await;
+    let long_key = "k".repeat(1025);
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (c.http.put(c.key_url(1, &long_key, "")).body("v"), 414, "key_too_long"),
+        (c.http.get(format!("{}/kv/", c.url(1))), 400, "empty_key"),
+        (c.http.put(c.key_url(1, "big", "")).body(vec![b'x'; (1 << 20) + 1]), 413, "value_too_large"),
+        (c.http.put(c.key_url(1, "k", "")).header("x-dynkv-context", "!!garbage!!").body("v"), 400, "bad_context"),
+        (c.http.put(c.key_url(1, "k", "")).header("x-dynkv-context", "AQIDBAUGBwgJ").body("v"), 400, "bad_context"),
+        (c.http.get(c.key_url(1, "k", "r=0")), 400, "bad_parameter"),
+        (c.http.get(c.key_url(1, "k", "r=9")), 400, "bad_parameter"),
+        (c.http.put(c.key_url(1, "k", "w=banana")).body("v"), 400, "bad_parameter"),
+        (c.http.put(c.key_url(1, "k", "sloppy=maybe")).body("v"), 400, "bad_parameter"),
+        (c.http.get(c.key_url(1, "k", "timeout_ms=0")), 400, "bad_parameter"),
+        (c.http.post(format!("{}/rpc", c.url(1))).header("x-dynkv-token", "wrong").body(vec![1, 0]), 401, "unauthorized"),
+        (c.http.post(format!("{}/rpc", c.url(1))).body(vec![1, 0]), 401, "unauthorized"),
+        (
+            c.http.post(format!("{}/rpc", c.url(1))).header("x-dynkv-token", dynkv_tests::TEST_TOKEN).body(vec![1, 200, 7]),
+            400,
+            "bad_frame",
+        ),
+    ];
+    for (req, status, code) in cases {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["code"], code, "{body}");
+        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    assert_eq!(c.metric(1, "dynkv_rpc_unauthorized_total", "").await, 2.0);
+    // The node is fine and nothing was written by the refused requests.
+    assert_eq!(c.get(1, "k", "").await.status, StatusCode::NOT_FOUND);
+    let ok = c.put(1, "k", "fine", "", None).await;
+    assert_eq!(ok.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn serve_with_no_arguments_runs_a_single_node_on_port_7070() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(dynkv_tests::dynkv_bin())
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let up = poll(Duration::from_secs(20), || async {
+        matches!(http.get("http://127.0.0.1:7070/health").send().await, Ok(r) if r.status().is_success())
+    })
+    .await;
+    let result = async {
+        assert!(up, "default node did not answer on 7070");
+        let r = http.put("http://127.0.0.1:7070/kv/hello").body("world").send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+        let g = http.get("http://127.0.0.1:7070/kv/hello").send().await.unwrap();
+        assert_eq!(g.status(), StatusCode::OK);
+        assert_eq!(g.text().await.unwrap(), "world");
+        assert!(dir.path().join("dynkv-data").is_dir(), "data lives in ./dynkv-data");
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
