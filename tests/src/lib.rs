@@ -24,14 +24,22 @@ pub fn dynkv_bin() -> PathBuf {
     // target/<profile>/deps/<test> -> target/<profile>/dynkv
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join("dynkv");
-    assert!(bin.exists(), "{} not found: run `cargo build --workspace --bins` first or set DYNKV_BIN", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --workspace --bins` first or set DYNKV_BIN",
+        bin.display()
+    );
     bin
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand
 /// it out again at once).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One node process.
@@ -53,12 +61,19 @@ impl Node {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let mut cmd = Command::new(dynkv_bin());
         cmd.arg("serve")
             .arg("--config")
             .arg(&self.config)
-            .env("RUST_LOG", std::env::var("DYNKV_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("DYNKV_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -78,7 +93,10 @@ impl Node {
 
     fn signal(&self, sig: &str) {
         if let Some(c) = &self.child {
-            let _ = Command::new("kill").arg(format!("-{sig}")).arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
         }
     }
 }
@@ -94,7 +112,10 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { n_val: 3, env: Vec::new() }
+        ClusterOptions {
+            n_val: 3,
+            env: Vec::new(),
+        }
     }
 }
 
@@ -135,9 +156,16 @@ pub const TEST_TOKEN: &str = "test-cluster-token";
 impl Cluster {
     /// Starts `k` nodes and waits until each answers `/health`.
     pub async fn start(k: usize, opts: ClusterOptions) -> Cluster {
-        let dir = tempfile::Builder::new().prefix("dynkv-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("dynkv-test-")
+            .tempdir()
+            .unwrap();
         let ports: Vec<u16> = (0..k).map(|_| free_port()).collect();
-        let members: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("\"n{}@127.0.0.1:{p}\"", i + 1)).collect();
+        let members: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("\"n{}@127.0.0.1:{p}\"", i + 1))
+            .collect();
         let mut nodes = Vec::new();
         for (i, port) in ports.iter().enumerate() {
             let id = format!("n{}", i + 1);
@@ -154,7 +182,10 @@ impl Cluster {
                 ),
             )
             .unwrap();
-            let mut env: Vec<(String, String)> = FAST_DETECTION.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let mut env: Vec<(String, String)> = FAST_DETECTION
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             env.extend(opts.env.iter().cloned());
             let mut node = Node {
                 id,
@@ -192,7 +223,11 @@ impl Cluster {
             matches!(self.http.get(&url).send().await, Ok(r) if r.status().is_success())
         })
         .await;
-        assert!(ok, "node n{i} did not become healthy; log:\n{}", self.log_tail(i));
+        assert!(
+            ok,
+            "node n{i} did not become healthy; log:\n{}",
+            self.log_tail(i)
+        );
     }
 
     /// `kill -9` node `i`.
@@ -270,8 +305,19 @@ impl Cluster {
     }
 
     /// PUT through node `i`.
-    pub async fn put(&self, i: usize, key: &str, value: &str, query: &str, context: Option<&str>) -> Reply {
-        let mut req = self.http.put(self.key_url(i, key, query)).header("content-type", "text/plain").body(value.to_string());
+    pub async fn put(
+        &self,
+        i: usize,
+        key: &str,
+        value: &str,
+        query: &str,
+        context: Option<&str>,
+    ) -> Reply {
+        let mut req = self
+            .http
+            .put(self.key_url(i, key, query))
+            .header("content-type", "text/plain")
+            .body(value.to_string());
         if let Some(c) = context {
             req = req.header("x-dynkv-context", c);
         }
@@ -289,7 +335,10 @@ impl Cluster {
 
     /// GET through node `i`, asking for the JSON sibling view.
     pub async fn get(&self, i: usize, key: &str, query: &str) -> Reply {
-        let req = self.http.get(self.key_url(i, key, query)).header("accept", "application/json");
+        let req = self
+            .http
+            .get(self.key_url(i, key, query))
+            .header("accept", "application/json");
         Reply::from(req.send().await.expect("GET sent")).await
     }
 
@@ -322,10 +371,22 @@ impl Cluster {
 
     /// The value of a Prometheus counter or gauge on node `i` (summed over labels matching `label_filter`).
     pub async fn metric(&self, i: usize, name: &str, label_filter: &str) -> f64 {
-        let text = self.http.get(format!("{}/metrics", self.url(i))).send().await.unwrap().text().await.unwrap();
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.url(i)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.lines()
             .filter(|l| !l.starts_with('#'))
-            .filter(|l| l.starts_with(name) && (l.as_bytes().get(name.len()) == Some(&b' ') || l.as_bytes().get(name.len()) == Some(&b'{')))
+            .filter(|l| {
+                l.starts_with(name)
+                    && (l.as_bytes().get(name.len()) == Some(&b' ')
+                        || l.as_bytes().get(name.len()) == Some(&b'{'))
+            })
             .filter(|l| l.contains(label_filter))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
@@ -333,7 +394,11 @@ impl Cluster {
 
     /// A key name (from `prefix-0`, `prefix-1`, ...) whose preference list
     /// satisfies `pred` (as node numbers, primaries first).
-    pub async fn find_key<F: Fn(&[usize], &[usize]) -> bool>(&self, prefix: &str, pred: F) -> String {
+    pub async fn find_key<F: Fn(&[usize], &[usize]) -> bool>(
+        &self,
+        prefix: &str,
+        pred: F,
+    ) -> String {
         for i in 0..10_000 {
             let key = format!("{prefix}-{i}");
             let (p, f) = self.placement(1, &key).await;
@@ -355,7 +420,10 @@ impl Drop for Cluster {
         for n in &mut self.nodes {
             if let Some(c) = &n.child {
                 // Resume first, in case a test paused it.
-                let _ = Command::new("kill").arg("-CONT").arg(c.id().to_string()).status();
+                let _ = Command::new("kill")
+                    .arg("-CONT")
+                    .arg(c.id().to_string())
+                    .status();
             }
             if let Some(mut c) = n.child.take() {
                 let _ = c.kill();
@@ -396,8 +464,16 @@ pub struct Reply {
 impl Reply {
     async fn from(r: reqwest::Response) -> Reply {
         let h = r.headers();
-        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let (context, content_type, retry_after) = (get("x-dynkv-context"), get("content-type"), get("retry-after"));
+        let get = |name: &str| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (context, content_type, retry_after) = (
+            get("x-dynkv-context"),
+            get("content-type"),
+            get("retry-after"),
+        );
         Reply {
             status: r.status(),
             context,
@@ -414,7 +490,8 @@ impl Reply {
 
     /// The body as JSON (panics with the body if it is not).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// Live values: the body of a 200, the non-deleted siblings of a 300, nothing otherwise. Sorted.
@@ -449,7 +526,8 @@ trait JsonValue {
 impl JsonValue for reqwest::Response {
     async fn json_value(self) -> serde_json::Value {
         let bytes = self.bytes().await.unwrap();
-        serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
     }
 }
 

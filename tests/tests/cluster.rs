@@ -23,13 +23,21 @@ async fn quorum_write_is_readable_at_quorum_from_every_node() {
 #[tokio::test]
 async fn concurrent_writes_through_two_nodes_become_siblings_and_a_context_resolves_them() {
     let c = Cluster::start(3, ClusterOptions::default()).await;
-    let (a, b) = tokio::join!(c.put(1, "cart", "apples", "", None), c.put(2, "cart", "pears", "", None));
+    let (a, b) = tokio::join!(
+        c.put(1, "cart", "apples", "", None),
+        c.put(2, "cart", "pears", "", None)
+    );
     assert!(a.status.is_success() && b.status.is_success());
     let g = c.get(3, "cart", "r=all").await;
     assert_eq!(g.status, StatusCode::MULTIPLE_CHOICES, "{}", g.text());
     assert_eq!(g.values(), vec!["apples", "pears"]);
     // The multipart form carries both too.
-    let mp = c.http.get(c.key_url(1, "cart", "r=all")).send().await.unwrap();
+    let mp = c
+        .http
+        .get(c.key_url(1, "cart", "r=all"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(mp.status(), StatusCode::MULTIPLE_CHOICES);
     let ct = mp.headers()["content-type"].to_str().unwrap().to_string();
     assert!(ct.starts_with("multipart/mixed; boundary="), "{ct}");
@@ -58,7 +66,10 @@ async fn delete_with_context_is_404_everywhere_and_a_stale_write_survives_as_sib
     for i in 1..=3 {
         let g = c.get(i, "doomed", "r=all").await;
         assert_eq!(g.status, StatusCode::NOT_FOUND, "{}", g.text());
-        assert!(g.context.is_some(), "404 of a deleted key carries its context");
+        assert!(
+            g.context.is_some(),
+            "404 of a deleted key carries its context"
+        );
         assert_eq!(g.json()["code"], "not_found");
     }
     // A writer that only saw v1 writes concurrently with the delete.
@@ -82,14 +93,22 @@ async fn a_write_through_a_node_outside_the_preference_list_is_forwarded() {
     assert_eq!(c.metric(5, "dynkv_writes_forwarded_total", "").await, 1.0);
     let (primaries, _) = c.placement(1, &key).await;
     for p in primaries {
-        assert_eq!(c.local_values(p, &key).await, vec!["via-n5"], "primary n{p}");
+        assert_eq!(
+            c.local_values(p, &key).await,
+            vec!["via-n5"],
+            "primary n{p}"
+        );
     }
     assert!(c.local_values(5, &key).await.is_empty(), "n5 keeps no copy");
 }
 
 #[tokio::test]
 async fn kill_9_loses_no_acknowledged_write() {
-    let mut c = Cluster::start(3, ClusterOptions::default().set("DYNKV__READ_REPAIR__ENABLED", "false")).await;
+    let mut c = Cluster::start(
+        3,
+        ClusterOptions::default().set("DYNKV__READ_REPAIR__ENABLED", "false"),
+    )
+    .await;
     let mut acked = Vec::new();
     for i in 0..40 {
         let key = format!("before-{i}");
@@ -150,20 +169,70 @@ async fn bad_input_gets_a_json_error_and_never_hurts_the_node() {
     let c = Cluster::start(3, ClusterOptions::default()).await;
     let long_key = "k".repeat(1025);
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
-        (c.http.put(c.key_url(1, &long_key, "")).body("v"), 414, "key_too_long"),
+        (
+            c.http.put(c.key_url(1, &long_key, "")).body("v"),
+            414,
+            "key_too_long",
+        ),
         (c.http.get(format!("{}/kv/", c.url(1))), 400, "empty_key"),
-        (c.http.put(c.key_url(1, "big", "")).body(vec![b'x'; (1 << 20) + 1]), 413, "value_too_large"),
-        (c.http.put(c.key_url(1, "k", "")).header("x-dynkv-context", "!!garbage!!").body("v"), 400, "bad_context"),
-        (c.http.put(c.key_url(1, "k", "")).header("x-dynkv-context", "AQIDBAUGBwgJ").body("v"), 400, "bad_context"),
+        (
+            c.http
+                .put(c.key_url(1, "big", ""))
+                .body(vec![b'x'; (1 << 20) + 1]),
+            413,
+            "value_too_large",
+        ),
+        (
+            c.http
+                .put(c.key_url(1, "k", ""))
+                .header("x-dynkv-context", "!!garbage!!")
+                .body("v"),
+            400,
+            "bad_context",
+        ),
+        (
+            c.http
+                .put(c.key_url(1, "k", ""))
+                .header("x-dynkv-context", "AQIDBAUGBwgJ")
+                .body("v"),
+            400,
+            "bad_context",
+        ),
         (c.http.get(c.key_url(1, "k", "r=0")), 400, "bad_parameter"),
         (c.http.get(c.key_url(1, "k", "r=9")), 400, "bad_parameter"),
-        (c.http.put(c.key_url(1, "k", "w=banana")).body("v"), 400, "bad_parameter"),
-        (c.http.put(c.key_url(1, "k", "sloppy=maybe")).body("v"), 400, "bad_parameter"),
-        (c.http.get(c.key_url(1, "k", "timeout_ms=0")), 400, "bad_parameter"),
-        (c.http.post(format!("{}/rpc", c.url(1))).header("x-dynkv-token", "wrong").body(vec![1, 0]), 401, "unauthorized"),
-        (c.http.post(format!("{}/rpc", c.url(1))).body(vec![1, 0]), 401, "unauthorized"),
         (
-            c.http.post(format!("{}/rpc", c.url(1))).header("x-dynkv-token", dynkv_tests::TEST_TOKEN).body(vec![1, 200, 7]),
+            c.http.put(c.key_url(1, "k", "w=banana")).body("v"),
+            400,
+            "bad_parameter",
+        ),
+        (
+            c.http.put(c.key_url(1, "k", "sloppy=maybe")).body("v"),
+            400,
+            "bad_parameter",
+        ),
+        (
+            c.http.get(c.key_url(1, "k", "timeout_ms=0")),
+            400,
+            "bad_parameter",
+        ),
+        (
+            c.http
+                .post(format!("{}/rpc", c.url(1)))
+                .header("x-dynkv-token", "wrong")
+                .body(vec![1, 0]),
+            401,
+            "unauthorized",
+        ),
+        (
+            c.http.post(format!("{}/rpc", c.url(1))).body(vec![1, 0]),
+            401,
+            "unauthorized",
+        ),
+        (
+            c.http
+                .post(format!("{}/rpc", c.url(1)))
+                .header("x-dynkv-token", dynkv_tests::TEST_TOKEN)
+                .body(vec![1, 200, 7]),
             400,
             "bad_frame",
         ),
@@ -198,12 +267,24 @@ async fn serve_with_no_arguments_runs_a_single_node_on_port_7070() {
     .await;
     let result = async {
         assert!(up, "default node did not answer on 7070");
-        let r = http.put("http://127.0.0.1:7070/kv/hello").body("world").send().await.unwrap();
+        let r = http
+            .put("http://127.0.0.1:7070/kv/hello")
+            .body("world")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
-        let g = http.get("http://127.0.0.1:7070/kv/hello").send().await.unwrap();
+        let g = http
+            .get("http://127.0.0.1:7070/kv/hello")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(g.status(), StatusCode::OK);
         assert_eq!(g.text().await.unwrap(), "world");
-        assert!(dir.path().join("dynkv-data").is_dir(), "data lives in ./dynkv-data");
+        assert!(
+            dir.path().join("dynkv-data").is_dir(),
+            "data lives in ./dynkv-data"
+        );
     }
     .await;
     let _ = child.kill();

@@ -32,7 +32,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .set(state.coord.store().hint_count() as i64);
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &state.registry) {
-        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics", e.to_string()).into_response();
+        return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "metrics", e.to_string())
+            .into_response();
     }
     let mut r = out.into_response();
     r.headers_mut().insert(
@@ -48,7 +49,11 @@ async fn cluster(State(state): State<AppState>) -> Response {
     let ring = coord.ring();
     let health = coord.health();
     let addrs: HashMap<_, _> = state.book.all().into_iter().collect();
-    let peers: HashMap<_, _> = health.snapshot().into_iter().map(|p| (p.id.clone(), p)).collect();
+    let peers: HashMap<_, _> = health
+        .snapshot()
+        .into_iter()
+        .map(|p| (p.id.clone(), p))
+        .collect();
     let n = coord.effective_n();
     let members: Vec<_> = ring
         .members()
@@ -99,20 +104,25 @@ async fn ring(State(state): State<AppState>, Query(q): Query<HashMap<String, Str
 
 /// What this one node stores for a key (its replica and its hints), asking
 /// no other node: how tests and demos see a stale or repaired replica.
-async fn local(State(state): State<AppState>, key: Result<Path<String>, PathRejection>) -> Response {
+async fn local(
+    State(state): State<AppState>,
+    key: Result<Path<String>, PathRejection>,
+) -> Response {
     let key = match crate::kv::parse_key(&state, key) {
         Ok(k) => k,
         Err(e) => return e.into_response(),
     };
     match state.coord.local_view(&key).await {
         Ok((own, hints)) => {
-            let mut body = serde_json::to_value(SiblingsJson::of(own.as_ref())).expect("serialisable");
+            let mut body =
+                serde_json::to_value(SiblingsJson::of(own.as_ref())).expect("serialisable");
             body["node"] = json!(state.coord.node_id());
             body["found"] = json!(own.is_some());
             body["hints"] = hints
                 .iter()
                 .map(|(owner, o)| {
-                    let mut h = serde_json::to_value(SiblingsJson::of(Some(o))).expect("serialisable");
+                    let mut h =
+                        serde_json::to_value(SiblingsJson::of(Some(o))).expect("serialisable");
                     h["owner"] = json!(owner);
                     h
                 })

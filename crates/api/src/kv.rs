@@ -40,7 +40,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
 }
 
 async fn empty_key() -> ApiError {
-    ApiError::bad_request("empty_key", "the key is empty; use /kv/{key} with 1 to 1024 bytes")
+    ApiError::bad_request(
+        "empty_key",
+        "the key is empty; use /kv/{key} with 1 to 1024 bytes",
+    )
 }
 
 /// Parsed and validated request parameters.
@@ -51,27 +54,48 @@ struct Params {
     timeout: Option<Duration>,
 }
 
-fn parse_params(state: &AppState, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> Result<Params, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::bad_request("bad_parameter", format!("cannot parse the query string: {e}")))?;
+fn parse_params(
+    state: &AppState,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Params, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::bad_request(
+            "bad_parameter",
+            format!("cannot parse the query string: {e}"),
+        )
+    })?;
     let n = state.coord.effective_n();
     let quorum = |name: &str| -> Result<Option<Quorum>, ApiError> {
         q.get(name)
-            .map(|v| Quorum::parse(v, n).map_err(|e| ApiError::bad_request("bad_parameter", format!("{name} {e}"))))
+            .map(|v| {
+                Quorum::parse(v, n)
+                    .map_err(|e| ApiError::bad_request("bad_parameter", format!("{name} {e}")))
+            })
             .transpose()
     };
     let sloppy = match q.get("sloppy").map(|s| s.as_str()) {
         None | Some("true") => true,
         Some("false") => false,
-        Some(other) => return Err(ApiError::bad_request("bad_parameter", format!("sloppy must be true or false, got {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_parameter",
+                format!("sloppy must be true or false, got {other:?}"),
+            ));
+        }
     };
     let timeout = match q.get("timeout_ms") {
         None => None,
         Some(v) => match v.parse::<u64>() {
-            Ok(ms) if ms >= 1 && ms <= state.limits.max_timeout_ms => Some(Duration::from_millis(ms)),
+            Ok(ms) if ms >= 1 && ms <= state.limits.max_timeout_ms => {
+                Some(Duration::from_millis(ms))
+            }
             _ => {
                 return Err(ApiError::bad_request(
                     "bad_parameter",
-                    format!("timeout_ms must be a number from 1 to {}, got {v:?}", state.limits.max_timeout_ms),
+                    format!(
+                        "timeout_ms must be a number from 1 to {}, got {v:?}",
+                        state.limits.max_timeout_ms
+                    ),
                 ));
             }
         },
@@ -85,8 +109,16 @@ fn parse_params(state: &AppState, query: Result<Query<HashMap<String, String>>, 
 }
 
 /// Validates the key from the path.
-pub fn parse_key(state: &AppState, key: Result<Path<String>, PathRejection>) -> Result<Bytes, ApiError> {
-    let Path(key) = key.map_err(|e| ApiError::bad_request("bad_key", format!("the key is not valid percent-encoded UTF-8: {e}")))?;
+pub fn parse_key(
+    state: &AppState,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<Bytes, ApiError> {
+    let Path(key) = key.map_err(|e| {
+        ApiError::bad_request(
+            "bad_key",
+            format!("the key is not valid percent-encoded UTF-8: {e}"),
+        )
+    })?;
     if key.is_empty() {
         return Err(ApiError::bad_request("empty_key", "the key is empty"));
     }
@@ -94,7 +126,11 @@ pub fn parse_key(state: &AppState, key: Result<Path<String>, PathRejection>) -> 
         return Err(ApiError::new(
             StatusCode::URI_TOO_LONG,
             "key_too_long",
-            format!("the key is {} bytes long; at most {} are allowed", key.len(), state.limits.max_key_bytes),
+            format!(
+                "the key is {} bytes long; at most {} are allowed",
+                key.len(),
+                state.limits.max_key_bytes
+            ),
         ));
     }
     Ok(Bytes::from(key))
@@ -104,13 +140,15 @@ fn parse_context(headers: &HeaderMap) -> Result<VersionVector, ApiError> {
     match headers.get(CONTEXT_HEADER) {
         None => Ok(VersionVector::new()),
         Some(v) => {
-            let s = v
-                .to_str()
-                .map_err(|_| ApiError::bad_request("bad_context", "the X-Dynkv-Context header is not ASCII"))?;
+            let s = v.to_str().map_err(|_| {
+                ApiError::bad_request("bad_context", "the X-Dynkv-Context header is not ASCII")
+            })?;
             if s.trim().is_empty() {
                 return Ok(VersionVector::new());
             }
-            decode_context(s).map_err(|e| ApiError::bad_request("bad_context", format!("invalid X-Dynkv-Context: {e}")))
+            decode_context(s).map_err(|e| {
+                ApiError::bad_request("bad_context", format!("invalid X-Dynkv-Context: {e}"))
+            })
         }
     }
 }
@@ -137,7 +175,9 @@ async fn get_key(
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    state.metrics.observe("get", resp.status().as_u16(), started);
+    state
+        .metrics
+        .observe("get", resp.status().as_u16(), started);
     resp
 }
 
@@ -169,7 +209,11 @@ pub fn render_object(object: Option<&Object>, headers: &HeaderMap) -> Response {
     let values = object.values();
     let mut resp = if values.len() == 1 {
         let c = values[0];
-        let ct = if c.content_type.is_empty() { "application/octet-stream" } else { &c.content_type };
+        let ct = if c.content_type.is_empty() {
+            "application/octet-stream"
+        } else {
+            &c.content_type
+        };
         let mut r = Response::new(Body::from(c.value.clone()));
         if let Ok(v) = HeaderValue::from_str(ct) {
             r.headers_mut().insert(header::CONTENT_TYPE, v);
@@ -189,7 +233,8 @@ pub fn render_object(object: Option<&Object>, headers: &HeaderMap) -> Response {
         );
         r
     };
-    resp.headers_mut().insert(CONTEXT_HEADER, context_value(&ctx));
+    resp.headers_mut()
+        .insert(CONTEXT_HEADER, context_value(&ctx));
     resp
 }
 
@@ -205,7 +250,9 @@ async fn put_key(
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    state.metrics.observe("put", resp.status().as_u16(), started);
+    state
+        .metrics
+        .observe("put", resp.status().as_u16(), started);
     resp
 }
 
@@ -220,7 +267,9 @@ async fn delete_key(
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    state.metrics.observe("delete", resp.status().as_u16(), started);
+    state
+        .metrics
+        .observe("delete", resp.status().as_u16(), started);
     resp
 }
 
@@ -270,6 +319,7 @@ async fn write(
     };
     let object = state.coord.put(req).await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    resp.headers_mut().insert(CONTEXT_HEADER, context_value(&object.join()));
+    resp.headers_mut()
+        .insert(CONTEXT_HEADER, context_value(&object.join()));
     Ok(resp)
 }

@@ -77,6 +77,12 @@ pub fn router(state: AppState) -> Router {
         .merge(kv::router(&state))
         .merge(admin::router())
         .merge(rpc::router(&state))
-        .fallback(|| async { ApiError::new(axum::http::StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route",
+            )
+        })
         .with_state(state)
 }

@@ -36,7 +36,9 @@ impl Default for HttpMetrics {
     fn default() -> Self {
         HttpMetrics {
             requests: Family::default(),
-            latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 18))),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+            }),
             unauthorized: Counter::default(),
         }
     }
@@ -45,14 +47,30 @@ impl Default for HttpMetrics {
 impl HttpMetrics {
     /// Adds every metric to `registry`.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("dynkv_http_requests", "HTTP requests by operation and status", self.requests.clone());
-        registry.register("dynkv_http_request_duration_seconds", "HTTP request latency by operation", self.latency.clone());
-        registry.register("dynkv_rpc_unauthorized", "Internode calls refused for a bad cluster token", self.unauthorized.clone());
+        registry.register(
+            "dynkv_http_requests",
+            "HTTP requests by operation and status",
+            self.requests.clone(),
+        );
+        registry.register(
+            "dynkv_http_request_duration_seconds",
+            "HTTP request latency by operation",
+            self.latency.clone(),
+        );
+        registry.register(
+            "dynkv_rpc_unauthorized",
+            "Internode calls refused for a bad cluster token",
+            self.unauthorized.clone(),
+        );
     }
 
     /// Records one finished request.
     pub fn observe(&self, op: &'static str, status: u16, started: std::time::Instant) {
-        self.requests.get_or_create(&RequestLabels { op, status }).inc();
-        self.latency.get_or_create(&OpLabels { op }).observe(started.elapsed().as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels { op, status })
+            .inc();
+        self.latency
+            .get_or_create(&OpLabels { op })
+            .observe(started.elapsed().as_secs_f64());
     }
 }

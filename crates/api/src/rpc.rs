@@ -28,18 +28,32 @@ pub fn router(state: &AppState) -> Router<AppState> {
 /// True when every object in the request keeps the DVVSet invariants.
 fn well_formed(req: &Request) -> bool {
     match req {
-        Request::Replicate { object, .. } | Request::StoreHint { object, .. } => object.is_well_formed(),
+        Request::Replicate { object, .. } | Request::StoreHint { object, .. } => {
+            object.is_well_formed()
+        }
         _ => true,
     }
 }
 
-async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn handle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
-    let presented = headers.get(TOKEN_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    let presented = headers
+        .get(TOKEN_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
     if !token_matches(presented, state.cluster_token.as_bytes()) {
         state.metrics.unauthorized.inc();
         state.metrics.observe("rpc", 401, started);
-        return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong cluster token").into_response();
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong cluster token",
+        )
+        .into_response();
     }
     let resp = match body {
         Err(e) => crate::kv::body_error(e, state.limits.max_rpc_bytes).into_response(),
@@ -47,14 +61,19 @@ async fn handle(State(state): State<AppState>, headers: HeaderMap, body: Result<
             Ok(req) if well_formed(&req) => {
                 let answer = state.coord.handle(req).await;
                 let mut r = encode(&answer).into_response();
-                r.headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-dynkv-rpc"));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-dynkv-rpc"),
+                );
                 r
             }
-            Ok(_) => ApiError::bad_request("bad_frame", "the frame carries a malformed object").into_response(),
+            Ok(_) => ApiError::bad_request("bad_frame", "the frame carries a malformed object")
+                .into_response(),
             Err(e) => ApiError::bad_request("bad_frame", e.to_string()).into_response(),
         },
     };
-    state.metrics.observe("rpc", resp.status().as_u16(), started);
+    state
+        .metrics
+        .observe("rpc", resp.status().as_u16(), started);
     resp
 }

@@ -69,7 +69,11 @@ pub fn multipart(object: &Object) -> (String, Vec<u8>) {
     let mut body = Vec::new();
     for c in object.values() {
         body.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
-        let ct = if c.content_type.is_empty() { "application/octet-stream" } else { &c.content_type };
+        let ct = if c.content_type.is_empty() {
+            "application/octet-stream"
+        } else {
+            &c.content_type
+        };
         body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
         if c.deleted {
             body.extend_from_slice(b"X-Dynkv-Deleted: true\r\n");

@@ -98,7 +98,10 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("HTTP client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("HTTP client")
 }
 
 async fn error_body(resp: reqwest::Response) -> String {
@@ -110,11 +113,20 @@ async fn error_body(resp: reqwest::Response) -> String {
 /// `dynkv get KEY`.
 pub async fn get(a: GetArgs) -> ExitCode {
     let sloppy = a.strict.then_some("false");
-    let url = match key_url(&a.node.node, &a.key, &[("r", a.r.as_deref()), ("sloppy", sloppy)]) {
+    let url = match key_url(
+        &a.node.node,
+        &a.key,
+        &[("r", a.r.as_deref()), ("sloppy", sloppy)],
+    ) {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
-    let resp = match client().get(url).header("accept", "application/json").send().await {
+    let resp = match client()
+        .get(url)
+        .header("accept", "application/json")
+        .send()
+        .await
+    {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -128,7 +140,10 @@ pub async fn get(a: GetArgs) -> ExitCode {
         StatusCode::OK => {
             let body = resp.bytes().await.unwrap_or_default();
             if a.json {
-                println!("{}", serde_json::json!({"context": ctx, "siblings": [{"value": String::from_utf8_lossy(&body)}]}));
+                println!(
+                    "{}",
+                    serde_json::json!({"context": ctx, "siblings": [{"value": String::from_utf8_lossy(&body)}]})
+                );
             } else {
                 use std::io::Write;
                 let _ = std::io::stdout().write_all(&body);
@@ -145,10 +160,18 @@ pub async fn get(a: GetArgs) -> ExitCode {
                 let sibs = body["siblings"].as_array().cloned().unwrap_or_default();
                 println!("{} siblings:", sibs.len());
                 for (i, s) in sibs.iter().enumerate() {
-                    let deleted = if s["deleted"].as_bool() == Some(true) { " (deleted)" } else { "" };
+                    let deleted = if s["deleted"].as_bool() == Some(true) {
+                        " (deleted)"
+                    } else {
+                        ""
+                    };
                     println!("  [{i}] {}{deleted}", s["value"].as_str().unwrap_or(""));
                 }
-                println!("resolve with: dynkv put {} <value> --context {}", a.key, body["context"].as_str().unwrap_or(""));
+                println!(
+                    "resolve with: dynkv put {} <value> --context {}",
+                    a.key,
+                    body["context"].as_str().unwrap_or("")
+                );
             }
             ExitCode::SUCCESS
         }
@@ -178,11 +201,18 @@ pub async fn put(a: PutArgs) -> ExitCode {
         _ => return fail("give the value as an argument or with --file (not both)"),
     };
     let sloppy = a.strict.then_some("false");
-    let url = match key_url(&a.node.node, &a.key, &[("w", a.w.as_deref()), ("sloppy", sloppy)]) {
+    let url = match key_url(
+        &a.node.node,
+        &a.key,
+        &[("w", a.w.as_deref()), ("sloppy", sloppy)],
+    ) {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
-    let mut req = client().put(url).header("content-type", &a.content_type).body(body);
+    let mut req = client()
+        .put(url)
+        .header("content-type", &a.content_type)
+        .body(body);
     if let Some(c) = &a.context {
         req = req.header("x-dynkv-context", c);
     }
@@ -205,7 +235,11 @@ pub async fn delete(a: DeleteArgs) -> ExitCode {
 async fn write_outcome(req: reqwest::RequestBuilder) -> ExitCode {
     match req.send().await {
         Ok(resp) if resp.status().is_success() => {
-            let ctx = resp.headers().get("x-dynkv-context").and_then(|v| v.to_str().ok()).unwrap_or("");
+            let ctx = resp
+                .headers()
+                .get("x-dynkv-context")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             println!("context: {ctx}");
             ExitCode::SUCCESS
         }
@@ -220,13 +254,22 @@ pub async fn status(a: NodeArg) -> ExitCode {
     match client().get(&url).send().await {
         Ok(resp) if resp.status().is_success() => {
             let v: serde_json::Value = resp.json().await.unwrap_or_default();
-            println!("node {}  (n_val {}, {} partitions)", v["node"].as_str().unwrap_or("?"), v["n_val"], v["partitions"]);
+            println!(
+                "node {}  (n_val {}, {} partitions)",
+                v["node"].as_str().unwrap_or("?"),
+                v["n_val"],
+                v["partitions"]
+            );
             for m in v["members"].as_array().cloned().unwrap_or_default() {
                 println!(
                     "  {:<8} {:<22} {:<5} owns {:>3} partitions",
                     m["id"].as_str().unwrap_or("?"),
                     m["addr"].as_str().unwrap_or("?"),
-                    if m["up"].as_bool() == Some(true) { "up" } else { "DOWN" },
+                    if m["up"].as_bool() == Some(true) {
+                        "up"
+                    } else {
+                        "DOWN"
+                    },
                     m["partitions_owned"]
                 );
             }

@@ -164,9 +164,16 @@ pub struct Member {
 impl Config {
     /// Loads the layers: defaults, then `file` if given, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut b = config::Config::builder().add_source(config::File::from_str(DEFAULT_TOML, config::FileFormat::Toml));
+        let mut b = config::Config::builder().add_source(config::File::from_str(
+            DEFAULT_TOML,
+            config::FileFormat::Toml,
+        ));
         if let Some(f) = file {
-            b = b.add_source(config::File::from(f).format(config::FileFormat::Toml).required(true));
+            b = b.add_source(
+                config::File::from(f)
+                    .format(config::FileFormat::Toml)
+                    .required(true),
+            );
         }
         b = b.add_source(
             config::Environment::with_prefix("DYNKV")
@@ -183,7 +190,11 @@ impl Config {
 
     /// The address peers use to reach this node.
     pub fn advertise(&self) -> &str {
-        if self.node.advertise.is_empty() { &self.node.listen } else { &self.node.advertise }
+        if self.node.advertise.is_empty() {
+            &self.node.listen
+        } else {
+            &self.node.advertise
+        }
     }
 
     /// The membership list, this node included (alone when none is configured).
@@ -200,14 +211,18 @@ impl Config {
             if m.is_empty() {
                 continue;
             }
-            let (id, addr) = m
-                .split_once('@')
-                .ok_or_else(|| ConfigError::Invalid(format!("cluster.members entry {m:?} is not id@host:port")))?;
+            let (id, addr) = m.split_once('@').ok_or_else(|| {
+                ConfigError::Invalid(format!("cluster.members entry {m:?} is not id@host:port"))
+            })?;
             if id.is_empty() || addr.is_empty() {
-                return Err(ConfigError::Invalid(format!("cluster.members entry {m:?} is not id@host:port")));
+                return Err(ConfigError::Invalid(format!(
+                    "cluster.members entry {m:?} is not id@host:port"
+                )));
             }
             if out.iter().any(|o| o.id == id) {
-                return Err(ConfigError::Invalid(format!("node id {id} appears twice in cluster.members")));
+                return Err(ConfigError::Invalid(format!(
+                    "node id {id} appears twice in cluster.members"
+                )));
             }
             out.push(Member {
                 id: id.to_string(),
@@ -230,8 +245,14 @@ impl Config {
     /// Checks the rules that span fields.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.node.id.is_empty() || self.node.id.len() > 64 || self.node.id.contains(['@', ',', ' ']) {
-            return bad(format!("node.id {:?} must be 1 to 64 characters without '@', ',' or spaces", self.node.id));
+        if self.node.id.is_empty()
+            || self.node.id.len() > 64
+            || self.node.id.contains(['@', ',', ' '])
+        {
+            return bad(format!(
+                "node.id {:?} must be 1 to 64 characters without '@', ',' or spaces",
+                self.node.id
+            ));
         }
         let n = self.cluster.n_val;
         if n == 0 || n > 16 {
@@ -239,7 +260,9 @@ impl Config {
         }
         let p = self.cluster.partitions;
         if !p.is_power_of_two() || p > 65536 {
-            return bad(format!("cluster.partitions must be a power of two up to 65536, got {p}"));
+            return bad(format!(
+                "cluster.partitions must be a power of two up to 65536, got {p}"
+            ));
         }
         for (name, v) in [("quorum.r", &self.quorum.r), ("quorum.w", &self.quorum.w)] {
             if let Err(e) = Quorum::parse(v, n) {
@@ -260,13 +283,23 @@ impl Config {
             ));
         }
         if q.rpc_connect_timeout_ms > q.rpc_timeout_ms {
-            return bad("quorum.rpc_connect_timeout_ms must not exceed quorum.rpc_timeout_ms".into());
+            return bad(
+                "quorum.rpc_connect_timeout_ms must not exceed quorum.rpc_timeout_ms".into(),
+            );
         }
-        if self.failure_detector.ping_timeout_ms == 0 || self.failure_detector.ping_timeout_ms > self.failure_detector.ping_interval_ms {
-            return bad("failure_detector.ping_timeout_ms must be positive and at most ping_interval_ms".into());
+        if self.failure_detector.ping_timeout_ms == 0
+            || self.failure_detector.ping_timeout_ms > self.failure_detector.ping_interval_ms
+        {
+            return bad(
+                "failure_detector.ping_timeout_ms must be positive and at most ping_interval_ms"
+                    .into(),
+            );
         }
         if !(0.0..=1.0).contains(&self.read_repair.chance) {
-            return bad(format!("read_repair.chance must be between 0 and 1, got {}", self.read_repair.chance));
+            return bad(format!(
+                "read_repair.chance must be between 0 and 1, got {}",
+                self.read_repair.chance
+            ));
         }
         if self.limits.max_key_bytes == 0 || self.limits.max_value_bytes == 0 {
             return bad("limits must be positive".into());
@@ -276,7 +309,10 @@ impl Config {
         }
         let members = self.members()?;
         if !members.iter().any(|m| m.id == self.node.id) {
-            return bad(format!("node.id {} is not in cluster.members", self.node.id));
+            return bad(format!(
+                "node.id {} is not in cluster.members",
+                self.node.id
+            ));
         }
         Ok(())
     }

@@ -20,7 +20,10 @@ use crate::config::Config;
 pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let me = NodeId::from(cfg.node.id.as_str());
     let members = cfg.members()?;
-    let ids: Vec<NodeId> = members.iter().map(|m| NodeId::from(m.id.as_str())).collect();
+    let ids: Vec<NodeId> = members
+        .iter()
+        .map(|m| NodeId::from(m.id.as_str()))
+        .collect();
     let ring = Ring::new(ids.clone(), cfg.cluster.partitions)?;
 
     std::fs::create_dir_all(&cfg.node.data_dir)?;
@@ -34,9 +37,15 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     info!(data_dir = %cfg.node.data_dir.display(), hints = store.hint_count(), "storage open");
 
     let book = Arc::new(AddressBook::new(
-        members.iter().map(|m| (NodeId::from(m.id.as_str()), m.addr.clone())),
+        members
+            .iter()
+            .map(|m| (NodeId::from(m.id.as_str()), m.addr.clone())),
     ));
-    let health = Arc::new(PeerHealth::new(me.clone(), ids.clone(), cfg.failure_detector.failure_threshold));
+    let health = Arc::new(PeerHealth::new(
+        me.clone(),
+        ids.clone(),
+        cfg.failure_detector.failure_threshold,
+    ));
     let transport = Arc::new(HttpTransport::new(
         &HttpTransportConfig {
             cluster_token: cfg.cluster.cluster_token.clone(),
@@ -75,7 +84,11 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut workers = Vec::new();
-    workers.push(tokio::spawn(failure_detector(coord.clone(), cfg.clone(), shutdown_rx.clone())));
+    workers.push(tokio::spawn(failure_detector(
+        coord.clone(),
+        cfg.clone(),
+        shutdown_rx.clone(),
+    )));
     if cfg.handoff.enabled {
         let hc = HandoffConfig {
             interval: Config::ms(cfg.handoff.interval_ms),
@@ -84,7 +97,11 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             backoff_base: Config::ms(cfg.handoff.backoff_base_ms),
             backoff_max: Config::ms(cfg.handoff.backoff_max_ms),
         };
-        workers.push(tokio::spawn(handoff::run(coord.clone(), hc, shutdown_rx.clone())));
+        workers.push(tokio::spawn(handoff::run(
+            coord.clone(),
+            hc,
+            shutdown_rx.clone(),
+        )));
     }
 
     let state = AppState {
@@ -119,7 +136,11 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
 
 /// Pings every peer each interval; outcomes feed the peer table through the
 /// coordinator's call path, like request traffic does.
-async fn failure_detector(coord: Arc<Coordinator>, cfg: Config, mut shutdown: watch::Receiver<bool>) {
+async fn failure_detector(
+    coord: Arc<Coordinator>,
+    cfg: Config,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let interval = Config::ms(cfg.failure_detector.ping_interval_ms);
     let timeout = Config::ms(cfg.failure_detector.ping_timeout_ms);
     loop {

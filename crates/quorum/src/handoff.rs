@@ -70,7 +70,11 @@ pub struct HandoffState {
 }
 
 /// Runs passes until `shutdown` turns true.
-pub async fn run(coord: Arc<Coordinator>, config: HandoffConfig, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    coord: Arc<Coordinator>,
+    config: HandoffConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut state = HandoffState::default();
     loop {
         tokio::select! {
@@ -87,7 +91,11 @@ pub async fn run(coord: Arc<Coordinator>, config: HandoffConfig, mut shutdown: w
 }
 
 /// One pass over every hint. Returns how many were delivered.
-pub async fn pass(coord: &Arc<Coordinator>, config: &HandoffConfig, state: &mut HandoffState) -> Result<u64, String> {
+pub async fn pass(
+    coord: &Arc<Coordinator>,
+    config: &HandoffConfig,
+    state: &mut HandoffState,
+) -> Result<u64, String> {
     let backoff = &mut state.owners;
     let store = coord.store().clone();
     coord.metrics().hints_pending.set(store.hint_count() as i64);
@@ -98,7 +106,13 @@ pub async fn pass(coord: &Arc<Coordinator>, config: &HandoffConfig, state: &mut 
     let mut delivered = 0;
     loop {
         let batch = store
-            .hints(None, cursor.as_ref().map(|(o, p, k)| (o.as_str(), *p, k.as_slice())), config.batch)
+            .hints(
+                None,
+                cursor
+                    .as_ref()
+                    .map(|(o, p, k)| (o.as_str(), *p, k.as_slice())),
+                config.batch,
+            )
             .map_err(|e| e.to_string())?;
         let Some(last) = batch.last() else { break };
         cursor = Some((last.owner.clone(), last.partition, last.key.clone()));
@@ -107,7 +121,11 @@ pub async fn pass(coord: &Arc<Coordinator>, config: &HandoffConfig, state: &mut 
             .into_iter()
             .filter(|h| {
                 let owner = NodeId::from(h.owner.as_str());
-                coord.health().is_up(&owner) && backoff.get(&owner).and_then(|b| b.retry_at).is_none_or(|t| t <= now)
+                coord.health().is_up(&owner)
+                    && backoff
+                        .get(&owner)
+                        .and_then(|b| b.retry_at)
+                        .is_none_or(|t| t <= now)
             })
             .collect();
         let results: Vec<(NodeId, bool)> = futures::stream::iter(ready)
@@ -123,7 +141,12 @@ pub async fn pass(coord: &Arc<Coordinator>, config: &HandoffConfig, state: &mut 
                 b.retry_at = None;
             } else {
                 b.failures += 1;
-                let delay = backoff_delay(config.backoff_base, config.backoff_max, b.failures, rand::random());
+                let delay = backoff_delay(
+                    config.backoff_base,
+                    config.backoff_max,
+                    b.failures,
+                    rand::random(),
+                );
                 b.retry_at = Some(Instant::now() + delay);
                 debug!(%owner, ?delay, "handoff failed; backing off");
             }
@@ -144,14 +167,20 @@ async fn deliver(coord: &Arc<Coordinator>, hint: Hint) -> (NodeId, bool) {
         key: hint.key.clone().into(),
         object: hint.object,
     };
-    let ok = match coord.call_peer(&owner, &req, coord.config().rpc_timeout).await {
+    let ok = match coord
+        .call_peer(&owner, &req, coord.config().rpc_timeout)
+        .await
+    {
         Ok(Response::Stored) => {
             let kr = KeyRef {
                 partition: hint.partition,
                 hash: dynkv_ring::key_hash(&hint.key),
                 key: &hint.key,
             };
-            match coord.store().remove_hint_if_unchanged(&hint.owner, &kr, digest) {
+            match coord
+                .store()
+                .remove_hint_if_unchanged(&hint.owner, &kr, digest)
+            {
                 Ok(removed) => {
                     if removed {
                         coord.metrics().hints_delivered.inc();

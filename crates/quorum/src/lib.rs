@@ -44,7 +44,9 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use dynkv_repair::{ReplicaReply, plan_read_repair, should_repair};
 use dynkv_ring::{NodeId, Ring};
-use dynkv_rpc::{PeerHealth, Quorum, RemoteFailure, Request, Response, RpcError, Transport, WriteRequest};
+use dynkv_rpc::{
+    PeerHealth, Quorum, RemoteFailure, Request, Response, RpcError, Transport, WriteRequest,
+};
 use dynkv_storage::{KeyRef, Store};
 use dynkv_vclock::{DvvSet, Object};
 use futures::StreamExt;
@@ -61,7 +63,9 @@ pub mod metrics_labels {
 
     /// The label of a successful read repair.
     pub fn repaired() -> OutcomeLabels {
-        OutcomeLabels { outcome: "repaired" }
+        OutcomeLabels {
+            outcome: "repaired",
+        }
     }
 }
 
@@ -301,7 +305,10 @@ impl Coordinator {
     /// Replicas per key with the current membership: N, or fewer while the
     /// cluster has fewer than N nodes.
     pub fn effective_n(&self) -> usize {
-        self.config.n_val.min(self.ring.load().members().len()).max(1)
+        self.config
+            .n_val
+            .min(self.ring.load().members().len())
+            .max(1)
     }
 
     /// The key's partition, hash, primaries and fallbacks.
@@ -350,7 +357,12 @@ impl Coordinator {
     }
 
     /// Sends one request to a peer, feeding the failure detector.
-    async fn call(&self, to: &NodeId, req: &Request, timeout: Duration) -> Result<Response, RpcError> {
+    async fn call(
+        &self,
+        to: &NodeId,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Response, RpcError> {
         let r = self.transport.call(to, req, timeout).await;
         match &r {
             Ok(_) => {
@@ -359,7 +371,10 @@ impl Coordinator {
                 }
             }
             Err(e) => {
-                self.metrics.internode_errors.get_or_create(&metrics::ErrorLabels::new(req.kind(), e)).inc();
+                self.metrics
+                    .internode_errors
+                    .get_or_create(&metrics::ErrorLabels::new(req.kind(), e))
+                    .inc();
                 if !e.peer_answered() && self.health.record_failure(to) {
                     warn!(peer = %to, error = %e, "peer marked down");
                 }
@@ -370,13 +385,20 @@ impl Coordinator {
 
     /// Sends one request to a peer outside any client request (background
     /// workers), feeding the failure detector like request traffic does.
-    pub async fn call_peer(&self, to: &NodeId, req: &Request, timeout: Duration) -> Result<Response, RpcError> {
+    pub async fn call_peer(
+        &self,
+        to: &NodeId,
+        req: &Request,
+        timeout: Duration,
+    ) -> Result<Response, RpcError> {
         self.call(to, req, timeout).await
     }
 
     /// Deadline of one internode call given the request's deadline.
     fn rpc_deadline(&self, deadline: Instant) -> Duration {
-        deadline.saturating_duration_since(Instant::now()).min(self.config.rpc_timeout)
+        deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.config.rpc_timeout)
     }
 
     /// A client PUT or DELETE. Returns the coordinator's resulting object
@@ -388,7 +410,10 @@ impl Coordinator {
         let n = placement.primaries.len();
         let w = req.w.required(n);
         if w == 0 || w > n {
-            return Err(QuorumError::BadRequest(format!("w={} asks for {w} of {n} replicas", req.w)));
+            return Err(QuorumError::BadRequest(format!(
+                "w={} asks for {w} of {n} replicas",
+                req.w
+            )));
         }
         if req.content.modified_micros == 0 {
             req.content.modified_micros = now_micros();
@@ -401,7 +426,12 @@ impl Coordinator {
     }
 
     /// Sends the write to the first reachable primary.
-    async fn forward(self: &Arc<Self>, mut req: WriteRequest, placement: Placement, deadline: Instant) -> Result<Object, QuorumError> {
+    async fn forward(
+        self: &Arc<Self>,
+        mut req: WriteRequest,
+        placement: Placement,
+        deadline: Instant,
+    ) -> Result<Object, QuorumError> {
         let mut order = placement.primaries.clone();
         // Primaries believed up first, ring order otherwise.
         order.sort_by_key(|p| !self.health.is_up(p));
@@ -413,12 +443,17 @@ impl Coordinator {
             }
             req.timeout_ms = left.as_millis() as u64;
             self.metrics.forwarded.inc();
-            match self.call(&primary, &Request::Coordinate(req.clone()), left).await {
+            match self
+                .call(&primary, &Request::Coordinate(req.clone()), left)
+                .await
+            {
                 Ok(Response::Written(obj)) => return Ok(obj),
                 Ok(Response::Failed(f)) => return Err(QuorumError::from_remote(f, "write")),
                 Ok(_) => tried.push((primary, "unexpected answer".to_string())),
                 // The request never arrived: safe to try the next primary.
-                Err(e @ (RpcError::Unreachable(_) | RpcError::UnknownNode(_))) => tried.push((primary, e.to_string())),
+                Err(e @ (RpcError::Unreachable(_) | RpcError::UnknownNode(_))) => {
+                    tried.push((primary, e.to_string()))
+                }
                 // It may have been applied: do not coordinate it twice.
                 Err(e) => {
                     tried.push((primary, e.to_string()));
@@ -433,27 +468,55 @@ impl Coordinator {
         }
         Err(QuorumError::Unavailable(format!(
             "no primary replica of the key could coordinate the write ({})",
-            tried.iter().map(|(n, e)| format!("{n}: {e}")).collect::<Vec<_>>().join("; ")
+            tried
+                .iter()
+                .map(|(n, e)| format!("{n}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ")
         )))
     }
 
     /// Coordinates a write on this primary.
-    async fn coordinate(self: &Arc<Self>, req: WriteRequest, placement: Placement, w: usize, deadline: Instant) -> Result<Object, QuorumError> {
+    async fn coordinate(
+        self: &Arc<Self>,
+        req: WriteRequest,
+        placement: Placement,
+        w: usize,
+        deadline: Instant,
+    ) -> Result<Object, QuorumError> {
         let me = self.me.to_string();
         let key = req.key.clone();
         let (partition, hash) = (placement.partition, placement.hash);
-        let WriteRequest { content, context, .. } = req;
+        let WriteRequest {
+            content, context, ..
+        } = req;
         let object = self
             .with_store(move |s| {
-                let kr = KeyRef { partition, hash, key: &key };
-                s.update(&kr, |cur| Some(DvvSet::update(&context, &cur.unwrap_or_default(), &me, content)))
+                let kr = KeyRef {
+                    partition,
+                    hash,
+                    key: &key,
+                };
+                s.update(&kr, |cur| {
+                    Some(DvvSet::update(
+                        &context,
+                        &cur.unwrap_or_default(),
+                        &me,
+                        content,
+                    ))
+                })
             })
             .await?
             .object
             .expect("update always returns an object");
         self.metrics.coordinated.inc();
 
-        let others: Vec<NodeId> = placement.primaries.iter().filter(|p| **p != self.me).cloned().collect();
+        let others: Vec<NodeId> = placement
+            .primaries
+            .iter()
+            .filter(|p| **p != self.me)
+            .cloned()
+            .collect();
         let mut acked = 1;
         if others.is_empty() {
             return Ok(object);
@@ -462,13 +525,18 @@ impl Coordinator {
         let this = self.clone();
         let obj = object.clone();
         let key = req.key.clone();
-        tokio::spawn(async move { this.replicate(key, obj, others, placement.fallbacks, deadline, tx).await });
+        tokio::spawn(async move {
+            this.replicate(key, obj, others, placement.fallbacks, deadline, tx)
+                .await
+        });
         let mut detail = Vec::new();
         while acked < w {
             match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
                 Ok(Some(Ack::Primary(_))) => acked += 1,
                 Ok(Some(Ack::Hinted { .. })) if req.sloppy => acked += 1,
-                Ok(Some(Ack::Hinted { owner, via })) => detail.push((owner, format!("only hinted on {via} (sloppy=false)"))),
+                Ok(Some(Ack::Hinted { owner, via })) => {
+                    detail.push((owner, format!("only hinted on {via} (sloppy=false)")))
+                }
                 Ok(Some(Ack::Failed(node, e))) => detail.push((node, e)),
                 Ok(None) | Err(_) => break,
             }
@@ -476,7 +544,10 @@ impl Coordinator {
         if acked >= w {
             Ok(object)
         } else {
-            self.metrics.quorum_failures.get_or_create(&metrics::OpLabels { op: "write" }).inc();
+            self.metrics
+                .quorum_failures
+                .get_or_create(&metrics::OpLabels { op: "write" })
+                .inc();
             Err(QuorumError::NotEnough {
                 op: "write",
                 needed: w,
@@ -513,9 +584,14 @@ impl Coordinator {
                     (p, None::<NodeId>, r)
                 }) as futures::future::BoxFuture<'static, _>);
             } else if let Some(f) = spare.next() {
-                inflight.push(self.clone().hint_via(f, p, key.clone(), object.clone(), deadline));
+                inflight.push(
+                    self.clone()
+                        .hint_via(f, p, key.clone(), object.clone(), deadline),
+                );
             } else {
-                let _ = acks.send(Ack::Failed(p, "down, and no fallback left".into())).await;
+                let _ = acks
+                    .send(Ack::Failed(p, "down, and no fallback left".into()))
+                    .await;
             }
         }
         while let Some((node, owner, result)) = inflight.next().await {
@@ -538,7 +614,13 @@ impl Coordinator {
                     match spare.next() {
                         Some(f) if Instant::now() < deadline => {
                             debug!(%primary, via = %f, %why, "replica failed; hinting");
-                            inflight.push(self.clone().hint_via(f, primary, key.clone(), object.clone(), deadline));
+                            inflight.push(self.clone().hint_via(
+                                f,
+                                primary,
+                                key.clone(),
+                                object.clone(),
+                                deadline,
+                            ));
                         }
                         _ => {
                             let _ = acks.send(Ack::Failed(primary, why)).await;
@@ -556,7 +638,8 @@ impl Coordinator {
         key: Bytes,
         object: Object,
         deadline: Instant,
-    ) -> futures::future::BoxFuture<'static, (NodeId, Option<NodeId>, Result<Response, RpcError>)> {
+    ) -> futures::future::BoxFuture<'static, (NodeId, Option<NodeId>, Result<Response, RpcError>)>
+    {
         Box::pin(async move {
             let req = Request::StoreHint {
                 owner: owner.clone(),
@@ -566,27 +649,39 @@ impl Coordinator {
             let r = if fallback == self.me {
                 Ok(self.handle(req).await)
             } else {
-                self.call(&fallback, &req, self.rpc_deadline(deadline)).await
+                self.call(&fallback, &req, self.rpc_deadline(deadline))
+                    .await
             };
             (fallback, Some(owner), r)
         })
     }
 
     /// A client GET: the `sync` of R replies (`None` if no replica has the key).
-    pub async fn get(self: &Arc<Self>, key: Bytes, opts: ReadOptions) -> Result<Option<Object>, QuorumError> {
+    pub async fn get(
+        self: &Arc<Self>,
+        key: Bytes,
+        opts: ReadOptions,
+    ) -> Result<Option<Object>, QuorumError> {
         let timeout = opts.timeout.unwrap_or(self.config.default_timeout);
         let deadline = Instant::now() + timeout;
         let placement = self.placement(&key);
         let n = placement.primaries.len();
         let r = opts.r.unwrap_or(self.config.default_r).required(n);
         if r == 0 || r > n {
-            return Err(QuorumError::BadRequest(format!("r asks for {r} of {n} replicas")));
+            return Err(QuorumError::BadRequest(format!(
+                "r asks for {r} of {n} replicas"
+            )));
         }
         // Targets: every primary; with sloppy, a fallback stands in for each
         // primary believed down or failing during this read.
         let targets: Vec<NodeId> = placement.primaries.clone();
         let spare: Vec<NodeId> = if opts.sloppy {
-            placement.fallbacks.iter().filter(|f| self.health.is_up(f)).cloned().collect()
+            placement
+                .fallbacks
+                .iter()
+                .filter(|f| self.health.is_up(f))
+                .cloned()
+                .collect()
         } else {
             Vec::new()
         };
@@ -610,7 +705,10 @@ impl Coordinator {
             }
         }
         if counted < r {
-            self.metrics.quorum_failures.get_or_create(&metrics::OpLabels { op: "read" }).inc();
+            self.metrics
+                .quorum_failures
+                .get_or_create(&metrics::OpLabels { op: "read" })
+                .inc();
             return Err(QuorumError::NotEnough {
                 op: "read",
                 needed: r,
@@ -621,7 +719,9 @@ impl Coordinator {
         let merged = replies
             .iter()
             .filter_map(|r| r.object.as_deref())
-            .fold(None::<Object>, |acc, o| Some(acc.map_or_else(|| o.clone(), |a| DvvSet::sync(&a, o))));
+            .fold(None::<Object>, |acc, o| {
+                Some(acc.map_or_else(|| o.clone(), |a| DvvSet::sync(&a, o)))
+            });
         if let Some(m) = &merged {
             self.metrics.siblings.observe(m.sibling_count() as f64);
         }
@@ -664,12 +764,15 @@ impl Coordinator {
                 inflight.push(ask(p, None));
             }
         }
-        let repair = self.config.read_repair && should_repair(self.config.read_repair_chance, rand::random::<f64>());
+        let repair = self.config.read_repair
+            && should_repair(self.config.read_repair_chance, rand::random::<f64>());
         let repair_deadline = deadline.max(Instant::now() + self.config.read_repair_wait);
         let mut all = Vec::new();
         loop {
             let next = tokio::time::timeout_at(repair_deadline.into(), inflight.next()).await;
-            let Ok(Some((node, hint_for, result))) = next else { break };
+            let Ok(Some((node, hint_for, result))) = next else {
+                break;
+            };
             let item = match result {
                 Ok(Response::Object(o)) => {
                     let reply = Reply {
@@ -687,10 +790,11 @@ impl Coordinator {
                         Err(e) => e.to_string(),
                     };
                     // A failed primary is replaced by the next fallback.
-                    if hint_for.is_none() && Instant::now() < deadline {
-                        if let Some(f) = spare.next() {
-                            inflight.push(ask(f, Some(node.clone())));
-                        }
+                    if hint_for.is_none()
+                        && Instant::now() < deadline
+                        && let Some(f) = spare.next()
+                    {
+                        inflight.push(ask(f, Some(node.clone())));
                     }
                     Err((node, why))
                 }
@@ -713,7 +817,9 @@ impl Coordinator {
                 hint_for: r.hint_for.as_ref(),
             })
             .collect();
-        let Some(plan) = plan_read_repair(&views) else { return };
+        let Some(plan) = plan_read_repair(&views) else {
+            return;
+        };
         if plan.stale.is_empty() {
             return;
         }
@@ -728,10 +834,16 @@ impl Coordinator {
                 let ok = if *node == self.me {
                     matches!(self.handle(req).await, Response::Stored)
                 } else {
-                    matches!(self.call(node, &req, self.config.rpc_timeout).await, Ok(Response::Stored))
+                    matches!(
+                        self.call(node, &req, self.config.rpc_timeout).await,
+                        Ok(Response::Stored)
+                    )
                 };
                 let outcome = if ok { "repaired" } else { "failed" };
-                self.metrics.read_repairs.get_or_create(&metrics::OutcomeLabels { outcome }).inc();
+                self.metrics
+                    .read_repairs
+                    .get_or_create(&metrics::OutcomeLabels { outcome })
+                    .inc();
                 debug!(node = %node, key = %String::from_utf8_lossy(key), outcome, "read repair");
             }
         });
@@ -740,12 +852,19 @@ impl Coordinator {
 
     /// What this node stores for a key, without asking anyone: its own
     /// replica and every hint it keeps for it.
-    pub async fn local_view(&self, key: &[u8]) -> Result<(Option<Object>, Vec<(NodeId, Object)>), QuorumError> {
+    pub async fn local_view(
+        &self,
+        key: &[u8],
+    ) -> Result<(Option<Object>, Vec<(NodeId, Object)>), QuorumError> {
         let kr = self.key_ref(key);
         let (partition, hash, key) = (kr.partition, kr.hash, key.to_vec());
         let owners: Vec<NodeId> = self.ring.load().members().to_vec();
         self.with_store(move |s| {
-            let kr = KeyRef { partition, hash, key: &key };
+            let kr = KeyRef {
+                partition,
+                hash,
+                key: &key,
+            };
             let own = s.get(&kr)?;
             let mut hints = Vec::new();
             for o in owners {
@@ -761,13 +880,19 @@ impl Coordinator {
     /// Serves one internode request (from a peer, or from this node itself).
     pub async fn handle(self: &Arc<Self>, req: Request) -> Response {
         match req {
-            Request::Ping => Response::Pong { node: self.me.clone() },
+            Request::Ping => Response::Pong {
+                node: self.me.clone(),
+            },
             Request::Get { key, hint_for } => {
                 let kr = self.key_ref(&key);
                 let (partition, hash) = (kr.partition, kr.hash);
                 let r = self
                     .with_store(move |s| {
-                        let kr = KeyRef { partition, hash, key: &key };
+                        let kr = KeyRef {
+                            partition,
+                            hash,
+                            key: &key,
+                        };
                         let own = s.get(&kr)?;
                         let hint = match &hint_for {
                             Some(owner) => s.get_hint(owner.as_str(), &kr)?,
@@ -788,7 +913,16 @@ impl Coordinator {
                 let kr = self.key_ref(&key);
                 let (partition, hash) = (kr.partition, kr.hash);
                 let r = self
-                    .with_store(move |s| s.merge(&KeyRef { partition, hash, key: &key }, &object))
+                    .with_store(move |s| {
+                        s.merge(
+                            &KeyRef {
+                                partition,
+                                hash,
+                                key: &key,
+                            },
+                            &object,
+                        )
+                    })
                     .await;
                 match r {
                     Ok(_) => Response::Stored,
@@ -800,7 +934,10 @@ impl Coordinator {
                     self.metrics.hints_dropped.inc();
                     return Response::Failed(RemoteFailure {
                         code: "hints_full".into(),
-                        message: format!("{} holds its maximum of {} hints", self.me, self.config.max_hints),
+                        message: format!(
+                            "{} holds its maximum of {} hints",
+                            self.me, self.config.max_hints
+                        ),
                         needed: 0,
                         acked: 0,
                     });
@@ -808,7 +945,17 @@ impl Coordinator {
                 let kr = self.key_ref(&key);
                 let (partition, hash) = (kr.partition, kr.hash);
                 let r = self
-                    .with_store(move |s| s.put_hint(owner.as_str(), &KeyRef { partition, hash, key: &key }, &object))
+                    .with_store(move |s| {
+                        s.put_hint(
+                            owner.as_str(),
+                            &KeyRef {
+                                partition,
+                                hash,
+                                key: &key,
+                            },
+                            &object,
+                        )
+                    })
                     .await;
                 match r {
                     Ok(created) => {
@@ -825,7 +972,10 @@ impl Coordinator {
                 let n = placement.primaries.len();
                 let w = req.w.required(n);
                 if w == 0 || w > n {
-                    return Response::Failed(QuorumError::BadRequest(format!("w asks for {w} of {n} replicas")).to_remote());
+                    return Response::Failed(
+                        QuorumError::BadRequest(format!("w asks for {w} of {n} replicas"))
+                            .to_remote(),
+                    );
                 }
                 let deadline = Instant::now() + Duration::from_millis(req.timeout_ms);
                 // Coordinate even if this node's ring disagrees: the object is
@@ -848,7 +998,9 @@ enum Ack {
 
 /// Microseconds since the Unix epoch, for `Content::modified_micros`.
 pub fn now_micros() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 /// Lets a [`Coordinator`] serve requests on the in-process
@@ -856,7 +1008,11 @@ pub fn now_micros() -> u64 {
 pub struct SimHandler(pub Arc<Coordinator>);
 
 impl dynkv_rpc::sim::RpcHandler for SimHandler {
-    fn handle(&self, _from: NodeId, request: Request) -> futures::future::BoxFuture<'static, Response> {
+    fn handle(
+        &self,
+        _from: NodeId,
+        request: Request,
+    ) -> futures::future::BoxFuture<'static, Response> {
         let c = self.0.clone();
         Box::pin(async move { c.handle(request).await })
     }

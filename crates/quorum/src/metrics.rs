@@ -95,17 +95,65 @@ impl Default for QuorumMetrics {
 impl QuorumMetrics {
     /// Adds every metric to `registry` under the `dynkv_` prefix.
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("dynkv_quorum_failures", "Requests that did not reach R or W", self.quorum_failures.clone());
-        registry.register("dynkv_writes_coordinated", "Writes this node coordinated", self.coordinated.clone());
-        registry.register("dynkv_writes_forwarded", "Writes forwarded to a primary", self.forwarded.clone());
-        registry.register("dynkv_internode_errors", "Failed internode calls", self.internode_errors.clone());
-        registry.register("dynkv_read_siblings", "Siblings per successful read", self.siblings.clone());
-        registry.register("dynkv_read_repairs", "Read repairs sent, by outcome", self.read_repairs.clone());
-        registry.register("dynkv_hints_sent", "Hinted copies sent to fallbacks", self.hints_sent.clone());
-        registry.register("dynkv_hints_stored", "Hints stored for unreachable owners", self.hints_stored.clone());
-        registry.register("dynkv_hints_dropped", "Hints refused: hint store full", self.hints_dropped.clone());
-        registry.register("dynkv_hints_delivered", "Hints handed off to their owner", self.hints_delivered.clone());
-        registry.register("dynkv_hints_pending", "Hints held by this node", self.hints_pending.clone());
-        registry.register("dynkv_storage_errors", "Local storage failures", self.storage_errors.clone());
+        registry.register(
+            "dynkv_quorum_failures",
+            "Requests that did not reach R or W",
+            self.quorum_failures.clone(),
+        );
+        registry.register(
+            "dynkv_writes_coordinated",
+            "Writes this node coordinated",
+            self.coordinated.clone(),
+        );
+        registry.register(
+            "dynkv_writes_forwarded",
+            "Writes forwarded to a primary",
+            self.forwarded.clone(),
+        );
+        registry.register(
+            "dynkv_internode_errors",
+            "Failed internode calls",
+            self.internode_errors.clone(),
+        );
+        registry.register(
+            "dynkv_read_siblings",
+            "Siblings per successful read",
+            self.siblings.clone(),
+        );
+        registry.register(
+            "dynkv_read_repairs",
+            "Read repairs sent, by outcome",
+            self.read_repairs.clone(),
+        );
+        registry.register(
+            "dynkv_hints_sent",
+            "Hinted copies sent to fallbacks",
+            self.hints_sent.clone(),
+        );
+        registry.register(
+            "dynkv_hints_stored",
+            "Hints stored for unreachable owners",
+            self.hints_stored.clone(),
+        );
+        registry.register(
+            "dynkv_hints_dropped",
+            "Hints refused: hint store full",
+            self.hints_dropped.clone(),
+        );
+        registry.register(
+            "dynkv_hints_delivered",
+            "Hints handed off to their owner",
+            self.hints_delivered.clone(),
+        );
+        registry.register(
+            "dynkv_hints_pending",
+            "Hints held by this node",
+            self.hints_pending.clone(),
+        );
+        registry.register(
+            "dynkv_storage_errors",
+            "Local storage failures",
+            self.storage_errors.clone(),
+        );
     }
 }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dynkv_quorum::handoff::{self, HandoffConfig, HandoffState};
-use dynkv_quorum::{Coordinator, CoordinatorConfig, QuorumError, QuorumMetrics, ReadOptions, SimHandler};
+use dynkv_quorum::{
+    Coordinator, CoordinatorConfig, QuorumError, QuorumMetrics, ReadOptions, SimHandler,
+};
 use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::sim::SimNetwork;
 use dynkv_rpc::{PeerHealth, Quorum, WriteRequest};
@@ -47,12 +49,19 @@ fn cluster(k: usize) -> Cluster {
         nodes.push(c);
         dirs.push(dir);
     }
-    Cluster { net, nodes, _dirs: dirs }
+    Cluster {
+        net,
+        nodes,
+        _dirs: dirs,
+    }
 }
 
 impl Cluster {
     fn node(&self, id: &str) -> &Arc<Coordinator> {
-        self.nodes.iter().find(|n| n.node_id().as_str() == id).unwrap()
+        self.nodes
+            .iter()
+            .find(|n| n.node_id().as_str() == id)
+            .unwrap()
     }
     /// A key whose first primary is `first` (searching key names).
     fn key_with_primary(&self, pos: usize, id: &str) -> Bytes {
@@ -85,16 +94,32 @@ fn values(o: &Option<Object>) -> Vec<String> {
 }
 
 fn read(r: Quorum) -> ReadOptions {
-    ReadOptions { r: Some(r), sloppy: true, timeout: Some(Duration::from_secs(1)) }
+    ReadOptions {
+        r: Some(r),
+        sloppy: true,
+        timeout: Some(Duration::from_secs(1)),
+    }
 }
 
 #[tokio::test]
 async fn quorum_write_is_read_from_every_node() {
     let c = cluster(4);
     let key = Bytes::from_static(b"alpha");
-    c.nodes[0].put(write(&key, "v1", VersionVector::new(), Quorum::Majority, true)).await.unwrap();
+    c.nodes[0]
+        .put(write(
+            &key,
+            "v1",
+            VersionVector::new(),
+            Quorum::Majority,
+            true,
+        ))
+        .await
+        .unwrap();
     for n in &c.nodes {
-        assert_eq!(values(&n.get(key.clone(), read(Quorum::Majority)).await.unwrap()), vec!["v1"]);
+        assert_eq!(
+            values(&n.get(key.clone(), read(Quorum::Majority)).await.unwrap()),
+            vec!["v1"]
+        );
     }
 }
 
@@ -102,14 +127,29 @@ async fn quorum_write_is_read_from_every_node() {
 async fn concurrent_writes_become_siblings_and_a_context_resolves_them() {
     let c = cluster(3);
     let key = Bytes::from_static(b"k");
-    c.nodes[0].put(write(&key, "a", VersionVector::new(), Quorum::All, true)).await.unwrap();
-    c.nodes[1].put(write(&key, "b", VersionVector::new(), Quorum::All, true)).await.unwrap();
-    let got = c.nodes[2].get(key.clone(), read(Quorum::All)).await.unwrap();
+    c.nodes[0]
+        .put(write(&key, "a", VersionVector::new(), Quorum::All, true))
+        .await
+        .unwrap();
+    c.nodes[1]
+        .put(write(&key, "b", VersionVector::new(), Quorum::All, true))
+        .await
+        .unwrap();
+    let got = c.nodes[2]
+        .get(key.clone(), read(Quorum::All))
+        .await
+        .unwrap();
     assert_eq!(values(&got), vec!["a", "b"]);
     let ctx = got.unwrap().join();
-    c.nodes[2].put(write(&key, "resolved", ctx, Quorum::All, true)).await.unwrap();
+    c.nodes[2]
+        .put(write(&key, "resolved", ctx, Quorum::All, true))
+        .await
+        .unwrap();
     for n in &c.nodes {
-        assert_eq!(values(&n.get(key.clone(), read(Quorum::All)).await.unwrap()), vec!["resolved"]);
+        assert_eq!(
+            values(&n.get(key.clone(), read(Quorum::All)).await.unwrap()),
+            vec!["resolved"]
+        );
     }
 }
 
@@ -117,8 +157,15 @@ async fn concurrent_writes_become_siblings_and_a_context_resolves_them() {
 async fn write_from_a_non_primary_is_forwarded() {
     let c = cluster(5);
     let key = Bytes::from_static(b"forward-me");
-    let outsider = c.nodes.iter().find(|n| !n.placement(&key).primaries.contains(n.node_id())).unwrap();
-    outsider.put(write(&key, "x", VersionVector::new(), Quorum::All, true)).await.unwrap();
+    let outsider = c
+        .nodes
+        .iter()
+        .find(|n| !n.placement(&key).primaries.contains(n.node_id()))
+        .unwrap();
+    outsider
+        .put(write(&key, "x", VersionVector::new(), Quorum::All, true))
+        .await
+        .unwrap();
     assert_eq!(outsider.metrics().forwarded.get(), 1);
     let primary = c.node(c.nodes[0].placement(&key).primaries[0].as_str());
     let (own, _) = primary.local_view(&key).await.unwrap();
@@ -130,14 +177,46 @@ async fn partitioned_replica_fails_all_but_not_majority() {
     let c = cluster(3);
     let key = Bytes::from_static(b"p");
     c.net.isolate("n3");
-    let err = c.nodes[0].put(write(&key, "v", VersionVector::new(), Quorum::All, false)).await.unwrap_err();
+    let err = c.nodes[0]
+        .put(write(&key, "v", VersionVector::new(), Quorum::All, false))
+        .await
+        .unwrap_err();
     match err {
         QuorumError::NotEnough { needed, acked, .. } => assert_eq!((needed, acked), (3, 2)),
         e => panic!("unexpected {e:?}"),
     }
-    c.nodes[0].put(write(&key, "v2", VersionVector::new(), Quorum::Majority, false)).await.unwrap();
-    let err = c.nodes[0].get(key.clone(), ReadOptions { r: Some(Quorum::All), sloppy: false, timeout: Some(Duration::from_millis(800)) }).await.unwrap_err();
-    assert!(matches!(err, QuorumError::NotEnough { needed: 3, acked: 2, .. }), "{err:?}");
+    c.nodes[0]
+        .put(write(
+            &key,
+            "v2",
+            VersionVector::new(),
+            Quorum::Majority,
+            false,
+        ))
+        .await
+        .unwrap();
+    let err = c.nodes[0]
+        .get(
+            key.clone(),
+            ReadOptions {
+                r: Some(Quorum::All),
+                sloppy: false,
+                timeout: Some(Duration::from_millis(800)),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            QuorumError::NotEnough {
+                needed: 3,
+                acked: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -147,13 +226,25 @@ async fn slow_replica_does_not_delay_a_quorum_write() {
     let slow = c.nodes[0].placement(&key).primaries[2].clone();
     c.net.delay("n1", slow.as_str(), Duration::from_millis(250));
     let started = std::time::Instant::now();
-    c.nodes[0].put(write(&key, "v", VersionVector::new(), Quorum::Majority, true)).await.unwrap();
+    c.nodes[0]
+        .put(write(
+            &key,
+            "v",
+            VersionVector::new(),
+            Quorum::Majority,
+            true,
+        ))
+        .await
+        .unwrap();
     let fast = started.elapsed();
     // The slow replica still gets the write in the background.
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (own, _) = c.node(slow.as_str()).local_view(&key).await.unwrap();
     assert_eq!(values(&own), vec!["v"]);
-    assert!(fast < Duration::from_millis(250), "answered at W without waiting: {fast:?}");
+    assert!(
+        fast < Duration::from_millis(250),
+        "answered at W without waiting: {fast:?}"
+    );
 }
 
 #[tokio::test]
@@ -163,18 +254,45 @@ async fn sloppy_quorum_hints_and_hands_off() {
     let placement = c.nodes[0].placement(&key);
     let down = placement.primaries[2].clone();
     c.net.crash(down.as_str());
-    let strict = c.nodes[0].put(write(&key, "s", VersionVector::new(), Quorum::All, false)).await;
-    assert!(matches!(strict, Err(QuorumError::NotEnough { needed: 3, acked: 2, .. })), "{strict:?}");
-    c.nodes[0].put(write(&key, "v", VersionVector::new(), Quorum::All, true)).await.unwrap();
+    let strict = c.nodes[0]
+        .put(write(&key, "s", VersionVector::new(), Quorum::All, false))
+        .await;
+    assert!(
+        matches!(
+            strict,
+            Err(QuorumError::NotEnough {
+                needed: 3,
+                acked: 2,
+                ..
+            })
+        ),
+        "{strict:?}"
+    );
+    c.nodes[0]
+        .put(write(&key, "v", VersionVector::new(), Quorum::All, true))
+        .await
+        .unwrap();
     let fallback = c.node(placement.fallbacks[0].as_str());
     assert!(fallback.store().hint_count() >= 1);
     // A sloppy read finds the hinted copy too.
-    let got = c.nodes[1].get(key.clone(), read(Quorum::All)).await.unwrap();
+    let got = c.nodes[1]
+        .get(key.clone(), read(Quorum::All))
+        .await
+        .unwrap();
     assert_eq!(values(&got), vec!["s", "v"]);
     // The owner returns; handoff delivers and drops the hint.
-    c.net.register(down.clone(), Arc::new(SimHandler(c.node(down.as_str()).clone())));
+    c.net.register(
+        down.clone(),
+        Arc::new(SimHandler(c.node(down.as_str()).clone())),
+    );
     fallback.health().record_success(&down);
-    let delivered = handoff::pass(fallback, &HandoffConfig::default(), &mut HandoffState::default()).await.unwrap();
+    let delivered = handoff::pass(
+        fallback,
+        &HandoffConfig::default(),
+        &mut HandoffState::default(),
+    )
+    .await
+    .unwrap();
     assert!(delivered >= 1);
     assert_eq!(fallback.store().hint_count(), 0);
     let (own, _) = c.node(down.as_str()).local_view(&key).await.unwrap();
@@ -186,13 +304,34 @@ async fn read_repair_heals_a_stale_replica_with_the_full_sibling_set() {
     let c = cluster(3);
     let key = c.key_with_primary(0, "n1");
     c.net.isolate("n3");
-    c.nodes[0].put(write(&key, "a", VersionVector::new(), Quorum::Count(2), true)).await.unwrap();
-    c.nodes[1].put(write(&key, "b", VersionVector::new(), Quorum::Count(2), true)).await.unwrap();
+    c.nodes[0]
+        .put(write(
+            &key,
+            "a",
+            VersionVector::new(),
+            Quorum::Count(2),
+            true,
+        ))
+        .await
+        .unwrap();
+    c.nodes[1]
+        .put(write(
+            &key,
+            "b",
+            VersionVector::new(),
+            Quorum::Count(2),
+            true,
+        ))
+        .await
+        .unwrap();
     c.net.heal();
     c.nodes[0].health().record_success(&"n3".into());
     let (stale, _) = c.node("n3").local_view(&key).await.unwrap();
     assert!(stale.is_none());
-    let got = c.nodes[0].get(key.clone(), read(Quorum::Majority)).await.unwrap();
+    let got = c.nodes[0]
+        .get(key.clone(), read(Quorum::Majority))
+        .await
+        .unwrap();
     assert_eq!(values(&got), vec!["a", "b"]);
     // Repair runs after the answer; poll for it.
     let mut healed = Vec::new();
@@ -204,6 +343,10 @@ async fn read_repair_heals_a_stale_replica_with_the_full_sibling_set() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(healed, vec!["a", "b"]);
-    let repaired = c.nodes[0].metrics().read_repairs.get_or_create(&dynkv_quorum::metrics_labels::repaired()).get();
+    let repaired = c.nodes[0]
+        .metrics()
+        .read_repairs
+        .get_or_create(&dynkv_quorum::metrics_labels::repaired())
+        .get();
     assert!(repaired >= 1);
 }

@@ -46,7 +46,9 @@ pub fn plan_read_repair(replies: &[ReplicaReply<'_>]) -> Option<RepairPlan> {
     let merged = replies
         .iter()
         .filter_map(|r| r.object)
-        .fold(None::<Object>, |acc, o| Some(acc.map_or_else(|| o.clone(), |a| DvvSet::sync(&a, o))))?;
+        .fold(None::<Object>, |acc, o| {
+            Some(acc.map_or_else(|| o.clone(), |a| DvvSet::sync(&a, o)))
+        })?;
     let digest = merged.digest();
     let stale = replies
         .iter()
@@ -69,21 +71,43 @@ mod tests {
     use dynkv_vclock::{Content, VersionVector};
 
     fn write(base: &Object, actor: &str, v: &str) -> Object {
-        DvvSet::update(&base.join(), base, actor, Content::value(v.to_string(), "", 0))
+        DvvSet::update(
+            &base.join(),
+            base,
+            actor,
+            Content::value(v.to_string(), "", 0),
+        )
     }
 
     #[test]
     fn stale_missing_and_partial_replicas_are_repaired_to_the_full_set() {
-        let (a, b, c, d): (NodeId, NodeId, NodeId, NodeId) = ("a".into(), "b".into(), "c".into(), "d".into());
+        let (a, b, c, d): (NodeId, NodeId, NodeId, NodeId) =
+            ("a".into(), "b".into(), "c".into(), "d".into());
         let v1 = write(&Object::new(), "a", "v1");
         // Two concurrent children of v1, on different replicas.
         let left = write(&v1, "a", "left");
         let right = DvvSet::update(&v1.join(), &v1, "b", Content::value("right", "", 0));
         let replies = [
-            ReplicaReply { node: &a, object: Some(&left), hint_for: None },
-            ReplicaReply { node: &b, object: Some(&right), hint_for: None },
-            ReplicaReply { node: &c, object: None, hint_for: None },
-            ReplicaReply { node: &d, object: Some(&v1), hint_for: Some(&c) },
+            ReplicaReply {
+                node: &a,
+                object: Some(&left),
+                hint_for: None,
+            },
+            ReplicaReply {
+                node: &b,
+                object: Some(&right),
+                hint_for: None,
+            },
+            ReplicaReply {
+                node: &c,
+                object: None,
+                hint_for: None,
+            },
+            ReplicaReply {
+                node: &d,
+                object: Some(&v1),
+                hint_for: Some(&c),
+            },
         ];
         let plan = plan_read_repair(&replies).unwrap();
         assert_eq!(plan.merged.sibling_count(), 2);
@@ -91,11 +115,26 @@ mod tests {
         // A replica already holding the merged state is left alone.
         let merged = plan.merged.clone();
         let replies = [
-            ReplicaReply { node: &a, object: Some(&merged), hint_for: None },
-            ReplicaReply { node: &b, object: Some(&right), hint_for: None },
+            ReplicaReply {
+                node: &a,
+                object: Some(&merged),
+                hint_for: None,
+            },
+            ReplicaReply {
+                node: &b,
+                object: Some(&right),
+                hint_for: None,
+            },
         ];
         assert_eq!(plan_read_repair(&replies).unwrap().stale, vec![b.clone()]);
-        assert!(plan_read_repair(&[ReplicaReply { node: &a, object: None, hint_for: None }]).is_none());
+        assert!(
+            plan_read_repair(&[ReplicaReply {
+                node: &a,
+                object: None,
+                hint_for: None
+            }])
+            .is_none()
+        );
         let _ = VersionVector::new();
     }
 

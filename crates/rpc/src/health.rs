@@ -48,12 +48,18 @@ pub struct PeerHealth {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl PeerHealth {
     /// A table for `me` and these peers, all presumed up.
-    pub fn new(me: NodeId, peers: impl IntoIterator<Item = NodeId>, failure_threshold: u32) -> Self {
+    pub fn new(
+        me: NodeId,
+        peers: impl IntoIterator<Item = NodeId>,
+        failure_threshold: u32,
+    ) -> Self {
         let map = peers
             .into_iter()
             .filter(|p| *p != me)
@@ -95,7 +101,9 @@ impl PeerHealth {
 
     /// A request or ping got an answer. Returns true if the peer came back up.
     pub fn record_success(&self, node: &NodeId) -> bool {
-        let Some(s) = self.state(node) else { return false };
+        let Some(s) = self.state(node) else {
+            return false;
+        };
         s.consecutive_failures.store(0, Ordering::Relaxed);
         s.last_ok_ms.store(now_ms(), Ordering::Relaxed);
         let was_down = s.down.swap(false, Ordering::Relaxed);
@@ -108,7 +116,9 @@ impl PeerHealth {
     /// A request or ping failed to reach `node`. Returns true if it was
     /// just marked down.
     pub fn record_failure(&self, node: &NodeId) -> bool {
-        let Some(s) = self.state(node) else { return false };
+        let Some(s) = self.state(node) else {
+            return false;
+        };
         s.last_failure_ms.store(now_ms(), Ordering::Relaxed);
         let n = s.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n >= self.failure_threshold && !s.down.swap(true, Ordering::Relaxed) {

@@ -23,7 +23,10 @@ pub mod sim;
 pub mod transport;
 
 pub use health::{PeerHealth, PeerView};
-pub use message::{Quorum, RemoteFailure, Request, Response, WireError, WriteRequest, decode, encode};
+pub use message::{
+    Quorum, RemoteFailure, Request, Response, WireError, WriteRequest, decode, encode,
+};
 pub use transport::{
-    AddressBook, HttpTransport, HttpTransportConfig, RPC_PATH, RpcError, TOKEN_HEADER, Transport, token_matches,
+    AddressBook, HttpTransport, HttpTransportConfig, RPC_PATH, RpcError, TOKEN_HEADER, Transport,
+    token_matches,
 };

@@ -52,7 +52,11 @@ impl Quorum {
             "all" => Quorum::All,
             other => match other.parse::<u32>() {
                 Ok(c) if c >= 1 && (c as usize) <= n => Quorum::Count(c),
-                _ => return Err(format!("must be one, quorum, all or a number from 1 to {n}, got {s:?}")),
+                _ => {
+                    return Err(format!(
+                        "must be one, quorum, all or a number from 1 to {n}, got {s:?}"
+                    ));
+                }
             },
         };
         Ok(q)
@@ -196,9 +200,13 @@ pub fn decode<'a, T: Deserialize<'a>>(frame: &'a [u8]) -> Result<T, WireError> {
     if v != WIRE_FORMAT_V1 {
         return Err(WireError::UnknownVersion(v));
     }
-    let (msg, rest) = postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
+    let (msg, rest) =
+        postcard::take_from_bytes(body).map_err(|e| WireError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(WireError::Malformed(format!("{} trailing bytes", rest.len())));
+        return Err(WireError::Malformed(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
     }
     Ok(msg)
 }
@@ -210,7 +218,12 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        let object: Object = DvvSet::update(&VersionVector::new(), &Object::new(), "n1", Content::value("v", "t", 1));
+        let object: Object = DvvSet::update(
+            &VersionVector::new(),
+            &Object::new(),
+            "n1",
+            Content::value("v", "t", 1),
+        );
         let req = Request::Replicate {
             key: Bytes::from_static(b"k"),
             object: object.clone(),

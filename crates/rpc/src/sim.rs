@@ -62,7 +62,10 @@ impl SimNetwork {
 
     /// The transport `node` uses to reach the others.
     pub fn transport(&self, node: NodeId) -> SimTransport {
-        SimTransport { net: self.clone(), me: node }
+        SimTransport {
+            net: self.clone(),
+            me: node,
+        }
     }
 
     /// Drops every message between nodes of different groups, both ways.
@@ -85,7 +88,12 @@ impl SimNetwork {
     /// Cuts `node` off from every other registered node, both ways.
     pub fn isolate(&self, node: &str) {
         let mut s = self.state.lock();
-        let others: Vec<NodeId> = s.handlers.keys().filter(|n| n.as_str() != node).cloned().collect();
+        let others: Vec<NodeId> = s
+            .handlers
+            .keys()
+            .filter(|n| n.as_str() != node)
+            .cloned()
+            .collect();
         for o in others {
             s.cut.insert((node.into(), o.clone()));
             s.cut.insert((o, node.into()));
@@ -99,12 +107,18 @@ impl SimNetwork {
 
     /// Delays every message from `from` to `to`.
     pub fn delay(&self, from: &str, to: &str, by: Duration) {
-        self.state.lock().delays.insert((from.into(), to.into()), by);
+        self.state
+            .lock()
+            .delays
+            .insert((from.into(), to.into()), by);
     }
 
     /// Loses the next `count` messages from `from` to `to`.
     pub fn drop_next(&self, from: &str, to: &str, count: u32) {
-        self.state.lock().drops.insert((from.into(), to.into()), count);
+        self.state
+            .lock()
+            .drops
+            .insert((from.into(), to.into()), count);
     }
 
     /// The node's process is gone: calls to it fail at once.
@@ -140,7 +154,12 @@ enum Fate {
 }
 
 impl Transport for SimTransport {
-    fn call(&self, to: &NodeId, request: &Request, timeout: Duration) -> BoxFuture<'static, Result<Response, RpcError>> {
+    fn call(
+        &self,
+        to: &NodeId,
+        request: &Request,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Response, RpcError>> {
         let link = (self.me.clone(), to.clone());
         let fate = {
             let mut s = self.net.state.lock();

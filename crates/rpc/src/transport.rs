@@ -47,7 +47,10 @@ impl RpcError {
     /// True when the failure says nothing about the peer being alive
     /// (it answered), so the failure detector should not mark it down.
     pub fn peer_answered(&self) -> bool {
-        matches!(self, RpcError::Unauthorized | RpcError::Protocol(_) | RpcError::Unexpected(_))
+        matches!(
+            self,
+            RpcError::Unauthorized | RpcError::Protocol(_) | RpcError::Unexpected(_)
+        )
     }
 }
 
@@ -60,7 +63,12 @@ impl From<WireError> for RpcError {
 /// Sends one request to one peer and waits for its response, at most `timeout`.
 pub trait Transport: Send + Sync + 'static {
     /// Encodes before returning, so the future owns everything it needs.
-    fn call(&self, to: &NodeId, request: &Request, timeout: Duration) -> BoxFuture<'static, Result<Response, RpcError>>;
+    fn call(
+        &self,
+        to: &NodeId,
+        request: &Request,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Response, RpcError>>;
 }
 
 /// Node id → `host:port`, swapped atomically when membership changes so the
@@ -94,7 +102,12 @@ impl AddressBook {
 
     /// Every entry.
     pub fn all(&self) -> Vec<(NodeId, String)> {
-        let mut v: Vec<_> = self.addrs.load().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut v: Vec<_> = self
+            .addrs
+            .load()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         v.sort();
         v
     }
@@ -140,7 +153,12 @@ impl HttpTransport {
 }
 
 impl Transport for HttpTransport {
-    fn call(&self, to: &NodeId, request: &Request, timeout: Duration) -> BoxFuture<'static, Result<Response, RpcError>> {
+    fn call(
+        &self,
+        to: &NodeId,
+        request: &Request,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Response, RpcError>> {
         let Some(addr) = self.book.get(to) else {
             let err = RpcError::UnknownNode(to.to_string());
             return Box::pin(async move { Err(err) });

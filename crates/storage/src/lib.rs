@@ -50,8 +50,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dynkv_vclock::{DvvSet, Object, ObjectDecodeError, decode_object, encode_object};
 use parking_lot::Mutex;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions, WriteBatch,
-    WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteOptions,
 };
 
 const CF_OBJECTS: &str = "objects";
@@ -172,7 +172,9 @@ impl Store {
         let mut db_opts = Options::default();
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
-        db_opts.increase_parallelism(std::thread::available_parallelism().map_or(2, |n| n.get() as i32));
+        db_opts.increase_parallelism(
+            std::thread::available_parallelism().map_or(2, |n| n.get() as i32),
+        );
         db_opts.set_max_background_jobs(2);
         db_opts.set_bytes_per_sync(1 << 20);
 
@@ -227,7 +229,9 @@ impl Store {
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db.cf_handle(name).expect("column family created at open")
+        self.db
+            .cf_handle(name)
+            .expect("column family created at open")
     }
 
     fn count(&self, cf: &str) -> Result<u64> {
@@ -241,7 +245,10 @@ impl Store {
 
     /// Reads a key's stored object.
     pub fn get(&self, key: &KeyRef<'_>) -> Result<Option<Object>> {
-        match self.db.get_pinned_cf(self.cf(CF_OBJECTS), object_key(key.partition, key.key))? {
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_OBJECTS), object_key(key.partition, key.key))?
+        {
             Some(bytes) => Ok(Some(decode_object(&bytes)?)),
             None => Ok(None),
         }
@@ -306,7 +313,12 @@ impl Store {
 
     /// Up to `limit` objects of one partition in key order, starting after
     /// `after`: the resumable scan ownership handoff streams.
-    pub fn scan_partition(&self, partition: u32, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Object)>> {
+    pub fn scan_partition(
+        &self,
+        partition: u32,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Object)>> {
         let prefix = partition.to_be_bytes();
         let start = match after {
             Some(k) => {
@@ -319,10 +331,11 @@ impl Store {
         let mut opts = ReadOptions::default();
         bound_to_prefix(&mut opts, &prefix);
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf_opt(self.cf(CF_OBJECTS), opts, IteratorMode::From(&start, Direction::Forward))
-        {
+        for item in self.db.iterator_cf_opt(
+            self.cf(CF_OBJECTS),
+            opts,
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
             if out.len() >= limit {
                 break;
             }
@@ -341,16 +354,22 @@ impl Store {
     }
 
     /// Streaming form of [`Store::scan_digests`], without collecting.
-    pub fn for_each_digest<F: FnMut(u64, &[u8], u64)>(&self, lo: u64, hi: u64, mut f: F) -> Result<()> {
+    pub fn for_each_digest<F: FnMut(u64, &[u8], u64)>(
+        &self,
+        lo: u64,
+        hi: u64,
+        mut f: F,
+    ) -> Result<()> {
         let start = lo.to_be_bytes();
         let mut opts = ReadOptions::default();
         if let Some(next) = hi.checked_add(1) {
             opts.set_iterate_upper_bound(next.to_be_bytes().to_vec());
         }
-        for item in self
-            .db
-            .iterator_cf_opt(self.cf(CF_DIGESTS), opts, IteratorMode::From(&start, Direction::Forward))
-        {
+        for item in self.db.iterator_cf_opt(
+            self.cf(CF_DIGESTS),
+            opts,
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
             let (k, v) = item?;
             if k.len() < 8 || v.len() != 8 {
                 continue;
@@ -377,7 +396,8 @@ impl Store {
             Some(e) => DvvSet::sync(&e, object),
             None => object.clone(),
         };
-        self.db.put_cf_opt(cf, &hkey, encode_object(&merged), &self.write_opts)?;
+        self.db
+            .put_cf_opt(cf, &hkey, encode_object(&merged), &self.write_opts)?;
         if created {
             self.hint_count.fetch_add(1, Ordering::Relaxed);
         }
@@ -386,7 +406,10 @@ impl Store {
 
     /// The hint kept for `owner` and this key, if any.
     pub fn get_hint(&self, owner: &str, key: &KeyRef<'_>) -> Result<Option<Object>> {
-        match self.db.get_pinned_cf(self.cf(CF_HINTS), hint_key(owner, key.partition, key.key))? {
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_HINTS), hint_key(owner, key.partition, key.key))?
+        {
             Some(bytes) => Ok(Some(decode_object(&bytes)?)),
             None => Ok(None),
         }
@@ -394,7 +417,12 @@ impl Store {
 
     /// Up to `limit` hints in (owner, partition, key) order, starting after
     /// the hint `after` (owner, partition, key) and restricted to `owner` if given.
-    pub fn hints(&self, owner: Option<&str>, after: Option<(&str, u32, &[u8])>, limit: usize) -> Result<Vec<Hint>> {
+    pub fn hints(
+        &self,
+        owner: Option<&str>,
+        after: Option<(&str, u32, &[u8])>,
+        limit: usize,
+    ) -> Result<Vec<Hint>> {
         let start = match (after, owner) {
             (Some((o, p, k)), _) => {
                 let mut s = hint_key(o, p, k);
@@ -409,10 +437,11 @@ impl Store {
             bound_to_prefix(&mut opts, &hint_owner_prefix(o));
         }
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf_opt(self.cf(CF_HINTS), opts, IteratorMode::From(&start, Direction::Forward))
-        {
+        for item in self.db.iterator_cf_opt(
+            self.cf(CF_HINTS),
+            opts,
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
             if out.len() >= limit {
                 break;
             }
@@ -433,7 +462,12 @@ impl Store {
     /// Deletes a delivered hint, but only if it still holds exactly what was
     /// delivered (`delivered_digest`): a hint merged with a newer write
     /// meanwhile stays for the next round. Returns true if deleted.
-    pub fn remove_hint_if_unchanged(&self, owner: &str, key: &KeyRef<'_>, delivered_digest: u64) -> Result<bool> {
+    pub fn remove_hint_if_unchanged(
+        &self,
+        owner: &str,
+        key: &KeyRef<'_>,
+        delivered_digest: u64,
+    ) -> Result<bool> {
         let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
         let hkey = hint_key(owner, key.partition, key.key);
         let cf = self.cf(CF_HINTS);
@@ -476,7 +510,9 @@ impl Store {
     pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<()> {
         let mut o = WriteOptions::default();
         o.set_sync(true);
-        Ok(self.db.put_cf_opt(self.cf(CF_META), name.as_bytes(), value, &o)?)
+        Ok(self
+            .db
+            .put_cf_opt(self.cf(CF_META), name.as_bytes(), value, &o)?)
     }
 
     /// Flushes memtables and the WAL to disk (graceful shutdown).

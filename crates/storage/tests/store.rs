@@ -6,11 +6,20 @@ use dynkv_storage::{KeyRef, Store, StoreConfig, WriteListener};
 use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
 
 fn key(partition: u32, k: &[u8]) -> KeyRef<'_> {
-    KeyRef { partition, hash: (partition as u64) << 58 | (k.len() as u64), key: k }
+    KeyRef {
+        partition,
+        hash: (partition as u64) << 58 | (k.len() as u64),
+        key: k,
+    }
 }
 
 fn obj(actor: &str, v: &str) -> Object {
-    DvvSet::update(&VersionVector::new(), &Object::new(), actor, Content::value(v.to_string(), "text/plain", 1))
+    DvvSet::update(
+        &VersionVector::new(),
+        &Object::new(),
+        actor,
+        Content::value(v.to_string(), "text/plain", 1),
+    )
 }
 
 fn open(dir: &tempfile::TempDir) -> Store {
@@ -53,7 +62,12 @@ fn concurrent_updates_to_one_key_are_serialised() {
                 for i in 0..50 {
                     s.update(&key(0, b"hot"), |cur| {
                         let cur = cur.unwrap_or_default();
-                        Some(DvvSet::update(&VersionVector::new(), &cur, "n1", Content::value(format!("{t}-{i}"), "", 0)))
+                        Some(DvvSet::update(
+                            &VersionVector::new(),
+                            &cur,
+                            "n1",
+                            Content::value(format!("{t}-{i}"), "", 0),
+                        ))
                     })
                     .unwrap();
                 }
@@ -90,7 +104,8 @@ fn partition_scan_is_contiguous_and_resumable() {
 
 #[test]
 fn digest_index_follows_objects() {
-    struct Log(Mutex<Vec<(Vec<u8>, Option<u64>, Option<u64>)>>);
+    type Event = (Vec<u8>, Option<u64>, Option<u64>);
+    struct Log(Mutex<Vec<Event>>);
     impl WriteListener for Log {
         fn digest_changed(&self, key: &KeyRef<'_>, old: Option<u64>, new: Option<u64>) {
             self.0.lock().unwrap().push((key.key.to_vec(), old, new));
@@ -99,15 +114,28 @@ fn digest_index_follows_objects() {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(Log(Mutex::new(Vec::new())));
     let s = Store::open(&StoreConfig::new(dir.path()), Some(log.clone())).unwrap();
-    let k = KeyRef { partition: 0, hash: 42, key: b"k" };
+    let k = KeyRef {
+        partition: 0,
+        hash: 42,
+        key: b"k",
+    };
     let o = obj("n1", "v");
     s.merge(&k, &o).unwrap();
-    assert_eq!(s.scan_digests(0, u64::MAX).unwrap(), vec![(42, b"k".to_vec(), o.digest())]);
+    assert_eq!(
+        s.scan_digests(0, u64::MAX).unwrap(),
+        vec![(42, b"k".to_vec(), o.digest())]
+    );
     assert_eq!(s.scan_digests(43, 100).unwrap(), vec![]);
     s.remove(&k).unwrap();
     assert!(s.scan_digests(0, u64::MAX).unwrap().is_empty());
     let events = log.0.lock().unwrap().clone();
-    assert_eq!(events, vec![(b"k".to_vec(), None, Some(o.digest())), (b"k".to_vec(), Some(o.digest()), None)]);
+    assert_eq!(
+        events,
+        vec![
+            (b"k".to_vec(), None, Some(o.digest())),
+            (b"k".to_vec(), Some(o.digest()), None)
+        ]
+    );
 }
 
 #[test]
@@ -133,7 +161,10 @@ fn hints_merge_survive_reopen_and_delete_only_when_unchanged() {
     assert!(!s.remove_hint_if_unchanged("n3", &k, delivered).unwrap());
     let again = s.hints(Some("n3"), None, 10).unwrap();
     assert_eq!(again[0].object.sibling_count(), 2);
-    assert!(s.remove_hint_if_unchanged("n3", &k, again[0].object.digest()).unwrap());
+    assert!(
+        s.remove_hint_if_unchanged("n3", &k, again[0].object.digest())
+            .unwrap()
+    );
     assert_eq!(s.hint_count(), 1);
     assert_eq!(s.hint_counts_by_owner().unwrap().get("n4"), Some(&1));
     let all = s.hints(None, None, 10).unwrap();

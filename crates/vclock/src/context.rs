@@ -99,10 +99,16 @@ mod tests {
         let truncated = &good[..good.len() - 2];
         assert!(decode_context(truncated).is_err());
         let long = "A".repeat(MAX_CONTEXT_TOKEN_LEN + 1);
-        assert!(matches!(decode_context(&long), Err(ContextError::TooLong(_))));
+        assert!(matches!(
+            decode_context(&long),
+            Err(ContextError::TooLong(_))
+        ));
         let mut trailing = vec![CONTEXT_FORMAT_V1];
         postcard::to_io(&Vec::<(String, u64)>::new(), &mut trailing).unwrap();
         trailing.push(9);
-        assert_eq!(decode_context(&URL_SAFE_NO_PAD.encode(trailing)), Err(ContextError::Corrupt));
+        assert_eq!(
+            decode_context(&URL_SAFE_NO_PAD.encode(trailing)),
+            Err(ContextError::Corrupt)
+        );
     }
 }

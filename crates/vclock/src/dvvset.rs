@@ -176,7 +176,10 @@ impl<V: Clone + PartialEq> DvvSet<V> {
 
     /// Adds the next event of `actor` carrying `value`.
     fn event(&mut self, actor: &str, value: V) {
-        match self.entries.binary_search_by(|e| e.actor.as_str().cmp(actor)) {
+        match self
+            .entries
+            .binary_search_by(|e| e.actor.as_str().cmp(actor))
+        {
             Ok(i) => {
                 let entry = &mut self.entries[i];
                 entry.counter = entry.counter.saturating_add(1);
@@ -316,7 +319,11 @@ impl<V: Clone + PartialEq> DvvSet<V> {
 /// overwritten prefix, so the result takes its values, truncated to the dots
 /// the other side has not overwritten.
 fn merge_entry<V: Clone>(x: &Entry<V>, y: &Entry<V>) -> Entry<V> {
-    let (hi, lo) = if x.counter >= y.counter { (x, y) } else { (y, x) };
+    let (hi, lo) = if x.counter >= y.counter {
+        (x, y)
+    } else {
+        (y, x)
+    };
     // Saturating: a malformed state from the network must not panic a node.
     let hi_floor = hi.counter.saturating_sub(hi.values.len() as u64);
     let lo_floor = lo.counter.saturating_sub(lo.values.len() as u64);

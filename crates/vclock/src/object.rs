@@ -36,7 +36,11 @@ pub struct Content {
 
 impl Content {
     /// A live value.
-    pub fn value(value: impl Into<Bytes>, content_type: impl Into<String>, modified_micros: u64) -> Self {
+    pub fn value(
+        value: impl Into<Bytes>,
+        content_type: impl Into<String>,
+        modified_micros: u64,
+    ) -> Self {
         Content {
             value: value.into(),
             content_type: content_type.into(),
@@ -104,7 +108,10 @@ pub fn decode_object(bytes: &[u8]) -> Result<Object, ObjectDecodeError> {
     let (object, rest): (Object, &[u8]) =
         postcard::take_from_bytes(body).map_err(|e| ObjectDecodeError::Corrupt(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(ObjectDecodeError::Corrupt(format!("{} trailing bytes", rest.len())));
+        return Err(ObjectDecodeError::Corrupt(format!(
+            "{} trailing bytes",
+            rest.len()
+        )));
     }
     if !object.is_well_formed() {
         return Err(ObjectDecodeError::Corrupt("entries out of order".into()));

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeSet;
 
-use dynkv_vclock::{DvvSet, VersionVector, decode_context, decode_object, encode_context, encode_object};
+use dynkv_vclock::{
+    DvvSet, VersionVector, decode_context, decode_object, encode_context, encode_object,
+};
 use proptest::prelude::*;
 
 type Set = DvvSet<u32>;
@@ -16,14 +18,18 @@ const NODES: [&str; 3] = ["n1", "n2", "n3"];
 enum Op {
     /// Node `coord` writes a fresh value with the context read from `ctx_from`
     /// (None: blind write).
-    Write { coord: usize, ctx_from: Option<usize> },
+    Write {
+        coord: usize,
+        ctx_from: Option<usize>,
+    },
     /// Node `to` merges node `from`'s state.
     Sync { from: usize, to: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..3usize, proptest::option::of(0..3usize)).prop_map(|(coord, ctx_from)| Op::Write { coord, ctx_from }),
+        (0..3usize, proptest::option::of(0..3usize))
+            .prop_map(|(coord, ctx_from)| Op::Write { coord, ctx_from }),
         (0..3usize, 0..3usize).prop_map(|(from, to)| Op::Sync { from, to }),
     ]
 }
@@ -35,7 +41,8 @@ fn run(ops: &[Op]) -> Vec<Set> {
         match *op {
             Op::Write { coord, ctx_from } => {
                 let ctx = ctx_from.map(|r| replicas[r].join()).unwrap_or_default();
-                replicas[coord] = DvvSet::update(&ctx, &replicas[coord], NODES[coord], value as u32);
+                replicas[coord] =
+                    DvvSet::update(&ctx, &replicas[coord], NODES[coord], value as u32);
             }
             Op::Sync { from, to } => replicas[to] = DvvSet::sync(&replicas[to], &replicas[from]),
         }
@@ -51,7 +58,12 @@ fn value_set(s: &Set) -> BTreeSet<u32> {
 fn dots(s: &Set) -> Vec<(String, u64, u32)> {
     s.entries()
         .iter()
-        .flat_map(|e| e.values.iter().enumerate().map(move |(i, v)| (e.actor.clone(), e.counter - i as u64, *v)))
+        .flat_map(|e| {
+            e.values
+                .iter()
+                .enumerate()
+                .map(move |(i, v)| (e.actor.clone(), e.counter - i as u64, *v))
+        })
         .collect()
 }
 
@@ -211,8 +223,18 @@ mod objects {
 
     #[test]
     fn encoding_round_trips_and_digest_tracks_state() {
-        let a: Object = DvvSet::update(&VersionVector::new(), &Object::new(), "n1", Content::value("x", "text/plain", 1));
-        let b: Object = DvvSet::update(&VersionVector::new(), &a, "n2", Content::value("y", "text/plain", 2));
+        let a: Object = DvvSet::update(
+            &VersionVector::new(),
+            &Object::new(),
+            "n1",
+            Content::value("x", "text/plain", 1),
+        );
+        let b: Object = DvvSet::update(
+            &VersionVector::new(),
+            &a,
+            "n2",
+            Content::value("y", "text/plain", 2),
+        );
         let decoded = decode_object(&encode_object(&b)).unwrap();
         assert_eq!(decoded, b);
         assert_eq!(decoded.digest(), b.digest());
@@ -222,13 +244,23 @@ mod objects {
 
     #[test]
     fn tombstone_beats_older_value_and_reads_deleted() {
-        let v: Object = DvvSet::update(&VersionVector::new(), &Object::new(), "n1", Content::value("x", "", 1));
+        let v: Object = DvvSet::update(
+            &VersionVector::new(),
+            &Object::new(),
+            "n1",
+            Content::value("x", "", 1),
+        );
         let del = DvvSet::update(&v.join(), &v, "n2", Content::tombstone(2));
         assert!(del.is_deleted());
         assert!(DvvSet::sync(&v, &del).is_deleted());
         assert!(DvvSet::sync(&del, &v).is_deleted());
         // A stale concurrent write survives as a sibling of the tombstone.
-        let stale = DvvSet::update(&VersionVector::new(), &v, "n1", Content::value("late", "", 3));
+        let stale = DvvSet::update(
+            &VersionVector::new(),
+            &v,
+            "n1",
+            Content::value("late", "", 3),
+        );
         let merged = DvvSet::sync(&del, &stale);
         assert!(!merged.is_deleted());
         assert_eq!(merged.live_values().len(), 1);

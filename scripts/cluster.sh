@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# A local dynkv cluster on 127.0.0.1.
+#
+#   scripts/cluster.sh start [K]    start nodes n1..nK (default 3), node i on port 7070+i
+#   scripts/cluster.sh stop         stop every node (SIGTERM)
+#   scripts/cluster.sh kill I       SIGKILL node nI
+#   scripts/cluster.sh restart I    start node nI again on its data
+#   scripts/cluster.sh status       which nodes run, and n1's view of the cluster
+#
+# Data and logs live in $DYNKV_CLUSTER_DIR (default ./.cluster)/nI. The binary
+# is $DYNKV_BIN, else the release build, else the debug build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DIR="${DYNKV_CLUSTER_DIR:-./.cluster}"
+TARGET="${CARGO_TARGET_DIR:-target}"
+BASE_PORT="${DYNKV_BASE_PORT:-7070}"
+
+bin() {
+  if [ -n "${DYNKV_BIN:-}" ]; then echo "$DYNKV_BIN"; return; fi
+  for b in "$TARGET/release/dynkv" "$TARGET/debug/dynkv"; do
+    if [ -x "$b" ]; then echo "$b"; return; fi
+  done
+  echo "no dynkv binary: run 'cargo build --release -p dynkv' first (or set DYNKV_BIN)" >&2
+  exit 1
+}
+
+size() { cat "$DIR/size" 2>/dev/null || echo 0; }
+port() { echo $((BASE_PORT + $1)); }
+members() {
+  local k=$1 out="" i
+  for i in $(seq 1 "$k"); do out="${out:+$out,}n$i@127.0.0.1:$(port "$i")"; done
+  echo "$out"
+}
+running() {
+  local p st
+  p=$(cat "$DIR/n$1/pid" 2>/dev/null) || return 1
+  st=$(ps -o stat= -p "$p" 2>/dev/null) || return 1
+  [[ -n "$st" && "$st" != Z* ]]
+}
+
+start_node() {
+  local i=$1 k; k=$(size)
+  mkdir -p "$DIR/n$i"
+  if running "$i"; then echo "n$i already running"; return; fi
+  DYNKV__NODE__ID="n$i" \
+  DYNKV__NODE__LISTEN="127.0.0.1:$(port "$i")" \
+  DYNKV__NODE__DATA_DIR="$DIR/n$i/data" \
+  DYNKV__CLUSTER__MEMBERS="$(members "$k")" \
+  RUST_LOG="${RUST_LOG:-info}" \
+    nohup "$(bin)" serve --config config/local-cluster.toml >>"$DIR/n$i/node.log" 2>&1 &
+  echo $! >"$DIR/n$i/pid"
+  for _ in $(seq 1 100); do
+    if curl -sf "http://127.0.0.1:$(port "$i")/health" >/dev/null; then
+      echo "n$i up on 127.0.0.1:$(port "$i") (pid $(cat "$DIR/n$i/pid"), log $DIR/n$i/node.log)"
+      return
+    fi
+    sleep 0.1
+  done
+  echo "n$i did not start; see $DIR/n$i/node.log" >&2
+  exit 1
+}
+
+cmd="${1:-status}"
+case "$cmd" in
+  start)
+    k="${2:-3}"
+    mkdir -p "$DIR"
+    echo "$k" >"$DIR/size"
+    for i in $(seq 1 "$k"); do start_node "$i"; done
+    ;;
+  stop)
+    for i in $(seq 1 "$(size)"); do
+      if running "$i"; then kill -TERM "$(cat "$DIR/n$i/pid")"; echo "stopping n$i"; fi
+    done
+    for i in $(seq 1 "$(size)"); do
+      for _ in $(seq 1 100); do running "$i" || break; sleep 0.1; done
+    done
+    ;;
+  kill)
+    i="${2:?node number}"
+    if running "$i"; then kill -KILL "$(cat "$DIR/n$i/pid")"; echo "killed n$i (SIGKILL)"; else echo "n$i is not running"; fi
+    ;;
+  restart)
+    i="${2:?node number}"
+    if running "$i"; then kill -TERM "$(cat "$DIR/n$i/pid")"; for _ in $(seq 1 100); do running "$i" || break; sleep 0.1; done; fi
+    start_node "$i"
+    ;;
+  status)
+    k=$(size)
+    [ "$k" -gt 0 ] || { echo "no cluster in $DIR"; exit 0; }
+    for i in $(seq 1 "$k"); do
+      if running "$i"; then echo "n$i running  127.0.0.1:$(port "$i")"; else echo "n$i stopped"; fi
+    done
+    for i in $(seq 1 "$k"); do
+      if running "$i"; then "$(bin)" status --node "http://127.0.0.1:$(port "$i")" || true; break; fi
+    done
+    ;;
+  *)
+    sed -n '2,12p' "$0"; exit 2 ;;
+esac
