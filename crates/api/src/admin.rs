@@ -22,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/cluster", get(cluster))
         .route("/admin/ring", get(ring))
         .route("/admin/local/{*key}", get(local))
+        .route("/admin/{name}", get(view))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -130,5 +131,18 @@ async fn local(
             Json(body).into_response()
         }
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// A subsystem's view, e.g. `/admin/aae`.
+async fn view(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+    match state.views.iter().find(|(n, _)| *n == name) {
+        Some((_, v)) => Json(v.view()).into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no admin view named {name}"),
+        )
+        .into_response(),
     }
 }

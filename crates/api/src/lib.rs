@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use dynkv_quorum::Coordinator;
-use dynkv_rpc::AddressBook;
+use dynkv_rpc::{AddressBook, Service};
 use prometheus_client::registry::Registry;
 
 pub use error::ApiError;
@@ -54,11 +54,22 @@ impl Default for Limits {
     }
 }
 
+/// A read-only JSON view a subsystem publishes under `/admin/{name}`.
+pub trait AdminView: Send + Sync + 'static {
+    /// The current state as JSON.
+    fn view(&self) -> serde_json::Value;
+}
+
 /// Everything a handler needs, cloned per request (all `Arc`s).
 #[derive(Clone)]
 pub struct AppState {
     /// This node's coordinator.
     pub coord: Arc<Coordinator>,
+    /// Serves internode requests arriving on `/rpc`.
+    pub rpc: Arc<dyn Service>,
+    /// Extra JSON views under `/admin/...` (anti-entropy status, ...),
+    /// keyed by path segment.
+    pub views: Arc<Vec<(&'static str, Arc<dyn AdminView>)>>,
     /// Node addresses, for the admin views.
     pub book: Arc<AddressBook>,
     /// Size limits.

@@ -25,16 +25,6 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .layer(DefaultBodyLimit::max(state.limits.max_rpc_bytes))
 }
 
-/// True when every object in the request keeps the DVVSet invariants.
-fn well_formed(req: &Request) -> bool {
-    match req {
-        Request::Replicate { object, .. } | Request::StoreHint { object, .. } => {
-            object.is_well_formed()
-        }
-        _ => true,
-    }
-}
-
 async fn handle(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -58,8 +48,8 @@ async fn handle(
     let resp = match body {
         Err(e) => crate::kv::body_error(e, state.limits.max_rpc_bytes).into_response(),
         Ok(body) => match decode::<Request>(&body) {
-            Ok(req) if well_formed(&req) => {
-                let answer = state.coord.handle(req).await;
+            Ok(req) if req.is_well_formed() => {
+                let answer = state.rpc.handle(req).await;
                 let mut r = encode(&answer).into_response();
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,

@@ -42,6 +42,25 @@ pub struct Config {
     pub handoff: HandoffSection,
     /// `[read_repair]`
     pub read_repair: ReadRepairSection,
+    /// `[antientropy]`
+    pub antientropy: AntiEntropySection,
+}
+
+/// Merkle-tree anti-entropy.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AntiEntropySection {
+    /// Exchanges on/off.
+    pub enabled: bool,
+    /// Pause between rounds.
+    pub exchange_interval_ms: u64,
+    /// Exchanges per round.
+    pub concurrency: usize,
+    /// Keys per repair batch.
+    pub keys_per_batch: usize,
+    /// Pause between repair batches.
+    pub batch_pause_ms: u64,
+    /// Full rebuild period.
+    pub rebuild_interval_s: u64,
 }
 
 /// Identity and addresses of this node.

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dynkv_api::{AppState, HttpMetrics, Limits};
+use dynkv_antientropy::{AaeMetrics, AntiEntropy, AntiEntropyConfig, NodeService, TreeSet};
+use dynkv_api::{AdminView, AppState, HttpMetrics, Limits};
 use dynkv_quorum::handoff::{self, HandoffConfig};
-use dynkv_quorum::{Coordinator, CoordinatorConfig, QuorumMetrics};
+use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumMetrics};
 use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::{AddressBook, HttpTransport, HttpTransportConfig, PeerHealth, Request, Response};
 use dynkv_storage::{Store, StoreConfig};
@@ -33,7 +34,8 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         block_cache_bytes: cfg.storage.block_cache_mb << 20,
         write_buffer_bytes: cfg.storage.write_buffer_mb << 20,
     };
-    let store = Arc::new(Store::open(&store_cfg, None)?);
+    let trees = Arc::new(TreeSet::new(cfg.cluster.partitions));
+    let store = Arc::new(Store::open(&store_cfg, Some(trees.clone()))?);
     info!(data_dir = %cfg.node.data_dir.display(), hints = store.hint_count(), "storage open");
 
     let book = Arc::new(AddressBook::new(
@@ -60,6 +62,8 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     quorum_metrics.register(&mut registry);
     let http_metrics = Arc::new(HttpMetrics::default());
     http_metrics.register(&mut registry);
+    let aae_metrics = Arc::new(AaeMetrics::default());
+    aae_metrics.register(&mut registry);
 
     let coord = Coordinator::new(
         me.clone(),
@@ -80,6 +84,21 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             max_hints: cfg.handoff.max_hints,
         },
         quorum_metrics,
+    );
+
+    let aae = AntiEntropy::new(
+        coord.clone(),
+        trees,
+        AntiEntropyConfig {
+            enabled: cfg.antientropy.enabled,
+            exchange_interval: Config::ms(cfg.antientropy.exchange_interval_ms),
+            concurrency: cfg.antientropy.concurrency,
+            keys_per_batch: cfg.antientropy.keys_per_batch,
+            batch_pause: Config::ms(cfg.antientropy.batch_pause_ms),
+            rebuild_interval: Duration::from_secs(cfg.antientropy.rebuild_interval_s),
+            rpc_timeout: Config::ms(cfg.quorum.request_timeout_ms),
+        },
+        aae_metrics,
     );
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -104,8 +123,17 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         )));
     }
 
+    if cfg.antientropy.enabled {
+        workers.push(tokio::spawn(aae.clone().run(shutdown_rx.clone())));
+    }
+
     let state = AppState {
         coord: coord.clone(),
+        rpc: Arc::new(NodeService::new(KvService(coord.clone()), aae.clone())),
+        views: Arc::new(vec![(
+            "aae",
+            Arc::new(AaeView(aae.clone())) as Arc<dyn AdminView>,
+        )]),
         book,
         limits: Limits {
             max_key_bytes: cfg.limits.max_key_bytes,
@@ -182,5 +210,14 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// `/admin/aae`.
+struct AaeView(Arc<AntiEntropy>);
+
+impl AdminView for AaeView {
+    fn view(&self) -> serde_json::Value {
+        self.0.status()
     }
 }

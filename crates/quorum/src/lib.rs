@@ -985,6 +985,15 @@ impl Coordinator {
                     Err(e) => Response::Failed(e.to_remote()),
                 }
             }
+            other => Response::Failed(RemoteFailure {
+                code: "unsupported".into(),
+                message: format!(
+                    "{} requests are not served by the coordinator",
+                    other.kind()
+                ),
+                needed: 0,
+                acked: 0,
+            }),
         }
     }
 }
@@ -1003,16 +1012,12 @@ pub fn now_micros() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
-/// Lets a [`Coordinator`] serve requests on the in-process
-/// [`dynkv_rpc::sim::SimNetwork`] (unit tests of quorum behaviour).
-pub struct SimHandler(pub Arc<Coordinator>);
+/// Serves the key-value requests of the internode protocol with a
+/// [`Coordinator`] (over HTTP or the in-process simulated network).
+pub struct KvService(pub Arc<Coordinator>);
 
-impl dynkv_rpc::sim::RpcHandler for SimHandler {
-    fn handle(
-        &self,
-        _from: NodeId,
-        request: Request,
-    ) -> futures::future::BoxFuture<'static, Response> {
+impl dynkv_rpc::Service for KvService {
+    fn handle(&self, request: Request) -> futures::future::BoxFuture<'static, Response> {
         let c = self.0.clone();
         Box::pin(async move { c.handle(request).await })
     }

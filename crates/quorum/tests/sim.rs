@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use dynkv_quorum::handoff::{self, HandoffConfig, HandoffState};
 use dynkv_quorum::{
-    Coordinator, CoordinatorConfig, QuorumError, QuorumMetrics, ReadOptions, SimHandler,
+    Coordinator, CoordinatorConfig, KvService, QuorumError, QuorumMetrics, ReadOptions,
 };
 use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::sim::SimNetwork;
@@ -45,7 +45,7 @@ fn cluster(k: usize) -> Cluster {
             config,
             Arc::new(QuorumMetrics::default()),
         );
-        net.register(id.clone(), Arc::new(SimHandler(c.clone())));
+        net.register(id.clone(), Arc::new(KvService(c.clone())));
         nodes.push(c);
         dirs.push(dir);
     }
@@ -283,7 +283,7 @@ async fn sloppy_quorum_hints_and_hands_off() {
     // The owner returns; handoff delivers and drops the hint.
     c.net.register(
         down.clone(),
-        Arc::new(SimHandler(c.node(down.as_str()).clone())),
+        Arc::new(KvService(c.node(down.as_str()).clone())),
     );
     fallback.health().record_success(&down);
     let delivered = handoff::pass(

@@ -27,6 +27,6 @@ pub use message::{
     Quorum, RemoteFailure, Request, Response, WireError, WriteRequest, decode, encode,
 };
 pub use transport::{
-    AddressBook, HttpTransport, HttpTransportConfig, RPC_PATH, RpcError, TOKEN_HEADER, Transport,
-    token_matches,
+    AddressBook, HttpTransport, HttpTransportConfig, RPC_PATH, RpcError, Service, TOKEN_HEADER,
+    Transport, token_matches,
 };

@@ -125,6 +125,40 @@ pub enum Request {
     /// Coordinate this client write (sent by a node outside the key's
     /// preference list to a primary). Answer: [`Response::Written`].
     Coordinate(WriteRequest),
+    /// Anti-entropy: hashes of one level of a partition's Merkle tree
+    /// (level 0: the root; 1: the middle level; 2: the leaves), at the given
+    /// indices (all of them when empty). Answer: [`Response::Hashes`].
+    AaeHashes {
+        /// The partition.
+        partition: u32,
+        /// The tree shape the asker uses (leaf bits, middle bits): both
+        /// sides must agree or the comparison means nothing.
+        shape: (u8, u8),
+        /// Tree level.
+        level: u8,
+        /// Node indices in that level.
+        indices: Vec<u32>,
+    },
+    /// Anti-entropy: `(key, digest)` of every key under these leaves.
+    /// Answer: [`Response::KeyDigests`].
+    AaeKeys {
+        /// The partition.
+        partition: u32,
+        /// Tree shape, as in [`Request::AaeHashes`].
+        shape: (u8, u8),
+        /// Leaf indices.
+        leaves: Vec<u32>,
+    },
+    /// Anti-entropy: the local objects of these keys. Answer: [`Response::Objects`].
+    AaeFetch {
+        /// The keys.
+        keys: Vec<Bytes>,
+    },
+    /// Anti-entropy: merge these objects (`sync`). Answer: [`Response::Repaired`].
+    AaeRepair {
+        /// Key and object pairs.
+        items: Vec<(Bytes, Object)>,
+    },
 }
 
 impl Request {
@@ -136,6 +170,33 @@ impl Request {
             Request::Replicate { .. } => "replicate",
             Request::StoreHint { .. } => "store_hint",
             Request::Coordinate(_) => "coordinate",
+            Request::AaeHashes { .. } => "aae_hashes",
+            Request::AaeKeys { .. } => "aae_keys",
+            Request::AaeFetch { .. } => "aae_fetch",
+            Request::AaeRepair { .. } => "aae_repair",
+        }
+    }
+
+    /// True for anti-entropy messages (served by the anti-entropy service).
+    pub fn is_anti_entropy(&self) -> bool {
+        matches!(
+            self,
+            Request::AaeHashes { .. }
+                | Request::AaeKeys { .. }
+                | Request::AaeFetch { .. }
+                | Request::AaeRepair { .. }
+        )
+    }
+
+    /// True when every object carried keeps the DVVSet invariants; frames
+    /// from the network are checked before anything reaches a store.
+    pub fn is_well_formed(&self) -> bool {
+        match self {
+            Request::Replicate { object, .. } | Request::StoreHint { object, .. } => {
+                object.is_well_formed()
+            }
+            Request::AaeRepair { items } => items.iter().all(|(_, o)| o.is_well_formed()),
+            _ => true,
         }
     }
 }
@@ -168,6 +229,14 @@ pub enum Response {
     Stored,
     /// The coordinated write met its quorum; the coordinator's resulting object.
     Written(Object),
+    /// Merkle tree hashes, in the order asked.
+    Hashes(Vec<u64>),
+    /// `(key, digest)` pairs in (hash, key) order.
+    KeyDigests(Vec<(Bytes, u64)>),
+    /// Objects in the order asked (`None`: not stored).
+    Objects(Vec<Option<Object>>),
+    /// How many of the merged objects changed the local state.
+    Repaired(u64),
     /// The request was understood but failed.
     Failed(RemoteFailure),
 }

@@ -1,7 +1,7 @@
 //! An in-process network with named faults, for unit tests of the
 //! coordinator and of the healing mechanisms.
 //!
-//! Every node registers an [`RpcHandler`]; [`SimNetwork::transport`] gives a
+//! Every node registers a [`Service`]; [`SimNetwork::transport`] gives a
 //! node a [`Transport`] whose calls reach the other handlers directly.
 //! Faults mirror what real networks do, after TiKV's simulated transport:
 //! - [`SimNetwork::partition`] / [`SimNetwork::isolate`] / [`SimNetwork::cut`]:
@@ -23,17 +23,11 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 
 use crate::message::{Request, Response};
-use crate::transport::{RpcError, Transport};
-
-/// The server side of a simulated node.
-pub trait RpcHandler: Send + Sync + 'static {
-    /// Handles one request from `from`.
-    fn handle(&self, from: NodeId, request: Request) -> BoxFuture<'static, Response>;
-}
+use crate::transport::{RpcError, Service, Transport};
 
 #[derive(Default)]
 struct State {
-    handlers: HashMap<NodeId, Arc<dyn RpcHandler>>,
+    handlers: HashMap<NodeId, Arc<dyn Service>>,
     crashed: HashSet<NodeId>,
     cut: HashSet<(NodeId, NodeId)>,
     delays: HashMap<(NodeId, NodeId), Duration>,
@@ -54,7 +48,7 @@ impl SimNetwork {
     }
 
     /// Attaches (or re-attaches after a crash) a node's handler.
-    pub fn register(&self, node: NodeId, handler: Arc<dyn RpcHandler>) {
+    pub fn register(&self, node: NodeId, handler: Arc<dyn Service>) {
         let mut s = self.state.lock();
         s.crashed.remove(&node);
         s.handlers.insert(node, handler);
@@ -148,7 +142,7 @@ pub struct SimTransport {
 }
 
 enum Fate {
-    Deliver(Arc<dyn RpcHandler>, Duration),
+    Deliver(Arc<dyn Service>, Duration),
     Lost,
     Refused,
 }
@@ -192,7 +186,8 @@ impl Transport for SimTransport {
                         if !delay.is_zero() {
                             tokio::time::sleep(delay).await;
                         }
-                        handler.handle(from, request).await
+                        let _ = from;
+                        handler.handle(request).await
                     };
                     tokio::time::timeout(timeout, work)
                         .await

@@ -71,6 +71,13 @@ pub trait Transport: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Response, RpcError>>;
 }
 
+/// The server side of the internode protocol: answers one request. The
+/// HTTP route and the simulated network both deliver requests through it.
+pub trait Service: Send + Sync + 'static {
+    /// Handles one request.
+    fn handle(&self, request: Request) -> BoxFuture<'static, Response>;
+}
+
 /// Node id → `host:port`, swapped atomically when membership changes so the
 /// request path never takes a lock to find an address.
 #[derive(Default)]
