@@ -9,11 +9,16 @@
 //! The binary is `$DYNKV_BIN`, or `dynkv` next to the test executable's
 //! target directory (built by `cargo build --workspace --bins`).
 
+pub mod proxy;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use reqwest::StatusCode;
+
+use proxy::LinkProxy;
 
 /// Where the `dynkv` binary is.
 pub fn dynkv_bin() -> PathBuf {
@@ -108,6 +113,9 @@ pub struct ClusterOptions {
     pub n_val: usize,
     /// Extra `DYNKV__SECTION__KEY` settings for every node.
     pub env: Vec<(String, String)>,
+    /// Route every internode link through a [`LinkProxy`] so tests can cut
+    /// links (`partition`, `isolate`, `cut`, `heal`).
+    pub proxied: bool,
 }
 
 impl Default for ClusterOptions {
@@ -115,11 +123,18 @@ impl Default for ClusterOptions {
         ClusterOptions {
             n_val: 3,
             env: Vec::new(),
+            proxied: false,
         }
     }
 }
 
 impl ClusterOptions {
+    /// Routes internode traffic through cuttable proxies.
+    pub fn proxied(mut self) -> Self {
+        self.proxied = true;
+        self
+    }
+
     /// Adds a `DYNKV__...` setting.
     pub fn set(mut self, key: &str, value: impl ToString) -> Self {
         self.env.push((key.to_string(), value.to_string()));
@@ -135,6 +150,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     /// HTTP client for tests.
     pub http: reqwest::Client,
+    /// Internode link proxies by (from, to), 1-based, when proxied.
+    pub links: HashMap<(usize, usize), LinkProxy>,
 }
 
 /// Settings every test cluster uses so faults are noticed quickly.
@@ -142,6 +159,7 @@ const FAST_DETECTION: &[(&str, &str)] = &[
     ("DYNKV__FAILURE_DETECTOR__PING_INTERVAL_MS", "200"),
     ("DYNKV__FAILURE_DETECTOR__PING_TIMEOUT_MS", "150"),
     ("DYNKV__FAILURE_DETECTOR__FAILURE_THRESHOLD", "1"),
+    ("DYNKV__FAILURE_DETECTOR__BREAKER_COOLDOWN_MS", "200"),
     ("DYNKV__QUORUM__RPC_TIMEOUT_MS", "500"),
     ("DYNKV__QUORUM__RPC_CONNECT_TIMEOUT_MS", "200"),
     ("DYNKV__QUORUM__REQUEST_TIMEOUT_MS", "2000"),
@@ -161,13 +179,29 @@ impl Cluster {
             .tempdir()
             .unwrap();
         let ports: Vec<u16> = (0..k).map(|_| free_port()).collect();
-        let members: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("\"n{}@127.0.0.1:{p}\"", i + 1))
-            .collect();
+        let mut links = HashMap::new();
+        if opts.proxied {
+            for from in 1..=k {
+                for to in 1..=k {
+                    if from != to {
+                        links.insert((from, to), LinkProxy::start(ports[to - 1]).await);
+                    }
+                }
+            }
+        }
         let mut nodes = Vec::new();
         for (i, port) in ports.iter().enumerate() {
+            // Node i+1 reaches node j through its own proxy when proxied.
+            let members: Vec<String> = ports
+                .iter()
+                .enumerate()
+                .map(|(j, p)| {
+                    let via = links
+                        .get(&(i + 1, j + 1))
+                        .map_or(*p, |l: &LinkProxy| l.port);
+                    format!("\"n{}@127.0.0.1:{via}\"", j + 1)
+                })
+                .collect();
             let id = format!("n{}", i + 1);
             let ndir = dir.path().join(&id);
             std::fs::create_dir_all(&ndir).unwrap();
@@ -199,7 +233,12 @@ impl Cluster {
             nodes.push(node);
         }
         let http = reqwest::Client::builder().no_proxy().build().unwrap();
-        let c = Cluster { nodes, dir, http };
+        let c = Cluster {
+            nodes,
+            dir,
+            http,
+            links,
+        };
         for i in 1..=k {
             c.wait_healthy(i).await;
         }
@@ -228,6 +267,22 @@ impl Cluster {
             "node n{i} did not become healthy; log:\n{}",
             self.log_tail(i)
         );
+    }
+
+    /// Waits (up to 20 s) until node `i` sees every running member up.
+    pub async fn wait_sees_all_up(&self, i: usize) {
+        let url = format!("{}/admin/cluster", self.url(i));
+        let ok = poll(Duration::from_secs(20), || async {
+            let Ok(r) = self.http.get(&url).send().await else {
+                return false;
+            };
+            let v: serde_json::Value = r.json_value().await;
+            v["members"]
+                .as_array()
+                .is_some_and(|m| m.iter().all(|m| m["up"] == true))
+        })
+        .await;
+        assert!(ok, "node n{i} never saw every member up");
     }
 
     /// `kill -9` node `i`.
@@ -292,6 +347,46 @@ impl Cluster {
         let text = std::fs::read_to_string(&self.nodes[i - 1].log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Cuts every link between nodes of different groups, both ways.
+    pub fn partition(&self, groups: &[&[usize]]) {
+        for (a, ga) in groups.iter().enumerate() {
+            for (b, gb) in groups.iter().enumerate() {
+                if a != b {
+                    for i in ga.iter() {
+                        for j in gb.iter() {
+                            self.cut(*i, *j);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Cuts node `i` off from every other node, both ways (it still answers clients).
+    pub fn isolate(&self, i: usize) {
+        for j in 1..=self.nodes.len() {
+            if j != i {
+                self.cut(i, j);
+                self.cut(j, i);
+            }
+        }
+    }
+
+    /// Cuts the link from node `i` to node `j` only (asymmetric).
+    pub fn cut(&self, i: usize, j: usize) {
+        self.links
+            .get(&(i, j))
+            .expect("cluster started with ClusterOptions::proxied")
+            .cut();
+    }
+
+    /// Heals every link.
+    pub fn heal(&self) {
+        for l in self.links.values() {
+            l.heal();
+        }
     }
 
     /// A key URL on node `i` with query parameters.
@@ -462,6 +557,11 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Reads a whole response.
+    pub async fn read(r: reqwest::Response) -> Reply {
+        Reply::from(r).await
+    }
+
     async fn from(r: reqwest::Response) -> Reply {
         let h = r.headers();
         let get = |name: &str| {
@@ -519,11 +619,23 @@ pub fn sibling_values(v: &serde_json::Value) -> Vec<String> {
     out
 }
 
-trait JsonValue {
-    async fn json_value(self) -> serde_json::Value;
+/// Reads a response body as JSON (panics with the body if it is not).
+pub trait JsonValue {
+    /// The body as JSON.
+    fn json_value_compat(self) -> impl std::future::Future<Output = serde_json::Value>;
 }
 
 impl JsonValue for reqwest::Response {
+    async fn json_value_compat(self) -> serde_json::Value {
+        self.json_value().await
+    }
+}
+
+trait JsonValueInner {
+    async fn json_value(self) -> serde_json::Value;
+}
+
+impl JsonValueInner for reqwest::Response {
     async fn json_value(self) -> serde_json::Value {
         let bytes = self.bytes().await.unwrap();
         serde_json::from_slice(&bytes)

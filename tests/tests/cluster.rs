@@ -128,6 +128,8 @@ async fn kill_9_loses_no_acknowledged_write() {
         acked.push((key, format!("d{i}")));
     }
     c.restart(3).await;
+    c.wait_sees_all_up(1).await;
+    c.wait_sees_all_up(2).await;
     // The restarted node's own data survived the kill.
     for (k, v) in acked.iter().filter(|(k, _)| k.starts_with("before")) {
         assert_eq!(c.local_values(3, k).await, vec![v.clone()], "n3 lost {k}");
@@ -159,7 +161,7 @@ async fn with_two_of_three_replicas_dead_all_fails_and_one_succeeds() {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.json()["needed"], 3);
     let one = c.put(1, "k", "v2", "w=one", None).await;
-    assert_eq!(one.status, StatusCode::NO_CONTENT, "{}", one.text());
+    assert!(one.status.is_success(), "{}", one.text());
     let g = c.get(1, "k", "r=one").await;
     assert!(g.values().contains(&"v2".to_string()), "{:?}", g.values());
 }

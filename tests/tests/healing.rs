@@ -36,7 +36,7 @@ async fn sloppy_write_lands_on_a_fallback_and_is_handed_off_when_the_primary_ret
     );
     assert_eq!(strict.json()["code"], "quorum_not_met");
     let sloppy = c.put(1, &key, "sloppy", "w=3", None).await;
-    assert_eq!(sloppy.status, StatusCode::NO_CONTENT, "{}", sloppy.text());
+    assert!(sloppy.status.is_success(), "{}", sloppy.text());
     let local = c.local(fallback, &key).await;
     let hint = &local["hints"][0];
     assert_eq!(hint["owner"], format!("n{down}"), "{local}");
@@ -116,6 +116,7 @@ async fn read_repair_heals_a_stale_replica() {
     let w = c.put(1, "fruit", "v2", "w=2", v1.context.as_deref()).await;
     assert_eq!(w.status, StatusCode::NO_CONTENT);
     c.restart(3).await;
+    c.wait_sees_all_up(1).await;
     assert_eq!(c.local_values(3, "fruit").await, vec!["v1"], "n3 is stale");
     let before = c.metric(1, "dynkv_read_repairs_total", "repaired").await;
     let g = c.get(1, "fruit", "r=all").await;
@@ -147,6 +148,7 @@ async fn siblings_on_different_replicas_are_repaired_as_a_full_set() {
     let b = c.put(2, "pair", "b", "w=2", None).await;
     assert!(b.status.is_success(), "{}", b.text());
     c.restart(1).await;
+    c.wait_sees_all_up(1).await;
     assert_eq!(c.local_values(1, "pair").await, vec!["a"]);
     assert_eq!(c.local_values(3, "pair").await, vec!["b"]);
     let g = c.get(1, "pair", "r=all").await;

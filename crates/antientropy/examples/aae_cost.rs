@@ -41,23 +41,50 @@ fn node(net: &SimNetwork, id: &str, dir: &std::path::Path) -> Node {
         store,
         Arc::new(net.transport(id.into())),
         Arc::new(PeerHealth::new(id.into(), ids, 1)),
-        CoordinatorConfig { n_val: 2, ..CoordinatorConfig::default() },
+        CoordinatorConfig {
+            n_val: 2,
+            ..CoordinatorConfig::default()
+        },
         Arc::new(QuorumMetrics::default()),
     );
-    let config = AntiEntropyConfig { batch_pause: Duration::ZERO, ..AntiEntropyConfig::default() };
-    let aae = AntiEntropy::new(coord.clone(), trees.clone(), config, Arc::new(AaeMetrics::default()));
-    net.register(id.into(), Arc::new(NodeService::new(KvService(coord.clone()), aae.clone())));
+    let config = AntiEntropyConfig {
+        batch_pause: Duration::ZERO,
+        ..AntiEntropyConfig::default()
+    };
+    let aae = AntiEntropy::new(
+        coord.clone(),
+        trees.clone(),
+        config,
+        Arc::new(AaeMetrics::default()),
+    );
+    net.register(
+        id.into(),
+        Arc::new(NodeService::new(KvService(coord.clone()), aae.clone())),
+    );
     Node { coord, aae, trees }
 }
 
 fn put(n: &Node, key: &str, o: &Object) {
     let hash = dynkv_ring::key_hash(key.as_bytes());
-    let kr = KeyRef { partition: n.coord.ring().partition_of_hash(hash), hash, key: key.as_bytes() };
+    let kr = KeyRef {
+        partition: n.coord.ring().partition_of_hash(hash),
+        hash,
+        key: key.as_bytes(),
+    };
     n.coord.store().merge(&kr, o).unwrap();
 }
 
 fn value(i: u64, generation: u32) -> Object {
-    DvvSet::update(&VersionVector::new(), &Object::new(), "n1", Content::value(format!("value-{i}-{generation}-{}", "x".repeat(100)), "text/plain", 1))
+    DvvSet::update(
+        &VersionVector::new(),
+        &Object::new(),
+        "n1",
+        Content::value(
+            format!("value-{i}-{generation}-{}", "x".repeat(100)),
+            "text/plain",
+            1,
+        ),
+    )
 }
 
 #[derive(serde::Serialize)]
@@ -75,14 +102,26 @@ struct Row {
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let max_keys: u64 = arg("--max-keys").map(|s| s.parse().unwrap()).unwrap_or(1_000_000);
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let max_keys: u64 = arg("--max-keys")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(1_000_000);
     let json_out = arg("--json");
     let mut rows = Vec::new();
     let mut rebuilds = Vec::new();
-    println!("| keys stored | keys differing | messages | hashes | keys compared | keys repaired | bytes sent | time (ms) |");
+    println!(
+        "| keys stored | keys differing | messages | hashes | keys compared | keys repaired | bytes sent | time (ms) |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for k in [10_000u64, 100_000, 1_000_000].into_iter().filter(|k| *k <= max_keys) {
+    for k in [10_000u64, 100_000, 1_000_000]
+        .into_iter()
+        .filter(|k| *k <= max_keys)
+    {
         let dir = tempfile::tempdir().unwrap();
         let net = SimNetwork::new();
         let a = node(&net, "n1", &dir.path().join("a"));
@@ -101,23 +140,44 @@ async fn main() {
         let stats = a.trees.rebuild_all(a.coord.store()).unwrap();
         let took = started.elapsed();
         b.trees.rebuild_all(b.coord.store()).unwrap();
-        eprintln!("K={k}: loaded in {:.1?}; tree rebuild from the digest index: {:.1?} ({} keys)", load.elapsed(), took, stats.keys);
+        eprintln!(
+            "K={k}: loaded in {:.1?}; tree rebuild from the digest index: {:.1?} ({} keys)",
+            load.elapsed(),
+            took,
+            stats.keys
+        );
         rebuilds.push(serde_json::json!({"keys": k, "rebuild_ms": took.as_secs_f64() * 1000.0}));
-        let mut generation = 1;
-        for d in [0u64, 1, 10, 1000] {
+        for (generation, d) in (1u32..).zip([0u64, 1, 10, 1000]) {
             // Change d keys on n1 only (spread over the key space).
             for j in 0..d {
                 let i = (j * 7919) % k;
                 let key = format!("key-{i}");
                 let hash = dynkv_ring::key_hash(key.as_bytes());
-                let kr = KeyRef { partition: a.coord.ring().partition_of_hash(hash), hash, key: key.as_bytes() };
+                let kr = KeyRef {
+                    partition: a.coord.ring().partition_of_hash(hash),
+                    hash,
+                    key: key.as_bytes(),
+                };
                 let cur = a.coord.store().get(&kr).unwrap().unwrap_or_default();
-                let next = DvvSet::update(&cur.join(), &cur, "n1", value(i, generation).values()[0].clone());
+                let next = DvvSet::update(
+                    &cur.join(),
+                    &cur,
+                    "n1",
+                    value(i, generation).values()[0].clone(),
+                );
                 put(&a, &key, &next);
             }
-            generation += 1;
             let started = Instant::now();
-            let mut row = Row { keys: k, differing: d, messages: 0, hashes: 0, keys_compared: 0, repaired: 0, bytes_sent: 0, millis: 0.0 };
+            let mut row = Row {
+                keys: k,
+                differing: d,
+                messages: 0,
+                hashes: 0,
+                keys_compared: 0,
+                repaired: 0,
+                bytes_sent: 0,
+                millis: 0.0,
+            };
             for p in 0..PARTITIONS {
                 let s = a.aae.exchange(p, &NodeId::from("n2")).await.unwrap();
                 row.messages += s.messages;
@@ -127,19 +187,34 @@ async fn main() {
                 row.bytes_sent += s.bytes_sent;
             }
             row.millis = started.elapsed().as_secs_f64() * 1000.0;
-            assert_eq!(row.repaired, d, "every differing key is repaired exactly once");
+            assert_eq!(
+                row.repaired, d,
+                "every differing key is repaired exactly once"
+            );
             println!(
                 "| {} | {} | {} | {} | {} | {} | {} | {:.1} |",
-                row.keys, row.differing, row.messages, row.hashes, row.keys_compared, row.repaired, row.bytes_sent, row.millis
+                row.keys,
+                row.differing,
+                row.messages,
+                row.hashes,
+                row.keys_compared,
+                row.repaired,
+                row.bytes_sent,
+                row.millis
             );
             rows.push(row);
         }
     }
     for r in &rebuilds {
-        println!("rebuild of every tree from the digest index: {} keys in {:.0} ms", r["keys"], r["rebuild_ms"].as_f64().unwrap());
+        println!(
+            "rebuild of every tree from the digest index: {} keys in {:.0} ms",
+            r["keys"],
+            r["rebuild_ms"].as_f64().unwrap()
+        );
     }
     if let Some(path) = json_out {
-        let doc = serde_json::json!({"partitions": PARTITIONS, "exchanges": rows, "rebuilds": rebuilds});
+        let doc =
+            serde_json::json!({"partitions": PARTITIONS, "exchanges": rows, "rebuilds": rebuilds});
         std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
         eprintln!("wrote {path}");
     }

@@ -65,6 +65,7 @@ async fn cluster(State(state): State<AppState>) -> Response {
                 "id": m,
                 "addr": addrs.get(m),
                 "up": health.is_up(m),
+                "breaker": health.breaker(m).as_str(),
                 "self": m == coord.node_id(),
                 "partitions_owned": ring.partitions_owned_by(m).len(),
                 "partitions_replicated": ring.partitions_replicated_by(m, n).len(),

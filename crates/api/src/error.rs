@@ -43,9 +43,9 @@ impl ApiError {
 impl From<QuorumError> for ApiError {
     fn from(e: QuorumError) -> Self {
         let status = match &e {
-            QuorumError::NotEnough { .. } | QuorumError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            QuorumError::NotEnough { .. }
+            | QuorumError::Unavailable(_)
+            | QuorumError::Stale { .. } => StatusCode::SERVICE_UNAVAILABLE,
             QuorumError::BadRequest(_) => StatusCode::BAD_REQUEST,
             QuorumError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -37,6 +37,35 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/kv", get(empty_key).put(empty_key).delete(empty_key))
         .route("/kv/", get(empty_key).put(empty_key).delete(empty_key))
         .layer(DefaultBodyLimit::max(state.limits.max_value_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
+}
+
+/// Bulkhead for client requests: at most `max_inflight` at once; past it
+/// the request is refused at once with 503 `overloaded` and `Retry-After`,
+/// never queued.
+async fn admit(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match state.inflight.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => {
+            state.metrics.overloaded.inc();
+            let mut r = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "this node is serving its maximum of {} requests; retry shortly",
+                    state.limits.max_inflight
+                ),
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
+    }
 }
 
 async fn empty_key() -> ApiError {
@@ -189,10 +218,13 @@ async fn do_get(
 ) -> Result<Response, ApiError> {
     let key = parse_key(state, key)?;
     let p = parse_params(state, query)?;
+    // A context on a read asks for read-your-writes / monotonic reads.
+    let after = parse_context(headers)?;
     let opts = ReadOptions {
         r: p.r,
         sloppy: p.sloppy,
         timeout: p.timeout,
+        after: (!after.is_empty()).then_some(after),
     };
     let object = state.coord.get(key, opts).await?;
     Ok(render_object(object.as_ref(), headers))
@@ -308,6 +340,7 @@ async fn write(
         }
         None => Content::tombstone(0),
     };
+    let idempotency_key = parse_idempotency_key(headers)?;
     let timeout = p.timeout.unwrap_or(state.coord.config().default_timeout);
     let req = WriteRequest {
         key,
@@ -316,10 +349,45 @@ async fn write(
         w: p.w.unwrap_or(state.coord.config().default_w),
         sloppy: p.sloppy,
         timeout_ms: timeout.as_millis() as u64,
+        idempotency_key,
     };
-    let object = state.coord.put(req).await?;
-    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let outcome = state.coord.put(req).await?;
+    let object = &outcome.object;
+    // A write that leaves siblings shows them (as Riak's returnbody does),
+    // so the context it returns covers only what the client has been shown.
+    let mut resp = if object.sibling_count() > 1 {
+        axum::Json(SiblingsJson::of(Some(object))).into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
     resp.headers_mut()
         .insert(CONTEXT_HEADER, context_value(&object.join()));
+    if outcome.replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
     Ok(resp)
+}
+
+/// Header naming a client write for deduplication.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+
+fn parse_idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or("").trim();
+    if s.is_empty() || s.len() > MAX_IDEMPOTENCY_KEY_LEN || !s.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ApiError::bad_request(
+            "bad_idempotency_key",
+            format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+            ),
+        ));
+    }
+    Ok(Some(s.to_string()))
 }

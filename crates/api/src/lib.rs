@@ -41,6 +41,8 @@ pub struct Limits {
     pub max_rpc_bytes: usize,
     /// Longest `timeout_ms` a client may ask for.
     pub max_timeout_ms: u64,
+    /// Client requests served at once; more are refused with 503 `overloaded`.
+    pub max_inflight: usize,
 }
 
 impl Default for Limits {
@@ -50,6 +52,7 @@ impl Default for Limits {
             max_value_bytes: 1 << 20,
             max_rpc_bytes: 64 << 20,
             max_timeout_ms: 60_000,
+            max_inflight: 1024,
         }
     }
 }
@@ -80,6 +83,8 @@ pub struct AppState {
     pub metrics: Arc<HttpMetrics>,
     /// Every metric of the node, rendered by `/metrics`.
     pub registry: Arc<Registry>,
+    /// Permits of the client-request bulkhead (`limits.max_inflight`).
+    pub inflight: Arc<tokio::sync::Semaphore>,
 }
 
 /// The whole HTTP surface of a node.

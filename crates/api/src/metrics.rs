@@ -30,6 +30,8 @@ pub struct HttpMetrics {
     pub latency: Family<OpLabels, Histogram>,
     /// `/rpc` calls refused for a missing or wrong cluster token.
     pub unauthorized: Counter,
+    /// Client requests refused because the node was at its in-flight limit.
+    pub overloaded: Counter,
 }
 
 impl Default for HttpMetrics {
@@ -40,6 +42,7 @@ impl Default for HttpMetrics {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 18))
             }),
             unauthorized: Counter::default(),
+            overloaded: Counter::default(),
         }
     }
 }
@@ -56,6 +59,11 @@ impl HttpMetrics {
             "dynkv_http_request_duration_seconds",
             "HTTP request latency by operation",
             self.latency.clone(),
+        );
+        registry.register(
+            "dynkv_overloaded",
+            "Client requests refused at the in-flight limit",
+            self.overloaded.clone(),
         );
         registry.register(
             "dynkv_rpc_unauthorized",

@@ -7,7 +7,10 @@
 use std::io::Read;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use clap::Args;
+use dynkv_rpc::retry::Backoff;
 use reqwest::{StatusCode, Url};
 
 /// Which node to talk to.
@@ -34,6 +37,13 @@ pub struct GetArgs {
     /// Print the raw JSON sibling view.
     #[arg(long)]
     json: bool,
+    /// Session read: only answer with a state that includes this context
+    /// (the one printed by your last put or get), else fail as stale.
+    #[arg(long)]
+    after: Option<String>,
+    /// Retries with backoff on timeouts, lost connections and 503.
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
 }
 
 /// `dynkv put`.
@@ -60,6 +70,10 @@ pub struct PutArgs {
     /// Content-Type stored with the value.
     #[arg(long, default_value = "text/plain")]
     content_type: String,
+    /// Retries on timeouts, lost connections and 503, with backoff (the
+    /// write carries an Idempotency-Key, so retrying is safe).
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
 }
 
 /// `dynkv delete`.
@@ -75,6 +89,9 @@ pub struct DeleteArgs {
     /// Acknowledgements needed.
     #[arg(long)]
     w: Option<String>,
+    /// Retries with backoff (safe: the delete carries an Idempotency-Key).
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
 }
 
 fn key_url(node: &str, key: &str, params: &[(&str, Option<&str>)]) -> Result<Url, String> {
@@ -121,12 +138,11 @@ pub async fn get(a: GetArgs) -> ExitCode {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
-    let resp = match client()
-        .get(url)
-        .header("accept", "application/json")
-        .send()
-        .await
-    {
+    let mut req = client().get(url).header("accept", "application/json");
+    if let Some(ctx) = &a.after {
+        req = req.header("x-dynkv-context", ctx);
+    }
+    let resp = match send_with_retries(req, a.retries).await {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
@@ -216,7 +232,7 @@ pub async fn put(a: PutArgs) -> ExitCode {
     if let Some(c) = &a.context {
         req = req.header("x-dynkv-context", c);
     }
-    write_outcome(req).await
+    write_outcome(req, a.retries).await
 }
 
 /// `dynkv delete KEY`.
@@ -229,22 +245,87 @@ pub async fn delete(a: DeleteArgs) -> ExitCode {
     if let Some(c) = &a.context {
         req = req.header("x-dynkv-context", c);
     }
-    write_outcome(req).await
+    write_outcome(req, a.retries).await
 }
 
-async fn write_outcome(req: reqwest::RequestBuilder) -> ExitCode {
-    match req.send().await {
+/// Sends a request, retrying what may succeed later (no connection, a
+/// timeout, 503) with capped exponential backoff and full jitter. Writes
+/// carry an `Idempotency-Key`, so a retry of a write that was in fact
+/// applied is recognised and not applied twice.
+async fn send_with_retries(
+    req: reqwest::RequestBuilder,
+    retries: u32,
+) -> Result<reqwest::Response, String> {
+    let backoff = Backoff {
+        base: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+    };
+    let mut attempt = 0;
+    loop {
+        let this = req.try_clone().ok_or("request body cannot be retried")?;
+        let retry_after = match this.send().await {
+            Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE && attempt < retries => {
+                resp.headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(Duration::from_secs)
+            }
+            Ok(resp) => return Ok(resp),
+            Err(e) if attempt < retries && (e.is_connect() || e.is_timeout()) => None,
+            Err(e) => return Err(e.to_string()),
+        };
+        let delay = retry_after.unwrap_or_else(|| backoff.jittered(attempt));
+        eprintln!(
+            "dynkv: attempt {} failed; retrying in {delay:?}",
+            attempt + 1
+        );
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
+fn idempotency_key() -> String {
+    format!(
+        "{:016x}{:016x}",
+        rand::random::<u64>(),
+        rand::random::<u64>()
+    )
+}
+
+async fn write_outcome(req: reqwest::RequestBuilder, retries: u32) -> ExitCode {
+    let req = req.header("idempotency-key", idempotency_key());
+    match send_with_retries(req, retries).await {
         Ok(resp) if resp.status().is_success() => {
             let ctx = resp
                 .headers()
                 .get("x-dynkv-context")
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+                .unwrap_or("")
+                .to_string();
+            if resp.status() == StatusCode::OK {
+                // The write left siblings: show them, as a read would.
+                let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                print_siblings(&body);
+            }
             println!("context: {ctx}");
             ExitCode::SUCCESS
         }
         Ok(resp) => fail(error_body(resp).await),
         Err(e) => fail(e),
+    }
+}
+
+fn print_siblings(body: &serde_json::Value) {
+    let sibs = body["siblings"].as_array().cloned().unwrap_or_default();
+    println!("{} siblings:", sibs.len());
+    for (i, s) in sibs.iter().enumerate() {
+        let deleted = if s["deleted"].as_bool() == Some(true) {
+            " (deleted)"
+        } else {
+            ""
+        };
+        println!("  [{i}] {}{deleted}", s["value"].as_str().unwrap_or(""));
     }
 }
 

@@ -104,6 +104,8 @@ pub struct QuorumSection {
     pub rpc_connect_timeout_ms: u64,
     /// Idle connections kept per peer.
     pub rpc_pool_idle_per_peer: usize,
+    /// Idempotency-Key memory.
+    pub idempotency_window_s: u64,
 }
 
 /// RocksDB settings.
@@ -128,6 +130,8 @@ pub struct LimitsSection {
     pub max_rpc_bytes: usize,
     /// Longest client timeout.
     pub max_timeout_ms: u64,
+    /// Client requests in flight.
+    pub max_inflight_requests: usize,
 }
 
 /// Failure detector.
@@ -139,6 +143,8 @@ pub struct FailureDetectorSection {
     pub ping_timeout_ms: u64,
     /// Failures before down.
     pub failure_threshold: u32,
+    /// Open-breaker cooldown.
+    pub breaker_cooldown_ms: u64,
 }
 
 /// Hinted handoff.
@@ -169,6 +175,8 @@ pub struct ReadRepairSection {
     pub chance: f64,
     /// Wait for late replies.
     pub wait_ms: u64,
+    /// Repairs at once.
+    pub concurrency: usize,
 }
 
 /// One member of the static membership list.
@@ -320,7 +328,10 @@ impl Config {
                 self.read_repair.chance
             ));
         }
-        if self.limits.max_key_bytes == 0 || self.limits.max_value_bytes == 0 {
+        if self.limits.max_key_bytes == 0
+            || self.limits.max_value_bytes == 0
+            || self.limits.max_inflight_requests == 0
+        {
             return bad("limits must be positive".into());
         }
         if self.limits.max_rpc_bytes < self.limits.max_value_bytes {

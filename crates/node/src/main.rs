@@ -43,6 +43,9 @@ enum Command {
     Delete(client::DeleteArgs),
     /// Show what a node believes about the cluster.
     Status(client::NodeArg),
+    /// Generate load against nodes (or a bare HTTP server, or etcd) and
+    /// report throughput, latency percentiles and errors.
+    Bench(dynkv_bench::BenchArgs),
 }
 
 fn init_tracing() {
@@ -86,5 +89,6 @@ fn main() -> ExitCode {
         Command::Put(a) => rt.block_on(client::put(a)),
         Command::Delete(a) => rt.block_on(client::delete(a)),
         Command::Status(a) => rt.block_on(client::status(a)),
+        Command::Bench(a) => rt.block_on(dynkv_bench::run(a)),
     }
 }

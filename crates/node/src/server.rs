@@ -9,7 +9,9 @@ use dynkv_api::{AdminView, AppState, HttpMetrics, Limits};
 use dynkv_quorum::handoff::{self, HandoffConfig};
 use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumMetrics};
 use dynkv_ring::{NodeId, Ring};
-use dynkv_rpc::{AddressBook, HttpTransport, HttpTransportConfig, PeerHealth, Request, Response};
+use dynkv_rpc::{
+    AddressBook, BreakerMetrics, HttpTransport, HttpTransportConfig, PeerHealth, Request, Response,
+};
 use dynkv_storage::{Store, StoreConfig};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
@@ -43,11 +45,16 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .map(|m| (NodeId::from(m.id.as_str()), m.addr.clone())),
     ));
-    let health = Arc::new(PeerHealth::new(
-        me.clone(),
-        ids.clone(),
-        cfg.failure_detector.failure_threshold,
-    ));
+    let breaker_metrics = Arc::new(BreakerMetrics::default());
+    let health = Arc::new(
+        PeerHealth::new(
+            me.clone(),
+            ids.clone(),
+            cfg.failure_detector.failure_threshold,
+        )
+        .with_cooldown(Config::ms(cfg.failure_detector.breaker_cooldown_ms))
+        .with_metrics(breaker_metrics.clone()),
+    );
     let transport = Arc::new(HttpTransport::new(
         &HttpTransportConfig {
             cluster_token: cfg.cluster.cluster_token.clone(),
@@ -60,6 +67,7 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let mut registry = Registry::default();
     let quorum_metrics = Arc::new(QuorumMetrics::default());
     quorum_metrics.register(&mut registry);
+    breaker_metrics.register(&mut registry);
     let http_metrics = Arc::new(HttpMetrics::default());
     http_metrics.register(&mut registry);
     let aae_metrics = Arc::new(AaeMetrics::default());
@@ -82,6 +90,8 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             read_repair_chance: cfg.read_repair.chance,
             read_repair_wait: Config::ms(cfg.read_repair.wait_ms),
             max_hints: cfg.handoff.max_hints,
+            idempotency_window: Duration::from_secs(cfg.quorum.idempotency_window_s),
+            read_repair_concurrency: cfg.read_repair.concurrency,
         },
         quorum_metrics,
     );
@@ -140,10 +150,14 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             max_value_bytes: cfg.limits.max_value_bytes,
             max_rpc_bytes: cfg.limits.max_rpc_bytes,
             max_timeout_ms: cfg.limits.max_timeout_ms,
+            max_inflight: cfg.limits.max_inflight_requests,
         },
         cluster_token: cfg.cluster.cluster_token.as_str().into(),
         metrics: http_metrics,
         registry: Arc::new(registry),
+        inflight: Arc::new(tokio::sync::Semaphore::new(
+            cfg.limits.max_inflight_requests,
+        )),
     };
     let listener = tokio::net::TcpListener::bind(&cfg.node.listen).await?;
     info!(node = %me, listen = %cfg.node.listen, members = ids.len(), n_val = cfg.cluster.n_val, "dynkv node ready");

@@ -12,9 +12,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use dynkv_ring::NodeId;
+use dynkv_rpc::retry::Backoff;
 use dynkv_rpc::{Request, Response};
 use dynkv_storage::{Hint, KeyRef};
 use futures::StreamExt;
@@ -48,13 +51,6 @@ impl Default for HandoffConfig {
             backoff_max: Duration::from_secs(30),
         }
     }
-}
-
-/// Capped exponential backoff with full jitter: a uniform draw in
-/// `[0, min(max, base * 2^failures)]`.
-pub fn backoff_delay(base: Duration, max: Duration, failures: u32, draw: f64) -> Duration {
-    let exp = base.saturating_mul(1u32.checked_shl(failures.min(31)).unwrap_or(u32::MAX));
-    exp.min(max).mul_f64(draw.clamp(0.0, 1.0))
 }
 
 #[derive(Default)]
@@ -141,12 +137,11 @@ pub async fn pass(
                 b.retry_at = None;
             } else {
                 b.failures += 1;
-                let delay = backoff_delay(
-                    config.backoff_base,
-                    config.backoff_max,
-                    b.failures,
-                    rand::random(),
-                );
+                let delay = Backoff {
+                    base: config.backoff_base,
+                    max: config.backoff_max,
+                }
+                .jittered(b.failures);
                 b.retry_at = Some(Instant::now() + delay);
                 debug!(%owner, ?delay, "handoff failed; backing off");
             }
@@ -196,21 +191,4 @@ async fn deliver(coord: &Arc<Coordinator>, hint: Hint) -> (NodeId, bool) {
         _ => false,
     };
     (owner, ok)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_capped_and_jittered() {
-        let base = Duration::from_millis(100);
-        let max = Duration::from_secs(5);
-        assert_eq!(backoff_delay(base, max, 0, 1.0), base);
-        assert_eq!(backoff_delay(base, max, 3, 1.0), Duration::from_millis(800));
-        assert_eq!(backoff_delay(base, max, 30, 1.0), max);
-        assert_eq!(backoff_delay(base, max, 100, 1.0), max);
-        assert_eq!(backoff_delay(base, max, 3, 0.0), Duration::ZERO);
-        assert_eq!(backoff_delay(base, max, 3, 0.5), Duration::from_millis(400));
-    }
 }

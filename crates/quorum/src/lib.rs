@@ -35,20 +35,24 @@
 //! spawned tasks that report through channels.
 
 pub mod handoff;
+pub mod idempotency;
 mod metrics;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use dynkv_repair::{ReplicaReply, plan_read_repair, should_repair};
 use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::{
-    PeerHealth, Quorum, RemoteFailure, Request, Response, RpcError, Transport, WriteRequest,
+    PeerHealth, Quorum, RemoteFailure, Request, Response, RpcError, Transport, WriteOutcome,
+    WriteRequest,
 };
 use dynkv_storage::{KeyRef, Store};
-use dynkv_vclock::{DvvSet, Object};
+use dynkv_vclock::{DvvSet, Object, VersionVector};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use tokio::sync::mpsc;
@@ -95,6 +99,11 @@ pub struct CoordinatorConfig {
     /// Most hints this node keeps; past it, new hints are refused (counted)
     /// and the write relies on the other replicas.
     pub max_hints: u64,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_window: Duration,
+    /// Read repairs running at once; past it a read is not repaired (a
+    /// bulkhead: repair never queues up behind client traffic).
+    pub read_repair_concurrency: usize,
 }
 
 impl Default for CoordinatorConfig {
@@ -110,6 +119,8 @@ impl Default for CoordinatorConfig {
             read_repair_chance: 1.0,
             read_repair_wait: Duration::from_secs(2),
             max_hints: 1_000_000,
+            idempotency_window: Duration::from_secs(600),
+            read_repair_concurrency: 64,
         }
     }
 }
@@ -132,6 +143,15 @@ pub enum QuorumError {
     /// No node could coordinate the write (503).
     #[error("{0}")]
     Unavailable(String),
+    /// No replica that answered in time holds the client's session context
+    /// (503): answering would go back in time.
+    #[error(
+        "{answered} replicas answered but none has caught up with the context of your last read or write; retry later or read at a higher r"
+    )]
+    Stale {
+        /// Replicas that answered.
+        answered: usize,
+    },
     /// The request is invalid for this cluster (400).
     #[error("{0}")]
     BadRequest(String),
@@ -154,6 +174,7 @@ impl QuorumError {
         match self {
             QuorumError::NotEnough { .. } => "quorum_not_met",
             QuorumError::Unavailable(_) => "unavailable",
+            QuorumError::Stale { .. } => "stale",
             QuorumError::BadRequest(_) => "bad_request",
             QuorumError::Storage(_) => "storage_error",
         }
@@ -182,13 +203,14 @@ impl QuorumError {
             },
             "bad_request" => QuorumError::BadRequest(f.message),
             "storage_error" => QuorumError::Storage(f.message),
+            "stale" => QuorumError::Stale { answered: f.acked },
             _ => QuorumError::Unavailable(f.message),
         }
     }
 }
 
 /// Options of one read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct ReadOptions {
     /// Replies needed (None: the configured default).
     pub r: Option<Quorum>,
@@ -196,14 +218,17 @@ pub struct ReadOptions {
     pub sloppy: bool,
     /// Whole-request deadline (None: the configured default).
     pub timeout: Option<Duration>,
+    /// Session guarantee: answer only with a state that descends from this
+    /// context (the client's last read or write), or fail as stale.
+    pub after: Option<VersionVector>,
 }
 
-impl Default for ReadOptions {
-    fn default() -> Self {
+impl ReadOptions {
+    /// Sloppy reads with the configured R and deadline.
+    pub fn sloppy() -> Self {
         ReadOptions {
-            r: None,
             sloppy: true,
-            timeout: None,
+            ..Default::default()
         }
     }
 }
@@ -230,6 +255,7 @@ pub struct Coordinator {
     health: Arc<PeerHealth>,
     config: CoordinatorConfig,
     metrics: Arc<QuorumMetrics>,
+    repair_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// One replica's reply to a read, kept for read repair.
@@ -252,6 +278,9 @@ impl Coordinator {
         metrics: Arc<QuorumMetrics>,
     ) -> Arc<Self> {
         Arc::new(Coordinator {
+            repair_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.read_repair_concurrency.max(1),
+            )),
             me,
             ring: ArcSwap::from_pointee(ring),
             store,
@@ -363,6 +392,9 @@ impl Coordinator {
         req: &Request,
         timeout: Duration,
     ) -> Result<Response, RpcError> {
+        if self.health.acquire(to).is_err() {
+            return Err(RpcError::BreakerOpen);
+        }
         let r = self.transport.call(to, req, timeout).await;
         match &r {
             Ok(_) => {
@@ -376,7 +408,7 @@ impl Coordinator {
                     .get_or_create(&metrics::ErrorLabels::new(req.kind(), e))
                     .inc();
                 if !e.peer_answered() && self.health.record_failure(to) {
-                    warn!(peer = %to, error = %e, "peer marked down");
+                    warn!(peer = %to, error = %e, "peer marked down (breaker open)");
                 }
             }
         }
@@ -403,7 +435,7 @@ impl Coordinator {
 
     /// A client PUT or DELETE. Returns the coordinator's resulting object
     /// (its context is what the client gets back).
-    pub async fn put(self: &Arc<Self>, mut req: WriteRequest) -> Result<Object, QuorumError> {
+    pub async fn put(self: &Arc<Self>, mut req: WriteRequest) -> Result<WriteOutcome, QuorumError> {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(req.timeout_ms);
         let placement = self.placement(&req.key);
@@ -431,7 +463,7 @@ impl Coordinator {
         mut req: WriteRequest,
         placement: Placement,
         deadline: Instant,
-    ) -> Result<Object, QuorumError> {
+    ) -> Result<WriteOutcome, QuorumError> {
         let mut order = placement.primaries.clone();
         // Primaries believed up first, ring order otherwise.
         order.sort_by_key(|p| !self.health.is_up(p));
@@ -447,13 +479,15 @@ impl Coordinator {
                 .call(&primary, &Request::Coordinate(req.clone()), left)
                 .await
             {
-                Ok(Response::Written(obj)) => return Ok(obj),
+                Ok(Response::Written(outcome)) => return Ok(outcome),
                 Ok(Response::Failed(f)) => return Err(QuorumError::from_remote(f, "write")),
                 Ok(_) => tried.push((primary, "unexpected answer".to_string())),
                 // The request never arrived: safe to try the next primary.
-                Err(e @ (RpcError::Unreachable(_) | RpcError::UnknownNode(_))) => {
-                    tried.push((primary, e.to_string()))
-                }
+                Err(
+                    e @ (RpcError::Unreachable(_)
+                    | RpcError::UnknownNode(_)
+                    | RpcError::BreakerOpen),
+                ) => tried.push((primary, e.to_string())),
                 // It may have been applied: do not coordinate it twice.
                 Err(e) => {
                     tried.push((primary, e.to_string()));
@@ -483,33 +517,59 @@ impl Coordinator {
         placement: Placement,
         w: usize,
         deadline: Instant,
-    ) -> Result<Object, QuorumError> {
+    ) -> Result<WriteOutcome, QuorumError> {
+        if req.idempotency_key.is_some() {
+            // The first attempt may have been coordinated elsewhere: bring
+            // this replica up to date before looking for its record.
+            self.pull_from_primaries(&req.key, &placement, deadline)
+                .await;
+        }
         let me = self.me.to_string();
         let key = req.key.clone();
         let (partition, hash) = (placement.partition, placement.hash);
+        let window = self.config.idempotency_window;
         let WriteRequest {
-            content, context, ..
+            content,
+            context,
+            idempotency_key,
+            ..
         } = req;
-        let object = self
+        let (updated, replayed) = self
             .with_store(move |s| {
                 let kr = KeyRef {
                     partition,
                     hash,
                     key: &key,
                 };
-                s.update(&kr, |cur| {
-                    Some(DvvSet::update(
+                let mut replayed = false;
+                let u = s.update(&kr, |cur| {
+                    let cur = cur.unwrap_or_default();
+                    let now = now_micros();
+                    if let Some(k) = &idempotency_key
+                        && idempotency::seen(&cur, k, now, window)
+                    {
+                        replayed = true;
+                        return Some(cur);
+                    }
+                    Some(idempotency::apply(
                         &context,
-                        &cur.unwrap_or_default(),
+                        &cur,
                         &me,
                         content,
+                        idempotency_key.as_deref(),
+                        now,
+                        window,
                     ))
-                })
+                })?;
+                Ok((u, replayed))
             })
-            .await?
-            .object
-            .expect("update always returns an object");
-        self.metrics.coordinated.inc();
+            .await?;
+        let object = updated.object.expect("update always returns an object");
+        if replayed {
+            self.metrics.idempotent_replays.inc();
+        } else {
+            self.metrics.coordinated.inc();
+        }
 
         let others: Vec<NodeId> = placement
             .primaries
@@ -518,12 +578,13 @@ impl Coordinator {
             .cloned()
             .collect();
         let mut acked = 1;
+        let outcome = WriteOutcome { object, replayed };
         if others.is_empty() {
-            return Ok(object);
+            return Ok(outcome);
         }
         let (tx, mut rx) = mpsc::channel(others.len() + 1);
         let this = self.clone();
-        let obj = object.clone();
+        let obj = outcome.object.clone();
         let key = req.key.clone();
         tokio::spawn(async move {
             this.replicate(key, obj, others, placement.fallbacks, deadline, tx)
@@ -531,7 +592,7 @@ impl Coordinator {
         });
         let mut detail = Vec::new();
         while acked < w {
-            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(Ack::Primary(_))) => acked += 1,
                 Ok(Some(Ack::Hinted { .. })) if req.sloppy => acked += 1,
                 Ok(Some(Ack::Hinted { owner, via })) => {
@@ -542,7 +603,7 @@ impl Coordinator {
             }
         }
         if acked >= w {
-            Ok(object)
+            Ok(outcome)
         } else {
             self.metrics
                 .quorum_failures
@@ -554,6 +615,32 @@ impl Coordinator {
                 acked,
                 detail,
             })
+        }
+    }
+
+    /// Merges the other reachable primaries' copies of a key into the local
+    /// replica (bounded by one RPC deadline).
+    async fn pull_from_primaries(&self, key: &Bytes, placement: &Placement, deadline: Instant) {
+        let req = Request::Get {
+            key: key.clone(),
+            hint_for: None,
+        };
+        let asks = placement
+            .primaries
+            .iter()
+            .filter(|p| **p != self.me && self.health.is_up(p))
+            .map(|p| self.call(p, &req, self.rpc_deadline(deadline)));
+        let kr = KeyRef {
+            partition: placement.partition,
+            hash: placement.hash,
+            key,
+        };
+        for reply in futures::future::join_all(asks).await {
+            if let Ok(Response::Object(Some(o))) = reply
+                && let Err(e) = self.store.merge(&kr, &o)
+            {
+                warn!(error = %e, "cannot merge a replica's copy before an idempotent write");
+            }
         }
     }
 
@@ -689,16 +776,31 @@ impl Coordinator {
         let this = self.clone();
         tokio::spawn(async move { this.read_fanout(key, targets, spare, deadline, tx).await });
 
-        let mut replies: Vec<Reply> = Vec::new();
+        let mut merged: Option<Object> = None;
         let mut detail = Vec::new();
-        let mut counted = 0;
-        while counted < r {
-            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+        let (mut counted, mut answered) = (0, 0);
+        // A session read also needs the merge to descend from its context.
+        let caught_up = |m: &Option<Object>| match &opts.after {
+            None => true,
+            Some(ctx) => m
+                .as_ref()
+                .map(|o| o.join())
+                .unwrap_or_default()
+                .descends(ctx),
+        };
+        while counted < r || !caught_up(&merged) {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(Ok(reply))) => {
+                    answered += 1;
                     if reply.hint_for.is_none() || opts.sloppy {
                         counted += 1;
                     }
-                    replies.push(reply);
+                    if let Some(o) = reply.object.as_deref() {
+                        merged = Some(match merged {
+                            Some(m) => DvvSet::sync(&m, o),
+                            None => o.clone(),
+                        });
+                    }
                 }
                 Ok(Some(Err((node, e)))) => detail.push((node, e)),
                 Ok(None) | Err(_) => break,
@@ -716,12 +818,10 @@ impl Coordinator {
                 detail,
             });
         }
-        let merged = replies
-            .iter()
-            .filter_map(|r| r.object.as_deref())
-            .fold(None::<Object>, |acc, o| {
-                Some(acc.map_or_else(|| o.clone(), |a| DvvSet::sync(&a, o)))
-            });
+        if !caught_up(&merged) {
+            self.metrics.stale_reads.inc();
+            return Err(QuorumError::Stale { answered });
+        }
         if let Some(m) = &merged {
             self.metrics.siblings.observe(m.sibling_count() as f64);
         }
@@ -769,7 +869,7 @@ impl Coordinator {
         let repair_deadline = deadline.max(Instant::now() + self.config.read_repair_wait);
         let mut all = Vec::new();
         loop {
-            let next = tokio::time::timeout_at(repair_deadline.into(), inflight.next()).await;
+            let next = tokio::time::timeout_at(repair_deadline, inflight.next()).await;
             let Ok(Some((node, hint_for, result))) = next else {
                 break;
             };
@@ -804,7 +904,16 @@ impl Coordinator {
         }
         drop(tx);
         if repair {
-            self.read_repair(key, all).await;
+            // Bulkhead: a bounded number of repairs at once; past it, skip.
+            match self.repair_slots.clone().try_acquire_owned() {
+                Ok(_permit) => self.read_repair(key, all).await,
+                Err(_) => {
+                    self.metrics
+                        .read_repairs
+                        .get_or_create(&metrics::OutcomeLabels { outcome: "skipped" })
+                        .inc();
+                }
+            }
         }
     }
 

@@ -40,6 +40,7 @@ impl ErrorLabels {
             RpcError::Unauthorized => "unauthorized",
             RpcError::Protocol(_) => "protocol",
             RpcError::Unexpected(_) => "unexpected",
+            RpcError::BreakerOpen => "breaker_open",
         };
         ErrorLabels { request, kind }
     }
@@ -53,6 +54,10 @@ pub struct QuorumMetrics {
     pub coordinated: Counter,
     /// Writes forwarded to a primary.
     pub forwarded: Counter,
+    /// Writes recognised by their idempotency key as already applied.
+    pub idempotent_replays: Counter,
+    /// Reads refused because no replica held the session context in time.
+    pub stale_reads: Counter,
     /// Internode call failures by request and kind.
     pub internode_errors: Family<ErrorLabels, Counter>,
     /// Sibling count of each successful read.
@@ -79,6 +84,8 @@ impl Default for QuorumMetrics {
             quorum_failures: Family::default(),
             coordinated: Counter::default(),
             forwarded: Counter::default(),
+            idempotent_replays: Counter::default(),
+            stale_reads: Counter::default(),
             internode_errors: Family::default(),
             siblings: Histogram::new([1.0, 2.0, 3.0, 5.0, 10.0, 100.0]),
             read_repairs: Family::default(),
@@ -109,6 +116,16 @@ impl QuorumMetrics {
             "dynkv_writes_forwarded",
             "Writes forwarded to a primary",
             self.forwarded.clone(),
+        );
+        registry.register(
+            "dynkv_idempotent_replays",
+            "Writes recognised as retries by their idempotency key",
+            self.idempotent_replays.clone(),
+        );
+        registry.register(
+            "dynkv_stale_reads",
+            "Reads refused: no replica caught up with the session context",
+            self.stale_reads.clone(),
         );
         registry.register(
             "dynkv_internode_errors",

@@ -80,6 +80,7 @@ fn write(key: &Bytes, value: &str, ctx: VersionVector, w: Quorum, sloppy: bool) 
         w,
         sloppy,
         timeout_ms: 1500,
+        idempotency_key: None,
     }
 }
 
@@ -98,6 +99,7 @@ fn read(r: Quorum) -> ReadOptions {
         r: Some(r),
         sloppy: true,
         timeout: Some(Duration::from_secs(1)),
+        after: None,
     }
 }
 
@@ -202,6 +204,7 @@ async fn partitioned_replica_fails_all_but_not_majority() {
                 r: Some(Quorum::All),
                 sloppy: false,
                 timeout: Some(Duration::from_millis(800)),
+                after: None,
             },
         )
         .await
@@ -349,4 +352,148 @@ async fn read_repair_heals_a_stale_replica_with_the_full_sibling_set() {
         .get_or_create(&dynkv_quorum::metrics_labels::repaired())
         .get();
     assert!(repaired >= 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_stops_requests_waiting_for_a_slow_peer() {
+    let c = cluster(3);
+    let key = c.key_with_primary(0, "n1");
+    // n3 answers far slower than the 300 ms per-call deadline.
+    c.net.delay("n1", "n3", Duration::from_secs(5));
+    c.nodes[0]
+        .put(write(
+            &key,
+            "first",
+            VersionVector::new(),
+            Quorum::Majority,
+            true,
+        ))
+        .await
+        .unwrap();
+    // Let the call to n3 time out: one failure opens its breaker (threshold 1).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let n3 = NodeId::from("n3");
+    assert_eq!(
+        c.nodes[0].health().breaker(&n3),
+        dynkv_rpc::BreakerState::Open
+    );
+    let sent_before = c.net.delivered_to("n3");
+    let started = tokio::time::Instant::now();
+    for i in 0..10 {
+        let ctx = c.nodes[0]
+            .get(key.clone(), read(Quorum::One))
+            .await
+            .unwrap()
+            .unwrap()
+            .join();
+        c.nodes[0]
+            .put(write(&key, &format!("v{i}"), ctx, Quorum::Majority, true))
+            .await
+            .unwrap();
+    }
+    // Virtual time: none of the 20 requests waited on n3's deadline.
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        c.net.delivered_to("n3"),
+        sent_before,
+        "nothing was sent to n3 while its breaker was open"
+    );
+}
+
+fn idempotent(key: &Bytes, value: &str, idem: Option<&str>) -> WriteRequest {
+    WriteRequest {
+        idempotency_key: idem.map(str::to_string),
+        ..write(key, value, VersionVector::new(), Quorum::All, true)
+    }
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_is_applied_once() {
+    let c = cluster(3);
+    let key = c.key_with_primary(0, "n1");
+    let first = c.nodes[0]
+        .put(idempotent(&key, "pay 10", Some("req-1")))
+        .await
+        .unwrap();
+    assert!(!first.replayed);
+    // The client timed out and retries through another primary.
+    let retry = c
+        .node("n2")
+        .put(idempotent(&key, "pay 10", Some("req-1")))
+        .await
+        .unwrap();
+    assert!(retry.replayed);
+    assert!(retry.object.join().descends(&first.object.join()));
+    let got = c.nodes[2]
+        .get(key.clone(), read(Quorum::All))
+        .await
+        .unwrap();
+    assert_eq!(values(&got), vec!["pay 10"]);
+    // Without a key the same retry is a new concurrent write: two siblings.
+    let other = c.key_with_primary(0, "n2");
+    c.node("n2")
+        .put(idempotent(&other, "pay 10", None))
+        .await
+        .unwrap();
+    c.node("n3")
+        .put(idempotent(&other, "pay 10", None))
+        .await
+        .unwrap();
+    let got = c.nodes[0]
+        .get(other.clone(), read(Quorum::All))
+        .await
+        .unwrap();
+    assert_eq!(values(&got), vec!["pay 10", "pay 10"]);
+}
+
+#[tokio::test]
+async fn a_session_read_never_goes_back_in_time() {
+    let c = cluster(3);
+    let key = c.key_with_primary(0, "n1");
+    c.nodes[0]
+        .put(write(&key, "old", VersionVector::new(), Quorum::All, true))
+        .await
+        .unwrap();
+    c.net.isolate("n3");
+    let ctx = c.nodes[0]
+        .get(key.clone(), read(Quorum::One))
+        .await
+        .unwrap()
+        .unwrap()
+        .join();
+    let new = c.nodes[0]
+        .put(write(&key, "new", ctx, Quorum::One, true))
+        .await
+        .unwrap();
+    let session = new.object.join();
+    // n3 only has "old": a session read there must not answer it.
+    let opts = ReadOptions {
+        r: Some(Quorum::One),
+        sloppy: true,
+        timeout: Some(Duration::from_millis(700)),
+        after: Some(session.clone()),
+    };
+    let err = c
+        .node("n3")
+        .get(key.clone(), opts.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, QuorumError::Stale { .. }), "{err:?}");
+    // The same read without the context answers the stale value.
+    let plain = c
+        .node("n3")
+        .get(key.clone(), read(Quorum::One))
+        .await
+        .unwrap();
+    assert_eq!(values(&plain), vec!["old"]);
+    // Healed, a session read on n3 waits for a replica that has caught up.
+    c.net.heal();
+    c.node("n3").health().record_success(&"n1".into());
+    c.node("n3").health().record_success(&"n2".into());
+    let got = c.node("n3").get(key.clone(), opts).await.unwrap();
+    assert_eq!(values(&got), vec!["new"]);
 }

@@ -14,7 +14,16 @@ use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
 fn object(value_len: usize) -> Object {
     let mut o = Object::new();
     for (i, actor) in ["n1", "n2", "n3"].iter().enumerate() {
-        o = DvvSet::update(&o.join(), &o, actor, Content::value(vec![b'x'; value_len], "application/octet-stream", 1_700_000_000_000_000 + i as u64));
+        o = DvvSet::update(
+            &o.join(),
+            &o,
+            actor,
+            Content::value(
+                vec![b'x'; value_len],
+                "application/octet-stream",
+                1_700_000_000_000_000 + i as u64,
+            ),
+        );
     }
     o
 }
@@ -32,11 +41,33 @@ fn time<F: FnMut()>(iters: u32, mut f: F) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let json_out = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).cloned();
+    let json_out = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1))
+        .cloned();
     let cases: Vec<(&str, Request)> = vec![
-        ("replicate 1 KiB", Request::Replicate { key: Bytes::from_static(b"user:12345:cart"), object: object(1024) }),
-        ("replicate 100 B", Request::Replicate { key: Bytes::from_static(b"user:12345:cart"), object: object(100) }),
-        ("get", Request::Get { key: Bytes::from_static(b"user:12345:cart"), hint_for: None }),
+        (
+            "replicate 1 KiB",
+            Request::Replicate {
+                key: Bytes::from_static(b"user:12345:cart"),
+                object: object(1024),
+            },
+        ),
+        (
+            "replicate 100 B",
+            Request::Replicate {
+                key: Bytes::from_static(b"user:12345:cart"),
+                object: object(100),
+            },
+        ),
+        (
+            "get",
+            Request::Get {
+                key: Bytes::from_static(b"user:12345:cart"),
+                hint_for: None,
+            },
+        ),
     ];
     let reply = Response::Object(Some(object(1024)));
     let bincode_cfg = bincode::config::standard();
@@ -49,21 +80,39 @@ fn main() {
     };
     for (name, req) in &cases {
         let p = dynkv_rpc::encode(req);
-        let enc = time(20_000, || { std::hint::black_box(dynkv_rpc::encode(req)); });
-        let dec = time(20_000, || { std::hint::black_box(dynkv_rpc::decode::<Request>(&p).unwrap()); });
+        let enc = time(20_000, || {
+            std::hint::black_box(dynkv_rpc::encode(req));
+        });
+        let dec = time(20_000, || {
+            std::hint::black_box(dynkv_rpc::decode::<Request>(&p).unwrap());
+        });
         report(name, "postcard", p.len(), enc, dec);
         let b = bincode::serde::encode_to_vec(req, bincode_cfg).unwrap();
-        let enc = time(20_000, || { std::hint::black_box(bincode::serde::encode_to_vec(req, bincode_cfg).unwrap()); });
-        let dec = time(20_000, || { std::hint::black_box(bincode::serde::decode_from_slice::<Request, _>(&b, bincode_cfg).unwrap()); });
+        let enc = time(20_000, || {
+            std::hint::black_box(bincode::serde::encode_to_vec(req, bincode_cfg).unwrap());
+        });
+        let dec = time(20_000, || {
+            std::hint::black_box(
+                bincode::serde::decode_from_slice::<Request, _>(&b, bincode_cfg).unwrap(),
+            );
+        });
         report(name, "bincode", b.len(), enc, dec);
         let j = serde_json::to_vec(req).unwrap();
-        let enc = time(5_000, || { std::hint::black_box(serde_json::to_vec(req).unwrap()); });
-        let dec = time(5_000, || { std::hint::black_box(serde_json::from_slice::<Request>(&j).unwrap()); });
+        let enc = time(5_000, || {
+            std::hint::black_box(serde_json::to_vec(req).unwrap());
+        });
+        let dec = time(5_000, || {
+            std::hint::black_box(serde_json::from_slice::<Request>(&j).unwrap());
+        });
         report(name, "json", j.len(), enc, dec);
     }
     let p = dynkv_rpc::encode(&reply);
-    let dec = time(20_000, || { std::hint::black_box(dynkv_rpc::decode::<Response>(&p).unwrap()); });
-    let enc = time(20_000, || { std::hint::black_box(dynkv_rpc::encode(&reply)); });
+    let dec = time(20_000, || {
+        std::hint::black_box(dynkv_rpc::decode::<Response>(&p).unwrap());
+    });
+    let enc = time(20_000, || {
+        std::hint::black_box(dynkv_rpc::encode(&reply));
+    });
     report("object reply 1 KiB", "postcard", p.len(), enc, dec);
     let _ = VersionVector::new();
     if let Some(path) = json_out {

@@ -1,27 +1,73 @@
-//! What this node believes about each peer: up or down.
+//! What this node believes about each peer: the failure detector's table,
+//! run as one circuit breaker per peer.
 //!
 //! Fed by two sources, as the design asks: periodic pings (the node's
-//! failure detector loop) and the outcome of every real RPC. A peer is
-//! marked down after `failure_threshold` consecutive failures and up again
-//! on the first success. The coordinator reads [`PeerHealth::is_up`] on every
-//! request, so the table is an atomically swapped map of atomics: no lock on
-//! the request path.
+//! failure-detector loop) and the outcome of every real RPC. Each peer's
+//! breaker is:
+//! - **closed** (up): calls go through; `failure_threshold` consecutive
+//!   failures open it;
+//! - **open** (down): calls fail at once ([`PeerHealth::acquire`] refuses),
+//!   so the coordinator moves to a fallback immediately instead of waiting
+//!   out a timeout;
+//! - **half-open**: once `cooldown` has passed, exactly one call (a ping or
+//!   a request) is let through as a probe; its success closes the breaker,
+//!   its failure opens it again for another cooldown.
+//!
+//! The coordinator reads [`PeerHealth::is_up`] on every request, so the
+//! table is an atomically swapped map of atomics: no lock on the request path.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use dynkv_ring::NodeId;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
+
+/// A breaker's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Up: calls go through.
+    Closed,
+    /// Down: calls fail fast until the cooldown has passed.
+    Open,
+    /// One probe call is deciding.
+    HalfOpen,
+}
+
+impl BreakerState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => BreakerState::Open,
+            2 => BreakerState::HalfOpen,
+            _ => BreakerState::Closed,
+        }
+    }
+
+    /// Name used in metrics labels and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
 
 #[derive(Default)]
 struct PeerState {
-    down: AtomicBool,
+    state: AtomicU8,
     consecutive_failures: AtomicU32,
+    opened_at_ms: AtomicU64,
+    probe_in_flight: AtomicBool,
     last_ok_ms: AtomicU64,
-    last_failure_ms: AtomicU64,
     transitions: AtomicU64,
 }
 
@@ -30,21 +76,77 @@ struct PeerState {
 pub struct PeerView {
     /// The peer.
     pub id: NodeId,
-    /// Whether requests are sent to it.
+    /// Whether requests are sent to it (its breaker is closed).
     pub up: bool,
+    /// Its breaker.
+    pub breaker: BreakerState,
     /// Failures since its last success.
     pub consecutive_failures: u32,
     /// Unix milliseconds of its last successful exchange (0: never).
     pub last_ok_ms: u64,
-    /// How many times it flipped between up and down.
+    /// How many times its breaker changed state.
     pub transitions: u64,
 }
 
-/// The up/down table.
+/// Labels of a peer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    /// Peer id.
+    pub peer: String,
+}
+
+/// Labels of a breaker transition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    /// Peer id.
+    pub peer: String,
+    /// The state entered.
+    pub to: &'static str,
+}
+
+/// Breaker metrics.
+#[derive(Default)]
+pub struct BreakerMetrics {
+    /// 0 closed, 1 open, 2 half-open, per peer.
+    pub state: Family<PeerLabels, Gauge>,
+    /// Transitions per peer and state entered.
+    pub transitions: Family<TransitionLabels, Counter>,
+    /// Calls refused at once because a breaker was open.
+    pub fail_fast: Family<PeerLabels, Counter>,
+}
+
+impl BreakerMetrics {
+    /// Adds every metric to `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "dynkv_breaker_state",
+            "Circuit breaker per peer: 0 closed, 1 open, 2 half-open",
+            self.state.clone(),
+        );
+        registry.register(
+            "dynkv_breaker_transitions",
+            "Circuit breaker transitions by peer and state entered",
+            self.transitions.clone(),
+        );
+        registry.register(
+            "dynkv_breaker_fail_fast",
+            "Calls refused at once by an open breaker",
+            self.fail_fast.clone(),
+        );
+    }
+}
+
+/// Why a call was not let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerOpen;
+
+/// The up/down table: a circuit breaker per peer.
 pub struct PeerHealth {
     me: NodeId,
     failure_threshold: u32,
+    cooldown: Duration,
     peers: ArcSwap<HashMap<NodeId, Arc<PeerState>>>,
+    metrics: Arc<BreakerMetrics>,
 }
 
 fn now_ms() -> u64 {
@@ -54,7 +156,7 @@ fn now_ms() -> u64 {
 }
 
 impl PeerHealth {
-    /// A table for `me` and these peers, all presumed up.
+    /// A table for `me` and these peers, all presumed up, with a one-second cooldown.
     pub fn new(
         me: NodeId,
         peers: impl IntoIterator<Item = NodeId>,
@@ -68,8 +170,22 @@ impl PeerHealth {
         PeerHealth {
             me,
             failure_threshold: failure_threshold.max(1),
+            cooldown: Duration::from_secs(1),
             peers: ArcSwap::from_pointee(map),
+            metrics: Arc::new(BreakerMetrics::default()),
         }
+    }
+
+    /// Sets how long an open breaker refuses calls before one probe.
+    pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// Reports into these metrics.
+    pub fn with_metrics(mut self, metrics: Arc<BreakerMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     fn state(&self, node: &NodeId) -> Option<Arc<PeerState>> {
@@ -89,14 +205,79 @@ impl PeerHealth {
         self.peers.load().get(node).cloned()
     }
 
-    /// Whether to send requests to `node` (this node itself is always up).
+    fn set(&self, node: &NodeId, s: &PeerState, to: BreakerState) {
+        let from = s.state.swap(to as u8, Ordering::AcqRel);
+        if from != to as u8 {
+            s.transitions.fetch_add(1, Ordering::Relaxed);
+            let peer = node.to_string();
+            self.metrics
+                .state
+                .get_or_create(&PeerLabels { peer: peer.clone() })
+                .set(to as i64);
+            self.metrics
+                .transitions
+                .get_or_create(&TransitionLabels {
+                    peer,
+                    to: to.as_str(),
+                })
+                .inc();
+        }
+    }
+
+    /// Whether to route requests to `node`: its breaker is closed (this
+    /// node itself is always up).
     pub fn is_up(&self, node: &NodeId) -> bool {
         *node == self.me
-            || self
-                .peers
-                .load()
-                .get(node)
-                .is_none_or(|s| !s.down.load(Ordering::Relaxed))
+            || self.peers.load().get(node).is_none_or(|s| {
+                BreakerState::from_u8(s.state.load(Ordering::Acquire)) == BreakerState::Closed
+            })
+    }
+
+    /// The breaker state of `node`.
+    pub fn breaker(&self, node: &NodeId) -> BreakerState {
+        self.peers
+            .load()
+            .get(node)
+            .map_or(BreakerState::Closed, |s| {
+                BreakerState::from_u8(s.state.load(Ordering::Acquire))
+            })
+    }
+
+    /// Asks to call `node`: always allowed while closed; refused while open
+    /// within the cooldown; after it, one caller becomes the half-open probe.
+    pub fn acquire(&self, node: &NodeId) -> Result<(), BreakerOpen> {
+        let Some(s) = self.state(node) else {
+            return Ok(());
+        };
+        match BreakerState::from_u8(s.state.load(Ordering::Acquire)) {
+            BreakerState::Closed => Ok(()),
+            BreakerState::Open => {
+                let elapsed = now_ms().saturating_sub(s.opened_at_ms.load(Ordering::Acquire));
+                if elapsed >= self.cooldown.as_millis() as u64
+                    && !s.probe_in_flight.swap(true, Ordering::AcqRel)
+                {
+                    self.set(node, &s, BreakerState::HalfOpen);
+                    Ok(())
+                } else {
+                    self.metrics
+                        .fail_fast
+                        .get_or_create(&PeerLabels {
+                            peer: node.to_string(),
+                        })
+                        .inc();
+                    Err(BreakerOpen)
+                }
+            }
+            BreakerState::HalfOpen => {
+                self.metrics
+                    .fail_fast
+                    .get_or_create(&PeerLabels {
+                        peer: node.to_string(),
+                    })
+                    .inc();
+                Err(BreakerOpen)
+            }
+        }
     }
 
     /// A request or ping got an answer. Returns true if the peer came back up.
@@ -106,26 +287,30 @@ impl PeerHealth {
         };
         s.consecutive_failures.store(0, Ordering::Relaxed);
         s.last_ok_ms.store(now_ms(), Ordering::Relaxed);
-        let was_down = s.down.swap(false, Ordering::Relaxed);
-        if was_down {
-            s.transitions.fetch_add(1, Ordering::Relaxed);
-        }
-        was_down
+        s.probe_in_flight.store(false, Ordering::Release);
+        let was = BreakerState::from_u8(s.state.load(Ordering::Acquire));
+        self.set(node, &s, BreakerState::Closed);
+        was != BreakerState::Closed
     }
 
-    /// A request or ping failed to reach `node`. Returns true if it was
-    /// just marked down.
+    /// A request or ping failed to reach `node`. Returns true if its breaker
+    /// just opened.
     pub fn record_failure(&self, node: &NodeId) -> bool {
         let Some(s) = self.state(node) else {
             return false;
         };
-        s.last_failure_ms.store(now_ms(), Ordering::Relaxed);
         let n = s.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= self.failure_threshold && !s.down.swap(true, Ordering::Relaxed) {
-            s.transitions.fetch_add(1, Ordering::Relaxed);
-            return true;
+        let was = BreakerState::from_u8(s.state.load(Ordering::Acquire));
+        let open = match was {
+            BreakerState::Closed => n >= self.failure_threshold,
+            BreakerState::HalfOpen | BreakerState::Open => true,
+        };
+        if open {
+            s.opened_at_ms.store(now_ms(), Ordering::Release);
+            s.probe_in_flight.store(false, Ordering::Release);
+            self.set(node, &s, BreakerState::Open);
         }
-        false
+        open && was == BreakerState::Closed
     }
 
     /// Every peer's state, sorted by id.
@@ -134,12 +319,16 @@ impl PeerHealth {
             .peers
             .load()
             .iter()
-            .map(|(id, s)| PeerView {
-                id: id.clone(),
-                up: !s.down.load(Ordering::Relaxed),
-                consecutive_failures: s.consecutive_failures.load(Ordering::Relaxed),
-                last_ok_ms: s.last_ok_ms.load(Ordering::Relaxed),
-                transitions: s.transitions.load(Ordering::Relaxed),
+            .map(|(id, s)| {
+                let breaker = BreakerState::from_u8(s.state.load(Ordering::Acquire));
+                PeerView {
+                    id: id.clone(),
+                    up: breaker == BreakerState::Closed,
+                    breaker,
+                    consecutive_failures: s.consecutive_failures.load(Ordering::Relaxed),
+                    last_ok_ms: s.last_ok_ms.load(Ordering::Relaxed),
+                    transitions: s.transitions.load(Ordering::Relaxed),
+                }
             })
             .collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
@@ -152,18 +341,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn threshold_and_recovery() {
-        let h = PeerHealth::new("n1".into(), ["n1".into(), "n2".into()], 2);
+    fn closed_open_half_open_closed() {
+        let h = PeerHealth::new("n1".into(), ["n1".into(), "n2".into()], 2)
+            .with_cooldown(Duration::from_millis(50));
         let n2: NodeId = "n2".into();
         assert!(h.is_up(&n2));
+        assert!(h.acquire(&n2).is_ok());
         assert!(!h.record_failure(&n2));
-        assert!(h.is_up(&n2));
+        assert!(h.is_up(&n2), "one failure is below the threshold");
         assert!(h.record_failure(&n2));
+        assert_eq!(h.breaker(&n2), BreakerState::Open);
         assert!(!h.is_up(&n2));
-        assert!(h.record_success(&n2));
+        assert_eq!(h.acquire(&n2), Err(BreakerOpen), "open: fail fast");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            h.acquire(&n2).is_ok(),
+            "after the cooldown one probe goes through"
+        );
+        assert_eq!(h.breaker(&n2), BreakerState::HalfOpen);
+        assert_eq!(h.acquire(&n2), Err(BreakerOpen), "only one probe at a time");
+        // The probe fails: open again for another cooldown.
+        h.record_failure(&n2);
+        assert_eq!(h.breaker(&n2), BreakerState::Open);
+        assert_eq!(h.acquire(&n2), Err(BreakerOpen));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(h.acquire(&n2).is_ok());
+        assert!(h.record_success(&n2), "the probe succeeds: closed");
+        assert_eq!(h.breaker(&n2), BreakerState::Closed);
         assert!(h.is_up(&n2));
         assert!(h.is_up(&"n1".into()));
-        assert_eq!(h.snapshot().len(), 1);
+        assert_eq!(h.snapshot()[0].transitions, 5);
         // Unknown peers are learnt on first contact.
         h.record_failure(&"n9".into());
         assert_eq!(h.snapshot().len(), 2);

@@ -11,7 +11,9 @@
 //!   against, the reqwest-based [`HttpTransport`] (pooled keep-alive
 //!   connections, separate connect and request deadlines), the
 //!   [`AddressBook`], and constant-time token checking.
-//! - [`health`]: the failure detector's table of who is up.
+//! - [`health`]: the failure detector's table of who is up, run as a
+//!   circuit breaker per peer.
+//! - [`retry`]: capped exponential backoff with full jitter.
 //! - [`sim`]: an in-process [`Transport`] with named faults for unit tests.
 //!
 //! The server half (the axum route that decodes frames and dispatches them)
@@ -19,12 +21,13 @@
 
 pub mod health;
 pub mod message;
+pub mod retry;
 pub mod sim;
 pub mod transport;
 
-pub use health::{PeerHealth, PeerView};
+pub use health::{BreakerMetrics, BreakerState, PeerHealth, PeerView};
 pub use message::{
-    Quorum, RemoteFailure, Request, Response, WireError, WriteRequest, decode, encode,
+    Quorum, RemoteFailure, Request, Response, WireError, WriteOutcome, WriteRequest, decode, encode,
 };
 pub use transport::{
     AddressBook, HttpTransport, HttpTransportConfig, RPC_PATH, RpcError, Service, TOKEN_HEADER,

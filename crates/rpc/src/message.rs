@@ -90,6 +90,19 @@ pub struct WriteRequest {
     pub sloppy: bool,
     /// Time left for the whole write, in milliseconds.
     pub timeout_ms: u64,
+    /// The client's `Idempotency-Key`: the write is applied at most once
+    /// per key and idempotency key within the configured window.
+    pub idempotency_key: Option<String>,
+}
+
+/// A coordinated write's result.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    /// The coordinator's object after the write.
+    pub object: Object,
+    /// True when the idempotency key showed the write was already applied,
+    /// so nothing new was written.
+    pub replayed: bool,
 }
 
 /// What one node asks another.
@@ -227,8 +240,8 @@ pub enum Response {
     Object(Option<Object>),
     /// The object was merged (or hinted) durably.
     Stored,
-    /// The coordinated write met its quorum; the coordinator's resulting object.
-    Written(Object),
+    /// The coordinated write met its quorum.
+    Written(WriteOutcome),
     /// Merkle tree hashes, in the order asked.
     Hashes(Vec<u64>),
     /// `(key, digest)` pairs in (hash, key) order.

@@ -33,6 +33,7 @@ struct State {
     delays: HashMap<(NodeId, NodeId), Duration>,
     drops: HashMap<(NodeId, NodeId), u32>,
     delivered: u64,
+    delivered_to: HashMap<NodeId, u64>,
 }
 
 /// The simulated network shared by every simulated node.
@@ -133,6 +134,16 @@ impl SimNetwork {
     pub fn delivered(&self) -> u64 {
         self.state.lock().delivered
     }
+
+    /// Messages delivered to `node` so far.
+    pub fn delivered_to(&self, node: &str) -> u64 {
+        self.state
+            .lock()
+            .delivered_to
+            .get(&NodeId::from(node))
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 /// One node's view of the [`SimNetwork`].
@@ -167,6 +178,7 @@ impl Transport for SimTransport {
                 Fate::Lost
             } else {
                 s.delivered += 1;
+                *s.delivered_to.entry(to.clone()).or_default() += 1;
                 let delay = s.delays.get(&link).copied().unwrap_or_default();
                 Fate::Deliver(s.handlers[to].clone(), delay)
             }

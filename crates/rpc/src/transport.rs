@@ -41,6 +41,9 @@ pub enum RpcError {
     /// The peer answered a different response kind than the request declares.
     #[error("unexpected answer to {0}")]
     Unexpected(&'static str),
+    /// Not sent: the peer's circuit breaker is open.
+    #[error("not sent: circuit breaker open")]
+    BreakerOpen,
 }
 
 impl RpcError {
