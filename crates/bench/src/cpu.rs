@@ -96,13 +96,7 @@ fn round3(x: f64) -> f64 {
 
 /// Turns two snapshots `elapsed_s` apart, over which `ops` requests
 /// succeeded, into a [`CpuUse`].
-pub fn usage(
-    start: &Snapshot,
-    end: &Snapshot,
-    elapsed_s: f64,
-    ops: u64,
-    pids: &[u32],
-) -> CpuUse {
+pub fn usage(start: &Snapshot, end: &Snapshot, elapsed_s: f64, ops: u64, pids: &[u32]) -> CpuUse {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);

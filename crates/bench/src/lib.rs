@@ -31,13 +31,20 @@
 //!   path shares only two relaxed counters for the progress line and the
 //!   context map. Failed requests are counted by kind (HTTP status,
 //!   timeout, connect, io) and their latency is not recorded.
+//! - **CPU.** On a small shared machine throughput alone can mislead, so
+//!   the report also says how many cores the machine, the generator, the
+//!   server processes named with `--pids`, and everything else used during
+//!   the measured phase, and the servers' CPU time per request
+//!   ([`cpu`]).
 //! - **Scope.** It talks only to the addresses it is given.
 //!
 //! ## Modules
 //! - [`spec`]: durations, the operation mix, key distributions.
 //! - [`target`]: requests per target kind, and the connection.
 //! - [`stats`]: histograms, the report and its summary.
+//! - [`cpu`]: CPU accounting from `/proc`.
 
+pub mod cpu;
 pub mod spec;
 pub mod stats;
 pub mod target;
@@ -121,6 +128,10 @@ pub struct BenchArgs {
     /// Seed of the generator's random choices.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Server process ids whose CPU time (during the measured phase) and
+    /// memory are reported, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub pids: Vec<u32>,
     /// A label for the summary and the JSON file.
     #[arg(long)]
     pub label: Option<String>,
@@ -260,6 +271,7 @@ fn params_json(a: &BenchArgs) -> serde_json::Value {
         "timeout_s": a.timeout.as_secs_f64(),
         "key_prefix": a.key_prefix,
         "seed": a.seed,
+        "pids": a.pids,
     })
 }
 
@@ -529,6 +541,11 @@ pub async fn execute(args: BenchArgs) -> Result<Report, String> {
     };
     let progress = Arc::new(Progress::default());
     let ticker = spawn_progress(progress.clone(), "run", None, Some(measure_start));
+    let pids = args.pids.clone();
+    let cpu_start = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_start.into()).await;
+        (Instant::now(), cpu::Snapshot::take(&pids))
+    });
     let n = conns.len();
     let tasks: Vec<_> = conns
         .into_iter()
@@ -554,12 +571,23 @@ pub async fn execute(args: BenchArgs) -> Result<Report, String> {
         last_done = last_done.max(r.last_done);
         connects += r.connects;
     }
+    let cpu_end = (Instant::now(), cpu::Snapshot::take(&args.pids));
     progress.stop.store(true, Ordering::Relaxed);
     ticker.abort();
     let elapsed_s = last_done
         .map(|l| l.saturating_duration_since(measure_start).as_secs_f64())
         .unwrap_or(0.0);
     let (total, per_op) = rec.results(elapsed_s);
+    let cpu = match cpu_start.await {
+        Ok((t0, snap0)) if cpu_end.0 > t0 => Some(cpu::usage(
+            &snap0,
+            &cpu_end.1,
+            (cpu_end.0 - t0).as_secs_f64(),
+            total.ops,
+            &args.pids,
+        )),
+        _ => None,
+    };
     let report = Report {
         label: args.label.clone(),
         params: params_json(&args),
@@ -567,6 +595,7 @@ pub async fn execute(args: BenchArgs) -> Result<Report, String> {
         preload: preload_res,
         elapsed_s: (elapsed_s * 1000.0).round() / 1000.0,
         tcp_connects: connects,
+        cpu,
         total,
         per_op,
     };

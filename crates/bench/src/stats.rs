@@ -199,6 +199,8 @@ pub struct Report {
     /// TCP connections opened in total (equal to the connection count when
     /// none had to be re-established).
     pub tcp_connects: u64,
+    /// CPU use during the measured phase (absent when it ended before it began).
+    pub cpu: Option<crate::cpu::CpuUse>,
     /// All operations together.
     pub total: OpResult,
     /// Per operation.
@@ -258,6 +260,22 @@ impl Report {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             s.push_str(&format!("errors by kind: {}\n", kinds.join(" ")));
+        }
+        if let Some(c) = &self.cpu {
+            let f = |x: Option<f64>| x.map(|v| format!("{v:.2}")).unwrap_or_else(|| "?".into());
+            let servers: Vec<String> = c.servers.iter().map(|s| f(*s)).collect();
+            s.push_str(&format!(
+                "cpu cores: machine {} of {}, generator {}, servers [{}], other {}",
+                f(c.machine_busy),
+                c.cores,
+                f(c.generator),
+                servers.join(" "),
+                f(c.other)
+            ));
+            if let Some(us) = c.server_cpu_us_per_op {
+                s.push_str(&format!("; server cpu {us:.1} us/op"));
+            }
+            s.push('\n');
         }
         let statuses: Vec<String> = self
             .total
