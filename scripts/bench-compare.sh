@@ -133,37 +133,36 @@ COMMANDS="$RESULTS/commands.txt"
 if [ "$COMPARE" = 1 ]; then : >"$COMMANDS.compare"; fi
 if [ "$SCALING" = 1 ]; then : >"$COMMANDS.scaling"; fi
 
-# Writes facts about the run into a result JSON: system, exact command, node RSS.
-annotate() { # file system command section [rss_kb...]
-  local f=$1 sys=$2 cmd=$3 section=$4; shift 4
-  python3 - "$f" "$sys" "$cmd" "$section" "$@" <<'EOF'
+# Writes facts about the run into a result JSON: system, exact command.
+annotate() { # file system command section
+  python3 - "$@" <<'EOF'
 import json, sys
-f, system, cmd, section, *rss = sys.argv[1:]
+f, system, cmd, section = sys.argv[1:]
 d = json.load(open(f))
 d["system"] = system
 d["command"] = cmd
 d["section"] = section
-if rss:
-    d["nodes_rss_kb"] = [int(x) for x in rss]
 json.dump(d, open(f, "w"), indent=2)
 open(f, "a").write("\n")
 EOF
 }
 
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-
-# Runs `dynkv bench`, records its command, annotates the JSON.
-# bench NAME SYSTEM SECTION [RSS_PIDS] -- bench args...
+# Runs `dynkv bench`, records its command, annotates the JSON. SERVER_PIDS
+# (space-separated) are passed as --pids for CPU and memory accounting.
+# bench NAME SYSTEM SECTION SERVER_PIDS -- bench args...
 bench() {
-  local name=$1 sys=$2 section=$3 pids=$4; shift 5
-  local out="$RESULTS/$name.json" cmd p rss=()
+  local name=$1 sys=$2 section=$3 pids
+  # shellcheck disable=SC2086
+  pids=$(echo $4 | tr ' ' ',')
+  shift 5
+  set -- "$@" --pids "$pids"
+  local out="$RESULTS/$name.json" cmd
   cmd="dynkv bench $* --json $out"
   echo "$name: $cmd" >>"$COMMANDS.$section"
   log "$sys"
   # Progress lines go to the log only; everything else to the terminal too.
   "$BIN" bench "$@" --label "$sys" --json "$out" 2> >(tee "$WORK/$name.stderr" | grep -v '^\[' >&2 || true)
-  for p in $pids; do rss+=("$(rss_kb "$p")"); done
-  annotate "$out" "$sys" "$cmd" "$section" "${rss[@]+"${rss[@]}"}"
+  annotate "$out" "$sys" "$cmd" "$section"
 }
 
 common_args() { # connections value keys
@@ -406,6 +405,18 @@ def commands(kind):
     out.append("```")
     return out
 
+def cpu_cells(d):
+    c = d.get("cpu") or {}
+    def f(x):
+        return "?" if x is None else f"{x:.2f}"
+    per = c.get("server_cpu_us_per_op")
+    servers = sum(x for x in c.get("servers", []) if x is not None) if c.get("servers") else None
+    return f"{'?' if per is None else f'{per:.0f}'} | {f(servers)} / {f(c.get('generator'))} / {f(c.get('other'))}"
+
+def rss_cell(d):
+    r = (d.get("cpu") or {}).get("servers_rss_kib") or []
+    return ", ".join("?" if x is None else f"{x / 1024:.0f}" for x in r)
+
 def compare_section():
     out = []
     bare = load("bare")
@@ -421,8 +432,9 @@ def compare_section():
                    f"{p['warmup_s']:g} s warm-up then {p['duration_s']:g} s measured. "
                    "Generator and servers share the same cores.")
         out.append("")
-    out.append("| system | ops/s | vs bare | p50 ms | vs bare | p99 ms | vs bare | p999 ms | errors |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("| system | ops/s | vs bare | p50 ms | vs bare | p99 ms | vs bare | p999 ms | errors "
+               "| server CPU µs/op | cores: servers / generator / other |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     b = bare["total"] if bare else None
     for name in rows:
         d = load(name)
@@ -434,7 +446,7 @@ def compare_section():
             f"| {d['system']} | {t['ops_per_s']:.0f} | {ratio(t['ops_per_s'], b and b['ops_per_s'])} "
             f"| {ms(l['p50'])} | {ratio(l['p50'], b and b['latency_us']['p50'])} "
             f"| {ms(l['p99'])} | {ratio(l['p99'], b and b['latency_us']['p99'])} "
-            f"| {ms(l['p999'])} | {t['errors']} |")
+            f"| {ms(l['p999'])} | {t['errors']} | {cpu_cells(d)} |")
     out.append("")
     # Per-operation detail.
     out.append("Per operation (ops/s, p50 / p99 ms):")
@@ -525,9 +537,9 @@ def scaling_section():
     def table(title, col, key, rows, rss=False):
         out.append(f"**{title}**")
         out.append("")
-        hdr = f"| {col} | ops/s | p50 ms | p99 ms | errors |" + (" node RSS MiB |" if rss else "")
+        hdr = f"| {col} | ops/s | p50 ms | p99 ms | errors | server CPU µs/op | cores: servers / generator / other |" + (" node RSS MiB |" if rss else "")
         out.append(hdr)
-        out.append("|---:|---:|---:|---:|---:|" + ("---|" if rss else ""))
+        out.append("|---:|---:|---:|---:|---:|---:|---|" + ("---|" if rss else ""))
         seen = set()
         for d in sorted(rows, key=lambda d: d["params"][key]):
             v = d["params"][key]
@@ -535,10 +547,9 @@ def scaling_section():
                 continue
             seen.add(v)
             t = d["total"]
-            line = f"| {v} | {t['ops_per_s']:.0f} | {ms(t['latency_us']['p50'])} | {ms(t['latency_us']['p99'])} | {t['errors']} |"
+            line = f"| {v} | {t['ops_per_s']:.0f} | {ms(t['latency_us']['p50'])} | {ms(t['latency_us']['p99'])} | {t['errors']} | {cpu_cells(d)} |"
             if rss:
-                r = d.get("nodes_rss_kb") or []
-                line += " " + ", ".join(f"{x / 1024:.0f}" for x in r) + " |"
+                line += f" {rss_cell(d)} |"
             out.append(line)
         out.append("")
     any_run = find(lambda p: True)

@@ -362,12 +362,20 @@ async fn write(
     };
     resp.headers_mut()
         .insert(CONTEXT_HEADER, context_value(&object.join()));
+    if let Some((actor, counter)) = &outcome.dot
+        && let Ok(v) = HeaderValue::from_str(&format!("{actor}:{counter}"))
+    {
+        resp.headers_mut().insert(DOT_HEADER, v);
+    }
     if outcome.replayed {
         resp.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(resp)
 }
+
+/// Header naming the version a write created, `actor:counter`.
+pub const DOT_HEADER: &str = "x-dynkv-dot";
 
 /// Header naming a client write for deduplication.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";

@@ -518,6 +518,10 @@ impl Coordinator {
         w: usize,
         deadline: Instant,
     ) -> Result<WriteOutcome, QuorumError> {
+        #[cfg(feature = "planted-bug-lose-writes")]
+        if let Some(lost) = planted_bug::lose(self, &req, &placement) {
+            return Ok(lost);
+        }
         if req.idempotency_key.is_some() {
             // The first attempt may have been coordinated elsewhere: bring
             // this replica up to date before looking for its record.
@@ -578,7 +582,15 @@ impl Coordinator {
             .cloned()
             .collect();
         let mut acked = 1;
-        let outcome = WriteOutcome { object, replayed };
+        let dot = (!replayed).then(|| {
+            let counter = object.join().get(self.me.as_str());
+            (self.me.to_string(), counter)
+        });
+        let outcome = WriteOutcome {
+            object,
+            replayed,
+            dot,
+        };
         if others.is_empty() {
             return Ok(outcome);
         }
@@ -1104,6 +1116,39 @@ impl Coordinator {
                 acked: 0,
             }),
         }
+    }
+}
+
+/// A deliberate bug, compiled in only with the `planted-bug-lose-writes`
+/// feature, that proves the fault-injection checker catches lost writes:
+/// every 100th coordinated write is acknowledged but neither stored nor
+/// replicated. Never enable it outside that check.
+#[cfg(feature = "planted-bug-lose-writes")]
+mod planted_bug {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::*;
+
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+
+    pub(super) fn lose(c: &Coordinator, req: &WriteRequest, p: &Placement) -> Option<WriteOutcome> {
+        if WRITES.fetch_add(1, Ordering::Relaxed) % 100 != 99 {
+            return None;
+        }
+        let kr = KeyRef {
+            partition: p.partition,
+            hash: p.hash,
+            key: &req.key,
+        };
+        let cur = c.store.get(&kr).ok()?.unwrap_or_default();
+        let object = DvvSet::update(&req.context, &cur, c.me.as_str(), req.content.clone());
+        let counter = object.join().get(c.me.as_str());
+        warn!("planted bug: acknowledging a write without storing it");
+        Some(WriteOutcome {
+            object,
+            replayed: false,
+            dot: Some((c.me.to_string(), counter)),
+        })
     }
 }
 

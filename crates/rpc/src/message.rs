@@ -103,6 +103,9 @@ pub struct WriteOutcome {
     /// True when the idempotency key showed the write was already applied,
     /// so nothing new was written.
     pub replayed: bool,
+    /// The dot `(coordinator, counter)` the new value got (`None` when
+    /// replayed): lets a verifier tell which later writes saw this one.
+    pub dot: Option<(String, u64)>,
 }
 
 /// What one node asks another.
