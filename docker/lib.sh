@@ -195,6 +195,7 @@ preference_list() {
 # cluster_ready [SECONDS]: every node answers and believes every node up.
 cluster_ready() {
   local n
+  [ -n "$(cluster_nodes)" ] || fail "no dynkv-nI containers: start the cluster first (docker-compose up -d)"
   for n in $(cluster_nodes); do
     node_running "$n" || fail "$n is not running (scripts/kill.sh --restart $n)"
   done
@@ -207,8 +208,11 @@ cluster_ready() {
 require_fresh_key() {
   local key=$1 n
   shift
+  local found
   for n in "$@"; do
-    [ "$(curl -fsS --max-time 3 "$(node_url "$n")/admin/local/$key" | json 'd["found"]')" = false ] ||
+    found=$(curl -fsS --max-time 3 "$(node_url "$n")/admin/local/$key" | json 'd["found"]') ||
+      fail "$n does not answer GET /admin/local/$key"
+    [ "$found" = false ] ||
       fail "$n already stores '$key': run the demo with a key never written (or no argument)"
   done
 }

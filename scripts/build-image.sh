@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
     --profile) PROFILE="${2:?--profile needs release or dev}"; shift 2 ;;
     --profile=*) PROFILE="${1#--profile=}"; shift ;;
     --rebuild-base) REBUILD_BASE=1; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -139,7 +139,6 @@ if [ "${DYNKV_STRIP:-1}" != 0 ] && command -v objcopy >/dev/null 2>&1; then
   objcopy --strip-debug "$work/dynkv"
 fi
 say "docker build -t $IMAGE (FROM $BASE)"
-old_id=$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 if ! DOCKER_BUILDKIT=0 docker build -q \
   --build-arg "BASE_IMAGE=$BASE" \
   --label "org.dynkv.profile=$PROFILE" \
@@ -148,12 +147,8 @@ if ! DOCKER_BUILDKIT=0 docker build -q \
   cat "$work/build.log" >&2
   exit 1
 fi
-new_id=$(docker image inspect -f '{{.Id}}' "$IMAGE")
-# The previous build of the tag would stay behind untagged: remove it
-# unless a container still uses it.
-if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
-  docker image rm "$old_id" >/dev/null 2>&1 || true
-fi
+# Earlier builds of the tag stay behind untagged: remove those no container uses.
+docker image prune -f --filter label=org.dynkv.profile >/dev/null 2>&1 || true
 # The binary must find every library it links inside the image.
 version=$(docker run --rm --entrypoint /usr/local/bin/dynkv "$IMAGE" --version)
 done_at=$(date +%s)

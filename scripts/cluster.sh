@@ -6,6 +6,9 @@
 #   scripts/cluster.sh kill I       SIGKILL node nI
 #   scripts/cluster.sh restart I    start node nI again on its data
 #   scripts/cluster.sh status       which nodes run, and n1's view of the cluster
+#   scripts/cluster.sh join I       start a new node nI and stage its join through n1
+#                                   (then: dynkv admin plan / dynkv admin commit)
+#   scripts/cluster.sh leave I      stage nI's leave (then plan / commit; stop it once it left)
 #
 # Data and logs live in $DYNKV_CLUSTER_DIR (default ./.cluster)/nI. The binary
 # is $DYNKV_BIN, else the release build, else the debug build.
@@ -39,13 +42,14 @@ running() {
 }
 
 start_node() {
-  local i=$1 k; k=$(size)
+  local i=$1 k members; k=$(size)
+  members="${2:-$(members "$k")}"
   mkdir -p "$DIR/n$i"
   if running "$i"; then echo "n$i already running"; return; fi
   DYNKV__NODE__ID="n$i" \
   DYNKV__NODE__LISTEN="127.0.0.1:$(port "$i")" \
   DYNKV__NODE__DATA_DIR="$DIR/n$i/data" \
-  DYNKV__CLUSTER__MEMBERS="$(members "$k")" \
+  DYNKV__CLUSTER__MEMBERS="$members" \
   RUST_LOG="${RUST_LOG:-info}" \
     nohup "$(bin)" serve --config config/local-cluster.toml >>"$DIR/n$i/node.log" 2>&1 &
   echo $! >"$DIR/n$i/pid"
@@ -84,6 +88,26 @@ case "$cmd" in
     i="${2:?node number}"
     if running "$i"; then kill -TERM "$(cat "$DIR/n$i/pid")"; for _ in $(seq 1 100); do running "$i" || break; sleep 0.1; done; fi
     start_node "$i"
+    ;;
+  join)
+    i="${2:?node number}"
+    mkdir -p "$DIR"
+    [ "$i" -gt "$(size)" ] && echo "$i" >"$DIR/size"
+    # A new node starts alone, then asks n1 to stage its join.
+    start_node "$i" "n$i@127.0.0.1:$(port "$i")"
+    "$(bin)" admin join "127.0.0.1:$(port 1)" --node "http://127.0.0.1:$(port "$i")" \
+      --token dynkv-local-cluster-token
+    echo "staged; now run: dynkv admin plan --token dynkv-local-cluster-token --node http://127.0.0.1:$(port 1)"
+    echo "             and: dynkv admin commit --token dynkv-local-cluster-token --node http://127.0.0.1:$(port 1)"
+    ;;
+  leave)
+    i="${2:?node number}"
+    "$(bin)" admin leave "n$i" --node "http://127.0.0.1:$(port 1)" --token dynkv-local-cluster-token
+    echo "staged; run plan and commit, then 'scripts/cluster.sh stop-node $i' once n$i has left"
+    ;;
+  stop-node)
+    i="${2:?node number}"
+    if running "$i"; then kill -TERM "$(cat "$DIR/n$i/pid")"; echo "stopping n$i"; fi
     ;;
   status)
     k=$(size)

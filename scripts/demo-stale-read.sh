@@ -113,6 +113,9 @@ KEY2="$KEY-aae"
 say "This time no fallback can keep a hint and no read follows the heal, so"
 say "only the Merkle-tree exchanges between replicas can repair the stale one."
 
+step "Start again from a whole cluster."
+cluster_ready 30
+
 step "Where does '$KEY2' live?"
 req GET n1 "/admin/ring?key=$KEY2"
 read -r -a PREF2 <<<"$(json 'd["preference_list"]' <<<"$BODY")"

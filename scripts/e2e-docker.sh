@@ -13,7 +13,8 @@
 # down at the end, volumes included, also on failure. Exits non-zero on any
 # mismatch; exits 0 with "skipped: ..." when there is no docker daemon.
 #
-# Any cluster of this checkout already running is torn down first. About
+# A dynkv docker cluster already running (from any checkout: container names
+# and subnet are fixed) is torn down first, volumes included. About
 # one minute with a cached base image, excluding the cargo build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,6 +71,13 @@ phase "build the image"
 scripts/build-image.sh "$@"
 
 phase "start the cluster"
+# The container names and the subnet are fixed, so any dynkv cluster still
+# running (from this checkout or another) is in the way: remove it.
+for p in $(docker ps -a --filter 'name=^dynkv-n[0-9]+$' --format '{{.Label "com.docker.compose.project"}}' | sort -u); do
+  echo "removing the dynkv cluster of compose project '$p' (containers, network, volumes)"
+  docker-compose -p "$p" down -v --remove-orphans --timeout 5 >/dev/null 2>&1 || true
+done
+docker ps -aq --filter 'name=^dynkv-n[0-9]+$' | xargs -r docker rm -f >/dev/null 2>&1 || true
 docker-compose down -v --remove-orphans --timeout 5 >/dev/null 2>&1 || true
 trap teardown EXIT
 docker-compose up -d 2>&1 | grep -v '^$'

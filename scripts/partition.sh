@@ -109,7 +109,7 @@ wait_all() {
 }
 
 check_node() {
-  [[ " $ALL " == *" $1 "* ]] || { echo "unknown node '$1' (nodes: $ALL)" >&2; exit 2; }
+  [[ " $ALL " == *" $1 "* ]] || { echo "unknown node '$1' (nodes: ${ALL% })" >&2; exit 2; }
 }
 
 cmd="${1:-status}"

@@ -588,6 +588,16 @@ fn key_ref<'a>(ring: &dynkv_ring::Ring, key: &'a [u8]) -> KeyRef<'a> {
     }
 }
 
+/// Serves the anti-entropy requests of the internode protocol.
+pub struct AaeService(pub Arc<AntiEntropy>);
+
+impl dynkv_rpc::Service for AaeService {
+    fn handle(&self, request: Request) -> futures::future::BoxFuture<'static, Response> {
+        let aae = self.0.clone();
+        Box::pin(async move { aae.handle(request).await })
+    }
+}
+
 /// Routes a node's internode requests: anti-entropy messages to
 /// [`AntiEntropy`], everything else to the key-value service.
 pub struct NodeService {

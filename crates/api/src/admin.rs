@@ -83,6 +83,8 @@ async fn cluster(State(state): State<AppState>) -> Response {
         "partitions": ring.partitions(),
         "hints_pending": hints,
         "hints_total": coord.store().hint_count(),
+        "transfers": state.membership.as_ref().map(|m| m.transfers()),
+        "next_ring": coord.next_ring().is_some(),
     }))
     .into_response()
 }

@@ -16,6 +16,7 @@
 pub mod admin;
 mod error;
 pub mod kv;
+pub mod members;
 mod metrics;
 pub mod rpc;
 mod siblings;
@@ -28,6 +29,7 @@ use dynkv_rpc::{AddressBook, Service};
 use prometheus_client::registry::Registry;
 
 pub use error::ApiError;
+pub use members::MembershipAdmin;
 pub use metrics::HttpMetrics;
 
 /// Request-size limits (from the node config).
@@ -85,6 +87,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// Permits of the client-request bulkhead (`limits.max_inflight`).
     pub inflight: Arc<tokio::sync::Semaphore>,
+    /// Live membership, when the node runs it.
+    pub membership: Option<Arc<dyn MembershipAdmin>>,
 }
 
 /// The whole HTTP surface of a node.
@@ -92,6 +96,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(kv::router(&state))
         .merge(admin::router())
+        .merge(members::router())
         .merge(rpc::router(&state))
         .fallback(|| async {
             ApiError::new(

@@ -17,7 +17,12 @@ use reqwest::{StatusCode, Url};
 #[derive(Args, Clone)]
 pub struct NodeArg {
     /// Base URL of any node.
-    #[arg(long, env = "DYNKV_NODE", default_value = "http://127.0.0.1:7070")]
+    #[arg(
+        long,
+        env = "DYNKV_NODE",
+        default_value = "http://127.0.0.1:7070",
+        global = true
+    )]
     pub node: String,
 }
 
@@ -359,5 +364,122 @@ pub async fn status(a: NodeArg) -> ExitCode {
         }
         Ok(resp) => fail(error_body(resp).await),
         Err(e) => fail(e),
+    }
+}
+
+/// `dynkv admin ...`: membership commands (they need the cluster token).
+#[derive(Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    command: AdminCommand,
+    #[command(flatten)]
+    node: NodeArg,
+    /// The cluster token (`cluster.cluster_token` of the nodes).
+    #[arg(
+        long,
+        env = "DYNKV_CLUSTER_TOKEN",
+        default_value = "dynkv-insecure-dev-token",
+        global = true
+    )]
+    token: String,
+}
+
+/// The membership commands.
+#[derive(clap::Subcommand)]
+pub enum AdminCommand {
+    /// Make the node given by --node join the cluster of the member at SEED
+    /// (host:port). The join is staged: run `plan` and `commit` next.
+    Join {
+        /// `host:port` of any member.
+        seed: String,
+    },
+    /// Stage a node's leave (default: the node given by --node).
+    Leave {
+        /// Node id to remove.
+        node: Option<String>,
+    },
+    /// Show which partitions the staged changes would move.
+    Plan,
+    /// Commit the staged changes: ownership handoff starts.
+    Commit,
+    /// Show members, their status and the transition under way.
+    Members,
+}
+
+/// `dynkv admin`.
+pub async fn admin(a: AdminArgs) -> ExitCode {
+    let base = a.node.node.trim_end_matches('/').to_string();
+    let http = client();
+    let req = match &a.command {
+        AdminCommand::Join { seed } => http
+            .post(format!("{base}/admin/join"))
+            .json(&serde_json::json!({ "seed": seed })),
+        AdminCommand::Leave { node } => http
+            .post(format!("{base}/admin/leave"))
+            .json(&serde_json::json!({ "node": node })),
+        AdminCommand::Plan => http.get(format!("{base}/admin/plan")),
+        AdminCommand::Commit => http.post(format!("{base}/admin/commit")),
+        AdminCommand::Members => http.get(format!("{base}/admin/members")),
+    };
+    match req.header("x-dynkv-token", &a.token).send().await {
+        Ok(resp) if resp.status().is_success() => {
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            match a.command {
+                AdminCommand::Plan => print_plan(&v),
+                _ => print_members(&v),
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(resp) => fail(error_body(resp).await),
+        Err(e) => fail(e),
+    }
+}
+
+fn print_members(v: &serde_json::Value) {
+    println!("cluster state version {}", v["version"]);
+    for m in v["members"].as_array().cloned().unwrap_or_default() {
+        let next = match m["partitions_owned_next"].as_u64() {
+            Some(n) => format!(" -> {n}"),
+            None => String::new(),
+        };
+        println!(
+            "  {:<8} {:<22} {:<8} owns {:>3}{next} partitions",
+            m["id"].as_str().unwrap_or("?"),
+            m["addr"].as_str().unwrap_or("?"),
+            m["status"].as_str().unwrap_or("?"),
+            m["partitions_owned"]
+        );
+    }
+    if let Some(t) = v["transition"].as_object() {
+        println!(
+            "transfers: {} of {} pending",
+            t["transfers_pending"], t["transfers_total"]
+        );
+    }
+}
+
+fn print_plan(v: &serde_json::Value) {
+    let staged = v["staged"].as_array().cloned().unwrap_or_default();
+    if staged.is_empty() {
+        println!("nothing staged");
+    }
+    for s in staged {
+        println!(
+            "staged: {} {}",
+            s["id"].as_str().unwrap_or("?"),
+            s["status"].as_str().unwrap_or("?")
+        );
+    }
+    println!(
+        "{} of {} partitions would change owner",
+        v["partitions_moving"], v["partitions"]
+    );
+    if let Some(owned) = v["owned_after"].as_object() {
+        for (node, n) in owned {
+            println!("  {node:<8} would own {n}");
+        }
+    }
+    if v["in_progress"] == true {
+        println!("a change is in progress: wait for its transfers before committing another");
     }
 }

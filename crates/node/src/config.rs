@@ -44,6 +44,25 @@ pub struct Config {
     pub read_repair: ReadRepairSection,
     /// `[antientropy]`
     pub antientropy: AntiEntropySection,
+    /// `[membership]`
+    pub membership: MembershipSection,
+}
+
+/// Live membership.
+#[derive(Clone, Debug, Deserialize)]
+pub struct MembershipSection {
+    /// Members to join through on first start.
+    pub seeds: Vec<String>,
+    /// Gossip period.
+    pub gossip_interval_ms: u64,
+    /// Objects per handoff batch.
+    pub transfer_batch: usize,
+    /// Pause between handoff batches.
+    pub transfer_pause_ms: u64,
+    /// Transfers at once.
+    pub transfer_concurrency: usize,
+    /// Wait before dropping partitions no longer replicated.
+    pub cleanup_grace_ms: u64,
 }
 
 /// Merkle-tree anti-entropy.
@@ -208,6 +227,7 @@ impl Config {
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("cluster.members")
+                .with_list_parse_key("membership.seeds")
                 .try_parsing(true),
         );
         let cfg: Config = b.build()?.try_deserialize()?;

@@ -43,6 +43,8 @@ enum Command {
     Delete(client::DeleteArgs),
     /// Show what a node believes about the cluster.
     Status(client::NodeArg),
+    /// Change the cluster's membership: join, leave, plan, commit, members.
+    Admin(client::AdminArgs),
     /// Generate load against nodes (or a bare HTTP server, or etcd) and
     /// report throughput, latency percentiles and errors.
     Bench(dynkv_bench::BenchArgs),
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Command::Put(a) => rt.block_on(client::put(a)),
         Command::Delete(a) => rt.block_on(client::delete(a)),
         Command::Status(a) => rt.block_on(client::status(a)),
+        Command::Admin(a) => rt.block_on(client::admin(a)),
         Command::Bench(a) => rt.block_on(dynkv_bench::run(a)),
     }
 }

@@ -4,15 +4,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dynkv_antientropy::{AaeMetrics, AntiEntropy, AntiEntropyConfig, NodeService, TreeSet};
-use dynkv_api::{AdminView, AppState, HttpMetrics, Limits};
+use dynkv_antientropy::{AaeMetrics, AaeService, AntiEntropy, AntiEntropyConfig, TreeSet};
+use dynkv_api::{AdminView, AppState, HttpMetrics, Limits, MembershipAdmin};
+use dynkv_membership::{Membership, MembershipConfig, MembershipService};
 use dynkv_quorum::handoff::{self, HandoffConfig};
 use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumMetrics};
 use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::{
     AddressBook, BreakerMetrics, HttpTransport, HttpTransportConfig, PeerHealth, Request, Response,
+    ServiceRouter,
 };
 use dynkv_storage::{Store, StoreConfig};
+use futures::future::BoxFuture;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -106,13 +109,47 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             keys_per_batch: cfg.antientropy.keys_per_batch,
             batch_pause: Config::ms(cfg.antientropy.batch_pause_ms),
             rebuild_interval: Duration::from_secs(cfg.antientropy.rebuild_interval_s),
-            rpc_timeout: Config::ms(cfg.quorum.request_timeout_ms),
+            rpc_timeout: Config::ms(cfg.quorum.rpc_timeout_ms),
         },
         aae_metrics,
     );
 
+    let static_members: Vec<(NodeId, String)> = members
+        .iter()
+        .map(|m| (NodeId::from(m.id.as_str()), m.addr.clone()))
+        .collect();
+    let membership = Membership::start(
+        coord.clone(),
+        book.clone(),
+        MembershipConfig {
+            n_val: cfg.cluster.n_val,
+            gossip_interval: Config::ms(cfg.membership.gossip_interval_ms),
+            transfer_batch: cfg.membership.transfer_batch,
+            transfer_pause: Config::ms(cfg.membership.transfer_pause_ms),
+            transfer_concurrency: cfg.membership.transfer_concurrency,
+            cleanup_grace: Config::ms(cfg.membership.cleanup_grace_ms),
+            rpc_timeout: Config::ms(cfg.quorum.request_timeout_ms),
+        },
+        &static_members,
+    )?;
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut workers = Vec::new();
+    workers.push(tokio::spawn(
+        membership.clone().run_gossip(shutdown_rx.clone()),
+    ));
+    workers.push(tokio::spawn(
+        membership.clone().run_transfers(shutdown_rx.clone()),
+    ));
+    if !cfg.membership.seeds.is_empty() && membership.state().members.len() == 1 {
+        workers.push(tokio::spawn(join_seeds(
+            membership.clone(),
+            cfg.membership.seeds.clone(),
+            cfg.advertise().to_string(),
+            shutdown_rx.clone(),
+        )));
+    }
+
     workers.push(tokio::spawn(failure_detector(
         coord.clone(),
         cfg.clone(),
@@ -139,7 +176,18 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     let state = AppState {
         coord: coord.clone(),
-        rpc: Arc::new(NodeService::new(KvService(coord.clone()), aae.clone())),
+        rpc: Arc::new(
+            ServiceRouter::new(Arc::new(KvService(coord.clone())))
+                .route(Request::is_anti_entropy, Arc::new(AaeService(aae.clone())))
+                .route(
+                    Request::is_membership,
+                    Arc::new(MembershipService(membership.clone())),
+                ),
+        ),
+        membership: Some(Arc::new(MembershipAdminView {
+            membership: membership.clone(),
+            addr: cfg.advertise().to_string(),
+        })),
         views: Arc::new(vec![(
             "aae",
             Arc::new(AaeView(aae.clone())) as Arc<dyn AdminView>,
@@ -233,5 +281,79 @@ struct AaeView(Arc<AntiEntropy>);
 impl AdminView for AaeView {
     fn view(&self) -> serde_json::Value {
         self.0.status()
+    }
+}
+
+/// Joins through the configured seeds on first start, retrying with backoff
+/// until one answers.
+async fn join_seeds(
+    membership: Arc<Membership>,
+    seeds: Vec<String>,
+    my_addr: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let backoff = dynkv_rpc::retry::Backoff {
+        base: Duration::from_millis(500),
+        max: Duration::from_secs(10),
+    };
+    for attempt in 0.. {
+        for seed in &seeds {
+            match membership.join_via(seed, &my_addr).await {
+                Ok(_) => {
+                    info!(%seed, "joined through seed; run `dynkv admin plan` and `dynkv admin commit`");
+                    return;
+                }
+                Err(e) => warn!(%seed, error = %e, "join through seed failed"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.jittered(attempt)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// The membership commands of `/admin/...`, over this node's [`Membership`].
+struct MembershipAdminView {
+    membership: Arc<Membership>,
+    addr: String,
+}
+
+impl MembershipAdmin for MembershipAdminView {
+    fn members(&self) -> serde_json::Value {
+        self.membership.members_view()
+    }
+
+    fn plan(&self) -> Result<serde_json::Value, String> {
+        self.membership.plan_view().map_err(|e| e.to_string())
+    }
+
+    fn join(&self, seed: String) -> BoxFuture<'static, Result<serde_json::Value, String>> {
+        let m = self.membership.clone();
+        let addr = self.addr.clone();
+        Box::pin(async move {
+            m.join_via(&seed, &addr).await?;
+            Ok(m.members_view())
+        })
+    }
+
+    fn leave(&self, node: Option<String>) -> Result<serde_json::Value, String> {
+        self.membership
+            .stage_leave(node.map(NodeId::from))
+            .map_err(|e| e.to_string())?;
+        Ok(self.membership.members_view())
+    }
+
+    fn commit(&self) -> BoxFuture<'static, Result<serde_json::Value, String>> {
+        let m = self.membership.clone();
+        Box::pin(async move {
+            m.commit().map_err(|e| e.to_string())?;
+            m.gossip_all().await;
+            Ok(m.members_view())
+        })
+    }
+
+    fn transfers(&self) -> serde_json::Value {
+        self.membership.transfers_view()
     }
 }

@@ -250,6 +250,7 @@ pub struct Placement {
 pub struct Coordinator {
     me: NodeId,
     ring: ArcSwap<Ring>,
+    next_ring: arc_swap::ArcSwapOption<Ring>,
     store: Arc<Store>,
     transport: Arc<dyn Transport>,
     health: Arc<PeerHealth>,
@@ -283,6 +284,7 @@ impl Coordinator {
             )),
             me,
             ring: ArcSwap::from_pointee(ring),
+            next_ring: arc_swap::ArcSwapOption::empty(),
             store,
             transport,
             health,
@@ -304,6 +306,32 @@ impl Coordinator {
     /// Installs a new ring (membership change).
     pub fn set_ring(&self, ring: Ring) {
         self.ring.store(Arc::new(ring));
+    }
+
+    /// Installs (or clears) the ring a membership change is moving to.
+    /// While set, writes are also sent to the key's future replicas, so
+    /// that nothing written during an ownership transfer is missed.
+    pub fn set_next_ring(&self, next: Option<Ring>) {
+        self.next_ring.store(next.map(Arc::new));
+    }
+
+    /// The ring a membership change is moving to, if any.
+    pub fn next_ring(&self) -> Option<Arc<Ring>> {
+        self.next_ring.load_full()
+    }
+
+    /// Future replicas of a key that are not current ones (empty when no
+    /// membership change is under way).
+    pub fn incoming_replicas(&self, placement: &Placement) -> Vec<NodeId> {
+        let Some(next) = self.next_ring.load_full() else {
+            return Vec::new();
+        };
+        let n = self.config.n_val.min(next.members().len());
+        next.preference_list(placement.partition, n)
+            .into_iter()
+            .filter(|t| !placement.primaries.contains(t) && **t != self.me)
+            .cloned()
+            .collect()
     }
 
     /// The local store.
@@ -581,6 +609,22 @@ impl Coordinator {
             .filter(|p| **p != self.me)
             .cloned()
             .collect();
+        // During an ownership transfer the future replicas get the write
+        // too (not counted toward W).
+        let incoming = self.incoming_replicas(&placement);
+        if !incoming.is_empty() {
+            let this = self.clone();
+            let req = Request::Replicate {
+                key: req.key.clone(),
+                object: object.clone(),
+            };
+            tokio::spawn(async move {
+                let sends = incoming
+                    .iter()
+                    .map(|t| this.call(t, &req, this.config.rpc_timeout));
+                futures::future::join_all(sends).await;
+            });
+        }
         let mut acked = 1;
         let dot = (!replayed).then(|| {
             let counter = object.join().get(self.me.as_str());

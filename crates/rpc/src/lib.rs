@@ -30,6 +30,6 @@ pub use message::{
     Quorum, RemoteFailure, Request, Response, WireError, WriteOutcome, WriteRequest, decode, encode,
 };
 pub use transport::{
-    AddressBook, HttpTransport, HttpTransportConfig, RPC_PATH, RpcError, Service, TOKEN_HEADER,
-    Transport, token_matches,
+    AddressBook, HttpTransport, HttpTransportConfig, RPC_PATH, RpcError, Service, ServiceRouter,
+    TOKEN_HEADER, Transport, token_matches,
 };

@@ -175,6 +175,30 @@ pub enum Request {
         /// Key and object pairs.
         items: Vec<(Bytes, Object)>,
     },
+    /// Membership gossip: the sender's cluster state (encoded by
+    /// `dynkv-membership`). Answer: [`Response::State`] with the merge.
+    Gossip {
+        /// The encoded cluster state.
+        state: Bytes,
+    },
+    /// A new node asks a member to stage it as joining. Answer:
+    /// [`Response::State`] with the cluster state that includes it.
+    Join {
+        /// The joining node's id.
+        node: NodeId,
+        /// The address the cluster should use for it.
+        addr: String,
+        /// The joiner's ring partition count (must match the cluster's).
+        partitions: u32,
+    },
+    /// Ownership handoff: objects of a partition streamed to its new
+    /// replica, which merges them (`sync`). Answer: [`Response::Repaired`].
+    Handoff {
+        /// The partition being transferred.
+        partition: u32,
+        /// Key and object pairs.
+        items: Vec<(Bytes, Object)>,
+    },
 }
 
 impl Request {
@@ -190,7 +214,18 @@ impl Request {
             Request::AaeKeys { .. } => "aae_keys",
             Request::AaeFetch { .. } => "aae_fetch",
             Request::AaeRepair { .. } => "aae_repair",
+            Request::Gossip { .. } => "gossip",
+            Request::Join { .. } => "join",
+            Request::Handoff { .. } => "handoff",
         }
+    }
+
+    /// True for membership messages (served by the membership service).
+    pub fn is_membership(&self) -> bool {
+        matches!(
+            self,
+            Request::Gossip { .. } | Request::Join { .. } | Request::Handoff { .. }
+        )
     }
 
     /// True for anti-entropy messages (served by the anti-entropy service).
@@ -211,7 +246,9 @@ impl Request {
             Request::Replicate { object, .. } | Request::StoreHint { object, .. } => {
                 object.is_well_formed()
             }
-            Request::AaeRepair { items } => items.iter().all(|(_, o)| o.is_well_formed()),
+            Request::AaeRepair { items } | Request::Handoff { items, .. } => {
+                items.iter().all(|(_, o)| o.is_well_formed())
+            }
             _ => true,
         }
     }
@@ -253,6 +290,8 @@ pub enum Response {
     Objects(Vec<Option<Object>>),
     /// How many of the merged objects changed the local state.
     Repaired(u64),
+    /// An encoded cluster state (membership).
+    State(Bytes),
     /// The request was understood but failed.
     Failed(RemoteFailure),
 }

@@ -81,6 +81,41 @@ pub trait Service: Send + Sync + 'static {
     fn handle(&self, request: Request) -> BoxFuture<'static, Response>;
 }
 
+/// Picks the requests a service serves.
+pub type RequestFilter = fn(&Request) -> bool;
+
+/// Dispatches requests to the service that serves their kind: a node
+/// composes its key-value, anti-entropy and membership services this way.
+pub struct ServiceRouter {
+    routes: Vec<(RequestFilter, Arc<dyn Service>)>,
+    default: Arc<dyn Service>,
+}
+
+impl ServiceRouter {
+    /// A router sending everything to `default`.
+    pub fn new(default: Arc<dyn Service>) -> Self {
+        ServiceRouter {
+            routes: Vec::new(),
+            default,
+        }
+    }
+
+    /// Sends the requests `matches` accepts to `service`.
+    pub fn route(mut self, matches: RequestFilter, service: Arc<dyn Service>) -> Self {
+        self.routes.push((matches, service));
+        self
+    }
+}
+
+impl Service for ServiceRouter {
+    fn handle(&self, request: Request) -> BoxFuture<'static, Response> {
+        match self.routes.iter().find(|(m, _)| m(&request)) {
+            Some((_, s)) => s.handle(request),
+            None => self.default.handle(request),
+        }
+    }
+}
+
 /// Node id → `host:port`, swapped atomically when membership changes so the
 /// request path never takes a lock to find an address.
 #[derive(Default)]

@@ -1,0 +1,141 @@
+//! Membership administration: `/admin/members`, `/admin/plan`,
+//! `/admin/join`, `/admin/leave`, `/admin/commit`. They change (or reveal)
+//! the cluster's shape, so every one requires the cluster token in
+//! `X-Dynkv-Token`, like internode calls.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dynkv_rpc::{TOKEN_HEADER, token_matches};
+use futures::future::BoxFuture;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{ApiError, AppState};
+
+/// What the membership subsystem offers operators.
+pub trait MembershipAdmin: Send + Sync + 'static {
+    /// Members, statuses and the transition under way.
+    fn members(&self) -> Value;
+    /// What committing the staged changes would move.
+    fn plan(&self) -> Result<Value, String>;
+    /// Makes this node join the cluster of the member at `seed` (`host:port`).
+    fn join(&self, seed: String) -> BoxFuture<'static, Result<Value, String>>;
+    /// Stages `node` (default: this node) to leave.
+    fn leave(&self, node: Option<String>) -> Result<Value, String>;
+    /// Commits the staged changes.
+    fn commit(&self) -> BoxFuture<'static, Result<Value, String>>;
+    /// This node's outbound ownership transfers.
+    fn transfers(&self) -> Value;
+}
+
+/// The membership routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/members", get(members))
+        .route("/admin/plan", get(plan))
+        .route("/admin/join", post(join))
+        .route("/admin/leave", post(leave))
+        .route("/admin/commit", post(commit))
+}
+
+fn authorised(state: &AppState, headers: &HeaderMap) -> Result<Arc<dyn MembershipAdmin>, ApiError> {
+    let presented = headers
+        .get(TOKEN_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !token_matches(presented, state.cluster_token.as_bytes()) {
+        state.metrics.unauthorized.inc();
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "membership commands need the cluster token in X-Dynkv-Token",
+        ));
+    }
+    state.membership.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "no_membership",
+            "live membership is off on this node",
+        )
+    })
+}
+
+fn refused(e: String) -> Response {
+    ApiError::new(StatusCode::CONFLICT, "membership_refused", e).into_response()
+}
+
+async fn members(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match authorised(&state, &headers) {
+        Ok(m) => Json(m.members()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn plan(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match authorised(&state, &headers).map(|m| m.plan()) {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => refused(e),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Body of `POST /admin/join`.
+#[derive(Deserialize)]
+struct JoinBody {
+    seed: String,
+}
+
+async fn join(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<JoinBody>>,
+) -> Response {
+    let m = match authorised(&state, &headers) {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    let Some(Json(body)) = body else {
+        return ApiError::bad_request("bad_body", "send {\"seed\": \"host:port\"}").into_response();
+    };
+    match m.join(body.seed).await {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+/// Body of `POST /admin/leave`.
+#[derive(Deserialize, Default)]
+struct LeaveBody {
+    node: Option<String>,
+}
+
+async fn leave(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<LeaveBody>>,
+) -> Response {
+    let m = match authorised(&state, &headers) {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    let node = body.map(|Json(b)| b).unwrap_or_default().node;
+    match m.leave(node) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+async fn commit(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    match authorised(&state, &headers) {
+        Ok(m) => match m.commit().await {
+            Ok(v) => Json(v).into_response(),
+            Err(e) => refused(e),
+        },
+        Err(e) => e.into_response(),
+    }
+}

@@ -1,0 +1,648 @@
+//! # dynkv-membership: live membership and ownership handoff
+//!
+//! Nodes join and leave a running cluster, as in Dynamo and riak_core.
+//!
+//! ## Pieces
+//! - [`state`]: the versioned [`ClusterState`] (members and statuses, the
+//!   current ring, the next ring while a change runs, finished transfers),
+//!   with pure transitions: stage a join or leave, plan, commit, finish.
+//! - [`Membership`]: one node's holder of that state. It persists every new
+//!   state in the store (a restarted node comes back with what it knew),
+//!   installs its rings in the coordinator and its addresses in the address
+//!   book, gossips it (every `gossip_interval` with a random member, merged
+//!   by version), serves `Join` and `Handoff` requests, and runs the
+//!   ownership transfers.
+//!
+//! ## Ownership handoff
+//! When a change is committed, every partition whose replica set changes
+//! must reach its new replicas. For each such (partition, target), a
+//! current replica (preferring one that is leaving that partition, else the
+//! first one this node believes up) streams the partition's objects in key
+//! order, in paced batches of `transfer_batch`, and the target `sync`s them.
+//! The source persists its cursor after each acknowledged batch, so a
+//! transfer resumes where it stopped after a crash of either side. Two
+//! sources streaming the same partition (when nodes disagree about who is
+//! up) is harmless: merging is idempotent.
+//!
+//! **During the transfer** requests keep using the current ring, whose
+//! replicas hold everything; writes are also sent to the future replicas
+//! (the coordinator's `next_ring`), so a key written after the stream passed
+//! it is not missed. When every transfer is done the state switches to the
+//! next ring; only then, after `cleanup_grace`, does a node drop the
+//! partitions it no longer replicates: an old owner never drops data before
+//! its new owner acknowledged the whole partition.
+
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use dynkv_quorum::Coordinator;
+use dynkv_ring::NodeId;
+use dynkv_rpc::retry::Backoff;
+use dynkv_rpc::{AddressBook, RemoteFailure, Request, Response};
+use dynkv_storage::KeyRef;
+use parking_lot::Mutex;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+pub use state::{ChangeError, ClusterState, Member, MemberStatus, Transfer};
+
+/// Meta key of the persisted cluster state.
+const META_STATE: &str = "cluster_state";
+
+/// Tunables of membership (from the node config).
+#[derive(Clone, Debug)]
+pub struct MembershipConfig {
+    /// Replicas per key.
+    pub n_val: usize,
+    /// Pause between gossip rounds.
+    pub gossip_interval: Duration,
+    /// Objects per handoff message.
+    pub transfer_batch: usize,
+    /// Pause between handoff batches (client traffic keeps priority).
+    pub transfer_pause: Duration,
+    /// Transfers run at once by this node.
+    pub transfer_concurrency: usize,
+    /// Wait after a ring switch before dropping partitions no longer replicated.
+    pub cleanup_grace: Duration,
+    /// Deadline of one membership message.
+    pub rpc_timeout: Duration,
+}
+
+impl Default for MembershipConfig {
+    fn default() -> Self {
+        MembershipConfig {
+            n_val: 3,
+            gossip_interval: Duration::from_secs(1),
+            transfer_batch: 256,
+            transfer_pause: Duration::from_millis(5),
+            transfer_concurrency: 2,
+            cleanup_grace: Duration::from_secs(5),
+            rpc_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Serves the membership requests of the internode protocol.
+pub struct MembershipService(pub Arc<Membership>);
+
+impl dynkv_rpc::Service for MembershipService {
+    fn handle(&self, request: Request) -> futures::future::BoxFuture<'static, Response> {
+        let m = self.0.clone();
+        Box::pin(async move { m.handle(request).await })
+    }
+}
+
+/// Progress of one outbound transfer, for `/admin/cluster`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TransferProgress {
+    /// Objects sent and acknowledged.
+    pub objects: u64,
+    /// Whether the target acknowledged the whole partition.
+    pub done: bool,
+    /// Last error, if the transfer is retrying.
+    pub error: Option<String>,
+}
+
+/// One node's membership.
+pub struct Membership {
+    coord: Arc<Coordinator>,
+    book: Arc<AddressBook>,
+    config: MembershipConfig,
+    state: ArcSwap<ClusterState>,
+    /// Serialises read-modify-write of the state (rare: gossip and admin).
+    change: Mutex<()>,
+    transfers: Mutex<BTreeMap<(u32, NodeId), TransferProgress>>,
+    switched_at: Mutex<Option<Instant>>,
+}
+
+fn fail(code: &str, message: String) -> Response {
+    Response::Failed(RemoteFailure {
+        code: code.into(),
+        message,
+        needed: 0,
+        acked: 0,
+    })
+}
+
+impl Membership {
+    /// Loads the persisted state, or starts from the static member list.
+    pub fn start(
+        coord: Arc<Coordinator>,
+        book: Arc<AddressBook>,
+        config: MembershipConfig,
+        static_members: &[(NodeId, String)],
+    ) -> Result<Arc<Self>, String> {
+        let partitions = coord.ring().partitions();
+        let stored = coord
+            .store()
+            .get_meta(META_STATE)
+            .map_err(|e| e.to_string())?;
+        let state = match stored {
+            Some(bytes) => {
+                let s = ClusterState::decode(&bytes)?;
+                info!(
+                    version = s.version.0,
+                    members = s.members.len(),
+                    "cluster state restored"
+                );
+                s
+            }
+            None => ClusterState::initial(static_members, partitions).map_err(|e| e.to_string())?,
+        };
+        let m = Arc::new(Membership {
+            coord,
+            book,
+            config,
+            state: ArcSwap::from_pointee(state.clone()),
+            change: Mutex::new(()),
+            transfers: Mutex::new(BTreeMap::new()),
+            switched_at: Mutex::new(None),
+        });
+        m.apply(&state);
+        Ok(m)
+    }
+
+    /// The current state.
+    pub fn state(&self) -> Arc<ClusterState> {
+        self.state.load_full()
+    }
+
+    fn me(&self) -> &NodeId {
+        self.coord.node_id()
+    }
+
+    /// Pushes a state into the coordinator and the address book.
+    fn apply(&self, s: &ClusterState) {
+        for (id, m) in &s.members {
+            if id != self.me() && self.book.get(id).as_deref() != Some(m.addr.as_str()) {
+                self.book.insert(id.clone(), m.addr.clone());
+            }
+        }
+        if *self.coord.ring() != s.ring {
+            self.coord.set_ring(s.ring.clone());
+        }
+        if self.coord.next_ring().as_deref() != s.next.as_ref() {
+            self.coord.set_next_ring(s.next.clone());
+        }
+    }
+
+    /// Replaces the state with `f(current)` if that changes it; persists and applies it.
+    fn update<F>(&self, f: F) -> Result<Arc<ClusterState>, ChangeError>
+    where
+        F: FnOnce(&ClusterState) -> Result<ClusterState, ChangeError>,
+    {
+        let _g = self.change.lock();
+        let cur = self.state.load_full();
+        let next = f(&cur)?;
+        if next != *cur {
+            if let Err(e) = self.coord.store().put_meta(META_STATE, &next.encode()) {
+                warn!(error = %e, "cannot persist the cluster state");
+            }
+            let switched = next.ring != cur.ring;
+            self.apply(&next);
+            self.state.store(Arc::new(next));
+            if switched {
+                info!(
+                    version = self.state.load().version.0,
+                    members = self.state.load().ring.members().len(),
+                    "ring switched"
+                );
+                *self.switched_at.lock() = Some(Instant::now());
+                self.transfers.lock().clear();
+            }
+        }
+        Ok(self.state.load_full())
+    }
+
+    fn merge_in(&self, other: &ClusterState) {
+        if other.ring.partitions() != self.state.load().ring.partitions() {
+            warn!("ignoring gossip with another partition count");
+            return;
+        }
+        let _ = self.update(|cur| Ok(cur.merge(other)));
+    }
+
+    /// Serves `Gossip`, `Join` and `Handoff`.
+    pub async fn handle(&self, req: Request) -> Response {
+        match req {
+            Request::Gossip { state } => match ClusterState::decode(&state) {
+                Ok(theirs) => {
+                    self.merge_in(&theirs);
+                    Response::State(Bytes::from(self.state().encode()))
+                }
+                Err(e) => fail("bad_state", e),
+            },
+            Request::Join {
+                node,
+                addr,
+                partitions,
+            } => {
+                let me = self.me().clone();
+                match self.update(|s| s.stage_join(&me, &node, &addr, partitions)) {
+                    Ok(s) => {
+                        info!(%node, %addr, "staged a join");
+                        Response::State(Bytes::from(s.encode()))
+                    }
+                    Err(e) => fail("join_refused", e.to_string()),
+                }
+            }
+            Request::Handoff { partition, items } => {
+                let ring = self.coord.ring();
+                let store = self.coord.store().clone();
+                let r = tokio::task::spawn_blocking(move || {
+                    let mut n = 0;
+                    for (k, o) in &items {
+                        let hash = dynkv_ring::key_hash(k);
+                        let kr = KeyRef {
+                            partition: ring.partition_of_hash(hash),
+                            hash,
+                            key: k,
+                        };
+                        if store.merge(&kr, o)?.changed {
+                            n += 1;
+                        }
+                    }
+                    Ok::<u64, dynkv_storage::StoreError>(n)
+                })
+                .await;
+                match r {
+                    Ok(Ok(n)) => {
+                        debug!(partition, merged = n, "handoff batch received");
+                        Response::Repaired(n)
+                    }
+                    Ok(Err(e)) => fail("storage_error", e.to_string()),
+                    Err(e) => fail("storage_error", e.to_string()),
+                }
+            }
+            other => fail(
+                "unsupported",
+                format!("{} is not a membership request", other.kind()),
+            ),
+        }
+    }
+
+    /// Asks the member at `seed` to stage this node as joining, and adopts
+    /// the cluster's state.
+    pub async fn join_via(&self, seed: &str, my_addr: &str) -> Result<Arc<ClusterState>, String> {
+        let seed_id = NodeId::from(format!("seed@{seed}"));
+        self.book.insert(seed_id.clone(), seed.to_string());
+        let req = Request::Join {
+            node: self.me().clone(),
+            addr: my_addr.to_string(),
+            partitions: self.state().ring.partitions(),
+        };
+        let resp = self
+            .coord
+            .transport()
+            .call(&seed_id, &req, self.config.rpc_timeout)
+            .await
+            .map_err(|e| format!("cannot reach {seed}: {e}"))?;
+        let theirs = match resp {
+            Response::State(bytes) => ClusterState::decode(&bytes)?,
+            Response::Failed(f) => return Err(f.message),
+            _ => return Err("unexpected answer to a join".into()),
+        };
+        // The cluster's state replaces this node's own (it held no data).
+        let adopted = self
+            .update(|_| Ok(theirs.clone()))
+            .map_err(|e| e.to_string())?;
+        info!(%seed, version = adopted.version.0, "joined; waiting for commit");
+        Ok(adopted)
+    }
+
+    /// Stages `node` (default: this node) to leave.
+    pub fn stage_leave(&self, node: Option<NodeId>) -> Result<Arc<ClusterState>, ChangeError> {
+        let me = self.me().clone();
+        let node = node.unwrap_or_else(|| me.clone());
+        self.update(|s| s.stage_leave(&me, &node))
+    }
+
+    /// Commits the staged changes.
+    pub fn commit(&self) -> Result<Arc<ClusterState>, ChangeError> {
+        let me = self.me().clone();
+        let s = self.update(|s| s.commit(&me))?;
+        info!(
+            version = s.version.0,
+            transfers = s.required_transfers(self.config.n_val).len(),
+            "membership change committed"
+        );
+        Ok(s)
+    }
+
+    /// Gossips with one peer (or `to`), merging its answer.
+    pub async fn gossip_with(&self, to: &NodeId) -> Result<(), String> {
+        let req = Request::Gossip {
+            state: Bytes::from(self.state().encode()),
+        };
+        match self
+            .coord
+            .call_peer(to, &req, self.config.rpc_timeout)
+            .await
+        {
+            Ok(Response::State(bytes)) => {
+                let theirs = ClusterState::decode(&bytes)?;
+                self.merge_in(&theirs);
+                Ok(())
+            }
+            Ok(_) => Err("unexpected answer to gossip".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Gossips with every member at once (after a change, to spread it fast).
+    pub async fn gossip_all(&self) {
+        let peers: Vec<NodeId> = self
+            .state()
+            .members
+            .keys()
+            .filter(|m| *m != self.me())
+            .cloned()
+            .collect();
+        let rounds = peers.iter().map(|p| self.gossip_with(p));
+        futures::future::join_all(rounds).await;
+    }
+
+    /// The gossip loop: one random member per interval.
+    pub async fn run_gossip(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.gossip_interval) => {}
+                _ = shutdown.changed() => return,
+            }
+            let peers: Vec<NodeId> = self
+                .state()
+                .members
+                .keys()
+                .filter(|m| *m != self.me())
+                .cloned()
+                .collect();
+            if peers.is_empty() {
+                continue;
+            }
+            let peer = &peers[rand::random_range(0..peers.len())];
+            if let Err(e) = self.gossip_with(peer).await {
+                debug!(%peer, error = %e, "gossip failed");
+            }
+        }
+    }
+
+    /// The transfer loop: runs this node's share of the transfers of the
+    /// current transition, finishes the transition when all are done, and
+    /// drops partitions no longer replicated after a switch.
+    pub async fn run_transfers(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut failures: BTreeMap<(u32, NodeId), (u32, Instant)> = BTreeMap::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            let state = self.state();
+            if state.next.is_none() {
+                self.maybe_cleanup().await;
+                continue;
+            }
+            let mine: Vec<Transfer> = state
+                .pending_transfers(self.config.n_val)
+                .into_iter()
+                .filter(|t| self.is_designated_source(t))
+                .filter(|t| {
+                    failures
+                        .get(&(t.partition, t.target.clone()))
+                        .is_none_or(|(_, at)| *at <= Instant::now())
+                })
+                .take(self.config.transfer_concurrency.max(1))
+                .collect();
+            let this = &self;
+            let st = &state;
+            let runs = mine
+                .iter()
+                .map(|t| async move { (t.clone(), this.transfer(st, t).await) });
+            for (t, result) in futures::future::join_all(runs).await {
+                let id = (t.partition, t.target.clone());
+                match result {
+                    Ok(objects) => {
+                        failures.remove(&id);
+                        let _ = self.update(|s| Ok(s.record_done(t.partition, &t.target)));
+                        info!(partition = t.partition, target = %t.target, objects, "partition handed off");
+                    }
+                    Err(e) => {
+                        let n = failures.get(&id).map_or(0, |f| f.0) + 1;
+                        let delay = Backoff {
+                            base: Duration::from_millis(200),
+                            max: Duration::from_secs(10),
+                        }
+                        .jittered(n);
+                        failures.insert(id.clone(), (n, Instant::now() + delay));
+                        self.transfers.lock().entry(id).or_default().error = Some(e.clone());
+                        debug!(partition = t.partition, target = %t.target, error = %e, "handoff failed; will resume");
+                    }
+                }
+            }
+            let me = self.me().clone();
+            let n_val = self.config.n_val;
+            if self.state().pending_transfers(n_val).is_empty()
+                && let Ok(s) =
+                    self.update(|s| Ok(s.finish(&me, n_val).unwrap_or_else(|| s.clone())))
+                && s.next.is_none()
+            {
+                self.gossip_all().await;
+            } else if !mine.is_empty() {
+                // Spread progress quickly.
+                self.gossip_all().await;
+            }
+        }
+    }
+
+    /// Whether this node should stream `t`: the first of its sources this node believes up.
+    fn is_designated_source(&self, t: &Transfer) -> bool {
+        t.sources
+            .iter()
+            .find(|s| self.coord.health().is_up(s))
+            .is_some_and(|s| s == self.me())
+    }
+
+    /// Names the transfer's persisted cursor after the target ring, so a
+    /// resumed transfer of the same transition finds it.
+    fn cursor_key(state: &ClusterState, t: &Transfer) -> String {
+        let transition = state.next.as_ref().map_or(0, |r| {
+            let bytes = postcard::to_allocvec(r).unwrap_or_default();
+            xxhash_rust::xxh3::xxh3_64(&bytes)
+        });
+        format!("handoff.{transition:016x}.{}.{}", t.partition, t.target)
+    }
+
+    /// Streams one partition to its new replica, from the persisted cursor.
+    async fn transfer(&self, state: &ClusterState, t: &Transfer) -> Result<u64, String> {
+        let store = self.coord.store().clone();
+        let cursor_key = Self::cursor_key(state, t);
+        let mut cursor: Option<Vec<u8>> = store.get_meta(&cursor_key).map_err(|e| e.to_string())?;
+        if cursor.as_deref() == Some(b"\xffdone") {
+            return Ok(0);
+        }
+        let id = (t.partition, t.target.clone());
+        self.transfers.lock().entry(id.clone()).or_default();
+        let mut sent = 0;
+        loop {
+            let (s2, after, batch, p) = (
+                store.clone(),
+                cursor.clone(),
+                self.config.transfer_batch,
+                t.partition,
+            );
+            let items =
+                tokio::task::spawn_blocking(move || s2.scan_partition(p, after.as_deref(), batch))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            if items.is_empty() {
+                break;
+            }
+            let last = items.last().map(|(k, _)| k.clone());
+            let count = items.len() as u64;
+            let req = Request::Handoff {
+                partition: t.partition,
+                items: items
+                    .into_iter()
+                    .map(|(k, o)| (Bytes::from(k), o))
+                    .collect(),
+            };
+            match self
+                .coord
+                .call_peer(&t.target, &req, self.config.rpc_timeout)
+                .await
+            {
+                Ok(Response::Repaired(_)) => {}
+                Ok(Response::Failed(f)) => return Err(f.message),
+                Ok(_) => return Err("unexpected answer to a handoff batch".into()),
+                Err(e) => return Err(e.to_string()),
+            }
+            cursor = last;
+            if let Some(c) = &cursor {
+                store.put_meta(&cursor_key, c).map_err(|e| e.to_string())?;
+            }
+            sent += count;
+            {
+                let mut tr = self.transfers.lock();
+                let p = tr.entry(id.clone()).or_default();
+                p.objects += count;
+                p.error = None;
+            }
+            if !self.config.transfer_pause.is_zero() {
+                tokio::time::sleep(self.config.transfer_pause).await;
+            }
+        }
+        store
+            .put_meta(&cursor_key, b"\xffdone")
+            .map_err(|e| e.to_string())?;
+        self.transfers.lock().entry(id).or_default().done = true;
+        Ok(sent)
+    }
+
+    /// After a ring switch and its grace period, drops the partitions this
+    /// node no longer replicates.
+    async fn maybe_cleanup(&self) {
+        let due = self
+            .switched_at
+            .lock()
+            .is_some_and(|at| at.elapsed() >= self.config.cleanup_grace);
+        if !due {
+            return;
+        }
+        *self.switched_at.lock() = None;
+        let ring = self.coord.ring();
+        let n = self.coord.effective_n();
+        let keep: std::collections::BTreeSet<u32> = ring
+            .partitions_replicated_by(self.me(), n)
+            .into_iter()
+            .collect();
+        let store = self.coord.store().clone();
+        let partitions = ring.partitions();
+        let r = tokio::task::spawn_blocking(move || {
+            let mut dropped = 0u64;
+            for p in (0..partitions).filter(|p| !keep.contains(p)) {
+                loop {
+                    let batch = store.scan_partition(p, None, 512)?;
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for (k, _) in batch {
+                        let hash = dynkv_ring::key_hash(&k);
+                        store.remove(&KeyRef {
+                            partition: p,
+                            hash,
+                            key: &k,
+                        })?;
+                        dropped += 1;
+                    }
+                }
+            }
+            Ok::<u64, dynkv_storage::StoreError>(dropped)
+        })
+        .await;
+        match r {
+            Ok(Ok(n)) if n > 0 => {
+                info!(objects = n, "dropped partitions no longer replicated here")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => warn!(error = %e, "cleanup after a ring switch failed"),
+            Err(e) => warn!(error = %e, "cleanup after a ring switch failed"),
+        }
+    }
+
+    /// The members view (`/admin/members`).
+    pub fn members_view(&self) -> serde_json::Value {
+        let s = self.state();
+        let n = self.config.n_val;
+        json!({
+            "version": s.version.0,
+            "members": s.members.iter().map(|(id, m)| json!({
+                "id": id,
+                "addr": m.addr,
+                "status": m.status,
+                "partitions_owned": s.ring.partitions_owned_by(id).len(),
+                "partitions_owned_next": s.next.as_ref().map(|r| r.partitions_owned_by(id).len()),
+            })).collect::<Vec<_>>(),
+            "transition": s.next.as_ref().map(|_| json!({
+                "transfers_total": s.required_transfers(n).len(),
+                "transfers_pending": s.pending_transfers(n).len(),
+            })),
+        })
+    }
+
+    /// The plan view (`/admin/plan`).
+    pub fn plan_view(&self) -> Result<serde_json::Value, ChangeError> {
+        let s = self.state();
+        let moves = s.planned_moves()?;
+        let next = s.plan()?;
+        let staged: Vec<_> = s
+            .members
+            .iter()
+            .filter(|(_, m)| m.status != MemberStatus::Valid)
+            .map(|(id, m)| json!({"id": id, "status": m.status}))
+            .collect();
+        Ok(json!({
+            "staged": staged,
+            "in_progress": s.next.is_some(),
+            "moves": moves.iter().map(|m| json!({"partition": m.partition, "from": m.from, "to": m.to})).collect::<Vec<_>>(),
+            "partitions_moving": moves.len(),
+            "partitions": s.ring.partitions(),
+            "owned_after": next.members().iter().map(|m| (m.to_string(), json!(next.partitions_owned_by(m).len()))).collect::<serde_json::Map<_, _>>(),
+        }))
+    }
+
+    /// Outbound transfers of this node (`/admin/cluster`).
+    pub fn transfers_view(&self) -> serde_json::Value {
+        let tr = self.transfers.lock();
+        json!(tr.iter().map(|((p, t), prog)| json!({"partition": p, "to": t, "objects": prog.objects, "done": prog.done, "error": prog.error})).collect::<Vec<_>>())
+    }
+}

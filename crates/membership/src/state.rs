@@ -1,0 +1,489 @@
+//! The cluster state every node holds and gossips: a pure value with pure
+//! transitions (no I/O), so its rules are unit- and property-tested.
+//!
+//! A state is a versioned record of the members (with their status), the
+//! ring requests use now, and — while a membership change is under way —
+//! the ring the cluster is moving to and the ownership transfers already
+//! finished towards it.
+//!
+//! Life of a change, as in riak_core's staged clustering:
+//! 1. `stage_join` / `stage_leave` mark members `Joining` / `Leaving`;
+//! 2. `plan` computes the next ring from the current one with the minimal
+//!    movement of `dynkv-ring` (only the new member's share moves on a join);
+//! 3. `commit` installs it as `next`; every write now also reaches the
+//!    future replicas, and each partition's data is streamed to every node
+//!    that becomes its replica (`required_transfers`);
+//! 4. once every transfer is `done`, `finish` switches `ring` to `next`:
+//!    joiners become valid, leavers are removed, and old replicas may drop
+//!    what they no longer replicate.
+//!
+//! Merging (gossip) keeps the state with the higher version (a counter and
+//! the id of the node that made the change, so concurrent changes resolve
+//! the same way everywhere); transfer completions of the same transition
+//! are unioned, so each node's progress reaches everyone whatever the order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dynkv_ring::{NodeId, PartitionMove, Ring};
+use serde::{Deserialize, Serialize};
+
+/// First byte of an encoded state.
+pub const STATE_FORMAT_V1: u8 = 1;
+
+/// Where a member stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    /// Staged to join: known and reachable, owns nothing yet.
+    Joining,
+    /// In the ring.
+    Valid,
+    /// Staged to leave: still serves until the transition finishes.
+    Leaving,
+}
+
+/// One member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// `host:port` other nodes use.
+    pub addr: String,
+    /// Its status.
+    pub status: MemberStatus,
+}
+
+/// A transfer the transition needs: `partition`'s data must reach `target`,
+/// from one of `sources` (in order of preference: replicas that are
+/// leaving the partition first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transfer {
+    /// The partition.
+    pub partition: u32,
+    /// Its new replica.
+    pub target: NodeId,
+    /// Current replicas that hold it.
+    pub sources: Vec<NodeId>,
+}
+
+/// Why a change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    /// A transition is already running.
+    #[error("a membership change is already in progress; wait for its transfers to finish")]
+    InProgress,
+    /// Nothing staged.
+    #[error("nothing to commit: stage a join or a leave first")]
+    NothingStaged,
+    /// Unknown node.
+    #[error("{0} is not a member")]
+    NotMember(NodeId),
+    /// Already a member.
+    #[error("{0} is already a member")]
+    AlreadyMember(NodeId),
+    /// Would leave no node.
+    #[error("the last valid member cannot leave")]
+    LastMember,
+    /// Ring partition counts differ.
+    #[error("the ring has {ours} partitions but the joining node has {theirs}")]
+    PartitionMismatch {
+        /// Ours.
+        ours: u32,
+        /// Theirs.
+        theirs: u32,
+    },
+    /// The ring refused.
+    #[error("ring: {0}")]
+    Ring(String),
+}
+
+/// The gossiped cluster state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    /// (counter, author): the greater wins on merge.
+    pub version: (u64, NodeId),
+    /// Every member, with its address and status.
+    pub members: BTreeMap<NodeId, Member>,
+    /// The ring requests use.
+    pub ring: Ring,
+    /// The ring a committed change is moving to.
+    pub next: Option<Ring>,
+    /// Transfers finished towards `next`: (partition, target).
+    pub done: BTreeSet<(u32, NodeId)>,
+}
+
+fn effective_n(n_val: usize, ring: &Ring) -> usize {
+    n_val.min(ring.members().len()).max(1)
+}
+
+impl ClusterState {
+    /// The state of a cluster formed from a static member list (version 0).
+    pub fn initial(
+        members: &[(NodeId, String)],
+        partitions: u32,
+    ) -> Result<ClusterState, ChangeError> {
+        let ring = Ring::new(members.iter().map(|(id, _)| id.clone()), partitions)
+            .map_err(|e| ChangeError::Ring(e.to_string()))?;
+        Ok(ClusterState {
+            version: (0, NodeId::from("")),
+            members: members
+                .iter()
+                .map(|(id, addr)| {
+                    (
+                        id.clone(),
+                        Member {
+                            addr: addr.clone(),
+                            status: MemberStatus::Valid,
+                        },
+                    )
+                })
+                .collect(),
+            ring,
+            next: None,
+            done: BTreeSet::new(),
+        })
+    }
+
+    fn bumped(&self, by: &NodeId) -> ClusterState {
+        let mut s = self.clone();
+        s.version = (self.version.0 + 1, by.clone());
+        s
+    }
+
+    /// The gossip merge: the newer version wins; completions of the same
+    /// transition are unioned. Commutative, associative and idempotent.
+    pub fn merge(&self, other: &ClusterState) -> ClusterState {
+        let (winner, loser) = if other.version > self.version {
+            (other, self)
+        } else {
+            (self, other)
+        };
+        let mut m = winner.clone();
+        if winner.next.is_some() && winner.next == loser.next && winner.ring == loser.ring {
+            m.done.extend(loser.done.iter().cloned());
+        }
+        m
+    }
+
+    /// Stages `id` at `addr` as joining.
+    pub fn stage_join(
+        &self,
+        by: &NodeId,
+        id: &NodeId,
+        addr: &str,
+        partitions: u32,
+    ) -> Result<ClusterState, ChangeError> {
+        if partitions != self.ring.partitions() {
+            return Err(ChangeError::PartitionMismatch {
+                ours: self.ring.partitions(),
+                theirs: partitions,
+            });
+        }
+        if let Some(m) = self.members.get(id) {
+            // A joiner asking again (e.g. after a restart) is answered, not refused.
+            if m.status == MemberStatus::Joining {
+                let mut s = self.bumped(by);
+                s.members.get_mut(id).expect("present").addr = addr.to_string();
+                return Ok(s);
+            }
+            return Err(ChangeError::AlreadyMember(id.clone()));
+        }
+        let mut s = self.bumped(by);
+        s.members.insert(
+            id.clone(),
+            Member {
+                addr: addr.to_string(),
+                status: MemberStatus::Joining,
+            },
+        );
+        Ok(s)
+    }
+
+    /// Stages `id` to leave.
+    pub fn stage_leave(&self, by: &NodeId, id: &NodeId) -> Result<ClusterState, ChangeError> {
+        if self.next.is_some() {
+            return Err(ChangeError::InProgress);
+        }
+        let m = self
+            .members
+            .get(id)
+            .ok_or_else(|| ChangeError::NotMember(id.clone()))?;
+        if m.status == MemberStatus::Joining {
+            // Leaving before joining: simply forget it.
+            let mut s = self.bumped(by);
+            s.members.remove(id);
+            return Ok(s);
+        }
+        let staying = self
+            .members
+            .values()
+            .filter(|m| m.status == MemberStatus::Valid)
+            .count();
+        if m.status == MemberStatus::Valid && staying <= 1 {
+            return Err(ChangeError::LastMember);
+        }
+        let mut s = self.bumped(by);
+        s.members.get_mut(id).expect("present").status = MemberStatus::Leaving;
+        Ok(s)
+    }
+
+    /// The ring the staged changes lead to.
+    pub fn plan(&self) -> Result<Ring, ChangeError> {
+        let mut ring = self.ring.clone();
+        for (id, m) in &self.members {
+            match m.status {
+                MemberStatus::Joining => {
+                    ring = ring
+                        .with_member_added(id.clone())
+                        .map_err(|e| ChangeError::Ring(e.to_string()))?
+                }
+                MemberStatus::Leaving if ring.contains(id) => {
+                    ring = ring
+                        .with_member_removed(id)
+                        .map_err(|e| ChangeError::Ring(e.to_string()))?
+                }
+                _ => {}
+            }
+        }
+        Ok(ring)
+    }
+
+    /// Partition ownership moves of the plan.
+    pub fn planned_moves(&self) -> Result<Vec<PartitionMove>, ChangeError> {
+        let next = self.plan()?;
+        self.ring
+            .moves_to(&next)
+            .map_err(|e| ChangeError::Ring(e.to_string()))
+    }
+
+    /// Starts the transition to the planned ring.
+    pub fn commit(&self, by: &NodeId) -> Result<ClusterState, ChangeError> {
+        if self.next.is_some() {
+            return Err(ChangeError::InProgress);
+        }
+        let next = self.plan()?;
+        if next == self.ring
+            && !self
+                .members
+                .values()
+                .any(|m| m.status != MemberStatus::Valid)
+        {
+            return Err(ChangeError::NothingStaged);
+        }
+        let mut s = self.bumped(by);
+        s.next = Some(next);
+        s.done.clear();
+        Ok(s)
+    }
+
+    /// Every transfer the running transition needs (empty when none runs).
+    pub fn required_transfers(&self, n_val: usize) -> Vec<Transfer> {
+        let Some(next) = &self.next else {
+            return Vec::new();
+        };
+        let (n_cur, n_next) = (effective_n(n_val, &self.ring), effective_n(n_val, next));
+        let mut out = Vec::new();
+        for p in 0..self.ring.partitions() {
+            let cur: Vec<&NodeId> = self.ring.preference_list(p, n_cur);
+            let nxt: Vec<&NodeId> = next.preference_list(p, n_next);
+            let mut sources: Vec<NodeId> = cur
+                .iter()
+                .filter(|c| !nxt.contains(c))
+                .map(|c| (*c).clone())
+                .collect();
+            sources.extend(cur.iter().filter(|c| nxt.contains(c)).map(|c| (*c).clone()));
+            for t in nxt.iter().filter(|t| !cur.contains(t)) {
+                out.push(Transfer {
+                    partition: p,
+                    target: (*t).clone(),
+                    sources: sources.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Records a finished transfer (no version change: completions merge by union).
+    pub fn record_done(&self, partition: u32, target: &NodeId) -> ClusterState {
+        let mut s = self.clone();
+        if s.next.is_some() {
+            s.done.insert((partition, target.clone()));
+        }
+        s
+    }
+
+    /// Transfers still missing.
+    pub fn pending_transfers(&self, n_val: usize) -> Vec<Transfer> {
+        self.required_transfers(n_val)
+            .into_iter()
+            .filter(|t| !self.done.contains(&(t.partition, t.target.clone())))
+            .collect()
+    }
+
+    /// Switches to the next ring once every transfer is done.
+    pub fn finish(&self, by: &NodeId, n_val: usize) -> Option<ClusterState> {
+        let next = self.next.clone()?;
+        if !self.pending_transfers(n_val).is_empty() {
+            return None;
+        }
+        let mut s = self.bumped(by);
+        s.members
+            .retain(|id, m| m.status != MemberStatus::Leaving || next.contains(id));
+        for (id, m) in s.members.iter_mut() {
+            if next.contains(id) {
+                m.status = MemberStatus::Valid;
+            }
+        }
+        s.ring = next;
+        s.next = None;
+        s.done.clear();
+        Some(s)
+    }
+
+    /// Encodes with the format version byte.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![STATE_FORMAT_V1];
+        postcard::to_io(self, &mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+
+    /// Decodes [`ClusterState::encode`]'s output; total on arbitrary input.
+    pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
+        let (&v, body) = bytes.split_first().ok_or("empty cluster state")?;
+        if v != STATE_FORMAT_V1 {
+            return Err(format!("unknown cluster state format {v}"));
+        }
+        let (s, rest): (ClusterState, &[u8]) =
+            postcard::take_from_bytes(body).map_err(|e| e.to_string())?;
+        if !rest.is_empty() {
+            return Err("trailing bytes after the cluster state".into());
+        }
+        if let Some(next) = &s.next
+            && next.partitions() != s.ring.partitions()
+        {
+            return Err("next ring has another partition count".into());
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(k: usize) -> Vec<(NodeId, String)> {
+        (1..=k)
+            .map(|i| {
+                (
+                    NodeId::from(format!("n{i}")),
+                    format!("127.0.0.1:{}", 7070 + i),
+                )
+            })
+            .collect()
+    }
+
+    fn complete(mut s: ClusterState, n: usize) -> ClusterState {
+        for t in s.required_transfers(n) {
+            s = s.record_done(t.partition, &t.target);
+        }
+        s.finish(&"n1".into(), n).expect("all done")
+    }
+
+    #[test]
+    fn join_moves_one_share_and_finishes_after_every_transfer() {
+        let s = ClusterState::initial(&ids(3), 64).unwrap();
+        let n4: NodeId = "n4".into();
+        let s = s
+            .stage_join(&"n1".into(), &n4, "127.0.0.1:7075", 64)
+            .unwrap();
+        assert_eq!(s.members[&n4].status, MemberStatus::Joining);
+        assert!(!s.ring.contains(&n4));
+        let moves = s.planned_moves().unwrap();
+        assert_eq!(moves.len(), 16, "only the new node's share moves");
+        assert!(moves.iter().all(|m| m.to == n4));
+        let s = s.commit(&"n1".into()).unwrap();
+        assert!(s.commit(&"n1".into()).is_err(), "one transition at a time");
+        let transfers = s.required_transfers(3);
+        assert!(transfers.iter().all(|t| t.target == n4));
+        // With N=3 on 4 nodes, n4 replicates 3/4 of the partitions.
+        assert_eq!(transfers.len(), 48);
+        assert!(
+            s.finish(&"n1".into(), 3).is_none(),
+            "not before the transfers"
+        );
+        let done = complete(s, 3);
+        assert!(done.ring.contains(&n4));
+        assert_eq!(done.members[&n4].status, MemberStatus::Valid);
+        assert!(done.next.is_none());
+    }
+
+    #[test]
+    fn leave_removes_the_member_after_its_transfers() {
+        let s = ClusterState::initial(&ids(4), 64).unwrap();
+        let n2: NodeId = "n2".into();
+        let s = s
+            .stage_leave(&"n1".into(), &n2)
+            .unwrap()
+            .commit(&"n1".into())
+            .unwrap();
+        let t = s.required_transfers(3);
+        assert!(!t.is_empty());
+        assert!(
+            t.iter()
+                .all(|t| t.sources[0] == n2 || !t.sources.contains(&n2)),
+            "the leaver is the preferred source"
+        );
+        let done = complete(s, 3);
+        assert!(!done.members.contains_key(&n2));
+        assert!(!done.ring.contains(&n2));
+    }
+
+    #[test]
+    fn merge_prefers_newer_and_unions_progress() {
+        let base = ClusterState::initial(&ids(3), 16)
+            .unwrap()
+            .stage_join(&"n1".into(), &"n4".into(), "x:1", 16)
+            .unwrap()
+            .commit(&"n1".into())
+            .unwrap();
+        let tr = base.required_transfers(3);
+        let a = base.record_done(tr[0].partition, &tr[0].target);
+        let b = base.record_done(tr[1].partition, &tr[1].target);
+        let m = a.merge(&b);
+        assert_eq!(m.done.len(), 2);
+        assert_eq!(m, b.merge(&a));
+        assert_eq!(m.merge(&m), m);
+        let newer = ClusterState::initial(&ids(3), 16)
+            .unwrap()
+            .bumped(&"n9".into())
+            .bumped(&"n9".into())
+            .bumped(&"n9".into());
+        assert_eq!(m.merge(&newer).version, newer.version);
+        assert_eq!(newer.merge(&m).version, newer.version);
+    }
+
+    #[test]
+    fn encoding_round_trips_and_rejects_garbage() {
+        let s = ClusterState::initial(&ids(3), 16).unwrap();
+        assert_eq!(ClusterState::decode(&s.encode()).unwrap(), s);
+        assert!(ClusterState::decode(&[]).is_err());
+        assert!(ClusterState::decode(&[1, 2, 3]).is_err());
+        assert!(ClusterState::decode(&[9]).is_err());
+    }
+
+    #[test]
+    fn refusals() {
+        let s = ClusterState::initial(&ids(1), 16).unwrap();
+        assert_eq!(
+            s.stage_leave(&"n1".into(), &"n1".into()),
+            Err(ChangeError::LastMember)
+        );
+        assert!(matches!(
+            s.stage_join(&"n1".into(), &"n2".into(), "a", 32),
+            Err(ChangeError::PartitionMismatch { .. })
+        ));
+        assert_eq!(s.commit(&"n1".into()), Err(ChangeError::NothingStaged));
+        assert!(matches!(
+            s.stage_join(&"n1".into(), &"n1".into(), "a", 16),
+            Err(ChangeError::AlreadyMember(_))
+        ));
+    }
+}
