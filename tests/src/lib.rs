@@ -7,7 +7,9 @@
 //! node is a `SIGKILL`ed process, a restarted one reopens its RocksDB.
 //!
 //! The binary is `$DYNKV_BIN`, or `dynkv` next to the test executable's
-//! target directory (built by `cargo build --workspace --bins`).
+//! target directory (built by `cargo build --workspace --bins`), unless a
+//! cluster names its own with [`ClusterOptions::binary`] (the fault-injection
+//! suite runs other builds, e.g. one with a planted bug).
 
 pub mod proxy;
 
@@ -56,6 +58,7 @@ pub struct Node {
     config: PathBuf,
     log: PathBuf,
     env: Vec<(String, String)>,
+    bin: PathBuf,
     child: Option<Child>,
 }
 
@@ -71,7 +74,7 @@ impl Node {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let mut cmd = Command::new(dynkv_bin());
+        let mut cmd = Command::new(&self.bin);
         cmd.arg("serve")
             .arg("--config")
             .arg(&self.config)
@@ -86,6 +89,11 @@ impl Node {
             cmd.env(k, v);
         }
         self.child = Some(cmd.spawn().expect("spawn dynkv"));
+    }
+
+    /// The node's log file (stdout and stderr of every run of the process).
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 
     /// Whether the process is running.
@@ -116,6 +124,8 @@ pub struct ClusterOptions {
     /// Route every internode link through a [`LinkProxy`] so tests can cut
     /// links (`partition`, `isolate`, `cut`, `heal`).
     pub proxied: bool,
+    /// The `dynkv` binary to run; `None` = [`dynkv_bin`].
+    pub bin: Option<PathBuf>,
 }
 
 impl Default for ClusterOptions {
@@ -124,6 +134,7 @@ impl Default for ClusterOptions {
             n_val: 3,
             env: Vec::new(),
             proxied: false,
+            bin: None,
         }
     }
 }
@@ -132,6 +143,12 @@ impl ClusterOptions {
     /// Routes internode traffic through cuttable proxies.
     pub fn proxied(mut self) -> Self {
         self.proxied = true;
+        self
+    }
+
+    /// Runs this `dynkv` binary instead of [`dynkv_bin`].
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.bin = Some(path.into());
         self
     }
 
@@ -189,6 +206,7 @@ impl Cluster {
                 }
             }
         }
+        let bin = opts.bin.clone().unwrap_or_else(dynkv_bin);
         let mut nodes = Vec::new();
         for (i, port) in ports.iter().enumerate() {
             // Node i+1 reaches node j through its own proxy when proxied.
@@ -227,6 +245,7 @@ impl Cluster {
                 config,
                 log: ndir.join("node.log"),
                 env,
+                bin: bin.clone(),
                 child: None,
             };
             node.spawn();
@@ -335,6 +354,19 @@ impl Cluster {
     /// Starts node `i` again on its data dir and waits for health.
     pub async fn restart(&mut self, i: usize) {
         self.restart_with(i, &[]).await
+    }
+
+    /// Starts node `i` again on its data dir, with the same settings, and
+    /// returns at once: a caller that must not panic (a fault injector
+    /// running for minutes) polls `/health` itself and decides what a slow
+    /// start means. Returns false if the node was still running.
+    pub fn spawn_again(&mut self, i: usize) -> bool {
+        let n = &mut self.nodes[i - 1];
+        if n.child.is_some() {
+            return false;
+        }
+        n.spawn();
+        true
     }
 
     /// Whether node `i` is running.
@@ -658,5 +690,76 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Live membership helpers.
+impl Cluster {
+    /// Starts a new node as a cluster of its own (same settings as `n1`),
+    /// ready to be joined with [`Cluster::admin`]`("join")`. Returns its number.
+    pub async fn start_joiner(&mut self) -> usize {
+        let i = self.nodes.len() + 1;
+        let id = format!("n{i}");
+        let port = free_port();
+        let ndir = self.dir.path().join(&id);
+        std::fs::create_dir_all(&ndir).unwrap();
+        let config = ndir.join("node.toml");
+        let n_val = std::fs::read_to_string(&self.nodes[0].config)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("n_val = ").map(str::to_string))
+            .unwrap_or_else(|| "3".into());
+        std::fs::write(
+            &config,
+            format!(
+                "[node]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n[cluster]\nmembers = [\"{id}@127.0.0.1:{port}\"]\nn_val = {n_val}\ncluster_token = \"{TEST_TOKEN}\"\n",
+                ndir.join("data").display(),
+            ),
+        )
+        .unwrap();
+        let mut node = Node {
+            id,
+            port,
+            config,
+            log: ndir.join("node.log"),
+            env: self.nodes[0].env.clone(),
+            bin: self.nodes[0].bin.clone(),
+            child: None,
+        };
+        node.spawn();
+        self.nodes.push(node);
+        self.wait_healthy(i).await;
+        i
+    }
+
+    /// Calls a membership endpoint of node `i` (`members`, `plan`: GET;
+    /// `join`, `leave`, `commit`: POST with `body`) with the cluster token.
+    pub async fn admin(
+        &self,
+        i: usize,
+        command: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        let url = format!("{}/admin/{command}", self.url(i));
+        let req = match command {
+            "members" | "plan" => self.http.get(url),
+            _ => self.http.post(url).json(&body),
+        };
+        let r = req
+            .header("x-dynkv-token", TEST_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json_value().await)
+    }
+
+    /// Waits until node `i` reports no membership change in progress.
+    pub async fn wait_transition_done(&self, i: usize, limit: Duration) -> bool {
+        poll(limit, || async {
+            let (_, v) = self.admin(i, "members", serde_json::Value::Null).await;
+            v["transition"].is_null()
+        })
+        .await
     }
 }
