@@ -396,7 +396,7 @@ pub enum AdminCommand {
     /// Stage a node's leave (default: the node given by --node).
     Leave {
         /// Node id to remove.
-        node: Option<String>,
+        id: Option<String>,
     },
     /// Show which partitions the staged changes would move.
     Plan,
@@ -414,9 +414,9 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
         AdminCommand::Join { seed } => http
             .post(format!("{base}/admin/join"))
             .json(&serde_json::json!({ "seed": seed })),
-        AdminCommand::Leave { node } => http
+        AdminCommand::Leave { id } => http
             .post(format!("{base}/admin/leave"))
-            .json(&serde_json::json!({ "node": node })),
+            .json(&serde_json::json!({ "node": id })),
         AdminCommand::Plan => http.get(format!("{base}/admin/plan")),
         AdminCommand::Commit => http.post(format!("{base}/admin/commit")),
         AdminCommand::Members => http.get(format!("{base}/admin/members")),
