@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dynkv_tests::{Cluster, ClusterOptions, JsonValue, StatusCode, poll};
+use dynkv_tests::{Cluster, ClusterOptions, StatusCode, poll};
 
 async fn put_idem(
     c: &Cluster,
@@ -82,24 +82,9 @@ async fn a_retry_after_a_failed_attempt_is_not_applied_twice() {
         first.text()
     );
     c.heal();
-    // n2 must see n1 again before the retry (its breaker probes after a cooldown).
-    let back = poll(Duration::from_secs(10), || async {
-        let v: serde_json::Value = c
-            .http
-            .get(format!("{}/admin/cluster", c.url(2)))
-            .send()
-            .await
-            .unwrap()
-            .json_value_compat()
-            .await;
-        v["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["up"] == true)
-    })
-    .await;
-    assert!(back, "n2 never saw n1 again");
+    // n2 and n3 must see n1 again (their breakers probe after a cooldown).
+    c.wait_sees_all_up(2).await;
+    c.wait_sees_all_up(3).await;
     let retry = put_idem(&c, 2, &key, "pay 20", "w=all", Some("op-42")).await;
     assert!(retry.status.is_success(), "{}", retry.text());
     let g = c.get(3, &key, "r=all").await;

@@ -199,6 +199,20 @@ impl AntiEntropy {
         Ok((stats, started.elapsed()))
     }
 
+    /// The refusal of a request made with another tree shape (comparing
+    /// such trees would mean nothing).
+    fn shape_mismatch(&self, shape: (u8, u8)) -> Option<Response> {
+        (shape != self.shape_tag()).then(|| {
+            failure(
+                "shape_mismatch",
+                format!(
+                    "tree shape {shape:?} differs from ours {:?}",
+                    self.shape_tag()
+                ),
+            )
+        })
+    }
+
     /// Serves a peer's anti-entropy request.
     pub async fn handle(&self, req: Request) -> Response {
         match req {
@@ -208,14 +222,8 @@ impl AntiEntropy {
                 level,
                 indices,
             } => {
-                if shape != self.shape_tag() {
-                    return failure(
-                        "shape_mismatch",
-                        format!(
-                            "tree shape {shape:?} differs from ours {:?}",
-                            self.shape_tag()
-                        ),
-                    );
+                if let Some(refusal) = self.shape_mismatch(shape) {
+                    return refusal;
                 }
                 match self
                     .blocking(move |t, s| {
@@ -233,14 +241,8 @@ impl AntiEntropy {
                 shape,
                 leaves,
             } => {
-                if shape != self.shape_tag() {
-                    return failure(
-                        "shape_mismatch",
-                        format!(
-                            "tree shape {shape:?} differs from ours {:?}",
-                            self.shape_tag()
-                        ),
-                    );
+                if let Some(refusal) = self.shape_mismatch(shape) {
+                    return refusal;
                 }
                 match self
                     .blocking(move |t, s| t.keys_under(s, partition, &leaves))

@@ -75,6 +75,17 @@ async fn empty_key() -> ApiError {
     )
 }
 
+/// Runs a handler and records its status and latency under `op`.
+async fn observed<F>(state: &AppState, op: &'static str, handler: F) -> Response
+where
+    F: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    let started = Instant::now();
+    let resp = handler.await.unwrap_or_else(IntoResponse::into_response);
+    state.metrics.observe(op, resp.status().as_u16(), started);
+    resp
+}
+
 /// Parsed and validated request parameters.
 struct Params {
     r: Option<Quorum>,
@@ -199,15 +210,7 @@ async fn get_key(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let started = Instant::now();
-    let resp = match do_get(&state, key, query, &headers).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
-    state
-        .metrics
-        .observe("get", resp.status().as_u16(), started);
-    resp
+    observed(&state, "get", do_get(&state, key, query, &headers)).await
 }
 
 async fn do_get(
@@ -277,15 +280,12 @@ async fn put_key(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let resp = match write(&state, key, query, &headers, Some(body)).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
-    state
-        .metrics
-        .observe("put", resp.status().as_u16(), started);
-    resp
+    observed(
+        &state,
+        "put",
+        write(&state, key, query, &headers, Some(body)),
+    )
+    .await
 }
 
 async fn delete_key(
@@ -294,15 +294,7 @@ async fn delete_key(
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let started = Instant::now();
-    let resp = match write(&state, key, query, &headers, None).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    };
-    state
-        .metrics
-        .observe("delete", resp.status().as_u16(), started);
-    resp
+    observed(&state, "delete", write(&state, key, query, &headers, None)).await
 }
 
 /// Converts a body rejection into our error (413 keeps its meaning).

@@ -91,6 +91,20 @@ pub struct AppState {
     pub membership: Option<Arc<dyn MembershipAdmin>>,
 }
 
+/// Whether a request carries the cluster token (compared in constant
+/// time); a refusal is counted in `dynkv_rpc_unauthorized_total`.
+pub(crate) fn has_cluster_token(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    let presented = headers
+        .get(dynkv_rpc::TOKEN_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let ok = dynkv_rpc::token_matches(presented, state.cluster_token.as_bytes());
+    if !ok {
+        state.metrics.unauthorized.inc();
+    }
+    ok
+}
+
 /// The whole HTTP surface of a node.
 pub fn router(state: AppState) -> Router {
     Router::new()

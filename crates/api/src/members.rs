@@ -10,7 +10,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use dynkv_rpc::{TOKEN_HEADER, token_matches};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
@@ -44,12 +43,7 @@ pub fn router() -> Router<AppState> {
 }
 
 fn authorised(state: &AppState, headers: &HeaderMap) -> Result<Arc<dyn MembershipAdmin>, ApiError> {
-    let presented = headers
-        .get(TOKEN_HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    if !token_matches(presented, state.cluster_token.as_bytes()) {
-        state.metrics.unauthorized.inc();
+    if !crate::has_cluster_token(state, headers) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",

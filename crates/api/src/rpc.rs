@@ -14,7 +14,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use dynkv_rpc::{RPC_PATH, Request, TOKEN_HEADER, decode, encode, token_matches};
+use dynkv_rpc::{RPC_PATH, Request, decode, encode};
 
 use crate::{ApiError, AppState};
 
@@ -31,12 +31,7 @@ async fn handle(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let presented = headers
-        .get(TOKEN_HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    if !token_matches(presented, state.cluster_token.as_bytes()) {
-        state.metrics.unauthorized.inc();
+    if !crate::has_cluster_token(&state, &headers) {
         state.metrics.observe("rpc", 401, started);
         return ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -356,15 +356,19 @@ impl Membership {
         }
     }
 
-    /// Gossips with every member at once (after a change, to spread it fast).
-    pub async fn gossip_all(&self) {
-        let peers: Vec<NodeId> = self
-            .state()
+    /// Every member but this node.
+    fn peers(&self) -> Vec<NodeId> {
+        self.state()
             .members
             .keys()
             .filter(|m| *m != self.me())
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Gossips with every member at once (after a change, to spread it fast).
+    pub async fn gossip_all(&self) {
+        let peers = self.peers();
         let rounds = peers.iter().map(|p| self.gossip_with(p));
         futures::future::join_all(rounds).await;
     }
@@ -376,13 +380,7 @@ impl Membership {
                 _ = tokio::time::sleep(self.config.gossip_interval) => {}
                 _ = shutdown.changed() => return,
             }
-            let peers: Vec<NodeId> = self
-                .state()
-                .members
-                .keys()
-                .filter(|m| *m != self.me())
-                .cloned()
-                .collect();
+            let peers = self.peers();
             if peers.is_empty() {
                 continue;
             }

@@ -178,16 +178,7 @@ pub async fn get(a: GetArgs) -> ExitCode {
             if a.json {
                 println!("{body}");
             } else {
-                let sibs = body["siblings"].as_array().cloned().unwrap_or_default();
-                println!("{} siblings:", sibs.len());
-                for (i, s) in sibs.iter().enumerate() {
-                    let deleted = if s["deleted"].as_bool() == Some(true) {
-                        " (deleted)"
-                    } else {
-                        ""
-                    };
-                    println!("  [{i}] {}{deleted}", s["value"].as_str().unwrap_or(""));
-                }
+                print_siblings(&body);
                 println!(
                     "resolve with: dynkv put {} <value> --context {}",
                     a.key,

@@ -1042,6 +1042,16 @@ impl Coordinator {
         .await
     }
 
+    /// A key with its ring coordinates, owned so it can move into a store job.
+    fn placed(&self, key: Bytes) -> PlacedKey {
+        let kr = self.key_ref(&key);
+        PlacedKey {
+            partition: kr.partition,
+            hash: kr.hash,
+            key,
+        }
+    }
+
     /// Serves one internode request (from a peer, or from this node itself).
     pub async fn handle(self: &Arc<Self>, req: Request) -> Response {
         match req {
@@ -1049,15 +1059,10 @@ impl Coordinator {
                 node: self.me.clone(),
             },
             Request::Get { key, hint_for } => {
-                let kr = self.key_ref(&key);
-                let (partition, hash) = (kr.partition, kr.hash);
+                let key = self.placed(key);
                 let r = self
                     .with_store(move |s| {
-                        let kr = KeyRef {
-                            partition,
-                            hash,
-                            key: &key,
-                        };
+                        let kr = key.key_ref();
                         let own = s.get(&kr)?;
                         let hint = match &hint_for {
                             Some(owner) => s.get_hint(owner.as_str(), &kr)?,
@@ -1075,21 +1080,11 @@ impl Coordinator {
                 }
             }
             Request::Replicate { key, object } => {
-                let kr = self.key_ref(&key);
-                let (partition, hash) = (kr.partition, kr.hash);
-                let r = self
-                    .with_store(move |s| {
-                        s.merge(
-                            &KeyRef {
-                                partition,
-                                hash,
-                                key: &key,
-                            },
-                            &object,
-                        )
-                    })
-                    .await;
-                match r {
+                let key = self.placed(key);
+                match self
+                    .with_store(move |s| s.merge(&key.key_ref(), &object))
+                    .await
+                {
                     Ok(_) => Response::Stored,
                     Err(e) => Response::Failed(e.to_remote()),
                 }
@@ -1107,20 +1102,9 @@ impl Coordinator {
                         acked: 0,
                     });
                 }
-                let kr = self.key_ref(&key);
-                let (partition, hash) = (kr.partition, kr.hash);
+                let key = self.placed(key);
                 let r = self
-                    .with_store(move |s| {
-                        s.put_hint(
-                            owner.as_str(),
-                            &KeyRef {
-                                partition,
-                                hash,
-                                key: &key,
-                            },
-                            &object,
-                        )
-                    })
+                    .with_store(move |s| s.put_hint(owner.as_str(), &key.key_ref(), &object))
                     .await;
                 match r {
                     Ok(created) => {
@@ -1193,6 +1177,23 @@ mod planted_bug {
             replayed: false,
             dot: Some((c.me.to_string(), counter)),
         })
+    }
+}
+
+/// An owned key and its ring coordinates.
+struct PlacedKey {
+    partition: u32,
+    hash: u64,
+    key: Bytes,
+}
+
+impl PlacedKey {
+    fn key_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            partition: self.partition,
+            hash: self.hash,
+            key: &self.key,
+        }
     }
 }
 
