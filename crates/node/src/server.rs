@@ -207,7 +207,16 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             cfg.limits.max_inflight_requests,
         )),
     };
-    let listener = tokio::net::TcpListener::bind(&cfg.node.listen).await?;
+    // TCP_NODELAY: small HTTP answers must not wait for Nagle's algorithm
+    // (with delayed ACKs that stalls a keep-alive connection for tens of ms).
+    let listener = axum::serve::ListenerExt::tap_io(
+        tokio::net::TcpListener::bind(&cfg.node.listen).await?,
+        |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                warn!(error = %e, "cannot set TCP_NODELAY");
+            }
+        },
+    );
     info!(node = %me, listen = %cfg.node.listen, members = ids.len(), n_val = cfg.cluster.n_val, "dynkv node ready");
     axum::serve(listener, dynkv_api::router(state))
         .with_graceful_shutdown(shutdown_signal())
