@@ -11,8 +11,9 @@
 #   scripts/bench-compare.sh --all        both
 #   scripts/bench-compare.sh --quick ...  short runs and small key spaces, results in
 #                                         ./bench-results (docs/ is left alone)
-#   --profile                             also record a CPU profile (perf, cpu-clock) of
-#                                         the 3-node R=W=2 run
+#   --profile                             also record a CPU profile (perf, cpu-clock) of a
+#                                         separate 3-node R=W=2 run (not one in the tables)
+#   --doc-only                            only regenerate the document from the results
 #
 # Every run starts fresh servers on loopback ports with their own data
 # directories, preloads every key, warms up, measures, and stops what it
@@ -25,20 +26,22 @@
 # BENCH_WARMUP (5s), BENCH_BASE_PORT (17100), BENCH_WORK (/var/tmp/dynkv-bench:
 # data dirs and logs), BENCH_RESULTS, BENCH_DOC, BENCH_REDIS_REQUESTS (1000000),
 # BENCH_SCALING_VALUE_KEYS (10000: key space of the value-size series),
-# BENCH_NO_INSTALL=1 (do not apt-get missing packages).
+# BENCH_NO_INSTALL=1 (do not apt-get missing packages), BENCH_ONLY (comma-separated
+# run names, e.g. dynkv-1,etcd-3: run only these, keep the other results).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-COMPARE=1 SCALING=0 QUICK=0 PROFILE=0
+COMPARE=1 SCALING=0 QUICK=0 PROFILE=0 DOC_ONLY=0
 for a in "$@"; do
   case "$a" in
     --quick) QUICK=1 ;;
     --scaling) COMPARE=0 SCALING=1 ;;
     --all) COMPARE=1 SCALING=1 ;;
     --profile) PROFILE=1 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
-    *) echo "unknown option $a" >&2; sed -n '2,32p' "$0"; exit 2 ;;
+    --doc-only) DOC_ONLY=1 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
+    *) echo "unknown option $a" >&2; sed -n '2,35p' "$0"; exit 2 ;;
   esac
 done
 
@@ -63,6 +66,10 @@ SCALING_VALUE_KEYS="${BENCH_SCALING_VALUE_KEYS:-$([ "$QUICK" = 1 ] && echo 2000 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynkv-target}"
 BIN="$CARGO_TARGET_DIR/release/dynkv"
 BARE="$CARGO_TARGET_DIR/release/dynkv-bare"
+
+ONLY="${BENCH_ONLY:-}"
+# wanted NAME: whether this run is to be measured (BENCH_ONLY unset, or names it).
+wanted() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 
 log() { printf '\n== %s (%s)\n' "$*" "$(date +%T)" >&2; }
 die() { echo "bench-compare: $*" >&2; exit 1; }
@@ -105,6 +112,7 @@ wait_http() { # url [tries]
   return 1
 }
 
+if [ "$DOC_ONLY" = 0 ]; then
 # --- prerequisites ------------------------------------------------------------
 need_pkgs=()
 command -v etcd >/dev/null || need_pkgs+=(etcd-server)
@@ -127,11 +135,31 @@ log "building release binaries"
 cargo build --release -p dynkv -p dynkv-bare
 if [ ! -x "$BIN" ] || [ ! -x "$BARE" ]; then die "release binaries missing in $CARGO_TARGET_DIR/release"; fi
 
+fi
 mkdir -p "$RESULTS" "$WORK"
+# What was measured, and when: taken right after the build.
+if [ "$DOC_ONLY" = 0 ]; then
+{
+  echo "nproc: $(nproc)"
+  echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)"
+  echo "memory: $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+  echo "kernel: $(uname -sr)"
+  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+  dirty=""
+  git diff --quiet HEAD -- 2>/dev/null || dirty=" (with uncommitted changes in the work tree)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty"
+  echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
+  echo "etcd: $(etcd --version 2>/dev/null | awk '/etcd Version/ {print $3}')"
+  echo "redis: $(redis-server --version 2>/dev/null | awk '{print $3}' | tr -d v=)"
+} >"$WORK/machine.txt"
+fi
 RESULTS="$(cd "$RESULTS" && pwd)"
 COMMANDS="$RESULTS/commands.txt"
-if [ "$COMPARE" = 1 ]; then : >"$COMMANDS.compare"; fi
-if [ "$SCALING" = 1 ]; then : >"$COMMANDS.scaling"; fi
+# The command log of a section keeps the lines of runs not measured again.
+for s in compare scaling; do
+  rm -f "$COMMANDS.$s"
+  if [ -f "$RESULTS/commands-$s.txt" ] && [ -n "$ONLY" ]; then cp "$RESULTS/commands-$s.txt" "$COMMANDS.$s"; fi
+done
 
 # Writes facts about the run into a result JSON: system, exact command.
 annotate() { # file system command section
@@ -151,6 +179,7 @@ EOF
 # (space-separated) are passed as --pids for CPU and memory accounting.
 # bench NAME SYSTEM SECTION SERVER_PIDS -- bench args...
 bench() {
+  if ! wanted "$1"; then return 0; fi
   local name=$1 sys=$2 section=$3 pids
   # shellcheck disable=SC2086
   pids=$(echo $4 | tr ' ' ',')
@@ -158,6 +187,10 @@ bench() {
   set -- "$@" --pids "$pids"
   local out="$RESULTS/$name.json" cmd
   cmd="dynkv bench $* --json $out"
+  if [ -f "$COMMANDS.$section" ]; then
+    grep -v "^$name: " "$COMMANDS.$section" >"$COMMANDS.$section.tmp" || true
+    mv "$COMMANDS.$section.tmp" "$COMMANDS.$section"
+  fi
   echo "$name: $cmd" >>"$COMMANDS.$section"
   log "$sys"
   # Progress lines go to the log only; everything else to the terminal too.
@@ -233,96 +266,127 @@ run_compare() {
   local args half
   args=$(common_args "$CONNS" "$VALUE" "$KEYS")
 
-  start_bare
-  # shellcheck disable=SC2086
-  bench bare "bare axum server (HTTP ceiling)" compare "$BARE_PID" -- \
-    --targets "http://127.0.0.1:$BASE" --target-kind bare $args
-  log "bare axum server, wrk GET (reference: a C load generator)"
-  local wrk_cmd="wrk -t1 -c$CONNS -d$DURATION --latency http://127.0.0.1:$BASE/kv/bench-1"
-  echo "wrk-bare: $wrk_cmd" >>"$COMMANDS.compare"
-  $wrk_cmd >"$RESULTS/wrk-bare.txt"
-  cat "$RESULTS/wrk-bare.txt" >&2
-  stop_pid "$BARE_PID"
-
-  start_dynkv 1 DYNKV__CLUSTER__N_VAL=1
-  # shellcheck disable=SC2086
-  bench dynkv-1 "dynkv 1 node (N=1)" compare "$CLUSTER_PIDS" -- --targets "$CLUSTER_TARGETS" $args
-  stop_dynkv
-
-  start_dynkv 1 DYNKV__CLUSTER__N_VAL=1
-  half=$(python3 -c "print(round($(peak_of "$RESULTS/dynkv-1.json") / 2))")
-  # shellcheck disable=SC2086
-  bench dynkv-1-half "dynkv 1 node (N=1), open loop at half its peak ($half ops/s)" compare "$CLUSTER_PIDS" -- \
-    --targets "$CLUSTER_TARGETS" $args --rate "$half"
-  stop_dynkv
-
-  start_dynkv 3
-  # shellcheck disable=SC2086
-  bench dynkv-3-rw2 "dynkv 3 nodes N=3 R=W=2" compare "$CLUSTER_PIDS" -- \
-    --targets "$CLUSTER_TARGETS" --r 2 --w 2 $args &
-  local bp=$!
-  if [ "$PROFILE" = 1 ]; then
-    local pidlist
+  if wanted bare || wanted wrk-bare; then
+    start_bare
     # shellcheck disable=SC2086
-    pidlist=$(echo $CLUSTER_PIDS | tr ' ' ',')
-    # Wait for the preload to end and the warm-up to pass, then sample 10 s
-    # of the measured phase.
-    rm -f "$WORK/dynkv-3-rw2.stderr"
-    until grep -q '^preload:' "$WORK/dynkv-3-rw2.stderr" 2>/dev/null || ! kill -0 "$bp" 2>/dev/null; do sleep 0.5; done
-    sleep "$(python3 -c "import re; s='$WARMUP'; print(float(re.sub('[a-z]+','',s)) * (0.001 if s.endswith('ms') else 1) + 1)")"
-    log "profiling nodes $pidlist for 10 s"
-    perf record -e cpu-clock -F 499 -g -p "$pidlist" -o "$WORK/perf.data" -- sleep 10 >/dev/null 2>&1 || true
-    perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 -g none \
-      2>/dev/null | grep -v '^$' | head -80 >"$RESULTS/profile-dynkv-3-rw2.txt" || true
-    perf report -i "$WORK/perf.data" --stdio --children --sort symbol --percent-limit 3 -g none \
-      2>/dev/null | grep -v '^$' | head -80 >"$RESULTS/profile-dynkv-3-rw2-inclusive.txt" || true
+    bench bare "bare axum server (HTTP ceiling)" compare "$BARE_PID" -- \
+      --targets "http://127.0.0.1:$BASE" --target-kind bare $args
+    if wanted wrk-bare; then
+      log "bare axum server, wrk GET (reference: a C load generator)"
+      local wrk_cmd="wrk -t1 -c$CONNS -d$DURATION --latency http://127.0.0.1:$BASE/kv/bench-1"
+      echo "wrk-bare: $wrk_cmd" >>"$COMMANDS.compare"
+      $wrk_cmd >"$RESULTS/wrk-bare.txt"
+      cat "$RESULTS/wrk-bare.txt" >&2
+    fi
+    stop_pid "$BARE_PID"
   fi
-  wait "$bp"
-  stop_dynkv
 
+  if wanted dynkv-1; then
+    start_dynkv 1 DYNKV__CLUSTER__N_VAL=1
+    # shellcheck disable=SC2086
+    bench dynkv-1 "dynkv 1 node (N=1)" compare "$CLUSTER_PIDS" -- --targets "$CLUSTER_TARGETS" $args
+    stop_dynkv
+  fi
+
+  if wanted dynkv-1-half; then
+    start_dynkv 1 DYNKV__CLUSTER__N_VAL=1
+    half=$(python3 -c "print(round($(peak_of "$RESULTS/dynkv-1.json") / 2))")
+    # shellcheck disable=SC2086
+    bench dynkv-1-half "dynkv 1 node (N=1), open loop at half its peak ($half ops/s)" compare "$CLUSTER_PIDS" -- \
+      --targets "$CLUSTER_TARGETS" $args --rate "$half"
+    stop_dynkv
+  fi
+
+  if wanted dynkv-3-rw2; then
+    start_dynkv 3
+    # shellcheck disable=SC2086
+    bench dynkv-3-rw2 "dynkv 3 nodes N=3 R=W=2" compare "$CLUSTER_PIDS" -- \
+      --targets "$CLUSTER_TARGETS" --r 2 --w 2 $args
+    stop_dynkv
+  fi
+
+  if wanted dynkv-3-rw2-half; then
+    start_dynkv 3
+    half=$(python3 -c "print(round($(peak_of "$RESULTS/dynkv-3-rw2.json") / 2))")
+    # shellcheck disable=SC2086
+    bench dynkv-3-rw2-half "dynkv 3 nodes N=3 R=W=2, open loop at half its peak ($half ops/s)" compare "$CLUSTER_PIDS" -- \
+      --targets "$CLUSTER_TARGETS" --r 2 --w 2 $args --rate "$half"
+    stop_dynkv
+  fi
+
+  if wanted dynkv-3-rw1; then
+    start_dynkv 3
+    # shellcheck disable=SC2086
+    bench dynkv-3-rw1 "dynkv 3 nodes N=3 R=W=1" compare "$CLUSTER_PIDS" -- \
+      --targets "$CLUSTER_TARGETS" --r 1 --w 1 $args
+    stop_dynkv
+  fi
+
+  if wanted dynkv-3-rw2-sync; then
+    start_dynkv 3 DYNKV__STORAGE__SYNC_WRITES=true
+    # shellcheck disable=SC2086
+    bench dynkv-3-rw2-sync "dynkv 3 nodes N=3 R=W=2, sync_writes=true (fsync per write)" compare "$CLUSTER_PIDS" -- \
+      --targets "$CLUSTER_TARGETS" --r 2 --w 2 $args
+    stop_dynkv
+  fi
+
+  if wanted etcd-3; then
+    start_etcd
+    # shellcheck disable=SC2086
+    bench etcd-3 "etcd $(etcd --version | awk '/etcd Version/ {print $3}') 3 nodes (v3 HTTP/JSON gateway)" compare "$ETCD_PIDS" -- \
+      --targets "$ETCD_TARGETS" --target-kind etcd $args
+    stop_etcd
+  fi
+
+  if wanted redis; then
+    log "Redis (redis-benchmark; reference only)"
+    local rport=$((BASE + 30))
+    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+      --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+    local rpid=$!; PIDS+=("$rpid")
+    for _ in $(seq 1 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    local rcmd="redis-benchmark -h 127.0.0.1 -p $rport -c $CONNS -d $VALUE -r $KEYS -n $REDIS_N -t set,get --csv"
+    echo "redis: $rcmd" >>"$COMMANDS.compare"
+    $rcmd >"$RESULTS/redis.csv"
+    cat "$RESULTS/redis.csv" >&2
+    stop_pid "$rpid"
+  fi
+}
+
+# A CPU profile of the 3 nodes under the R=W=2 load, in a run of its own so
+# the profiler's cost does not touch the figures in the tables.
+run_profile() {
+  local args pidlist bp
+  args=$(common_args "$CONNS" "$VALUE" "$KEYS")
   start_dynkv 3
-  half=$(python3 -c "print(round($(peak_of "$RESULTS/dynkv-3-rw2.json") / 2))")
   # shellcheck disable=SC2086
-  bench dynkv-3-rw2-half "dynkv 3 nodes N=3 R=W=2, open loop at half its peak ($half ops/s)" compare "$CLUSTER_PIDS" -- \
-    --targets "$CLUSTER_TARGETS" --r 2 --w 2 $args --rate "$half"
+  pidlist=$(echo $CLUSTER_PIDS | tr ' ' ',')
+  rm -f "$WORK/profile.stderr"
+  # shellcheck disable=SC2086
+  "$BIN" bench --targets "$CLUSTER_TARGETS" --r 2 --w 2 $args --label profile \
+    2>"$WORK/profile.stderr" >/dev/null &
+  bp=$!; PIDS+=("$bp")
+  # Wait for the preload, let the warm-up pass, then sample 10 s of load.
+  until grep -q '^preload:' "$WORK/profile.stderr" 2>/dev/null || ! kill -0 "$bp" 2>/dev/null; do sleep 0.5; done
+  sleep "$(python3 -c "import re; s='$WARMUP'; print(float(re.sub('[a-z]+', '', s)) * (0.001 if s.endswith('ms') else 1) + 1)")"
+  log "profiling nodes $pidlist for 10 s"
+  perf record -e cpu-clock -F 499 -g -p "$pidlist" -o "$WORK/perf.data" -- sleep 10 >/dev/null 2>&1 || true
+  echo "profile: perf record -e cpu-clock -F 499 -g -p <3 node pids> -- sleep 10 (during dynkv bench --r 2 --w 2 $args)" \
+    >>"$COMMANDS.compare"
+  perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 -g none 2>/dev/null \
+    | grep -v '^$' | sed 's/ *- *- *$//' | head -80 >"$RESULTS/profile-dynkv-3-rw2.txt" || true
+  perf report -i "$WORK/perf.data" --stdio --children --sort symbol --percent-limit 4 -g none 2>/dev/null \
+    | grep -v '^$' | sed 's/ *- *- *$//' | head -120 >"$RESULTS/profile-dynkv-3-rw2-inclusive.txt" || true
+  wait "$bp" || true
   stop_dynkv
-
-  start_dynkv 3
-  # shellcheck disable=SC2086
-  bench dynkv-3-rw1 "dynkv 3 nodes N=3 R=W=1" compare "$CLUSTER_PIDS" -- \
-    --targets "$CLUSTER_TARGETS" --r 1 --w 1 $args
-  stop_dynkv
-
-  start_dynkv 3 DYNKV__STORAGE__SYNC_WRITES=true
-  # shellcheck disable=SC2086
-  bench dynkv-3-rw2-sync "dynkv 3 nodes N=3 R=W=2, sync_writes=true (fsync per write)" compare "$CLUSTER_PIDS" -- \
-    --targets "$CLUSTER_TARGETS" --r 2 --w 2 $args
-  stop_dynkv
-
-  start_etcd
-  # shellcheck disable=SC2086
-  bench etcd-3 "etcd $(etcd --version | awk '/etcd Version/ {print $3}') 3 nodes (v3 HTTP/JSON gateway)" compare "$ETCD_PIDS" -- \
-    --targets "$ETCD_TARGETS" --target-kind etcd $args
-  stop_etcd
-
-  log "Redis (redis-benchmark; reference only)"
-  local rport=$((BASE + 30))
-  redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
-    --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-  local rpid=$!; PIDS+=("$rpid")
-  for _ in $(seq 1 100); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  local rcmd="redis-benchmark -h 127.0.0.1 -p $rport -c $CONNS -d $VALUE -r $KEYS -n $REDIS_N -t set,get --csv"
-  echo "redis: $rcmd" >>"$COMMANDS.compare"
-  $rcmd >"$RESULTS/redis.csv"
-  cat "$RESULTS/redis.csv" >&2
-  stop_pid "$rpid"
 }
 
 # --- scaling -------------------------------------------------------------------
 run_scaling() {
-  local v k c args name
+  local v k c
   scaling_run() { # name connections value keys
     local name=$1
+    wanted "$name" || return 0
     start_dynkv 3
     # shellcheck disable=SC2046
     bench "$name" "dynkv 3 nodes N=3 R=W=2, $2 connections, $3 B values, $4 keys" scaling "$CLUSTER_PIDS" -- \
@@ -331,41 +395,36 @@ run_scaling() {
   }
   for v in 100 1024 65536; do scaling_run "scale-value-$v" "$CONNS" "$v" "$SCALING_VALUE_KEYS"; done
   local key_counts="10000 100000 1000000"
-  [ "$QUICK" = 1 ] && key_counts="1000 10000 50000"
+  if [ "$QUICK" = 1 ]; then key_counts="1000 10000 50000"; fi
   for k in $key_counts; do
     # The 1 KiB point at the value-size series' key count is already measured.
-    [ "$k" = "$SCALING_VALUE_KEYS" ] && [ "$CONNS" = 64 ] && continue
+    if [ "$k" = "$SCALING_VALUE_KEYS" ]; then continue; fi
     scaling_run "scale-keys-$k" "$CONNS" 1024 "$k"
   done
   for c in 1 4 16 64 256; do
-    [ "$c" = "$CONNS" ] && [ -f "$RESULTS/scale-keys-$KEYS.json" ] && continue
+    # The default connection count at the default key count is in the keys series.
+    if [ "$c" = "$CONNS" ] && [[ " $key_counts " == *" $KEYS "* ]]; then continue; fi
     scaling_run "scale-conns-$c" "$c" 1024 "$KEYS"
   done
 }
 
-[ "$COMPARE" = 1 ] && run_compare
-[ "$SCALING" = 1 ] && run_scaling
-cleanup
+if [ "$DOC_ONLY" = 0 ]; then
+  if [ "$COMPARE" = 1 ]; then run_compare; fi
+  if [ "$PROFILE" = 1 ]; then run_profile; fi
+  if [ "$SCALING" = 1 ]; then run_scaling; fi
+  cleanup
+fi
 
 # --- the document ----------------------------------------------------------------
 log "writing $DOC"
-{
-  echo "nproc: $(nproc)"
-  echo "cpu: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)"
-  echo "memory: $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-  echo "kernel: $(uname -sr)"
-  echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
-  echo "etcd: $(etcd --version 2>/dev/null | awk '/etcd Version/ {print $3}')"
-  echo "redis: $(redis-server --version 2>/dev/null | awk '{print $3}' | tr -d v=)"
-} >"$WORK/machine.txt"
+if [ "$DOC_ONLY" = 0 ]; then
 for s in compare scaling; do
   if [ -f "$COMMANDS.$s" ]; then
     cp "$WORK/machine.txt" "$RESULTS/machine-$s.txt"
     mv "$COMMANDS.$s" "$RESULTS/commands-$s.txt"
   fi
 done
+fi
 
 python3 - "$RESULTS" "$DOC" "$COMPARE" "$SCALING" "$ROOT" "$QUICK" <<'PYEOF'
 import csv, json, os, re, sys

@@ -204,6 +204,8 @@ struct Progress {
     done: AtomicU64,
     errors: AtomicU64,
     claimed: AtomicU64,
+    /// Slowest successful request since the last progress line, µs: shows stalls as they happen.
+    max_us: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -295,13 +297,14 @@ fn spawn_progress(
             }
             let done = progress.done.load(Ordering::Relaxed);
             let errors = progress.errors.load(Ordering::Relaxed);
+            let max_ms = progress.max_us.swap(0, Ordering::Relaxed) as f64 / 1000.0;
             let phase = match measure_start {
                 Some(m) if Instant::now() < m => "warmup",
                 _ => what,
             };
             let of = total.map(|t| format!("/{t}")).unwrap_or_default();
             eprintln!(
-                "[{:>6.1}s] {phase:<7} {:>9} ops/s   {done}{of} done, {errors} errors",
+                "[{:>6.1}s] {phase:<7} {:>9} ops/s  max {max_ms:>8.1} ms   {done}{of} done, {errors} errors",
                 t0.elapsed().as_secs_f64(),
                 done - last
             );
@@ -449,8 +452,9 @@ async fn client(
         match res {
             Ok(a) => {
                 progress.done.fetch_add(1, Ordering::Relaxed);
+                let us = done.duration_since(scheduled).as_micros() as u64;
+                progress.max_us.fetch_max(us, Ordering::Relaxed);
                 if measuring {
-                    let us = done.duration_since(scheduled).as_micros() as u64;
                     rec.success(op, a.status.as_u16(), us);
                     last_done = Some(done);
                 }
