@@ -228,6 +228,7 @@ async fn do_get(
         sloppy: p.sloppy,
         timeout: p.timeout,
         after: (!after.is_empty()).then_some(after),
+        n_val: None,
     };
     let object = state.coord.get(key, opts).await?;
     Ok(render_object(object.as_ref(), headers))
@@ -342,6 +343,8 @@ async fn write(
         sloppy: p.sloppy,
         timeout_ms: timeout.as_millis() as u64,
         idempotency_key,
+        n_val: None,
+        supersede: false,
     };
     let outcome = state.coord.put(req).await?;
     let object = &outcome.object;

@@ -2,22 +2,23 @@
 //!
 //! One axum [`Router`] per audience, merged on one listener:
 //! - the public key-value API under `/kv/{key}` ([`kv`]),
+//! - a Riak-compatible API (`/buckets/...`, `/types/default/...`, `/ping`,
+//!   `/stats`, `/`) over the same coordinator ([`riak`]),
 //! - operator views under `/admin/...`, `/metrics` and `/health` ([`admin`]),
 //! - the internode endpoint `/rpc`, guarded by the cluster token ([`rpc`]).
 //!
 //! Handlers only translate HTTP to coordinator calls and back; replication,
-//! quorums and versioning live in `dynkv-quorum`. Every error leaves through
-//! [`ApiError`], the one place that maps failures to a status and a JSON
-//! body `{"error": "<sentence>", "code": "<slug>"}`.
-//!
-//! A later router (Riak-compatible buckets) is merged the same way, over the
-//! same coordinator.
+//! quorums and versioning live in `dynkv-quorum`. Every error of `/kv` and
+//! `/admin` leaves through [`ApiError`], the one place that maps failures to
+//! a status and a JSON body `{"error": "<sentence>", "code": "<slug>"}`; the
+//! Riak routes answer errors as Riak does ([`riak::RiakError`]).
 
 pub mod admin;
 mod error;
 pub mod kv;
 pub mod members;
 mod metrics;
+pub mod riak;
 pub mod rpc;
 mod siblings;
 
@@ -109,6 +110,7 @@ pub(crate) fn has_cluster_token(state: &AppState, headers: &axum::http::HeaderMa
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(kv::router(&state))
+        .merge(riak::router(&state))
         .merge(admin::router())
         .merge(members::router())
         .merge(rpc::router(&state))

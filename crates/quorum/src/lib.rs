@@ -29,6 +29,19 @@
 //! in (or the read-repair deadline passes) it runs read repair
 //! (`dynkv-repair`) without the client waiting for it.
 //!
+//! ## Hooks for namespaced protocols (Riak buckets)
+//! - A read or write may name an `n_val` below the cluster's N
+//!   ([`Coordinator::placement_n`]): its primaries are then the first
+//!   `n_val` nodes of the key's ring walk, and R and W count among them.
+//!   Anti-entropy and ownership handoff still work per partition over the
+//!   cluster's N replicas, so such a key may later gain copies on the other
+//!   replicas of its partition; requests only ever wait for its own.
+//! - A write may *supersede* ([`WriteRequest::supersede`]): the coordinator
+//!   applies it with the join of its own stored state as context, so it
+//!   replaces every sibling that replica holds (Riak's `allow_mult=false`).
+//! - [`Request::ListKeys`] and [`Request::ListNamespaces`] scan the local
+//!   store of one partition, for key and bucket listings.
+//!
 //! ## Concurrency
 //! No global lock: the ring and the peer table are atomically swapped
 //! snapshots, the store serialises writers per key, and fan-out runs on
@@ -221,6 +234,9 @@ pub struct ReadOptions {
     /// Session guarantee: answer only with a state that descends from this
     /// context (the client's last read or write), or fail as stale.
     pub after: Option<VersionVector>,
+    /// Replicas of this key when fewer than the cluster's N (a Riak
+    /// bucket's `n_val`); `None`: the cluster's N. Must match the writes'.
+    pub n_val: Option<usize>,
 }
 
 impl ReadOptions {
@@ -370,11 +386,21 @@ impl Coordinator {
 
     /// The key's partition, hash, primaries and fallbacks.
     pub fn placement(&self, key: &[u8]) -> Placement {
+        self.placement_n(key, None)
+    }
+
+    /// [`Coordinator::placement`] for a key kept on `n_val` replicas when
+    /// that is fewer than the cluster's N (per-namespace replication, as
+    /// Riak's bucket `n_val`): the first `n_val` nodes of the same ring walk
+    /// are its primaries and the rest are fallbacks.
+    pub fn placement_n(&self, key: &[u8], n_val: Option<usize>) -> Placement {
         let ring = self.ring.load();
         let hash = dynkv_ring::key_hash(key);
         let partition = ring.partition_of_hash(hash);
         let walk = ring.walk(partition);
-        let n = self.config.n_val.min(walk.len());
+        let n = n_val
+            .map_or(self.config.n_val, |n| n.clamp(1, self.config.n_val))
+            .min(walk.len());
         Placement {
             partition,
             hash,
@@ -466,7 +492,7 @@ impl Coordinator {
     pub async fn put(self: &Arc<Self>, mut req: WriteRequest) -> Result<WriteOutcome, QuorumError> {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(req.timeout_ms);
-        let placement = self.placement(&req.key);
+        let placement = self.placement_n(&req.key, req.n_val.map(|n| n as usize));
         let n = placement.primaries.len();
         let w = req.w.required(n);
         if w == 0 || w > n {
@@ -564,6 +590,7 @@ impl Coordinator {
             content,
             context,
             idempotency_key,
+            supersede,
             ..
         } = req;
         let (updated, replayed) = self
@@ -577,6 +604,12 @@ impl Coordinator {
                 let u = s.update(&kr, |cur| {
                     let cur = cur.unwrap_or_default();
                     let now = now_micros();
+                    // Superseding writes have seen everything stored here.
+                    let context = if supersede {
+                        context.merge(&cur.join())
+                    } else {
+                        context
+                    };
                     if let Some(k) = &idempotency_key
                         && idempotency::seen(&cur, k, now, window)
                     {
@@ -807,13 +840,35 @@ impl Coordinator {
     ) -> Result<Option<Object>, QuorumError> {
         let timeout = opts.timeout.unwrap_or(self.config.default_timeout);
         let deadline = Instant::now() + timeout;
-        let placement = self.placement(&key);
+        let placement = self.placement_n(&key, opts.n_val);
         let n = placement.primaries.len();
         let r = opts.r.unwrap_or(self.config.default_r).required(n);
         if r == 0 || r > n {
             return Err(QuorumError::BadRequest(format!(
                 "r asks for {r} of {n} replicas"
             )));
+        }
+        if placement.primaries.len() == 1 && placement.primaries[0] == self.me {
+            // The only replica is this node: read it in place (no fan-out
+            // task, no read repair to plan).
+            return match self
+                .handle(Request::Get {
+                    key,
+                    hint_for: None,
+                })
+                .await
+            {
+                Response::Object(o) => {
+                    let seen = o.as_ref().map(|o| o.join()).unwrap_or_default();
+                    if opts.after.as_ref().is_some_and(|ctx| !seen.descends(ctx)) {
+                        self.metrics.stale_reads.inc();
+                        return Err(QuorumError::Stale { answered: 1 });
+                    }
+                    Ok(o)
+                }
+                Response::Failed(f) => Err(QuorumError::Storage(f.message)),
+                _ => Err(QuorumError::Storage("unexpected local answer".into())),
+            };
         }
         // Targets: every primary; with sloppy, a fallback stands in for each
         // primary believed down or failing during this read.
@@ -1117,7 +1172,7 @@ impl Coordinator {
                 }
             }
             Request::Coordinate(req) => {
-                let placement = self.placement(&req.key);
+                let placement = self.placement_n(&req.key, req.n_val.map(|n| n as usize));
                 let n = placement.primaries.len();
                 let w = req.w.required(n);
                 if w == 0 || w > n {
@@ -1133,6 +1188,31 @@ impl Coordinator {
                     Ok(o) => Response::Written(o),
                     Err(e) => Response::Failed(e.to_remote()),
                 }
+            }
+            Request::ListKeys {
+                partition,
+                prefix,
+                after,
+                limit,
+            } => {
+                let store = self.store.clone();
+                let scan = tokio::task::spawn_blocking(move || {
+                    store.scan_keys(partition, &prefix, after.as_deref(), limit as usize)
+                })
+                .await;
+                listed(scan)
+            }
+            Request::ListNamespaces {
+                partition,
+                after,
+                limit,
+            } => {
+                let store = self.store.clone();
+                let scan = tokio::task::spawn_blocking(move || {
+                    store.scan_namespaces(partition, after.as_deref(), limit as usize)
+                })
+                .await;
+                listed(scan)
             }
             other => Response::Failed(RemoteFailure {
                 code: "unsupported".into(),
@@ -1177,6 +1257,15 @@ mod planted_bug {
             replayed: false,
             dot: Some((c.me.to_string(), counter)),
         })
+    }
+}
+
+/// The answer to a listing step: the keys, or why the scan failed.
+fn listed(scan: Result<dynkv_storage::Result<Vec<Vec<u8>>>, tokio::task::JoinError>) -> Response {
+    match scan {
+        Ok(Ok(keys)) => Response::Keys(keys.into_iter().map(Bytes::from).collect()),
+        Ok(Err(e)) => Response::Failed(QuorumError::Storage(e.to_string()).to_remote()),
+        Err(e) => Response::Failed(QuorumError::Storage(e.to_string()).to_remote()),
     }
 }
 

@@ -81,6 +81,8 @@ fn write(key: &Bytes, value: &str, ctx: VersionVector, w: Quorum, sloppy: bool) 
         sloppy,
         timeout_ms: 1500,
         idempotency_key: None,
+        n_val: None,
+        supersede: false,
     }
 }
 
@@ -100,6 +102,7 @@ fn read(r: Quorum) -> ReadOptions {
         sloppy: true,
         timeout: Some(Duration::from_secs(1)),
         after: None,
+        n_val: None,
     }
 }
 
@@ -205,6 +208,7 @@ async fn partitioned_replica_fails_all_but_not_majority() {
                 sloppy: false,
                 timeout: Some(Duration::from_millis(800)),
                 after: None,
+                n_val: None,
             },
         )
         .await
@@ -476,6 +480,7 @@ async fn a_session_read_never_goes_back_in_time() {
         sloppy: true,
         timeout: Some(Duration::from_millis(700)),
         after: Some(session.clone()),
+        n_val: None,
     };
     let err = c
         .node("n3")

@@ -93,6 +93,14 @@ pub struct WriteRequest {
     /// The client's `Idempotency-Key`: the write is applied at most once
     /// per key and idempotency key within the configured window.
     pub idempotency_key: Option<String>,
+    /// Replicas of this key when fewer than the cluster's N (a Riak
+    /// bucket's `n_val`): the first `n_val` nodes of the ring walk are its
+    /// primaries. `None`: the cluster's N.
+    pub n_val: Option<u32>,
+    /// Replace every sibling the coordinator's replica holds, as if the
+    /// context had seen them all (Riak buckets with `allow_mult=false` or
+    /// `last_write_wins`): repeated writes then never pile up siblings.
+    pub supersede: bool,
 }
 
 /// A coordinated write's result.
@@ -199,6 +207,31 @@ pub enum Request {
         /// Key and object pairs.
         items: Vec<(Bytes, Object)>,
     },
+    /// Key listing: up to `limit` keys of the local replica of a partition
+    /// that start with `prefix`, after `after`, in key order, leaving out
+    /// keys that are only tombstones. Answer: [`Response::Keys`] (fewer
+    /// than `limit`: the partition is exhausted).
+    ListKeys {
+        /// The partition.
+        partition: u32,
+        /// Only keys starting with these bytes (a namespace's prefix).
+        prefix: Bytes,
+        /// Resume after this key (exclusive).
+        after: Option<Bytes>,
+        /// Most keys in the answer.
+        limit: u32,
+    },
+    /// Namespace listing: up to `limit` distinct namespaces (see
+    /// `dynkv_storage::namespace`) with a live key in the local replica of a
+    /// partition, after `after`. Answer: [`Response::Keys`].
+    ListNamespaces {
+        /// The partition.
+        partition: u32,
+        /// Resume after this namespace (exclusive).
+        after: Option<Bytes>,
+        /// Most namespaces in the answer.
+        limit: u32,
+    },
 }
 
 impl Request {
@@ -217,6 +250,8 @@ impl Request {
             Request::Gossip { .. } => "gossip",
             Request::Join { .. } => "join",
             Request::Handoff { .. } => "handoff",
+            Request::ListKeys { .. } => "list_keys",
+            Request::ListNamespaces { .. } => "list_namespaces",
         }
     }
 
@@ -294,6 +329,8 @@ pub enum Response {
     State(Bytes),
     /// The request was understood but failed.
     Failed(RemoteFailure),
+    /// Keys or namespaces of a listing step, in order.
+    Keys(Vec<Bytes>),
 }
 
 /// A frame that could not be decoded.

@@ -1,0 +1,291 @@
+//! Key and bucket listing: `GET /buckets/{b}/keys?keys=true|stream` and
+//! `GET /buckets?buckets=true|stream`.
+//!
+//! As in Riak these are **expensive**: they visit every partition of the
+//! ring, so their cost grows with the data in the whole cluster, and they
+//! are meant for development and operations, not for serving requests.
+//!
+//! A listing asks one replica of each partition (a *covering set*: the
+//! replica is chosen in turn among the partition's primaries, so the work
+//! is spread over the cluster, and believed-down nodes are skipped; a replica
+//! that fails is replaced by the next one, resuming where it stopped). Each
+//! replica scans only its local store, in pages of [`PAGE`] keys
+//! ([`Request::ListKeys`], [`Request::ListNamespaces`]): keys of one bucket
+//! are contiguous in a partition, and distinct buckets are found by seeking
+//! past each one. [`CONCURRENCY`] partitions are listed at once.
+//!
+//! With `=stream` every page is sent as soon as it arrives, as a chunk
+//! `{"keys":[...]}` (or `{"buckets":[...]}`) of a chunked response; a
+//! failure mid-way ends the stream with `{"error":"..."}`, as Riak does.
+//! With `=true` the answer is one JSON document, or 503 with
+//! `{"error":"..."}`. `timeout` (milliseconds) bounds the whole listing and
+//! fails it with `{"error":"timeout"}`.
+//!
+//! Like Riak's, a listing reads one replica per partition (R=1): a key
+//! written moments ago, or one a replica missed, may be absent. Keys whose
+//! every sibling is a tombstone are left out.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Extension, Query, RawPathParams, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dynkv_ring::NodeId;
+use dynkv_rpc::{Request, Response as RpcResponse};
+use dynkv_storage::namespace;
+use futures::TryStreamExt;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::{QueryMap, Riak, Stats, Target, listing_deadline, observed, query_map};
+use crate::AppState;
+
+/// Keys (or buckets) asked of a replica per call.
+pub const PAGE: u32 = 1000;
+
+/// Partitions listed at once.
+pub const CONCURRENCY: usize = 4;
+
+/// What to list.
+#[derive(Clone)]
+enum Listing {
+    /// The keys of a bucket (its namespace prefix).
+    Keys(Bytes),
+    /// The buckets that hold at least one live key.
+    Buckets,
+}
+
+impl Listing {
+    fn field(&self) -> &'static str {
+        match self {
+            Listing::Keys(_) => "keys",
+            Listing::Buckets => "buckets",
+        }
+    }
+}
+
+/// What the listing task reports.
+enum Event {
+    /// Some names (keys or buckets), each reported once.
+    Batch(Vec<Vec<u8>>),
+    /// The listing stopped: `timeout`, or why no replica answered.
+    Failed(String),
+}
+
+/// `GET /buckets/{b}/keys?keys=true|stream`.
+pub async fn keys(
+    State(state): State<AppState>,
+    Extension(riak): Extension<Riak>,
+    params: RawPathParams,
+    query: Result<Query<QueryMap>, QueryRejection>,
+) -> Response {
+    observed(&state, "riak_list_keys", async {
+        let t = Target::from_path(&state, &params)?;
+        let q = query_map(query)?;
+        let deadline = listing_deadline(&state, &q)?;
+        let what = Listing::Keys(Bytes::from(namespace::prefix(&t.bucket)));
+        let stream = match q.get("keys").map(String::as_str) {
+            Some("stream") => true,
+            Some("true") => false,
+            // Riak answers the (here: no) bucket properties without `keys`.
+            _ => return Ok(json_response(StatusCode::OK, json!({}).to_string())),
+        };
+        Stats::bump(&riak.0.stats.key_listings);
+        Ok(answer(state.clone(), what, deadline, stream).await)
+    })
+    .await
+}
+
+/// `GET /buckets?buckets=true|stream`.
+pub async fn buckets(
+    State(state): State<AppState>,
+    Extension(riak): Extension<Riak>,
+    params: RawPathParams,
+    query: Result<Query<QueryMap>, QueryRejection>,
+) -> Response {
+    observed(&state, "riak_list_buckets", async {
+        // Checks the bucket type of `/types/{t}/buckets`.
+        Target::from_path(&state, &params)?;
+        let q = query_map(query)?;
+        let deadline = listing_deadline(&state, &q)?;
+        let stream = q.get("buckets").is_some_and(|v| v == "stream");
+        Stats::bump(&riak.0.stats.bucket_listings);
+        Ok(answer(state.clone(), Listing::Buckets, deadline, stream).await)
+    })
+    .await
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn names_json(field: &str, names: &[Vec<u8>]) -> String {
+    let names: Vec<String> = names
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    json!({ field: names }).to_string()
+}
+
+/// Runs a listing and answers it, streamed or whole.
+async fn answer(state: AppState, what: Listing, deadline: Instant, stream: bool) -> Response {
+    let field = what.field();
+    let mut rx = start(state, what, deadline);
+    if stream {
+        let chunks = futures::stream::unfold(rx, move |mut rx| async move {
+            let chunk = match rx.recv().await? {
+                Event::Batch(names) => names_json(field, &names),
+                Event::Failed(e) => json!({ "error": e }).to_string(),
+            };
+            Some((Ok::<_, std::convert::Infallible>(Bytes::from(chunk)), rx))
+        });
+        let mut r = Response::new(Body::from_stream(chunks));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return r;
+    }
+    let mut all = Vec::new();
+    while let Some(event) = rx.recv().await {
+        match event {
+            Event::Batch(names) => all.extend(names),
+            Event::Failed(e) => {
+                return json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "error": e }).to_string(),
+                );
+            }
+        }
+    }
+    json_response(StatusCode::OK, names_json(field, &all))
+}
+
+/// Starts the listing task; its events arrive on the returned channel,
+/// which closes when the listing is complete. Dropping the receiver (the
+/// client went away) stops the task.
+fn start(state: AppState, what: Listing, deadline: Instant) -> mpsc::Receiver<Event> {
+    let (tx, rx) = mpsc::channel(2 * CONCURRENCY);
+    tokio::spawn(async move {
+        let run = run(state, what, tx.clone());
+        let failure = match tokio::time::timeout_at(deadline.into(), run).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e,
+            Err(_) => "timeout".to_string(),
+        };
+        let _ = tx.send(Event::Failed(failure)).await;
+    });
+    rx
+}
+
+async fn run(state: AppState, what: Listing, tx: mpsc::Sender<Event>) -> Result<(), String> {
+    let ring = state.coord.ring();
+    let n = state.coord.effective_n();
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    futures::stream::iter((0..ring.partitions()).map(Ok))
+        .try_for_each_concurrent(CONCURRENCY, |partition| {
+            let replicas: Vec<NodeId> = ring.walk(partition).into_iter().take(n).cloned().collect();
+            list_partition(
+                state.clone(),
+                what.clone(),
+                partition,
+                replicas,
+                tx.clone(),
+                seen.clone(),
+            )
+        })
+        .await
+}
+
+/// Lists one partition from one of its replicas, page by page.
+async fn list_partition(
+    state: AppState,
+    what: Listing,
+    partition: u32,
+    replicas: Vec<NodeId>,
+    tx: mpsc::Sender<Event>,
+    seen: Arc<Mutex<HashSet<Vec<u8>>>>,
+) -> Result<(), String> {
+    let coord = &state.coord;
+    // Spread the work: start at a different replica for each partition,
+    // and try believed-up replicas first.
+    let len = replicas.len().max(1);
+    let mut order: Vec<NodeId> = (0..replicas.len())
+        .map(|i| replicas[(partition as usize + i) % len].clone())
+        .collect();
+    order.sort_by_key(|r| !coord.health().is_up(r));
+    let mut candidates = order.into_iter();
+    let mut tried = Vec::new();
+    let mut node = candidates
+        .next()
+        .ok_or_else(|| format!("partition {partition} has no replica"))?;
+    let mut after: Option<Bytes> = None;
+    loop {
+        let req = match &what {
+            Listing::Keys(prefix) => Request::ListKeys {
+                partition,
+                prefix: prefix.clone(),
+                after: after.clone(),
+                limit: PAGE,
+            },
+            Listing::Buckets => Request::ListNamespaces {
+                partition,
+                after: after.clone(),
+                limit: PAGE,
+            },
+        };
+        let reply = if &node == coord.node_id() {
+            Ok(coord.handle(req).await)
+        } else {
+            coord
+                .call_peer(&node, &req, coord.config().rpc_timeout)
+                .await
+        };
+        let why = match reply {
+            Ok(RpcResponse::Keys(items)) => {
+                let done = items.len() < PAGE as usize;
+                after = items.last().cloned();
+                let names: Vec<Vec<u8>> = match &what {
+                    Listing::Keys(_) => items
+                        .iter()
+                        .filter_map(|k| namespace::split(k).map(|(_, name)| name.to_vec()))
+                        .collect(),
+                    Listing::Buckets => {
+                        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                        items
+                            .iter()
+                            .filter(|b| seen.insert(b.to_vec()))
+                            .map(|b| b.to_vec())
+                            .collect()
+                    }
+                };
+                if !names.is_empty() && tx.send(Event::Batch(names)).await.is_err() {
+                    return Err("the client went away".into());
+                }
+                if done {
+                    return Ok(());
+                }
+                continue;
+            }
+            Ok(RpcResponse::Failed(f)) => f.message,
+            Ok(_) => "unexpected answer".to_string(),
+            Err(e) => e.to_string(),
+        };
+        tried.push(format!("{node}: {why}"));
+        node = candidates.next().ok_or_else(|| {
+            format!(
+                "no replica of partition {partition} could be listed ({})",
+                tried.join("; ")
+            )
+        })?;
+    }
+}

@@ -1,0 +1,900 @@
+//! Objects: `GET|HEAD|PUT|POST|DELETE /buckets/{b}/keys/{k}` and
+//! `POST /buckets/{b}/keys` (a server-chosen key), as `riak_kv_wm_object`
+//! serves them.
+//!
+//! ## Reads
+//! `r`, `pr`, `timeout`, `notfound_ok`, `basic_quorum`, `vtag`. One value:
+//! 200 with `Content-Type` (and charset), `X-Riak-Vclock`, `ETag`,
+//! RFC 1123 `Last-Modified`, `Link`, `X-Riak-Meta-*`, `X-Riak-Index-*`.
+//! Siblings: 300 as `multipart/mixed` when the client accepts it (CRLF
+//! before the first boundary and after the closing one, one part per
+//! sibling with its own headers and `X-Riak-Deleted: true` on tombstones),
+//! else Riak's `text/plain` list of vtags; `?vtag=` picks one. Nothing, or
+//! only tombstones: 404 `not found`, with the vclock and `X-Riak-Deleted`
+//! for a deleted key. `If-None-Match` / `If-Modified-Since`: 304.
+//!
+//! `pr` > 0 makes the read count only primary replicas (Riak's PR: our
+//! `sloppy=false`) and needs max(r, pr) of them. `notfound_ok=false` makes
+//! a read that found nothing ask again and wait for every replica (with
+//! `basic_quorum=true`, for a majority) before answering 404.
+//!
+//! ## Writes
+//! `w`, `dw`, `pw`, `returnbody`, `timeout` (and `rw` on deletes). Every
+//! acknowledgement of a dynkv replica is a durable write, so DW is met
+//! with W: a write waits for max(w, dw, pw) replicas, only primaries when
+//! `pw` > 0. Without `returnbody` a PUT answers 204 (a POST 201 with
+//! `Location`); with it, the object as after the write (200 or 300).
+//! `If-None-Match: *`, `If-Match` and `If-Unmodified-Since` are checked
+//! against a read just before the write (412 when they fail); as in Riak
+//! the check and the write are not atomic.
+//!
+//! A `DELETE` without a vclock first reads the key (404 when there is
+//! nothing) and deletes what it read, as Riak does; with one it deletes what
+//! that vclock has seen.
+//!
+//! ## Buckets without siblings
+//! With `allow_mult=false` or `last_write_wins=true` every write
+//! *supersedes* what its coordinator stores, and a read that still finds
+//! siblings (concurrent writes through different coordinators) shows only
+//! the newest by timestamp (ties broken by content, so every node picks the
+//! same one). The full causal context is still returned, so the next write
+//! replaces them all.
+//!
+//! ## Stored form
+//! The value and its `Content-Type` (the media type, plus `charset` when
+//! given) are the sibling's [`Content`]; user metadata, links and index
+//! entries are kept in its `meta` as `riak.meta.<name>`,
+//! `riak.link.<nnnnn>` (in order) and `riak.index.<field>`. Other metadata
+//! (idempotency records) is never shown.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Extension, Query, RawPathParams, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dynkv_quorum::ReadOptions;
+use dynkv_rpc::{Quorum, WriteRequest};
+use dynkv_vclock::{Content, Object, VersionVector};
+
+use super::props::BucketProps;
+use super::{
+    QueryMap, Riak, RiakError, Stats, Target, bool_param, http_date, observed, query_map,
+    quote_plus, rw_param, timeout_param, unquote_plus, vclock_header,
+};
+use crate::AppState;
+
+const META_PREFIX: &str = "riak.meta.";
+const LINK_PREFIX: &str = "riak.link.";
+const INDEX_PREFIX: &str = "riak.index.";
+
+/// `GET` (and `HEAD`) of one key.
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(riak): Extension<Riak>,
+    params: RawPathParams,
+    query: Result<Query<QueryMap>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    observed(&state, "riak_get", async {
+        let t = Target::from_path(&state, &params)?;
+        do_get(&state, &riak, &t, &query_map(query)?, &headers).await
+    })
+    .await
+}
+
+/// `PUT` or `POST` of one key.
+pub async fn put(
+    State(state): State<AppState>,
+    Extension(riak): Extension<Riak>,
+    params: RawPathParams,
+    query: Result<Query<QueryMap>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    observed(&state, "riak_put", async {
+        let t = Target::from_path(&state, &params)?;
+        do_put(&state, &riak, &t, false, &query_map(query)?, &headers, body).await
+    })
+    .await
+}
+
+/// `POST /buckets/{b}/keys`: stores under a new random key; 201 with
+/// `Location`.
+pub async fn post(
+    State(state): State<AppState>,
+    Extension(riak): Extension<Riak>,
+    params: RawPathParams,
+    query: Result<Query<QueryMap>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    observed(&state, "riak_put", async {
+        let mut t = Target::from_path(&state, &params)?;
+        t.key = Some(new_key().into_bytes());
+        do_put(&state, &riak, &t, true, &query_map(query)?, &headers, body).await
+    })
+    .await
+}
+
+/// `DELETE` of one key.
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(riak): Extension<Riak>,
+    params: RawPathParams,
+    query: Result<Query<QueryMap>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    observed(&state, "riak_delete", async {
+        let t = Target::from_path(&state, &params)?;
+        do_delete(&state, &riak, &t, &query_map(query)?, &headers).await
+    })
+    .await
+}
+
+/// A random key of 22 base62 characters (~131 bits), like Riak's
+/// `unique_id_62`.
+fn new_key() -> String {
+    let mut s = base62(rand::random::<u64>());
+    s.push_str(&base62(rand::random::<u64>()));
+    s
+}
+
+fn base62(mut v: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = [b'0'; 11];
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(v % 62) as usize];
+        v /= 62;
+    }
+    String::from_utf8(out.to_vec()).expect("ascii")
+}
+
+/// A sibling's vtag (its `ETag`): a digest of its whole content, so every
+/// node names a sibling the same way.
+pub fn etag(c: &Content) -> String {
+    base62(Object::from_value(c.clone()).digest())
+}
+
+/// The newest sibling by timestamp (ties broken by vtag): how buckets
+/// without siblings, and bucket properties, resolve concurrent versions.
+pub fn newest(o: &Object) -> Option<&Content> {
+    o.values()
+        .into_iter()
+        .max_by_key(|c| (c.modified_micros, Object::from_value((*c).clone()).digest()))
+}
+
+/// The siblings a read shows: all of them, or the newest alone for a
+/// bucket that resolves siblings.
+fn visible<'a>(riak: &Riak, o: &'a Object, props: &BucketProps) -> Vec<&'a Content> {
+    let values = o.values();
+    if values.len() > 1 && props.resolves_siblings() {
+        Stats::bump(&riak.0.stats.siblings_resolved);
+        newest(o).into_iter().collect()
+    } else {
+        values
+    }
+}
+
+/// Replicas of a bucket's keys with the current membership.
+fn bucket_n(state: &AppState, props: &BucketProps) -> usize {
+    props.n_val.min(state.coord.effective_n()).max(1)
+}
+
+fn n_val_violation(n: usize) -> RiakError {
+    RiakError::bad_request(format!(
+        "Specified w/dw/pw values invalid for bucket n value of {n}"
+    ))
+}
+
+/// Validated read parameters.
+struct ReadParams {
+    r: usize,
+    pr: usize,
+    timeout: Duration,
+    notfound_ok: bool,
+    basic_quorum: bool,
+}
+
+fn read_params(
+    state: &AppState,
+    props: &BucketProps,
+    q: &QueryMap,
+    n: usize,
+) -> Result<ReadParams, RiakError> {
+    let r = rw_param(q, "r")?.resolve(n, props.r);
+    let pr = rw_param(q, "pr")?.resolve(n, props.pr);
+    if r > n || pr > n {
+        return Err(n_val_violation(n));
+    }
+    Ok(ReadParams {
+        r,
+        pr,
+        timeout: timeout_param(state, q)?,
+        notfound_ok: bool_param(q, "notfound_ok")?.unwrap_or(props.notfound_ok),
+        basic_quorum: bool_param(q, "basic_quorum")?.unwrap_or(props.basic_quorum),
+    })
+}
+
+/// Reads a key with Riak's R, PR, notfound_ok and basic_quorum.
+async fn read(
+    state: &AppState,
+    key: &Bytes,
+    p: &ReadParams,
+    n: usize,
+) -> Result<Option<Object>, RiakError> {
+    let opts = |r: usize| ReadOptions {
+        r: Some(Quorum::Count(r as u32)),
+        sloppy: p.pr == 0,
+        timeout: Some(p.timeout),
+        after: None,
+        n_val: Some(n),
+    };
+    let first = p.r.max(p.pr).max(1);
+    let found = state
+        .coord
+        .get(key.clone(), opts(first))
+        .await
+        .map_err(|e| RiakError::read(e, p.pr > 0))?;
+    if found.is_none() && !p.notfound_ok {
+        // A "not found" does not count: look further before saying so.
+        let want = if p.basic_quorum { n / 2 + 1 } else { n };
+        if want > first {
+            return Ok(state
+                .coord
+                .get(key.clone(), opts(want))
+                .await
+                .unwrap_or(None));
+        }
+    }
+    Ok(found)
+}
+
+/// Validated write parameters.
+struct WriteParams {
+    required: usize,
+    pw: usize,
+    timeout: Duration,
+}
+
+fn write_params(
+    state: &AppState,
+    props: &BucketProps,
+    q: &QueryMap,
+    n: usize,
+    delete: bool,
+) -> Result<WriteParams, RiakError> {
+    let w = rw_param(q, "w")?.resolve(n, props.w);
+    let dw = rw_param(q, "dw")?.resolve(n, props.dw);
+    let pw = rw_param(q, "pw")?.resolve(n, props.pw);
+    let rw = if delete {
+        rw_param(q, "rw")?.resolve(n, props.rw)
+    } else {
+        0
+    };
+    if [w, dw, pw, rw].iter().any(|&x| x > n) {
+        return Err(n_val_violation(n));
+    }
+    Ok(WriteParams {
+        required: w.max(dw).max(pw).max(rw).max(1),
+        pw,
+        timeout: timeout_param(state, q)?,
+    })
+}
+
+async fn do_get(
+    state: &AppState,
+    riak: &Riak,
+    t: &Target,
+    q: &QueryMap,
+    headers: &HeaderMap,
+) -> Result<Response, RiakError> {
+    let props = riak.props(state, &t.bucket).await?;
+    let n = bucket_n(state, &props);
+    let p = read_params(state, &props, q, n)?;
+    Stats::bump(&riak.0.stats.gets);
+    let key = Bytes::from(t.internal_key());
+    let object = read(state, &key, &p, n)
+        .await?
+        .ok_or_else(RiakError::not_found)?;
+    let vclock = vclock_header(&object.join());
+    if let Some(vtag) = q.get("vtag") {
+        let Some(c) = object.values().into_iter().find(|c| etag(c) == *vtag) else {
+            return Err(RiakError::not_found());
+        };
+        let mut r = single(t, c, vclock);
+        if c.deleted {
+            r.headers_mut()
+                .insert("x-riak-deleted", HeaderValue::from_static("true"));
+        }
+        return Ok(r);
+    }
+    let shown = visible(riak, &object, &props);
+    if shown.iter().all(|c| c.deleted) {
+        return Err(deleted(vclock));
+    }
+    if shown.len() == 1 {
+        let c = shown[0];
+        if not_modified(headers, c) {
+            let mut r = StatusCode::NOT_MODIFIED.into_response();
+            r.headers_mut().insert(header::ETAG, quoted_etag(c));
+            r.headers_mut().insert("x-riak-vclock", vclock);
+            return Ok(r);
+        }
+        return Ok(single(t, c, vclock));
+    }
+    Stats::bump(&riak.0.stats.siblings_answered);
+    Ok(siblings(t, &object, &shown, vclock, headers))
+}
+
+/// The 404 of a key whose visible siblings are all tombstones.
+fn deleted(vclock: HeaderValue) -> RiakError {
+    RiakError::not_found()
+        .with_header(HeaderName::from_static("x-riak-vclock"), vclock)
+        .with_header(
+            HeaderName::from_static("x-riak-deleted"),
+            HeaderValue::from_static("true"),
+        )
+}
+
+fn quoted_etag(c: &Content) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{}\"", etag(c))).expect("base62")
+}
+
+fn last_modified(c: &Content) -> String {
+    http_date::format(c.modified_micros / 1_000_000)
+}
+
+/// True when a GET's `If-None-Match` or `If-Modified-Since` says the
+/// client's copy is current.
+fn not_modified(headers: &HeaderMap, c: &Content) -> bool {
+    if let Some(v) = header_str(headers, header::IF_NONE_MATCH) {
+        return etag_matches(v, &etag(c));
+    }
+    match header_str(headers, header::IF_MODIFIED_SINCE).and_then(http_date::parse) {
+        Some(since) => c.modified_micros / 1_000_000 <= since,
+        None => false,
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether an `If-Match` / `If-None-Match` list names `tag` (or is `*`).
+fn etag_matches(list: &str, tag: &str) -> bool {
+    list.split(',')
+        .map(str::trim)
+        .any(|e| e == "*" || e.trim_start_matches("W/").trim_matches('"') == tag)
+}
+
+/// The `Content-Type` to show for a sibling.
+fn content_type(c: &Content) -> &str {
+    if c.content_type.is_empty() {
+        "application/octet-stream"
+    } else {
+        &c.content_type
+    }
+}
+
+/// `Link`, `X-Riak-Meta-*` and `X-Riak-Index-*` of a sibling, in order.
+fn meta_headers(t: &Target, c: &Content) -> Vec<(String, String)> {
+    let mut link = format!("</buckets/{}>; rel=\"up\"", quote_plus(&t.bucket));
+    let mut out = Vec::new();
+    let mut index: Vec<(String, Vec<&str>)> = Vec::new();
+    for (name, value) in &c.meta {
+        if name.starts_with(LINK_PREFIX) {
+            let mut parts = value.splitn(3, '/');
+            if let (Some(b), Some(k), Some(tag)) = (parts.next(), parts.next(), parts.next()) {
+                link.push_str(&format!(", </buckets/{b}/keys/{k}>; riaktag=\"{tag}\""));
+            }
+        } else if let Some(m) = name.strip_prefix(META_PREFIX) {
+            out.push((format!("X-Riak-Meta-{m}"), value.clone()));
+        } else if let Some(f) = name.strip_prefix(INDEX_PREFIX) {
+            match index.iter_mut().find(|(n, _)| n == f) {
+                Some((_, vs)) => vs.push(value),
+                None => index.push((f.to_string(), vec![value])),
+            }
+        }
+    }
+    out.insert(0, ("Link".into(), link));
+    out.extend(
+        index
+            .into_iter()
+            .map(|(f, vs)| (format!("X-Riak-Index-{f}"), vs.join(", "))),
+    );
+    out
+}
+
+/// A one-value answer (200).
+fn single(t: &Target, c: &Content, vclock: HeaderValue) -> Response {
+    let mut r = Response::new(Body::from(c.value.clone()));
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type(c)) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert("x-riak-vclock", vclock);
+    h.insert(header::ETAG, quoted_etag(c));
+    if let Ok(v) = HeaderValue::from_str(&last_modified(c)) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    for (name, value) in meta_headers(t, c) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            h.append(n, v);
+        }
+    }
+    r
+}
+
+/// A 300 answer: `multipart/mixed` when accepted, else the vtag list.
+fn siblings(
+    t: &Target,
+    object: &Object,
+    shown: &[&Content],
+    vclock: HeaderValue,
+    headers: &HeaderMap,
+) -> Response {
+    let accepts_multipart = header_str(headers, header::ACCEPT)
+        .is_some_and(|a| a.to_ascii_lowercase().contains("multipart/mixed"));
+    let (ctype, body) = if accepts_multipart {
+        let (boundary, body) = multipart(t, shown);
+        (format!("multipart/mixed; boundary={boundary}"), body)
+    } else {
+        let mut body = b"Siblings:\n".to_vec();
+        for c in shown {
+            body.extend_from_slice(etag(c).as_bytes());
+            body.push(b'\n');
+        }
+        ("text/plain".to_string(), body)
+    };
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::MULTIPLE_CHOICES;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&ctype).expect("ascii"),
+    );
+    h.insert("x-riak-vclock", vclock);
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{}\"", base62(object.digest()))).expect("base62"),
+    );
+    if let Some(latest) = shown.iter().map(|c| c.modified_micros).max()
+        && let Ok(v) = HeaderValue::from_str(&http_date::format(latest / 1_000_000))
+    {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    r
+}
+
+/// Riak's `multipart/mixed` framing of siblings: `\r\n--B\r\n`, the part's
+/// headers, a blank line and the value for each sibling, then
+/// `\r\n--B--\r\n`. Returns (boundary, body).
+pub fn multipart(t: &Target, shown: &[&Content]) -> (String, Vec<u8>) {
+    let boundary = new_key();
+    let mut body = Vec::new();
+    for c in shown {
+        body.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
+        let mut head = format!("Content-Type: {}\r\n", content_type(c));
+        let mut meta = meta_headers(t, c).into_iter();
+        if let Some((name, value)) = meta.next() {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str(&format!("Etag: {}\r\n", etag(c)));
+        head.push_str(&format!("Last-Modified: {}\r\n", last_modified(c)));
+        if c.deleted {
+            head.push_str("X-Riak-Deleted: true\r\n");
+        }
+        for (name, value) in meta {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(&c.value);
+    }
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (boundary, body)
+}
+
+/// The stored Content-Type of a write: the media type and its charset;
+/// Riak refuses a write without one.
+fn request_content_type(headers: &HeaderMap) -> Result<String, RiakError> {
+    let raw = headers
+        .get(header::CONTENT_TYPE)
+        .ok_or_else(|| RiakError::bad_request("Missing Content-Type request header"))?;
+    let raw = String::from_utf8_lossy(raw.as_bytes());
+    let mut parts = raw.split(';');
+    let media = parts.next().unwrap_or_default().trim().to_string();
+    let valid = media
+        .split_once('/')
+        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('/'));
+    if !valid {
+        return Err(RiakError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("\"{media}\" is not a valid media type for the Content-type header."),
+        ));
+    }
+    let charset = parts
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
+        .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        .filter(|v| !v.is_empty());
+    Ok(match charset {
+        Some(cs) => format!("{media}; charset={cs}"),
+        None => media,
+    })
+}
+
+fn invalid_link() -> RiakError {
+    RiakError::bad_request(
+        "Invalid Link header. Links must be of the form\n</buckets/BUCKET/keys/KEY>; riaktag=\"TAG\"",
+    )
+}
+
+/// A link: (bucket, key, tag).
+type Link = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// One `Link` entry: `Some((bucket, key, tag))`, or `None` for the
+/// bucket's own `rel="up"` link (which is implied and not stored).
+fn parse_link(item: &str) -> Result<Option<Link>, RiakError> {
+    let (target, param) = item
+        .strip_prefix('<')
+        .and_then(|s| s.split_once('>'))
+        .ok_or_else(invalid_link)?;
+    let param = param
+        .trim()
+        .strip_prefix(';')
+        .ok_or_else(invalid_link)?
+        .trim();
+    let (name, value) = param.split_once('=').ok_or_else(invalid_link)?;
+    let value = value.trim().trim_matches('"');
+    let segs: Vec<&str> = target.trim_start_matches('/').split('/').collect();
+    match (name.trim(), segs.as_slice()) {
+        ("riaktag", ["buckets", b, "keys", k]) | ("riaktag", ["riak", b, k]) => Ok(Some((
+            unquote_plus(b),
+            unquote_plus(k),
+            unquote_plus(value),
+        ))),
+        ("rel", ["buckets", _]) | ("rel", ["riak", _]) => Ok(None),
+        _ => Err(invalid_link()),
+    }
+}
+
+/// Links, user metadata and index entries of a write, in stored form
+/// (sorted by name, links numbered to keep their order).
+fn request_meta(headers: &HeaderMap) -> Result<Vec<(String, String)>, RiakError> {
+    let mut meta = Vec::new();
+    let mut links = 0usize;
+    for v in headers.get_all(header::LINK) {
+        let v = String::from_utf8_lossy(v.as_bytes());
+        for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if let Some((b, k, tag)) = parse_link(item)? {
+                meta.push((
+                    format!("{LINK_PREFIX}{links:05}"),
+                    format!("{}/{}/{}", quote_plus(&b), quote_plus(&k), quote_plus(&tag)),
+                ));
+                links += 1;
+            }
+        }
+    }
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        if let Some(m) = name.as_str().strip_prefix("x-riak-meta-") {
+            meta.push((format!("{META_PREFIX}{m}"), value));
+        } else if let Some(field) = name.as_str().strip_prefix("x-riak-index-") {
+            let int = field.ends_with("_int");
+            if !int && !field.ends_with("_bin") {
+                return Err(RiakError::bad_request(format!(
+                    "Unknown field type for field: '{field}'."
+                )));
+            }
+            for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+                if int && v.trim_start_matches('-').parse::<u128>().is_err() {
+                    return Err(RiakError::bad_request(format!(
+                        "Could not parse field '{field}', value '{v}'."
+                    )));
+                }
+                meta.push((format!("{INDEX_PREFIX}{field}"), v.to_string()));
+            }
+        }
+    }
+    meta.sort();
+    Ok(meta)
+}
+
+/// Whether a write carries conditions that need the current object.
+fn has_preconditions(headers: &HeaderMap) -> bool {
+    [
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+    ]
+    .iter()
+    .any(|h| headers.contains_key(h))
+}
+
+/// Checks `If-Match`, `If-None-Match` and `If-Unmodified-Since` of a write
+/// against the current object (412 when one fails).
+fn check_preconditions(
+    riak: &Riak,
+    headers: &HeaderMap,
+    current: Option<&Object>,
+    props: &BucketProps,
+) -> Result<(), RiakError> {
+    let shown: Vec<&Content> = current.map(|o| visible(riak, o, props)).unwrap_or_default();
+    let exists = shown.iter().any(|c| !c.deleted);
+    let tag = match (current, shown.as_slice()) {
+        (_, [one]) => Some(etag(one)),
+        (Some(o), _) if exists => Some(base62(o.digest())),
+        _ => None,
+    };
+    let failed = || RiakError::new(StatusCode::PRECONDITION_FAILED, "Precondition Failed");
+    if let Some(list) = header_str(headers, header::IF_MATCH) {
+        let ok = exists && tag.as_deref().is_some_and(|t| etag_matches(list, t));
+        if !ok {
+            return Err(failed());
+        }
+    }
+    if let Some(since) = header_str(headers, header::IF_UNMODIFIED_SINCE).and_then(http_date::parse)
+    {
+        let latest = shown.iter().map(|c| c.modified_micros / 1_000_000).max();
+        if exists && latest.is_some_and(|l| l > since) {
+            return Err(failed());
+        }
+    }
+    if let Some(list) = header_str(headers, header::IF_NONE_MATCH) {
+        let hit = exists && tag.as_deref().is_some_and(|t| etag_matches(list, t));
+        if hit {
+            return Err(failed());
+        }
+    }
+    Ok(())
+}
+
+fn body_error(e: BytesRejection, limit: usize) -> RiakError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        RiakError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Object too large: at most {limit} bytes are allowed"),
+        )
+    } else {
+        RiakError::bad_request(format!("cannot read the request body: {e}"))
+    }
+}
+
+async fn do_put(
+    state: &AppState,
+    riak: &Riak,
+    t: &Target,
+    created: bool,
+    q: &QueryMap,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RiakError> {
+    let value = body.map_err(|e| body_error(e, state.limits.max_value_bytes))?;
+    let content_type = request_content_type(headers)?;
+    let meta = request_meta(headers)?;
+    let context = super::parse_vclock(headers)?.unwrap_or_default();
+    let returnbody = bool_param(q, "returnbody")?.unwrap_or(false);
+    let props = riak.props(state, &t.bucket).await?;
+    let n = bucket_n(state, &props);
+    let wp = write_params(state, &props, q, n, false)?;
+    let key = Bytes::from(t.internal_key());
+    if has_preconditions(headers) {
+        let rp = read_params(state, &props, q, n)?;
+        let current = read(state, &key, &rp, n).await?;
+        check_preconditions(riak, headers, current.as_ref(), &props)?;
+    }
+    let content = Content {
+        value,
+        content_type,
+        deleted: false,
+        modified_micros: 0,
+        meta,
+    };
+    let object = write(state, &props, key, content, context, &wp, n).await?;
+    Stats::bump(&riak.0.stats.puts);
+    let location = t.key_path(t.key.as_deref().unwrap_or_default());
+    let mut r = if returnbody {
+        let vclock = vclock_header(&object.join());
+        let shown = visible(riak, &object, &props);
+        if shown.len() > 1 {
+            siblings(t, &object, &shown, vclock, headers)
+        } else {
+            match shown.first() {
+                Some(c) => single(t, c, vclock),
+                None => StatusCode::NO_CONTENT.into_response(),
+            }
+        }
+    } else if created {
+        StatusCode::CREATED.into_response()
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
+    if created {
+        if r.status() == StatusCode::OK {
+            *r.status_mut() = StatusCode::CREATED;
+        }
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+    }
+    Ok(r)
+}
+
+/// One write through the coordinator, with the bucket's semantics.
+async fn write(
+    state: &AppState,
+    props: &BucketProps,
+    key: Bytes,
+    content: Content,
+    context: VersionVector,
+    wp: &WriteParams,
+    n: usize,
+) -> Result<Object, RiakError> {
+    let req = WriteRequest {
+        key,
+        content,
+        context,
+        w: Quorum::Count(wp.required as u32),
+        sloppy: wp.pw == 0,
+        timeout_ms: wp.timeout.as_millis() as u64,
+        idempotency_key: None,
+        n_val: Some(n as u32),
+        supersede: props.resolves_siblings(),
+    };
+    state
+        .coord
+        .put(req)
+        .await
+        .map(|o| o.object)
+        .map_err(|e| RiakError::write(e, wp.pw > 0))
+}
+
+async fn do_delete(
+    state: &AppState,
+    riak: &Riak,
+    t: &Target,
+    q: &QueryMap,
+    headers: &HeaderMap,
+) -> Result<Response, RiakError> {
+    let props = riak.props(state, &t.bucket).await?;
+    let n = bucket_n(state, &props);
+    let wp = write_params(state, &props, q, n, true)?;
+    let key = Bytes::from(t.internal_key());
+    let context = match super::parse_vclock(headers)? {
+        Some(c) => c,
+        None => {
+            // Riak deletes what a read finds, and 404s when there is nothing.
+            let rp = read_params(state, &props, q, n)?;
+            let current = read(state, &key, &rp, n).await?;
+            match current {
+                Some(o) if visible(riak, &o, &props).iter().any(|c| !c.deleted) => o.join(),
+                _ => return Err(RiakError::not_found()),
+            }
+        }
+    };
+    write(state, &props, key, Content::tombstone(0), context, &wp, n).await?;
+    Stats::bump(&riak.0.stats.deletes);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            bucket: b"b k".to_vec(),
+            key: Some(b"k".to_vec()),
+            typed: false,
+        }
+    }
+
+    #[test]
+    fn multipart_is_framed_as_riak_frames_it() {
+        let mut a = Content::value("one", "text/plain", 1_000_000);
+        a.meta = vec![("riak.meta.color".into(), "red".into())];
+        let b = Content::tombstone(2_000_000);
+        let (boundary, body) = multipart(&target(), &[&a, &b]);
+        let body = String::from_utf8(body).unwrap();
+        assert!(body.starts_with(&format!("\r\n--{boundary}\r\nContent-Type: text/plain\r\n")));
+        assert!(body.ends_with(&format!("\r\n--{boundary}--\r\n")));
+        assert_eq!(body.matches(&format!("\r\n--{boundary}\r\n")).count(), 2);
+        assert!(body.contains("Link: </buckets/b+k>; rel=\"up\"\r\n"));
+        assert!(body.contains("X-Riak-Meta-color: red\r\n"));
+        assert!(body.contains("Last-Modified: Thu, 01 Jan 1970 00:00:01 GMT\r\n"));
+        assert!(body.contains("\r\nX-Riak-Deleted: true\r\n\r\n\r\n--"));
+        assert!(body.contains("\r\n\r\none\r\n--"));
+    }
+
+    #[test]
+    fn content_types_keep_the_charset_only() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            request_content_type(&h).unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=\"UTF-8\"; q=1"),
+        );
+        assert_eq!(
+            request_content_type(&h).unwrap(),
+            "application/json; charset=UTF-8"
+        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("nonsense"));
+        assert_eq!(
+            request_content_type(&h).unwrap_err().status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
+    }
+
+    #[test]
+    fn links_meta_and_indexes_round_trip() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::LINK,
+            HeaderValue::from_static(
+                "</buckets/other/keys/k%2F1>; riaktag=\"next\", </buckets/b>; rel=\"up\"",
+            ),
+        );
+        h.append(
+            header::LINK,
+            HeaderValue::from_static("</riak/old/k2>; riaktag=\"prev\""),
+        );
+        h.insert(
+            "x-riak-meta-custom",
+            HeaderValue::from_static("some metadata"),
+        );
+        h.insert("x-riak-index-field_int", HeaderValue::from_static("3, 1"));
+        let meta = request_meta(&h).unwrap();
+        let mut c = Content::value("v", "text/plain", 0);
+        c.meta = meta;
+        let shown = meta_headers(&target(), &c);
+        assert_eq!(
+            shown[0],
+            (
+                "Link".to_string(),
+                "</buckets/b+k>; rel=\"up\", </buckets/other/keys/k%2F1>; riaktag=\"next\", \
+                 </buckets/old/keys/k2>; riaktag=\"prev\""
+                    .to_string()
+            )
+        );
+        assert!(shown.contains(&("X-Riak-Meta-custom".into(), "some metadata".into())));
+        assert!(shown.contains(&("X-Riak-Index-field_int".into(), "1, 3".into())));
+
+        h.insert(header::LINK, HeaderValue::from_static("<nowhere>"));
+        assert!(request_meta(&h).is_err());
+        h.remove(header::LINK);
+        h.insert("x-riak-index-bad", HeaderValue::from_static("1"));
+        assert!(request_meta(&h).is_err());
+    }
+
+    #[test]
+    fn newest_sibling_wins_deterministically() {
+        use dynkv_vclock::DvvSet;
+        let a = DvvSet::update(
+            &VersionVector::new(),
+            &Object::new(),
+            "n1",
+            Content::value("old", "text/plain", 5),
+        );
+        let b = DvvSet::update(
+            &VersionVector::new(),
+            &Object::new(),
+            "n2",
+            Content::value("new", "text/plain", 9),
+        );
+        let both = DvvSet::sync(&a, &b);
+        assert_eq!(&newest(&both).unwrap().value[..], b"new");
+        assert_eq!(
+            etag(newest(&both).unwrap()),
+            etag(newest(&DvvSet::sync(&b, &a)).unwrap())
+        );
+    }
+}

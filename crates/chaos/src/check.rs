@@ -1,0 +1,948 @@
+//! The checker: from a [`History`] (operations, faults, final state) to a
+//! [`Report`]. Pure: no I/O, no clock, so it is unit-tested on hand-made
+//! histories.
+//!
+//! # What it can know
+//!
+//! Every write's value is unique, so a final sibling names the write it
+//! came from. An acknowledged write returned its version (`X-Dynkv-Dot`,
+//! `actor:counter`). A write with context `C` replaces exactly the siblings
+//! whose dots `C` covers, so "Y supersedes X" is decidable: Y's sent context
+//! covers X's dot, or Y's context came from an answer that showed X's value
+//! (which is how an unacknowledged X, whose dot is unknown, gets
+//! superseded).
+//!
+//! A write whose outcome is unknown may or may not have happened. It counts
+//! as having happened (and so may excuse the absence of what it supersedes)
+//! only with evidence: its value was seen in some answer or in the final
+//! state. An unknown DELETE leaves no value to see; it is given the benefit
+//! of the doubt and counted apart (`excused_by_unconfirmed_delete`).
+//!
+//! # The checks
+//!
+//! - **Lost writes**: an acknowledged write must be in the final state, or
+//!   superseded by a write that happened; its dot must be covered by the
+//!   final context; and no two acknowledged writes of a key may have been
+//!   given the same dot (a store that acknowledges a write it did not keep
+//!   hands the same dot to the next one).
+//! - **Resurrections**: a key whose acknowledged DELETE covered every value
+//!   ever written to it must have no live value at the end.
+//! - **Convergence**: the primaries of every key hold the same object, no
+//!   hint is left, and a read at R=all through every node agrees.
+//! - **Sibling sanity**: every final sibling is a value some write wrote
+//!   (not a definitely-failed one), none twice, none superseded by a write
+//!   that happened, and no more siblings than writes not superseded.
+//! - **Read-your-quorum**: with R+W>N and no fault from the write's start to
+//!   the read's end, a read that started after an acknowledged write ended
+//!   returns a context covering the write's dot. Pairs where either side was
+//!   sloppy are counted apart: a sloppy write may sit on a fallback that a
+//!   read does not ask.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use dynkv_vclock::{VersionVector, decode_context};
+use serde::{Deserialize, Serialize};
+
+use crate::history::{Action, FaultEvent, FinalKey, History, ObjectView, Op, OpKind, Outcome};
+
+/// How long after a fault is healed the cluster still counts as disturbed
+/// for read-your-quorum (failure detectors and breakers catch up).
+pub const SETTLE_US: u64 = 2_000_000;
+
+/// Most examples listed per kind of violation.
+const MAX_EXAMPLES: usize = 25;
+
+/// Everything the checker found.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Report {
+    /// Seed of the run, if the history has it.
+    pub seed: Option<u64>,
+    /// Operations by kind and outcome.
+    pub ops: BTreeMap<String, OutcomeCounts>,
+    /// Nemesis actions by kind (`ok` ones).
+    pub faults: BTreeMap<String, u64>,
+    /// Nemesis actions that could not be carried out.
+    pub faults_failed: u64,
+    /// The write checks.
+    pub writes: WriteStats,
+    /// Acknowledged writes missing from the final state.
+    pub lost_writes: Vec<Violation>,
+    /// Deleted values that came back.
+    pub resurrections: Vec<Violation>,
+    /// Keys whose history ends with a delete covering every value written.
+    pub keys_checked_for_resurrection: u64,
+    /// Values (puts) some delete that happened removed: each must stay gone.
+    pub deleted_values_checked: u64,
+    /// Replica agreement after healing.
+    pub convergence: Convergence,
+    /// Final sibling figures and problems.
+    pub siblings: SiblingStats,
+    /// Read-your-quorum.
+    pub read_your_quorum: ReadYourQuorum,
+    /// Whether every check passed.
+    pub passed: bool,
+    /// One sentence per failed check.
+    pub failures: Vec<String>,
+}
+
+/// Counts of one kind of operation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    /// Acknowledged.
+    pub ok: u64,
+    /// Certainly not applied.
+    pub fail: u64,
+    /// Maybe applied.
+    pub unknown: u64,
+}
+
+/// What became of the writes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Acknowledged puts and deletes.
+    pub acknowledged: u64,
+    /// Of those, present in the final state (a put's value, or for a delete
+    /// a tombstone).
+    pub present: u64,
+    /// Of those, superseded by a later write that happened.
+    pub superseded: u64,
+    /// Of the superseded, excused only by a DELETE of unknown outcome.
+    pub excused_by_unconfirmed_delete: u64,
+    /// Writes of unknown outcome whose value is in the final state.
+    pub unknown_present: u64,
+    /// Writes of unknown outcome.
+    pub unknown: u64,
+    /// Acknowledged writes lost (a missing tombstone counts one each).
+    pub lost: u64,
+}
+
+/// One problem, with what is needed to find it in the history.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Violation {
+    /// The key.
+    pub key: String,
+    /// The operation (`c<client>#<seq>`), if one is to blame.
+    pub op: Option<String>,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// Replica agreement after healing.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Convergence {
+    /// Keys checked.
+    pub keys: u64,
+    /// The run's own verdict: every key converged before the bound.
+    pub converged: bool,
+    /// Time from healing to convergence.
+    pub time_ms: Option<u64>,
+    /// Polls of every replica it took (1: converged at the first look).
+    pub polls: u32,
+    /// The bound waited.
+    pub bound_ms: u64,
+    /// Keys whose replicas or R=all reads disagree in the final state.
+    pub diverged: Vec<Violation>,
+}
+
+/// Final siblings.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SiblingStats {
+    /// Keys with a live value.
+    pub keys_with_values: u64,
+    /// Keys that read as deleted or never written.
+    pub keys_deleted: u64,
+    /// Most siblings on one key (live values and tombstones).
+    pub max: u64,
+    /// Keys by sibling count (live values and tombstones).
+    pub histogram: BTreeMap<u64, u64>,
+    /// Tombstone siblings in all.
+    pub tombstones: u64,
+    /// Phantom, duplicated or superseded siblings, or more siblings than
+    /// writes not superseded.
+    pub violations: Vec<Violation>,
+}
+
+/// Read-your-quorum pairs and their violations.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReadYourQuorum {
+    /// (write, read) pairs checked with `sloppy=false` on both sides.
+    pub strict_checked: u64,
+    /// Those whose read missed the write (a bug).
+    pub strict_violations: u64,
+    /// Pairs where either side was sloppy.
+    pub sloppy_checked: u64,
+    /// Those whose read missed the write (expected now and then).
+    pub sloppy_violations: u64,
+    /// Examples of both kinds.
+    pub examples: Vec<Violation>,
+}
+
+/// A parsed dot.
+type Dot = (String, u64);
+
+fn parse_dot(s: &str) -> Option<Dot> {
+    let (a, n) = s.rsplit_once(':')?;
+    Some((a.to_string(), n.parse().ok()?))
+}
+
+fn covers(ctx: Option<&VersionVector>, dot: &Dot) -> bool {
+    ctx.is_some_and(|c| c.get(&dot.0) >= dot.1)
+}
+
+/// The count a quorum parameter stands for out of `n`.
+pub fn quorum_count(q: &str, n: usize) -> Option<usize> {
+    match q {
+        "one" => Some(1),
+        "quorum" => Some(n / 2 + 1),
+        "all" => Some(n),
+        other => other.parse().ok(),
+    }
+}
+
+/// An operation with what the checker derives from it once.
+struct W<'a> {
+    op: &'a Op,
+    sent: Option<VersionVector>,
+    got: Option<VersionVector>,
+    dot: Option<Dot>,
+}
+
+/// Checks a history. `n_val` is N (3 unless the run says otherwise).
+pub fn check(history: &History) -> Report {
+    let n_val = history.run.as_ref().map_or(3, |r| r.n_val);
+    let mut report = Report {
+        seed: history.run.as_ref().map(|r| r.seed),
+        ..Report::default()
+    };
+    for op in &history.ops {
+        let c = report.ops.entry(op.kind().name().to_string()).or_default();
+        match op.outcome() {
+            Outcome::Ok => c.ok += 1,
+            Outcome::Fail => c.fail += 1,
+            Outcome::Unknown => c.unknown += 1,
+        }
+    }
+    for f in &history.faults {
+        if f.ok {
+            *report
+                .faults
+                .entry(f.action.name().to_string())
+                .or_default() += 1;
+        } else {
+            report.faults_failed += 1;
+        }
+    }
+
+    let empty = crate::history::FinalState::default();
+    let fin = history.final_state.as_ref().unwrap_or(&empty);
+    if history.final_state.is_none() {
+        report
+            .failures
+            .push("the history has no final state".to_string());
+    }
+    report.convergence.converged = fin.converged;
+    report.convergence.time_ms = fin.convergence_ms;
+    report.convergence.polls = fin.polls;
+    report.convergence.bound_ms = fin.convergence_bound_ms;
+
+    // Operations by key.
+    let mut by_key: BTreeMap<&str, Vec<W>> = BTreeMap::new();
+    for op in &history.ops {
+        by_key.entry(op.key.as_str()).or_default().push(W {
+            op,
+            sent: op
+                .context_sent
+                .as_deref()
+                .and_then(|c| decode_context(c).ok()),
+            got: op.context.as_deref().and_then(|c| decode_context(c).ok()),
+            dot: op.dot.as_deref().and_then(parse_dot),
+        });
+    }
+    let disturbed = disturbances(&history.faults);
+
+    let mut keys: Vec<&str> = by_key.keys().copied().collect();
+    for k in fin.keys.keys() {
+        if !by_key.contains_key(k.as_str()) {
+            keys.push(k);
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let no_ops = Vec::new();
+    for key in keys {
+        let ops = by_key.get(key).unwrap_or(&no_ops);
+        let fk = fin.keys.get(key);
+        report.convergence.keys += 1;
+        let final_view = final_view(key, fk, &mut report.convergence.diverged);
+        check_key(key, ops, &final_view, &mut report);
+        read_your_quorum(key, ops, n_val, &disturbed, &mut report.read_your_quorum);
+    }
+
+    // Verdict.
+    let r = &mut report;
+    if r.writes.lost > 0 {
+        r.failures
+            .push(format!("{} acknowledged writes lost", r.writes.lost));
+    }
+    if !r.resurrections.is_empty() {
+        r.failures
+            .push(format!("{} resurrections", r.resurrections.len()));
+    }
+    if !r.convergence.converged {
+        r.failures.push(format!(
+            "replicas did not converge within {} ms",
+            r.convergence.bound_ms
+        ));
+    }
+    if !r.convergence.diverged.is_empty() {
+        r.failures.push(format!(
+            "{} keys differ between replicas or reads in the final state",
+            r.convergence.diverged.len()
+        ));
+    }
+    if !r.siblings.violations.is_empty() {
+        r.failures.push(format!(
+            "{} sibling sanity violations",
+            r.siblings.violations.len()
+        ));
+    }
+    if r.read_your_quorum.strict_violations > 0 {
+        r.failures.push(format!(
+            "{} strict-quorum reads missed an acknowledged write",
+            r.read_your_quorum.strict_violations
+        ));
+    }
+    for list in [&mut r.convergence.diverged, &mut r.siblings.violations] {
+        list.truncate(MAX_EXAMPLES * 4);
+    }
+    r.passed = r.failures.is_empty();
+    report
+}
+
+/// The agreed final object of a key.
+#[derive(Default)]
+struct FinalView {
+    /// Whether any node could tell.
+    known: bool,
+    values: Vec<String>,
+    tombstones: usize,
+    context: Option<VersionVector>,
+}
+
+/// Picks the final object of a key and records any disagreement: between
+/// primaries' local copies, leftover hints, and R=all reads through
+/// different nodes.
+fn final_view(key: &str, fk: Option<&FinalKey>, diverged: &mut Vec<Violation>) -> FinalView {
+    let Some(fk) = fk else {
+        return FinalView::default();
+    };
+    let mut problems = Vec::new();
+    let primaries: Vec<&ObjectView> = fk
+        .replicas
+        .iter()
+        .filter(|c| fk.primaries.contains(&c.node))
+        .collect();
+    if let Some(first) = primaries.first() {
+        for c in &primaries[1..] {
+            if !c.same_object(first) {
+                problems.push(format!(
+                    "n{} holds {:?}+{}t, n{} holds {:?}+{}t",
+                    first.node, first.values, first.tombstones, c.node, c.values, c.tombstones
+                ));
+            }
+        }
+    }
+    for c in &fk.replicas {
+        if c.hints > 0 {
+            problems.push(format!("n{} still holds {} hints", c.node, c.hints));
+        }
+    }
+    for c in &primaries {
+        if c.status != 200 {
+            problems.push(format!("primary n{} did not answer its local view", c.node));
+        }
+    }
+    let reads: Vec<&ObjectView> = fk
+        .reads
+        .iter()
+        .filter(|r| matches!(r.status, 200 | 300 | 404))
+        .collect();
+    if reads.len() < fk.reads.len() {
+        problems.push(format!(
+            "{} of {} R=all reads failed",
+            fk.reads.len() - reads.len(),
+            fk.reads.len()
+        ));
+    }
+    if let Some(first) = reads.first() {
+        for r in &reads[1..] {
+            if !r.same_object(first) {
+                problems.push(format!(
+                    "reads through n{} and n{} differ: {:?}+{}t / {:?}+{}t",
+                    first.node, r.node, first.values, first.tombstones, r.values, r.tombstones
+                ));
+            }
+        }
+    }
+    // A read shows no tombstones when it answers 404, so reads and local
+    // copies are compared on context and live values.
+    let agreed = primaries
+        .iter()
+        .find(|c| c.status == 200)
+        .copied()
+        .or(reads.first().copied());
+    if let Some(a) = agreed {
+        for r in &reads {
+            if r.context != a.context || r.values != a.values {
+                problems.push(format!(
+                    "read through n{} answers {:?}, the replicas hold {:?}",
+                    r.node, r.values, a.values
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        problems.dedup();
+        diverged.push(Violation {
+            key: key.to_string(),
+            op: None,
+            detail: problems.join("; "),
+        });
+    }
+    match agreed {
+        Some(a) => FinalView {
+            known: true,
+            values: a.values.clone(),
+            tombstones: a.tombstones,
+            context: a.context.as_deref().and_then(|c| decode_context(c).ok()),
+        },
+        None => FinalView::default(),
+    }
+}
+
+fn check_key(key: &str, ops: &[W], fin: &FinalView, report: &mut Report) {
+    let writes: Vec<&W> = ops.iter().filter(|w| w.op.is_write()).collect();
+    // Every live value an answer to some other operation showed, or the
+    // final state holds: proof that the write happened and was stored. (A
+    // write's own answer lists its value whether or not it was stored, and
+    // so do the `supersedes` lists built from it.)
+    let mut observed: HashSet<&str> = HashSet::new();
+    for w in ops {
+        let own = w.op.value.as_deref();
+        if w.op.outcome() == Outcome::Ok {
+            observed.extend(
+                w.op.values
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|v| Some(*v) != own),
+            );
+        }
+    }
+    observed.extend(fin.values.iter().map(String::as_str));
+    let by_value: HashMap<&str, &W> = writes
+        .iter()
+        .filter_map(|w| w.op.value.as_deref().map(|v| (v, *w)))
+        .collect();
+
+    // Did write `y` happen? Some(true): yes; Some(false): only an unknown
+    // DELETE (benefit of the doubt); None: no evidence.
+    let happened = |y: &W| -> Option<bool> {
+        match (y.op.outcome(), y.op.kind()) {
+            (Outcome::Ok, _) => Some(true),
+            (Outcome::Fail, _) => None,
+            (Outcome::Unknown, OpKind::Put) => {
+                y.op.value
+                    .as_deref()
+                    .filter(|v| observed.contains(v))
+                    .map(|_| true)
+            }
+            (Outcome::Unknown, _) => Some(false),
+        }
+    };
+    let supersedes = |y: &W, x: &W| -> bool {
+        if std::ptr::eq(y.op, x.op) {
+            return false;
+        }
+        x.dot.as_ref().is_some_and(|d| covers(y.sent.as_ref(), d))
+            || x.op
+                .value
+                .as_deref()
+                .is_some_and(|v| y.op.supersedes.iter().any(|s| s == v))
+    };
+    // The strongest evidence that something that happened superseded each
+    // write (same order as `writes`).
+    let sup: Vec<Option<(bool, &W)>> = writes
+        .iter()
+        .map(|x| {
+            let mut best: Option<(bool, &W)> = None;
+            for y in &writes {
+                // A context covering x was returned after x started.
+                if y.op.start_us < x.op.start_us || !supersedes(y, x) {
+                    continue;
+                }
+                match happened(y) {
+                    Some(true) => return Some((true, *y)),
+                    Some(false) if best.is_none() => best = Some((false, *y)),
+                    _ => {}
+                }
+            }
+            best
+        })
+        .collect();
+
+    let final_values: HashSet<&str> = fin.values.iter().map(String::as_str).collect();
+
+    // Dots handed to more than one acknowledged write.
+    let mut by_dot: HashMap<&Dot, Vec<&W>> = HashMap::new();
+    for w in &writes {
+        if w.op.outcome() == Outcome::Ok
+            && let Some(d) = &w.dot
+        {
+            by_dot.entry(d).or_default().push(w);
+        }
+    }
+    let mut reused: HashSet<*const Op> = HashSet::new();
+    for (dot, group) in &by_dot {
+        if group.len() < 2 {
+            continue;
+        }
+        let seen: Vec<&&W> = group
+            .iter()
+            .filter(|w| w.op.value.as_deref().is_some_and(|v| observed.contains(v)))
+            .collect();
+        let keep = if seen.is_empty() { 1 } else { seen.len() };
+        let mut kept = 0;
+        for w in group {
+            let was_seen = w.op.value.as_deref().is_some_and(|v| observed.contains(v));
+            if (seen.is_empty() && kept < keep) || was_seen {
+                kept += 1;
+                continue;
+            }
+            reused.insert(w.op as *const Op);
+            report.writes.lost += 1;
+            report.lost_writes.push(Violation {
+                key: key.to_string(),
+                op: Some(w.op.id()),
+                detail: format!(
+                    "acknowledged {} {} got dot {}:{} that {} other acknowledged writes also got ({}); it was never seen again",
+                    w.op.kind().name(),
+                    w.op.value.as_deref().unwrap_or("(tombstone)"),
+                    dot.0,
+                    dot.1,
+                    group.len() - 1,
+                    group
+                        .iter()
+                        .filter(|o| !std::ptr::eq(o.op, w.op))
+                        .map(|o| o.op.id())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+    }
+
+    // Lost writes.
+    let mut unsuperseded_deletes = 0usize;
+    let mut acked_unsuperseded_deletes: Vec<&W> = Vec::new();
+    for (x, sup) in writes.iter().zip(&sup) {
+        let ws = &mut report.writes;
+        if x.op.outcome() == Outcome::Unknown {
+            ws.unknown += 1;
+            if x.op
+                .value
+                .as_deref()
+                .is_some_and(|v| final_values.contains(v))
+            {
+                ws.unknown_present += 1;
+            }
+        }
+        // Upper bounds count what a confirmed write did not supersede.
+        if x.op.kind() == OpKind::Delete
+            && x.op.outcome() != Outcome::Fail
+            && !matches!(sup, Some((true, _)))
+        {
+            unsuperseded_deletes += 1;
+        }
+        if x.op.outcome() != Outcome::Ok {
+            continue;
+        }
+        ws.acknowledged += 1;
+        if reused.contains(&(x.op as *const Op)) {
+            continue;
+        }
+        let present = match x.op.kind() {
+            OpKind::Put => {
+                x.op.value
+                    .as_deref()
+                    .is_some_and(|v| final_values.contains(v))
+            }
+            // Tombstones are anonymous: enough of them must be left for
+            // every delete nothing superseded (checked below).
+            _ => sup.is_none(),
+        };
+        let lost = |why: String| Violation {
+            key: key.to_string(),
+            op: Some(x.op.id()),
+            detail: why,
+        };
+        if let Some(d) = &x.dot
+            && fin.known
+            && !covers(fin.context.as_ref(), d)
+        {
+            ws.lost += 1;
+            report.lost_writes.push(lost(format!(
+                "acknowledged {} {} (dot {}:{}, w={}, through n{}, {}..{} µs) is not covered by the final context",
+                x.op.kind().name(),
+                x.op.value.as_deref().unwrap_or("(tombstone)"),
+                d.0,
+                d.1,
+                x.op.w.as_deref().unwrap_or("?"),
+                x.op.node,
+                x.op.start_us,
+                x.op.end_us
+            )));
+            continue;
+        }
+        if present {
+            ws.present += 1;
+            if x.op.kind() == OpKind::Delete {
+                acked_unsuperseded_deletes.push(x);
+            }
+            continue;
+        }
+        match sup {
+            Some((confirmed, _)) => {
+                ws.superseded += 1;
+                if !confirmed {
+                    ws.excused_by_unconfirmed_delete += 1;
+                }
+            }
+            None => {
+                ws.lost += 1;
+                report.lost_writes.push(lost(format!(
+                "acknowledged {} {} (dot {}, w={}, through n{}, {}..{} µs) is neither in the final state ({:?}, {} tombstones) nor superseded by a later write",
+                x.op.kind().name(),
+                x.op.value.as_deref().unwrap_or("(tombstone)"),
+                x.op.dot.as_deref().unwrap_or("?"),
+                x.op.w.as_deref().unwrap_or("?"),
+                x.op.node,
+                x.op.start_us,
+                x.op.end_us,
+                fin.values,
+                fin.tombstones
+            )))
+            }
+        }
+    }
+
+    if fin.known && acked_unsuperseded_deletes.len() > fin.tombstones {
+        report.writes.lost += (acked_unsuperseded_deletes.len() - fin.tombstones) as u64;
+        report.lost_writes.push(Violation {
+            key: key.to_string(),
+            op: acked_unsuperseded_deletes.first().map(|d| d.op.id()),
+            detail: format!(
+                "{} acknowledged deletes were superseded by nothing ({}), but the final state has only {} tombstones",
+                acked_unsuperseded_deletes.len(),
+                acked_unsuperseded_deletes
+                    .iter()
+                    .map(|d| d.op.id())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                fin.tombstones
+            ),
+        });
+    }
+
+    // Sibling sanity.
+    let s = &mut report.siblings;
+    if fin.known {
+        let total = (fin.values.len() + fin.tombstones) as u64;
+        *s.histogram.entry(total).or_default() += 1;
+        s.max = s.max.max(total);
+        s.tombstones += fin.tombstones as u64;
+        if fin.values.is_empty() {
+            s.keys_deleted += 1;
+        } else {
+            s.keys_with_values += 1;
+        }
+    }
+    let resurrected_before = report.resurrections.len();
+    report.deleted_values_checked += writes
+        .iter()
+        .filter(|y| y.op.kind() == OpKind::Put && y.op.outcome() != Outcome::Fail)
+        .filter(|y| {
+            writes.iter().any(|d| {
+                d.op.kind() == OpKind::Delete && happened(d) == Some(true) && supersedes(d, y)
+            })
+        })
+        .count() as u64;
+    let sib = |detail: String| Violation {
+        key: key.to_string(),
+        op: None,
+        detail,
+    };
+    let mut counted: HashMap<&str, usize> = HashMap::new();
+    for v in &fin.values {
+        *counted.entry(v.as_str()).or_default() += 1;
+    }
+    for (v, n) in &counted {
+        if *n > 1 {
+            report
+                .siblings
+                .violations
+                .push(sib(format!("value {v} is a sibling {n} times")));
+        }
+        match by_value.get(v) {
+            None => report
+                .siblings
+                .violations
+                .push(sib(format!("value {v:?} was never written"))),
+            Some(y) if y.op.outcome() == Outcome::Fail => {
+                report.siblings.violations.push(sib(format!(
+                    "value {v} comes from {}, which certainly failed ({})",
+                    y.op.id(),
+                    y.op.error.as_deref().unwrap_or("")
+                )))
+            }
+            Some(y) => {
+                let by_delete = writes.iter().find(|z| {
+                    z.op.kind() == OpKind::Delete && happened(z) == Some(true) && supersedes(z, y)
+                });
+                if let Some(d) = by_delete {
+                    report.resurrections.push(Violation {
+                        key: key.to_string(),
+                        op: Some(d.op.id()),
+                        detail: format!(
+                            "value {v} ({}) is back though delete {} ({:?}, through n{}, {}..{} µs) removed it",
+                            y.op.id(),
+                            d.op.id(),
+                            d.op.outcome(),
+                            d.op.node,
+                            d.op.start_us,
+                            d.op.end_us
+                        ),
+                    });
+                } else if let Some(z) = writes
+                    .iter()
+                    .find(|z| happened(z) == Some(true) && supersedes(z, y))
+                {
+                    report.siblings.violations.push(sib(format!(
+                        "value {v} ({}) is still a sibling though {} ({} {}, {:?}) superseded it",
+                        y.op.id(),
+                        z.op.id(),
+                        z.op.kind().name(),
+                        z.op.value.as_deref().unwrap_or("(tombstone)"),
+                        z.op.outcome()
+                    )));
+                }
+            }
+        }
+    }
+    if fin.tombstones > unsuperseded_deletes {
+        report.siblings.violations.push(sib(format!(
+            "{} tombstone siblings but only {} deletes not superseded",
+            fin.tombstones, unsuperseded_deletes
+        )));
+    }
+    let concurrent = writes
+        .iter()
+        .zip(&sup)
+        .filter(|(x, sup)| x.op.outcome() != Outcome::Fail && !matches!(sup, Some((true, _))))
+        .count();
+    let total = fin.values.len() + fin.tombstones;
+    if total > concurrent {
+        report.siblings.violations.push(sib(format!(
+            "{total} siblings but only {concurrent} writes that nothing superseded"
+        )));
+    }
+
+    // Resurrections, per key: an acknowledged delete whose context covered
+    // every value ever written to the key, and still a value at the end
+    // (reported here only if no value was reported above).
+    let puts: Vec<&&W> = writes
+        .iter()
+        .filter(|w| w.op.kind() == OpKind::Put && w.op.outcome() != Outcome::Fail)
+        .collect();
+    let covering = writes.iter().find(|d| {
+        d.op.kind() == OpKind::Delete
+            && d.op.outcome() == Outcome::Ok
+            && d.op.context_sent.is_some()
+            && puts.iter().all(|p| supersedes(d, p))
+    });
+    if let Some(d) = covering {
+        report.keys_checked_for_resurrection += 1;
+        if fin.known && !fin.values.is_empty() && report.resurrections.len() == resurrected_before {
+            report.resurrections.push(Violation {
+                key: key.to_string(),
+                op: Some(d.op.id()),
+                detail: format!(
+                    "delete {} (through n{}, {}..{} µs) covered all {} values written, yet the key ends with {:?}",
+                    d.op.id(),
+                    d.op.node,
+                    d.op.start_us,
+                    d.op.end_us,
+                    puts.len(),
+                    fin.values
+                ),
+            });
+        }
+    }
+}
+
+/// Intervals (µs) during which some fault was in force, each extended by
+/// [`SETTLE_US`] after its heal.
+pub fn disturbances(faults: &[FaultEvent]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut net: Option<u64> = None;
+    let mut down: HashMap<usize, u64> = HashMap::new();
+    let mut paused: HashMap<usize, u64> = HashMap::new();
+    for f in faults {
+        match &f.action {
+            Action::Partition { .. } | Action::Isolate { .. } | Action::Cut { .. } => {
+                net.get_or_insert(f.start_us);
+            }
+            Action::HealNetwork => {
+                if let Some(s) = net.take() {
+                    out.push((s, f.end_us + SETTLE_US));
+                }
+            }
+            Action::Kill { node } => {
+                down.entry(*node).or_insert(f.start_us);
+            }
+            Action::Restart { node } => {
+                if let Some(s) = down.remove(node) {
+                    out.push((s, f.end_us + SETTLE_US));
+                }
+            }
+            Action::Pause { node } => {
+                paused.entry(*node).or_insert(f.start_us);
+            }
+            Action::Resume { node } => {
+                if let Some(s) = paused.remove(node) {
+                    out.push((s, f.end_us + SETTLE_US));
+                }
+            }
+            Action::HealAll => {
+                let starts: Vec<u64> = net
+                    .take()
+                    .into_iter()
+                    .chain(down.drain().map(|(_, s)| s))
+                    .chain(paused.drain().map(|(_, s)| s))
+                    .collect();
+                for s in starts {
+                    out.push((s, f.end_us + SETTLE_US));
+                }
+            }
+        }
+    }
+    for s in net
+        .into_iter()
+        .chain(down.into_values())
+        .chain(paused.into_values())
+    {
+        out.push((s, u64::MAX));
+    }
+    out.sort_unstable();
+    // Merge overlaps.
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in out {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    merged
+}
+
+fn read_your_quorum(
+    key: &str,
+    ops: &[W],
+    n_val: usize,
+    disturbed: &[(u64, u64)],
+    out: &mut ReadYourQuorum,
+) {
+    let mut writes: Vec<&W> = ops
+        .iter()
+        .filter(|w| w.op.is_write() && w.op.outcome() == Outcome::Ok && w.dot.is_some())
+        .collect();
+    writes.sort_by_key(|w| w.op.start_us);
+    // The fault-free gap containing [from, to], if any: its start.
+    let gap_start = |from: u64, to: u64| -> Option<u64> {
+        let mut start = 0;
+        for &(s, e) in disturbed {
+            if e <= from {
+                start = start.max(e);
+            } else if s < to {
+                return None;
+            }
+        }
+        Some(start)
+    };
+    for g in ops {
+        if g.op.kind() != OpKind::Get || g.op.outcome() != Outcome::Ok {
+            continue;
+        }
+        let (Some(r), Some(ctx)) = (
+            g.op.r.as_deref().and_then(|q| quorum_count(q, n_val)),
+            g.got.as_ref(),
+        ) else {
+            continue;
+        };
+        let Some(gs) = gap_start(g.op.start_us, g.op.end_us) else {
+            continue;
+        };
+        let first = writes.partition_point(|w| w.op.start_us < gs);
+        for x in &writes[first..] {
+            if x.op.start_us >= g.op.start_us {
+                break;
+            }
+            if x.op.end_us >= g.op.start_us {
+                continue;
+            }
+            let Some(w) = x.op.w.as_deref().and_then(|q| quorum_count(q, n_val)) else {
+                continue;
+            };
+            if r + w <= n_val {
+                continue;
+            }
+            let dot = x.dot.as_ref().expect("filtered");
+            let strict = !x.op.sloppy && !g.op.sloppy;
+            let seen = covers(Some(ctx), dot);
+            if strict {
+                out.strict_checked += 1;
+            } else {
+                out.sloppy_checked += 1;
+            }
+            if !seen {
+                if strict {
+                    out.strict_violations += 1;
+                } else {
+                    out.sloppy_violations += 1;
+                }
+                if out.examples.len() < MAX_EXAMPLES || (strict && out.strict_violations <= 5) {
+                    out.examples.push(Violation {
+                        key: key.to_string(),
+                        op: Some(g.op.id()),
+                        detail: format!(
+                            "{} read {} (r={}, sloppy={}, through n{}, {}..{} µs) missed {} {} (w={}, sloppy={}, through n{}, dot {}, ended {} µs)",
+                            if strict { "strict" } else { "sloppy" },
+                            g.op.id(),
+                            g.op.r.as_deref().unwrap_or("?"),
+                            g.op.sloppy,
+                            g.op.node,
+                            g.op.start_us,
+                            g.op.end_us,
+                            x.op.id(),
+                            x.op.value.as_deref().unwrap_or("(tombstone)"),
+                            x.op.w.as_deref().unwrap_or("?"),
+                            x.op.sloppy,
+                            x.op.node,
+                            x.op.dot.as_deref().unwrap_or("?"),
+                            x.op.end_us
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! Carries out a [`crate::schedule`] on a running cluster of real processes.
+//!
+//! Partitions are made by the harness's link proxies (every internode
+//! connection goes through one proxy per directed link), so a cut is a real
+//! black hole the nodes' own timeouts and failure detector have to notice.
+//! Kills are `SIGKILL`s of the process, restarts reopen the same RocksDB,
+//! pauses are `SIGSTOP`: the node keeps its sockets, its peers' calls hang.
+//!
+//! The nemesis never panics on a fault that did not take (a node that does
+//! not come back within the bound is recorded as a failed action and left
+//! for the final heal), so a run always reaches the checker.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use dynkv_tests::Cluster;
+
+use crate::history::{Action, FaultEvent, Record, Recorder};
+use crate::schedule::Step;
+
+/// How long a restarted node may take to answer `/health`.
+const RESTART_BOUND: Duration = Duration::from_secs(30);
+
+/// The fault injector and what it has broken so far.
+pub struct Nemesis<'a> {
+    cluster: &'a mut Cluster,
+    recorder: &'a Recorder,
+    t0: Instant,
+    killed: BTreeSet<usize>,
+    paused: BTreeSet<usize>,
+    http: reqwest::Client,
+}
+
+impl<'a> Nemesis<'a> {
+    /// A nemesis for `cluster`; timestamps are relative to `t0`.
+    pub fn new(cluster: &'a mut Cluster, recorder: &'a Recorder, t0: Instant) -> Self {
+        Nemesis {
+            cluster,
+            recorder,
+            t0,
+            killed: BTreeSet::new(),
+            paused: BTreeSet::new(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .expect("HTTP client"),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.t0.elapsed().as_micros() as u64
+    }
+
+    /// Runs the schedule to its end, or until `stop` resolves.
+    pub async fn run(&mut self, steps: &[Step], stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        for step in steps {
+            let at = self.t0 + Duration::from_millis(step.at_ms);
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {}
+                _ = &mut stop => return,
+            }
+            self.apply(&step.action).await;
+        }
+    }
+
+    /// Carries out one action and records it.
+    pub async fn apply(&mut self, action: &Action) {
+        let start_us = self.now_us();
+        let result = match action {
+            Action::Partition { groups } => {
+                let g: Vec<&[usize]> = groups.iter().map(Vec::as_slice).collect();
+                self.cluster.partition(&g);
+                Ok(())
+            }
+            Action::Isolate { node } => {
+                self.cluster.isolate(*node);
+                Ok(())
+            }
+            Action::Cut { links } => {
+                for (i, j) in links {
+                    self.cluster.cut(*i, *j);
+                }
+                Ok(())
+            }
+            Action::HealNetwork => {
+                self.cluster.heal();
+                Ok(())
+            }
+            Action::Kill { node } => {
+                // A paused process dies of SIGKILL too; forget the pause.
+                self.paused.remove(node);
+                self.cluster.kill(*node);
+                self.killed.insert(*node);
+                Ok(())
+            }
+            Action::Restart { node } => self.restart(*node).await,
+            Action::Pause { node } => {
+                if self.killed.contains(node) {
+                    Err(format!("n{node} is down"))
+                } else {
+                    self.cluster.pause(*node);
+                    self.paused.insert(*node);
+                    Ok(())
+                }
+            }
+            Action::Resume { node } => {
+                self.cluster.resume(*node);
+                self.paused.remove(node);
+                Ok(())
+            }
+            Action::HealAll => self.heal_all().await,
+        };
+        let (ok, detail) = match result {
+            Ok(()) => (true, String::new()),
+            Err(e) => (false, e),
+        };
+        self.recorder.record(Record::Nemesis(FaultEvent {
+            start_us,
+            end_us: self.now_us(),
+            action: action.clone(),
+            ok,
+            detail,
+        }));
+    }
+
+    async fn restart(&mut self, node: usize) -> Result<(), String> {
+        if !self.killed.contains(&node) && self.cluster.is_running(node) {
+            return Ok(());
+        }
+        // Reap a process that died on its own, then start it again.
+        self.cluster.kill(node);
+        self.cluster.spawn_again(node);
+        if self.wait_healthy(node, RESTART_BOUND).await {
+            self.killed.remove(&node);
+            Ok(())
+        } else {
+            let running = self.cluster.is_running(node);
+            Err(format!(
+                "n{node} did not answer /health within {RESTART_BOUND:?} (process running: {running}); log tail:\n{}",
+                self.cluster.log_tail(node)
+            ))
+        }
+    }
+
+    /// Heals every link, resumes every paused node and restarts every dead
+    /// one; fails if a node still does not answer.
+    async fn heal_all(&mut self) -> Result<(), String> {
+        self.cluster.heal();
+        for i in 1..=self.cluster.nodes.len() {
+            // SIGCONT to every node is harmless and covers any pause.
+            self.cluster.resume(i);
+        }
+        self.paused.clear();
+        let mut errors = Vec::new();
+        for i in 1..=self.cluster.nodes.len() {
+            if self.killed.contains(&i) || !self.cluster.is_running(i) {
+                self.killed.insert(i);
+                if let Err(e) = self.restart(i).await {
+                    errors.push(e);
+                }
+            } else if !self.wait_healthy(i, RESTART_BOUND).await {
+                errors.push(format!("n{i} does not answer /health"));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("\n"))
+        }
+    }
+
+    async fn wait_healthy(&self, i: usize, bound: Duration) -> bool {
+        let url = format!("{}/health", self.cluster.url(i));
+        dynkv_tests::poll(bound, || async {
+            matches!(self.http.get(&url).send().await, Ok(r) if r.status().is_success())
+        })
+        .await
+    }
+
+    /// Waits until every node sees every other one up (its breakers
+    /// closed), so that what follows is measured on a whole cluster.
+    pub async fn wait_all_see_all_up(&self, bound: Duration) -> bool {
+        let n = self.cluster.nodes.len();
+        dynkv_tests::poll(bound, || async {
+            for i in 1..=n {
+                let url = format!("{}/admin/cluster", self.cluster.url(i));
+                let Ok(r) = self.http.get(&url).send().await else {
+                    return false;
+                };
+                let Ok(b) = r.bytes().await else {
+                    return false;
+                };
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else {
+                    return false;
+                };
+                let all_up = v["members"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().all(|m| m["up"] == true));
+                if !all_up {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+    }
+}

@@ -1,0 +1,433 @@
+//! One run, end to end: start a proxied cluster of real `dynkv` processes,
+//! let the clients and the nemesis loose for the fault phase, heal
+//! everything, wait for the replicas to converge, read every key back from
+//! every node, and check the history.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use dynkv_tests::{Cluster, ClusterOptions};
+use futures::StreamExt;
+
+use crate::check::{Report, check};
+use crate::history::{
+    Action, FinalKey, FinalState, History, ObjectView, Record, Recorder, RunInfo,
+};
+use crate::nemesis::Nemesis;
+use crate::schedule::{FaultMix, generate};
+use crate::workload::{Workload, WorkloadConfig, siblings};
+
+/// Everything a run needs.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Seed of the schedule and the clients' choices.
+    pub seed: u64,
+    /// Length of the fault phase.
+    pub duration: Duration,
+    /// Nodes.
+    pub nodes: usize,
+    /// Replicas per key.
+    pub n_val: usize,
+    /// The clients.
+    pub workload: WorkloadConfig,
+    /// The faults.
+    pub faults: FaultMix,
+    /// How long replicas may take to converge after healing.
+    pub convergence_bound: Duration,
+    /// The `dynkv` binary (`None`: the harness's default).
+    pub binary: Option<PathBuf>,
+    /// Where to write `history.jsonl`, `report.json` and the node logs
+    /// (`None`: keep the history in memory only).
+    pub out_dir: Option<PathBuf>,
+    /// Extra `DYNKV__...` settings for every node.
+    pub env: Vec<(String, String)>,
+    /// Print progress to stderr.
+    pub verbose: bool,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            seed: 1,
+            duration: Duration::from_secs(60),
+            nodes: 5,
+            n_val: 3,
+            workload: WorkloadConfig::default(),
+            faults: FaultMix::default(),
+            convergence_bound: Duration::from_secs(120),
+            binary: None,
+            out_dir: None,
+            env: Vec::new(),
+            verbose: false,
+        }
+    }
+}
+
+/// Node settings of a chaos cluster on top of the harness's fast failure
+/// detection: anti-entropy exchanges often enough that a 5-node cluster
+/// compares every partition pair within seconds rather than a minute, so
+/// that what handoff and read repair miss is healed within the bound.
+pub const CHAOS_NODE_SETTINGS: &[(&str, &str)] = &[
+    ("DYNKV__ANTIENTROPY__EXCHANGE_INTERVAL_MS", "200"),
+    ("DYNKV__ANTIENTROPY__CONCURRENCY", "4"),
+    ("DYNKV__LIMITS__MAX_INFLIGHT_REQUESTS", "4096"),
+];
+
+/// What a run produced.
+pub struct RunResult {
+    /// The history (also written to `out_dir/history.jsonl`).
+    pub history: History,
+    /// The checker's report.
+    pub report: Report,
+}
+
+macro_rules! say {
+    ($cfg:expr, $($arg:tt)*) => {
+        if $cfg.verbose {
+            eprintln!("[chaos] {}", format!($($arg)*));
+        }
+    };
+}
+
+/// Runs the whole thing. Panics only if the cluster cannot be started.
+pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
+    if let Some(d) = &cfg.out_dir {
+        std::fs::create_dir_all(d)?;
+    }
+    let history_path = cfg.out_dir.as_ref().map(|d| d.join("history.jsonl"));
+    let recorder = Arc::new(Recorder::new(history_path.as_deref())?);
+
+    let mut opts = ClusterOptions {
+        n_val: cfg.n_val,
+        ..ClusterOptions::default()
+    }
+    .proxied();
+    for (k, v) in CHAOS_NODE_SETTINGS {
+        opts = opts.set(k, v);
+    }
+    for (k, v) in &cfg.env {
+        opts = opts.set(k, v);
+    }
+    if let Some(b) = &cfg.binary {
+        opts = opts.binary(b.clone());
+    }
+    let binary = cfg
+        .binary
+        .clone()
+        .unwrap_or_else(dynkv_tests::dynkv_bin)
+        .display()
+        .to_string();
+    say!(cfg, "starting {} nodes of {binary}", cfg.nodes);
+    let mut cluster = Cluster::start(cfg.nodes, opts).await;
+    let t0 = Instant::now();
+    recorder.record(Record::Run(RunInfo {
+        seed: cfg.seed,
+        nodes: cfg.nodes,
+        n_val: cfg.n_val,
+        duration_s: cfg.duration.as_secs(),
+        clients: cfg.workload.clients,
+        hot_keys: cfg.workload.hot_keys,
+        cold_keys: cfg.workload.cold_keys,
+        binary,
+    }));
+
+    let steps = generate(
+        cfg.seed,
+        cfg.duration.as_millis() as u64,
+        cfg.nodes,
+        &cfg.faults,
+    );
+    say!(
+        cfg,
+        "seed {}: {} nemesis steps over {:?}",
+        cfg.seed,
+        steps.len(),
+        cfg.duration
+    );
+    let urls: Vec<String> = (1..=cfg.nodes).map(|i| cluster.url(i)).collect();
+    let mut wl_cfg = cfg.workload.clone();
+    wl_cfg.n_val = cfg.n_val;
+    let workload = Workload::new(wl_cfg, urls, recorder.clone(), t0, cfg.seed);
+    let clients: Vec<_> = (0..cfg.workload.clients)
+        .map(|id| tokio::spawn(workload.clone().client(id as u32)))
+        .collect();
+
+    // The fault phase.
+    let healed_us;
+    {
+        let mut nemesis = Nemesis::new(&mut cluster, &recorder, t0);
+        let deadline = tokio::time::Instant::from(t0 + cfg.duration);
+        nemesis
+            .run(&steps, tokio::time::sleep_until(deadline))
+            .await;
+        tokio::time::sleep_until(deadline).await;
+        workload.stop.store(true, Ordering::Relaxed);
+        say!(cfg, "fault phase over; healing");
+        nemesis.apply(&Action::HealAll).await;
+        healed_us = t0.elapsed().as_micros() as u64;
+        // Clients finish their last operation (bounded by their timeout).
+        for c in clients {
+            let _ = c.await;
+        }
+        if !nemesis.wait_all_see_all_up(Duration::from_secs(30)).await {
+            say!(cfg, "some node still sees a peer down after 30 s");
+        }
+    }
+    recorder.flush();
+    let ops = workload.started.load(Ordering::Relaxed);
+    say!(cfg, "{ops} client steps; waiting for convergence");
+
+    // Which keys to look at, and where they live.
+    let keys: Vec<String> = {
+        let h = recorder.history();
+        let mut k: Vec<String> = h.ops.iter().map(|o| o.key.clone()).collect();
+        k.sort();
+        k.dedup();
+        k
+    };
+    let reader = FinalReader::new(&cluster, cfg.nodes);
+    let placement = reader.placements(&keys).await;
+    let started = Instant::now();
+    let mut converged = false;
+    let mut convergence_ms = None;
+    let mut local = BTreeMap::new();
+    let mut polls = 0;
+    while started.elapsed() < cfg.convergence_bound {
+        polls += 1;
+        local = reader.local_views(&keys).await;
+        if all_converged(&local, &placement) {
+            converged = true;
+            convergence_ms =
+                Some((t0.elapsed().as_micros() as u64).saturating_sub(healed_us) / 1000);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    say!(
+        cfg,
+        "converged: {converged} ({:?} ms after healing, poll {polls}); reading every key at R=all",
+        convergence_ms
+    );
+    let reads = reader.reads_all(&keys).await;
+    let mut final_keys = BTreeMap::new();
+    for k in &keys {
+        final_keys.insert(
+            k.clone(),
+            FinalKey {
+                primaries: placement.get(k).cloned().unwrap_or_default(),
+                replicas: local.remove(k).unwrap_or_default(),
+                reads: reads.get(k).cloned().unwrap_or_default(),
+            },
+        );
+    }
+    recorder.record(Record::Final(FinalState {
+        healed_us,
+        converged,
+        convergence_ms,
+        convergence_bound_ms: cfg.convergence_bound.as_millis() as u64,
+        polls,
+        keys: final_keys,
+    }));
+    recorder.flush();
+
+    let history = recorder.history();
+    let report = check(&history);
+    if let Some(d) = &cfg.out_dir {
+        std::fs::write(
+            d.join("report.json"),
+            serde_json::to_vec_pretty(&report).expect("serialisable"),
+        )?;
+        for i in 1..=cfg.nodes {
+            let _ = std::fs::copy(cluster.node(i).log_path(), d.join(format!("n{i}.log")));
+        }
+    }
+    drop(cluster);
+    Ok(RunResult { history, report })
+}
+
+fn all_converged(
+    local: &BTreeMap<String, Vec<ObjectView>>,
+    placement: &BTreeMap<String, Vec<usize>>,
+) -> bool {
+    local.iter().all(|(k, copies)| {
+        if copies.iter().any(|c| c.hints > 0 || c.status != 200) {
+            return false;
+        }
+        let Some(prim) = placement.get(k) else {
+            return false;
+        };
+        let mut p = copies.iter().filter(|c| prim.contains(&c.node));
+        match p.next() {
+            Some(first) => p.all(|c| c.same_object(first)),
+            None => false,
+        }
+    })
+}
+
+/// Reads the final state over HTTP, a bounded number of requests at once.
+struct FinalReader {
+    urls: Vec<String>,
+    http: reqwest::Client,
+}
+
+const PARALLEL: usize = 16;
+
+impl FinalReader {
+    fn new(cluster: &Cluster, nodes: usize) -> Self {
+        FinalReader {
+            urls: (1..=nodes).map(|i| cluster.url(i)).collect(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("HTTP client"),
+        }
+    }
+
+    async fn json(&self, url: String) -> Option<(u16, Option<String>, Vec<u8>)> {
+        let r = self
+            .http
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        let ctx = r
+            .headers()
+            .get("x-dynkv-context")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = r.bytes().await.ok()?;
+        Some((status, ctx, body.to_vec()))
+    }
+
+    async fn placements(&self, keys: &[String]) -> BTreeMap<String, Vec<usize>> {
+        futures::stream::iter(keys.iter().cloned())
+            .map(|k| async move {
+                let url = format!(
+                    "{}/admin/ring?key={}",
+                    self.urls[0],
+                    dynkv_tests::encode_key(&k)
+                );
+                for _ in 0..5 {
+                    if let Some((200, _, b)) = self.json(url.clone()).await
+                        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b)
+                    {
+                        let p = v["preference_list"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|n| n.as_str()?.trim_start_matches('n').parse().ok())
+                            .collect();
+                        return (k, p);
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                (k, Vec::new())
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await
+    }
+
+    /// `/admin/local/{key}` on every node, for every key.
+    async fn local_views(&self, keys: &[String]) -> BTreeMap<String, Vec<ObjectView>> {
+        let jobs = keys
+            .iter()
+            .flat_map(|k| (1..=self.urls.len()).map(move |i| (k.clone(), i)));
+        let views: Vec<(String, ObjectView)> = futures::stream::iter(jobs)
+            .map(|(k, i)| async move {
+                let url = format!(
+                    "{}/admin/local/{}",
+                    self.urls[i - 1],
+                    dynkv_tests::encode_key(&k)
+                );
+                let view = match self.json(url).await {
+                    Some((status, _, b)) => {
+                        let v: serde_json::Value = serde_json::from_slice(&b).unwrap_or_default();
+                        let (values, tombstones) = siblings(&b);
+                        ObjectView {
+                            node: i,
+                            status,
+                            found: v["found"].as_bool().unwrap_or(false),
+                            context: v["context"].as_str().map(str::to_string),
+                            values,
+                            tombstones,
+                            hints: v["hints"].as_array().map_or(0, Vec::len),
+                        }
+                    }
+                    None => ObjectView {
+                        node: i,
+                        status: 0,
+                        ..ObjectView::default()
+                    },
+                };
+                (k, view)
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        let mut out: BTreeMap<String, Vec<ObjectView>> = BTreeMap::new();
+        for (k, v) in views {
+            out.entry(k).or_default().push(v);
+        }
+        for v in out.values_mut() {
+            v.sort_by_key(|c| c.node);
+        }
+        out
+    }
+
+    /// `GET ?r=all&sloppy=false` through every node, for every key (a few
+    /// tries each: a read may race the last repairs).
+    async fn reads_all(&self, keys: &[String]) -> BTreeMap<String, Vec<ObjectView>> {
+        let jobs = keys
+            .iter()
+            .flat_map(|k| (1..=self.urls.len()).map(move |i| (k.clone(), i)));
+        let views: Vec<(String, ObjectView)> = futures::stream::iter(jobs)
+            .map(|(k, i)| async move {
+                let url = format!(
+                    "{}/kv/{}?r=all&sloppy=false&timeout_ms=5000",
+                    self.urls[i - 1],
+                    dynkv_tests::encode_key(&k)
+                );
+                let mut view = ObjectView {
+                    node: i,
+                    ..ObjectView::default()
+                };
+                for attempt in 0..5 {
+                    if attempt > 0 {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    let Some((status, ctx, b)) = self.json(url.clone()).await else {
+                        continue;
+                    };
+                    view.status = status;
+                    view.context = ctx;
+                    (view.values, view.tombstones) = match status {
+                        200 => (vec![String::from_utf8_lossy(&b).into_owned()], 0),
+                        300 => siblings(&b),
+                        _ => (Vec::new(), 0),
+                    };
+                    if matches!(status, 200 | 300 | 404) {
+                        break;
+                    }
+                }
+                (k, view)
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        let mut out: BTreeMap<String, Vec<ObjectView>> = BTreeMap::new();
+        for (k, v) in views {
+            out.entry(k).or_default().push(v);
+        }
+        for v in out.values_mut() {
+            v.sort_by_key(|c| c.node);
+        }
+        out
+    }
+}

@@ -1,0 +1,432 @@
+//! The checker on hand-made histories: each check must pass a correct
+//! history and report the fault planted in a wrong one.
+
+use std::collections::BTreeMap;
+
+use dynkv_chaos::check::{check, disturbances};
+use dynkv_chaos::history::{
+    Action, FaultEvent, FinalKey, FinalState, History, ObjectView, Op, OpKind, Outcome, RunInfo,
+};
+use dynkv_vclock::{VersionVector, encode_context};
+
+const N: usize = 3;
+
+fn ctx(pairs: &[(&str, u64)]) -> String {
+    encode_context(&VersionVector::from_pairs(
+        pairs.iter().map(|(a, n)| (a.to_string(), *n)),
+    ))
+}
+
+/// Builds operations on one key with increasing times.
+struct B {
+    ops: Vec<Op>,
+    t: u64,
+    seq: u64,
+}
+
+impl B {
+    fn new() -> Self {
+        B {
+            ops: Vec::new(),
+            t: 1_000,
+            seq: 0,
+        }
+    }
+
+    fn op(&mut self, kind: OpKind, outcome: Outcome) -> &mut Op {
+        self.seq += 1;
+        self.t += 1_000;
+        self.ops.push(Op {
+            client: 0,
+            seq: self.seq,
+            kind: Some(kind),
+            key: "k".into(),
+            node: 1,
+            start_us: self.t,
+            end_us: self.t + 500,
+            sloppy: false,
+            timeout_ms: 2000,
+            outcome: Some(outcome),
+            ..Op::default()
+        });
+        self.ops.last_mut().unwrap()
+    }
+
+    /// An acknowledged put of `value` with dot `dot`, sending `sent`
+    /// (and having been shown `sup`).
+    fn put(&mut self, value: &str, dot: (&str, u64), sent: Option<&str>, sup: &[&str]) -> &mut Op {
+        let op = self.op(OpKind::Put, Outcome::Ok);
+        op.value = Some(value.into());
+        op.w = Some("quorum".into());
+        op.dot = Some(format!("{}:{}", dot.0, dot.1));
+        op.context = Some(ctx(&[dot]));
+        op.values = vec![value.into()];
+        op.context_sent = sent.map(str::to_string);
+        op.supersedes = sup.iter().map(|s| s.to_string()).collect();
+        op
+    }
+
+    fn delete(&mut self, dot: (&str, u64), sent: Option<&str>, sup: &[&str]) -> &mut Op {
+        let op = self.op(OpKind::Delete, Outcome::Ok);
+        op.w = Some("quorum".into());
+        op.dot = Some(format!("{}:{}", dot.0, dot.1));
+        op.context_sent = sent.map(str::to_string);
+        op.supersedes = sup.iter().map(|s| s.to_string()).collect();
+        op
+    }
+
+    fn get(&mut self, r: &str, got: &str, values: &[&str]) -> &mut Op {
+        let op = self.op(OpKind::Get, Outcome::Ok);
+        op.r = Some(r.into());
+        op.context = Some(got.into());
+        op.values = values.iter().map(|s| s.to_string()).collect();
+        op
+    }
+}
+
+/// A final state where nodes 1..=3 are the primaries and all agree.
+fn agreed(context: &str, values: &[&str], tombstones: usize) -> FinalKey {
+    let view = |node| ObjectView {
+        node,
+        status: 200,
+        found: true,
+        context: Some(context.into()),
+        values: values.iter().map(|s| s.to_string()).collect(),
+        tombstones,
+        hints: 0,
+    };
+    let read = |node| ObjectView {
+        status: match values.len() {
+            0 => 404,
+            1 if tombstones == 0 => 200,
+            _ => 300,
+        },
+        found: false,
+        tombstones: if values.is_empty() { 0 } else { tombstones },
+        ..view(node)
+    };
+    FinalKey {
+        primaries: vec![1, 2, 3],
+        replicas: (1..=3).map(view).collect(),
+        reads: (1..=3).map(read).collect(),
+    }
+}
+
+fn history(ops: Vec<Op>, fk: FinalKey) -> History {
+    let mut keys = BTreeMap::new();
+    keys.insert("k".to_string(), fk);
+    History {
+        run: Some(RunInfo {
+            seed: 42,
+            nodes: 3,
+            n_val: N,
+            ..RunInfo::default()
+        }),
+        ops,
+        faults: Vec::new(),
+        final_state: Some(FinalState {
+            healed_us: 1_000_000,
+            converged: true,
+            convergence_ms: Some(10),
+            convergence_bound_ms: 1000,
+            polls: 1,
+            keys,
+        }),
+    }
+}
+
+#[test]
+fn a_correct_read_modify_write_history_passes() {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    let c1 = ctx(&[("n1", 1)]);
+    b.get("quorum", &c1, &["a"]);
+    b.put("b", ("n1", 2), Some(&c1), &["a"]);
+    let r = check(&history(b.ops, agreed(&ctx(&[("n1", 2)]), &["b"], 0)));
+    assert!(r.passed, "{:?}", r.failures);
+    assert_eq!(r.writes.acknowledged, 2);
+    assert_eq!(r.writes.present, 1);
+    assert_eq!(r.writes.superseded, 1);
+    assert_eq!(r.seed, Some(42));
+}
+
+#[test]
+fn an_acknowledged_write_missing_from_the_final_state_is_lost() {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    b.put("b", ("n2", 1), None, &[]);
+    // "a" vanished though nothing superseded it; the clock still covers it.
+    let r = check(&history(
+        b.ops,
+        agreed(&ctx(&[("n1", 1), ("n2", 1)]), &["b"], 0),
+    ));
+    assert!(!r.passed);
+    assert_eq!(r.writes.lost, 1);
+    assert_eq!(r.lost_writes[0].op.as_deref(), Some("c0#1"));
+    assert!(
+        r.lost_writes[0]
+            .detail
+            .contains("neither in the final state")
+    );
+}
+
+#[test]
+fn a_write_whose_dot_the_final_context_lacks_is_lost() {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    b.put("b", ("n1", 2), None, &[]);
+    let r = check(&history(b.ops, agreed(&ctx(&[("n1", 1)]), &["a"], 0)));
+    assert_eq!(r.writes.lost, 1);
+    assert!(
+        r.lost_writes[0]
+            .detail
+            .contains("not covered by the final context")
+    );
+}
+
+#[test]
+fn a_dot_given_to_two_acknowledged_writes_means_one_was_lost() {
+    // The planted bug: write "a" is acknowledged with dot n1:1 but not
+    // stored; the next write gets n1:1 again, and a reader supersedes it.
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    b.put("b", ("n1", 1), None, &[]);
+    let c = ctx(&[("n1", 1)]);
+    b.get("one", &c, &["b"]);
+    b.put("c", ("n1", 2), Some(&c), &["b"]);
+    let r = check(&history(b.ops, agreed(&ctx(&[("n1", 2)]), &["c"], 0)));
+    assert!(!r.passed);
+    assert_eq!(r.writes.lost, 1, "{:?}", r.lost_writes);
+    assert_eq!(r.lost_writes[0].op.as_deref(), Some("c0#1"));
+    assert!(r.lost_writes[0].detail.contains("also got"));
+}
+
+#[test]
+fn an_unknown_write_may_be_there_or_not() {
+    for present in [false, true] {
+        let mut b = B::new();
+        b.put("a", ("n1", 1), None, &[]);
+        let op = b.op(OpKind::Put, Outcome::Unknown);
+        op.value = Some("u".into());
+        op.w = Some("all".into());
+        let values: &[&str] = if present { &["a", "u"] } else { &["a"] };
+        let r = check(&history(b.ops, agreed(&ctx(&[("n1", 2)]), values, 0)));
+        assert!(r.passed, "{present}: {:?}", r.failures);
+        assert_eq!(r.writes.unknown, 1);
+        assert_eq!(r.writes.unknown_present, u64::from(present));
+    }
+}
+
+#[test]
+fn an_unknown_write_excuses_what_it_supersedes_only_if_it_happened() {
+    let c1 = ctx(&[("n1", 1)]);
+    let build = |seen: bool| {
+        let mut b = B::new();
+        b.put("a", ("n1", 1), None, &[]);
+        let op = b.op(OpKind::Put, Outcome::Unknown);
+        op.value = Some("u".into());
+        op.context_sent = Some(c1.clone());
+        op.supersedes = vec!["a".into()];
+        if seen {
+            // A later read showed "u": it happened.
+            b.get("one", &ctx(&[("n1", 2)]), &["u"]);
+        }
+        b.ops
+    };
+    // Never seen: "a" must still be there, and is not.
+    let r = check(&history(build(false), agreed(&ctx(&[("n1", 2)]), &[], 0)));
+    assert_eq!(r.writes.lost, 1, "{:?}", r.lost_writes);
+    // Seen: "a" was legitimately replaced ("u" itself may be gone later).
+    let r = check(&history(build(true), agreed(&ctx(&[("n1", 2)]), &["u"], 0)));
+    assert!(r.passed, "{:?}", r.failures);
+    assert_eq!(r.writes.superseded, 1);
+}
+
+#[test]
+fn a_value_back_after_a_covering_delete_is_a_resurrection() {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    b.put("b", ("n2", 1), None, &[]);
+    let c = ctx(&[("n1", 1), ("n2", 1)]);
+    b.get("all", &c, &["a", "b"]);
+    b.delete(("n1", 2), Some(&c), &["a", "b"]);
+    let end = ctx(&[("n1", 2), ("n2", 1)]);
+    // Correct: only the tombstone is left.
+    let ok = check(&history(b.ops.clone(), agreed(&end, &[], 1)));
+    assert!(ok.passed, "{:?}", ok.failures);
+    assert_eq!(ok.keys_checked_for_resurrection, 1);
+    // Wrong: "a" is back.
+    let r = check(&history(b.ops, agreed(&end, &["a"], 1)));
+    assert!(!r.passed);
+    assert_eq!(r.resurrections.len(), 1, "{:?}", r.resurrections);
+    assert_eq!(r.resurrections[0].op.as_deref(), Some("c0#4"));
+    assert!(r.resurrections[0].detail.contains("is back"));
+    assert_eq!(r.deleted_values_checked, 2);
+}
+
+#[test]
+fn a_delete_that_did_not_cover_everything_is_not_a_resurrection_check() {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    let c = ctx(&[("n1", 1)]);
+    b.delete(("n1", 2), Some(&c), &["a"]);
+    // A later, concurrent blind write is legitimately alive.
+    b.put("b", ("n2", 1), None, &[]);
+    let r = check(&history(
+        b.ops,
+        agreed(&ctx(&[("n1", 2), ("n2", 1)]), &["b"], 1),
+    ));
+    assert!(r.passed, "{:?}", r.failures);
+    assert_eq!(r.keys_checked_for_resurrection, 0);
+}
+
+#[test]
+fn an_acknowledged_delete_needs_its_tombstone() {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    b.delete(("n2", 1), None, &[]);
+    let end = ctx(&[("n1", 1), ("n2", 1)]);
+    assert!(check(&history(b.ops.clone(), agreed(&end, &["a"], 1))).passed);
+    let r = check(&history(b.ops, agreed(&end, &["a"], 0)));
+    assert_eq!(r.writes.lost, 1, "{:?}", r.lost_writes);
+}
+
+#[test]
+fn phantom_duplicate_and_failed_siblings_are_reported() {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    let f = b.op(OpKind::Put, Outcome::Fail);
+    f.value = Some("f".into());
+    f.error = Some("connect".into());
+    let end = ctx(&[("n1", 2)]);
+    let r = check(&history(b.ops, agreed(&end, &["a", "a", "f", "zz"], 0)));
+    assert!(!r.passed);
+    let v: Vec<&str> = r
+        .siblings
+        .violations
+        .iter()
+        .map(|v| v.detail.as_str())
+        .collect();
+    assert!(v.iter().any(|d| d.contains("2 times")), "{v:?}");
+    assert!(v.iter().any(|d| d.contains("never written")), "{v:?}");
+    assert!(v.iter().any(|d| d.contains("certainly failed")), "{v:?}");
+    assert!(v.iter().any(|d| d.contains("siblings but only")), "{v:?}");
+    assert_eq!(r.siblings.max, 4);
+}
+
+#[test]
+fn replicas_that_disagree_are_not_converged() {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    let mut fk = agreed(&ctx(&[("n1", 1)]), &["a"], 0);
+    fk.replicas[2].values.clear();
+    fk.replicas[2].context = Some(ctx(&[]));
+    fk.replicas[0].hints = 1;
+    let r = check(&history(b.ops, fk));
+    assert!(!r.passed);
+    assert_eq!(r.convergence.diverged.len(), 1);
+    assert!(r.convergence.diverged[0].detail.contains("hints"));
+    // The run's own verdict counts too.
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    let mut h = history(b.ops, agreed(&ctx(&[("n1", 1)]), &["a"], 0));
+    h.final_state.as_mut().unwrap().converged = false;
+    assert!(!check(&h).passed);
+}
+
+#[test]
+fn read_your_quorum_separates_strict_and_sloppy_misses() {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    // A strict read at R=2 after a W=2 write that misses it: a bug.
+    b.get("quorum", &ctx(&[]), &[]);
+    let end = agreed(&ctx(&[("n1", 1)]), &["a"], 0);
+    let r = check(&history(b.ops.clone(), end.clone()));
+    assert_eq!(r.read_your_quorum.strict_checked, 1);
+    assert_eq!(r.read_your_quorum.strict_violations, 1);
+    assert!(!r.passed);
+
+    // The same with a sloppy read: counted, not a failure.
+    b.ops[1].sloppy = true;
+    let r = check(&history(b.ops.clone(), end.clone()));
+    assert_eq!(r.read_your_quorum.sloppy_violations, 1);
+    assert_eq!(r.read_your_quorum.strict_violations, 0);
+    assert!(r.passed, "{:?}", r.failures);
+
+    // R=1 with W=2 does not overlap: not checked.
+    b.ops[1].sloppy = false;
+    b.ops[1].r = Some("one".into());
+    let r = check(&history(b.ops.clone(), end.clone()));
+    assert_eq!(r.read_your_quorum.strict_checked, 0);
+
+    // A fault between the write and the read: not checked.
+    b.ops[1].r = Some("all".into());
+    let mut h = history(b.ops, end);
+    h.faults.push(FaultEvent {
+        start_us: b.t - 1_200,
+        end_us: b.t - 1_200,
+        action: Action::Kill { node: 2 },
+        ok: true,
+        detail: String::new(),
+    });
+    let r = check(&h);
+    assert_eq!(r.read_your_quorum.strict_checked, 0);
+}
+
+#[test]
+fn disturbances_last_from_fault_to_heal_plus_settling() {
+    let ev = |t: u64, action| FaultEvent {
+        start_us: t,
+        end_us: t + 10,
+        action,
+        ok: true,
+        detail: String::new(),
+    };
+    let d = disturbances(&[
+        ev(1_000, Action::Isolate { node: 1 }),
+        ev(5_000_000, Action::HealNetwork),
+        ev(20_000_000, Action::Pause { node: 2 }),
+        ev(21_000_000, Action::Kill { node: 3 }),
+        ev(22_000_000, Action::HealAll),
+        ev(40_000_000, Action::Kill { node: 1 }),
+    ]);
+    assert_eq!(
+        d,
+        vec![
+            (1_000, 5_000_010 + dynkv_chaos::check::SETTLE_US),
+            (20_000_000, 22_000_010 + dynkv_chaos::check::SETTLE_US),
+            (40_000_000, u64::MAX),
+        ]
+    );
+}
+
+#[test]
+fn a_history_survives_a_round_trip_through_its_file() {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    b.get("quorum", &ctx(&[("n1", 1)]), &["a"]);
+    let mut h = history(b.ops, agreed(&ctx(&[("n1", 1)]), &["a"], 0));
+    h.faults.push(FaultEvent {
+        start_us: 1,
+        end_us: 2,
+        action: Action::Partition {
+            groups: vec![vec![1], vec![2, 3]],
+        },
+        ok: true,
+        detail: String::new(),
+    });
+    let dir = std::env::temp_dir().join(format!("dynkv-chaos-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("history.jsonl");
+    h.save(&path).unwrap();
+    let back = History::load(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(back.ops, h.ops);
+    assert_eq!(back.faults, h.faults);
+    assert_eq!(back.final_state, h.final_state);
+    assert_eq!(back.run, h.run);
+    let a = check(&h);
+    let b = check(&back);
+    assert_eq!(a.passed, b.passed);
+    assert_eq!(a.writes, b.writes);
+}

@@ -1,0 +1,180 @@
+//! The coordinator hooks the Riak-compatible API relies on: per-key `n_val`,
+//! superseding writes and key listing, over the in-process SimNetwork.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumMetrics, ReadOptions};
+use dynkv_ring::{NodeId, Ring};
+use dynkv_rpc::sim::SimNetwork;
+use dynkv_rpc::{PeerHealth, Quorum, Request, Response, WriteRequest};
+use dynkv_storage::{Store, StoreConfig, namespace};
+use dynkv_vclock::{Content, VersionVector};
+
+struct Cluster {
+    nodes: Vec<Arc<Coordinator>>,
+    _net: SimNetwork,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+fn cluster(k: usize) -> Cluster {
+    let ids: Vec<NodeId> = (1..=k).map(|i| NodeId::from(format!("n{i}"))).collect();
+    let ring = Ring::new(ids.clone(), 16).unwrap();
+    let net = SimNetwork::new();
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    for id in &ids {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&StoreConfig::new(dir.path()), None).unwrap());
+        let health = Arc::new(PeerHealth::new(id.clone(), ids.clone(), 1));
+        let config = CoordinatorConfig {
+            rpc_timeout: Duration::from_millis(300),
+            default_timeout: Duration::from_secs(2),
+            read_repair: false,
+            ..CoordinatorConfig::default()
+        };
+        let c = Coordinator::new(
+            id.clone(),
+            ring.clone(),
+            store,
+            Arc::new(net.transport(id.clone())),
+            health,
+            config,
+            Arc::new(QuorumMetrics::default()),
+        );
+        net.register(id.clone(), Arc::new(KvService(c.clone())));
+        nodes.push(c);
+        dirs.push(dir);
+    }
+    Cluster {
+        nodes,
+        _net: net,
+        _dirs: dirs,
+    }
+}
+
+fn write(key: &[u8], value: &str, n_val: Option<u32>, supersede: bool) -> WriteRequest {
+    WriteRequest {
+        key: Bytes::copy_from_slice(key),
+        content: Content::value(value.to_string(), "text/plain", 0),
+        context: VersionVector::new(),
+        w: Quorum::One,
+        sloppy: true,
+        timeout_ms: 1500,
+        idempotency_key: None,
+        n_val,
+        supersede,
+    }
+}
+
+#[tokio::test]
+async fn superseding_blind_writes_leave_one_sibling() {
+    let c = cluster(3);
+    let key = namespace::key(b"b", b"k");
+    let coord = &c.nodes[0];
+    for v in ["a", "b", "c"] {
+        coord.put(write(&key, v, None, true)).await.unwrap();
+    }
+    let o = coord
+        .get(Bytes::from(key.clone()), ReadOptions::sloppy())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.sibling_count(), 1);
+    assert_eq!(&o.values()[0].value[..], b"c");
+    // Without supersede the same blind writes are concurrent siblings.
+    let key2 = namespace::key(b"b", b"k2");
+    for v in ["a", "b"] {
+        coord.put(write(&key2, v, None, false)).await.unwrap();
+    }
+    let o = coord
+        .get(Bytes::from(key2), ReadOptions::sloppy())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(o.sibling_count(), 2);
+}
+
+#[tokio::test]
+async fn a_smaller_n_val_writes_to_the_first_primaries_only() {
+    let c = cluster(3);
+    let key = namespace::key(b"one-copy", b"k");
+    let p = c.nodes[0].placement_n(&key, Some(1));
+    assert_eq!(p.primaries.len(), 1);
+    assert_eq!(p.primaries[0], c.nodes[0].placement(&key).primaries[0]);
+    // n_val above the cluster's is clamped to it.
+    assert_eq!(c.nodes[0].placement_n(&key, Some(9)).primaries.len(), 3);
+
+    let mut req = write(&key, "v", Some(1), false);
+    req.w = Quorum::All;
+    c.nodes[1].put(req).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut holders = Vec::new();
+    for n in &c.nodes {
+        if n.local_view(&key).await.unwrap().0.is_some() {
+            holders.push(n.node_id().clone());
+        }
+    }
+    assert_eq!(holders, p.primaries, "only the one primary stores it");
+    let opts = ReadOptions {
+        r: Some(Quorum::All),
+        n_val: Some(1),
+        ..ReadOptions::sloppy()
+    };
+    let o = c.nodes[2]
+        .get(Bytes::from(key), opts)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&o.values()[0].value[..], b"v");
+}
+
+#[tokio::test]
+async fn list_keys_and_namespaces_of_a_partition() {
+    let c = cluster(1);
+    let coord = &c.nodes[0];
+    let mut partitions = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let key = namespace::key(b"bucket", format!("k{i}").as_bytes());
+        partitions.insert(coord.placement(&key).partition);
+        coord.put(write(&key, "v", None, false)).await.unwrap();
+    }
+    coord
+        .put(write(&namespace::key(b"other", b"x"), "v", None, false))
+        .await
+        .unwrap();
+    let mut keys = Vec::new();
+    let mut namespaces = std::collections::BTreeSet::new();
+    for partition in 0..16 {
+        let r = coord
+            .handle(Request::ListKeys {
+                partition,
+                prefix: Bytes::from(namespace::prefix(b"bucket")),
+                after: None,
+                limit: 1000,
+            })
+            .await;
+        let Response::Keys(k) = r else {
+            panic!("unexpected answer {r:?}")
+        };
+        assert!(k.is_empty() || partitions.contains(&partition));
+        keys.extend(k);
+        let r = coord
+            .handle(Request::ListNamespaces {
+                partition,
+                after: None,
+                limit: 1000,
+            })
+            .await;
+        let Response::Keys(ns) = r else {
+            panic!("unexpected answer {r:?}")
+        };
+        namespaces.extend(ns.into_iter().map(|b| b.to_vec()));
+    }
+    assert_eq!(keys.len(), 40);
+    assert_eq!(
+        namespaces.into_iter().collect::<Vec<_>>(),
+        vec![b"bucket".to_vec(), b"other".to_vec()]
+    );
+}

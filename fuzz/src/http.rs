@@ -1,0 +1,189 @@
+//! The whole HTTP surface of a node (`dynkv_api::router`) driven in process:
+//! a one-node cluster on a RocksDB store in a temporary directory, and one
+//! request per input, built from fuzzer-chosen method, route, path, query,
+//! headers and body. A panic in any handler, or a 500, is a finding.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use arbitrary::{Arbitrary, Unstructured};
+use axum::body::Body;
+use axum::http::{HeaderValue, Method, Request, Uri};
+use dynkv_api::{AppState, HttpMetrics, Limits, router};
+use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumMetrics};
+use dynkv_ring::{NodeId, Ring};
+use dynkv_rpc::sim::SimNetwork;
+use dynkv_rpc::{AddressBook, PeerHealth, TOKEN_HEADER};
+use dynkv_storage::{Store, StoreConfig};
+
+const TOKEN: &str = "fuzz-token";
+
+/// A node's router and the runtime it runs on, built once per process.
+pub struct Node {
+    rt: tokio::runtime::Runtime,
+    app: axum::Router,
+    _dir: tempfile::TempDir,
+}
+
+/// One request, as the fuzzer describes it.
+#[derive(Arbitrary, Debug)]
+pub struct Input {
+    method: u8,
+    route: u8,
+    path: String,
+    query: String,
+    context: Option<String>,
+    accept_json: bool,
+    content_type: Option<String>,
+    idempotency_key: Option<String>,
+    token: bool,
+    body: Vec<u8>,
+}
+
+const ROUTES: &[&str] = &[
+    "/kv/",
+    "/kv/",
+    "/kv/",
+    "/admin/local/",
+    "/admin/ring?key=",
+    "/rpc",
+    "/admin/cluster",
+    "/admin/",
+    "/metrics",
+    "/health",
+    "/",
+];
+
+impl Node {
+    /// The shared node.
+    pub fn get() -> &'static Node {
+        static NODE: OnceLock<Node> = OnceLock::new();
+        NODE.get_or_init(Node::start)
+    }
+
+    fn start() -> Node {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::Builder::new()
+            .prefix("dynkv-fuzz-")
+            .tempdir()
+            .expect("temp dir");
+        let me = NodeId::from("n1".to_string());
+        let ring = Ring::new(vec![me.clone()], 16).expect("ring");
+        let store = Arc::new(Store::open(&StoreConfig::new(dir.path()), None).expect("store"));
+        let net = SimNetwork::new();
+        let coord = Coordinator::new(
+            me.clone(),
+            ring,
+            store,
+            Arc::new(net.transport(me.clone())),
+            Arc::new(PeerHealth::new(me.clone(), vec![me.clone()], 1)),
+            CoordinatorConfig {
+                default_timeout: Duration::from_millis(500),
+                rpc_timeout: Duration::from_millis(100),
+                read_repair_wait: Duration::from_millis(10),
+                ..CoordinatorConfig::default()
+            },
+            Arc::new(QuorumMetrics::default()),
+        );
+        let service = Arc::new(KvService(coord.clone()));
+        net.register(me.clone(), service.clone());
+        let state = AppState {
+            coord,
+            rpc: service,
+            views: Arc::new(Vec::new()),
+            book: Arc::new(AddressBook::new(vec![(me, "127.0.0.1:9".to_string())])),
+            limits: Limits {
+                max_value_bytes: 4096,
+                max_rpc_bytes: 64 * 1024,
+                max_timeout_ms: 1000,
+                ..Limits::default()
+            },
+            cluster_token: TOKEN.into(),
+            metrics: Arc::new(HttpMetrics::default()),
+            registry: Arc::new(Default::default()),
+            inflight: Arc::new(tokio::sync::Semaphore::new(64)),
+            membership: None,
+        };
+        let app = router(state);
+        Node { rt, app, _dir: dir }
+    }
+
+    /// Decodes `data` into a request and serves it.
+    pub fn serve_bytes(&self, data: &[u8]) {
+        if let Ok(input) = Input::arbitrary_take_rest(Unstructured::new(data)) {
+            self.serve(&input);
+        }
+    }
+
+    /// Serves one request and checks the answer.
+    pub fn serve(&self, input: &Input) {
+        let method = match input.method % 5 {
+            0 | 1 => Method::GET,
+            2 => Method::PUT,
+            3 => Method::DELETE,
+            _ => Method::POST,
+        };
+        let mut uri = String::from(ROUTES[input.route as usize % ROUTES.len()]);
+        uri.push_str(&input.path);
+        if !input.query.is_empty() {
+            uri.push(if uri.contains('?') { '&' } else { '?' });
+            uri.push_str(&input.query);
+        }
+        // What hyper would have refused never reaches the router.
+        let Ok(uri) = uri.parse::<Uri>() else {
+            return;
+        };
+        let mut req = Request::builder().method(method).uri(uri);
+        let mut header = |name: &str, v: &Option<String>| {
+            if let Some(v) = v
+                && let Ok(v) = HeaderValue::from_str(v)
+            {
+                req = std::mem::take(&mut req).header(name, v);
+            }
+        };
+        header("x-dynkv-context", &input.context);
+        header("content-type", &input.content_type);
+        header("idempotency-key", &input.idempotency_key);
+        if input.accept_json {
+            req = req.header("accept", "application/json");
+        }
+        if input.token {
+            req = req.header(TOKEN_HEADER, TOKEN);
+        }
+        let Ok(req) = req.body(Body::from(input.body.clone())) else {
+            return;
+        };
+        let desc = format!("{} {}", req.method(), req.uri());
+        let mut app = self.app.clone();
+        let resp = self
+            .rt
+            .block_on(async move {
+                tokio::time::timeout(Duration::from_secs(5), tower::Service::call(&mut app, req))
+                    .await
+            })
+            .unwrap_or_else(|_| panic!("{desc}: no answer within 5 s"))
+            .expect("infallible");
+        let status = resp.status();
+        let body = self
+            .rt
+            .block_on(axum::body::to_bytes(resp.into_body(), 1 << 20))
+            .expect("a readable body");
+        assert!(
+            status.as_u16() != 500,
+            "{desc}: 500 {}",
+            String::from_utf8_lossy(&body)
+        );
+        // axum's own 405 (a method a route does not serve) has no body.
+        if (status.is_client_error() || status.is_server_error()) && status.as_u16() != 405 {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            assert!(
+                v["code"].is_string(),
+                "{desc}: error {status} without a JSON code: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+}

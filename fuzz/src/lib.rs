@@ -1,0 +1,11 @@
+//! The checks behind the fuzz targets, shared with the regression test
+//! (`crates/chaos/tests/fuzz_regressions.rs`) that replays every input kept
+//! under `fuzz/regressions/<target>/`.
+//!
+//! Each check feeds untrusted bytes to a decoder that faces the network and
+//! asserts more than "no panic": what decodes must re-encode and decode to
+//! the same thing, and what the decoded value promises (sorted entries, a
+//! quorum within 1..=N, an HTTP answer that is never a 500) must hold.
+
+pub mod checks;
+pub mod http;

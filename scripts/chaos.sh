@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Fault-injection run with a history checker (see docs/CHAOS.md).
+#
+#   scripts/chaos.sh [--seed S] [--duration 3m] [--nodes 5] [--json out.json] [...]
+#       builds dynkv and dynkv-chaos, copies the dynkv binary aside (so a
+#       rebuild during the run cannot change the nodes under test), runs.
+#   scripts/chaos.sh --planted-bug [...]
+#       the same against a build with the planted lost-write bug
+#       (`--features planted-bug-lose-writes`, its own target directory):
+#       the checker must fail.
+#
+# Every other argument goes to dynkv-chaos (`--help` lists them). Exit
+# status: 0 every check passed, 1 a check failed, 2 usage or I/O error.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynkv-target}"
+
+bug=0
+args=()
+for a in "$@"; do
+  case "$a" in
+    --planted-bug) bug=1 ;;
+    *) args+=("$a") ;;
+  esac
+done
+
+cargo build -p dynkv-chaos
+if [ "$bug" = 1 ]; then
+  target="${DYNKV_BUG_TARGET_DIR:-${CARGO_TARGET_DIR}-bug}"
+  CARGO_TARGET_DIR="$target" cargo build -p dynkv --features planted-bug-lose-writes
+  src="$target/debug/dynkv"
+else
+  cargo build -p dynkv
+  src="$CARGO_TARGET_DIR/debug/dynkv"
+fi
+bin_dir="$(mktemp -d "${TMPDIR:-/tmp}/dynkv-chaos-bin.XXXXXX")"
+trap 'rm -rf "$bin_dir"' EXIT
+cp "$src" "$bin_dir/dynkv"
+
+"$CARGO_TARGET_DIR/debug/dynkv-chaos" --bin "$bin_dir/dynkv" "${args[@]}"

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Runs the Riak Python client's own test suites (riak 2.7.0 from PyPI:
+# riak.tests.test_kv and riak.tests.test_client, over HTTP) against a fresh
+# 3-node dynkv cluster, through dynkv's Riak-compatible API (docs/RIAK.md).
+#
+#   scripts/riak-tests.sh
+#
+# 1. Makes a Python 3.11 virtualenv with riak==2.7.0 (reused while it still
+#    has exactly that version). The package is never edited: the runner
+#    imports tests/riak/riak_compat.py first, which restores what
+#    Python >= 3.10 removed and the 2016 client still uses.
+# 2. Builds the debug dynkv binary if needed and starts n1..n3 with
+#    scripts/cluster.sh in a temporary directory.
+# 3. Runs test_kv against n1 and test_client against n2 (so requests are
+#    also forwarded between nodes), skipping only tests/riak/skips.py.
+# 4. Prints "test_kv: ..." and "test_client: ..." and a total line
+#    "riak: N passed, N failed, N skipped", stops the cluster, and exits
+#    non-zero if any test failed.
+#
+# Environment: RIAK_VENV (default /var/tmp/dynkv-riak-venv), RIAK_PYTHON
+# (default python3.11), DYNKV_BIN (default: the debug build),
+# RIAK_BASE_PORT (node i listens on base+i; default: the first free of
+# 18070, 18170, ...), RIAK_RUN_TIMEOUT (seconds per suite, default 900).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynkv-target}"
+VENV="${RIAK_VENV:-/var/tmp/dynkv-riak-venv}"
+PY="${RIAK_PYTHON:-python3.11}"
+RIAK_VERSION=2.7.0
+started=$(date +%s)
+
+say() { printf '== %s\n' "$*"; }
+
+# --- 1. the client, in its own virtualenv --------------------------------
+has_client() {
+  "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('riak') != '$RIAK_VERSION')" 2>/dev/null
+}
+if ! has_client; then
+  say "virtualenv $VENV with riak==$RIAK_VERSION"
+  rm -rf "$VENV"
+  if ! "$PY" -m venv "$VENV" 2>/dev/null; then
+    # Debian ships venv separately from the interpreter.
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      rm -rf "$VENV"
+      apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3.11-venv
+      "$PY" -m venv "$VENV"
+    else
+      echo "cannot create a virtualenv with $PY: install python3.11-venv" >&2
+      exit 1
+    fi
+  fi
+  "$VENV/bin/pip" install --disable-pip-version-check -q "riak==$RIAK_VERSION"
+  has_client
+fi
+
+# --- 2. a 3-node cluster -----------------------------------------------------
+if [ -z "${DYNKV_BIN:-}" ]; then
+  cargo build -q -p dynkv
+  DYNKV_BIN="$CARGO_TARGET_DIR/debug/dynkv"
+fi
+export DYNKV_BIN
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+base="${RIAK_BASE_PORT:-}"
+if [ -z "$base" ]; then
+  for b in 18070 18170 18270 18370 18470 18570; do
+    if ! port_busy $((b + 1)) && ! port_busy $((b + 2)) && ! port_busy $((b + 3)); then
+      base=$b
+      break
+    fi
+  done
+  [ -n "$base" ] || { echo "no free ports for the cluster" >&2; exit 1; }
+fi
+export DYNKV_BASE_PORT="$base"
+DYNKV_CLUSTER_DIR="$(mktemp -d -t dynkv-riak-XXXXXX)"
+export DYNKV_CLUSTER_DIR
+
+status=1
+cleanup() {
+  scripts/cluster.sh stop >/dev/null 2>&1 || true
+  if [ "$status" -ne 0 ]; then
+    for i in 1 2 3; do
+      echo "--- last lines of n$i's log"
+      tail -n 20 "$DYNKV_CLUSTER_DIR/n$i/node.log" 2>/dev/null || true
+    done
+  fi
+  rm -rf "$DYNKV_CLUSTER_DIR"
+}
+trap cleanup EXIT
+
+say "cluster n1..n3 on 127.0.0.1:$((base + 1))..$((base + 3))"
+scripts/cluster.sh start 3
+# Wait until every node sees its two peers up.
+for i in 1 2 3; do
+  for _ in $(seq 1 150); do
+    if curl -sf "http://127.0.0.1:$((base + i))/stats" | "$VENV/bin/python" -c \
+      'import json, sys; sys.exit(len(json.load(sys.stdin)["connected_nodes"]) != 2)' 2>/dev/null; then
+      break
+    fi
+    sleep 0.2
+  done
+done
+
+# --- 3. the suites -----------------------------------------------------------
+export RIAK_TEST_PROTOCOL=http RUN_KV=1 RUN_RESOLVE=1 RUN_CLIENT=1 RIAK_TEST_HOST=127.0.0.1
+log="$DYNKV_CLUSTER_DIR/riak-tests.log"
+rc=0
+say "riak.tests.test_kv against n1"
+RIAK_TEST_HTTP_PORT=$((base + 1)) "$VENV/bin/python" tests/riak/run.py test_kv riak.tests.test_kv 2>&1 | tee -a "$log" || rc=1
+say "riak.tests.test_client against n2"
+RIAK_TEST_HTTP_PORT=$((base + 2)) "$VENV/bin/python" tests/riak/run.py test_client riak.tests.test_client 2>&1 | tee -a "$log" || rc=1
+
+# --- 4. the count ------------------------------------------------------------
+read -r passed failed skipped < <(
+  sed -n 's/^test_[a-z]*: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped$/\1 \2 \3/p' "$log" |
+    awk '{p += $1; f += $2; s += $3; n++} END {print p + 0, (n == 2 ? f : f + 1) + 0, s + 0}'
+)
+echo
+say "Riak client suites against dynkv, $(($(date +%s) - started)) s"
+grep -E '^test_[a-z]+: [0-9]+ passed' "$log"
+echo "riak: $passed passed, $failed failed, $skipped skipped"
+if [ "$rc" -eq 0 ] && [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then
+  status=0
+fi
+exit "$status"

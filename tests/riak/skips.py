@@ -1,0 +1,26 @@
+"""Tests of the Riak client's suites that dynkv's CI skips, each with why.
+
+Only two kinds of reasons are allowed here: the test needs a Riak feature
+dynkv does not offer (legacy counters, secondary indexes, MapReduce,
+search, CRDT datatypes, the protocol-buffers transport), or it fails
+because of the client itself (its packaging or its assumptions about the
+machine it runs on). Everything else must pass.
+
+Tests the suites skip by themselves (for example pbc-only tests when
+RIAK_TEST_PROTOCOL=http) are not listed: unittest reports them as skipped
+with the suite's own reason.
+"""
+
+SKIPS = {
+    # Legacy counters (/buckets/B/counters/K, Riak 1.4) are out of scope.
+    "riak.tests.test_kv.CounterTests.test_counter_ops":
+        "needs legacy counters, which dynkv does not serve",
+    # The test reads riak/tests/../../README.md, a file the client's
+    # package does not install (pip puts nothing beside site-packages/riak),
+    # and expects no MIME type for .md, while Python >= 3.9 maps it to
+    # text/markdown: it fails before and after talking to the server.
+    "riak.tests.test_kv.KVFileTests."
+    "test_store_binary_object_from_file_should_use_default_mimetype":
+        "client bug: needs a README.md the riak package does not install, "
+        "and assumes .md has no MIME type",
+}
