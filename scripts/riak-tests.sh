@@ -18,14 +18,15 @@
 #    non-zero if any test failed.
 #
 # Environment: RIAK_VENV (default /var/tmp/dynkv-riak-venv), RIAK_PYTHON
-# (default python3.11), DYNKV_BIN (default: the debug build),
+# (default: the first Python 3.11 or 3.10 found), DYNKV_BIN (default: the
+# debug build, as `cargo build --workspace --bins` makes it),
 # RIAK_BASE_PORT (node i listens on base+i; default: the first free of
 # 18070, 18170, ...), RIAK_RUN_TIMEOUT (seconds per suite, default 900).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynkv-target}"
 VENV="${RIAK_VENV:-/var/tmp/dynkv-riak-venv}"
-PY="${RIAK_PYTHON:-python3.11}"
+PY="${RIAK_PYTHON:-}"
 RIAK_VERSION=2.7.0
 started=$(date +%s)
 
@@ -35,8 +36,23 @@ say() { printf '== %s\n' "$*"; }
 has_client() {
   "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('riak') != '$RIAK_VERSION')" 2>/dev/null
 }
+# riak 2.7.0 needs Python 3.10 or 3.11 (3.12 dropped distutils, which it imports).
+python_ok() {
+  command -v "$1" >/dev/null 2>&1 &&
+    "$1" -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 11))' 2>/dev/null
+}
 if ! has_client; then
-  say "virtualenv $VENV with riak==$RIAK_VERSION"
+  if [ -z "$PY" ]; then
+    for c in python3.11 /usr/bin/python3.11 python3.10 python3; do
+      if python_ok "$c"; then PY="$c"; break; fi
+    done
+  fi
+  if [ -z "$PY" ] && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3.11 python3.11-venv
+    PY=python3.11
+  fi
+  [ -n "$PY" ] || { echo "no Python 3.10 or 3.11 found (set RIAK_PYTHON)" >&2; exit 1; }
+  say "virtualenv $VENV ($PY) with riak==$RIAK_VERSION"
   rm -rf "$VENV"
   if ! "$PY" -m venv "$VENV" 2>/dev/null; then
     # Debian ships venv separately from the interpreter.
@@ -55,7 +71,7 @@ fi
 
 # --- 2. a 3-node cluster -----------------------------------------------------
 if [ -z "${DYNKV_BIN:-}" ]; then
-  cargo build -q -p dynkv
+  cargo build -q --workspace --bins
   DYNKV_BIN="$CARGO_TARGET_DIR/debug/dynkv"
 fi
 export DYNKV_BIN

@@ -40,7 +40,8 @@ pub fn parse(s: &str) -> Option<u64> {
     let h: u64 = hms.next()?.parse().ok()?;
     let mi: u64 = hms.next()?.parse().ok()?;
     let sec: u64 = hms.next()?.parse().ok()?;
-    if it.next()? != "GMT" || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+    let plausible = (1970..=9999).contains(&y) && (1..=31).contains(&d);
+    if it.next()? != "GMT" || !plausible || h > 23 || mi > 59 || sec > 60 {
         return None;
     }
     let days = days_from_civil(y, m, d);
@@ -84,6 +85,9 @@ mod tests {
         assert_eq!(parse("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
         assert_eq!(parse("Sunday, 06-Nov-94 08:49:37 GMT"), None);
         assert_eq!(parse("garbage"), None);
+        // Years no date header needs are refused, not overflowed.
+        assert_eq!(parse("Sun, 06 Nov 99999999999999999 08:49:37 GMT"), None);
+        assert_eq!(parse("Sun, 06 Nov -5 08:49:37 GMT"), None);
     }
 
     #[test]
