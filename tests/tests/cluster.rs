@@ -218,6 +218,21 @@ async fn bad_input_gets_a_json_error_and_never_hurts_the_node() {
             "bad_parameter",
         ),
         (
+            c.http.post(c.key_url(1, "k", "")).body("v"),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            c.http.get(format!("{}/admin/%ee", c.url(1))),
+            400,
+            "bad_path",
+        ),
+        (
+            c.http.get(format!("{}/no/such/route", c.url(1))),
+            404,
+            "not_found",
+        ),
+        (
             c.http
                 .post(format!("{}/rpc", c.url(1)))
                 .header("x-dynkv-token", "wrong")

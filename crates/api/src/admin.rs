@@ -138,7 +138,14 @@ async fn local(
 }
 
 /// A subsystem's view, e.g. `/admin/aae`.
-async fn view(State(state): State<AppState>, Path(name): Path<String>) -> Response {
+async fn view(
+    State(state): State<AppState>,
+    name: Result<Path<String>, PathRejection>,
+) -> Response {
+    let Ok(Path(name)) = name else {
+        return ApiError::bad_request("bad_path", "the admin view name is not valid UTF-8")
+            .into_response();
+    };
     match state.views.iter().find(|(n, _)| *n == name) {
         Some((_, v)) => Json(v.view()).into_response(),
         None => ApiError::new(

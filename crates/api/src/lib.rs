@@ -114,6 +114,13 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(members::router())
         .merge(rpc::router(&state))
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not serve that method",
+            )
+        })
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -171,6 +171,6 @@ impl<V: Clone + PartialEq> DvvSet<V> {
             && self
                 .entries()
                 .iter()
-                .all(|e| e.values.len() as u64 <= e.counter)
+                .all(|e| e.counter >= 1 && e.values.len() as u64 <= e.counter)
     }
 }
