@@ -822,6 +822,11 @@ pub fn disturbances(faults: &[FaultEvent]) -> Vec<(u64, u64)> {
                     out.push((s, f.end_us + SETTLE_US));
                 }
             }
+            // A membership change moves preference lists: its whole
+            // transition counts as a disturbance.
+            Action::Join { .. } | Action::Leave { .. } => {
+                out.push((f.start_us, f.end_us + SETTLE_US));
+            }
             Action::HealAll => {
                 let starts: Vec<u64> = net
                     .take()

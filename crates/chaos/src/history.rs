@@ -218,6 +218,18 @@ pub enum Action {
     },
     /// End of the fault phase: heal, resume and restart everything.
     HealAll,
+    /// Live membership: start node `node` (a new one), stage its join and
+    /// commit; the event ends when the ownership handoff has finished.
+    Join {
+        /// The new node's number.
+        node: usize,
+    },
+    /// Live membership: stage `node`'s leave and commit; the event ends
+    /// when its data has moved and the ring has switched.
+    Leave {
+        /// The node.
+        node: usize,
+    },
 }
 
 impl Action {
@@ -234,6 +246,8 @@ impl Action {
             Action::Pause { .. } => "pause",
             Action::Resume { .. } => "resume",
             Action::HealAll => "heal_all",
+            Action::Join { .. } => "join",
+            Action::Leave { .. } => "leave",
         }
     }
 
@@ -246,6 +260,8 @@ impl Action {
                 | Action::Cut { .. }
                 | Action::Kill { .. }
                 | Action::Pause { .. }
+                | Action::Join { .. }
+                | Action::Leave { .. }
         )
     }
 }

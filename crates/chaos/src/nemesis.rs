@@ -20,6 +20,8 @@ use crate::schedule::Step;
 
 /// How long a restarted node may take to answer `/health`.
 const RESTART_BOUND: Duration = Duration::from_secs(30);
+/// How long a membership change may take to finish its handoff.
+const MEMBERSHIP_BOUND: Duration = Duration::from_secs(90);
 
 /// The fault injector and what it has broken so far.
 pub struct Nemesis<'a> {
@@ -111,6 +113,8 @@ impl<'a> Nemesis<'a> {
                 Ok(())
             }
             Action::HealAll => self.heal_all().await,
+            Action::Join { node } => self.join(*node).await,
+            Action::Leave { node } => self.leave(*node).await,
         };
         let (ok, detail) = match result {
             Ok(()) => (true, String::new()),
@@ -123,6 +127,98 @@ impl<'a> Nemesis<'a> {
             ok,
             detail,
         }));
+    }
+
+    /// Starts a new node, joins it through n1 and commits; waits for the
+    /// handoff to finish.
+    async fn join(&mut self, node: usize) -> Result<(), String> {
+        if self.cluster.nodes.len() + 1 != node {
+            return Err(format!("n{node} is not the next node number"));
+        }
+        self.wait_no_transition().await?;
+        let i = self.cluster.start_joiner().await;
+        let seed = format!("127.0.0.1:{}", self.cluster.node(1).port);
+        let (s, v) = self
+            .cluster
+            .admin(i, "join", serde_json::json!({ "seed": seed }))
+            .await;
+        if !s.is_success() {
+            return Err(format!("join refused: {v}"));
+        }
+        self.commit().await?;
+        self.wait_no_transition().await
+    }
+
+    /// Stages `node`'s leave and commits; waits for the handoff to finish.
+    async fn leave(&mut self, node: usize) -> Result<(), String> {
+        self.wait_no_transition().await?;
+        let (s, v) = self
+            .cluster
+            .admin(
+                1,
+                "leave",
+                serde_json::json!({ "node": format!("n{node}") }),
+            )
+            .await;
+        if !s.is_success() {
+            return Err(format!("leave refused: {v}"));
+        }
+        self.commit().await?;
+        self.wait_no_transition().await
+    }
+
+    /// Commits the staged change through a node that answers.
+    async fn commit(&self) -> Result<(), String> {
+        let mut last = String::new();
+        for i in 1..=self.cluster.nodes.len() {
+            if self.killed.contains(&i) || self.paused.contains(&i) {
+                continue;
+            }
+            let (s, v) = self
+                .cluster
+                .admin(i, "commit", serde_json::Value::Null)
+                .await;
+            if s.is_success() {
+                return Ok(());
+            }
+            last = v.to_string();
+        }
+        Err(format!("commit refused: {last}"))
+    }
+
+    /// Waits (bounded) until a node that answers reports no membership change in progress.
+    async fn wait_no_transition(&self) -> Result<(), String> {
+        let done = dynkv_tests::poll(MEMBERSHIP_BOUND, || async {
+            for i in 1..=self.cluster.nodes.len() {
+                if self.killed.contains(&i) || self.paused.contains(&i) {
+                    continue;
+                }
+                let url = format!("{}/admin/members", self.cluster.url(i));
+                let Ok(r) = self
+                    .http
+                    .get(&url)
+                    .header("x-dynkv-token", dynkv_tests::TEST_TOKEN)
+                    .send()
+                    .await
+                else {
+                    continue;
+                };
+                let Ok(b) = r.bytes().await else { continue };
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else {
+                    continue;
+                };
+                return v["transition"].is_null();
+            }
+            false
+        })
+        .await;
+        if done {
+            Ok(())
+        } else {
+            Err(format!(
+                "membership change still in progress after {MEMBERSHIP_BOUND:?}"
+            ))
+        }
     }
 
     async fn restart(&mut self, node: usize) -> Result<(), String> {
@@ -163,6 +259,10 @@ impl<'a> Nemesis<'a> {
             } else if !self.wait_healthy(i, RESTART_BOUND).await {
                 errors.push(format!("n{i} does not answer /health"));
             }
+        }
+        // Every node is back: a membership change still running can finish.
+        if let Err(e) = self.wait_no_transition().await {
+            errors.push(e);
         }
         if errors.is_empty() {
             Ok(())

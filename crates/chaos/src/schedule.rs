@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::Action;
 
+/// How long after a membership change no process fault is planned, ms.
+pub const MEMBERSHIP_WINDOW_MS: u64 = 25_000;
+
 /// One planned action, `at_ms` after the run starts.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Step {
@@ -42,6 +45,9 @@ pub struct FaultMix {
     /// Fault-free time at the start, ms (the cluster warms up, clients
     /// create the keys).
     pub warmup_ms: u64,
+    /// Live membership changes: a new node joins at a quarter of the run
+    /// and leaves again at three fifths, while the other faults go on.
+    pub membership: bool,
 }
 
 impl Default for FaultMix {
@@ -53,6 +59,7 @@ impl Default for FaultMix {
             episode_ms: (3_000, 9_000),
             gap_ms: (2_000, 5_000),
             warmup_ms: 3_000,
+            membership: true,
         }
     }
 }
@@ -68,12 +75,29 @@ pub fn generate(seed: u64, duration_ms: u64, nodes: usize, mix: &FaultMix) -> Ve
     let all: Vec<usize> = (1..=nodes).collect();
     let mut t = mix.warmup_ms;
     let end = duration_ms.saturating_sub(1_000);
+    // Membership changes get windows without process faults: a killed or
+    // paused transfer source would stall the handoff the nemesis waits for.
+    let (join_at, leave_at) = (duration_ms / 4, duration_ms * 3 / 5);
+    let reserved = |from: u64, to: u64| {
+        mix.membership
+            && [join_at, leave_at]
+                .iter()
+                .any(|&m| from < m + MEMBERSHIP_WINDOW_MS && to + 1_000 > m)
+    };
     while nodes >= 2 && t + mix.episode_ms.0 <= end {
         let len = rng
             .random_range(mix.episode_ms.0..=mix.episode_ms.1)
             .min(end - t);
         let mut net = mix.network && rng.random_bool(0.75);
         let mut proc_fault = (mix.kill || mix.pause) && rng.random_bool(0.55);
+        if reserved(t, t + len) {
+            proc_fault = false;
+            if !mix.network {
+                t += len;
+                continue;
+            }
+            net = true;
+        }
         if !net && !proc_fault {
             if mix.network {
                 net = true;
@@ -113,6 +137,17 @@ pub fn generate(seed: u64, duration_ms: u64, nodes: usize, mix: &FaultMix) -> Ve
             });
         }
         t += len + rng.random_range(mix.gap_ms.0..=mix.gap_ms.1);
+    }
+    if mix.membership && nodes >= 2 {
+        let joiner = nodes + 1;
+        steps.push(Step {
+            at_ms: join_at,
+            action: Action::Join { node: joiner },
+        });
+        steps.push(Step {
+            at_ms: leave_at,
+            action: Action::Leave { node: joiner },
+        });
     }
     // Stable: a heal planned at the same instant as a fault of the next
     // episode keeps its place before it.
@@ -206,7 +241,7 @@ mod tests {
                     Action::Restart { node } => killed.retain(|n| n != node),
                     Action::Pause { node } => paused.push(*node),
                     Action::Resume { node } => paused.retain(|n| n != node),
-                    Action::HealAll => {}
+                    Action::HealAll | Action::Join { .. } | Action::Leave { .. } => {}
                 }
                 assert!((0..=1).contains(&net), "overlapping network faults");
             }
@@ -221,6 +256,7 @@ mod tests {
             network: false,
             kill: true,
             pause: false,
+            membership: false,
             ..FaultMix::default()
         };
         let steps = generate(3, 120_000, 5, &mix);

@@ -136,6 +136,8 @@ pub struct StorageSection {
     pub block_cache_mb: usize,
     /// Memtable MiB.
     pub write_buffer_mb: usize,
+    /// Flush and compaction rate limit, MiB/s.
+    pub background_mb_per_sec: u64,
 }
 
 /// Request size limits.

@@ -38,6 +38,7 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         sync_writes: cfg.storage.sync_writes,
         block_cache_bytes: cfg.storage.block_cache_mb << 20,
         write_buffer_bytes: cfg.storage.write_buffer_mb << 20,
+        background_bytes_per_sec: cfg.storage.background_mb_per_sec << 20,
     };
     let trees = Arc::new(TreeSet::new(cfg.cluster.partitions));
     let store = Arc::new(Store::open(&store_cfg, Some(trees.clone()))?);

@@ -105,6 +105,8 @@ pub struct StoreConfig {
     pub block_cache_bytes: usize,
     /// Memtable size per column family in bytes before a flush.
     pub write_buffer_bytes: usize,
+    /// Bytes per second flushes and compactions may write (0: unlimited).
+    pub background_bytes_per_sec: u64,
 }
 
 impl StoreConfig {
@@ -115,6 +117,7 @@ impl StoreConfig {
             sync_writes: false,
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 32 << 20,
+            background_bytes_per_sec: 0,
         }
     }
 }
@@ -179,6 +182,12 @@ impl Store {
         );
         db_opts.set_max_background_jobs(2);
         db_opts.set_bytes_per_sync(1 << 20);
+        if config.background_bytes_per_sec > 0 {
+            // Flushes and compactions share the machine with requests: a
+            // rate limit spreads their bursts out instead of letting them
+            // take every core for seconds.
+            db_opts.set_ratelimiter(config.background_bytes_per_sec as i64, 100_000, 10);
+        }
 
         let cache = Cache::new_lru_cache(config.block_cache_bytes)?;
         let cf_opts = |bloom: bool, prefix: Option<usize>| {
