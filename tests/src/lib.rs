@@ -398,8 +398,9 @@ impl Cluster {
 
     /// Cuts node `i` off from every other node, both ways (it still answers clients).
     pub fn isolate(&self, i: usize) {
+        // Nodes started later (joiners) have no proxies: only proxied links are cut.
         for j in 1..=self.nodes.len() {
-            if j != i {
+            if j != i && self.links.contains_key(&(i, j)) {
                 self.cut(i, j);
                 self.cut(j, i);
             }
