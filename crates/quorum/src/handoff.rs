@@ -9,6 +9,9 @@
 //! hint did not change meanwhile. An owner that fails is retried with
 //! capped exponential backoff and full jitter, so a flapping node is not
 //! hammered and many fallbacks do not retry in lockstep.
+//!
+//! A hint whose owner has since left the ring is delivered to the key's
+//! current primaries instead, so it is never stranded.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -117,7 +120,8 @@ pub async fn pass(
             .into_iter()
             .filter(|h| {
                 let owner = NodeId::from(h.owner.as_str());
-                coord.health().is_up(&owner)
+                let gone = !coord.ring().contains(&owner);
+                (gone || coord.health().is_up(&owner))
                     && backoff
                         .get(&owner)
                         .and_then(|b| b.retry_at)
@@ -162,33 +166,52 @@ async fn deliver(coord: &Arc<Coordinator>, hint: Hint) -> (NodeId, bool) {
         key: hint.key.clone().into(),
         object: hint.object,
     };
-    let ok = match coord
-        .call_peer(&owner, &req, coord.config().rpc_timeout)
-        .await
-    {
-        Ok(Response::Stored) => {
-            let kr = KeyRef {
-                partition: hint.partition,
-                hash: dynkv_ring::key_hash(&hint.key),
-                key: &hint.key,
-            };
-            match coord
-                .store()
-                .remove_hint_if_unchanged(&hint.owner, &kr, digest)
-            {
-                Ok(removed) => {
-                    if removed {
-                        coord.metrics().hints_delivered.inc();
-                    }
-                    true
+    // An owner that has left the ring no longer replicates the key: the
+    // hint goes to the key's current primaries instead.
+    let targets: Vec<NodeId> = if coord.ring().contains(&owner) {
+        vec![owner.clone()]
+    } else {
+        coord.placement(&hint.key).primaries
+    };
+    let sends = targets
+        .iter()
+        .filter(|t| *t != coord.node_id())
+        .map(|t| coord.call_peer(t, &req, coord.config().rpc_timeout));
+    let mut all_stored = !targets.is_empty();
+    for r in futures::future::join_all(sends).await {
+        all_stored &= matches!(r, Ok(Response::Stored));
+    }
+    if targets.contains(coord.node_id()) {
+        let kr = KeyRef {
+            partition: hint.partition,
+            hash: dynkv_ring::key_hash(&hint.key),
+            key: &hint.key,
+        };
+        if let Request::Replicate { object, .. } = &req {
+            all_stored &= coord.store().merge(&kr, object).is_ok();
+        }
+    }
+    let ok = all_stored && {
+        let kr = KeyRef {
+            partition: hint.partition,
+            hash: dynkv_ring::key_hash(&hint.key),
+            key: &hint.key,
+        };
+        match coord
+            .store()
+            .remove_hint_if_unchanged(&hint.owner, &kr, digest)
+        {
+            Ok(removed) => {
+                if removed {
+                    coord.metrics().hints_delivered.inc();
                 }
-                Err(e) => {
-                    warn!(error = %e, "cannot delete delivered hint");
-                    false
-                }
+                true
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot delete delivered hint");
+                false
             }
         }
-        _ => false,
     };
     (owner, ok)
 }
