@@ -48,7 +48,7 @@ async fn handle(
                 let mut r = encode(&answer).into_response();
                 r.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/x-dynkv-rpc"),
+                    HeaderValue::from_static(dynkv_rpc::RPC_CONTENT_TYPE),
                 );
                 r
             }

@@ -8,7 +8,7 @@
 //! - [`message`]: the message types, the quorum spec they carry, and the
 //!   wire encoding (why postcard: see the module doc).
 //! - [`transport`]: the [`Transport`] trait the coordinator is written
-//!   against, the reqwest-based [`HttpTransport`] (pooled keep-alive
+//!   against, the HTTP/1.1 [`HttpTransport`] (pooled keep-alive
 //!   connections, separate connect and request deadlines), the
 //!   [`AddressBook`], and constant-time token checking.
 //! - [`health`]: the failure detector's table of who is up, run as a
@@ -30,6 +30,6 @@ pub use message::{
     Quorum, RemoteFailure, Request, Response, WireError, WriteOutcome, WriteRequest, decode, encode,
 };
 pub use transport::{
-    AddressBook, HttpTransport, HttpTransportConfig, RPC_PATH, RpcError, Service, ServiceRouter,
-    TOKEN_HEADER, Transport, token_matches,
+    AddressBook, HttpTransport, HttpTransportConfig, RPC_CONTENT_TYPE, RPC_PATH, RpcError, Service,
+    ServiceRouter, TOKEN_HEADER, Transport, token_matches,
 };

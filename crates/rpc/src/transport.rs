@@ -12,6 +12,12 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use dynkv_ring::NodeId;
 use futures::future::BoxFuture;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::message::{Request, Response, WireError, decode, encode};
 
@@ -19,6 +25,8 @@ use crate::message::{Request, Response, WireError, decode, encode};
 pub const TOKEN_HEADER: &str = "x-dynkv-token";
 /// Path of the internode endpoint.
 pub const RPC_PATH: &str = "/rpc";
+/// Media type of internode frames.
+pub const RPC_CONTENT_TYPE: &str = "application/x-dynkv-rpc";
 
 /// Why a call did not produce a response.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -170,29 +178,36 @@ pub struct HttpTransportConfig {
     pub pool_max_idle_per_host: usize,
 }
 
-/// [`Transport`] over HTTP/1.1 with pooled keep-alive connections (reqwest).
+/// [`Transport`] over HTTP/1.1 with pooled keep-alive connections.
+///
+/// Built on hyper's pooled client directly rather than a high-level client:
+/// an internode call is on the path of every replicated request, and the
+/// URL parsing, redirect and header machinery of a general-purpose client
+/// cost more than the call itself needs.
 pub struct HttpTransport {
-    client: reqwest::Client,
+    client: Client<HttpConnector, Full<Bytes>>,
     book: Arc<AddressBook>,
-    token: Arc<str>,
+    token: HeaderValue,
 }
 
 impl HttpTransport {
     /// A transport that resolves node ids through `book`.
     pub fn new(config: &HttpTransportConfig, book: Arc<AddressBook>) -> Result<Self, RpcError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
-            .http1_only()
-            .no_proxy()
-            .build()
-            .map_err(|e| RpcError::Protocol(format!("cannot build HTTP client: {e}")))?;
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .build(connector);
+        let token = HeaderValue::from_str(&config.cluster_token)
+            .map_err(|_| RpcError::Protocol("the cluster token is not a valid header".into()))?;
         Ok(HttpTransport {
             client,
             book,
-            token: config.cluster_token.as_str().into(),
+            token,
         })
     }
 }
@@ -208,37 +223,47 @@ impl Transport for HttpTransport {
             let err = RpcError::UnknownNode(to.to_string());
             return Box::pin(async move { Err(err) });
         };
-        let body = Bytes::from(encode(request));
-        let req = self
-            .client
-            .post(format!("http://{addr}{RPC_PATH}"))
-            .header(TOKEN_HEADER, &*self.token)
-            .header("content-type", "application/x-dynkv-rpc")
-            .timeout(timeout)
-            .body(body);
+        let uri = match Uri::try_from(format!("http://{addr}{RPC_PATH}")) {
+            Ok(u) => u,
+            Err(e) => {
+                let err = RpcError::Unreachable(format!("bad address {addr}: {e}"));
+                return Box::pin(async move { Err(err) });
+            }
+        };
+        let mut req = hyper::Request::new(Full::new(Bytes::from(encode(request))));
+        *req.method_mut() = Method::POST;
+        *req.uri_mut() = uri;
+        let headers = req.headers_mut();
+        headers.insert(TOKEN_HEADER, self.token.clone());
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(RPC_CONTENT_TYPE));
+        let sent = self.client.request(req);
         Box::pin(async move {
-            let resp = req.send().await.map_err(|e| classify(e, timeout))?;
-            let status = resp.status();
-            if status == reqwest::StatusCode::UNAUTHORIZED {
-                return Err(RpcError::Unauthorized);
-            }
-            let bytes = resp.bytes().await.map_err(|e| classify(e, timeout))?;
-            if !status.is_success() {
-                return Err(RpcError::Protocol(format!(
-                    "HTTP {status}: {}",
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
-                )));
-            }
-            Ok(decode::<Response>(&bytes)?)
+            let exchange = async {
+                let resp = sent
+                    .await
+                    .map_err(|e| RpcError::Unreachable(error_chain(&e)))?;
+                let status = resp.status();
+                if status == StatusCode::UNAUTHORIZED {
+                    return Err(RpcError::Unauthorized);
+                }
+                let bytes = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map_err(|e| RpcError::Unreachable(error_chain(&e)))?
+                    .to_bytes();
+                if !status.is_success() {
+                    return Err(RpcError::Protocol(format!(
+                        "HTTP {status}: {}",
+                        String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                    )));
+                }
+                Ok(decode::<Response>(&bytes)?)
+            };
+            tokio::time::timeout(timeout, exchange)
+                .await
+                .unwrap_or(Err(RpcError::Timeout(timeout)))
         })
-    }
-}
-
-fn classify(e: reqwest::Error, timeout: Duration) -> RpcError {
-    if e.is_timeout() {
-        RpcError::Timeout(timeout)
-    } else {
-        RpcError::Unreachable(error_chain(&e))
     }
 }
 
