@@ -41,6 +41,13 @@ running() {
   [[ -n "$st" && "$st" != Z* ]]
 }
 
+# Worker threads per node: the machine's cores shared among the K nodes
+# (at least one), unless DYNKV__NODE__WORKER_THREADS says otherwise.
+threads_per_node() {
+  local t=$(($(nproc) / ($1 > 0 ? $1 : 1)))
+  echo $((t > 0 ? t : 1))
+}
+
 start_node() {
   local i=$1 k members; k=$(size)
   members="${2:-$(members "$k")}"
@@ -50,6 +57,7 @@ start_node() {
   DYNKV__NODE__LISTEN="127.0.0.1:$(port "$i")" \
   DYNKV__NODE__DATA_DIR="$DIR/n$i/data" \
   DYNKV__CLUSTER__MEMBERS="$members" \
+  DYNKV__NODE__WORKER_THREADS="${DYNKV__NODE__WORKER_THREADS:-$(threads_per_node "$k")}" \
   RUST_LOG="${RUST_LOG:-info}" \
     nohup "$(bin)" serve --config config/local-cluster.toml >>"$DIR/n$i/node.log" 2>&1 &
   echo $! >"$DIR/n$i/pid"

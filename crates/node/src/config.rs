@@ -93,6 +93,9 @@ pub struct NodeSection {
     pub advertise: String,
     /// RocksDB directory.
     pub data_dir: PathBuf,
+    /// Async worker threads (0: one per core). Several nodes sharing a
+    /// small machine run better with fewer each than with one per core.
+    pub worker_threads: usize,
 }
 
 /// Membership and replication.
@@ -303,6 +306,12 @@ impl Config {
                 self.node.id
             ));
         }
+        if self.node.worker_threads > 1024 {
+            return bad(format!(
+                "node.worker_threads must be 0 (one per core) to 1024, got {}",
+                self.node.worker_threads
+            ));
+        }
         let n = self.cluster.n_val;
         if n == 0 || n > 16 {
             return bad(format!("cluster.n_val must be 1 to 16, got {n}"));
@@ -391,6 +400,10 @@ mod tests {
     fn rules_are_enforced() {
         let mut c = Config::load(None).unwrap();
         c.cluster.partitions = 60;
+        assert!(c.validate().is_err());
+        let mut c = Config::load(None).unwrap();
+        assert_eq!(c.node.worker_threads, 0, "default: one per core");
+        c.node.worker_threads = 100_000;
         assert!(c.validate().is_err());
         let mut c = Config::load(None).unwrap();
         c.quorum.w = "4".into();

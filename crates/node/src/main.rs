@@ -69,10 +69,13 @@ fn init_tracing() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = |worker_threads: usize| {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        if worker_threads > 0 {
+            b.worker_threads(worker_threads);
+        }
+        b.enable_all().build().expect("tokio runtime")
+    };
     match cli.command.unwrap_or(Command::Serve { config: None }) {
         Command::Serve { config } => {
             init_tracing();
@@ -83,7 +86,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match rt.block_on(server::serve(cfg)) {
+            match rt(cfg.node.worker_threads).block_on(server::serve(cfg)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("fatal: {e}");
@@ -92,11 +95,11 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Get(a) => rt.block_on(client::get(a)),
-        Command::Put(a) => rt.block_on(client::put(a)),
-        Command::Delete(a) => rt.block_on(client::delete(a)),
-        Command::Status(a) => rt.block_on(client::status(a)),
-        Command::Admin(a) => rt.block_on(client::admin(a)),
-        Command::Bench(a) => rt.block_on(dynkv_bench::run(a)),
+        Command::Get(a) => rt(0).block_on(client::get(a)),
+        Command::Put(a) => rt(0).block_on(client::put(a)),
+        Command::Delete(a) => rt(0).block_on(client::delete(a)),
+        Command::Status(a) => rt(0).block_on(client::status(a)),
+        Command::Admin(a) => rt(0).block_on(client::admin(a)),
+        Command::Bench(a) => rt(0).block_on(dynkv_bench::run(a)),
     }
 }
