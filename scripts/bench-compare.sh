@@ -489,7 +489,10 @@ def compare_section():
                    f"mix {p['mix']['get']}/{p['mix']['put']}/{p['mix']['delete']} GET/PUT/DELETE, "
                    f"{p['value_size']} B values, {p['keys']} keys (uniform), every key preloaded, "
                    f"{p['warmup_s']:g} s warm-up then {p['duration_s']:g} s measured. "
-                   "Generator and servers share the same cores.")
+                   "Generator and servers share the same cores. dynkv nodes run as "
+                   "`scripts/cluster.sh` starts them: each node gets the machine's cores "
+                   "divided by the number of nodes as async worker threads "
+                   "(`node.worker_threads`: 2 for the single node, 1 each for 3 nodes).")
         out.append("")
     out.append("| system | ops/s | vs bare | p50 ms | vs bare | p99 ms | vs bare | p999 ms | errors "
                "| server CPU µs/op | cores: servers / generator / other |")
