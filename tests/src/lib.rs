@@ -261,6 +261,12 @@ impl Cluster {
         for i in 1..=k {
             c.wait_healthy(i).await;
         }
+        // A node that started before its peers listened has marked them
+        // down; tests begin once every node's failure detector agrees
+        // everyone is up, as an operator would wait after a cold start.
+        for i in 1..=k {
+            c.wait_sees_all_up(i).await;
+        }
         c
     }
 

@@ -228,6 +228,16 @@ async fn bad_input_gets_a_json_error_and_never_hurts_the_node() {
             "bad_path",
         ),
         (
+            c.http.get(format!("{}/admin/ring?key=%ff", c.url(1))),
+            400,
+            "bad_key",
+        ),
+        (
+            c.http.get(format!("{}/admin/ring", c.url(1))),
+            400,
+            "bad_parameter",
+        ),
+        (
             c.http.get(format!("{}/no/such/route", c.url(1))),
             404,
             "not_found",

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -89,9 +89,20 @@ async fn cluster(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-async fn ring(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let Some(key) = q.get("key") else {
+async fn ring(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response {
+    // Decoded strictly (a form decoder would turn invalid UTF-8 into U+FFFD
+    // and place a different key than the one asked about).
+    let raw = q
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("key="));
+    let Some(raw) = raw else {
         return ApiError::bad_request("bad_parameter", "pass the key as ?key=K").into_response();
+    };
+    let Ok(key) = String::from_utf8(crate::riak::unquote_plus(raw)) else {
+        return ApiError::bad_request("bad_key", "the key is not valid percent-encoded UTF-8")
+            .into_response();
     };
     if key.is_empty() || key.len() > state.limits.max_key_bytes {
         return ApiError::bad_request("bad_key", "the key must be 1 to 1024 bytes").into_response();

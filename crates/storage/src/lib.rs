@@ -181,6 +181,14 @@ impl Store {
             std::thread::available_parallelism().map_or(2, |n| n.get() as i32),
         );
         db_opts.set_max_background_jobs(2);
+        // Compactions run at the lowest CPU priority: they can wait, and on
+        // a small machine several replicas compact the same data at the same
+        // moment, which otherwise stalls client requests for a few hundred
+        // milliseconds. Flushes keep normal priority so writes never stall
+        // behind a full memtable.
+        let mut env = rocksdb::Env::new()?;
+        env.lower_thread_pool_cpu_priority();
+        db_opts.set_env(&env);
         db_opts.set_bytes_per_sync(1 << 20);
         if config.background_bytes_per_sec > 0 {
             // Flushes and compactions share the machine with requests: a
