@@ -39,14 +39,31 @@ pub fn dynkv_bin() -> PathBuf {
     bin
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; the OS does not hand
-/// it out again at once).
+/// A free TCP port on 127.0.0.1 for a node to bind (checked by binding it
+/// once), chosen outside the ephemeral range.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    // Below the kernel's ephemeral range (32768 and up by default): a port
+    // picked from that range can be taken by any outgoing connection (the
+    // nodes open many) between choosing it and the node binding it. Each
+    // test process starts at its own pseudo-random offset so that parallel
+    // test processes rarely try the same ports.
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let seed = nanos ^ std::process::id().wrapping_mul(2_654_435_761);
+        let _ = NEXT.compare_exchange(u32::MAX, seed % SPAN, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    loop {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One node process.
