@@ -1,57 +1,26 @@
 //! The coordinator hooks the Riak-compatible API relies on: per-key `n_val`,
 //! superseding writes and key listing, over the in-process SimNetwork.
 
-use std::sync::Arc;
+mod common;
+
+use common::{Cluster, cluster_with, test_config};
+
 use std::time::Duration;
 
 use bytes::Bytes;
-use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumMetrics, ReadOptions};
-use dynkv_ring::{NodeId, Ring};
-use dynkv_rpc::sim::SimNetwork;
-use dynkv_rpc::{PeerHealth, Quorum, Request, Response, WriteRequest};
-use dynkv_storage::{Store, StoreConfig, namespace};
+use dynkv_quorum::{CoordinatorConfig, ReadOptions};
+use dynkv_rpc::{Quorum, Request, Response, WriteRequest};
+use dynkv_storage::namespace;
 use dynkv_vclock::{Content, VersionVector};
 
-struct Cluster {
-    nodes: Vec<Arc<Coordinator>>,
-    _net: SimNetwork,
-    _dirs: Vec<tempfile::TempDir>,
-}
-
 fn cluster(k: usize) -> Cluster {
-    let ids: Vec<NodeId> = (1..=k).map(|i| NodeId::from(format!("n{i}"))).collect();
-    let ring = Ring::new(ids.clone(), 16).unwrap();
-    let net = SimNetwork::new();
-    let mut nodes = Vec::new();
-    let mut dirs = Vec::new();
-    for id in &ids {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&StoreConfig::new(dir.path()), None).unwrap());
-        let health = Arc::new(PeerHealth::new(id.clone(), ids.clone(), 1));
-        let config = CoordinatorConfig {
-            rpc_timeout: Duration::from_millis(300),
-            default_timeout: Duration::from_secs(2),
+    cluster_with(
+        k,
+        CoordinatorConfig {
             read_repair: false,
-            ..CoordinatorConfig::default()
-        };
-        let c = Coordinator::new(
-            id.clone(),
-            ring.clone(),
-            store,
-            Arc::new(net.transport(id.clone())),
-            health,
-            config,
-            Arc::new(QuorumMetrics::default()),
-        );
-        net.register(id.clone(), Arc::new(KvService(c.clone())));
-        nodes.push(c);
-        dirs.push(dir);
-    }
-    Cluster {
-        nodes,
-        _net: net,
-        _dirs: dirs,
-    }
+            ..test_config()
+        },
+    )
 }
 
 fn write(key: &[u8], value: &str, n_val: Option<u32>, supersede: bool) -> WriteRequest {

@@ -1,59 +1,27 @@
 //! Coordinators running in-process over the fault-injecting SimNetwork.
 
+mod common;
+
+use common::{Cluster, cluster_with, test_config};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use dynkv_quorum::handoff::{self, HandoffConfig, HandoffState};
-use dynkv_quorum::{
-    Coordinator, CoordinatorConfig, KvService, QuorumError, QuorumMetrics, ReadOptions,
-};
-use dynkv_ring::{NodeId, Ring};
-use dynkv_rpc::sim::SimNetwork;
-use dynkv_rpc::{PeerHealth, Quorum, WriteRequest};
-use dynkv_storage::{Store, StoreConfig};
+use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumError, ReadOptions};
+use dynkv_ring::NodeId;
+use dynkv_rpc::{Quorum, WriteRequest};
 use dynkv_vclock::{Content, Object, VersionVector};
 
-struct Cluster {
-    net: SimNetwork,
-    nodes: Vec<Arc<Coordinator>>,
-    _dirs: Vec<tempfile::TempDir>,
-}
-
 fn cluster(k: usize) -> Cluster {
-    let ids: Vec<NodeId> = (1..=k).map(|i| NodeId::from(format!("n{i}"))).collect();
-    let ring = Ring::new(ids.clone(), 16).unwrap();
-    let net = SimNetwork::new();
-    let mut nodes = Vec::new();
-    let mut dirs = Vec::new();
-    for id in &ids {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&StoreConfig::new(dir.path()), None).unwrap());
-        let health = Arc::new(PeerHealth::new(id.clone(), ids.clone(), 1));
-        let config = CoordinatorConfig {
-            rpc_timeout: Duration::from_millis(300),
-            default_timeout: Duration::from_secs(2),
+    cluster_with(
+        k,
+        CoordinatorConfig {
             read_repair_wait: Duration::from_millis(500),
-            ..CoordinatorConfig::default()
-        };
-        let c = Coordinator::new(
-            id.clone(),
-            ring.clone(),
-            store,
-            Arc::new(net.transport(id.clone())),
-            health,
-            config,
-            Arc::new(QuorumMetrics::default()),
-        );
-        net.register(id.clone(), Arc::new(KvService(c.clone())));
-        nodes.push(c);
-        dirs.push(dir);
-    }
-    Cluster {
-        net,
-        nodes,
-        _dirs: dirs,
-    }
+            ..test_config()
+        },
+    )
 }
 
 impl Cluster {

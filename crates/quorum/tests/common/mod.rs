@@ -1,0 +1,61 @@
+//! In-process clusters of coordinators over the fault-injecting SimNetwork,
+//! shared by the quorum crate's integration tests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumMetrics};
+use dynkv_ring::{NodeId, Ring};
+use dynkv_rpc::PeerHealth;
+use dynkv_rpc::sim::SimNetwork;
+use dynkv_storage::{Store, StoreConfig};
+
+/// `k` coordinators `n1..nk` on a 16-partition ring, each with its own
+/// RocksDB in a temp dir, talking over one simulated network.
+pub struct Cluster {
+    /// The network, for injecting faults (not every test does).
+    #[allow(dead_code)]
+    pub net: SimNetwork,
+    pub nodes: Vec<Arc<Coordinator>>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+/// Test deadlines: short RPC timeouts so faults show quickly.
+pub fn test_config() -> CoordinatorConfig {
+    CoordinatorConfig {
+        rpc_timeout: Duration::from_millis(300),
+        default_timeout: Duration::from_secs(2),
+        ..CoordinatorConfig::default()
+    }
+}
+
+/// Starts `k` nodes, each coordinating with `config`.
+pub fn cluster_with(k: usize, config: CoordinatorConfig) -> Cluster {
+    let ids: Vec<NodeId> = (1..=k).map(|i| NodeId::from(format!("n{i}"))).collect();
+    let ring = Ring::new(ids.clone(), 16).unwrap();
+    let net = SimNetwork::new();
+    let mut nodes = Vec::new();
+    let mut dirs = Vec::new();
+    for id in &ids {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&StoreConfig::new(dir.path()), None).unwrap());
+        let health = Arc::new(PeerHealth::new(id.clone(), ids.clone(), 1));
+        let c = Coordinator::new(
+            id.clone(),
+            ring.clone(),
+            store,
+            Arc::new(net.transport(id.clone())),
+            health,
+            config.clone(),
+            Arc::new(QuorumMetrics::default()),
+        );
+        net.register(id.clone(), Arc::new(KvService(c.clone())));
+        nodes.push(c);
+        dirs.push(dir);
+    }
+    Cluster {
+        net,
+        nodes,
+        _dirs: dirs,
+    }
+}
