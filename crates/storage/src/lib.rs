@@ -345,26 +345,8 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Object)>> {
-        let prefix = partition.to_be_bytes();
-        let start = match after {
-            Some(k) => {
-                let mut s = object_key(partition, k);
-                s.push(0);
-                s
-            }
-            None => prefix.to_vec(),
-        };
-        let mut opts = ReadOptions::default();
-        bound_to_prefix(&mut opts, &prefix);
         let mut out = Vec::new();
-        for item in self.db.iterator_cf_opt(
-            self.cf(CF_OBJECTS),
-            opts,
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
-            if out.len() >= limit {
-                break;
-            }
+        for item in self.partition_objects(partition, &[], after).take(limit) {
             let (k, v) = item?;
             out.push((k[4..].to_vec(), decode_object(&v)?));
         }
@@ -382,6 +364,29 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::new();
+        for item in self.partition_objects(partition, prefix, after) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if decode_object(&v)?.is_deleted() {
+                continue;
+            }
+            out.push(k[4..].to_vec());
+        }
+        Ok(out)
+    }
+
+    /// One partition's stored objects whose keys start with `prefix`, in key
+    /// order, from just after `after` (exclusive) or from the first: the walk
+    /// under the per-partition scans. Yields (stored key, encoded object).
+    fn partition_objects(
+        &self,
+        partition: u32,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+    ) -> impl Iterator<Item = Result<RawEntry>> + '_ {
         let lower = object_key(partition, prefix);
         let start = match after {
             Some(k) => {
@@ -393,25 +398,15 @@ impl Store {
         };
         let mut opts = ReadOptions::default();
         bound_to_prefix(&mut opts, &lower);
-        let mut out = Vec::new();
-        for item in self.db.iterator_cf_opt(
-            self.cf(CF_OBJECTS),
-            opts,
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = item?;
-            if !k.starts_with(&lower) {
-                break;
-            }
-            if decode_object(&v)?.is_deleted() {
-                continue;
-            }
-            out.push(k[4..].to_vec());
-        }
-        Ok(out)
+        self.db
+            .iterator_cf_opt(
+                self.cf(CF_OBJECTS),
+                opts,
+                IteratorMode::From(&start, Direction::Forward),
+            )
+            .map(|item| item.map_err(StoreError::from))
+            // The upper bound is unset when the prefix is all 0xff bytes.
+            .take_while(move |item| !matches!(item, Ok((k, _)) if !k.starts_with(&lower)))
     }
 
     /// Up to `limit` distinct namespaces (see [`namespace`]) that hold at
@@ -696,6 +691,9 @@ fn parse_hint_key(k: &[u8]) -> Option<(String, u32, Vec<u8>)> {
 
 /// Bounds an iterator to the keys starting with `prefix` (no bound when the
 /// prefix is all 0xff and nothing sorts after it).
+/// A stored key and its encoded value, as RocksDB's iterator yields them.
+type RawEntry = (Box<[u8]>, Box<[u8]>);
+
 fn bound_to_prefix(opts: &mut ReadOptions, prefix: &[u8]) {
     let mut b = prefix.to_vec();
     while let Some(last) = b.pop() {
