@@ -371,14 +371,7 @@ impl FinalReader {
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
-        let mut out: BTreeMap<String, Vec<ObjectView>> = BTreeMap::new();
-        for (k, v) in views {
-            out.entry(k).or_default().push(v);
-        }
-        for v in out.values_mut() {
-            v.sort_by_key(|c| c.node);
-        }
-        out
+        by_key(views)
     }
 
     /// `GET ?r=all&sloppy=false` through every node, for every key (a few
@@ -421,13 +414,18 @@ impl FinalReader {
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
-        let mut out: BTreeMap<String, Vec<ObjectView>> = BTreeMap::new();
-        for (k, v) in views {
-            out.entry(k).or_default().push(v);
-        }
-        for v in out.values_mut() {
-            v.sort_by_key(|c| c.node);
-        }
-        out
+        by_key(views)
     }
+}
+
+/// Groups per-node views by key, each key's views in node order.
+fn by_key(views: Vec<(String, ObjectView)>) -> BTreeMap<String, Vec<ObjectView>> {
+    let mut out: BTreeMap<String, Vec<ObjectView>> = BTreeMap::new();
+    for (k, v) in views {
+        out.entry(k).or_default().push(v);
+    }
+    for v in out.values_mut() {
+        v.sort_by_key(|c| c.node);
+    }
+    out
 }
