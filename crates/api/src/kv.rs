@@ -48,19 +48,32 @@ async fn admit(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let max = state.limits.max_inflight;
+    admit_or_refuse(&state, req, next, || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("this node is serving its maximum of {max} requests; retry shortly"),
+        )
+        .into_response()
+    })
+    .await
+}
+
+/// Runs the request under one of the node's in-flight permits, or answers
+/// `refusal` with `Retry-After` at once when none is free (counted in
+/// metrics). Both client APIs share the permits, so the bound is per node.
+pub(crate) async fn admit_or_refuse(
+    state: &AppState,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+    refusal: impl FnOnce() -> Response,
+) -> Response {
     match state.inflight.clone().try_acquire_owned() {
         Ok(_permit) => next.run(req).await,
         Err(_) => {
             state.metrics.overloaded.inc();
-            let mut r = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                format!(
-                    "this node is serving its maximum of {} requests; retry shortly",
-                    state.limits.max_inflight
-                ),
-            )
-            .into_response();
+            let mut r = refusal();
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r

@@ -153,20 +153,14 @@ async fn admit(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match state.inflight.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(req).await,
-        Err(_) => {
-            state.metrics.overloaded.inc();
-            let mut r = RiakError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded: this node is serving its maximum number of requests; retry shortly",
-            )
-            .into_response();
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
-    }
+    crate::kv::admit_or_refuse(&state, req, next, || {
+        RiakError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded: this node is serving its maximum number of requests; retry shortly",
+        )
+        .into_response()
+    })
+    .await
 }
 
 /// An error answered the way Riak's HTTP API does: a status and a
