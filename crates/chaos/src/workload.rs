@@ -348,12 +348,7 @@ impl Client {
             }
             Err(e) => {
                 op.end_us = self.w.now_us();
-                op.outcome = Some(if e.is_connect() {
-                    Outcome::Fail
-                } else {
-                    Outcome::Unknown
-                });
-                op.error = Some(transport_error(&e));
+                record_transport_failure(&mut op, &e);
                 None
             }
         };
@@ -424,13 +419,7 @@ impl Client {
             }
             Err(e) => {
                 op.end_us = self.w.now_us();
-                // Refused before anything was sent: certainly not applied.
-                op.outcome = Some(if e.is_connect() {
-                    Outcome::Fail
-                } else {
-                    Outcome::Unknown
-                });
-                op.error = Some(transport_error(&e));
+                record_transport_failure(&mut op, &e);
             }
         }
         match (&op.outcome, &op.context) {
@@ -482,6 +471,18 @@ fn error_code(body: &[u8]) -> String {
         .ok()
         .and_then(|v| v["code"].as_str().map(str::to_string))
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned())
+}
+
+/// Records a request that got no HTTP answer. Refused before anything was
+/// sent: certainly not applied (failed); otherwise it may have been applied
+/// (unknown).
+fn record_transport_failure(op: &mut Op, e: &reqwest::Error) {
+    op.outcome = Some(if e.is_connect() {
+        Outcome::Fail
+    } else {
+        Outcome::Unknown
+    });
+    op.error = Some(transport_error(e));
 }
 
 fn transport_error(e: &reqwest::Error) -> String {
