@@ -2,13 +2,19 @@
 # scripts/kill.sh, scripts/demo-*.sh, scripts/e2e-docker.sh). Sourced, not run.
 #
 # Node nI runs in container dynkv-nI (docker-compose.yml) and answers on the
-# host at http://127.0.0.1:(8080+I). JSON is read with python3, which every
-# machine with docker-compose v1 has (docker-compose is written in it).
+# host at http://127.0.0.1:(8080+I). Inside the cluster network it serves its
+# public API on port 7070 and the internode protocol on its cluster port 7170
+# (encrypted, authenticated with the cluster secret, never published on the
+# host). JSON is read with python3, which every machine with docker-compose
+# v1 has (docker-compose is written in it).
 # shellcheck shell=bash
 
 DYNKV_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 COMPOSE_FILE="$DYNKV_ROOT/docker-compose.yml"
 export COMPOSE_FILE
+# Ports inside the containers, and where the cluster secret is mounted.
+# shellcheck disable=SC2034 # used by the scripts that source this file
+NODE_PORT=7070 CLUSTER_PORT=7170 SECRET_IN_CONTAINER=/secrets/cluster.secret
 
 # All node ids of the compose cluster (containers that exist, running or not).
 cluster_nodes() {

@@ -19,7 +19,8 @@
 # down instead of starving clients.
 #
 # Environment: BULK_KEYS (default 100000), BULK_RATE (client ops/s, default
-# 800), BULK_DURATION (default 20s), DYNKV_BIN.
+# 800), BULK_DURATION (default 20s), BULK_BASE_PORT (default 17570: node i
+# on base+i, its cluster port on base+50+i), DYNKV_BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynkv-target}"
@@ -33,6 +34,7 @@ if [ -z "${DYNKV_BIN:-}" ]; then
 fi
 export DYNKV_CLUSTER_DIR; DYNKV_CLUSTER_DIR="$(mktemp -d /tmp/dynkv-bulkhead.XXXXXX)"
 export DYNKV_BASE_PORT="${BULK_BASE_PORT:-17570}"
+export DYNKV_CLUSTER_BASE_PORT=$((DYNKV_BASE_PORT + 50))
 export RUST_LOG=warn
 trap 'scripts/cluster.sh stop >/dev/null 2>&1 || true; rm -rf "$DYNKV_CLUSTER_DIR"' EXIT
 

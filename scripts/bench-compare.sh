@@ -23,8 +23,10 @@
 #
 # Parameters (environment): BENCH_CONNECTIONS (64), BENCH_VALUE_SIZE (1024),
 # BENCH_KEYS (100000), BENCH_MIX (get=50,put=50,delete=0), BENCH_DURATION (20s),
-# BENCH_WARMUP (5s), BENCH_BASE_PORT (17100), BENCH_WORK (/var/tmp/dynkv-bench:
-# data dirs and logs), BENCH_RESULTS, BENCH_DOC, BENCH_REDIS_REQUESTS (1000000),
+# BENCH_WARMUP (5s), BENCH_BASE_PORT (17100: the bare server on it, dynkv
+# nodes on +1.., their cluster ports on +41.., etcd on +11.. and +21..,
+# Redis on +30), BENCH_WORK (/var/tmp/dynkv-bench: data dirs and logs),
+# BENCH_RESULTS, BENCH_DOC, BENCH_REDIS_REQUESTS (1000000),
 # BENCH_SCALING_VALUE_KEYS (10000: key space of the value-size series),
 # BENCH_NO_INSTALL=1 (do not apt-get missing packages), BENCH_ONLY (comma-separated
 # run names, e.g. dynkv-1,etcd-3: run only these, keep the other results).
@@ -40,8 +42,8 @@ for a in "$@"; do
     --all) COMPARE=1 SCALING=1 ;;
     --profile) PROFILE=1 ;;
     --doc-only) DOC_ONLY=1 ;;
-    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
-    *) echo "unknown option $a" >&2; sed -n '2,35p' "$0"; exit 2 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    *) echo "unknown option $a" >&2; sed -n '2,32p' "$0"; exit 2 ;;
   esac
 done
 
@@ -217,7 +219,8 @@ start_dynkv() {
   CLUSTER_DIR="$WORK/dynkv"
   rm -rf "$CLUSTER_DIR"
   CLUSTER_DIRS+=("$CLUSTER_DIR")
-  env "$@" DYNKV_CLUSTER_DIR="$CLUSTER_DIR" DYNKV_BASE_PORT="$BASE" DYNKV_BIN="$BIN" \
+  env "$@" DYNKV_CLUSTER_DIR="$CLUSTER_DIR" DYNKV_BASE_PORT="$BASE" \
+    DYNKV_CLUSTER_BASE_PORT="$((BASE + 40))" DYNKV_BIN="$BIN" \
     RUST_LOG="${RUST_LOG:-info}" scripts/cluster.sh start "$k" >&2
   CLUSTER_TARGETS="" CLUSTER_PIDS=""
   for i in $(seq 1 "$k"); do

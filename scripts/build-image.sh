@@ -151,6 +151,9 @@ fi
 docker image prune -f --filter label=org.dynkv.profile >/dev/null 2>&1 || true
 # The binary must find every library it links inside the image.
 version=$(docker run --rm --entrypoint /usr/local/bin/dynkv "$IMAGE" --version)
+# docker-compose.yml's `secret` service makes the cluster secret with it.
+secret_check=$(docker run --rm --network none --entrypoint /usr/local/bin/dynkv "$IMAGE" admin secret) || secret_check=""
+[[ "$secret_check" =~ ^[0-9a-f]{64}$ ]] || { echo "'dynkv admin secret' does not work in $IMAGE" >&2; exit 1; }
 done_at=$(date +%s)
 
 size=$(docker image inspect -f '{{.Size}}' "$IMAGE")

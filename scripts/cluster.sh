@@ -2,6 +2,7 @@
 # A local dynkv cluster on 127.0.0.1.
 #
 #   scripts/cluster.sh start [K]    start nodes n1..nK (default 3), node i on port 7070+i
+#                                   (its cluster port, for internode traffic, 7170+i)
 #   scripts/cluster.sh stop         stop every node (SIGTERM)
 #   scripts/cluster.sh kill I       SIGKILL node nI
 #   scripts/cluster.sh restart I    start node nI again on its data
@@ -10,13 +11,20 @@
 #                                   (then: dynkv admin plan / dynkv admin commit)
 #   scripts/cluster.sh leave I      stage nI's leave (then plan / commit; stop it once it left)
 #
-# Data and logs live in $DYNKV_CLUSTER_DIR (default ./.cluster)/nI. The binary
-# is $DYNKV_BIN, else the release build, else the debug build.
+# Data and logs live in $DYNKV_CLUSTER_DIR (default ./.cluster)/nI, and the
+# cluster secret every node shares in $DYNKV_CLUSTER_DIR/secret (made on first
+# start, mode 600, reused afterwards; membership commands take it with
+# --secret-file). Public ports are $DYNKV_BASE_PORT+i (default 7070+i),
+# cluster ports $DYNKV_CLUSTER_BASE_PORT+i (default $DYNKV_BASE_PORT+100+i,
+# i.e. 7170+i). The binary is $DYNKV_BIN, else the release build, else the
+# debug build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${DYNKV_CLUSTER_DIR:-./.cluster}"
 TARGET="${CARGO_TARGET_DIR:-target}"
 BASE_PORT="${DYNKV_BASE_PORT:-7070}"
+CLUSTER_BASE_PORT="${DYNKV_CLUSTER_BASE_PORT:-$((BASE_PORT + 100))}"
+SECRET="$DIR/secret"
 
 bin() {
   if [ -n "${DYNKV_BIN:-}" ]; then echo "$DYNKV_BIN"; return; fi
@@ -28,11 +36,29 @@ bin() {
 }
 
 size() { cat "$DIR/size" 2>/dev/null || echo 0; }
+# Node i's public port (client API, admin, metrics) and cluster port (internode).
 port() { echo $((BASE_PORT + $1)); }
+cport() { echo $((CLUSTER_BASE_PORT + $1)); }
+# Member entries name cluster addresses.
 members() {
   local k=$1 out="" i
-  for i in $(seq 1 "$k"); do out="${out:+$out,}n$i@127.0.0.1:$(port "$i")"; done
+  for i in $(seq 1 "$k"); do out="${out:+$out,}n$i@127.0.0.1:$(cport "$i")"; done
   echo "$out"
+}
+
+# The cluster secret: generated once (64 hex digits, readable by this user
+# only), then reused by every node started from $DIR and by the admin calls.
+ensure_secret() {
+  [ -s "$SECRET" ] && return
+  mkdir -p "$DIR"
+  local s
+  s=$("$(bin)" admin secret 2>/dev/null) || s=$(openssl rand -hex 32 2>/dev/null) || s=""
+  [[ "$s" =~ ^[0-9a-f]{64,}$ ]] || {
+    echo "cannot make a cluster secret ('dynkv admin secret' and 'openssl rand -hex 32' failed)" >&2
+    exit 1
+  }
+  (umask 077 && printf '%s\n' "$s" >"$SECRET.tmp.$$") && mv "$SECRET.tmp.$$" "$SECRET"
+  echo "new cluster secret in $SECRET"
 }
 running() {
   local p st
@@ -53,17 +79,20 @@ start_node() {
   members="${2:-$(members "$k")}"
   mkdir -p "$DIR/n$i"
   if running "$i"; then echo "n$i already running"; return; fi
+  ensure_secret
   DYNKV__NODE__ID="n$i" \
   DYNKV__NODE__LISTEN="127.0.0.1:$(port "$i")" \
+  DYNKV__NODE__CLUSTER_LISTEN="127.0.0.1:$(cport "$i")" \
   DYNKV__NODE__DATA_DIR="$DIR/n$i/data" \
   DYNKV__CLUSTER__MEMBERS="$members" \
+  DYNKV__CLUSTER__SECRET_FILE="$SECRET" \
   DYNKV__NODE__WORKER_THREADS="${DYNKV__NODE__WORKER_THREADS:-$(threads_per_node "$k")}" \
   RUST_LOG="${RUST_LOG:-info}" \
     nohup "$(bin)" serve --config config/local-cluster.toml >>"$DIR/n$i/node.log" 2>&1 &
   echo $! >"$DIR/n$i/pid"
   for _ in $(seq 1 100); do
     if curl -sf "http://127.0.0.1:$(port "$i")/health" >/dev/null; then
-      echo "n$i up on 127.0.0.1:$(port "$i") (pid $(cat "$DIR/n$i/pid"), log $DIR/n$i/node.log)"
+      echo "n$i up on 127.0.0.1:$(port "$i"), cluster port $(cport "$i") (pid $(cat "$DIR/n$i/pid"), log $DIR/n$i/node.log)"
       return
     fi
     sleep 0.1
@@ -101,17 +130,19 @@ case "$cmd" in
     i="${2:?node number}"
     mkdir -p "$DIR"
     [ "$i" -gt "$(size)" ] && echo "$i" >"$DIR/size"
-    # A new node starts alone, then asks n1 to stage its join.
-    start_node "$i" "n$i@127.0.0.1:$(port "$i")"
-    "$(bin)" admin join "127.0.0.1:$(port 1)" --node "http://127.0.0.1:$(port "$i")" \
-      --token dynkv-local-cluster-token
-    echo "staged; now run: dynkv admin plan --token dynkv-local-cluster-token --node http://127.0.0.1:$(port 1)"
-    echo "             and: dynkv admin commit --token dynkv-local-cluster-token --node http://127.0.0.1:$(port 1)"
+    # A new node starts alone (same secret), then asks n1, through n1's
+    # cluster address, to stage its join.
+    start_node "$i" "n$i@127.0.0.1:$(cport "$i")"
+    "$(bin)" admin join "127.0.0.1:$(cport 1)" --node "http://127.0.0.1:$(port "$i")" \
+      --secret-file "$SECRET"
+    echo "staged; now run: dynkv admin plan --secret-file $SECRET --node http://127.0.0.1:$(port 1)"
+    echo "             and: dynkv admin commit --secret-file $SECRET --node http://127.0.0.1:$(port 1)"
     ;;
   leave)
     i="${2:?node number}"
-    "$(bin)" admin leave "n$i" --node "http://127.0.0.1:$(port 1)" --token dynkv-local-cluster-token
-    echo "staged; run plan and commit, then 'scripts/cluster.sh stop-node $i' once n$i has left"
+    "$(bin)" admin leave "n$i" --node "http://127.0.0.1:$(port 1)" --secret-file "$SECRET"
+    echo "staged; run plan and commit (dynkv admin plan|commit --secret-file $SECRET --node http://127.0.0.1:$(port 1)),"
+    echo "then 'scripts/cluster.sh stop-node $i' once n$i has left"
     ;;
   stop-node)
     i="${2:?node number}"
@@ -121,12 +152,12 @@ case "$cmd" in
     k=$(size)
     [ "$k" -gt 0 ] || { echo "no cluster in $DIR"; exit 0; }
     for i in $(seq 1 "$k"); do
-      if running "$i"; then echo "n$i running  127.0.0.1:$(port "$i")"; else echo "n$i stopped"; fi
+      if running "$i"; then echo "n$i running  127.0.0.1:$(port "$i")  cluster 127.0.0.1:$(cport "$i")"; else echo "n$i stopped"; fi
     done
     for i in $(seq 1 "$k"); do
       if running "$i"; then "$(bin)" status --node "http://127.0.0.1:$(port "$i")" || true; break; fi
     done
     ;;
   *)
-    sed -n '2,12p' "$0"; exit 2 ;;
+    sed -n '2,13p' "$0"; exit 2 ;;
 esac

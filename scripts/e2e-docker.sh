@@ -5,9 +5,12 @@
 #
 # builds the image (scripts/build-image.sh: DYNKV_BIN, DYNKV_PROFILE or
 # --profile choose the binary), starts the five nodes (docker-compose up -d)
-# and waits until they are healthy and see each other, checks that
-# scripts/partition.sh really cuts traffic between containers while the
-# host still reaches every node, runs scripts/demo-stale-read.sh and
+# and waits until they are healthy and see each other, checks the cluster
+# secret (made once on its volume, the same on every node, needed by
+# membership commands) and that only public ports are published, checks
+# that scripts/partition.sh really cuts traffic between containers (public
+# and cluster ports) while the host still reaches every node, runs
+# scripts/demo-stale-read.sh and
 # scripts/demo-siblings.sh, then kills a node with SIGKILL, writes at
 # w=quorum, restarts it and reads the write from it. Everything is torn
 # down at the end, volumes included, also on failure. Exits non-zero on any
@@ -92,14 +95,46 @@ wait_for 90 "docker reports every node healthy" all_healthy || fail "not every n
 cluster_ready 30
 [ "$(cluster_nodes | paste -sd,)" = n1,n2,n3,n4,n5 ] || fail "expected nodes n1..n5, found $(cluster_nodes | paste -sd,)"
 
+phase "cluster secret and ports"
+secret=$(docker exec "$(container n1)" cat "$SECRET_IN_CONTAINER") || fail "no $SECRET_IN_CONTAINER in n1"
+[[ "$secret" =~ ^[0-9a-f]{64}$ ]] || fail "the cluster secret is not 64 hex digits"
+say "ok: the secret service made $SECRET_IN_CONTAINER (64 hex digits)"
+for n in n2 n3 n4 n5; do
+  [ "$(docker exec "$(container "$n")" cat "$SECRET_IN_CONTAINER")" = "$secret" ] || fail "$n has another secret than n1"
+done
+say "ok: every node has the same secret"
+for n in n1 n2 n3 n4 n5; do
+  if docker port "$(container "$n")" "$CLUSTER_PORT" >/dev/null 2>&1; then
+    fail "$n's cluster port $CLUSTER_PORT is published on the host"
+  fi
+  docker port "$(container "$n")" "$NODE_PORT" >/dev/null 2>&1 || fail "$n's public port $NODE_PORT is not published"
+done
+say "ok: only the public port $NODE_PORT of each node is published"
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -H 'x-dynkv-token: wrong' "$(node_url n1)/admin/members")
+check "a membership command with a wrong token is refused" "$code" 401
+docker exec "$(container n1)" dynkv admin members >"$LOG_DIR/members" 2>&1 ||
+  { cat "$LOG_DIR/members" >&2; fail "'dynkv admin members' with the cluster secret failed"; }
+say "ok: 'dynkv admin members' with the cluster secret works"
+
 phase "partition script"
-# reach FROM TO: can node FROM open a connection to node TO on the cluster network?
-reach() { docker exec "$(container "$1")" curl -fsS --max-time 1 -o /dev/null "http://$2:7070/health" 2>/dev/null; }
+# reach_public FROM TO, reach_cluster FROM TO: can node FROM open a
+# connection to node TO's public port (an HTTP health check) or its cluster
+# port (a TCP connect) on the cluster network?
+reach_public() {
+  docker exec "$(container "$1")" curl -fsS --max-time 1 -o /dev/null "http://$2:$NODE_PORT/health" 2>/dev/null
+}
+reach_cluster() {
+  docker exec "$(container "$1")" timeout 1 bash -c "exec 3<>/dev/tcp/$2/$CLUSTER_PORT" 2>/dev/null
+}
 expect_reach() {
-  if reach "$1" "$2"; then say "ok: $1 reaches $2"; else fail "$1 cannot reach $2"; fi
+  reach_public "$1" "$2" || fail "$1 cannot reach $2's public port"
+  reach_cluster "$1" "$2" || fail "$1 cannot reach $2's cluster port"
+  say "ok: $1 reaches $2"
 }
 expect_cut() {
-  if reach "$1" "$2"; then fail "$1 still reaches $2"; else say "ok: $1 cannot reach $2"; fi
+  if reach_public "$1" "$2"; then fail "$1 still reaches $2's public port"; fi
+  if reach_cluster "$1" "$2"; then fail "$1 still reaches $2's cluster port"; fi
+  say "ok: $1 cannot reach $2"
 }
 scripts/partition.sh split n1,n2 n3,n4,n5
 expect_reach n1 n2

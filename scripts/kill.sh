@@ -4,7 +4,8 @@
 #   scripts/kill.sh n3 [n4 ...]             SIGKILL the node (docker kill): no shutdown, no flush
 #   scripts/kill.sh --restart n3 [n4 ...]   start it again on its data volume and wait until it answers
 #
-# A restarted node keeps its data (named volume nI-data) and its address. If a
+# A restarted node keeps its data (named volume nI-data), its address and the
+# cluster secret (volume cluster-secret, made once by docker-compose up). If a
 # partition is in force (scripts/partition.sh), the restarted node gets its
 # side of the cut back.
 set -euo pipefail

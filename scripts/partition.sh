@@ -9,7 +9,9 @@
 #
 # The cut is real: inside each container (NET_ADMIN) an iptables chain
 # DYNKV-PARTITION, jumped to first from INPUT and OUTPUT, drops every packet
-# from and to the cluster-network addresses of the nodes on the other side.
+# from and to the cluster-network addresses of the nodes on the other side,
+# whatever the port: internode traffic to the cluster port (7170) and calls
+# to the public port (7070) alike.
 # Clients on the host reach each node through its published port, from the
 # network's gateway address, which is never dropped: every node stays
 # reachable to clients while it cannot talk to the other side. A new split

@@ -20,8 +20,9 @@
 # Environment: RIAK_VENV (default /var/tmp/dynkv-riak-venv), RIAK_PYTHON
 # (default: the first Python 3.11 or 3.10 found), DYNKV_BIN (default: the
 # debug build, as `cargo build --workspace --bins` makes it),
-# RIAK_BASE_PORT (node i listens on base+i; default: the first free of
-# 18070, 18170, ...), RIAK_RUN_TIMEOUT (seconds per suite, default 900).
+# RIAK_BASE_PORT (node i listens on base+i, its cluster port is base+50+i;
+# default: the first free of 18070, 18170, ...), RIAK_RUN_TIMEOUT (seconds
+# per suite, default 900).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynkv-target}"
@@ -80,7 +81,11 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 base="${RIAK_BASE_PORT:-}"
 if [ -z "$base" ]; then
   for b in 18070 18170 18270 18370 18470 18570; do
-    if ! port_busy $((b + 1)) && ! port_busy $((b + 2)) && ! port_busy $((b + 3)); then
+    free=1
+    for p in $((b + 1)) $((b + 2)) $((b + 3)) $((b + 51)) $((b + 52)) $((b + 53)); do
+      if port_busy "$p"; then free=0; break; fi
+    done
+    if [ "$free" = 1 ]; then
       base=$b
       break
     fi
@@ -88,6 +93,8 @@ if [ -z "$base" ]; then
   [ -n "$base" ] || { echo "no free ports for the cluster" >&2; exit 1; }
 fi
 export DYNKV_BASE_PORT="$base"
+# Cluster (internode) ports base+51..base+53, inside this base's block of 100.
+export DYNKV_CLUSTER_BASE_PORT=$((base + 50))
 DYNKV_CLUSTER_DIR="$(mktemp -d -t dynkv-riak-XXXXXX)"
 export DYNKV_CLUSTER_DIR
 
@@ -104,7 +111,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "cluster n1..n3 on 127.0.0.1:$((base + 1))..$((base + 3))"
+say "cluster n1..n3 on 127.0.0.1:$((base + 1))..$((base + 3)) (cluster ports $((base + 51))..$((base + 53)))"
 scripts/cluster.sh start 3
 # Wait until every node sees its two peers up.
 for i in 1 2 3; do

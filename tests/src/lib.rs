@@ -1,10 +1,15 @@
 //! A harness that runs real `dynkv` node processes on free loopback ports
 //! with temporary data directories, and small HTTP helpers to drive them.
 //!
-//! Nodes are configured through a TOML file per node (identity, address,
-//! data dir, members) plus `DYNKV__...` environment overrides per test
-//! (N, timeouts, workers on or off). Nothing inside a node is faked: a killed
-//! node is a `SIGKILL`ed process, a restarted one reopens its RocksDB.
+//! Nodes are configured through a TOML file per node (identity, public and
+//! cluster addresses, data dir, members, the cluster secret) plus
+//! `DYNKV__...` environment overrides per test (N, timeouts, workers on or
+//! off). Every node has two ports: the public HTTP API ([`Node::url`]) and
+//! the encrypted internode listener ([`Node::cluster_addr`]), which is what
+//! member lists, seeds and link proxies name. Each [`Cluster`] generates its
+//! own [`ClusterSecret`]; membership commands over HTTP carry its
+//! [`Cluster::admin_token`]. Nothing inside a node is faked: a killed node is
+//! a `SIGKILL`ed process, a restarted one reopens its RocksDB.
 //!
 //! The binary is `$DYNKV_BIN`, or `dynkv` next to the test executable's
 //! target directory (built by `cargo build --workspace --bins`), unless a
@@ -18,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use dynkv_rpc::secret::ClusterSecret;
 pub use reqwest::StatusCode;
 
 use proxy::LinkProxy;
@@ -70,8 +76,10 @@ pub fn free_port() -> u16 {
 pub struct Node {
     /// Node id, `n1`...
     pub id: String,
-    /// Its HTTP port.
+    /// Its public HTTP port (client API, admin, metrics).
     pub port: u16,
+    /// Its internode (cluster) port: what peers, seeds and proxies use.
+    pub cluster_port: u16,
     config: PathBuf,
     log: PathBuf,
     env: Vec<(String, String)>,
@@ -80,9 +88,15 @@ pub struct Node {
 }
 
 impl Node {
-    /// Base URL.
+    /// Base URL of the public HTTP API.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Its internode address, `127.0.0.1:<cluster port>`: the address to
+    /// join through (a seed) and the one its own member entry names.
+    pub fn cluster_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.cluster_port)
     }
 
     fn spawn(&mut self) {
@@ -138,8 +152,9 @@ pub struct ClusterOptions {
     pub n_val: usize,
     /// Extra `DYNKV__SECTION__KEY` settings for every node.
     pub env: Vec<(String, String)>,
-    /// Route every internode link through a [`LinkProxy`] so tests can cut
-    /// links (`partition`, `isolate`, `cut`, `heal`).
+    /// Route every internode link through a [`LinkProxy`] (in front of the
+    /// target's cluster port) so tests can cut links (`partition`,
+    /// `isolate`, `cut`, `heal`).
     pub proxied: bool,
     /// The `dynkv` binary to run; `None` = [`dynkv_bin`].
     pub bin: Option<PathBuf>,
@@ -186,6 +201,8 @@ pub struct Cluster {
     pub http: reqwest::Client,
     /// Internode link proxies by (from, to), 1-based, when proxied.
     pub links: HashMap<(usize, usize), LinkProxy>,
+    /// The secret every node of this cluster shares.
+    secret: ClusterSecret,
 }
 
 /// Settings every test cluster uses so faults are noticed quickly.
@@ -202,8 +219,24 @@ const FAST_DETECTION: &[(&str, &str)] = &[
     ("DYNKV__HANDOFF__BACKOFF_MAX_MS", "1000"),
 ];
 
-/// The cluster token test clusters use.
-pub const TEST_TOKEN: &str = "test-cluster-token";
+/// The `node.toml` of a test node.
+fn node_toml(
+    id: &str,
+    port: u16,
+    cluster_port: u16,
+    data_dir: &Path,
+    members: &[String],
+    n_val: &str,
+    secret: &ClusterSecret,
+) -> String {
+    let members: Vec<String> = members.iter().map(|m| format!("\"{m}\"")).collect();
+    format!(
+        "[node]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ncluster_listen = \"127.0.0.1:{cluster_port}\"\ndata_dir = \"{}\"\n\n[cluster]\nmembers = [{}]\nn_val = {n_val}\nsecret = \"{}\"\n",
+        data_dir.display(),
+        members.join(", "),
+        secret.to_hex(),
+    )
+}
 
 impl Cluster {
     /// Starts `k` nodes and waits until each answers `/health`.
@@ -212,29 +245,33 @@ impl Cluster {
             .prefix("dynkv-test-")
             .tempdir()
             .unwrap();
+        let secret = ClusterSecret::generate();
+        // Node i: its public port ports[i], its internode port cluster_ports[i].
         let ports: Vec<u16> = (0..k).map(|_| free_port()).collect();
+        let cluster_ports: Vec<u16> = (0..k).map(|_| free_port()).collect();
         let mut links = HashMap::new();
         if opts.proxied {
             for from in 1..=k {
                 for to in 1..=k {
                     if from != to {
-                        links.insert((from, to), LinkProxy::start(ports[to - 1]).await);
+                        links.insert((from, to), LinkProxy::start(cluster_ports[to - 1]).await);
                     }
                 }
             }
         }
         let bin = opts.bin.clone().unwrap_or_else(dynkv_bin);
         let mut nodes = Vec::new();
-        for (i, port) in ports.iter().enumerate() {
-            // Node i+1 reaches node j through its own proxy when proxied.
-            let members: Vec<String> = ports
+        for (i, (port, cluster_port)) in ports.iter().zip(&cluster_ports).enumerate() {
+            // Node i+1 reaches node j's cluster port through its own proxy
+            // when proxied, directly otherwise.
+            let members: Vec<String> = cluster_ports
                 .iter()
                 .enumerate()
                 .map(|(j, p)| {
                     let via = links
                         .get(&(i + 1, j + 1))
                         .map_or(*p, |l: &LinkProxy| l.port);
-                    format!("\"n{}@127.0.0.1:{via}\"", j + 1)
+                    format!("n{}@127.0.0.1:{via}", j + 1)
                 })
                 .collect();
             let id = format!("n{}", i + 1);
@@ -243,11 +280,14 @@ impl Cluster {
             let config = ndir.join("node.toml");
             std::fs::write(
                 &config,
-                format!(
-                    "[node]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n[cluster]\nmembers = [{}]\nn_val = {}\ncluster_token = \"{TEST_TOKEN}\"\n",
-                    ndir.join("data").display(),
-                    members.join(", "),
-                    opts.n_val
+                node_toml(
+                    &id,
+                    *port,
+                    *cluster_port,
+                    &ndir.join("data"),
+                    &members,
+                    &opts.n_val.to_string(),
+                    &secret,
                 ),
             )
             .unwrap();
@@ -259,6 +299,7 @@ impl Cluster {
             let mut node = Node {
                 id,
                 port: *port,
+                cluster_port: *cluster_port,
                 config,
                 log: ndir.join("node.log"),
                 env,
@@ -274,6 +315,7 @@ impl Cluster {
             dir,
             http,
             links,
+            secret,
         };
         for i in 1..=k {
             c.wait_healthy(i).await;
@@ -295,6 +337,17 @@ impl Cluster {
     /// Base URL of node `i` (1-based).
     pub fn url(&self, i: usize) -> String {
         self.nodes[i - 1].url()
+    }
+
+    /// The cluster secret every node of this cluster was given.
+    pub fn secret(&self) -> &ClusterSecret {
+        &self.secret
+    }
+
+    /// The token membership commands present in `X-Dynkv-Token`
+    /// ([`ClusterSecret::admin_token`] of [`Cluster::secret`]).
+    pub fn admin_token(&self) -> String {
+        self.secret.admin_token()
     }
 
     /// Waits (up to 20 s) until node `i` answers `/health`.
@@ -719,12 +772,15 @@ where
 
 /// Live membership helpers.
 impl Cluster {
-    /// Starts a new node as a cluster of its own (same settings as `n1`),
-    /// ready to be joined with [`Cluster::admin`]`("join")`. Returns its number.
+    /// Starts a new node as a cluster of its own (same settings and secret
+    /// as `n1`, its own public and cluster ports, no link proxies), ready to
+    /// be joined with [`Cluster::admin`]`("join")` through a member's
+    /// [`Node::cluster_addr`]. Returns its number.
     pub async fn start_joiner(&mut self) -> usize {
         let i = self.nodes.len() + 1;
         let id = format!("n{i}");
         let port = free_port();
+        let cluster_port = free_port();
         let ndir = self.dir.path().join(&id);
         std::fs::create_dir_all(&ndir).unwrap();
         let config = ndir.join("node.toml");
@@ -735,15 +791,21 @@ impl Cluster {
             .unwrap_or_else(|| "3".into());
         std::fs::write(
             &config,
-            format!(
-                "[node]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n\n[cluster]\nmembers = [\"{id}@127.0.0.1:{port}\"]\nn_val = {n_val}\ncluster_token = \"{TEST_TOKEN}\"\n",
-                ndir.join("data").display(),
+            node_toml(
+                &id,
+                port,
+                cluster_port,
+                &ndir.join("data"),
+                &[format!("{id}@127.0.0.1:{cluster_port}")],
+                &n_val,
+                &self.secret,
             ),
         )
         .unwrap();
         let mut node = Node {
             id,
             port,
+            cluster_port,
             config,
             log: ndir.join("node.log"),
             env: self.nodes[0].env.clone(),
@@ -757,7 +819,8 @@ impl Cluster {
     }
 
     /// Calls a membership endpoint of node `i` (`members`, `plan`: GET;
-    /// `join`, `leave`, `commit`: POST with `body`) with the cluster token.
+    /// `join`, `leave`, `commit`: POST with `body`) with the cluster's admin
+    /// token. A join's `seed` is a member's [`Node::cluster_addr`].
     pub async fn admin(
         &self,
         i: usize,
@@ -770,7 +833,7 @@ impl Cluster {
             _ => self.http.post(url).json(&body),
         };
         let r = req
-            .header("x-dynkv-token", TEST_TOKEN)
+            .header("x-dynkv-token", self.admin_token())
             .send()
             .await
             .unwrap();

@@ -2,13 +2,17 @@
 //! the cluster tests.
 //!
 //! In a proxied cluster, node `i` reaches node `j` through its own proxy
-//! `(i → j)` (the member list node `i` is given names the proxy's port), so
-//! every directed link can be cut on its own. A cut link is a black hole,
-//! like a dropped route or an iptables DROP rule: open connections stop
-//! relaying bytes, and new connections are accepted but never answered, so
-//! callers wait out their timeouts. Healing closes the black-holed
-//! connections (as a real network's timeouts eventually would) and relays
-//! again.
+//! `(i → j)`, which forwards to `j`'s cluster (internode) port: the member
+//! list node `i` is given names the proxy's port instead, so every directed
+//! link can be cut on its own. Clients still reach every node directly on
+//! its public port. The proxy relays bytes and never looks at them, so the
+//! encrypted, authenticated internode protocol passes through unchanged.
+//!
+//! A cut link is a black hole, like a dropped route or an iptables DROP
+//! rule: open connections stop relaying bytes, and new connections are
+//! accepted but never answered, so callers wait out their timeouts. Healing
+//! closes the black-holed connections (as a real network's timeouts
+//! eventually would) and relays again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,7 +31,8 @@ pub struct LinkProxy {
 }
 
 impl LinkProxy {
-    /// Starts a proxy on a free port forwarding to `127.0.0.1:target`.
+    /// Starts a proxy on a free port forwarding to `127.0.0.1:target` (a
+    /// node's cluster port).
     pub async fn start(target: u16) -> LinkProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();

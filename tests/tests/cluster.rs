@@ -1,5 +1,5 @@
 //! Replication, quorums, siblings, forwarding and crash recovery across
-//! real `dynkv` processes talking HTTP.
+//! real `dynkv` processes, driven over their public HTTP API.
 
 use std::time::Duration;
 
@@ -247,26 +247,43 @@ async fn bad_input_gets_a_json_error_and_never_hurts_the_node() {
             404,
             "not_found",
         ),
+        // Internode traffic has its own listener: the public one serves no /rpc.
+        (
+            c.http.post(format!("{}/rpc", c.url(1))).body(vec![1, 0]),
+            404,
+            "not_found",
+        ),
+        // Membership commands need the admin token derived from the secret:
+        // not a wrong one, not none, not the secret itself.
         (
             c.http
-                .post(format!("{}/rpc", c.url(1)))
+                .post(format!("{}/admin/join", c.url(1)))
                 .header("x-dynkv-token", "wrong")
                 .body(vec![1, 0]),
             401,
             "unauthorized",
         ),
         (
-            c.http.post(format!("{}/rpc", c.url(1))).body(vec![1, 0]),
+            c.http
+                .post(format!("{}/admin/join", c.url(1)))
+                .body(vec![1, 0]),
             401,
             "unauthorized",
         ),
         (
             c.http
-                .post(format!("{}/rpc", c.url(1)))
-                .header("x-dynkv-token", dynkv_tests::TEST_TOKEN)
+                .get(format!("{}/admin/members", c.url(1)))
+                .header("x-dynkv-token", c.secret().to_hex()),
+            401,
+            "unauthorized",
+        ),
+        (
+            c.http
+                .post(format!("{}/admin/join", c.url(1)))
+                .header("x-dynkv-token", c.admin_token())
                 .body(vec![1, 200, 7]),
             400,
-            "bad_frame",
+            "bad_body",
         ),
     ];
     for (req, status, code) in cases {
@@ -276,7 +293,7 @@ async fn bad_input_gets_a_json_error_and_never_hurts_the_node() {
         assert_eq!(body["code"], code, "{body}");
         assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()));
     }
-    assert_eq!(c.metric(1, "dynkv_rpc_unauthorized_total", "").await, 2.0);
+    assert_eq!(c.metric(1, "dynkv_admin_unauthorized_total", "").await, 3.0);
     // The node is fine and nothing was written by the refused requests.
     assert_eq!(c.get(1, "k", "").await.status, StatusCode::NOT_FOUND);
     let ok = c.put(1, "k", "fine", "", None).await;
@@ -284,7 +301,7 @@ async fn bad_input_gets_a_json_error_and_never_hurts_the_node() {
 }
 
 #[tokio::test]
-async fn serve_with_no_arguments_runs_a_single_node_on_port_7070() {
+async fn serve_with_no_arguments_runs_a_single_node_on_ports_7070_and_7170() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = std::process::Command::new(dynkv_tests::dynkv_bin())
         .current_dir(dir.path())
@@ -299,6 +316,11 @@ async fn serve_with_no_arguments_runs_a_single_node_on_port_7070() {
     .await;
     let result = async {
         assert!(up, "default node did not answer on 7070");
+        // Its internode listener is on the default cluster port, loopback only.
+        assert!(
+            std::net::TcpStream::connect("127.0.0.1:7170").is_ok(),
+            "default node does not listen on its cluster port 7170"
+        );
         let r = http
             .put("http://127.0.0.1:7070/kv/hello")
             .body("world")

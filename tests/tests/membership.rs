@@ -86,7 +86,7 @@ async fn a_node_joins_under_load_then_one_leaves_and_nothing_is_lost() {
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
     let load_task = tokio::spawn(traffic(c.clone(), stop.clone(), acked.clone()));
 
-    let seed = format!("127.0.0.1:{}", c.node(1).port);
+    let seed = c.node(1).cluster_addr();
     let (s, v) = c.admin(n4, "join", json!({ "seed": seed })).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, plan) = c.admin(1, "plan", json!(null)).await;
@@ -169,7 +169,7 @@ async fn a_handoff_interrupted_by_kill_9_of_the_receiver_resumes() {
         .map(|i| (format!("k{i}"), format!("v{i}")))
         .collect();
     let n4 = c.start_joiner().await;
-    let seed = format!("127.0.0.1:{}", c.node(1).port);
+    let seed = c.node(1).cluster_addr();
     assert_eq!(
         c.admin(n4, "join", json!({ "seed": seed })).await.0,
         StatusCode::OK

@@ -14,11 +14,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dynkv_antientropy::{AaeMetrics, AntiEntropy, AntiEntropyConfig, NodeService, TreeSet};
-use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumMetrics};
+use dynkv_antientropy::{AaeMetrics, AntiEntropy, AntiEntropyConfig, TreeSet};
+use dynkv_quorum::{Coordinator, CoordinatorConfig, QuorumMetrics};
 use dynkv_ring::{NodeId, Ring};
-use dynkv_rpc::PeerHealth;
 use dynkv_rpc::sim::SimNetwork;
+use dynkv_rpc::{Dispatcher, PeerHealth};
 use dynkv_storage::{KeyRef, Store, StoreConfig};
 use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
 
@@ -57,10 +57,10 @@ fn node(net: &SimNetwork, id: &str, dir: &std::path::Path) -> Node {
         config,
         Arc::new(AaeMetrics::default()),
     );
-    net.register(
-        id.into(),
-        Arc::new(NodeService::new(KvService(coord.clone()), aae.clone())),
-    );
+    let mut d = Dispatcher::new();
+    coord.register(&mut d);
+    aae.register(&mut d);
+    net.register(id.into(), Arc::new(d));
     Node { coord, aae, trees }
 }
 

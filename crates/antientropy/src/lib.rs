@@ -27,6 +27,10 @@
 //!      sends it back if it is new there, so both sides are repaired; a
 //!      pause between batches keeps client traffic first.
 //!
+//!   The peer answers through the `AaeHashes`, `AaeKeys`, `AaeFetch` and
+//!   `AaeRepair` handlers that [`AntiEntropy::register`] installs on the
+//!   node's dispatcher.
+//!
 //!   The messages and bytes of an exchange grow with the number of
 //!   differing keys (and the log of the keys stored), not with the number
 //!   of keys stored: see `examples/aae_cost.rs` and `docs/ANTI_ENTROPY.md`.
@@ -46,7 +50,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use dynkv_quorum::Coordinator;
 use dynkv_ring::NodeId;
-use dynkv_rpc::{RemoteFailure, Request, Response, encode};
+use dynkv_rpc::messages::{
+    AaeFetch, AaeHashes, AaeKeys, AaeRepair, Hashes, KeyDigests, Objects, Repaired,
+};
+use dynkv_rpc::{CallContext, Dispatcher, Endpoint, Handler, RemoteError};
 use dynkv_storage::KeyRef;
 use dynkv_vclock::{DvvSet, Object};
 use parking_lot::Mutex;
@@ -136,15 +143,6 @@ pub struct AntiEntropy {
     cursor: AtomicUsize,
 }
 
-fn failure(code: &str, message: String) -> Response {
-    Response::Failed(RemoteFailure {
-        code: code.into(),
-        message,
-        needed: 0,
-        acked: 0,
-    })
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -199,87 +197,23 @@ impl AntiEntropy {
         Ok((stats, started.elapsed()))
     }
 
-    /// The refusal of a request made with another tree shape (comparing
-    /// such trees would mean nothing).
-    fn shape_mismatch(&self, shape: (u8, u8)) -> Option<Response> {
-        (shape != self.shape_tag()).then(|| {
-            failure(
-                "shape_mismatch",
-                format!(
-                    "tree shape {shape:?} differs from ours {:?}",
-                    self.shape_tag()
-                ),
-            )
-        })
+    /// Refuses a request made with another tree shape (comparing such
+    /// trees would mean nothing).
+    fn check_shape(&self, theirs: (u8, u8)) -> Result<(), RemoteError> {
+        let ours = self.shape_tag();
+        if theirs == ours {
+            Ok(())
+        } else {
+            Err(RemoteError::ShapeMismatch { ours, theirs })
+        }
     }
 
-    /// Serves a peer's anti-entropy request.
-    pub async fn handle(&self, req: Request) -> Response {
-        match req {
-            Request::AaeHashes {
-                partition,
-                shape,
-                level,
-                indices,
-            } => {
-                if let Some(refusal) = self.shape_mismatch(shape) {
-                    return refusal;
-                }
-                match self
-                    .blocking(move |t, s| {
-                        t.refresh(s, partition)?;
-                        Ok(t.hashes(partition, level, &indices))
-                    })
-                    .await
-                {
-                    Ok(h) => Response::Hashes(h),
-                    Err(e) => failure("storage_error", e),
-                }
-            }
-            Request::AaeKeys {
-                partition,
-                shape,
-                leaves,
-            } => {
-                if let Some(refusal) = self.shape_mismatch(shape) {
-                    return refusal;
-                }
-                match self
-                    .blocking(move |t, s| t.keys_under(s, partition, &leaves))
-                    .await
-                {
-                    Ok(items) => Response::KeyDigests(
-                        items
-                            .into_iter()
-                            .map(|(k, d)| (Bytes::from(k), d))
-                            .collect(),
-                    ),
-                    Err(e) => failure("storage_error", e),
-                }
-            }
-            Request::AaeFetch { keys } => {
-                let ring = self.coord.ring();
-                match self
-                    .blocking(move |_, s| {
-                        keys.iter()
-                            .map(|k| s.get(&key_ref(&ring, k)))
-                            .collect::<dynkv_storage::Result<Vec<_>>>()
-                    })
-                    .await
-                {
-                    Ok(objs) => Response::Objects(objs),
-                    Err(e) => failure("storage_error", e),
-                }
-            }
-            Request::AaeRepair { items } => match self.merge_local(items).await {
-                Ok(n) => Response::Repaired(n),
-                Err(e) => failure("storage_error", e),
-            },
-            other => failure(
-                "unsupported",
-                format!("{} is not an anti-entropy request", other.kind()),
-            ),
-        }
+    /// Registers the anti-entropy endpoints this node serves.
+    pub fn register(self: &Arc<Self>, d: &mut Dispatcher) {
+        d.register::<AaeHashes, _>(self.clone())
+            .register::<AaeKeys, _>(self.clone())
+            .register::<AaeFetch, _>(self.clone())
+            .register::<AaeRepair, _>(self.clone());
     }
 
     /// Merges objects into the local store; returns how many changed it.
@@ -300,23 +234,19 @@ impl AntiEntropy {
         Ok(changed)
     }
 
-    async fn ask(
+    /// Sends one exchange message, counting it and its bytes.
+    async fn ask<E: Endpoint>(
         &self,
         peer: &NodeId,
-        req: Request,
+        req: &E,
         stats: &mut ExchangeStats,
-    ) -> Result<Response, String> {
+    ) -> Result<E::Response, String> {
         stats.messages += 1;
-        stats.bytes_sent += encode(&req).len() as u64;
-        match self
-            .coord
-            .call_peer(peer, &req, self.config.rpc_timeout)
+        stats.bytes_sent += req.encode().len() as u64;
+        self.coord
+            .call_peer(peer, req, self.config.rpc_timeout)
             .await
-        {
-            Ok(Response::Failed(f)) => Err(format!("{peer}: {}", f.message)),
-            Ok(r) => Ok(r),
-            Err(e) => Err(format!("{peer}: {e}")),
-        }
+            .map_err(|e| format!("{peer}: {e}"))
     }
 
     async fn peer_hashes(
@@ -328,19 +258,21 @@ impl AntiEntropy {
         stats: &mut ExchangeStats,
     ) -> Result<Vec<u64>, String> {
         let want = indices.len();
-        let req = Request::AaeHashes {
+        let req = AaeHashes {
             partition,
             shape: self.shape_tag(),
             level,
             indices,
         };
-        match self.ask(peer, req, stats).await? {
-            Response::Hashes(h) if want == 0 || h.len() == want => {
-                stats.hashes += h.len() as u64;
-                Ok(h)
-            }
-            _ => Err(format!("{peer}: unexpected answer to a hash request")),
+        let Hashes(h) = self.ask(peer, &req, stats).await?;
+        if want != 0 && h.len() != want {
+            return Err(format!(
+                "{peer}: {} hashes answered for {want} asked",
+                h.len()
+            ));
         }
+        stats.hashes += h.len() as u64;
+        Ok(h)
     }
 
     /// Compares and repairs one partition with one peer.
@@ -377,15 +309,12 @@ impl AntiEntropy {
         // 3. Keys under differing leaves.
         let mut keys = Vec::new();
         for chunk in leaves.chunks(256) {
-            let req = Request::AaeKeys {
+            let req = AaeKeys {
                 partition,
                 shape: self.shape_tag(),
                 leaves: chunk.to_vec(),
             };
-            let mut theirs = match self.ask(peer, req, &mut stats).await? {
-                Response::KeyDigests(items) => items,
-                _ => return Err(format!("{peer}: unexpected answer to a key request")),
-            };
+            let KeyDigests(mut theirs) = self.ask(peer, &req, &mut stats).await?;
             let chunk = chunk.to_vec();
             let mut mine: Vec<(Bytes, u64)> = self
                 .blocking(move |t, s| t.keys_under(s, partition, &chunk))
@@ -404,19 +333,17 @@ impl AntiEntropy {
             if i > 0 && !self.config.batch_pause.is_zero() {
                 tokio::time::sleep(self.config.batch_pause).await;
             }
-            let fetched = match self
-                .ask(
-                    peer,
-                    Request::AaeFetch {
-                        keys: batch.to_vec(),
-                    },
-                    &mut stats,
-                )
-                .await?
-            {
-                Response::Objects(o) if o.len() == batch.len() => o,
-                _ => return Err(format!("{peer}: unexpected answer to a fetch")),
+            let req = AaeFetch {
+                keys: batch.to_vec(),
             };
+            let Objects(fetched) = self.ask(peer, &req, &mut stats).await?;
+            if fetched.len() != batch.len() {
+                return Err(format!(
+                    "{peer}: {} objects answered for {} keys asked",
+                    fetched.len(),
+                    batch.len()
+                ));
+            }
             let ring = self.coord.ring();
             let batch_keys = batch.to_vec();
             let mine: Vec<Option<Object>> = self
@@ -449,16 +376,10 @@ impl AntiEntropy {
             }
             if !there.is_empty() {
                 let n = there.len() as u64;
-                match self
-                    .ask(peer, Request::AaeRepair { items: there }, &mut stats)
-                    .await?
-                {
-                    Response::Repaired(changed) => {
-                        stats.repaired_there += changed;
-                        self.metrics.keys_sent.inc_by(n);
-                    }
-                    _ => return Err(format!("{peer}: unexpected answer to a repair")),
-                }
+                let req = AaeRepair { items: there };
+                let Repaired(changed) = self.ask(peer, &req, &mut stats).await?;
+                stats.repaired_there += changed;
+                self.metrics.keys_sent.inc_by(n);
             }
         }
         Ok(stats)
@@ -590,37 +511,80 @@ fn key_ref<'a>(ring: &dynkv_ring::Ring, key: &'a [u8]) -> KeyRef<'a> {
     }
 }
 
-/// Serves the anti-entropy requests of the internode protocol.
-pub struct AaeService(pub Arc<AntiEntropy>);
-
-impl dynkv_rpc::Service for AaeService {
-    fn handle(&self, request: Request) -> futures::future::BoxFuture<'static, Response> {
-        let aae = self.0.clone();
-        Box::pin(async move { aae.handle(request).await })
+impl Handler<AaeHashes> for AntiEntropy {
+    async fn handle(
+        self: Arc<Self>,
+        req: AaeHashes,
+        _: CallContext,
+    ) -> Result<Hashes, RemoteError> {
+        self.check_shape(req.shape)?;
+        let AaeHashes {
+            partition,
+            level,
+            indices,
+            ..
+        } = req;
+        self.blocking(move |t, s| {
+            t.refresh(s, partition)?;
+            Ok(t.hashes(partition, level, &indices))
+        })
+        .await
+        .map(Hashes)
+        .map_err(RemoteError::Storage)
     }
 }
 
-/// Routes a node's internode requests: anti-entropy messages to
-/// [`AntiEntropy`], everything else to the key-value service.
-pub struct NodeService {
-    kv: dynkv_quorum::KvService,
-    aae: Arc<AntiEntropy>,
-}
-
-impl NodeService {
-    /// A router over both services.
-    pub fn new(kv: dynkv_quorum::KvService, aae: Arc<AntiEntropy>) -> Self {
-        NodeService { kv, aae }
+impl Handler<AaeKeys> for AntiEntropy {
+    async fn handle(
+        self: Arc<Self>,
+        req: AaeKeys,
+        _: CallContext,
+    ) -> Result<KeyDigests, RemoteError> {
+        self.check_shape(req.shape)?;
+        let AaeKeys {
+            partition, leaves, ..
+        } = req;
+        let items = self
+            .blocking(move |t, s| t.keys_under(s, partition, &leaves))
+            .await
+            .map_err(RemoteError::Storage)?;
+        Ok(KeyDigests(
+            items
+                .into_iter()
+                .map(|(k, d)| (Bytes::from(k), d))
+                .collect(),
+        ))
     }
 }
 
-impl dynkv_rpc::Service for NodeService {
-    fn handle(&self, request: Request) -> futures::future::BoxFuture<'static, Response> {
-        if request.is_anti_entropy() {
-            let aae = self.aae.clone();
-            Box::pin(async move { aae.handle(request).await })
-        } else {
-            self.kv.handle(request)
-        }
+impl Handler<AaeFetch> for AntiEntropy {
+    async fn handle(
+        self: Arc<Self>,
+        req: AaeFetch,
+        _: CallContext,
+    ) -> Result<Objects, RemoteError> {
+        let ring = self.coord.ring();
+        let AaeFetch { keys } = req;
+        self.blocking(move |_, s| {
+            keys.iter()
+                .map(|k| s.get(&key_ref(&ring, k)))
+                .collect::<dynkv_storage::Result<Vec<_>>>()
+        })
+        .await
+        .map(Objects)
+        .map_err(RemoteError::Storage)
+    }
+}
+
+impl Handler<AaeRepair> for AntiEntropy {
+    async fn handle(
+        self: Arc<Self>,
+        req: AaeRepair,
+        _: CallContext,
+    ) -> Result<Repaired, RemoteError> {
+        self.merge_local(req.items)
+            .await
+            .map(Repaired)
+            .map_err(RemoteError::Storage)
     }
 }

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dynkv_antientropy::{AaeMetrics, AntiEntropy, AntiEntropyConfig, NodeService, TreeSet};
-use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumMetrics};
+use dynkv_antientropy::{AaeMetrics, AntiEntropy, AntiEntropyConfig, TreeSet};
+use dynkv_quorum::{Coordinator, CoordinatorConfig, QuorumMetrics};
 use dynkv_ring::{NodeId, Ring};
-use dynkv_rpc::PeerHealth;
+use dynkv_rpc::messages::AaeHashes;
 use dynkv_rpc::sim::SimNetwork;
+use dynkv_rpc::{Dispatcher, PeerHealth, RemoteError, RpcError};
 use dynkv_storage::{KeyRef, Store, StoreConfig};
 use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
 
@@ -52,10 +53,10 @@ fn nodes(net: &SimNetwork) -> Vec<Node> {
                 config,
                 Arc::new(AaeMetrics::default()),
             );
-            net.register(
-                id.clone(),
-                Arc::new(NodeService::new(KvService(coord.clone()), aae.clone())),
-            );
+            let mut d = Dispatcher::new();
+            coord.register(&mut d);
+            aae.register(&mut d);
+            net.register(id.clone(), Arc::new(d));
             Node {
                 coord,
                 aae,
@@ -182,4 +183,39 @@ async fn exchange_repairs_both_sides_including_siblings_and_tombstones() {
         0
     );
     let _ = VersionVector::new();
+}
+
+#[tokio::test]
+async fn a_request_with_another_tree_shape_is_refused_with_both_shapes() {
+    let net = SimNetwork::new();
+    let n = nodes(&net);
+    let ours = TreeSet::new(PARTITIONS).shape();
+    let ours = (ours.leaf_bits, ours.mid_bits);
+    let theirs = (ours.0 + 1, ours.1);
+    let req = AaeHashes {
+        partition: 0,
+        shape: theirs,
+        level: 0,
+        indices: vec![],
+    };
+    let r = n[0]
+        .coord
+        .transport()
+        .call(&NodeId::from("n2"), &req, Duration::from_secs(2))
+        .await;
+    assert_eq!(
+        r,
+        Err(RpcError::Remote(RemoteError::ShapeMismatch {
+            ours,
+            theirs
+        }))
+    );
+    // The same request with the right shape is answered.
+    let req = AaeHashes { shape: ours, ..req };
+    let r = n[0]
+        .coord
+        .transport()
+        .call(&NodeId::from("n2"), &req, Duration::from_secs(2))
+        .await;
+    assert_eq!(r.map(|h| h.0.len()), Ok(1));
 }

@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use dynkv_quorum::ReadOptions;
-use dynkv_rpc::{Quorum, WriteRequest};
+use dynkv_rpc::messages::{Quorum, WriteRequest};
 use dynkv_vclock::{Content, Object, VersionVector, decode_context, encode_context};
 
 use crate::siblings::{SiblingsJson, multipart};
@@ -312,7 +312,7 @@ async fn delete_key(
 }
 
 /// Converts a body rejection into our error (413 keeps its meaning).
-pub fn body_error(e: BytesRejection, limit: usize) -> ApiError {
+pub(crate) fn body_error(e: BytesRejection, limit: usize) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -5,7 +5,10 @@
 //! - a Riak-compatible API (`/buckets/...`, `/types/default/...`, `/ping`,
 //!   `/stats`, `/`) over the same coordinator ([`riak`]),
 //! - operator views under `/admin/...`, `/metrics` and `/health` ([`admin`]),
-//! - the internode endpoint `/rpc`, guarded by the cluster token ([`rpc`]).
+//!   and membership commands ([`members`]).
+//!
+//! Internode traffic does not come here: it has its own listener
+//! (`dynkv-rpc`).
 //!
 //! Handlers only translate HTTP to coordinator calls and back; replication,
 //! quorums and versioning live in `dynkv-quorum`. Every error of `/kv` and
@@ -19,14 +22,13 @@ pub mod kv;
 pub mod members;
 mod metrics;
 pub mod riak;
-pub mod rpc;
 mod siblings;
 
 use std::sync::Arc;
 
 use axum::Router;
 use dynkv_quorum::Coordinator;
-use dynkv_rpc::{AddressBook, Service};
+use dynkv_rpc::AddressBook;
 use prometheus_client::registry::Registry;
 
 pub use error::ApiError;
@@ -40,8 +42,6 @@ pub struct Limits {
     pub max_key_bytes: usize,
     /// Largest value in bytes; larger bodies get 413 before being buffered.
     pub max_value_bytes: usize,
-    /// Largest internode frame in bytes.
-    pub max_rpc_bytes: usize,
     /// Longest `timeout_ms` a client may ask for.
     pub max_timeout_ms: u64,
     /// Client requests served at once; more are refused with 503 `overloaded`.
@@ -53,7 +53,6 @@ impl Default for Limits {
         Limits {
             max_key_bytes: 1024,
             max_value_bytes: 1 << 20,
-            max_rpc_bytes: 64 << 20,
             max_timeout_ms: 60_000,
             max_inflight: 1024,
         }
@@ -71,8 +70,6 @@ pub trait AdminView: Send + Sync + 'static {
 pub struct AppState {
     /// This node's coordinator.
     pub coord: Arc<Coordinator>,
-    /// Serves internode requests arriving on `/rpc`.
-    pub rpc: Arc<dyn Service>,
     /// Extra JSON views under `/admin/...` (anti-entropy status, ...),
     /// keyed by path segment.
     pub views: Arc<Vec<(&'static str, Arc<dyn AdminView>)>>,
@@ -80,8 +77,9 @@ pub struct AppState {
     pub book: Arc<AddressBook>,
     /// Size limits.
     pub limits: Limits,
-    /// The cluster secret `/rpc` callers must present.
-    pub cluster_token: Arc<str>,
+    /// The token membership commands must present in `X-Dynkv-Token`
+    /// (derived from the cluster secret, never the secret itself).
+    pub admin_token: Arc<str>,
     /// HTTP-level metrics.
     pub metrics: Arc<HttpMetrics>,
     /// Every metric of the node, rendered by `/metrics`.
@@ -92,14 +90,17 @@ pub struct AppState {
     pub membership: Option<Arc<dyn MembershipAdmin>>,
 }
 
-/// Whether a request carries the cluster token (compared in constant
-/// time); a refusal is counted in `dynkv_rpc_unauthorized_total`.
-pub(crate) fn has_cluster_token(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+/// Header carrying the admin token of membership commands.
+pub const ADMIN_TOKEN_HEADER: &str = "x-dynkv-token";
+
+/// Whether a request carries the admin token (compared in constant time);
+/// a refusal is counted in `dynkv_admin_unauthorized_total`.
+pub(crate) fn has_admin_token(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
     let presented = headers
-        .get(dynkv_rpc::TOKEN_HEADER)
+        .get(ADMIN_TOKEN_HEADER)
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    let ok = dynkv_rpc::token_matches(presented, state.cluster_token.as_bytes());
+    let ok = dynkv_rpc::token_matches(presented, state.admin_token.as_bytes());
     if !ok {
         state.metrics.unauthorized.inc();
     }
@@ -113,7 +114,6 @@ pub fn router(state: AppState) -> Router {
         .merge(riak::router(&state))
         .merge(admin::router())
         .merge(members::router())
-        .merge(rpc::router(&state))
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,

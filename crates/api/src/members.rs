@@ -1,7 +1,7 @@
 //! Membership administration: `/admin/members`, `/admin/plan`,
 //! `/admin/join`, `/admin/leave`, `/admin/commit`. They change (or reveal)
-//! the cluster's shape, so every one requires the cluster token in
-//! `X-Dynkv-Token`, like internode calls.
+//! the cluster's shape, so every one requires the admin token (derived
+//! from the cluster secret: `dynkv admin` computes it) in `X-Dynkv-Token`.
 
 use std::sync::Arc;
 
@@ -43,11 +43,11 @@ pub fn router() -> Router<AppState> {
 }
 
 fn authorised(state: &AppState, headers: &HeaderMap) -> Result<Arc<dyn MembershipAdmin>, ApiError> {
-    if !crate::has_cluster_token(state, headers) {
+    if !crate::has_admin_token(state, headers) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "membership commands need the cluster token in X-Dynkv-Token",
+            "membership commands need the admin token derived from the cluster secret in X-Dynkv-Token",
         ));
     }
     state.membership.clone().ok_or_else(|| {

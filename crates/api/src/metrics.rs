@@ -1,4 +1,4 @@
-//! HTTP-level metrics: requests and latency per operation, refused tokens.
+//! HTTP-level metrics: requests and latency per operation, refused admin tokens.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,7 +28,7 @@ pub struct HttpMetrics {
     pub requests: Family<RequestLabels, Counter>,
     /// Latency by operation, seconds.
     pub latency: Family<OpLabels, Histogram>,
-    /// `/rpc` calls refused for a missing or wrong cluster token.
+    /// Membership commands refused for a missing or wrong admin token.
     pub unauthorized: Counter,
     /// Client requests refused because the node was at its in-flight limit.
     pub overloaded: Counter,
@@ -66,8 +66,8 @@ impl HttpMetrics {
             self.overloaded.clone(),
         );
         registry.register(
-            "dynkv_rpc_unauthorized",
-            "Internode calls refused for a bad cluster token",
+            "dynkv_admin_unauthorized",
+            "Membership commands refused for a missing or wrong admin token",
             self.unauthorized.clone(),
         );
     }

@@ -1,8 +1,9 @@
 //! Carries out a [`crate::schedule`] on a running cluster of real processes.
 //!
 //! Partitions are made by the harness's link proxies (every internode
-//! connection goes through one proxy per directed link), so a cut is a real
-//! black hole the nodes' own timeouts and failure detector have to notice.
+//! connection, to a node's cluster port, goes through one proxy per directed
+//! link; clients reach the public ports directly), so a cut is a real black
+//! hole the nodes' own timeouts and failure detector have to notice.
 //! Kills are `SIGKILL`s of the process, restarts reopen the same RocksDB,
 //! pauses are `SIGSTOP`: the node keeps its sockets, its peers' calls hang.
 //!
@@ -137,7 +138,8 @@ impl<'a> Nemesis<'a> {
         }
         self.wait_no_transition().await?;
         let i = self.cluster.start_joiner().await;
-        let seed = format!("127.0.0.1:{}", self.cluster.node(1).port);
+        // The seed is n1's internode address (its cluster port).
+        let seed = self.cluster.node(1).cluster_addr();
         let (s, v) = self
             .cluster
             .admin(i, "join", serde_json::json!({ "seed": seed }))
@@ -188,6 +190,7 @@ impl<'a> Nemesis<'a> {
 
     /// Waits (bounded) until a node that answers reports no membership change in progress.
     async fn wait_no_transition(&self) -> Result<(), String> {
+        let token = self.cluster.admin_token();
         let done = dynkv_tests::poll(MEMBERSHIP_BOUND, || async {
             for i in 1..=self.cluster.nodes.len() {
                 if self.killed.contains(&i) || self.paused.contains(&i) {
@@ -197,7 +200,7 @@ impl<'a> Nemesis<'a> {
                 let Ok(r) = self
                     .http
                     .get(&url)
-                    .header("x-dynkv-token", dynkv_tests::TEST_TOKEN)
+                    .header("x-dynkv-token", &token)
                     .send()
                     .await
                 else {

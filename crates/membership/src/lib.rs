@@ -42,8 +42,9 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use dynkv_quorum::Coordinator;
 use dynkv_ring::NodeId;
+use dynkv_rpc::messages::{ClusterStateReply, Gossip, Handoff, Join, Repaired};
 use dynkv_rpc::retry::Backoff;
-use dynkv_rpc::{AddressBook, RemoteFailure, Request, Response};
+use dynkv_rpc::{AddressBook, CallContext, Dispatcher, Handler, RemoteError, RpcError};
 use dynkv_storage::KeyRef;
 use parking_lot::Mutex;
 use serde_json::json;
@@ -89,16 +90,6 @@ impl Default for MembershipConfig {
     }
 }
 
-/// Serves the membership requests of the internode protocol.
-pub struct MembershipService(pub Arc<Membership>);
-
-impl dynkv_rpc::Service for MembershipService {
-    fn handle(&self, request: Request) -> futures::future::BoxFuture<'static, Response> {
-        let m = self.0.clone();
-        Box::pin(async move { m.handle(request).await })
-    }
-}
-
 /// Progress of one outbound transfer, for `/admin/cluster`.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct TransferProgress {
@@ -120,15 +111,6 @@ pub struct Membership {
     change: Mutex<()>,
     transfers: Mutex<BTreeMap<(u32, NodeId), TransferProgress>>,
     switched_at: Mutex<Option<Instant>>,
-}
-
-fn fail(code: &str, message: String) -> Response {
-    Response::Failed(RemoteFailure {
-        code: code.into(),
-        message,
-        needed: 0,
-        acked: 0,
-    })
 }
 
 impl Membership {
@@ -229,63 +211,12 @@ impl Membership {
         let _ = self.update(|cur| Ok(cur.merge(other)));
     }
 
-    /// Serves `Gossip`, `Join` and `Handoff`.
-    pub async fn handle(&self, req: Request) -> Response {
-        match req {
-            Request::Gossip { state } => match ClusterState::decode(&state) {
-                Ok(theirs) => {
-                    self.merge_in(&theirs);
-                    Response::State(Bytes::from(self.state().encode()))
-                }
-                Err(e) => fail("bad_state", e),
-            },
-            Request::Join {
-                node,
-                addr,
-                partitions,
-            } => {
-                let me = self.me().clone();
-                match self.update(|s| s.stage_join(&me, &node, &addr, partitions)) {
-                    Ok(s) => {
-                        info!(%node, %addr, "staged a join");
-                        Response::State(Bytes::from(s.encode()))
-                    }
-                    Err(e) => fail("join_refused", e.to_string()),
-                }
-            }
-            Request::Handoff { partition, items } => {
-                let ring = self.coord.ring();
-                let store = self.coord.store().clone();
-                let r = tokio::task::spawn_blocking(move || {
-                    let mut n = 0;
-                    for (k, o) in &items {
-                        let hash = dynkv_ring::key_hash(k);
-                        let kr = KeyRef {
-                            partition: ring.partition_of_hash(hash),
-                            hash,
-                            key: k,
-                        };
-                        if store.merge(&kr, o)?.changed {
-                            n += 1;
-                        }
-                    }
-                    Ok::<u64, dynkv_storage::StoreError>(n)
-                })
-                .await;
-                match r {
-                    Ok(Ok(n)) => {
-                        debug!(partition, merged = n, "handoff batch received");
-                        Response::Repaired(n)
-                    }
-                    Ok(Err(e)) => fail("storage_error", e.to_string()),
-                    Err(e) => fail("storage_error", e.to_string()),
-                }
-            }
-            other => fail(
-                "unsupported",
-                format!("{} is not a membership request", other.kind()),
-            ),
-        }
+    /// Registers the membership endpoints this node serves: `Gossip`,
+    /// `Join` and `Handoff`.
+    pub fn register(self: &Arc<Self>, d: &mut Dispatcher) {
+        d.register::<Gossip, _>(self.clone())
+            .register::<Join, _>(self.clone())
+            .register::<Handoff, _>(self.clone());
     }
 
     /// Asks the member at `seed` to stage this node as joining, and adopts
@@ -293,22 +224,21 @@ impl Membership {
     pub async fn join_via(&self, seed: &str, my_addr: &str) -> Result<Arc<ClusterState>, String> {
         let seed_id = NodeId::from(format!("seed@{seed}"));
         self.book.insert(seed_id.clone(), seed.to_string());
-        let req = Request::Join {
+        let req = Join {
             node: self.me().clone(),
             addr: my_addr.to_string(),
             partitions: self.state().ring.partitions(),
         };
-        let resp = self
+        let ClusterStateReply(bytes) = self
             .coord
             .transport()
             .call(&seed_id, &req, self.config.rpc_timeout)
             .await
-            .map_err(|e| format!("cannot reach {seed}: {e}"))?;
-        let theirs = match resp {
-            Response::State(bytes) => ClusterState::decode(&bytes)?,
-            Response::Failed(f) => return Err(f.message),
-            _ => return Err("unexpected answer to a join".into()),
-        };
+            .map_err(|e| match e {
+                RpcError::Remote(refusal) => refusal.to_string(),
+                e => format!("cannot reach {seed}: {e}"),
+            })?;
+        let theirs = ClusterState::decode(&bytes)?;
         // The cluster's state replaces this node's own (it held no data).
         let adopted = self
             .update(|_| Ok(theirs.clone()))
@@ -338,22 +268,17 @@ impl Membership {
 
     /// Gossips with one peer (or `to`), merging its answer.
     pub async fn gossip_with(&self, to: &NodeId) -> Result<(), String> {
-        let req = Request::Gossip {
+        let req = Gossip {
             state: Bytes::from(self.state().encode()),
         };
-        match self
+        let ClusterStateReply(bytes) = self
             .coord
             .call_peer(to, &req, self.config.rpc_timeout)
             .await
-        {
-            Ok(Response::State(bytes)) => {
-                let theirs = ClusterState::decode(&bytes)?;
-                self.merge_in(&theirs);
-                Ok(())
-            }
-            Ok(_) => Err("unexpected answer to gossip".into()),
-            Err(e) => Err(e.to_string()),
-        }
+            .map_err(|e| e.to_string())?;
+        let theirs = ClusterState::decode(&bytes)?;
+        self.merge_in(&theirs);
+        Ok(())
     }
 
     /// Every member but this node.
@@ -507,23 +432,18 @@ impl Membership {
             }
             let last = items.last().map(|(k, _)| k.clone());
             let count = items.len() as u64;
-            let req = Request::Handoff {
+            let req = Handoff {
                 partition: t.partition,
                 items: items
                     .into_iter()
                     .map(|(k, o)| (Bytes::from(k), o))
                     .collect(),
             };
-            match self
+            let Repaired(_) = self
                 .coord
                 .call_peer(&t.target, &req, self.config.rpc_timeout)
                 .await
-            {
-                Ok(Response::Repaired(_)) => {}
-                Ok(Response::Failed(f)) => return Err(f.message),
-                Ok(_) => return Err("unexpected answer to a handoff batch".into()),
-                Err(e) => return Err(e.to_string()),
-            }
+                .map_err(|e| e.to_string())?;
             cursor = last;
             if let Some(c) = &cursor {
                 store.put_meta(&cursor_key, c).map_err(|e| e.to_string())?;
@@ -642,5 +562,69 @@ impl Membership {
     pub fn transfers_view(&self) -> serde_json::Value {
         let tr = self.transfers.lock();
         json!(tr.iter().map(|((p, t), prog)| json!({"partition": p, "to": t, "objects": prog.objects, "done": prog.done, "error": prog.error})).collect::<Vec<_>>())
+    }
+}
+
+impl Handler<Gossip> for Membership {
+    async fn handle(
+        self: Arc<Self>,
+        req: Gossip,
+        _: CallContext,
+    ) -> Result<ClusterStateReply, RemoteError> {
+        let theirs = ClusterState::decode(&req.state).map_err(RemoteError::Refused)?;
+        self.merge_in(&theirs);
+        Ok(ClusterStateReply(Bytes::from(self.state().encode())))
+    }
+}
+
+impl Handler<Join> for Membership {
+    async fn handle(
+        self: Arc<Self>,
+        req: Join,
+        _: CallContext,
+    ) -> Result<ClusterStateReply, RemoteError> {
+        let Join {
+            node,
+            addr,
+            partitions,
+        } = req;
+        let me = self.me().clone();
+        let s = self
+            .update(|s| s.stage_join(&me, &node, &addr, partitions))
+            .map_err(|e| RemoteError::Refused(e.to_string()))?;
+        info!(%node, %addr, "staged a join");
+        Ok(ClusterStateReply(Bytes::from(s.encode())))
+    }
+}
+
+impl Handler<Handoff> for Membership {
+    async fn handle(
+        self: Arc<Self>,
+        req: Handoff,
+        _: CallContext,
+    ) -> Result<Repaired, RemoteError> {
+        let Handoff { partition, items } = req;
+        let ring = self.coord.ring();
+        let store = self.coord.store().clone();
+        let merged = tokio::task::spawn_blocking(move || {
+            let mut n = 0;
+            for (k, o) in &items {
+                let hash = dynkv_ring::key_hash(k);
+                let kr = KeyRef {
+                    partition: ring.partition_of_hash(hash),
+                    hash,
+                    key: k,
+                };
+                if store.merge(&kr, o)?.changed {
+                    n += 1;
+                }
+            }
+            Ok::<u64, dynkv_storage::StoreError>(n)
+        })
+        .await
+        .map_err(|e| RemoteError::Storage(e.to_string()))?
+        .map_err(|e| RemoteError::Storage(e.to_string()))?;
+        debug!(partition, merged, "handoff batch received");
+        Ok(Repaired(merged))
     }
 }

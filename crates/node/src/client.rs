@@ -358,30 +358,51 @@ pub async fn status(a: NodeArg) -> ExitCode {
     }
 }
 
-/// `dynkv admin ...`: membership commands (they need the cluster token).
+/// `dynkv admin ...`: membership commands (they need the cluster secret,
+/// from which the admin token they present is derived), and `secret`.
 #[derive(Args)]
 pub struct AdminArgs {
     #[command(subcommand)]
     command: AdminCommand,
     #[command(flatten)]
     node: NodeArg,
-    /// The cluster token (`cluster.cluster_token` of the nodes).
-    #[arg(
-        long,
-        env = "DYNKV_CLUSTER_TOKEN",
-        default_value = "dynkv-insecure-dev-token",
-        global = true
-    )]
-    token: String,
+    /// A file holding the cluster secret in hex (`cluster.secret_file`).
+    #[arg(long, env = "DYNKV_CLUSTER_SECRET_FILE", global = true)]
+    secret_file: Option<std::path::PathBuf>,
+    /// The cluster secret in hex (`cluster.secret`); prefer --secret-file,
+    /// which keeps it out of the process list.
+    #[arg(long, env = "DYNKV_CLUSTER_SECRET", global = true, hide_env_values = true)]
+    secret: Option<String>,
+}
+
+impl AdminArgs {
+    /// The admin token derived from the secret given on the command line.
+    fn admin_token(&self) -> Result<String, String> {
+        let hex = match (&self.secret_file, &self.secret) {
+            (Some(f), _) => std::fs::read_to_string(f)
+                .map_err(|e| format!("cannot read {}: {e}", f.display()))?,
+            (None, Some(s)) => s.clone(),
+            (None, None) => {
+                return Err(
+                    "membership commands need the cluster secret: --secret-file FILE or DYNKV_CLUSTER_SECRET_FILE"
+                        .into(),
+                );
+            }
+        };
+        dynkv_rpc::ClusterSecret::from_hex(&hex)
+            .map(|s| s.admin_token())
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The membership commands.
 #[derive(clap::Subcommand)]
 pub enum AdminCommand {
     /// Make the node given by --node join the cluster of the member at SEED
-    /// (host:port). The join is staged: run `plan` and `commit` next.
+    /// (its cluster address, host:port). The join is staged: run `plan` and
+    /// `commit` next.
     Join {
-        /// `host:port` of any member.
+        /// The cluster address (`node.cluster_advertise`) of any member.
         seed: String,
     },
     /// Stage a node's leave (default: the node given by --node).
@@ -395,10 +416,20 @@ pub enum AdminCommand {
     Commit,
     /// Show members, their status and the transition under way.
     Members,
+    /// Print a new random cluster secret (hex) for `cluster.secret_file`.
+    Secret,
 }
 
 /// `dynkv admin`.
 pub async fn admin(a: AdminArgs) -> ExitCode {
+    if let AdminCommand::Secret = a.command {
+        println!("{}", dynkv_rpc::ClusterSecret::generate().to_hex());
+        return ExitCode::SUCCESS;
+    }
+    let token = match a.admin_token() {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     let base = a.node.node.trim_end_matches('/').to_string();
     let http = client();
     let req = match &a.command {
@@ -410,9 +441,9 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
             .json(&serde_json::json!({ "node": id })),
         AdminCommand::Plan => http.get(format!("{base}/admin/plan")),
         AdminCommand::Commit => http.post(format!("{base}/admin/commit")),
-        AdminCommand::Members => http.get(format!("{base}/admin/members")),
+        AdminCommand::Members | AdminCommand::Secret => http.get(format!("{base}/admin/members")),
     };
-    match req.header("x-dynkv-token", &a.token).send().await {
+    match req.header(dynkv_api::ADMIN_TOKEN_HEADER, token).send().await {
         Ok(resp) if resp.status().is_success() => {
             let v: serde_json::Value = resp.json().await.unwrap_or_default();
             match a.command {

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dynkv_rpc::Quorum;
+use dynkv_rpc::ClusterSecret;
+use dynkv_rpc::messages::Quorum;
 use serde::Deserialize;
 
 /// The defaults, compiled in so that `dynkv serve` needs no file.
@@ -46,6 +47,21 @@ pub struct Config {
     pub antientropy: AntiEntropySection,
     /// `[membership]`
     pub membership: MembershipSection,
+    /// `[internode]`
+    pub internode: InternodeSection,
+}
+
+/// The internode transport.
+#[derive(Clone, Debug, Deserialize)]
+pub struct InternodeSection {
+    /// Requests in flight per connection, either direction.
+    pub max_inflight_per_peer: usize,
+    /// Inbound internode connections served at once.
+    pub max_connections: usize,
+    /// Deadline of a handshake.
+    pub handshake_timeout_ms: u64,
+    /// Longest pause between reconnect attempts to a peer.
+    pub reconnect_backoff_max_ms: u64,
 }
 
 /// Live membership.
@@ -87,10 +103,14 @@ pub struct AntiEntropySection {
 pub struct NodeSection {
     /// Node id (actor and ring name).
     pub id: String,
-    /// Bind address.
+    /// Bind address of the public HTTP API.
     pub listen: String,
-    /// Address peers use (empty: `listen`).
+    /// Address clients use (empty: `listen`).
     pub advertise: String,
+    /// Bind address of the internode listener.
+    pub cluster_listen: String,
+    /// Address peers use (empty: `cluster_listen`).
+    pub cluster_advertise: String,
     /// RocksDB directory.
     pub data_dir: PathBuf,
     /// Async worker threads (0: one per core). Several nodes sharing a
@@ -101,14 +121,21 @@ pub struct NodeSection {
 /// Membership and replication.
 #[derive(Clone, Debug, Deserialize)]
 pub struct ClusterSection {
-    /// `id@host:port` of every member.
+    /// `id@host:port` of every member, at its cluster address.
     pub members: Vec<String>,
     /// N.
     pub n_val: usize,
     /// Ring partitions.
     pub partitions: u32,
-    /// Internode secret.
-    pub cluster_token: String,
+    /// The cluster secret, hex.
+    pub secret: String,
+    /// A file holding the cluster secret, hex.
+    pub secret_file: String,
+    /// Highest message version to speak (0: this build's newest).
+    pub protocol_version: u32,
+    /// The setting `secret` replaced; refused with a pointer to it.
+    #[serde(default)]
+    pub cluster_token: Option<String>,
 }
 
 /// Default consistency and deadlines.
@@ -124,8 +151,6 @@ pub struct QuorumSection {
     pub rpc_timeout_ms: u64,
     /// Internode TCP connect deadline.
     pub rpc_connect_timeout_ms: u64,
-    /// Idle connections kept per peer.
-    pub rpc_pool_idle_per_peer: usize,
     /// Idempotency-Key memory.
     pub idempotency_window_s: u64,
 }
@@ -240,7 +265,7 @@ impl Config {
         Ok(cfg)
     }
 
-    /// The address peers use to reach this node.
+    /// The address clients use to reach this node's public API.
     pub fn advertise(&self) -> &str {
         if self.node.advertise.is_empty() {
             &self.node.listen
@@ -249,12 +274,66 @@ impl Config {
         }
     }
 
+    /// The address peers use to reach this node's internode listener.
+    pub fn cluster_advertise(&self) -> &str {
+        if self.node.cluster_advertise.is_empty() {
+            &self.node.cluster_listen
+        } else {
+            &self.node.cluster_advertise
+        }
+    }
+
+    /// The message version this node is pinned to, if any.
+    pub fn pinned_protocol_version(&self) -> Option<u32> {
+        (self.cluster.protocol_version != 0).then_some(self.cluster.protocol_version)
+    }
+
+    /// The configured cluster secret (`secret`, else `secret_file`), if any.
+    pub fn configured_secret(&self) -> Result<Option<ClusterSecret>, ConfigError> {
+        let (hex, from) = if !self.cluster.secret.is_empty() {
+            (self.cluster.secret.clone(), "cluster.secret".to_string())
+        } else if !self.cluster.secret_file.is_empty() {
+            let f = &self.cluster.secret_file;
+            let hex = std::fs::read_to_string(f).map_err(|e| {
+                ConfigError::Invalid(format!("cluster.secret_file {f}: cannot read it: {e}"))
+            })?;
+            (hex, format!("cluster.secret_file {f}"))
+        } else {
+            return Ok(None);
+        };
+        ClusterSecret::from_hex(&hex)
+            .map(Some)
+            .map_err(|e| ConfigError::Invalid(format!("{from}: {e}")))
+    }
+
+    /// The secret this node runs with: the configured one, or, for a
+    /// single node that listens only on loopback, a throwaway one (it has
+    /// no peer to talk to).
+    pub fn secret(&self) -> Result<ClusterSecret, ConfigError> {
+        match self.configured_secret()? {
+            Some(s) => Ok(s),
+            None if self.may_run_without_secret()? => Ok(ClusterSecret::ephemeral()),
+            None => Err(ConfigError::Invalid(
+                "a node with peers, or listening off loopback, needs a cluster secret of at least 32 bytes: set cluster.secret_file (or cluster.secret) to what `dynkv admin secret` prints"
+                    .into(),
+            )),
+        }
+    }
+
+    /// True for a lone node bound to loopback addresses only.
+    fn may_run_without_secret(&self) -> Result<bool, ConfigError> {
+        Ok(self.members()?.len() <= 1
+            && is_loopback(&self.node.listen)
+            && is_loopback(&self.node.cluster_listen)
+            && self.membership.seeds.is_empty())
+    }
+
     /// The membership list, this node included (alone when none is configured).
     pub fn members(&self) -> Result<Vec<Member>, ConfigError> {
         if self.cluster.members.is_empty() {
             return Ok(vec![Member {
                 id: self.node.id.clone(),
-                addr: self.advertise().to_string(),
+                addr: self.cluster_advertise().to_string(),
             }]);
         }
         let mut out: Vec<Member> = Vec::new();
@@ -327,8 +406,29 @@ impl Config {
                 return bad(format!("{name} {e}"));
             }
         }
-        if self.cluster.cluster_token.is_empty() {
-            return bad("cluster.cluster_token must not be empty".into());
+        if self.cluster.cluster_token.is_some() {
+            return bad(
+                "cluster.cluster_token is gone: internode traffic is authenticated by cluster.secret_file (or cluster.secret), at least 32 bytes in hex, as `dynkv admin secret` prints"
+                    .into(),
+            );
+        }
+        if self.node.cluster_listen.is_empty() || self.node.cluster_listen == self.node.listen {
+            return bad(format!(
+                "node.cluster_listen ({:?}) must be set and differ from node.listen",
+                self.node.cluster_listen
+            ));
+        }
+        let v = self.cluster.protocol_version;
+        if v != 0 && !(dynkv_rpc::wire::MIN_PROTOCOL_VERSION..=dynkv_rpc::PROTOCOL_VERSION).contains(&v) {
+            return bad(format!(
+                "cluster.protocol_version must be 0 (newest) or {} to {}, got {v}",
+                dynkv_rpc::wire::MIN_PROTOCOL_VERSION,
+                dynkv_rpc::PROTOCOL_VERSION
+            ));
+        }
+        let i = &self.internode;
+        if i.max_inflight_per_peer == 0 || i.max_connections == 0 || i.handshake_timeout_ms == 0 {
+            return bad("internode limits and timeouts must be positive".into());
         }
         let q = &self.quorum;
         if q.rpc_timeout_ms == 0 || q.request_timeout_ms == 0 || q.rpc_connect_timeout_ms == 0 {
@@ -375,6 +475,8 @@ impl Config {
                 self.node.id
             ));
         }
+        // Refuses a missing, short or unreadable secret before anything starts.
+        self.secret()?;
         Ok(())
     }
 
@@ -382,6 +484,19 @@ impl Config {
     pub fn ms(v: u64) -> Duration {
         Duration::from_millis(v)
     }
+}
+
+/// Whether `host:port` names a loopback address (`localhost` included).
+pub fn is_loopback(addr: &str) -> bool {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -417,6 +532,37 @@ mod tests {
         c.cluster.members = vec!["n1@127.0.0.1:1".into(), "n1@127.0.0.1:2".into()];
         assert!(c.validate().is_err());
         c.cluster.members = vec!["n1@127.0.0.1:1".into(), "n2@127.0.0.1:2".into()];
+        assert!(c.validate().is_err(), "a cluster needs a secret");
+        c.cluster.secret = "ab".repeat(31);
+        assert!(c.validate().is_err(), "a short secret is refused");
+        c.cluster.secret = ClusterSecret::generate().to_hex();
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn a_lone_node_off_loopback_needs_a_secret() {
+        let mut c = Config::load(None).unwrap();
+        assert!(c.secret().is_ok(), "a lone loopback node runs without one");
+        c.node.listen = "0.0.0.0:7070".into();
+        assert!(c.validate().is_err());
+        c.node.listen = "127.0.0.1:7070".into();
+        c.node.cluster_listen = "10.0.0.5:7170".into();
+        assert!(c.validate().is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, format!("{}\n", ClusterSecret::generate().to_hex())).unwrap();
+        c.cluster.secret_file = f.display().to_string();
+        assert!(c.validate().is_ok());
+        c.cluster.cluster_token = Some("old".into());
+        assert!(c.validate().is_err(), "the old token setting is refused");
+    }
+
+    #[test]
+    fn loopback_addresses() {
+        assert!(is_loopback("127.0.0.1:7070"));
+        assert!(is_loopback("localhost:1"));
+        assert!(is_loopback("[::1]:7070"));
+        assert!(!is_loopback("0.0.0.0:7070"));
+        assert!(!is_loopback("n1:7170"));
     }
 }

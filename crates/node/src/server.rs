@@ -1,18 +1,21 @@
 //! `dynkv serve`: wires storage, ring, transport, coordinator, background
-//! workers and the HTTP listener together, and shuts them down in order.
+//! workers, the internode listener and the public HTTP listener together,
+//! and shuts them down in order.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use dynkv_antientropy::{AaeMetrics, AaeService, AntiEntropy, AntiEntropyConfig, TreeSet};
+use dynkv_antientropy::{AaeMetrics, AntiEntropy, AntiEntropyConfig, TreeSet};
 use dynkv_api::{AdminView, AppState, HttpMetrics, Limits, MembershipAdmin};
-use dynkv_membership::{Membership, MembershipConfig, MembershipService};
+use dynkv_membership::{Membership, MembershipConfig};
 use dynkv_quorum::handoff::{self, HandoffConfig};
-use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumMetrics};
+use dynkv_quorum::{Coordinator, CoordinatorConfig, QuorumMetrics};
 use dynkv_ring::{NodeId, Ring};
+use dynkv_rpc::handshake::Hello;
+use dynkv_rpc::messages::{Ping, Pong};
+use dynkv_rpc::retry::Backoff;
 use dynkv_rpc::{
-    AddressBook, BreakerMetrics, HttpTransport, HttpTransportConfig, PeerHealth, Request, Response,
-    ServiceRouter,
+    AddressBook, BreakerMetrics, Dispatcher, InternodeMetrics, NetConfig, NetTransport, PeerHealth,
 };
 use dynkv_storage::{Store, StoreConfig};
 use futures::future::BoxFuture;
@@ -25,6 +28,10 @@ use crate::config::Config;
 /// Runs a node until SIGTERM or Ctrl-C.
 pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let me = NodeId::from(cfg.node.id.as_str());
+    let secret = cfg.secret()?;
+    if !crate::config::is_loopback(&cfg.node.listen) {
+        warn!(listen = %cfg.node.listen, "the public API listens off loopback without TLS or authentication: anyone who reaches it can read and write every key");
+    }
     let members = cfg.members()?;
     let ids: Vec<NodeId> = members
         .iter()
@@ -59,16 +66,28 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         .with_cooldown(Config::ms(cfg.failure_detector.breaker_cooldown_ms))
         .with_metrics(breaker_metrics.clone()),
     );
-    let transport = Arc::new(HttpTransport::new(
-        &HttpTransportConfig {
-            cluster_token: cfg.cluster.cluster_token.clone(),
-            connect_timeout: Config::ms(cfg.quorum.rpc_connect_timeout_ms),
-            pool_max_idle_per_host: cfg.quorum.rpc_pool_idle_per_peer,
+    let net_config = NetConfig {
+        secret: secret.clone(),
+        hello: Hello::new(
+            me.as_str(),
+            cfg.advertise(),
+            cfg.pinned_protocol_version(),
+        ),
+        connect_timeout: Config::ms(cfg.quorum.rpc_connect_timeout_ms),
+        handshake_timeout: Config::ms(cfg.internode.handshake_timeout_ms),
+        max_frame: cfg.limits.max_rpc_bytes,
+        max_inflight: cfg.internode.max_inflight_per_peer,
+        max_connections: cfg.internode.max_connections,
+        reconnect: Backoff {
+            base: Duration::from_millis(25),
+            max: Config::ms(cfg.internode.reconnect_backoff_max_ms),
         },
-        book.clone(),
-    )?);
+    };
+    let internode_metrics = Arc::new(InternodeMetrics::default());
+    let transport = NetTransport::new(net_config.clone(), book.clone(), internode_metrics.clone());
 
     let mut registry = Registry::default();
+    internode_metrics.register(&mut registry);
     let quorum_metrics = Arc::new(QuorumMetrics::default());
     quorum_metrics.register(&mut registry);
     breaker_metrics.register(&mut registry);
@@ -81,7 +100,7 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         me.clone(),
         ring,
         store.clone(),
-        transport,
+        Arc::new(transport.clone()),
         health,
         CoordinatorConfig {
             n_val: cfg.cluster.n_val,
@@ -134,8 +153,21 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         &static_members,
     )?;
 
+    let mut dispatcher = Dispatcher::new();
+    coord.register(&mut dispatcher);
+    aae.register(&mut dispatcher);
+    membership.register(&mut dispatcher);
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut workers = Vec::new();
+    let cluster_listener = tokio::net::TcpListener::bind(&cfg.node.cluster_listen).await?;
+    workers.push(tokio::spawn(dynkv_rpc::net::serve(
+        cluster_listener,
+        net_config,
+        Arc::new(dispatcher),
+        internode_metrics,
+        shutdown_rx.clone(),
+    )));
     workers.push(tokio::spawn(
         membership.clone().run_gossip(shutdown_rx.clone()),
     ));
@@ -146,7 +178,7 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         workers.push(tokio::spawn(join_seeds(
             membership.clone(),
             cfg.membership.seeds.clone(),
-            cfg.advertise().to_string(),
+            cfg.cluster_advertise().to_string(),
             shutdown_rx.clone(),
         )));
     }
@@ -177,31 +209,25 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     let state = AppState {
         coord: coord.clone(),
-        rpc: Arc::new(
-            ServiceRouter::new(Arc::new(KvService(coord.clone())))
-                .route(Request::is_anti_entropy, Arc::new(AaeService(aae.clone())))
-                .route(
-                    Request::is_membership,
-                    Arc::new(MembershipService(membership.clone())),
-                ),
-        ),
         membership: Some(Arc::new(MembershipAdminView {
             membership: membership.clone(),
-            addr: cfg.advertise().to_string(),
+            addr: cfg.cluster_advertise().to_string(),
         })),
-        views: Arc::new(vec![(
-            "aae",
-            Arc::new(AaeView(aae.clone())) as Arc<dyn AdminView>,
-        )]),
+        views: Arc::new(vec![
+            ("aae", Arc::new(AaeView(aae.clone())) as Arc<dyn AdminView>),
+            (
+                "internode",
+                Arc::new(InternodeView(transport)) as Arc<dyn AdminView>,
+            ),
+        ]),
         book,
         limits: Limits {
             max_key_bytes: cfg.limits.max_key_bytes,
             max_value_bytes: cfg.limits.max_value_bytes,
-            max_rpc_bytes: cfg.limits.max_rpc_bytes,
             max_timeout_ms: cfg.limits.max_timeout_ms,
             max_inflight: cfg.limits.max_inflight_requests,
         },
-        cluster_token: cfg.cluster.cluster_token.as_str().into(),
+        admin_token: secret.admin_token().into(),
         metrics: http_metrics,
         registry: Arc::new(registry),
         inflight: Arc::new(tokio::sync::Semaphore::new(
@@ -218,7 +244,7 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             }
         },
     );
-    info!(node = %me, listen = %cfg.node.listen, members = ids.len(), n_val = cfg.cluster.n_val, "dynkv node ready");
+    info!(node = %me, listen = %cfg.node.listen, cluster_listen = %cfg.node.cluster_listen, members = ids.len(), n_val = cfg.cluster.n_val, "dynkv node ready");
     axum::serve(listener, dynkv_api::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -252,8 +278,8 @@ async fn failure_detector(
         let pings = ring.members().iter().filter(|m| *m != coord.node_id()).map(|peer| {
             let coord = coord.clone();
             async move {
-                match coord.call_peer(peer, &Request::Ping, timeout).await {
-                    Ok(Response::Pong { node }) if node != *peer => {
+                match coord.call_peer(peer, &Ping {}, timeout).await {
+                    Ok(Pong { node }) if node != *peer => {
                         warn!(expected = %peer, answered = %node, "a different node answers at this peer's address");
                     }
                     _ => {}
@@ -285,6 +311,15 @@ async fn shutdown_signal() {
     }
 }
 
+/// `/admin/internode`: what the handshakes told about each peer.
+struct InternodeView(NetTransport);
+
+impl AdminView for InternodeView {
+    fn view(&self) -> serde_json::Value {
+        serde_json::json!({ "peers": self.0.peers() })
+    }
+}
+
 /// `/admin/aae`.
 struct AaeView(Arc<AntiEntropy>);
 
@@ -302,7 +337,7 @@ async fn join_seeds(
     my_addr: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let backoff = dynkv_rpc::retry::Backoff {
+    let backoff = Backoff {
         base: Duration::from_millis(500),
         max: Duration::from_secs(10),
     };

@@ -4,7 +4,7 @@
 //! durable hint (RocksDB `hints` family, so it survives restarts of either
 //! side). This background worker walks the hints in bounded batches; for
 //! each owner the failure detector reports up, it sends the hinted object
-//! ([`Request::Replicate`], which the owner `sync`s into its replica) and
+//! ([`Replicate`], which the owner `sync`s into its replica) and
 //! deletes the hint only after the owner acknowledged it, and only if the
 //! hint did not change meanwhile. An owner that fails is retried with
 //! capped exponential backoff and full jitter, so a flapping node is not
@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use dynkv_ring::NodeId;
 use dynkv_rpc::retry::Backoff;
-use dynkv_rpc::{Request, Response};
+use dynkv_rpc::messages::Replicate;
 use dynkv_storage::{Hint, KeyRef};
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -162,7 +162,7 @@ pub async fn pass(
 async fn deliver(coord: &Arc<Coordinator>, hint: Hint) -> (NodeId, bool) {
     let owner = NodeId::from(hint.owner.as_str());
     let digest = hint.object.digest();
-    let req = Request::Replicate {
+    let req = Replicate {
         key: hint.key.clone().into(),
         object: hint.object,
     };
@@ -179,7 +179,7 @@ async fn deliver(coord: &Arc<Coordinator>, hint: Hint) -> (NodeId, bool) {
         .map(|t| coord.call_peer(t, &req, coord.config().rpc_timeout));
     let mut all_stored = !targets.is_empty();
     for r in futures::future::join_all(sends).await {
-        all_stored &= matches!(r, Ok(Response::Stored));
+        all_stored &= r.is_ok();
     }
     if targets.contains(coord.node_id()) {
         let kr = KeyRef {
@@ -187,9 +187,7 @@ async fn deliver(coord: &Arc<Coordinator>, hint: Hint) -> (NodeId, bool) {
             hash: dynkv_ring::key_hash(&hint.key),
             key: &hint.key,
         };
-        if let Request::Replicate { object, .. } = &req {
-            all_stored &= coord.store().merge(&kr, object).is_ok();
-        }
+        all_stored &= coord.store().merge(&kr, &req.object).is_ok();
     }
     let ok = all_stored && {
         let kr = KeyRef {

@@ -6,15 +6,15 @@
 //! ## Writes (PUT and DELETE)
 //! 1. The key's preference list (N primaries) comes from the ring. A node
 //!    outside it *forwards* the write to the first reachable primary
-//!    ([`Request::Coordinate`]); a primary coordinates itself.
+//!    ([`Coordinate`]); a primary coordinates itself.
 //! 2. The coordinator applies `update(context, local, own id, value)` to its
 //!    own stored object under the key's lock and stores it: its own replica
 //!    always holds every dot it issued, so a dot is never reused.
 //! 3. It sends the resulting object to the other primaries
-//!    ([`Request::Replicate`]), which `sync` it into theirs. A primary the
+//!    ([`Replicate`]), which `sync` it into theirs. A primary the
 //!    failure detector holds down, or whose RPC fails, gets its copy
 //!    through the next reachable node of the ring walk instead, stored there
-//!    as a durable hint ([`Request::StoreHint`]) and handed off later
+//!    as a durable hint ([`StoreHint`]) and handed off later
 //!    (*sloppy quorum*, see [`handoff`]).
 //! 4. It answers once W replicas acknowledged (its own write included;
 //!    hinted copies count only when `sloppy`), or fails with a
@@ -39,8 +39,8 @@
 //! - A write may *supersede* ([`WriteRequest::supersede`]): the coordinator
 //!   applies it with the join of its own stored state as context, so it
 //!   replaces every sibling that replica holds (Riak's `allow_mult=false`).
-//! - [`Request::ListKeys`] and [`Request::ListNamespaces`] scan the local
-//!   store of one partition, for key and bucket listings.
+//! - [`ListKeys`] and [`ListNamespaces`] scan the local store of one
+//!   partition, for key and bucket listings.
 //!
 //! ## Concurrency
 //! No global lock: the ring and the peer table are atomically swapped
@@ -60,9 +60,12 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use dynkv_repair::{ReplicaReply, plan_read_repair, should_repair};
 use dynkv_ring::{NodeId, Ring};
+use dynkv_rpc::messages::{
+    Coordinate, Keys, ListKeys, ListNamespaces, Ping, Pong, Quorum, Read, ReadReply, Replicate,
+    StoreHint, Stored, WriteOutcome, WriteRequest,
+};
 use dynkv_rpc::{
-    PeerHealth, Quorum, RemoteFailure, Request, Response, RpcError, Transport, WriteOutcome,
-    WriteRequest,
+    CallContext, Dispatcher, Endpoint, Handler, PeerHealth, RemoteError, RpcError, Transport,
 };
 use dynkv_storage::{KeyRef, Store};
 use dynkv_vclock::{DvvSet, Object, VersionVector};
@@ -193,31 +196,51 @@ impl QuorumError {
         }
     }
 
-    fn to_remote(&self) -> RemoteFailure {
-        let (needed, acked) = match self {
-            QuorumError::NotEnough { needed, acked, .. } => (*needed, *acked),
-            _ => (0, 0),
-        };
-        RemoteFailure {
-            code: self.code().to_string(),
-            message: self.to_string(),
-            needed,
-            acked,
+    /// The error a coordinating peer reported, as this node's own.
+    fn from_remote(e: RemoteError, op: &'static str) -> QuorumError {
+        match e {
+            RemoteError::QuorumNotMet {
+                needed,
+                acked,
+                detail,
+                ..
+            } => QuorumError::NotEnough {
+                op,
+                needed: needed as usize,
+                acked: acked as usize,
+                detail,
+            },
+            RemoteError::BadRequest(m) => QuorumError::BadRequest(m),
+            RemoteError::Storage(m) => QuorumError::Storage(m),
+            RemoteError::Stale { answered } => QuorumError::Stale {
+                answered: answered as usize,
+            },
+            RemoteError::Unavailable(m) => QuorumError::Unavailable(m),
+            other => QuorumError::Unavailable(other.to_string()),
         }
     }
+}
 
-    fn from_remote(f: RemoteFailure, op: &'static str) -> QuorumError {
-        match f.code.as_str() {
-            "quorum_not_met" => QuorumError::NotEnough {
+impl From<QuorumError> for RemoteError {
+    fn from(e: QuorumError) -> Self {
+        match e {
+            QuorumError::NotEnough {
                 op,
-                needed: f.needed,
-                acked: f.acked,
-                detail: vec![],
+                needed,
+                acked,
+                detail,
+            } => RemoteError::QuorumNotMet {
+                op: op.to_string(),
+                needed: needed as u32,
+                acked: acked as u32,
+                detail,
             },
-            "bad_request" => QuorumError::BadRequest(f.message),
-            "storage_error" => QuorumError::Storage(f.message),
-            "stale" => QuorumError::Stale { answered: f.acked },
-            _ => QuorumError::Unavailable(f.message),
+            QuorumError::Unavailable(m) => RemoteError::Unavailable(m),
+            QuorumError::Stale { answered } => RemoteError::Stale {
+                answered: answered as u32,
+            },
+            QuorumError::BadRequest(m) => RemoteError::BadRequest(m),
+            QuorumError::Storage(m) => RemoteError::Storage(m),
         }
     }
 }
@@ -440,12 +463,12 @@ impl Coordinator {
     }
 
     /// Sends one request to a peer, feeding the failure detector.
-    async fn call(
+    async fn call<E: Endpoint>(
         &self,
         to: &NodeId,
-        req: &Request,
+        req: &E,
         timeout: Duration,
-    ) -> Result<Response, RpcError> {
+    ) -> Result<E::Response, RpcError> {
         if self.health.acquire(to).is_err() {
             return Err(RpcError::BreakerOpen);
         }
@@ -459,7 +482,7 @@ impl Coordinator {
             Err(e) => {
                 self.metrics
                     .internode_errors
-                    .get_or_create(&metrics::ErrorLabels::new(req.kind(), e))
+                    .get_or_create(&metrics::ErrorLabels::new(E::NAME, e))
                     .inc();
                 if !e.peer_answered() && self.health.record_failure(to) {
                     warn!(peer = %to, error = %e, "peer marked down (breaker open)");
@@ -471,13 +494,36 @@ impl Coordinator {
 
     /// Sends one request to a peer outside any client request (background
     /// workers), feeding the failure detector like request traffic does.
-    pub async fn call_peer(
+    pub async fn call_peer<E: Endpoint>(
         &self,
         to: &NodeId,
-        req: &Request,
+        req: &E,
         timeout: Duration,
-    ) -> Result<Response, RpcError> {
+    ) -> Result<E::Response, RpcError> {
         self.call(to, req, timeout).await
+    }
+
+    /// Sends `req` to `to`, or serves it in place, without encoding it,
+    /// when `to` is this node.
+    pub async fn ask<E: Endpoint>(
+        self: &Arc<Self>,
+        to: &NodeId,
+        req: E,
+        timeout: Duration,
+    ) -> Result<E::Response, RpcError>
+    where
+        Coordinator: Handler<E>,
+    {
+        if *to == self.me {
+            let ctx = CallContext {
+                peer: self.me.clone(),
+                version: dynkv_rpc::PROTOCOL_VERSION,
+            };
+            return Handler::<E>::handle(self.clone(), req, ctx)
+                .await
+                .map_err(RpcError::Remote);
+        }
+        self.call(to, &req, timeout).await
     }
 
     /// Deadline of one internode call given the request's deadline.
@@ -529,19 +575,11 @@ impl Coordinator {
             }
             req.timeout_ms = left.as_millis() as u64;
             self.metrics.forwarded.inc();
-            match self
-                .call(&primary, &Request::Coordinate(req.clone()), left)
-                .await
-            {
-                Ok(Response::Written(outcome)) => return Ok(outcome),
-                Ok(Response::Failed(f)) => return Err(QuorumError::from_remote(f, "write")),
-                Ok(_) => tried.push((primary, "unexpected answer".to_string())),
+            match self.call(&primary, &Coordinate(req.clone()), left).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(RpcError::Remote(e)) => return Err(QuorumError::from_remote(e, "write")),
                 // The request never arrived: safe to try the next primary.
-                Err(
-                    e @ (RpcError::Unreachable(_)
-                    | RpcError::UnknownNode(_)
-                    | RpcError::BreakerOpen),
-                ) => tried.push((primary, e.to_string())),
+                Err(e) if e.never_sent() => tried.push((primary, e.to_string())),
                 // It may have been applied: do not coordinate it twice.
                 Err(e) => {
                     tried.push((primary, e.to_string()));
@@ -647,7 +685,7 @@ impl Coordinator {
         let incoming = self.incoming_replicas(&placement);
         if !incoming.is_empty() {
             let this = self.clone();
-            let req = Request::Replicate {
+            let req = Replicate {
                 key: req.key.clone(),
                 object: object.clone(),
             };
@@ -710,9 +748,10 @@ impl Coordinator {
     /// Merges the other reachable primaries' copies of a key into the local
     /// replica (bounded by one RPC deadline).
     async fn pull_from_primaries(&self, key: &Bytes, placement: &Placement, deadline: Instant) {
-        let req = Request::Get {
+        let req = Read {
             key: key.clone(),
             hint_for: None,
+            digest_only: false,
         };
         let asks = placement
             .primaries
@@ -725,7 +764,9 @@ impl Coordinator {
             key,
         };
         for reply in futures::future::join_all(asks).await {
-            if let Ok(Response::Object(Some(o))) = reply
+            if let Ok(ReadReply {
+                object: Some(o), ..
+            }) = reply
                 && let Err(e) = self.store.merge(&kr, &o)
             {
                 warn!(error = %e, "cannot merge a replica's copy before an idempotent write");
@@ -747,7 +788,7 @@ impl Coordinator {
     ) {
         let mut spare = fallbacks.into_iter().filter(|f| self.health.is_up(f));
         let mut inflight = FuturesUnordered::new();
-        let replicate = Request::Replicate {
+        let replicate = Replicate {
             key: key.clone(),
             object: object.clone(),
         };
@@ -772,19 +813,15 @@ impl Coordinator {
         }
         while let Some((node, owner, result)) = inflight.next().await {
             match (owner, result) {
-                (None, Ok(Response::Stored)) => {
+                (None, Ok(Stored {})) => {
                     let _ = acks.send(Ack::Primary(node)).await;
                 }
-                (Some(owner), Ok(Response::Stored)) => {
+                (Some(owner), Ok(Stored {})) => {
                     self.metrics.hints_sent.inc();
                     let _ = acks.send(Ack::Hinted { owner, via: node }).await;
                 }
-                (owner, result) => {
-                    let why = match result {
-                        Ok(Response::Failed(f)) => f.message,
-                        Ok(_) => "unexpected answer".into(),
-                        Err(e) => e.to_string(),
-                    };
+                (owner, Err(e)) => {
+                    let why = e.to_string();
                     let primary = owner.unwrap_or(node.clone());
                     // Give the failed replica's copy to the next fallback.
                     match spare.next() {
@@ -814,16 +851,15 @@ impl Coordinator {
         key: Bytes,
         object: Object,
         deadline: Instant,
-    ) -> futures::future::BoxFuture<'static, (NodeId, Option<NodeId>, Result<Response, RpcError>)>
-    {
+    ) -> futures::future::BoxFuture<'static, (NodeId, Option<NodeId>, Result<Stored, RpcError>)> {
         Box::pin(async move {
-            let req = Request::StoreHint {
+            let req = StoreHint {
                 owner: owner.clone(),
                 key,
                 object,
             };
             let r = if fallback == self.me {
-                Ok(self.handle(req).await)
+                self.store_hint(req).await.map_err(RpcError::Remote)
             } else {
                 self.call(&fallback, &req, self.rpc_deadline(deadline))
                     .await
@@ -851,24 +887,13 @@ impl Coordinator {
         if placement.primaries.len() == 1 && placement.primaries[0] == self.me {
             // The only replica is this node: read it in place (no fan-out
             // task, no read repair to plan).
-            return match self
-                .handle(Request::Get {
-                    key,
-                    hint_for: None,
-                })
-                .await
-            {
-                Response::Object(o) => {
-                    let seen = o.as_ref().map(|o| o.join()).unwrap_or_default();
-                    if opts.after.as_ref().is_some_and(|ctx| !seen.descends(ctx)) {
-                        self.metrics.stale_reads.inc();
-                        return Err(QuorumError::Stale { answered: 1 });
-                    }
-                    Ok(o)
-                }
-                Response::Failed(f) => Err(QuorumError::Storage(f.message)),
-                _ => Err(QuorumError::Storage("unexpected local answer".into())),
-            };
+            let o = self.read_local(key, None).await?;
+            let seen = o.as_ref().map(|o| o.join()).unwrap_or_default();
+            if opts.after.as_ref().is_some_and(|ctx| !seen.descends(ctx)) {
+                self.metrics.stale_reads.inc();
+                return Err(QuorumError::Stale { answered: 1 });
+            }
+            return Ok(o);
         }
         // Targets: every primary; with sloppy, a fallback stands in for each
         // primary believed down or failing during this read.
@@ -953,15 +978,21 @@ impl Coordinator {
         let mut inflight = FuturesUnordered::new();
         let ask = |node: NodeId, hint_for: Option<NodeId>| {
             let this = self.clone();
-            let req = Request::Get {
-                key: key.clone(),
-                hint_for: hint_for.clone(),
-            };
+            let key = key.clone();
             async move {
                 let r = if node == this.me {
-                    Ok(this.handle(req).await)
+                    this.read_local(key, hint_for.clone())
+                        .await
+                        .map_err(|e| RpcError::Remote(e.into()))
                 } else {
-                    this.call(&node, &req, this.rpc_deadline(deadline)).await
+                    let req = Read {
+                        key,
+                        hint_for: hint_for.clone(),
+                        digest_only: false,
+                    };
+                    this.call(&node, &req, this.rpc_deadline(deadline))
+                        .await
+                        .map(|r| r.object)
                 };
                 (node, hint_for, r)
             }
@@ -985,7 +1016,7 @@ impl Coordinator {
                 break;
             };
             let item = match result {
-                Ok(Response::Object(o)) => {
+                Ok(o) => {
                     let reply = Reply {
                         node,
                         hint_for,
@@ -994,12 +1025,8 @@ impl Coordinator {
                     all.push(reply.clone());
                     Ok(reply)
                 }
-                other => {
-                    let why = match other {
-                        Ok(Response::Failed(f)) => f.message,
-                        Ok(_) => "unexpected answer".into(),
-                        Err(e) => e.to_string(),
-                    };
+                Err(e) => {
+                    let why = e.to_string();
                     // A failed primary is replaced by the next fallback.
                     if hint_for.is_none()
                         && Instant::now() < deadline
@@ -1043,7 +1070,7 @@ impl Coordinator {
         if plan.stale.is_empty() {
             return;
         }
-        let req = Request::Replicate {
+        let req = Replicate {
             key: key.clone(),
             object: plan.merged,
         };
@@ -1052,12 +1079,9 @@ impl Coordinator {
             let req = req.clone();
             async move {
                 let ok = if *node == self.me {
-                    matches!(self.handle(req).await, Response::Stored)
+                    self.replicate_local(req.key, req.object).await.is_ok()
                 } else {
-                    matches!(
-                        self.call(node, &req, self.config.rpc_timeout).await,
-                        Ok(Response::Stored)
-                    )
+                    self.call(node, &req, self.config.rpc_timeout).await.is_ok()
                 };
                 let outcome = if ok { "repaired" } else { "failed" };
                 self.metrics
@@ -1107,123 +1131,159 @@ impl Coordinator {
         }
     }
 
-    /// Serves one internode request (from a peer, or from this node itself).
-    pub async fn handle(self: &Arc<Self>, req: Request) -> Response {
-        match req {
-            Request::Ping => Response::Pong {
+    /// This node's replica of a key, merged with what it keeps as a hint
+    /// for `hint_for` (a fallback answering a sloppy read in place of that
+    /// primary).
+    pub async fn read_local(
+        &self,
+        key: Bytes,
+        hint_for: Option<NodeId>,
+    ) -> Result<Option<Object>, QuorumError> {
+        let key = self.placed(key);
+        self.with_store(move |s| {
+            let kr = key.key_ref();
+            let own = s.get(&kr)?;
+            let hint = match &hint_for {
+                Some(owner) => s.get_hint(owner.as_str(), &kr)?,
+                None => None,
+            };
+            Ok(match (own, hint) {
+                (Some(a), Some(b)) => Some(DvvSet::sync(&a, &b)),
+                (a, b) => a.or(b),
+            })
+        })
+        .await
+    }
+
+    /// Merges an object into this node's replica (`sync`).
+    pub async fn replicate_local(&self, key: Bytes, object: Object) -> Result<(), QuorumError> {
+        let key = self.placed(key);
+        self.with_store(move |s| s.merge(&key.key_ref(), &object))
+            .await
+            .map(|_| ())
+    }
+
+    /// Keeps an object durably for an unreachable owner, unless the hint
+    /// store is full.
+    async fn store_hint(&self, req: StoreHint) -> Result<Stored, RemoteError> {
+        if self.store.hint_count() >= self.config.max_hints {
+            self.metrics.hints_dropped.inc();
+            return Err(RemoteError::HintsFull {
                 node: self.me.clone(),
-            },
-            Request::Get { key, hint_for } => {
-                let key = self.placed(key);
-                let r = self
-                    .with_store(move |s| {
-                        let kr = key.key_ref();
-                        let own = s.get(&kr)?;
-                        let hint = match &hint_for {
-                            Some(owner) => s.get_hint(owner.as_str(), &kr)?,
-                            None => None,
-                        };
-                        Ok(match (own, hint) {
-                            (Some(a), Some(b)) => Some(DvvSet::sync(&a, &b)),
-                            (a, b) => a.or(b),
-                        })
-                    })
-                    .await;
-                match r {
-                    Ok(o) => Response::Object(o),
-                    Err(e) => Response::Failed(e.to_remote()),
-                }
-            }
-            Request::Replicate { key, object } => {
-                let key = self.placed(key);
-                match self
-                    .with_store(move |s| s.merge(&key.key_ref(), &object))
-                    .await
-                {
-                    Ok(_) => Response::Stored,
-                    Err(e) => Response::Failed(e.to_remote()),
-                }
-            }
-            Request::StoreHint { owner, key, object } => {
-                if self.store.hint_count() >= self.config.max_hints {
-                    self.metrics.hints_dropped.inc();
-                    return Response::Failed(RemoteFailure {
-                        code: "hints_full".into(),
-                        message: format!(
-                            "{} holds its maximum of {} hints",
-                            self.me, self.config.max_hints
-                        ),
-                        needed: 0,
-                        acked: 0,
-                    });
-                }
-                let key = self.placed(key);
-                let r = self
-                    .with_store(move |s| s.put_hint(owner.as_str(), &key.key_ref(), &object))
-                    .await;
-                match r {
-                    Ok(created) => {
-                        if created {
-                            self.metrics.hints_stored.inc();
-                        }
-                        Response::Stored
-                    }
-                    Err(e) => Response::Failed(e.to_remote()),
-                }
-            }
-            Request::Coordinate(req) => {
-                let placement = self.placement_n(&req.key, req.n_val.map(|n| n as usize));
-                let n = placement.primaries.len();
-                let w = req.w.required(n);
-                if w == 0 || w > n {
-                    return Response::Failed(
-                        QuorumError::BadRequest(format!("w asks for {w} of {n} replicas"))
-                            .to_remote(),
-                    );
-                }
-                let deadline = Instant::now() + Duration::from_millis(req.timeout_ms);
-                // Coordinate even if this node's ring disagrees: the object is
-                // stored here too, so this node's dots are never reused.
-                match self.coordinate(req, placement, w, deadline).await {
-                    Ok(o) => Response::Written(o),
-                    Err(e) => Response::Failed(e.to_remote()),
-                }
-            }
-            Request::ListKeys {
-                partition,
-                prefix,
-                after,
-                limit,
-            } => {
-                let store = self.store.clone();
-                let scan = tokio::task::spawn_blocking(move || {
-                    store.scan_keys(partition, &prefix, after.as_deref(), limit as usize)
-                })
-                .await;
-                listed(scan)
-            }
-            Request::ListNamespaces {
-                partition,
-                after,
-                limit,
-            } => {
-                let store = self.store.clone();
-                let scan = tokio::task::spawn_blocking(move || {
-                    store.scan_namespaces(partition, after.as_deref(), limit as usize)
-                })
-                .await;
-                listed(scan)
-            }
-            other => Response::Failed(RemoteFailure {
-                code: "unsupported".into(),
-                message: format!(
-                    "{} requests are not served by the coordinator",
-                    other.kind()
-                ),
-                needed: 0,
-                acked: 0,
-            }),
+                max: self.config.max_hints,
+            });
         }
+        let StoreHint { owner, key, object } = req;
+        let key = self.placed(key);
+        let created = self
+            .with_store(move |s| s.put_hint(owner.as_str(), &key.key_ref(), &object))
+            .await?;
+        if created {
+            self.metrics.hints_stored.inc();
+        }
+        Ok(Stored {})
+    }
+
+    /// Registers the key-value, hint, listing and ping endpoints this
+    /// coordinator serves.
+    pub fn register(self: &Arc<Self>, d: &mut Dispatcher) {
+        d.register::<Ping, _>(self.clone())
+            .register::<Read, _>(self.clone())
+            .register::<Replicate, _>(self.clone())
+            .register::<Coordinate, _>(self.clone())
+            .register::<StoreHint, _>(self.clone())
+            .register::<ListKeys, _>(self.clone())
+            .register::<ListNamespaces, _>(self.clone());
+    }
+}
+
+impl Handler<Ping> for Coordinator {
+    async fn handle(self: Arc<Self>, _: Ping, _: CallContext) -> Result<Pong, RemoteError> {
+        Ok(Pong {
+            node: self.me.clone(),
+        })
+    }
+}
+
+impl Handler<Read> for Coordinator {
+    async fn handle(self: Arc<Self>, req: Read, ctx: CallContext) -> Result<ReadReply, RemoteError> {
+        let object = self.read_local(req.key, req.hint_for).await?;
+        // Digests are a version-2 answer: an older peer gets the object.
+        if req.digest_only && ctx.version >= 2 {
+            return Ok(ReadReply {
+                digest: object.as_ref().map(|o| o.digest()),
+                object: None,
+            });
+        }
+        Ok(ReadReply {
+            object,
+            digest: None,
+        })
+    }
+}
+
+impl Handler<Replicate> for Coordinator {
+    async fn handle(self: Arc<Self>, req: Replicate, _: CallContext) -> Result<Stored, RemoteError> {
+        self.replicate_local(req.key, req.object).await?;
+        Ok(Stored {})
+    }
+}
+
+impl Handler<StoreHint> for Coordinator {
+    async fn handle(self: Arc<Self>, req: StoreHint, _: CallContext) -> Result<Stored, RemoteError> {
+        self.store_hint(req).await
+    }
+}
+
+impl Handler<Coordinate> for Coordinator {
+    async fn handle(
+        self: Arc<Self>,
+        Coordinate(req): Coordinate,
+        _: CallContext,
+    ) -> Result<WriteOutcome, RemoteError> {
+        let placement = self.placement_n(&req.key, req.n_val.map(|n| n as usize));
+        let n = placement.primaries.len();
+        let w = req.w.required(n);
+        if w == 0 || w > n {
+            return Err(RemoteError::BadRequest(format!(
+                "w asks for {w} of {n} replicas"
+            )));
+        }
+        let deadline = Instant::now() + Duration::from_millis(req.timeout_ms);
+        // Coordinate even if this node's ring disagrees: the object is
+        // stored here too, so this node's dots are never reused.
+        Ok(self.coordinate(req, placement, w, deadline).await?)
+    }
+}
+
+impl Handler<ListKeys> for Coordinator {
+    async fn handle(self: Arc<Self>, req: ListKeys, _: CallContext) -> Result<Keys, RemoteError> {
+        let store = self.store.clone();
+        let scan = tokio::task::spawn_blocking(move || {
+            store.scan_keys(
+                req.partition,
+                &req.prefix,
+                req.after.as_deref(),
+                req.limit as usize,
+            )
+        })
+        .await;
+        listed(scan)
+    }
+}
+
+impl Handler<ListNamespaces> for Coordinator {
+    async fn handle(
+        self: Arc<Self>,
+        req: ListNamespaces,
+        _: CallContext,
+    ) -> Result<Keys, RemoteError> {
+        let store = self.store.clone();
+        let scan = tokio::task::spawn_blocking(move || {
+            store.scan_namespaces(req.partition, req.after.as_deref(), req.limit as usize)
+        })
+        .await;
+        listed(scan)
     }
 }
 
@@ -1261,11 +1321,13 @@ mod planted_bug {
 }
 
 /// The answer to a listing step: the keys, or why the scan failed.
-fn listed(scan: Result<dynkv_storage::Result<Vec<Vec<u8>>>, tokio::task::JoinError>) -> Response {
+fn listed(
+    scan: Result<dynkv_storage::Result<Vec<Vec<u8>>>, tokio::task::JoinError>,
+) -> Result<Keys, RemoteError> {
     match scan {
-        Ok(Ok(keys)) => Response::Keys(keys.into_iter().map(Bytes::from).collect()),
-        Ok(Err(e)) => Response::Failed(QuorumError::Storage(e.to_string()).to_remote()),
-        Err(e) => Response::Failed(QuorumError::Storage(e.to_string()).to_remote()),
+        Ok(Ok(keys)) => Ok(Keys(keys.into_iter().map(Bytes::from).collect())),
+        Ok(Err(e)) => Err(RemoteError::Storage(e.to_string())),
+        Err(e) => Err(RemoteError::Storage(e.to_string())),
     }
 }
 
@@ -1298,15 +1360,4 @@ pub fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// Serves the key-value requests of the internode protocol with a
-/// [`Coordinator`] (over HTTP or the in-process simulated network).
-pub struct KvService(pub Arc<Coordinator>);
-
-impl dynkv_rpc::Service for KvService {
-    fn handle(&self, request: Request) -> futures::future::BoxFuture<'static, Response> {
-        let c = self.0.clone();
-        Box::pin(async move { c.handle(request).await })
-    }
 }

@@ -33,15 +33,7 @@ pub struct ErrorLabels {
 
 impl ErrorLabels {
     pub(crate) fn new(request: &'static str, e: &RpcError) -> Self {
-        let kind = match e {
-            RpcError::UnknownNode(_) => "unknown_node",
-            RpcError::Unreachable(_) => "unreachable",
-            RpcError::Timeout(_) => "timeout",
-            RpcError::Unauthorized => "unauthorized",
-            RpcError::Protocol(_) => "protocol",
-            RpcError::Unexpected(_) => "unexpected",
-            RpcError::BreakerOpen => "breaker_open",
-        };
+        let kind = e.kind();
         ErrorLabels { request, kind }
     }
 }

@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dynkv_quorum::{CoordinatorConfig, ReadOptions};
-use dynkv_rpc::{Quorum, Request, Response, WriteRequest};
+use dynkv_rpc::messages::{Keys, ListKeys, ListNamespaces, Quorum, WriteRequest};
 use dynkv_storage::namespace;
 use dynkv_vclock::{Content, VersionVector};
+
+/// Deadline of the typed listing calls a node makes to itself.
+const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn cluster(k: usize) -> Cluster {
     cluster_with(
@@ -116,29 +119,29 @@ async fn list_keys_and_namespaces_of_a_partition() {
     let mut keys = Vec::new();
     let mut namespaces = std::collections::BTreeSet::new();
     for partition in 0..16 {
-        let r = coord
-            .handle(Request::ListKeys {
-                partition,
-                prefix: Bytes::from(namespace::prefix(b"bucket")),
-                after: None,
-                limit: 1000,
-            })
-            .await;
-        let Response::Keys(k) = r else {
-            panic!("unexpected answer {r:?}")
+        let req = ListKeys {
+            partition,
+            prefix: Bytes::from(namespace::prefix(b"bucket")),
+            after: None,
+            limit: 1000,
         };
+        let Keys(k) = coord
+            .transport()
+            .call(coord.node_id(), &req, RPC_TIMEOUT)
+            .await
+            .unwrap();
         assert!(k.is_empty() || partitions.contains(&partition));
         keys.extend(k);
-        let r = coord
-            .handle(Request::ListNamespaces {
-                partition,
-                after: None,
-                limit: 1000,
-            })
-            .await;
-        let Response::Keys(ns) = r else {
-            panic!("unexpected answer {r:?}")
+        let req = ListNamespaces {
+            partition,
+            after: None,
+            limit: 1000,
         };
+        let Keys(ns) = coord
+            .transport()
+            .call(coord.node_id(), &req, RPC_TIMEOUT)
+            .await
+            .unwrap();
         namespaces.extend(ns.into_iter().map(|b| b.to_vec()));
     }
     assert_eq!(keys.len(), 40);

@@ -2,16 +2,16 @@
 
 mod common;
 
-use common::{Cluster, cluster_with, test_config};
+use common::{Cluster, cluster_with, dispatcher, test_config};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use dynkv_quorum::handoff::{self, HandoffConfig, HandoffState};
-use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumError, ReadOptions};
+use dynkv_quorum::{Coordinator, CoordinatorConfig, QuorumError, ReadOptions};
 use dynkv_ring::NodeId;
-use dynkv_rpc::{Quorum, WriteRequest};
+use dynkv_rpc::messages::{Quorum, WriteRequest};
 use dynkv_vclock::{Content, Object, VersionVector};
 
 fn cluster(k: usize) -> Cluster {
@@ -256,10 +256,8 @@ async fn sloppy_quorum_hints_and_hands_off() {
         .unwrap();
     assert_eq!(values(&got), vec!["s", "v"]);
     // The owner returns; handoff delivers and drops the hint.
-    c.net.register(
-        down.clone(),
-        Arc::new(KvService(c.node(down.as_str()).clone())),
-    );
+    c.net
+        .register(down.clone(), dispatcher(c.node(down.as_str())));
     fallback.health().record_success(&down);
     let delivered = handoff::pass(
         fallback,

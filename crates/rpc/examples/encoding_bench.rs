@@ -1,5 +1,7 @@
-//! Why postcard: size and speed of the internode frames in postcard,
-//! bincode (2, serde mode) and JSON, for the messages on the hot path.
+//! What the message encoding costs: size and speed of the hot-path
+//! internode messages as protobuf (what dynkv sends, objects inside in
+//! their storage encoding), against postcard (the previous wire format,
+//! which has no optional fields), bincode and JSON of the same content.
 //!
 //! ```sh
 //! cargo run --release -p dynkv-rpc --example encoding_bench -- [--json out.json]
@@ -8,8 +10,9 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use dynkv_rpc::{Request, Response};
-use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
+use dynkv_rpc::Message;
+use dynkv_rpc::messages::{Read, ReadReply, Replicate};
+use dynkv_vclock::{Content, DvvSet, Object};
 
 fn object(value_len: usize) -> Object {
     let mut o = Object::new();
@@ -39,6 +42,9 @@ fn time<F: FnMut()>(iters: u32, mut f: F) -> f64 {
     started.elapsed().as_nanos() as f64 / iters as f64
 }
 
+/// The same content as a serde value, for the serde formats.
+type SerdeReplicate = (Bytes, Object);
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let json_out = args
@@ -46,30 +52,7 @@ fn main() {
         .position(|a| a == "--json")
         .and_then(|i| args.get(i + 1))
         .cloned();
-    let cases: Vec<(&str, Request)> = vec![
-        (
-            "replicate 1 KiB",
-            Request::Replicate {
-                key: Bytes::from_static(b"user:12345:cart"),
-                object: object(1024),
-            },
-        ),
-        (
-            "replicate 100 B",
-            Request::Replicate {
-                key: Bytes::from_static(b"user:12345:cart"),
-                object: object(100),
-            },
-        ),
-        (
-            "get",
-            Request::Get {
-                key: Bytes::from_static(b"user:12345:cart"),
-                hint_for: None,
-            },
-        ),
-    ];
-    let reply = Response::Object(Some(object(1024)));
+    let key = Bytes::from_static(b"user:12345:cart");
     let bincode_cfg = bincode::config::standard();
     let mut results = Vec::new();
     println!("| message | format | bytes | encode ns | decode ns |");
@@ -78,43 +61,72 @@ fn main() {
         println!("| {name} | {format} | {bytes} | {enc:.0} | {dec:.0} |");
         results.push(serde_json::json!({"message": name, "format": format, "bytes": bytes, "encode_ns": enc, "decode_ns": dec}));
     };
-    for (name, req) in &cases {
-        let p = dynkv_rpc::encode(req);
+    for (name, len) in [("replicate 1 KiB", 1024), ("replicate 100 B", 100)] {
+        let msg = Replicate {
+            key: key.clone(),
+            object: object(len),
+        };
+        let p = msg.encode();
         let enc = time(20_000, || {
-            std::hint::black_box(dynkv_rpc::encode(req));
+            std::hint::black_box(msg.encode());
         });
         let dec = time(20_000, || {
-            std::hint::black_box(dynkv_rpc::decode::<Request>(&p).unwrap());
+            std::hint::black_box(Replicate::decode(p.clone()).unwrap());
         });
-        report(name, "postcard", p.len(), enc, dec);
-        let b = bincode::serde::encode_to_vec(req, bincode_cfg).unwrap();
+        report(name, "protobuf", p.len(), enc, dec);
+        let serde_msg: SerdeReplicate = (msg.key.clone(), msg.object.clone());
+        let pc = postcard::to_allocvec(&serde_msg).unwrap();
         let enc = time(20_000, || {
-            std::hint::black_box(bincode::serde::encode_to_vec(req, bincode_cfg).unwrap());
+            std::hint::black_box(postcard::to_allocvec(&serde_msg).unwrap());
+        });
+        let dec = time(20_000, || {
+            std::hint::black_box(postcard::from_bytes::<SerdeReplicate>(&pc).unwrap());
+        });
+        report(name, "postcard", pc.len(), enc, dec);
+        let b = bincode::serde::encode_to_vec(&serde_msg, bincode_cfg).unwrap();
+        let enc = time(20_000, || {
+            std::hint::black_box(bincode::serde::encode_to_vec(&serde_msg, bincode_cfg).unwrap());
         });
         let dec = time(20_000, || {
             std::hint::black_box(
-                bincode::serde::decode_from_slice::<Request, _>(&b, bincode_cfg).unwrap(),
+                bincode::serde::decode_from_slice::<SerdeReplicate, _>(&b, bincode_cfg).unwrap(),
             );
         });
         report(name, "bincode", b.len(), enc, dec);
-        let j = serde_json::to_vec(req).unwrap();
+        let j = serde_json::to_vec(&serde_msg).unwrap();
         let enc = time(5_000, || {
-            std::hint::black_box(serde_json::to_vec(req).unwrap());
+            std::hint::black_box(serde_json::to_vec(&serde_msg).unwrap());
         });
         let dec = time(5_000, || {
-            std::hint::black_box(serde_json::from_slice::<Request>(&j).unwrap());
+            std::hint::black_box(serde_json::from_slice::<SerdeReplicate>(&j).unwrap());
         });
         report(name, "json", j.len(), enc, dec);
     }
-    let p = dynkv_rpc::encode(&reply);
-    let dec = time(20_000, || {
-        std::hint::black_box(dynkv_rpc::decode::<Response>(&p).unwrap());
-    });
+    let read = Read {
+        key: key.clone(),
+        hint_for: None,
+        digest_only: false,
+    };
+    let p = read.encode();
     let enc = time(20_000, || {
-        std::hint::black_box(dynkv_rpc::encode(&reply));
+        std::hint::black_box(read.encode());
     });
-    report("object reply 1 KiB", "postcard", p.len(), enc, dec);
-    let _ = VersionVector::new();
+    let dec = time(20_000, || {
+        std::hint::black_box(Read::decode(p.clone()).unwrap());
+    });
+    report("read", "protobuf", p.len(), enc, dec);
+    let reply = ReadReply {
+        object: Some(object(1024)),
+        digest: None,
+    };
+    let p = reply.encode();
+    let enc = time(20_000, || {
+        std::hint::black_box(reply.encode());
+    });
+    let dec = time(20_000, || {
+        std::hint::black_box(ReadReply::decode(p.clone()).unwrap());
+    });
+    report("read reply 1 KiB", "protobuf", p.len(), enc, dec);
     if let Some(path) = json_out {
         std::fs::write(&path, serde_json::to_string_pretty(&results).unwrap()).unwrap();
         eprintln!("wrote {path}");

@@ -1,8 +1,9 @@
 //! An in-process network with named faults, for unit tests of the
 //! coordinator and of the healing mechanisms.
 //!
-//! Every node registers a [`Service`]; [`SimNetwork::transport`] gives a
-//! node a [`Transport`] whose calls reach the other handlers directly.
+//! Every node registers its [`Dispatcher`]; [`SimNetwork::transport`] gives
+//! a node a [`Transport`] whose calls reach the other nodes' handlers
+//! directly, still encoded as they would be on a real connection.
 //! Faults mirror what real networks do, after TiKV's simulated transport:
 //! - [`SimNetwork::partition`] / [`SimNetwork::isolate`] / [`SimNetwork::cut`]:
 //!   packets are dropped, so the caller waits out its timeout;
@@ -22,12 +23,13 @@ use dynkv_ring::NodeId;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 
-use crate::message::{Request, Response};
-use crate::transport::{RpcError, Service, Transport};
+use crate::dispatch::{CallContext, Dispatcher};
+use crate::transport::{RawCall, RawReply, RpcError, Transport};
+use crate::wire::{Message, PROTOCOL_VERSION};
 
 #[derive(Default)]
 struct State {
-    handlers: HashMap<NodeId, Arc<dyn Service>>,
+    handlers: HashMap<NodeId, Arc<Dispatcher>>,
     crashed: HashSet<NodeId>,
     cut: HashSet<(NodeId, NodeId)>,
     delays: HashMap<(NodeId, NodeId), Duration>,
@@ -48,8 +50,8 @@ impl SimNetwork {
         Self::default()
     }
 
-    /// Attaches (or re-attaches after a crash) a node's handler.
-    pub fn register(&self, node: NodeId, handler: Arc<dyn Service>) {
+    /// Attaches (or re-attaches after a crash) a node's handlers.
+    pub fn register(&self, node: NodeId, handler: Arc<Dispatcher>) {
         let mut s = self.state.lock();
         s.crashed.remove(&node);
         s.handlers.insert(node, handler);
@@ -153,18 +155,14 @@ pub struct SimTransport {
 }
 
 enum Fate {
-    Deliver(Arc<dyn Service>, Duration),
+    Deliver(Arc<Dispatcher>, Duration),
     Lost,
     Refused,
 }
 
 impl Transport for SimTransport {
-    fn call(
-        &self,
-        to: &NodeId,
-        request: &Request,
-        timeout: Duration,
-    ) -> BoxFuture<'static, Result<Response, RpcError>> {
+    fn send(&self, to: &NodeId, call: RawCall) -> BoxFuture<'static, Result<RawReply, RpcError>> {
+        let timeout = call.timeout;
         let link = (self.me.clone(), to.clone());
         let fate = {
             let mut s = self.net.state.lock();
@@ -183,7 +181,6 @@ impl Transport for SimTransport {
                 Fate::Deliver(s.handlers[to].clone(), delay)
             }
         };
-        let request = request.clone();
         let from = self.me.clone();
         let to = to.clone();
         Box::pin(async move {
@@ -198,8 +195,16 @@ impl Transport for SimTransport {
                         if !delay.is_zero() {
                             tokio::time::sleep(delay).await;
                         }
-                        let _ = from;
-                        handler.handle(request).await
+                        let ctx = CallContext {
+                            peer: from,
+                            version: PROTOCOL_VERSION,
+                        };
+                        // Every message crosses the simulated network as
+                        // bytes, exactly as it would cross a real one.
+                        match handler.dispatch(call.endpoint, call.body, ctx).await {
+                            Ok(body) => RawReply::Ok(body),
+                            Err(e) => RawReply::Failed(e.encode()),
+                        }
                     };
                     tokio::time::timeout(timeout, work)
                         .await

@@ -35,7 +35,7 @@ use axum::extract::{Extension, Query, RawPathParams, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dynkv_ring::NodeId;
-use dynkv_rpc::{Request, Response as RpcResponse};
+use dynkv_rpc::messages::{Keys, ListKeys, ListNamespaces};
 use dynkv_storage::namespace;
 use futures::TryStreamExt;
 use serde_json::json;
@@ -230,28 +230,28 @@ async fn list_partition(
         .ok_or_else(|| format!("partition {partition} has no replica"))?;
     let mut after: Option<Bytes> = None;
     loop {
-        let req = match &what {
-            Listing::Keys(prefix) => Request::ListKeys {
-                partition,
-                prefix: prefix.clone(),
-                after: after.clone(),
-                limit: PAGE,
-            },
-            Listing::Buckets => Request::ListNamespaces {
-                partition,
-                after: after.clone(),
-                limit: PAGE,
-            },
-        };
-        let reply = if &node == coord.node_id() {
-            Ok(coord.handle(req).await)
-        } else {
-            coord
-                .call_peer(&node, &req, coord.config().rpc_timeout)
-                .await
+        let timeout = coord.config().rpc_timeout;
+        let reply = match &what {
+            Listing::Keys(prefix) => {
+                let req = ListKeys {
+                    partition,
+                    prefix: prefix.clone(),
+                    after: after.clone(),
+                    limit: PAGE,
+                };
+                coord.ask(&node, req, timeout).await
+            }
+            Listing::Buckets => {
+                let req = ListNamespaces {
+                    partition,
+                    after: after.clone(),
+                    limit: PAGE,
+                };
+                coord.ask(&node, req, timeout).await
+            }
         };
         let why = match reply {
-            Ok(RpcResponse::Keys(items)) => {
+            Ok(Keys(items)) => {
                 let done = items.len() < PAGE as usize;
                 after = items.last().cloned();
                 let names: Vec<Vec<u8>> = match &what {
@@ -276,8 +276,6 @@ async fn list_partition(
                 }
                 continue;
             }
-            Ok(RpcResponse::Failed(f)) => f.message,
-            Ok(_) => "unexpected answer".to_string(),
             Err(e) => e.to_string(),
         };
         tried.push(format!("{node}: {why}"));

@@ -55,7 +55,7 @@ use axum::extract::{Extension, Query, RawPathParams, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dynkv_quorum::ReadOptions;
-use dynkv_rpc::{Quorum, WriteRequest};
+use dynkv_rpc::messages::{Quorum, WriteRequest};
 use dynkv_vclock::{Content, Object, VersionVector};
 
 use super::props::BucketProps;

@@ -32,7 +32,7 @@ use axum::extract::{Extension, RawPathParams, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dynkv_quorum::{QuorumError, ReadOptions};
-use dynkv_rpc::{Quorum, WriteRequest};
+use dynkv_rpc::messages::{Quorum, WriteRequest};
 use dynkv_vclock::{Content, VersionVector};
 use serde_json::{Map, Value, json};
 

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumMetrics};
+use dynkv_quorum::{Coordinator, CoordinatorConfig, QuorumMetrics};
 use dynkv_ring::{NodeId, Ring};
-use dynkv_rpc::PeerHealth;
 use dynkv_rpc::sim::SimNetwork;
+use dynkv_rpc::{Dispatcher, PeerHealth};
 use dynkv_storage::{Store, StoreConfig};
 
 /// `k` coordinators `n1..nk` on a 16-partition ring, each with its own
@@ -27,6 +27,13 @@ pub fn test_config() -> CoordinatorConfig {
         default_timeout: Duration::from_secs(2),
         ..CoordinatorConfig::default()
     }
+}
+
+/// The dispatcher a simulated node serves: its coordinator's endpoints.
+pub fn dispatcher(c: &Arc<Coordinator>) -> Arc<Dispatcher> {
+    let mut d = Dispatcher::new();
+    c.register(&mut d);
+    Arc::new(d)
 }
 
 /// Starts `k` nodes, each coordinating with `config`.
@@ -49,7 +56,7 @@ pub fn cluster_with(k: usize, config: CoordinatorConfig) -> Cluster {
             config.clone(),
             Arc::new(QuorumMetrics::default()),
         );
-        net.register(id.clone(), Arc::new(KvService(c.clone())));
+        net.register(id.clone(), dispatcher(&c));
         nodes.push(c);
         dirs.push(dir);
     }

@@ -1,0 +1,399 @@
+//! What every internode message is: a typed request that names its typed
+//! response, encoded as protobuf.
+//!
+//! ## Why protobuf
+//! A cluster is upgraded node by node, so two versions of a message must be
+//! able to meet: protobuf ignores fields it does not know and fills fields
+//! it did not receive with their defaults, which is exactly the forward and
+//! backward compatibility a rolling upgrade needs. postcard (the previous
+//! format) is denser but has no notion of an optional or unknown field.
+//! The schemas are hand-written `prost` structs (the `Wire*` types of
+//! [`crate::messages`]), their field numbers fixed forever; each domain
+//! message converts to and from its wire struct ([`WireForm`]), so call
+//! sites deal in `Object`s and `NodeId`s, never in bytes.
+//!
+//! Objects travel in their storage encoding (`dynkv_vclock::encode_object`,
+//! versioned on its own), as one `bytes` field: a replica decodes what it
+//! would have read from disk.
+//!
+//! ## What the types guarantee
+//! [`Endpoint::Response`] ties each request to its answer: a caller of
+//! `call::<Replicate>` gets a `Stored` or an error, and a mismatch is a
+//! compile error. Failures a peer reports come back as a [`RemoteError`]
+//! variant with its own fields, never a string to match.
+
+use bytes::Bytes;
+use dynkv_ring::NodeId;
+
+/// The highest message version this build speaks. Peers agree on
+/// `min(theirs, ours)` in the handshake (as riak_core's capability
+/// negotiation does), and a node can be pinned lower for a rolling upgrade.
+///
+/// - 1: the first set of typed messages.
+/// - 2: reads may ask for a digest instead of the object
+///   ([`crate::messages::Read::digest_only`]).
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The lowest message version this build still speaks.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
+
+/// Which connection to a peer a message travels on. Bulk transfers
+/// (ownership handoff, anti-entropy, listings) have their own connection so
+/// a 64 MiB batch never queues a replica write or a ping behind it (the
+/// reason Cassandra splits urgent, small and large messages).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// Client request traffic, pings and gossip.
+    Interactive,
+    /// Large, throughput-bound transfers.
+    Bulk,
+}
+
+impl Class {
+    /// Both classes, in index order.
+    pub const ALL: [Class; 2] = [Class::Interactive, Class::Bulk];
+
+    /// A dense index, for per-class tables.
+    pub fn index(self) -> usize {
+        match self {
+            Class::Interactive => 0,
+            Class::Bulk => 1,
+        }
+    }
+
+    /// The name used in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Interactive => "interactive",
+            Class::Bulk => "bulk",
+        }
+    }
+}
+
+/// A message body that could not be decoded.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum WireError {
+    /// Not a protobuf message of the expected type.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// Decoded, but a field breaks a rule (a corrupt object, a bad id).
+    #[error("invalid message: {0}")]
+    Invalid(String),
+}
+
+impl From<prost::DecodeError> for WireError {
+    fn from(e: prost::DecodeError) -> Self {
+        WireError::Malformed(e.to_string())
+    }
+}
+
+/// A value that travels between nodes.
+pub trait Message: Sized + Send + 'static {
+    /// The protobuf encoding.
+    fn encode(&self) -> Bytes;
+    /// Decodes [`Message::encode`]'s output; total on arbitrary input.
+    fn decode(body: Bytes) -> Result<Self, WireError>;
+}
+
+/// A domain message with a protobuf twin: implementing this is all it takes
+/// to be a [`Message`].
+pub trait WireForm: Sized + Send + 'static {
+    /// The protobuf struct (field numbers are the schema).
+    type Wire: prost::Message + Default;
+    /// The wire struct of this value.
+    fn to_wire(&self) -> Self::Wire;
+    /// The value of a decoded wire struct, checked.
+    fn from_wire(wire: Self::Wire) -> Result<Self, WireError>;
+}
+
+impl<T: WireForm> Message for T {
+    fn encode(&self) -> Bytes {
+        Bytes::from(prost::Message::encode_to_vec(&self.to_wire()))
+    }
+
+    fn decode(body: Bytes) -> Result<Self, WireError> {
+        let wire = <T::Wire as prost::Message>::decode(body)?;
+        T::from_wire(wire)
+    }
+}
+
+/// A request one node sends another.
+pub trait Endpoint: Message {
+    /// The number naming this request on the wire; never reused.
+    const ID: u16;
+    /// A short name for logs and metrics.
+    const NAME: &'static str;
+    /// The connection it travels on.
+    const CLASS: Class = Class::Interactive;
+    /// What a successful call answers.
+    type Response: Message;
+}
+
+/// Why a peer that received a request could not do it. Each variant carries
+/// what a caller needs to act on it; the message texts are for humans.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteError {
+    /// A coordinated request missed its quorum.
+    #[error("{op} needed {needed} replicas but {acked} answered in time{}", detail_suffix(.detail))]
+    QuorumNotMet {
+        /// "read" or "write".
+        op: String,
+        /// Replies required.
+        needed: u32,
+        /// Replies received.
+        acked: u32,
+        /// What went wrong with the other replicas, per node.
+        detail: Vec<(NodeId, String)>,
+    },
+    /// No node could coordinate the request.
+    #[error("{0}")]
+    Unavailable(String),
+    /// No replica that answered holds the client's session context.
+    #[error("{answered} replicas answered but none has caught up with the session context")]
+    Stale {
+        /// Replicas that answered.
+        answered: u32,
+    },
+    /// The request is invalid for the receiving node.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The peer's store failed.
+    #[error("storage failure on the peer: {0}")]
+    Storage(String),
+    /// The peer keeps its maximum of hints and refuses more.
+    #[error("{node} holds its maximum of {max} hints")]
+    HintsFull {
+        /// The refusing node.
+        node: NodeId,
+        /// Its limit.
+        max: u64,
+    },
+    /// Anti-entropy trees of different shapes cannot be compared.
+    #[error("tree shape {theirs:?} differs from the peer's {ours:?}")]
+    ShapeMismatch {
+        /// The peer's shape (leaf bits, middle bits).
+        ours: (u8, u8),
+        /// The shape the request named.
+        theirs: (u8, u8),
+    },
+    /// A membership change was refused (the reason says why).
+    #[error("membership change refused: {0}")]
+    Refused(String),
+    /// The peer does not serve this endpoint (an older node).
+    #[error("the peer does not serve endpoint {0}")]
+    UnknownEndpoint(u16),
+    /// The peer is shedding load.
+    #[error("the peer is overloaded")]
+    Overloaded,
+    /// An error code this build does not know (a newer peer).
+    #[error("remote error {code}: {message}")]
+    Other {
+        /// The peer's code.
+        code: u32,
+        /// The peer's sentence.
+        message: String,
+    },
+}
+
+fn detail_suffix(detail: &[(NodeId, String)]) -> String {
+    if detail.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = detail.iter().map(|(n, e)| format!("{n}: {e}")).collect();
+    format!(" ({})", parts.join("; "))
+}
+
+/// The protobuf form of a [`RemoteError`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireRemoteError {
+    /// Which variant (see `RemoteError::code`).
+    #[prost(uint32, tag = "1")]
+    pub code: u32,
+    /// The human sentence (or the variant's one string).
+    #[prost(string, tag = "2")]
+    pub message: String,
+    /// Quorum counts, hint limits, tree shapes.
+    #[prost(uint64, tag = "3")]
+    pub a: u64,
+    /// Quorum counts, tree shapes.
+    #[prost(uint64, tag = "4")]
+    pub b: u64,
+    /// Per-node detail.
+    #[prost(message, repeated, tag = "5")]
+    pub detail: Vec<WireNodeDetail>,
+    /// A node id (hints full).
+    #[prost(string, tag = "6")]
+    pub node: String,
+}
+
+/// One node's part of a [`RemoteError`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireNodeDetail {
+    /// The node.
+    #[prost(string, tag = "1")]
+    pub node: String,
+    /// What happened there.
+    #[prost(string, tag = "2")]
+    pub reason: String,
+}
+
+impl RemoteError {
+    /// The wire code of each variant; never reused.
+    fn code(&self) -> u32 {
+        match self {
+            RemoteError::QuorumNotMet { .. } => 1,
+            RemoteError::Unavailable(_) => 2,
+            RemoteError::Stale { .. } => 3,
+            RemoteError::BadRequest(_) => 4,
+            RemoteError::Storage(_) => 5,
+            RemoteError::HintsFull { .. } => 6,
+            RemoteError::ShapeMismatch { .. } => 7,
+            RemoteError::Refused(_) => 8,
+            RemoteError::UnknownEndpoint(_) => 9,
+            RemoteError::Overloaded => 10,
+            RemoteError::Other { code, .. } => *code,
+        }
+    }
+}
+
+fn shape_pack(s: (u8, u8)) -> u64 {
+    ((s.0 as u64) << 8) | s.1 as u64
+}
+
+fn shape_unpack(v: u64) -> (u8, u8) {
+    ((v >> 8) as u8, v as u8)
+}
+
+impl WireForm for RemoteError {
+    type Wire = WireRemoteError;
+
+    fn to_wire(&self) -> WireRemoteError {
+        let mut w = WireRemoteError {
+            code: self.code(),
+            message: self.to_string(),
+            ..Default::default()
+        };
+        match self {
+            RemoteError::QuorumNotMet {
+                op,
+                needed,
+                acked,
+                detail,
+            } => {
+                w.message = op.clone();
+                w.a = *needed as u64;
+                w.b = *acked as u64;
+                w.detail = detail
+                    .iter()
+                    .map(|(n, r)| WireNodeDetail {
+                        node: n.to_string(),
+                        reason: r.clone(),
+                    })
+                    .collect();
+            }
+            RemoteError::Unavailable(s)
+            | RemoteError::BadRequest(s)
+            | RemoteError::Storage(s)
+            | RemoteError::Refused(s) => w.message = s.clone(),
+            RemoteError::Stale { answered } => w.a = *answered as u64,
+            RemoteError::HintsFull { node, max } => {
+                w.node = node.to_string();
+                w.a = *max;
+            }
+            RemoteError::ShapeMismatch { ours, theirs } => {
+                w.a = shape_pack(*ours);
+                w.b = shape_pack(*theirs);
+            }
+            RemoteError::UnknownEndpoint(id) => w.a = *id as u64,
+            RemoteError::Overloaded => {}
+            RemoteError::Other { message, .. } => w.message = message.clone(),
+        }
+        w
+    }
+
+    fn from_wire(w: WireRemoteError) -> Result<Self, WireError> {
+        let count = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        Ok(match w.code {
+            1 => RemoteError::QuorumNotMet {
+                op: w.message,
+                needed: count(w.a),
+                acked: count(w.b),
+                detail: w
+                    .detail
+                    .into_iter()
+                    .map(|d| (NodeId::from(d.node), d.reason))
+                    .collect(),
+            },
+            2 => RemoteError::Unavailable(w.message),
+            3 => RemoteError::Stale {
+                answered: count(w.a),
+            },
+            4 => RemoteError::BadRequest(w.message),
+            5 => RemoteError::Storage(w.message),
+            6 => RemoteError::HintsFull {
+                node: NodeId::from(w.node),
+                max: w.a,
+            },
+            7 => RemoteError::ShapeMismatch {
+                ours: shape_unpack(w.a),
+                theirs: shape_unpack(w.b),
+            },
+            8 => RemoteError::Refused(w.message),
+            9 => RemoteError::UnknownEndpoint(u16::try_from(w.a).unwrap_or(u16::MAX)),
+            10 => RemoteError::Overloaded,
+            code => RemoteError::Other {
+                code,
+                message: w.message,
+            },
+        })
+    }
+}
+
+/// Encodes an optional node id: protobuf has no `None` for strings, and no
+/// node id is empty.
+pub(crate) fn node_to_wire(n: &Option<NodeId>) -> String {
+    n.as_ref().map(|n| n.to_string()).unwrap_or_default()
+}
+
+/// Decodes [`node_to_wire`].
+pub(crate) fn node_from_wire(s: String) -> Option<NodeId> {
+    (!s.is_empty()).then(|| NodeId::from(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_errors_round_trip() {
+        let all = [
+            RemoteError::QuorumNotMet {
+                op: "write".into(),
+                needed: 3,
+                acked: 1,
+                detail: vec![(NodeId::from("n2"), "timeout".into())],
+            },
+            RemoteError::Unavailable("no primary".into()),
+            RemoteError::Stale { answered: 2 },
+            RemoteError::BadRequest("w=4".into()),
+            RemoteError::Storage("disk".into()),
+            RemoteError::HintsFull {
+                node: NodeId::from("n4"),
+                max: 10,
+            },
+            RemoteError::ShapeMismatch {
+                ours: (10, 5),
+                theirs: (8, 4),
+            },
+            RemoteError::Refused("in progress".into()),
+            RemoteError::UnknownEndpoint(77),
+            RemoteError::Overloaded,
+            RemoteError::Other {
+                code: 999,
+                message: "new".into(),
+            },
+        ];
+        for e in all {
+            assert_eq!(RemoteError::decode(e.encode()).unwrap(), e);
+        }
+    }
+}
