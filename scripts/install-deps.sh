@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system packages dynkv builds and tests with (Debian 12).
 # clang/libclang: bindgen for the rocksdb crate; librocksdb-dev: the RocksDB
-# we link against (see README, Development).
+# we link against (see README, Development); tcpdump: the test that checks
+# nothing readable crosses the cluster ports captures loopback traffic.
 set -euo pipefail
-PACKAGES=(clang libclang-dev librocksdb-dev libsnappy-dev pkg-config curl)
+PACKAGES=(clang libclang-dev librocksdb-dev libsnappy-dev pkg-config curl tcpdump)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,8 +1,9 @@
-//! Checks of the byte-level decoders: context tokens, internode frames,
-//! stored/replicated objects and quorum parameters. Each takes the raw
-//! fuzzer input and panics on a finding.
+//! Checks of the byte-level decoders: context tokens, stored/replicated
+//! objects and quorum parameters (the internode stream and handshake are in
+//! [`crate::internode`]). Each takes the raw fuzzer input and panics on a
+//! finding.
 
-use dynkv_rpc::{Quorum, Request, Response, decode, encode};
+use dynkv_rpc::messages::Quorum;
 use dynkv_vclock::{
     Content, DvvSet, VersionVector, decode_context, decode_object, encode_context, encode_object,
 };
@@ -26,21 +27,6 @@ pub fn context_token(data: &[u8]) {
     // Merging with itself changes nothing; descends is reflexive.
     assert_eq!(vv.merge(&vv), vv);
     assert!(vv.descends(&vv));
-}
-
-/// An internode frame, as `/rpc` receives a request and a caller a response.
-pub fn rpc_frame(data: &[u8]) {
-    if let Ok(req) = decode::<Request>(data) {
-        let _ = req.is_well_formed();
-        let bytes = encode(&req);
-        let again: Request = decode(&bytes).expect("a re-encoded request decodes");
-        assert_eq!(encode(&again), bytes, "request round trip");
-    }
-    if let Ok(resp) = decode::<Response>(data) {
-        let bytes = encode(&resp);
-        let again: Response = decode(&bytes).expect("a re-encoded response decodes");
-        assert_eq!(encode(&again), bytes, "response round trip");
-    }
 }
 
 /// Two objects (the input split at its first byte's position) as a replica

@@ -11,11 +11,11 @@ use std::time::Duration;
 use arbitrary::{Arbitrary, Unstructured};
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, Uri};
-use dynkv_api::{AppState, HttpMetrics, Limits, router};
-use dynkv_quorum::{Coordinator, CoordinatorConfig, KvService, QuorumMetrics};
+use dynkv_api::{ADMIN_TOKEN_HEADER, AppState, HttpMetrics, Limits, router};
+use dynkv_quorum::{Coordinator, CoordinatorConfig, QuorumMetrics};
 use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::sim::SimNetwork;
-use dynkv_rpc::{AddressBook, PeerHealth, TOKEN_HEADER};
+use dynkv_rpc::{AddressBook, Dispatcher, PeerHealth};
 use dynkv_storage::{Store, StoreConfig};
 
 const TOKEN: &str = "fuzz-token";
@@ -38,6 +38,7 @@ pub struct Input {
     accept_json: bool,
     content_type: Option<String>,
     idempotency_key: Option<String>,
+    /// Whether `X-Dynkv-Token` carries the admin token.
     token: bool,
     body: Vec<u8>,
 }
@@ -48,7 +49,9 @@ const ROUTES: &[&str] = &[
     "/kv/",
     "/admin/local/",
     "/admin/ring?key=",
-    "/rpc",
+    // Where `/rpc` was (the index keeps older inputs' routes): a
+    // membership command, token-protected, with a JSON body.
+    "/admin/join",
     "/admin/cluster",
     "/admin/",
     "/metrics",
@@ -90,20 +93,21 @@ impl Node {
             },
             Arc::new(QuorumMetrics::default()),
         );
-        let service = Arc::new(KvService(coord.clone()));
-        net.register(me.clone(), service.clone());
+        // Internode requests (none on a one-node ring, but the coordinator
+        // may call itself) reach its handlers over the simulated network.
+        let mut dispatcher = Dispatcher::new();
+        coord.register(&mut dispatcher);
+        net.register(me.clone(), Arc::new(dispatcher));
         let state = AppState {
             coord,
-            rpc: service,
             views: Arc::new(Vec::new()),
             book: Arc::new(AddressBook::new(vec![(me, "127.0.0.1:9".to_string())])),
             limits: Limits {
                 max_value_bytes: 4096,
-                max_rpc_bytes: 64 * 1024,
                 max_timeout_ms: 1000,
                 ..Limits::default()
             },
-            cluster_token: TOKEN.into(),
+            admin_token: TOKEN.into(),
             metrics: Arc::new(HttpMetrics::default()),
             registry: Arc::new(Default::default()),
             inflight: Arc::new(tokio::sync::Semaphore::new(64)),
@@ -153,7 +157,7 @@ impl Node {
             req = req.header("accept", "application/json");
         }
         if input.token {
-            req = req.header(TOKEN_HEADER, TOKEN);
+            req = req.header(ADMIN_TOKEN_HEADER, TOKEN);
         }
         let Ok(req) = req.body(Body::from(input.body.clone())) else {
             return;

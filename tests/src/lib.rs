@@ -127,6 +127,12 @@ impl Node {
         &self.log
     }
 
+    /// The process id of the current run, if the node was started and not
+    /// killed or stopped since (it may have exited on its own).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         match &mut self.child {

@@ -371,7 +371,12 @@ pub struct AdminArgs {
     secret_file: Option<std::path::PathBuf>,
     /// The cluster secret in hex (`cluster.secret`); prefer --secret-file,
     /// which keeps it out of the process list.
-    #[arg(long, env = "DYNKV_CLUSTER_SECRET", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DYNKV_CLUSTER_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
     secret: Option<String>,
 }
 
@@ -443,7 +448,11 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
         AdminCommand::Commit => http.post(format!("{base}/admin/commit")),
         AdminCommand::Members | AdminCommand::Secret => http.get(format!("{base}/admin/members")),
     };
-    match req.header(dynkv_api::ADMIN_TOKEN_HEADER, token).send().await {
+    match req
+        .header(dynkv_api::ADMIN_TOKEN_HEADER, token)
+        .send()
+        .await
+    {
         Ok(resp) if resp.status().is_success() => {
             let v: serde_json::Value = resp.json().await.unwrap_or_default();
             match a.command {

@@ -419,7 +419,9 @@ impl Config {
             ));
         }
         let v = self.cluster.protocol_version;
-        if v != 0 && !(dynkv_rpc::wire::MIN_PROTOCOL_VERSION..=dynkv_rpc::PROTOCOL_VERSION).contains(&v) {
+        if v != 0
+            && !(dynkv_rpc::wire::MIN_PROTOCOL_VERSION..=dynkv_rpc::PROTOCOL_VERSION).contains(&v)
+        {
             return bad(format!(
                 "cluster.protocol_version must be 0 (newest) or {} to {}, got {v}",
                 dynkv_rpc::wire::MIN_PROTOCOL_VERSION,

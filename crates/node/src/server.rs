@@ -68,11 +68,7 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     );
     let net_config = NetConfig {
         secret: secret.clone(),
-        hello: Hello::new(
-            me.as_str(),
-            cfg.advertise(),
-            cfg.pinned_protocol_version(),
-        ),
+        hello: Hello::new(me.as_str(), cfg.advertise(), cfg.pinned_protocol_version()),
         connect_timeout: Config::ms(cfg.quorum.rpc_connect_timeout_ms),
         handshake_timeout: Config::ms(cfg.internode.handshake_timeout_ms),
         max_frame: cfg.limits.max_rpc_bytes,

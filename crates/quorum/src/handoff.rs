@@ -20,8 +20,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use dynkv_ring::NodeId;
-use dynkv_rpc::retry::Backoff;
 use dynkv_rpc::messages::Replicate;
+use dynkv_rpc::retry::Backoff;
 use dynkv_storage::{Hint, KeyRef};
 use futures::StreamExt;
 use tokio::sync::watch;

@@ -851,7 +851,8 @@ impl Coordinator {
         key: Bytes,
         object: Object,
         deadline: Instant,
-    ) -> futures::future::BoxFuture<'static, (NodeId, Option<NodeId>, Result<Stored, RpcError>)> {
+    ) -> futures::future::BoxFuture<'static, (NodeId, Option<NodeId>, Result<Stored, RpcError>)>
+    {
         Box::pin(async move {
             let req = StoreHint {
                 owner: owner.clone(),
@@ -1206,7 +1207,11 @@ impl Handler<Ping> for Coordinator {
 }
 
 impl Handler<Read> for Coordinator {
-    async fn handle(self: Arc<Self>, req: Read, ctx: CallContext) -> Result<ReadReply, RemoteError> {
+    async fn handle(
+        self: Arc<Self>,
+        req: Read,
+        ctx: CallContext,
+    ) -> Result<ReadReply, RemoteError> {
         let object = self.read_local(req.key, req.hint_for).await?;
         // Digests are a version-2 answer: an older peer gets the object.
         if req.digest_only && ctx.version >= 2 {
@@ -1223,14 +1228,22 @@ impl Handler<Read> for Coordinator {
 }
 
 impl Handler<Replicate> for Coordinator {
-    async fn handle(self: Arc<Self>, req: Replicate, _: CallContext) -> Result<Stored, RemoteError> {
+    async fn handle(
+        self: Arc<Self>,
+        req: Replicate,
+        _: CallContext,
+    ) -> Result<Stored, RemoteError> {
         self.replicate_local(req.key, req.object).await?;
         Ok(Stored {})
     }
 }
 
 impl Handler<StoreHint> for Coordinator {
-    async fn handle(self: Arc<Self>, req: StoreHint, _: CallContext) -> Result<Stored, RemoteError> {
+    async fn handle(
+        self: Arc<Self>,
+        req: StoreHint,
+        _: CallContext,
+    ) -> Result<Stored, RemoteError> {
         self.store_hint(req).await
     }
 }

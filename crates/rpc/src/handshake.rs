@@ -101,7 +101,9 @@ impl WireForm for Hello {
 
     fn from_wire(w: WireHello) -> Result<Self, WireError> {
         if w.node.is_empty() || w.node.len() > 256 || w.api_addr.len() > 256 {
-            return Err(WireError::Invalid("hello with a bad node id or address".into()));
+            return Err(WireError::Invalid(
+                "hello with a bad node id or address".into(),
+            ));
         }
         Ok(Hello {
             node: w.node,
@@ -122,7 +124,9 @@ pub enum HandshakeError {
     #[error("malformed handshake: {0}")]
     Malformed(String),
     /// No message version both sides speak.
-    #[error("no common message version (ours {ours_min}..={ours_max}, theirs {theirs_min}..={theirs_max})")]
+    #[error(
+        "no common message version (ours {ours_min}..={ours_max}, theirs {theirs_min}..={theirs_max})"
+    )]
     Incompatible {
         /// Our range.
         ours_min: u32,
@@ -190,7 +194,9 @@ pub struct Session {
 
 fn builder() -> Builder<'static> {
     let params = NOISE_PATTERN.parse().expect("a valid Noise pattern");
-    Builder::new(params).prologue(PROLOGUE).expect("prologue set once")
+    Builder::new(params)
+        .prologue(PROLOGUE)
+        .expect("prologue set once")
 }
 
 fn negotiate(ours: &Hello, theirs: &Hello) -> Result<u32, HandshakeError> {

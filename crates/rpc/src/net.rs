@@ -162,13 +162,12 @@ impl Conn {
         call: RawCall,
         deadline: Instant,
     ) -> Result<RawReply, RpcError> {
-        let _permit = match tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned())
-            .await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => return Err(RpcError::Unreachable("connection closed".into())),
-            Err(_) => return Err(RpcError::Timeout(call.timeout)),
-        };
+        let _permit =
+            match tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                Ok(Err(_)) => return Err(RpcError::Unreachable("connection closed".into())),
+                Err(_) => return Err(RpcError::Timeout(call.timeout)),
+            };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         match self.pending.lock().as_mut() {
@@ -380,21 +379,18 @@ impl Inner {
     }
 
     async fn dial(&self, to: &NodeId, addr: &str, class: Class) -> Result<Arc<Conn>, RpcError> {
-        let mut stream = match tokio::time::timeout(
-            self.config.connect_timeout,
-            TcpStream::connect(addr),
-        )
-        .await
-        {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(RpcError::Unreachable(format!("{addr}: {e}"))),
-            Err(_) => {
-                return Err(RpcError::Unreachable(format!(
-                    "{addr}: connect timed out after {:?}",
-                    self.config.connect_timeout
-                )));
-            }
-        };
+        let mut stream =
+            match tokio::time::timeout(self.config.connect_timeout, TcpStream::connect(addr)).await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(RpcError::Unreachable(format!("{addr}: {e}"))),
+                Err(_) => {
+                    return Err(RpcError::Unreachable(format!(
+                        "{addr}: connect timed out after {:?}",
+                        self.config.connect_timeout
+                    )));
+                }
+            };
         let _ = stream.set_nodelay(true);
         let session = handshake::initiate(
             &mut stream,
@@ -406,9 +402,7 @@ impl Inner {
         .map_err(|e| {
             self.metrics
                 .handshake_failures
-                .get_or_create(&ReasonLabels {
-                    reason: e.reason(),
-                })
+                .get_or_create(&ReasonLabels { reason: e.reason() })
                 .inc();
             match e {
                 handshake::HandshakeError::Closed | handshake::HandshakeError::BadSecret => {
@@ -487,7 +481,9 @@ impl Transport for NetTransport {
 
     fn version(&self, peer: &NodeId) -> Option<u32> {
         let links = self.inner.links.read().get(peer).cloned()?;
-        let c = links.slots[Class::Interactive.index()].current.load_full()?;
+        let c = links.slots[Class::Interactive.index()]
+            .current
+            .load_full()?;
         c.is_open().then_some(c.version)
     }
 }
@@ -598,7 +594,12 @@ impl AsyncFrameSink for ClientSink<'_> {
     }
 }
 
-async fn client_reader(rd: OwnedReadHalf, conn: &Conn, cipher: SessionCipher, max_frame: usize) -> String {
+async fn client_reader(
+    rd: OwnedReadHalf,
+    conn: &Conn,
+    cipher: SessionCipher,
+    max_frame: usize,
+) -> String {
     let link = conn.link.clone();
     read_frames(rd, cipher, max_frame, &link, ClientSink(conn)).await
 }
@@ -697,9 +698,7 @@ async fn serve_connection(
         Err(e) => {
             metrics
                 .handshake_failures
-                .get_or_create(&ReasonLabels {
-                    reason: e.reason(),
-                })
+                .get_or_create(&ReasonLabels { reason: e.reason() })
                 .inc();
             info!(%from, error = %e, "internode handshake refused");
             return;

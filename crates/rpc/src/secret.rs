@@ -24,7 +24,9 @@ pub enum SecretError {
     #[error("the cluster secret must be hex (as `dynkv admin secret` prints it)")]
     NotHex,
     /// Too short to resist guessing.
-    #[error("the cluster secret has {0} bytes; it needs at least {MIN_SECRET_BYTES} (64 hex digits)")]
+    #[error(
+        "the cluster secret has {0} bytes; it needs at least {MIN_SECRET_BYTES} (64 hex digits)"
+    )]
     TooShort(usize),
 }
 
@@ -104,9 +106,11 @@ mod tests {
         let again = ClusterSecret::from_hex(&format!(" {}\n", s.to_hex())).unwrap();
         assert_eq!(s, again);
         assert_eq!(s.admin_token(), again.admin_token());
-        assert_ne!(s.handshake_key().to_vec(), hex::decode(s.admin_token()).unwrap());
+        assert_ne!(
+            s.handshake_key().to_vec(),
+            hex::decode(s.admin_token()).unwrap()
+        );
         assert_ne!(s, ClusterSecret::generate());
         assert!(!format!("{s:?}").contains(&s.to_hex()));
     }
 }
-
