@@ -19,7 +19,9 @@ use dynkv_rpc::frame::{
     Frame, FrameDecoder, FrameError, MAX_RECORD, NullCipher, RecordDecoder, TAG_LEN, put_answer,
     put_request, seal_records,
 };
-use dynkv_rpc::handshake::{HandshakeError, Hello, Initiator, accept_first};
+use dynkv_rpc::handshake::{
+    HandshakeError, Hello, Initiator, MAX_HANDSHAKE_MESSAGE, accept_first, initiate, respond,
+};
 use dynkv_rpc::messages::{
     AaeFetch, AaeHashes, AaeKeys, AaeRepair, ClusterStateReply, Coordinate, ENDPOINT_IDS, Gossip,
     Handoff, Hashes, Join, KeyDigests, Keys, ListKeys, ListNamespaces, Objects, Ping, Pong, Quorum,
@@ -502,6 +504,12 @@ pub fn fuzz_hello(node: &str) -> Hello {
 /// bound to the initiator's fresh ephemeral key), so both must be refused,
 /// as `BadSecret`: nothing in the payload may be looked at before it is
 /// authenticated.
+///
+/// Then the input as the whole byte stream a connection receives (`u16 BE
+/// length ‖ message ‖ whatever follows`, then EOF), through the async
+/// `respond` and `initiate`: they must fail for the reason the length
+/// prefix and the stream's end dictate, and read nothing past the first
+/// message (a peer that fails the handshake gets no further byte parsed).
 pub fn handshake(data: &[u8]) {
     let secret = fuzz_secret();
     match accept_first(&secret, &fuzz_hello("responder"), data) {
@@ -512,6 +520,68 @@ pub fn handshake(data: &[u8]) {
     match initiator.finish(data) {
         Ok(_) => panic!("an answer of {} bytes proved the secret", data.len()),
         Err(e) => assert_eq!(e, HandshakeError::BadSecret, "initiator"),
+    }
+    handshake_stream(data);
+}
+
+/// The runtime of the stream half of [`handshake`].
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime")
+    })
+}
+
+fn handshake_stream(data: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // What reading one handshake message from `data` then EOF must give,
+    // and how many bytes it may consume.
+    let (want, consumed) = match data {
+        [] | [_] => ("closed", data.len()),
+        [a, b, rest @ ..] => match u16::from_be_bytes([*a, *b]) as usize {
+            0 => ("malformed", 2),
+            n if n > MAX_HANDSHAKE_MESSAGE => ("malformed", 2),
+            n if rest.len() < n => ("closed", data.len()),
+            n => ("bad_secret", 2 + n),
+        },
+    };
+    let secret = fuzz_secret();
+    let deadline = std::time::Duration::from_secs(5);
+    for responder in [true, false] {
+        let side = if responder { "respond" } else { "initiate" };
+        let (error, rest) = runtime().block_on(async {
+            // Room for the input and the initiator's own first message.
+            let (mut peer, mut conn) = tokio::io::duplex(data.len() + 2 * MAX_HANDSHAKE_MESSAGE);
+            peer.write_all(data).await.expect("fits the pipe");
+            peer.shutdown().await.expect("EOF after the input");
+            let r = if responder {
+                respond(&mut conn, &secret, &fuzz_hello("responder"), deadline)
+                    .await
+                    .map(drop)
+            } else {
+                initiate(&mut conn, &secret, fuzz_hello("initiator"), deadline)
+                    .await
+                    .map(drop)
+            };
+            let Err(error) = r else {
+                panic!("{side}: a stream of {} bytes proved the secret", data.len());
+            };
+            let mut rest = Vec::new();
+            conn.read_to_end(&mut rest)
+                .await
+                .expect("the rest of the input");
+            (error, rest)
+        });
+        assert_eq!(error.reason(), want, "{side}: {error}");
+        assert!(
+            rest[..] == data[consumed..],
+            "{side} read {} bytes of {}, not {consumed}",
+            data.len() - rest.len(),
+            data.len()
+        );
     }
 }
 
@@ -726,9 +796,15 @@ pub fn handshake_seeds() -> Vec<(&'static str, Vec<u8>)> {
     );
     let mut truncated = first.clone();
     truncated.truncate(40);
+    // As a connection receives it: length-prefixed, then the first bytes
+    // of a record stream the handshake must leave unread.
+    let mut framed = (first.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&first);
+    framed.extend_from_slice(&[0, 16, 1, 2, 3]);
     vec![
         ("seed-first-other-secret", first),
         ("seed-answer-other-secret", answer),
         ("seed-first-truncated", truncated),
+        ("seed-framed-first-other-secret", framed),
     ]
 }

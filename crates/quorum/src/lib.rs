@@ -472,21 +472,27 @@ impl Coordinator {
         if self.health.acquire(to).is_err() {
             return Err(RpcError::BreakerOpen);
         }
+        // A call dropped before its outcome (its caller stopped waiting)
+        // must not leave a half-open breaker waiting for a verdict forever.
+        let mut pending = dynkv_rpc::health::PendingCall::new(&self.health, to);
         let r = self.transport.call(to, req, timeout).await;
+        pending.settled();
         match &r {
-            Ok(_) => {
+            // An answer, even a refusal, shows the peer is alive.
+            Ok(_) | Err(RpcError::Remote(_) | RpcError::Protocol(_)) => {
                 if self.health.record_success(to) {
                     tracing::info!(peer = %to, "peer is up");
                 }
             }
-            Err(e) => {
-                self.metrics
-                    .internode_errors
-                    .get_or_create(&metrics::ErrorLabels::new(E::NAME, e))
-                    .inc();
-                if !e.peer_answered() && self.health.record_failure(to) {
-                    warn!(peer = %to, error = %e, "peer marked down (breaker open)");
-                }
+            Err(_) => {}
+        }
+        if let Err(e) = &r {
+            self.metrics
+                .internode_errors
+                .get_or_create(&metrics::ErrorLabels::new(E::NAME, e))
+                .inc();
+            if !e.peer_answered() && self.health.record_failure(to) {
+                warn!(peer = %to, error = %e, "peer marked down (breaker open)");
             }
         }
         r

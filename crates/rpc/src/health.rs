@@ -280,6 +280,20 @@ impl PeerHealth {
         }
     }
 
+    /// A call let through by [`PeerHealth::acquire`] ended without an
+    /// outcome (it was cancelled): if it was the half-open probe, the
+    /// breaker goes back to open with its cooldown already over, so the
+    /// next call probes instead of the peer staying half-open forever.
+    pub fn abandon(&self, node: &NodeId) {
+        let Some(s) = self.state(node) else {
+            return;
+        };
+        if BreakerState::from_u8(s.state.load(Ordering::Acquire)) == BreakerState::HalfOpen {
+            s.probe_in_flight.store(false, Ordering::Release);
+            self.set(node, &s, BreakerState::Open);
+        }
+    }
+
     /// A request or ping got an answer. Returns true if the peer came back up.
     pub fn record_success(&self, node: &NodeId) -> bool {
         let Some(s) = self.state(node) else {
@@ -336,6 +350,39 @@ impl PeerHealth {
     }
 }
 
+/// A call in flight to a peer: unless [`PendingCall::settled`] is called,
+/// dropping it tells the breaker the call was abandoned
+/// ([`PeerHealth::abandon`]).
+pub struct PendingCall<'a> {
+    health: &'a PeerHealth,
+    node: &'a NodeId,
+    settled: bool,
+}
+
+impl<'a> PendingCall<'a> {
+    /// Starts watching a call to `node`.
+    pub fn new(health: &'a PeerHealth, node: &'a NodeId) -> Self {
+        PendingCall {
+            health,
+            node,
+            settled: false,
+        }
+    }
+
+    /// The call ended; its outcome is recorded by the caller.
+    pub fn settled(&mut self) {
+        self.settled = true;
+    }
+}
+
+impl Drop for PendingCall<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.health.abandon(self.node);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +421,31 @@ mod tests {
         // Unknown peers are learnt on first contact.
         h.record_failure(&"n9".into());
         assert_eq!(h.snapshot().len(), 2);
+    }
+
+    #[test]
+    fn an_abandoned_probe_lets_the_next_call_probe() {
+        let h =
+            PeerHealth::new("n1".into(), ["n2".into()], 1).with_cooldown(Duration::from_millis(20));
+        let n2: NodeId = "n2".into();
+        h.record_failure(&n2);
+        std::thread::sleep(Duration::from_millis(30));
+        {
+            assert!(h.acquire(&n2).is_ok());
+            let _call = PendingCall::new(&h, &n2);
+            assert_eq!(h.breaker(&n2), BreakerState::HalfOpen);
+            // Dropped without an outcome: its caller gave up.
+        }
+        assert_eq!(h.breaker(&n2), BreakerState::Open);
+        assert!(h.acquire(&n2).is_ok(), "the next call is the probe at once");
+        let mut call = PendingCall::new(&h, &n2);
+        call.settled();
+        drop(call);
+        assert_eq!(
+            h.breaker(&n2),
+            BreakerState::HalfOpen,
+            "a settled call leaves the verdict to its caller"
+        );
+        assert!(h.record_success(&n2));
     }
 }

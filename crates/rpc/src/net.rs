@@ -39,7 +39,8 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use bytes::{Bytes, BytesMut};
 use dynkv_ring::NodeId;
-use futures::future::BoxFuture;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 use parking_lot::{Mutex, RwLock};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -110,7 +111,7 @@ struct Conn {
     addr: String,
     peer: Hello,
     version: u32,
-    out: mpsc::Sender<Bytes>,
+    out: mpsc::Sender<Outgoing>,
     /// `None` once closed: nothing new may wait on a dead connection.
     pending: Mutex<Option<HashMap<u64, Waiter>>>,
     next_id: AtomicU64,
@@ -162,11 +163,16 @@ impl Conn {
         call: RawCall,
         deadline: Instant,
     ) -> Result<RawReply, RpcError> {
-        let _permit =
+        let started = Instant::now();
+        // The slot is shared by the caller and the queued frame: it is free
+        // again once the caller stopped waiting *and* the frame left the
+        // queue, so a writer stuck on a peer that stopped reading makes new
+        // callers wait (and time out) instead of queueing without bound.
+        let slot =
             match tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await {
-                Ok(Ok(p)) => p,
+                Ok(Ok(p)) => Arc::new(p),
                 Ok(Err(_)) => return Err(RpcError::Unreachable("connection closed".into())),
-                Err(_) => return Err(RpcError::Timeout(call.timeout)),
+                Err(_) => return Err(self.timed_out(&call, started)),
             };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -177,25 +183,42 @@ impl Conn {
         let _forget = Forget { conn: self, id };
         let mut frame = BytesMut::with_capacity(4 + 11 + call.body.len());
         put_request(&mut frame, id, call.endpoint, &call.body);
-        let sent_at = Instant::now();
-        if self.out.send(frame.freeze()).await.is_err() {
-            return Err(RpcError::Unreachable("connection closed".into()));
+        let queued = Outgoing {
+            frame: frame.freeze(),
+            _slot: Some(slot.clone()),
+        };
+        match tokio::time::timeout_at(deadline, self.out.send(queued)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(RpcError::Unreachable("connection closed".into())),
+            Err(_) => return Err(self.timed_out(&call, started)),
         }
         self.link.inflight.inc();
         let answer = tokio::time::timeout_at(deadline, rx).await;
         self.link.inflight.dec();
+        drop(slot);
         match answer {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(RpcError::ConnectionLost("connection closed".into())),
-            Err(_) => {
-                if self.silent_since(sent_at) {
-                    debug!(peer = %self.peer.node, "closing a silent internode connection");
-                    self.close("silent connection");
-                }
-                Err(RpcError::Timeout(call.timeout))
-            }
+            Err(_) => Err(self.timed_out(&call, started)),
         }
     }
+
+    /// A call that ran out of time: when nothing at all arrived on the
+    /// connection meanwhile, the connection is presumed dead and closed so
+    /// the next call dials afresh.
+    fn timed_out(&self, call: &RawCall, started: Instant) -> RpcError {
+        if self.silent_since(started) {
+            debug!(peer = %self.peer.node, "closing a silent internode connection");
+            self.close("silent connection");
+        }
+        RpcError::Timeout(call.timeout)
+    }
+}
+
+/// A frame waiting for the writer, with the in-flight slot it occupies.
+struct Outgoing {
+    frame: Bytes,
+    _slot: Option<Arc<OwnedSemaphorePermit>>,
 }
 
 /// Removes a request's waiter when the caller stops waiting (answered,
@@ -213,8 +236,12 @@ impl Drop for Forget<'_> {
     }
 }
 
+type Dialing = Shared<BoxFuture<'static, Result<Arc<Conn>, RpcError>>>;
+
 #[derive(Default)]
 struct DialState {
+    /// The dial under way, shared by every caller waiting for it.
+    pending: Option<Dialing>,
     failures: u32,
     retry_at: Option<Instant>,
     last_error: String,
@@ -224,7 +251,7 @@ struct DialState {
 #[derive(Default)]
 struct Slot {
     current: ArcSwapOption<Conn>,
-    dial: tokio::sync::Mutex<DialState>,
+    dial: Mutex<DialState>,
 }
 
 #[derive(Default)]
@@ -308,8 +335,14 @@ impl Inner {
         self.links.write().entry(to.clone()).or_default().clone()
     }
 
+    /// The open connection to `to` for `class`, dialling one if needed.
+    ///
+    /// A dial runs as a task of its own, bounded by the connect and
+    /// handshake timeouts rather than by the caller's deadline: a caller
+    /// with a short deadline (a ping) that gives up does not waste the
+    /// handshake, and every caller meanwhile waits on the same dial.
     async fn connection(
-        &self,
+        self: &Arc<Self>,
         to: &NodeId,
         class: Class,
         deadline: Instant,
@@ -327,55 +360,82 @@ impl Inner {
         {
             return Ok(c);
         }
-        let mut dial = tokio::time::timeout_at(deadline, slot.dial.lock())
-            .await
-            .map_err(|_| RpcError::Timeout(timeout))?;
-        if let Some(c) = slot.current.load_full()
-            && usable(&c)
-        {
-            return Ok(c);
-        }
-        if let Some(c) = slot.current.swap(None) {
-            c.close("replaced");
-        }
-        if let Some(at) = dial.retry_at
-            && Instant::now() < at
-        {
-            return Err(RpcError::Unreachable(format!(
-                "reconnecting to {addr} (last attempt: {})",
-                dial.last_error
-            )));
-        }
-        let attempt = tokio::time::timeout_at(deadline, self.dial(to, &addr, class)).await;
-        let result = match attempt {
+        let dialing = {
+            let mut dial = slot.dial.lock();
+            if let Some(c) = slot.current.load_full()
+                && usable(&c)
+            {
+                return Ok(c);
+            }
+            match &dial.pending {
+                Some(d) => d.clone(),
+                None => {
+                    if let Some(at) = dial.retry_at
+                        && Instant::now() < at
+                    {
+                        return Err(RpcError::Unreachable(format!(
+                            "reconnecting to {addr} (last attempt: {})",
+                            dial.last_error
+                        )));
+                    }
+                    if let Some(c) = slot.current.swap(None) {
+                        c.close("replaced");
+                    }
+                    let d = self
+                        .clone()
+                        .dial_in_background(to.clone(), addr, class, links.clone());
+                    dial.pending = Some(d.clone());
+                    d
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline, dialing).await {
             Ok(r) => r,
             Err(_) => Err(RpcError::Timeout(timeout)),
-        };
-        match result {
-            Ok(conn) => {
-                if dial.dialled_before {
-                    self.metrics
-                        .reconnects
-                        .get_or_create(&PeerLabels {
-                            peer: to.to_string(),
-                        })
-                        .inc();
-                }
-                *dial = DialState {
-                    dialled_before: true,
-                    ..DialState::default()
-                };
-                slot.current.store(Some(conn.clone()));
-                Ok(conn)
-            }
-            Err(e) => {
-                dial.failures += 1;
-                dial.retry_at =
-                    Some(Instant::now() + self.config.reconnect.jittered(dial.failures - 1));
-                dial.last_error = e.to_string();
-                Err(e)
-            }
         }
+    }
+
+    /// Starts a dial whose outcome lands in the slot whoever waits for it.
+    fn dial_in_background(
+        self: Arc<Self>,
+        to: NodeId,
+        addr: String,
+        class: Class,
+        links: Arc<Links>,
+    ) -> Dialing {
+        let run = async move {
+            let result = self.dial(&to, &addr, class).await;
+            let slot = &links.slots[class.index()];
+            let mut dial = slot.dial.lock();
+            dial.pending = None;
+            match &result {
+                Ok(conn) => {
+                    if dial.dialled_before {
+                        self.metrics
+                            .reconnects
+                            .get_or_create(&PeerLabels {
+                                peer: to.to_string(),
+                            })
+                            .inc();
+                    }
+                    *dial = DialState {
+                        dialled_before: true,
+                        ..DialState::default()
+                    };
+                    slot.current.store(Some(conn.clone()));
+                }
+                Err(e) => {
+                    dial.failures += 1;
+                    dial.retry_at =
+                        Some(Instant::now() + self.config.reconnect.jittered(dial.failures - 1));
+                    dial.last_error = e.to_string();
+                }
+            }
+            result
+        };
+        let shared = run.boxed().shared();
+        tokio::spawn(shared.clone());
+        shared
     }
 
     async fn dial(&self, to: &NodeId, addr: &str, class: Class) -> Result<Arc<Conn>, RpcError> {
@@ -404,10 +464,11 @@ impl Inner {
                 .handshake_failures
                 .get_or_create(&ReasonLabels { reason: e.reason() })
                 .inc();
+            // A peer with another secret hangs up after our first message,
+            // but so does one that dies or a link that breaks: only an answer
+            // that fails to authenticate proves a wrong secret.
             match e {
-                handshake::HandshakeError::Closed | handshake::HandshakeError::BadSecret => {
-                    RpcError::Unauthorized
-                }
+                handshake::HandshakeError::BadSecret => RpcError::Unauthorized,
                 other => RpcError::Unreachable(format!("{addr}: {other}")),
             }
         })?;
@@ -491,29 +552,31 @@ impl Transport for NetTransport {
 /// Gathers ready frames, seals them and writes them in one go.
 async fn writer(
     mut wr: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Outgoing>,
     cipher: SessionCipher,
     link: &LinkMetrics,
 ) -> String {
     let mut plain = BytesMut::with_capacity(COALESCE_BYTES);
     let mut wire = Vec::with_capacity(COALESCE_BYTES + MAX_RECORD);
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(64);
     let mut nonce = 0u64;
     loop {
         let Some(first) = rx.recv().await else {
             return "no more senders".into();
         };
         plain.clear();
-        plain.extend_from_slice(&first);
-        let mut frames = 1;
+        plain.extend_from_slice(&first.frame);
+        batch.push(first);
         while plain.len() < COALESCE_BYTES {
             match rx.try_recv() {
                 Ok(f) => {
-                    plain.extend_from_slice(&f);
-                    frames += 1;
+                    plain.extend_from_slice(&f.frame);
+                    batch.push(f);
                 }
                 Err(_) => break,
             }
         }
+        let frames = batch.len() as u64;
         wire.clear();
         if let Err(e) = seal_records(&cipher, &mut nonce, &plain, &mut wire) {
             return e.to_string();
@@ -521,6 +584,8 @@ async fn writer(
         if let Err(e) = wr.write_all(&wire).await {
             return format!("write failed: {e}");
         }
+        // Written: the frames' in-flight slots are free for new requests.
+        batch.clear();
         link.frames_sent.inc_by(frames);
         link.bytes_sent.inc_by(wire.len() as u64);
         link.writes.inc();
@@ -609,7 +674,7 @@ struct ServerSink {
     dispatcher: Arc<Dispatcher>,
     ctx: CallContext,
     permits: Arc<Semaphore>,
-    out: mpsc::Sender<Bytes>,
+    out: mpsc::Sender<Outgoing>,
 }
 
 impl AsyncFrameSink for ServerSink {
@@ -634,8 +699,12 @@ impl AsyncFrameSink for ServerSink {
                 Ok(body) => put_answer(&mut frame, id, true, &body),
                 Err(e) => put_answer(&mut frame, id, false, &e.encode()),
             }
-            let _ = out.send(frame.freeze()).await;
-            drop(permit);
+            let _ = out
+                .send(Outgoing {
+                    frame: frame.freeze(),
+                    _slot: Some(Arc::new(permit)),
+                })
+                .await;
         });
         Ok(())
     }

@@ -50,13 +50,11 @@ pub enum RpcError {
 }
 
 impl RpcError {
-    /// True when the peer answered, so the failure detector should not
-    /// count the failure against its liveness.
+    /// True when the peer answered (a refusal or bytes we could not
+    /// decode), so the failure detector should count it alive. A peer that
+    /// refuses our handshake is not: nothing can be sent to it.
     pub fn peer_answered(&self) -> bool {
-        matches!(
-            self,
-            RpcError::Unauthorized | RpcError::Protocol(_) | RpcError::Remote(_)
-        )
+        matches!(self, RpcError::Protocol(_) | RpcError::Remote(_))
     }
 
     /// True when the request certainly never reached the peer, so it is
