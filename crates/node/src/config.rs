@@ -467,8 +467,12 @@ impl Config {
         {
             return bad("limits must be positive".into());
         }
-        if self.limits.max_rpc_bytes < self.limits.max_value_bytes {
-            return bad("limits.max_rpc_bytes must be at least limits.max_value_bytes".into());
+        // A replicated object carries its value plus a clock, metadata and
+        // the frame's own headers.
+        if self.limits.max_rpc_bytes < self.limits.max_value_bytes + (64 << 10) {
+            return bad(
+                "limits.max_rpc_bytes must exceed limits.max_value_bytes by at least 64 KiB".into(),
+            );
         }
         let members = self.members()?;
         if !members.iter().any(|m| m.id == self.node.id) {

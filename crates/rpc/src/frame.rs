@@ -79,6 +79,17 @@ pub enum FrameError {
     Decrypt,
 }
 
+/// The length field of a request frame with a body of `body` bytes: what
+/// the receiver checks against its limit.
+pub fn request_len(body: usize) -> usize {
+    REQUEST_HEADER + body
+}
+
+/// The length field of an answer frame with a body of `body` bytes.
+pub fn answer_len(body: usize) -> usize {
+    REPLY_HEADER + body
+}
+
 /// Appends a request frame.
 pub fn put_request(out: &mut BytesMut, id: u64, endpoint: u16, body: &[u8]) {
     out.reserve(4 + REQUEST_HEADER + body.len());

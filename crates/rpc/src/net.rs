@@ -59,7 +59,7 @@ use crate::metrics::{ConnectionLabels, InternodeMetrics, LinkMetrics, PeerLabels
 use crate::retry::Backoff;
 use crate::secret::ClusterSecret;
 use crate::transport::{AddressBook, RawCall, RawReply, RpcError, Transport};
-use crate::wire::{Class, Message};
+use crate::wire::{Class, Message, RemoteError};
 
 /// Settings of the internode transport (both sides).
 #[derive(Clone, Debug)]
@@ -526,11 +526,14 @@ impl Transport for NetTransport {
         let to = to.clone();
         Box::pin(async move {
             let deadline = Instant::now() + call.timeout;
-            if call.body.len() > inner.config.max_frame {
+            // Refused here, not by the peer: a frame over its limit would
+            // close the connection and fail every request on it.
+            if crate::frame::request_len(call.body.len()) > inner.config.max_frame {
                 return Err(RpcError::Unreachable(format!(
-                    "a {} request of {} bytes exceeds the frame limit",
+                    "a {} request of {} bytes exceeds the frame limit of {}",
                     call.name,
-                    call.body.len()
+                    call.body.len(),
+                    inner.config.max_frame
                 )));
             }
             let conn = inner
@@ -675,6 +678,7 @@ struct ServerSink {
     ctx: CallContext,
     permits: Arc<Semaphore>,
     out: mpsc::Sender<Outgoing>,
+    max_frame: usize,
 }
 
 impl AsyncFrameSink for ServerSink {
@@ -692,8 +696,19 @@ impl AsyncFrameSink for ServerSink {
             .map_err(|_| "closed".to_string())?;
         let work = self.dispatcher.dispatch(endpoint, body, self.ctx.clone());
         let out = self.out.clone();
+        let max_frame = self.max_frame;
         tokio::spawn(async move {
-            let answer = work.await;
+            let mut answer = work.await;
+            // An answer the caller would refuse (closing the connection)
+            // becomes an error it can read.
+            if let Ok(body) = &answer
+                && crate::frame::answer_len(body.len()) > max_frame
+            {
+                answer = Err(RemoteError::TooLarge {
+                    bytes: body.len() as u64,
+                    max: max_frame as u64,
+                });
+            }
             let mut frame = BytesMut::new();
             match answer {
                 Ok(body) => put_answer(&mut frame, id, true, &body),
@@ -793,6 +808,7 @@ async fn serve_connection(
         },
         permits: Arc::new(Semaphore::new(config.max_inflight.max(1))),
         out: tx,
+        max_frame: config.max_frame,
     };
     let cipher = session.cipher;
     let why = tokio::select! {

@@ -184,6 +184,14 @@ pub enum RemoteError {
     /// The peer is shedding load.
     #[error("the peer is overloaded")]
     Overloaded,
+    /// The answer would exceed the frame limit.
+    #[error("the answer of {bytes} bytes exceeds the frame limit of {max}")]
+    TooLarge {
+        /// Size of the answer's body.
+        bytes: u64,
+        /// The limit.
+        max: u64,
+    },
     /// An error code this build does not know (a newer peer).
     #[error("remote error {code}: {message}")]
     Other {
@@ -250,6 +258,7 @@ impl RemoteError {
             RemoteError::Refused(_) => 8,
             RemoteError::UnknownEndpoint(_) => 9,
             RemoteError::Overloaded => 10,
+            RemoteError::TooLarge { .. } => 11,
             RemoteError::Other { code, .. } => *code,
         }
     }
@@ -305,6 +314,10 @@ impl WireForm for RemoteError {
             }
             RemoteError::UnknownEndpoint(id) => w.a = *id as u64,
             RemoteError::Overloaded => {}
+            RemoteError::TooLarge { bytes, max } => {
+                w.a = *bytes;
+                w.b = *max;
+            }
             RemoteError::Other { message, .. } => w.message = message.clone(),
         }
         w
@@ -340,6 +353,10 @@ impl WireForm for RemoteError {
             8 => RemoteError::Refused(w.message),
             9 => RemoteError::UnknownEndpoint(u16::try_from(w.a).unwrap_or(u16::MAX)),
             10 => RemoteError::Overloaded,
+            11 => RemoteError::TooLarge {
+                bytes: w.a,
+                max: w.b,
+            },
             code => RemoteError::Other {
                 code,
                 message: w.message,
@@ -387,6 +404,7 @@ mod tests {
             RemoteError::Refused("in progress".into()),
             RemoteError::UnknownEndpoint(77),
             RemoteError::Overloaded,
+            RemoteError::TooLarge { bytes: 9, max: 8 },
             RemoteError::Other {
                 code: 999,
                 message: "new".into(),
