@@ -11,8 +11,14 @@
 #   scripts/bench-compare.sh --all        both
 #   scripts/bench-compare.sh --quick ...  short runs and small key spaces, results in
 #                                         ./bench-results (docs/ is left alone)
-#   --profile                             also record a CPU profile (perf, cpu-clock) of a
-#                                         separate 3-node R=W=2 run (not one in the tables)
+#   --profile                             also record a CPU profile (perf, cpu-clock, DWARF call
+#                                         chains) of a separate 3-node R=W=2 run (not one in the
+#                                         tables); with BENCH_BEFORE also of the earlier build, and
+#                                         the internode share of both profiles (see below)
+#   --ab N                                with BENCH_BEFORE: only an A/B series, N pairs of short
+#                                         3-node R=W=2 runs alternating the earlier and the current
+#                                         build (BENCH_AB_DURATION 15s, BENCH_AB_KEYS 20000), whose
+#                                         min/median/max go into the document
 #   --doc-only                            only regenerate the document from the results
 #
 # Every run starts fresh servers on loopback ports with their own data
@@ -30,22 +36,69 @@
 # BENCH_SCALING_VALUE_KEYS (10000: key space of the value-size series),
 # BENCH_NO_INSTALL=1 (do not apt-get missing packages), BENCH_ONLY (comma-separated
 # run names, e.g. dynkv-1,etcd-3: run only these, keep the other results).
+#
+# Before and after: BENCH_BEFORE=DIR names a checkout of an earlier build
+# (e.g. `git worktree add /var/tmp/dynkv-before 487235d`), built with
+# `CARGO_TARGET_DIR=$BENCH_BEFORE_TARGET cargo build --release -p dynkv`
+# (BENCH_BEFORE_TARGET: /var/tmp/dynkv-before-target; the script runs that
+# build again, a no-op when it is fresh). It adds the run dynkv-3-rw2-before:
+# the dynkv-3-rw2 load on 3 nodes started by DIR's own scripts/cluster.sh with
+# DIR's binary (so that build's conventions apply: ports, member addresses,
+# token or secret), measured by the current `dynkv bench`; and the table
+# "Internode protocol: before and after".
+#
+# Internode share of a profile (--profile, printed and written to
+# profile-<run>-internode.json): the share of the nodes' samples
+#   (a) in the kernel's TCP transmit path: some kernel frame of the sample's
+#       call chain is a socket send entry (sock_sendmsg, sock_write_iter,
+#       __sys_sendto, ...), tcp_sendmsg(_locked), tcp_push,
+#       __tcp_push_pending_frames, tcp_write_xmit, (__)tcp_transmit_skb,
+#       (__)tcp_send_ack, (__)ip_queue_xmit, (__)ip_local_out,
+#       ip_output, ip_finish_output(2), (__)dev_queue_xmit,
+#       dev_hard_start_xmit or loopback_xmit. On loopback the receiving
+#       socket's processing runs inside this path (softirq under
+#       __dev_queue_xmit). Every socket counts, the client-facing answers too
+#       (the same number per request before and after);
+#   (b) in internode code: not in (a) nor in the kernel's receive path, and
+#       the innermost frame of the chain that names a known owner names an
+#       internode one. Internode owners: hyper::client, hyper_util::client
+#       (the earlier HTTP client), dynkv_rpc (transport, net, frames,
+#       handshake, dispatch, message encoding, peer health), dynkv_api::rpc
+#       (the /rpc route), postcard, prost, snow, chacha20(poly1305),
+#       poly1305, aead, blake2, x25519/curve25519. Other owners end the
+#       search: dynkv_storage, RocksDB, dynkv_quorum, dynkv_api, the
+#       anti-entropy, membership and repair crates, hyper::server,
+#       hyper_util::server, axum (the HTTP server, reported on its own). The
+#       owner of `<A as B>::f` is A, except B when B is prost's or
+#       dynkv_rpc::wire's encoding trait. So the store work a request does
+#       inside a handler is not internode, while encoding a message, its
+#       object included, is.
+# The internode share is (a) + (b). The earlier build's HTTP server parsing
+# /rpc requests cannot be told from the one parsing client requests, so it
+# is in neither: its (b) is a lower bound. Call chains come from DWARF
+# unwinding (perf record --call-graph dwarf; the binaries keep no frame
+# pointers), read with `perf script --no-inline`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-COMPARE=1 SCALING=0 QUICK=0 PROFILE=0 DOC_ONLY=0
-for a in "$@"; do
-  case "$a" in
+usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; }
+COMPARE=1 SCALING=0 QUICK=0 PROFILE=0 DOC_ONLY=0 AB=0
+while [ $# -gt 0 ]; do
+  case "$1" in
     --quick) QUICK=1 ;;
     --scaling) COMPARE=0 SCALING=1 ;;
     --all) COMPARE=1 SCALING=1 ;;
     --profile) PROFILE=1 ;;
+    --ab) AB="${2:-}"; shift; COMPARE=0 ;;
+    --ab=*) AB="${1#--ab=}"; COMPARE=0 ;;
     --doc-only) DOC_ONLY=1 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
-    *) echo "unknown option $a" >&2; sed -n '2,32p' "$0"; exit 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown option $1" >&2; usage; exit 2 ;;
   esac
+  shift
 done
+[[ "$AB" =~ ^[0-9]+$ ]] || { echo "--ab takes a number of pairs" >&2; exit 2; }
 
 if [ "$QUICK" = 1 ]; then
   DEF_DURATION=3s DEF_WARMUP=1s DEF_KEYS=5000 DEF_REDIS=100000 DEF_OUT=bench-results
@@ -68,10 +121,21 @@ SCALING_VALUE_KEYS="${BENCH_SCALING_VALUE_KEYS:-$([ "$QUICK" = 1 ] && echo 2000 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynkv-target}"
 BIN="$CARGO_TARGET_DIR/release/dynkv"
 BARE="$CARGO_TARGET_DIR/release/dynkv-bare"
+# The earlier build (BENCH_BEFORE): its checkout, its binary.
+BEFORE="${BENCH_BEFORE:-}"
+BEFORE_TARGET="${BENCH_BEFORE_TARGET:-/var/tmp/dynkv-before-target}"
+BEFORE_BIN="$BEFORE_TARGET/release/dynkv"
+AB_DURATION="${BENCH_AB_DURATION:-15s}"
+AB_KEYS="${BENCH_AB_KEYS:-20000}"
+if [ -n "$BEFORE" ]; then BEFORE="$(cd "$BEFORE" && pwd)"; fi
 
 ONLY="${BENCH_ONLY:-}"
 # wanted NAME: whether this run is to be measured (BENCH_ONLY unset, or names it).
-wanted() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
+# Runs of the earlier build need BENCH_BEFORE.
+wanted() {
+  if [[ "$1" == *-before ]] && [ -z "$BEFORE" ]; then return 1; fi
+  [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]
+}
 
 log() { printf '\n== %s (%s)\n' "$*" "$(date +%T)" >&2; }
 die() { echo "bench-compare: $*" >&2; exit 1; }
@@ -116,12 +180,17 @@ wait_http() { # url [tries]
 
 if [ "$DOC_ONLY" = 0 ]; then
 # --- prerequisites ------------------------------------------------------------
+# Only what the runs to be measured need (BENCH_ONLY may leave etcd, Redis and wrk out).
 need_pkgs=()
-command -v etcd >/dev/null || need_pkgs+=(etcd-server)
-command -v etcdctl >/dev/null || need_pkgs+=(etcd-client)
-command -v redis-server >/dev/null || need_pkgs+=(redis-server)
-command -v redis-benchmark >/dev/null || need_pkgs+=(redis-tools)
-command -v wrk >/dev/null || need_pkgs+=(wrk)
+if wanted etcd-3; then
+  command -v etcd >/dev/null || need_pkgs+=(etcd-server)
+  command -v etcdctl >/dev/null || need_pkgs+=(etcd-client)
+fi
+if wanted redis; then
+  command -v redis-server >/dev/null || need_pkgs+=(redis-server)
+  command -v redis-benchmark >/dev/null || need_pkgs+=(redis-tools)
+fi
+if wanted wrk-bare; then command -v wrk >/dev/null || need_pkgs+=(wrk); fi
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 if [ "$COMPARE" = 1 ] && [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -132,13 +201,22 @@ if [ "$COMPARE" = 1 ] && [ "${#need_pkgs[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 if [ "$PROFILE" = 1 ] && ! command -v perf >/dev/null; then die "--profile needs perf (Debian: linux-perf)"; fi
+if [ "$AB" -gt 0 ] && [ -z "$BEFORE" ]; then die "--ab needs BENCH_BEFORE (a checkout of the earlier build)"; fi
+if [ -z "$BEFORE" ] && [[ ",$ONLY," == *-before,* ]]; then die "BENCH_ONLY names a -before run: set BENCH_BEFORE"; fi
 
 log "building release binaries"
 cargo build --release -p dynkv -p dynkv-bare
 if [ ! -x "$BIN" ] || [ ! -x "$BARE" ]; then die "release binaries missing in $CARGO_TARGET_DIR/release"; fi
+if [ -n "$BEFORE" ]; then
+  [ -x "$BEFORE/scripts/cluster.sh" ] || die "BENCH_BEFORE=$BEFORE has no scripts/cluster.sh"
+  log "building the earlier build in $BEFORE (target $BEFORE_TARGET)"
+  (cd "$BEFORE" && CARGO_TARGET_DIR="$BEFORE_TARGET" cargo build --release -p dynkv)
+  [ -x "$BEFORE_BIN" ] || die "no binary $BEFORE_BIN"
+fi
 
 fi
 mkdir -p "$RESULTS" "$WORK"
+WORK="$(cd "$WORK" && pwd)"
 # What was measured, and when: taken right after the build.
 if [ "$DOC_ONLY" = 0 ]; then
 {
@@ -153,25 +231,32 @@ if [ "$DOC_ONLY" = 0 ]; then
   echo "rustc: $(rustc --version 2>/dev/null || echo unknown)"
   echo "etcd: $(etcd --version 2>/dev/null | awk '/etcd Version/ {print $3}')"
   echo "redis: $(redis-server --version 2>/dev/null | awk '{print $3}' | tr -d v=)"
+  if [ -n "$BEFORE" ]; then
+    echo "before: $(git -C "$BEFORE" log -1 --format='%h (%cs, "%s")' 2>/dev/null || echo unknown)"
+  fi
 } >"$WORK/machine.txt"
 fi
 RESULTS="$(cd "$RESULTS" && pwd)"
 COMMANDS="$RESULTS/commands.txt"
 # The command log of a section keeps the lines of runs not measured again.
-for s in compare scaling; do
+for s in compare scaling ab; do
   rm -f "$COMMANDS.$s"
   if [ -f "$RESULTS/commands-$s.txt" ] && [ -n "$ONLY" ]; then cp "$RESULTS/commands-$s.txt" "$COMMANDS.$s"; fi
 done
 
 # Writes facts about the run into a result JSON: system, exact command.
+# Also when and what was measured (a run measured again with BENCH_ONLY
+# keeps its own date and commit).
 annotate() { # file system command section
-  python3 - "$@" <<'EOF'
+  python3 - "$@" "$WORK/machine.txt" <<'EOF'
 import json, sys
-f, system, cmd, section = sys.argv[1:]
+f, system, cmd, section, facts = sys.argv[1:]
 d = json.load(open(f))
 d["system"] = system
 d["command"] = cmd
 d["section"] = section
+m = dict(l.split(": ", 1) for l in open(facts).read().splitlines() if ": " in l)
+d["measured"] = {k: m[k] for k in ("date", "commit", "before") if k in m}
 json.dump(d, open(f, "w"), indent=2)
 open(f, "a").write("\n")
 EOF
@@ -213,15 +298,20 @@ start_bare() {
 }
 
 CLUSTER_DIR="" CLUSTER_TARGETS="" CLUSTER_PIDS=""
-# start_dynkv K [DYNKV__...=value ...]
-start_dynkv() {
-  local k=$1 i; shift
+# start_dynkv K [DYNKV__...=value ...]: a cluster of the current build.
+start_dynkv() { start_cluster "$ROOT" "$BIN" "$@"; }
+# start_dynkv_before K [DYNKV__...=value ...]: a cluster of the earlier build
+# (BENCH_BEFORE), started by that checkout's own scripts/cluster.sh.
+start_dynkv_before() { start_cluster "$BEFORE" "$BEFORE_BIN" "$@"; }
+# start_cluster CHECKOUT BINARY K [DYNKV__...=value ...]
+start_cluster() {
+  local tree=$1 bin=$2 k=$3 i; shift 3
   CLUSTER_DIR="$WORK/dynkv"
   rm -rf "$CLUSTER_DIR"
   CLUSTER_DIRS+=("$CLUSTER_DIR")
   env "$@" DYNKV_CLUSTER_DIR="$CLUSTER_DIR" DYNKV_BASE_PORT="$BASE" \
-    DYNKV_CLUSTER_BASE_PORT="$((BASE + 40))" DYNKV_BIN="$BIN" \
-    RUST_LOG="${RUST_LOG:-info}" scripts/cluster.sh start "$k" >&2
+    DYNKV_CLUSTER_BASE_PORT="$((BASE + 40))" DYNKV_BIN="$bin" \
+    RUST_LOG="${RUST_LOG:-info}" "$tree/scripts/cluster.sh" start "$k" >&2
   CLUSTER_TARGETS="" CLUSTER_PIDS=""
   for i in $(seq 1 "$k"); do
     CLUSTER_TARGETS="${CLUSTER_TARGETS:+$CLUSTER_TARGETS,}http://127.0.0.1:$((BASE + i))"
@@ -261,6 +351,11 @@ start_etcd() {
   done
 }
 stop_etcd() { local p; for p in $ETCD_PIDS; do stop_pid "$p"; done; rm -rf "$WORK/etcd"; }
+
+# The system name of the earlier build's 3-node R=W=2 runs.
+before_label() {
+  echo "dynkv 3 nodes N=3 R=W=2, before: $(git -C "$BEFORE" log -1 --format=%h 2>/dev/null || echo earlier build)"
+}
 
 peak_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["total"]["ops_per_s"])' "$1"; }
 
@@ -304,6 +399,14 @@ run_compare() {
     start_dynkv 3
     # shellcheck disable=SC2086
     bench dynkv-3-rw2 "dynkv 3 nodes N=3 R=W=2" compare "$CLUSTER_PIDS" -- \
+      --targets "$CLUSTER_TARGETS" --r 2 --w 2 $args
+    stop_dynkv
+  fi
+
+  if wanted dynkv-3-rw2-before; then
+    start_dynkv_before 3
+    # shellcheck disable=SC2086
+    bench dynkv-3-rw2-before "$(before_label)" compare "$CLUSTER_PIDS" -- \
       --targets "$CLUSTER_TARGETS" --r 2 --w 2 $args
     stop_dynkv
   fi
@@ -357,31 +460,203 @@ run_compare() {
 }
 
 # A CPU profile of the 3 nodes under the R=W=2 load, in a run of its own so
-# the profiler's cost does not touch the figures in the tables.
+# the profiler's cost does not touch the figures in the tables. DWARF call
+# chains (the binaries keep no frame pointers), so inclusive figures and the
+# internode share see whole chains.
+# run_profile NAME START_FUNCTION: NAME is dynkv-3-rw2 or dynkv-3-rw2-before.
 run_profile() {
-  local args pidlist bp
+  local name=$1 start=$2 args pidlist bp data="$WORK/perf-$1.data" rec
   args=$(common_args "$CONNS" "$VALUE" "$KEYS")
-  start_dynkv 3
+  "$start" 3
   # shellcheck disable=SC2086
   pidlist=$(echo $CLUSTER_PIDS | tr ' ' ',')
-  rm -f "$WORK/profile.stderr"
+  rm -f "$WORK/profile.stderr" "$data"
   # shellcheck disable=SC2086
-  "$BIN" bench --targets "$CLUSTER_TARGETS" --r 2 --w 2 $args --label profile \
-    2>"$WORK/profile.stderr" >/dev/null &
+  "$BIN" bench --targets "$CLUSTER_TARGETS" --r 2 --w 2 $args --label "profile $name" \
+    --pids "$pidlist" --json "$RESULTS/profile-$name.json" 2>"$WORK/profile.stderr" >/dev/null &
   bp=$!; PIDS+=("$bp")
   # Wait for the preload, let the warm-up pass, then sample 10 s of load.
   until grep -q '^preload:' "$WORK/profile.stderr" 2>/dev/null || ! kill -0 "$bp" 2>/dev/null; do sleep 0.5; done
   sleep "$(python3 -c "import re; s='$WARMUP'; print(float(re.sub('[a-z]+', '', s)) * (0.001 if s.endswith('ms') else 1) + 1)")"
-  log "profiling nodes $pidlist for 10 s"
-  perf record -e cpu-clock -F 499 -g -p "$pidlist" -o "$WORK/perf.data" -- sleep 10 >/dev/null 2>&1 || true
-  echo "profile: perf record -e cpu-clock -F 499 -g -p <3 node pids> -- sleep 10 (during dynkv bench --r 2 --w 2 $args)" \
-    >>"$COMMANDS.compare"
-  perf report -i "$WORK/perf.data" --stdio --no-children --sort dso,symbol --percent-limit 0.7 -g none 2>/dev/null \
-    | grep -v '^$' | sed 's/ *- *- *$//' | head -80 >"$RESULTS/profile-dynkv-3-rw2.txt" || true
-  perf report -i "$WORK/perf.data" --stdio --children --sort symbol --percent-limit 4 -g none 2>/dev/null \
-    | grep -v '^$' | sed 's/ *- *- *$//' | head -120 >"$RESULTS/profile-dynkv-3-rw2-inclusive.txt" || true
+  log "profiling $name: nodes $pidlist for 10 s"
+  rec="perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p <3 node pids> -- sleep 10"
+  perf record -e cpu-clock -F 499 --call-graph dwarf,16384 -p "$pidlist" -o "$data" -- sleep 10 >/dev/null 2>&1 || true
+  if [ -f "$COMMANDS.compare" ]; then
+    grep -v "^profile-$name: " "$COMMANDS.compare" >"$COMMANDS.compare.tmp" || true
+    mv "$COMMANDS.compare.tmp" "$COMMANDS.compare"
+  fi
+  echo "profile-$name: $rec (during dynkv bench --r 2 --w 2 $args on the cluster of $name)" >>"$COMMANDS.compare"
   wait "$bp" || true
   stop_dynkv
+  {
+    echo "# $name: $rec, during dynkv bench --r 2 --w 2 $args"
+    echo "# perf report --no-children --sort dso,symbol -g none --no-inline (self samples, all three nodes)"
+    perf report -i "$data" --stdio --no-children --sort dso,symbol --percent-limit 0.5 -g none --no-inline 2>/dev/null \
+      | grep -v '^$' | sed 's/ *- *- *$//; s/ *$//' | head -90
+  } >"$RESULTS/profile-$name.txt" || true
+  {
+    echo "# $name: $rec, during dynkv bench --r 2 --w 2 $args"
+    echo "# perf report --children --sort symbol -g none --no-inline (inclusive share: samples with the symbol anywhere in their chain)"
+    perf report -i "$data" --stdio --children --sort symbol --percent-limit 3 -g none --no-inline 2>/dev/null \
+      | grep -v '^$' | sed 's/ *- *- *$//; s/ *$//' | head -150
+  } >"$RESULTS/profile-$name-inclusive.txt" || true
+  perf script -i "$data" -F comm,tid,ip,sym,dso --no-inline >"$WORK/perf-$name.txt" 2>/dev/null || true
+  internode_share "$WORK/perf-$name.txt" "$RESULTS/profile-$name.json" "$RESULTS/profile-$name-internode.json" "$name"
+}
+
+# internode_share PERF_SCRIPT_TEXT BENCH_JSON OUT_JSON NAME: the internode
+# share of one profile, as the header describes; printed and written to OUT_JSON.
+internode_share() {
+  python3 - "$@" <<'PYEOF'
+import collections, json, os, re, sys
+
+src, bench_json, out, name = sys.argv[1:]
+KERNEL = "[kernel.kallsyms]"
+# (a) The kernel's TCP transmit path: any of these in a sample's kernel chain.
+SEND = {
+    "sock_sendmsg", "__sock_sendmsg", "sock_write_iter", "____sys_sendmsg", "___sys_sendmsg",
+    "__sys_sendmsg", "__sys_sendto",
+    "tcp_sendmsg", "tcp_sendmsg_locked", "tcp_push", "__tcp_push_pending_frames",
+    "tcp_write_xmit", "__tcp_transmit_skb", "tcp_transmit_skb", "tcp_send_ack", "__tcp_send_ack",
+    "ip_queue_xmit", "__ip_queue_xmit", "ip_local_out", "__ip_local_out", "ip_output",
+    "ip_finish_output", "__ip_finish_output", "ip_finish_output2",
+    "dev_queue_xmit", "__dev_queue_xmit", "dev_hard_start_xmit", "loopback_xmit",
+}
+# The kernel's receive path (socket reads), reported on its own.
+RECV = {
+    "sock_recvmsg", "sock_read_iter", "____sys_recvmsg", "___sys_recvmsg", "__sys_recvmsg",
+    "__sys_recvfrom", "tcp_recvmsg", "tcp_recvmsg_locked",
+}
+# (b) Owners of internode code, by group; the innermost frame naming an
+# owner (internode or one of OTHER) decides.
+INTERNODE = [
+    ("HTTP client (hyper)", ("hyper::client::", "hyper_util::client::")),
+    ("/rpc route", ("dynkv_api::rpc::",)),
+    ("crypto (Noise)", ("snow::", "chacha20poly1305::", "chacha20::", "poly1305::", "aead::",
+                        "blake2::", "x25519_dalek::", "curve25519_dalek::")),
+    ("codec", ("postcard::", "prost::", "dynkv_rpc::wire::", "dynkv_rpc::messages::",
+               "dynkv_rpc::message::")),
+    ("transport (dynkv_rpc)", ("dynkv_rpc::",)),
+]
+CODEC_TRAITS = ("prost::", "dynkv_rpc::wire::")
+HTTP_SERVER = ("hyper::server::", "hyper_util::server::", "axum::")
+OTHER = ("dynkv_storage::", "rocksdb::", "rocksdb_", "dynkv_quorum::", "dynkv_api::",
+         "dynkv_antientropy::", "dynkv_membership::", "dynkv_repair::")
+
+def owner(sym):
+    """`<A as B>::f` belongs to A (to B when B is an encoding trait); other symbols to their path."""
+    if not sym.startswith("<"):
+        return sym
+    depth = 0
+    for i, ch in enumerate(sym):
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth -= 1
+            if depth == 0:
+                return sym[1:i].lstrip("&").removeprefix("mut ").removeprefix("dyn ")
+        elif depth == 1 and sym.startswith(" as ", i):
+            if sym[i + 4:].startswith(CODEC_TRAITS):
+                return sym[i + 4:]
+            return sym[1:i].lstrip("&").removeprefix("mut ").removeprefix("dyn ")
+    return sym
+
+def classify(frames):
+    """frames: innermost first, (symbol, dso). Returns (category, the deciding frame)."""
+    kernel = {s for s, d in frames if d == KERNEL}
+    if kernel & SEND:
+        return "send", None
+    if kernel & RECV:
+        return "recv", None
+    for s, d in frames:
+        if "librocksdb" in d:
+            return None, None
+        o = owner(s)
+        for group, prefixes in INTERNODE:
+            if o.startswith(prefixes):
+                return group, s
+        if o.startswith(HTTP_SERVER):
+            return "http server", s
+        if o.startswith(OTHER):
+            return None, None
+    return None, None
+
+def samples(path):
+    frames = []
+    for line in open(path, errors="replace"):
+        if not line.strip() or not line[0].isspace():
+            if frames:
+                yield frames
+            frames = []
+            continue
+        m = re.match(r"\s*[0-9a-f]+ (.*) \((.*)\)$", line.rstrip("\n"))
+        if m:
+            frames.append((re.sub(r"\+0x[0-9a-f]+$", "", m.group(1)), m.group(2)))
+    if frames:
+        yield frames
+
+total = 0
+cats = collections.Counter()
+deciding = collections.Counter()
+for fr in samples(src):
+    total += 1
+    c, s = classify(fr)
+    if c:
+        cats[c] += 1
+    if c and s and c != "http server":
+        deciding[s[:160]] += 1
+if total == 0:
+    print(f"internode share of {name}: no samples in {src}")
+    sys.exit(0)
+groups = {g: cats[g] / total for g, _ in INTERNODE if cats[g]}
+res = {
+    "run": name,
+    "samples": total,
+    "send": cats["send"] / total,
+    "code": sum(groups.values()),
+    "code_groups": groups,
+    "recv": cats["recv"] / total,
+    "http_server": cats["http server"] / total,
+    "top_code_frames": [[s, n / total] for s, n in deciding.most_common(12)],
+}
+res["share"] = res["send"] + res["code"]
+if os.path.exists(bench_json):
+    b = json.load(open(bench_json))
+    per = (b.get("cpu") or {}).get("server_cpu_us_per_op")
+    res["profile_run"] = {"ops_per_s": b["total"]["ops_per_s"], "server_cpu_us_per_op": per}
+json.dump(res, open(out, "w"), indent=2)
+open(out, "a").write("\n")
+pct = lambda x: f"{100 * x:5.1f} %"
+per = (res.get("profile_run") or {}).get("server_cpu_us_per_op")
+us = lambda x: f"  ({x * per:5.1f} µs per request)" if per else ""
+print(f"internode share of {name} ({total} samples; profile run "
+      f"{res.get('profile_run', {}).get('ops_per_s', 0):.0f} ops/s, {per or '?'} server CPU µs/op):")
+print(f"  (a) kernel TCP transmit path  {pct(res['send'])}{us(res['send'])}")
+print(f"  (b) internode code            {pct(res['code'])}{us(res['code'])}")
+for g, v in groups.items():
+    print(f"        {g:26s}{pct(v)}")
+print(f"  internode share (a)+(b)       {pct(res['share'])}{us(res['share'])}")
+print(f"  (not counted) kernel receive path {pct(res['recv'])}, HTTP server {pct(res['http_server'])}")
+PYEOF
+}
+
+# A/B: N pairs of short 3-node R=W=2 runs, the earlier and the current build
+# alternating (after-before, before-after, ...), so drift on a shared machine
+# hits both alike. Results in $RESULTS/ab/.
+run_ab() {
+  local i args first second ONLY=""
+  args=$(common_args "$CONNS" "$VALUE" "$AB_KEYS" | sed "s/--duration [^ ]*/--duration $AB_DURATION/")
+  rm -rf "$RESULTS/ab"; mkdir -p "$RESULTS/ab" "$WORK/ab"
+  for i in $(seq 1 "$AB"); do
+    if [ $((i % 2)) = 1 ]; then first=after second=before; else first=before second=after; fi
+    for which in $first $second; do
+      if [ "$which" = before ]; then start_dynkv_before 3; else start_dynkv 3; fi
+      # shellcheck disable=SC2086
+      bench "ab/$i-$which" "$([ "$which" = before ] && before_label || echo "dynkv 3 nodes N=3 R=W=2") (A/B pair $i)" ab "$CLUSTER_PIDS" -- \
+        --targets "$CLUSTER_TARGETS" --r 2 --w 2 $args
+      stop_dynkv
+    done
+  done
 }
 
 # --- scaling -------------------------------------------------------------------
@@ -413,7 +688,11 @@ run_scaling() {
 
 if [ "$DOC_ONLY" = 0 ]; then
   if [ "$COMPARE" = 1 ]; then run_compare; fi
-  if [ "$PROFILE" = 1 ]; then run_profile; fi
+  if [ "$AB" -gt 0 ]; then run_ab; fi
+  if [ "$PROFILE" = 1 ]; then
+    run_profile dynkv-3-rw2 start_dynkv
+    if [ -n "$BEFORE" ]; then run_profile dynkv-3-rw2-before start_dynkv_before; fi
+  fi
   if [ "$SCALING" = 1 ]; then run_scaling; fi
   cleanup
 fi
@@ -421,9 +700,13 @@ fi
 # --- the document ----------------------------------------------------------------
 log "writing $DOC"
 if [ "$DOC_ONLY" = 0 ]; then
-for s in compare scaling; do
+for s in compare scaling ab; do
   if [ -f "$COMMANDS.$s" ]; then
-    cp "$WORK/machine.txt" "$RESULTS/machine-$s.txt"
+    # A BENCH_ONLY run keeps the facts of the run the section's other rows
+    # come from; its own rows carry their date and commit in their JSON.
+    if [ -z "$ONLY" ] || [ "$s" = ab ] || [ ! -f "$RESULTS/machine-$s.txt" ]; then
+      cp "$WORK/machine.txt" "$RESULTS/machine-$s.txt"
+    fi
     mv "$COMMANDS.$s" "$RESULTS/commands-$s.txt"
   fi
 done
@@ -451,9 +734,10 @@ def machine(kind):
     if not os.path.exists(p):
         return ""
     lines = dict(l.split(": ", 1) for l in open(p).read().splitlines() if ": " in l)
+    others = "".join(f", {name} {lines[k]}" for k, name in (("etcd", "etcd"), ("redis", "Redis")) if lines.get(k))
     return (f"Measured {lines.get('date')} on {lines.get('nproc')} cores ({lines.get('cpu')}), "
             f"{lines.get('memory')} memory, {lines.get('kernel')}; dynkv commit {lines.get('commit')}, "
-            f"{lines.get('rustc')}, etcd {lines.get('etcd')}, Redis {lines.get('redis')}.")
+            f"{lines.get('rustc')}{others}.")
 
 def commands(kind):
     p = os.path.join(results, f"commands-{kind}.txt")
@@ -465,6 +749,23 @@ def commands(kind):
         cmd = cmd.replace(results + "/", os.path.relpath(results, root) + "/")
         out.append(f"# {name}\n{cmd}")
     out.append("```")
+    return out
+
+def facts(kind):
+    p = os.path.join(results, f"machine-{kind}.txt")
+    if not os.path.exists(p):
+        return {}
+    return dict(l.split(": ", 1) for l in open(p).read().splitlines() if ": " in l)
+
+def remeasured(names, kind):
+    """Rows whose own measurement date differs from the section's run."""
+    base = facts(kind).get("date")
+    out = []
+    for n in names:
+        d = load(n)
+        m = (d or {}).get("measured") or {}
+        if d and m.get("date") and m.get("date") != base:
+            out.append(f"{d['system']} ({m['date']}, commit {m.get('commit', '?')})")
     return out
 
 def cpu_cells(d):
@@ -513,6 +814,11 @@ def compare_section():
             f"| {ms(l['p99'])} | {ratio(l['p99'], b and b['latency_us']['p99'])} "
             f"| {ms(l['p999'])} | {t['errors']} | {cpu_cells(d)} |")
     out.append("")
+    later = remeasured(rows + ["dynkv-1-half", "dynkv-3-rw2-half"], "compare")
+    if later:
+        out.append("Measured again later on their own (`BENCH_ONLY`), so compare them with the other rows "
+                   "with care: " + "; ".join(later) + ".")
+        out.append("")
     # Per-operation detail.
     out.append("Per operation (ops/s, p50 / p99 ms):")
     out.append("")
@@ -642,6 +948,140 @@ def scaling_section():
     out.extend(commands("scaling"))
     return out
 
+def internode_section():
+    """The earlier build against the current one: the full-length pair, the
+    profiles' internode shares, and the A/B series."""
+    out = []
+    before, after = load("dynkv-3-rw2-before"), load("dynkv-3-rw2")
+    shares = {n: json.load(open(os.path.join(results, f"profile-{n}-internode.json")))
+              for n in ("dynkv-3-rw2-before", "dynkv-3-rw2")
+              if os.path.exists(os.path.join(results, f"profile-{n}-internode.json"))}
+    abdir = os.path.join(results, "ab")
+    ab = {}
+    if os.path.isdir(abdir):
+        for f in sorted(os.listdir(abdir)):
+            m = re.match(r"(\d+)-(before|after)\.json$", f)
+            if m:
+                ab.setdefault(int(m.group(1)), {})[m.group(2)] = json.load(open(os.path.join(abdir, f)))
+    if not (before or shares or ab):
+        return None
+    mfacts = facts("compare")
+    def cpu(d):
+        return (d.get("cpu") or {}).get("server_cpu_us_per_op")
+    if before and after:
+        mb, ma = before.get("measured") or {}, after.get("measured") or {}
+        when = sorted({x.get("date") or mfacts.get("date") or "?" for x in (mb, ma)})
+        out.append(f"Measured {' and '.join(when)} on {mfacts.get('nproc')} cores ({mfacts.get('cpu')}), "
+                   f"{mfacts.get('memory')} memory, {mfacts.get('kernel')}; after: dynkv commit "
+                   f"{ma.get('commit') or mfacts.get('commit', '?')}, {mfacts.get('rustc')}.")
+        out.append("")
+        out.append(f"*Before* is the build of commit {mb.get('before') or mfacts.get('before', '?')}, "
+                   "its cluster started by that checkout's own `scripts/cluster.sh` with its own binary "
+                   "(`BENCH_BEFORE`); *after* is this tree's. Both were measured by the current "
+                   "`dynkv bench` with the load of the comparison above (3 nodes, N=3, R=W=2), one "
+                   "right after the other; their commands are with the comparison's.")
+        out.append("")
+        out.append("| build | ops/s | p50 ms | p99 ms | p999 ms | errors | server CPU µs/op | cores: servers / generator / other |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---|")
+        for d in (before, after):
+            t = d["total"]; l = t["latency_us"]
+            out.append(f"| {d['system']} | {t['ops_per_s']:.0f} | {ms(l['p50'])} | {ms(l['p99'])} "
+                       f"| {ms(l['p999'])} | {t['errors']} | {cpu_cells(d)} |")
+        tb, ta = before["total"], after["total"]
+        cb, ca = cpu(before), cpu(after)
+        out.append(f"| after / before | {ratio(ta['ops_per_s'], tb['ops_per_s'])} "
+                   f"| {ratio(ta['latency_us']['p50'], tb['latency_us']['p50'])} "
+                   f"| {ratio(ta['latency_us']['p99'], tb['latency_us']['p99'])} "
+                   f"| {ratio(ta['latency_us']['p999'], tb['latency_us']['p999'])} | | {ratio(ca, cb)} | |")
+        out.append("")
+    if shares:
+        b, a = shares.get("dynkv-3-rw2-before"), shares.get("dynkv-3-rw2")
+        cols = [x for x in (b, a) if x]
+        names = ["before" if x is b else "after" for x in cols]
+        out.append("**Internode share of the profiles** (`--profile`: `perf record -e cpu-clock -F 499 "
+                   "--call-graph dwarf,16384` of the three nodes, 10 s of the same load in a separate run; "
+                   "how the shares are computed: the header of `scripts/bench-compare.sh`). Share of "
+                   "all the nodes' samples; µs per request = share × that profile run's server CPU µs/op:")
+        out.append("")
+        out.append("| | " + " | ".join(names) + (" | after / before |" if len(cols) == 2 else " |"))
+        out.append("|---|" + "---:|" * len(cols) + ("---:|" if len(cols) == 2 else ""))
+        def per_req(x, key):
+            per = (x.get("profile_run") or {}).get("server_cpu_us_per_op")
+            return x[key] * per if per else None
+        def row(label, key, sub=None):
+            vals = [(x["code_groups"].get(sub, 0.0) if sub else x[key]) for x in cols]
+            cells = [f"{100 * v:.1f} %" for v in vals]
+            r = f"| {label} | " + " | ".join(cells)
+            if len(cols) == 2:
+                r += f" | {ratio(vals[1], vals[0])}"
+            out.append(r + " |")
+        row("(a) kernel TCP transmit path (every socket)", "send")
+        row("(b) internode code", "code")
+        order = ["HTTP client (hyper)", "/rpc route", "transport (dynkv_rpc)", "codec", "crypto (Noise)"]
+        seen = {g for x in cols for g in x["code_groups"]}
+        for g in [g for g in order if g in seen] + sorted(seen - set(order)):
+            row(f"&nbsp;&nbsp;of which {g}", None, g)
+        row("**internode share (a) + (b)**", "share")
+        prs = [per_req(x, "share") for x in cols]
+        if all(v is not None for v in prs):
+            r = "| internode µs per request (share × server CPU µs/op) | " + " | ".join(f"{v:.0f}" for v in prs)
+            if len(cols) == 2:
+                r += f" | {ratio(prs[1], prs[0])}"
+            out.append(r + " |")
+        runs = [x.get("profile_run") for x in cols]
+        if all(runs):
+            out.append("| profile run: ops/s, server CPU µs/op | " + " | ".join(
+                f"{r['ops_per_s']:.0f}, {r['server_cpu_us_per_op']:.0f}" for r in runs) + (" | |" if len(cols) == 2 else " |"))
+        row("not counted: kernel receive path", "recv")
+        row("not counted: HTTP server (hyper server, axum)", "http_server")
+        out.append("")
+        if b and a:
+            r = a["share"] / b["share"]
+            out.append(f"Target *the internode share is at least halved*: {100 * b['share']:.1f} % → "
+                       f"{100 * a['share']:.1f} % ({r:.2f}×): {'**met**' if r <= 0.5 else '**not met**'}.")
+            out.append("")
+        out.append(f"Profiles: [`{rel}/profile-dynkv-3-rw2.txt`]({rel}/profile-dynkv-3-rw2.txt) "
+                   "(self), `profile-dynkv-3-rw2-inclusive.txt`, and the same for `dynkv-3-rw2-before`; "
+                   "shares with the functions that decided them: `profile-*-internode.json`.")
+        out.append("")
+    if ab:
+        import statistics
+        pairs = sorted(ab)
+        first = next(iter(ab[pairs[0]].values()))
+        p = first["params"]
+        mfacts = facts("ab") or mfacts
+        out.append(f"**A/B series** ({mfacts.get('date', '?')}, commit {mfacts.get('commit', '?')} against "
+                   f"{mfacts.get('before', '?')}): {len(pairs)} pairs of runs, the builds alternating "
+                   "(after, before, before, after, ...), each on a fresh cluster: "
+                   f"{p['connections']} connections, {p['keys']} keys, {p['value_size']} B values, "
+                   f"{p['warmup_s']:g} s warm-up, {p['duration_s']:g} s measured. min / median / max:")
+        out.append("")
+        out.append("| build | runs | server CPU µs/op | ops/s | p99 ms | cores: other (max) |")
+        out.append("|---|---:|---|---|---|---:|")
+        def mmm(xs, f):
+            xs = sorted(xs)
+            return f"{f(xs[0])} / {f(statistics.median(xs))} / {f(xs[-1])}"
+        for which in ("before", "after"):
+            ds = [ab[i][which] for i in pairs if which in ab[i]]
+            if not ds:
+                continue
+            cpus = [cpu(d) for d in ds if cpu(d) is not None]
+            out.append(f"| {which} | {len(ds)} | {mmm(cpus, lambda v: f'{v:.0f}') if cpus else '?'} "
+                       f"| {mmm([d['total']['ops_per_s'] for d in ds], lambda v: f'{v:.0f}')} "
+                       f"| {mmm([d['total']['latency_us']['p99'] for d in ds], ms)} "
+                       f"| {max((d.get('cpu') or {}).get('other') or 0 for d in ds):.2f} |")
+        both = [i for i in pairs if len(ab[i]) == 2 and cpu(ab[i]['before']) and cpu(ab[i]['after'])]
+        if both:
+            rc = [cpu(ab[i]["after"]) / cpu(ab[i]["before"]) for i in both]
+            ro = [ab[i]["after"]["total"]["ops_per_s"] / ab[i]["before"]["total"]["ops_per_s"] for i in both]
+            out.append(f"| after / before, per pair | {len(both)} | {mmm(rc, lambda v: f'{v:.2f}×')} "
+                       f"| {mmm(ro, lambda v: f'{v:.2f}×')} | | |")
+        out.append("")
+        out.append("Every run of the series: [`" + rel + "/ab/`](" + rel + "/ab/); exact commands:")
+        out.append("")
+        out.extend(commands("ab"))
+    return out
+
 def splice(text, tag, body):
     begin, end = f"<!-- BEGIN GENERATED {tag} -->", f"<!-- END GENERATED {tag} -->"
     block = "\n".join([begin, "<!-- written by scripts/bench-compare.sh; edit outside the markers -->", *body, end])
@@ -656,6 +1096,11 @@ else:
             "`scripts/bench-compare.sh --scaling`.\n\n## Comparison\n")
 if do_compare:
     text = splice(text, "COMPARISON", compare_section())
+body = internode_section()
+if body is not None:
+    if "<!-- BEGIN GENERATED INTERNODE -->" not in text:
+        text = text.rstrip("\n") + "\n\n## Internode protocol: before and after\n"
+    text = splice(text, "INTERNODE", body)
 if do_scaling:
     if "<!-- BEGIN GENERATED SCALING -->" not in text:
         text = text.rstrip("\n") + "\n\n## Scaling\n"

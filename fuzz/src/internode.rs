@@ -23,7 +23,7 @@ use dynkv_rpc::handshake::{
     HandshakeError, Hello, Initiator, MAX_HANDSHAKE_MESSAGE, accept_first, initiate, respond,
 };
 use dynkv_rpc::messages::{
-    AaeFetch, AaeHashes, AaeKeys, AaeRepair, ClusterStateReply, Coordinate, ENDPOINT_IDS, Gossip,
+    AaeFetch, AaeHashes, AaeKeys, AaeRepair, ClusterStateReply, Coordinate, CoordinateFallback, ENDPOINT_IDS, Gossip,
     Handoff, Hashes, Join, KeyDigests, Keys, ListKeys, ListNamespaces, Objects, Ping, Pong, Quorum,
     Read, ReadReply, Repaired, Replicate, StoreHint, WriteOutcome, WriteRequest,
 };
@@ -393,6 +393,7 @@ endpoints!(
     Read,
     Replicate,
     Coordinate,
+    CoordinateFallback,
     StoreHint,
     AaeHashes,
     AaeKeys,
@@ -632,6 +633,7 @@ pub fn seed_requests() -> Vec<(u16, Bytes)> {
             object: object("r"),
         }),
         r(Coordinate(write_request())),
+        r(CoordinateFallback(write_request())),
         r(StoreHint {
             owner: NodeId::from("n2"),
             key: Bytes::from_static(b"k"),

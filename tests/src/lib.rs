@@ -15,7 +15,14 @@
 //! target directory (built by `cargo build --workspace --bins`), unless a
 //! cluster names its own with [`ClusterOptions::binary`] (the fault-injection
 //! suite runs other builds, e.g. one with a planted bug).
+//!
+//! Disk and clock faults ([`Cluster::wipe_disk`], [`Cluster::power_cut`],
+//! [`Cluster::disk_full`], [`Cluster::skew_clock`]) need the nodes to run
+//! under the fault layer ([`ClusterOptions::with_fault_layer`], see
+//! [`faults`]); without it nodes run as plain processes, and only
+//! [`Cluster::wipe_disk`] works.
 
+pub mod faults;
 pub mod proxy;
 
 use std::collections::HashMap;
@@ -85,6 +92,8 @@ pub struct Node {
     env: Vec<(String, String)>,
     bin: PathBuf,
     child: Option<Child>,
+    data_dir: PathBuf,
+    faults: Option<faults::NodeFaults>,
 }
 
 impl Node {
@@ -119,12 +128,25 @@ impl Node {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
+        if let Some(f) = &self.faults {
+            cmd.envs(f.env());
+        }
         self.child = Some(cmd.spawn().expect("spawn dynkv"));
     }
 
     /// The node's log file (stdout and stderr of every run of the process).
     pub fn log_path(&self) -> &Path {
         &self.log
+    }
+
+    /// Its RocksDB directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Its fault files, when the cluster runs under the fault layer.
+    pub fn faults(&self) -> Option<&faults::NodeFaults> {
+        self.faults.as_ref()
     }
 
     /// The process id of the current run, if the node was started and not
@@ -164,6 +186,8 @@ pub struct ClusterOptions {
     pub proxied: bool,
     /// The `dynkv` binary to run; `None` = [`dynkv_bin`].
     pub bin: Option<PathBuf>,
+    /// Run every node under the disk and clock fault layer ([`faults`]).
+    pub fault_layer: bool,
 }
 
 impl Default for ClusterOptions {
@@ -173,6 +197,7 @@ impl Default for ClusterOptions {
             env: Vec::new(),
             proxied: false,
             bin: None,
+            fault_layer: false,
         }
     }
 }
@@ -187,6 +212,15 @@ impl ClusterOptions {
     /// Runs this `dynkv` binary instead of [`dynkv_bin`].
     pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
         self.bin = Some(path.into());
+        self
+    }
+
+    /// Runs every node under the disk and clock fault layer (an
+    /// `LD_PRELOAD` library built with `cc` on first use), so that
+    /// [`Cluster::power_cut`], [`Cluster::disk_full`] and
+    /// [`Cluster::skew_clock`] work. Panics at start if it cannot be built.
+    pub fn with_fault_layer(mut self) -> Self {
+        self.fault_layer = true;
         self
     }
 
@@ -266,6 +300,9 @@ impl Cluster {
             }
         }
         let bin = opts.bin.clone().unwrap_or_else(dynkv_bin);
+        let layer = opts
+            .fault_layer
+            .then(|| faults::layer_path().unwrap_or_else(|e| panic!("fault layer: {e}")));
         let mut nodes = Vec::new();
         for (i, (port, cluster_port)) in ports.iter().zip(&cluster_ports).enumerate() {
             // Node i+1 reaches node j's cluster port through its own proxy
@@ -302,6 +339,10 @@ impl Cluster {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             env.extend(opts.env.iter().cloned());
+            let faults = layer.as_ref().map(|l| {
+                faults::NodeFaults::create(l.clone(), &ndir.join("faults"), &ndir.join("data"))
+                    .expect("fault files")
+            });
             let mut node = Node {
                 id,
                 port: *port,
@@ -311,6 +352,8 @@ impl Cluster {
                 env,
                 bin: bin.clone(),
                 child: None,
+                data_dir: ndir.join("data"),
+                faults,
             };
             node.spawn();
             nodes.push(node);
@@ -449,6 +492,85 @@ impl Cluster {
         }
         n.spawn();
         true
+    }
+
+    /// Removes node `i`'s data directory (the node must not be running: kill
+    /// it first) and forgets its sync points: a lost or replaced disk. The
+    /// node keeps its id, addresses and settings.
+    pub fn wipe_data(&mut self, i: usize) -> std::io::Result<()> {
+        let n = &mut self.nodes[i - 1];
+        if n.child.is_some() {
+            return Err(std::io::Error::other(format!("n{i} is still running")));
+        }
+        match std::fs::remove_dir_all(&n.data_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(f) = &n.faults {
+            f.reset_manifest()?;
+        }
+        Ok(())
+    }
+
+    /// Loses node `i`'s disk: `kill -9`, remove its data directory, start it
+    /// again under the same id and settings, and wait for health.
+    pub async fn wipe_disk(&mut self, i: usize) {
+        self.kill(i);
+        self.wipe_data(i).expect("wipe the data dir");
+        self.restart(i).await;
+    }
+
+    /// The power cut on a node that is not running (kill it first): every
+    /// file under its data dir loses what was written since its last
+    /// `fsync`/`fdatasync` (see [`faults::drop_unsynced`]). Needs
+    /// [`ClusterOptions::with_fault_layer`].
+    pub fn drop_unsynced(
+        &mut self,
+        i: usize,
+        keep: faults::Unsynced,
+    ) -> std::io::Result<faults::PowerCutReport> {
+        let n = &mut self.nodes[i - 1];
+        if n.child.is_some() {
+            return Err(std::io::Error::other(format!("n{i} is still running")));
+        }
+        let f = n.faults.as_ref().ok_or_else(no_fault_layer)?;
+        faults::drop_unsynced(f, keep)
+    }
+
+    /// A power cut of node `i`: `kill -9`, drop everything it did not
+    /// fsync, start it again and wait for health. Returns what was dropped.
+    pub async fn power_cut(&mut self, i: usize) -> faults::PowerCutReport {
+        self.kill(i);
+        let report = self
+            .drop_unsynced(i, faults::Unsynced::DropAll)
+            .expect("power cut");
+        self.restart(i).await;
+        report
+    }
+
+    /// Fills node `i`'s disk (`on`) or gives the space back: while full,
+    /// every write to a file under its data dir fails with `ENOSPC`. Takes
+    /// effect at once on a running node and lasts across restarts. Needs
+    /// [`ClusterOptions::with_fault_layer`].
+    pub fn disk_full(&self, i: usize, on: bool) -> std::io::Result<()> {
+        self.nodes[i - 1]
+            .faults
+            .as_ref()
+            .ok_or_else(no_fault_layer)?
+            .set_disk_full(on)
+    }
+
+    /// Sets node `i`'s wall clock `offset_ms` off the real one (0: back to
+    /// true time): at once on a running node (a clock step), and across
+    /// restarts. Monotonic clocks are untouched. Needs
+    /// [`ClusterOptions::with_fault_layer`].
+    pub fn skew_clock(&self, i: usize, offset_ms: i64) -> std::io::Result<()> {
+        self.nodes[i - 1]
+            .faults
+            .as_ref()
+            .ok_or_else(no_fault_layer)?
+            .set_clock_offset_ms(offset_ms)
     }
 
     /// Whether node `i` is running.
@@ -643,6 +765,10 @@ impl Drop for Cluster {
     }
 }
 
+fn no_fault_layer() -> std::io::Error {
+    std::io::Error::other("the cluster does not run under the fault layer (ClusterOptions::with_fault_layer)")
+}
+
 /// Percent-encodes a key for a path segment.
 pub fn encode_key(key: &str) -> String {
     let mut out = String::new();
@@ -669,6 +795,8 @@ pub struct Reply {
     pub body: bytes::Bytes,
     /// `Retry-After`, if any.
     pub retry_after: Option<String>,
+    /// `X-Dynkv-Dot` (writes): `actor:counter` of the new version.
+    pub dot: Option<String>,
 }
 
 impl Reply {
@@ -684,16 +812,18 @@ impl Reply {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let (context, content_type, retry_after) = (
+        let (context, content_type, retry_after, dot) = (
             get("x-dynkv-context"),
             get("content-type"),
             get("retry-after"),
+            get("x-dynkv-dot"),
         );
         Reply {
             status: r.status(),
             context,
             content_type,
             retry_after,
+            dot,
             body: r.bytes().await.unwrap_or_default(),
         }
     }
@@ -808,6 +938,10 @@ impl Cluster {
             ),
         )
         .unwrap();
+        let faults = self.nodes[0].faults.as_ref().map(|f| {
+            faults::NodeFaults::create(f.layer.clone(), &ndir.join("faults"), &ndir.join("data"))
+                .expect("fault files")
+        });
         let mut node = Node {
             id,
             port,
@@ -817,6 +951,8 @@ impl Cluster {
             env: self.nodes[0].env.clone(),
             bin: self.nodes[0].bin.clone(),
             child: None,
+            data_dir: ndir.join("data"),
+            faults,
         };
         node.spawn();
         self.nodes.push(node);

@@ -255,3 +255,88 @@ async fn futures_join<F: std::future::Future<Output = ()>>(
         .collect::<Vec<()>>()
         .await;
 }
+
+/// A fallback whose hints would pass `handoff.max_hint_bytes` refuses them:
+/// the sloppy write then counts that copy as failed, so it still succeeds
+/// when W is met without it and fails when W needed it, and the refusal is
+/// counted by reason.
+#[tokio::test]
+async fn a_fallback_past_its_hint_byte_bound_refuses_hints_and_w_decides() {
+    let mut c = Cluster::start(4, quiet().set("DYNKV__HANDOFF__MAX_HINT_BYTES", 64)).await;
+    let key = c.find_key("hint-bytes", |p, _| p[0] == 1).await;
+    let (primaries, fallbacks) = c.placement(1, &key).await;
+    let (down, fallback) = (primaries[2], fallbacks[0]);
+    c.kill(down);
+    async fn refused(c: &Cluster, i: usize) -> f64 {
+        c.metric(i, "dynkv_hints_refused_total", "reason=\"bytes\"")
+            .await
+    }
+
+    // W=3 needs the hinted copy, which the fallback refuses: 503.
+    let value = "v".repeat(100);
+    let all = c.put(1, &key, &value, "w=3&timeout_ms=1500", None).await;
+    assert_eq!(
+        all.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        all.text()
+    );
+    assert_eq!(all.json()["code"], "quorum_not_met");
+    assert_eq!(all.json()["acked"], 2, "{}", all.text());
+    assert!(
+        all.text().contains("bytes of hints"),
+        "the answer names the byte bound: {}",
+        all.text()
+    );
+    assert_eq!(refused(&c, fallback).await, 1.0);
+
+    // W=2 is met by the two live primaries; the refused hint does not matter.
+    let two = c.put(1, &key, &value, "w=2", all.context.as_deref()).await;
+    assert!(two.status.is_success(), "{}", two.text());
+    let counted = poll(Duration::from_secs(5), || async {
+        refused(&c, fallback).await == 2.0
+    })
+    .await;
+    assert!(counted, "refusals counted: {}", refused(&c, fallback).await);
+    assert_eq!(
+        c.metric(fallback, "dynkv_hints_refused_total", "reason=\"count\"")
+            .await,
+        0.0
+    );
+    assert_eq!(
+        c.metric(fallback, "dynkv_hints_dropped_total", "").await,
+        2.0
+    );
+    assert_eq!(c.metric(fallback, "dynkv_hint_bytes", "").await, 0.0);
+    assert_eq!(hints_on(&c, fallback).await, 0);
+    let local = c.local(fallback, &key).await;
+    assert!(
+        local["hints"].as_array().is_some_and(|h| h.is_empty()),
+        "{local}"
+    );
+}
+
+/// The periodic WAL sync is on by default and shows in the metrics.
+#[tokio::test]
+async fn the_wal_is_synced_periodically_by_default() {
+    let c = Cluster::start(1, ClusterOptions::default().set("DYNKV__CLUSTER__N_VAL", 1)).await;
+    assert!(c.put(1, "k", "v", "", None).await.status.is_success());
+    let synced = poll(Duration::from_secs(10), || async {
+        c.metric(1, "dynkv_wal_syncs_total", "outcome=\"ok\"").await >= 2.0
+    })
+    .await;
+    assert!(synced, "no periodic WAL sync");
+    assert_eq!(
+        c.metric(1, "dynkv_wal_syncs_total", "outcome=\"failed\"")
+            .await,
+        0.0
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let last = c
+        .metric(1, "dynkv_wal_last_sync_timestamp_seconds", "")
+        .await;
+    assert!((now - last).abs() < 10.0, "last sync at {last}, now {now}");
+}

@@ -46,7 +46,9 @@ impl From<QuorumError> for ApiError {
             QuorumError::NotEnough { .. }
             | QuorumError::Unavailable(_)
             | QuorumError::Stale { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            QuorumError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            QuorumError::BadRequest(_) | QuorumError::BadContext(_) => StatusCode::BAD_REQUEST,
+            QuorumError::TooManySiblings { .. } => StatusCode::CONFLICT,
+            QuorumError::ObjectTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             QuorumError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let quorum = match &e {

@@ -37,6 +37,19 @@
 //!   returns a context covering the write's dot. Pairs where either side was
 //!   sloppy are counted apart: a sloppy write may sit on a fallback that a
 //!   read does not ask.
+//!
+//! # Disk and clock faults
+//!
+//! A wiped disk or a power cut takes from one node what it had
+//! acknowledged; the checks stay the same (the run asks W >= 2 of every
+//! write then, so another replica holds it, and repair must bring it back).
+//! Every lost write and resurrection names the disk and clock faults that
+//! began after its operation did, to tell which one to suspect. A wipe or a
+//! power cut counts as a disturbance for read-your-quorum until the node's
+//! restart (like a kill), a full disk until space is back; a skewed clock
+//! does not (dynkv must not let the wall clock decide what a quorum read
+//! returns). The answers clients got through a node while its disk was
+//! full are counted ([`Report::disk_full_answers`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -79,6 +92,13 @@ pub struct Report {
     pub siblings: SiblingStats,
     /// Read-your-quorum.
     pub read_your_quorum: ReadYourQuorum,
+    /// What clients got through a node while its disk was full, by
+    /// `"<kind> <status or error>"` (e.g. `"put 507"`, `"get 200"`).
+    #[serde(default)]
+    pub disk_full_answers: BTreeMap<String, u64>,
+    /// Smallest W the clients asked for in this run.
+    #[serde(default)]
+    pub min_w: usize,
     /// Whether every check passed.
     pub passed: bool,
     /// One sentence per failed check.
@@ -259,6 +279,13 @@ pub fn check(history: &History) -> Report {
         });
     }
     let disturbed = disturbances(&history.faults);
+    report.min_w = history.run.as_ref().map_or(1, |r| r.min_w);
+    report.disk_full_answers = disk_full_answers(history);
+    let disk_faults: Vec<&FaultEvent> = history
+        .faults
+        .iter()
+        .filter(|f| f.action.is_fault() && f.action.disk_or_clock_node().is_some())
+        .collect();
 
     let mut keys: Vec<&str> = by_key.keys().copied().collect();
     for k in fin.keys.keys() {
@@ -274,7 +301,21 @@ pub fn check(history: &History) -> Report {
         let fk = fin.keys.get(key);
         report.convergence.keys += 1;
         let final_view = final_view(key, fk, &mut report.convergence.diverged);
+        let (lost_before, res_before) = (report.lost_writes.len(), report.resurrections.len());
         check_key(key, ops, &final_view, &mut report);
+        if !disk_faults.is_empty() {
+            let start_of = |id: &Option<String>| {
+                ops.iter()
+                    .find(|w| id.as_deref() == Some(w.op.id().as_str()))
+                    .map_or(0, |w| w.op.start_us)
+            };
+            for v in report.lost_writes[lost_before..]
+                .iter_mut()
+                .chain(report.resurrections[res_before..].iter_mut())
+            {
+                v.detail.push_str(&faults_since(start_of(&v.op), &disk_faults));
+            }
+        }
         read_your_quorum(key, ops, n_val, &disturbed, &mut report.read_your_quorum);
     }
 
@@ -789,6 +830,82 @@ fn check_key(key: &str, ops: &[W], fin: &FinalView, report: &mut Report) {
     }
 }
 
+/// The disk and clock faults that began at or after `since_us`, as a
+/// suffix for a violation (empty if none).
+fn faults_since(since_us: u64, disk: &[&FaultEvent]) -> String {
+    let list: Vec<String> = disk
+        .iter()
+        .filter(|f| f.start_us >= since_us)
+        .map(|f| {
+            let node = f.action.disk_or_clock_node().unwrap_or(0);
+            let what = match &f.action {
+                Action::ClockSkew { offset_ms, .. } => format!(" {offset_ms:+} ms"),
+                // "dropped N B from M of K files: ..." -> the count only.
+                Action::PowerCut { .. } => f
+                    .detail
+                    .split(':')
+                    .next()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            format!(
+                "{} n{node}{what} at {:.1} s",
+                f.action.name(),
+                f.start_us as f64 / 1e6
+            )
+        })
+        .collect();
+    if list.is_empty() {
+        String::new()
+    } else {
+        format!(" [disk/clock faults since: {}]", list.join("; "))
+    }
+}
+
+/// What clients got through a node while its disk was full: operations sent
+/// to that node that started between its `disk_full` and `disk_free` (or
+/// the final heal), by kind and status (or error when no answer came).
+pub fn disk_full_answers(history: &History) -> BTreeMap<String, u64> {
+    let mut windows: Vec<(usize, u64, u64)> = Vec::new();
+    let mut open: HashMap<usize, u64> = HashMap::new();
+    for f in &history.faults {
+        match f.action {
+            Action::DiskFull { node } => {
+                open.entry(node).or_insert(f.start_us);
+            }
+            Action::DiskFree { node } => {
+                if let Some(s) = open.remove(&node) {
+                    windows.push((node, s, f.end_us));
+                }
+            }
+            Action::HealAll => {
+                for (node, s) in open.drain() {
+                    windows.push((node, s, f.end_us));
+                }
+            }
+            _ => {}
+        }
+    }
+    windows.extend(open.into_iter().map(|(n, s)| (n, s, u64::MAX)));
+    let mut out = BTreeMap::new();
+    for op in &history.ops {
+        if windows
+            .iter()
+            .any(|&(n, s, e)| op.node == n && op.start_us >= s && op.start_us <= e)
+        {
+            let answer = match (op.status, &op.error) {
+                (Some(st), _) => st.to_string(),
+                (None, Some(e)) => e.clone(),
+                (None, None) => "?".to_string(),
+            };
+            *out.entry(format!("{} {answer}", op.kind().name()))
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
 /// Intervals (µs) during which some fault was in force, each extended by
 /// [`SETTLE_US`] after its heal.
 pub fn disturbances(faults: &[FaultEvent]) -> Vec<(u64, u64)> {
@@ -796,6 +913,7 @@ pub fn disturbances(faults: &[FaultEvent]) -> Vec<(u64, u64)> {
     let mut net: Option<u64> = None;
     let mut down: HashMap<usize, u64> = HashMap::new();
     let mut paused: HashMap<usize, u64> = HashMap::new();
+    let mut full: HashMap<usize, u64> = HashMap::new();
     for f in faults {
         match &f.action {
             Action::Partition { .. } | Action::Isolate { .. } | Action::Cut { .. } => {
@@ -806,9 +924,21 @@ pub fn disturbances(faults: &[FaultEvent]) -> Vec<(u64, u64)> {
                     out.push((s, f.end_us + SETTLE_US));
                 }
             }
-            Action::Kill { node } => {
+            // A wiped or power-cut node is down until its restart, like a
+            // killed one.
+            Action::Kill { node } | Action::WipeDisk { node } | Action::PowerCut { node, .. } => {
                 down.entry(*node).or_insert(f.start_us);
             }
+            Action::DiskFull { node } => {
+                full.entry(*node).or_insert(f.start_us);
+            }
+            Action::DiskFree { node } => {
+                if let Some(s) = full.remove(node) {
+                    out.push((s, f.end_us + SETTLE_US));
+                }
+            }
+            // A skewed wall clock must not change what quorum reads return.
+            Action::ClockSkew { .. } | Action::ClockReset { .. } => {}
             Action::Restart { node } => {
                 if let Some(s) = down.remove(node) {
                     out.push((s, f.end_us + SETTLE_US));
@@ -833,6 +963,7 @@ pub fn disturbances(faults: &[FaultEvent]) -> Vec<(u64, u64)> {
                     .into_iter()
                     .chain(down.drain().map(|(_, s)| s))
                     .chain(paused.drain().map(|(_, s)| s))
+                    .chain(full.drain().map(|(_, s)| s))
                     .collect();
                 for s in starts {
                     out.push((s, f.end_us + SETTLE_US));
@@ -844,6 +975,7 @@ pub fn disturbances(faults: &[FaultEvent]) -> Vec<(u64, u64)> {
         .into_iter()
         .chain(down.into_values())
         .chain(paused.into_values())
+        .chain(full.into_values())
     {
         out.push((s, u64::MAX));
     }

@@ -49,6 +49,18 @@ pub struct RunInfo {
     pub cold_keys: usize,
     /// The `dynkv` binary that ran.
     pub binary: String,
+    /// Smallest W the clients asked for (2 when the schedule loses a
+    /// node's data: a write acknowledged by one replica alone is not
+    /// expected to survive that replica's disk).
+    #[serde(default = "one")]
+    pub min_w: usize,
+    /// Whether the nodes ran under the disk and clock fault layer.
+    #[serde(default)]
+    pub fault_layer: bool,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// What a client asked for.
@@ -230,6 +242,51 @@ pub enum Action {
         /// The node.
         node: usize,
     },
+    /// Lose a node's disk: `kill -9`, remove its data directory. The node
+    /// stays down until a [`Action::Restart`] starts it, empty, under the
+    /// same id.
+    WipeDisk {
+        /// The node.
+        node: usize,
+    },
+    /// A power cut: `kill -9`, then every file of its data directory loses
+    /// what was written since its last fsync (the event's `detail` says
+    /// which files lost how much). Down until a [`Action::Restart`].
+    PowerCut {
+        /// The node.
+        node: usize,
+        /// Keep a random prefix of each file's unsynced tail (some pages
+        /// were written back; a record may be torn) instead of none of it.
+        #[serde(default)]
+        torn: bool,
+        /// Seed of those prefixes.
+        #[serde(default)]
+        seed: u64,
+    },
+    /// The node's disk is full: writes under its data directory fail with
+    /// ENOSPC until [`Action::DiskFree`].
+    DiskFull {
+        /// The node.
+        node: usize,
+    },
+    /// Space is back on the node's disk.
+    DiskFree {
+        /// The node.
+        node: usize,
+    },
+    /// The node's wall clock steps `offset_ms` away from true time (its
+    /// monotonic clock does not move).
+    ClockSkew {
+        /// The node.
+        node: usize,
+        /// Offset from true time, ms (negative: behind).
+        offset_ms: i64,
+    },
+    /// The node's wall clock steps back to true time.
+    ClockReset {
+        /// The node.
+        node: usize,
+    },
 }
 
 impl Action {
@@ -248,7 +305,33 @@ impl Action {
             Action::HealAll => "heal_all",
             Action::Join { .. } => "join",
             Action::Leave { .. } => "leave",
+            Action::WipeDisk { .. } => "wipe_disk",
+            Action::PowerCut { torn: false, .. } => "power_cut",
+            Action::PowerCut { torn: true, .. } => "power_cut_torn",
+            Action::DiskFull { .. } => "disk_full",
+            Action::DiskFree { .. } => "disk_free",
+            Action::ClockSkew { .. } => "clock_skew",
+            Action::ClockReset { .. } => "clock_reset",
         }
+    }
+
+    /// The node a disk or clock fault (or its heal) acts on.
+    pub fn disk_or_clock_node(&self) -> Option<usize> {
+        match self {
+            Action::WipeDisk { node }
+            | Action::PowerCut { node, .. }
+            | Action::DiskFull { node }
+            | Action::DiskFree { node }
+            | Action::ClockSkew { node, .. }
+            | Action::ClockReset { node } => Some(*node),
+            _ => None,
+        }
+    }
+
+    /// True for the faults that take data a node had acknowledged away
+    /// from it (a wiped disk, a power cut).
+    pub fn loses_data(&self) -> bool {
+        matches!(self, Action::WipeDisk { .. } | Action::PowerCut { .. })
     }
 
     /// True for actions that inject a fault (not the ones that heal).
@@ -262,6 +345,10 @@ impl Action {
                 | Action::Pause { .. }
                 | Action::Join { .. }
                 | Action::Leave { .. }
+                | Action::WipeDisk { .. }
+                | Action::PowerCut { .. }
+                | Action::DiskFull { .. }
+                | Action::ClockSkew { .. }
         )
     }
 }
@@ -283,7 +370,8 @@ pub struct FaultEvent {
     pub action: Action,
     /// False if it could not be carried out (e.g. a node did not restart).
     pub ok: bool,
-    /// Why not, when `ok` is false.
+    /// Why not, when `ok` is false; otherwise what it did, when there is
+    /// something to say (what a power cut dropped).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
 }

@@ -18,7 +18,7 @@ use dynkv_chaos::{History, check};
 #[derive(Parser, Debug)]
 #[command(
     name = "dynkv-chaos",
-    about = "Fault injection (partitions, kill -9, pauses) against real dynkv processes, with a history checker"
+    about = "Fault injection (partitions, kill -9, pauses, lost disks, power cuts, full disks, clock skew) against real dynkv processes, with a history checker"
 )]
 struct Args {
     /// Seed of the fault schedule and of the clients' choices (default: from the clock, printed).
@@ -63,6 +63,24 @@ struct Args {
     /// No SIGSTOP.
     #[arg(long)]
     no_pauses: bool,
+    /// No disk or clock faults at all (wipe, power cut, disk full, clock skew).
+    #[arg(long)]
+    no_disk_faults: bool,
+    /// No lost disks (kill, wipe the data dir, restart empty under the same id).
+    #[arg(long)]
+    no_wipe: bool,
+    /// No power cuts (kill, drop what was not fsynced, restart).
+    #[arg(long)]
+    no_power_cut: bool,
+    /// No full disks.
+    #[arg(long)]
+    no_disk_full: bool,
+    /// No skewed wall clocks.
+    #[arg(long)]
+    no_clock_skew: bool,
+    /// No live membership changes (a sixth node joining and leaving).
+    #[arg(long)]
+    no_membership: bool,
     /// The dynkv binary (default: $DYNKV_BIN, else `dynkv` next to this program).
     #[arg(long)]
     bin: Option<PathBuf>,
@@ -162,6 +180,11 @@ async fn main_inner(args: Args) -> Result<bool, String> {
                 network: !args.no_partitions,
                 kill: !args.no_kills,
                 pause: !args.no_pauses,
+                membership: !args.no_membership,
+                wipe: !(args.no_disk_faults || args.no_wipe),
+                power_cut: !(args.no_disk_faults || args.no_power_cut),
+                disk_full: !(args.no_disk_faults || args.no_disk_full),
+                clock_skew: !(args.no_disk_faults || args.no_clock_skew),
                 ..FaultMix::default()
             },
             convergence_bound: args.convergence_bound,

@@ -7,6 +7,13 @@
 //! Kills are `SIGKILL`s of the process, restarts reopen the same RocksDB,
 //! pauses are `SIGSTOP`: the node keeps its sockets, its peers' calls hang.
 //!
+//! Disk and clock faults go through the harness too: a wiped disk is a
+//! `SIGKILL` and the data directory removed; a power cut is a `SIGKILL` and
+//! every file cut back to what the node had fsynced (the harness's
+//! `LD_PRELOAD` fault layer records the sync points); a full disk and a
+//! skewed wall clock are flags that layer reads on every call of the
+//! running node (`dynkv_tests::faults`).
+//!
 //! The nemesis never panics on a fault that did not take (a node that does
 //! not come back within the bound is recorded as a failed action and left
 //! for the final heal), so a run always reaches the checker.
@@ -15,6 +22,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use dynkv_tests::Cluster;
+use dynkv_tests::faults::Unsynced;
 
 use crate::history::{Action, FaultEvent, Record, Recorder};
 use crate::schedule::Step;
@@ -31,6 +39,8 @@ pub struct Nemesis<'a> {
     t0: Instant,
     killed: BTreeSet<usize>,
     paused: BTreeSet<usize>,
+    /// Nodes whose disk is full or clock is off now.
+    disk_or_clock: BTreeSet<usize>,
     http: reqwest::Client,
 }
 
@@ -43,6 +53,7 @@ impl<'a> Nemesis<'a> {
             t0,
             killed: BTreeSet::new(),
             paused: BTreeSet::new(),
+            disk_or_clock: BTreeSet::new(),
             http: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(2))
@@ -71,6 +82,7 @@ impl<'a> Nemesis<'a> {
     /// Carries out one action and records it.
     pub async fn apply(&mut self, action: &Action) {
         let start_us = self.now_us();
+        let mut note = String::new();
         let result = match action {
             Action::Partition { groups } => {
                 let g: Vec<&[usize]> = groups.iter().map(Vec::as_slice).collect();
@@ -116,9 +128,38 @@ impl<'a> Nemesis<'a> {
             Action::HealAll => self.heal_all().await,
             Action::Join { node } => self.join(*node).await,
             Action::Leave { node } => self.leave(*node).await,
+            Action::WipeDisk { node } => {
+                self.paused.remove(node);
+                self.cluster.kill(*node);
+                self.killed.insert(*node);
+                self.cluster
+                    .wipe_data(*node)
+                    .map_err(|e| format!("wiping n{node}'s data dir: {e}"))
+            }
+            Action::PowerCut { node, torn, seed } => {
+                self.paused.remove(node);
+                self.cluster.kill(*node);
+                self.killed.insert(*node);
+                let keep = if *torn {
+                    Unsynced::KeepRandomPrefix(*seed)
+                } else {
+                    Unsynced::DropAll
+                };
+                match self.cluster.drop_unsynced(*node, keep) {
+                    Ok(report) => {
+                        note = report.summary();
+                        Ok(())
+                    }
+                    Err(e) => Err(format!("power cut of n{node}: {e}")),
+                }
+            }
+            Action::DiskFull { node } => self.set_disk_full(*node, true),
+            Action::DiskFree { node } => self.set_disk_full(*node, false),
+            Action::ClockSkew { node, offset_ms } => self.set_clock(*node, *offset_ms),
+            Action::ClockReset { node } => self.set_clock(*node, 0),
         };
         let (ok, detail) = match result {
-            Ok(()) => (true, String::new()),
+            Ok(()) => (true, note),
             Err(e) => (false, e),
         };
         self.recorder.record(Record::Nemesis(FaultEvent {
@@ -128,6 +169,30 @@ impl<'a> Nemesis<'a> {
             ok,
             detail,
         }));
+    }
+
+    fn set_disk_full(&mut self, node: usize, on: bool) -> Result<(), String> {
+        self.cluster
+            .disk_full(node, on)
+            .map_err(|e| format!("disk full on n{node}: {e}"))?;
+        if on {
+            self.disk_or_clock.insert(node);
+        } else {
+            self.disk_or_clock.remove(&node);
+        }
+        Ok(())
+    }
+
+    fn set_clock(&mut self, node: usize, offset_ms: i64) -> Result<(), String> {
+        self.cluster
+            .skew_clock(node, offset_ms)
+            .map_err(|e| format!("clock of n{node}: {e}"))?;
+        if offset_ms != 0 {
+            self.disk_or_clock.insert(node);
+        } else {
+            self.disk_or_clock.remove(&node);
+        }
+        Ok(())
     }
 
     /// Starts a new node, joins it through n1 and commits; waits for the
@@ -253,6 +318,14 @@ impl<'a> Nemesis<'a> {
         }
         self.paused.clear();
         let mut errors = Vec::new();
+        // Space back and clocks true on every node that had them changed.
+        for i in std::mem::take(&mut self.disk_or_clock) {
+            for r in [self.cluster.disk_full(i, false), self.cluster.skew_clock(i, 0)] {
+                if let Err(e) = r {
+                    errors.push(format!("n{i}: {e}"));
+                }
+            }
+        }
         for i in 1..=self.cluster.nodes.len() {
             if self.killed.contains(&i) || !self.cluster.is_running(i) {
                 self.killed.insert(i);

@@ -38,11 +38,24 @@ pub fn render(r: &Report) -> String {
             String::new()
         }
     );
+    if !r.disk_full_answers.is_empty() {
+        let a: Vec<String> = r
+            .disk_full_answers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        let _ = writeln!(s, "disk-full answers  (through the full node) {}", a.join(", "));
+    }
     let w = &r.writes;
     let _ = writeln!(
         s,
-        "acknowledged writes {}: {} present, {} superseded ({} only by a delete of unknown outcome); unknown-outcome writes {}, {} of them present",
+        "acknowledged writes {}{}: {} present, {} superseded ({} only by a delete of unknown outcome); unknown-outcome writes {}, {} of them present",
         w.acknowledged,
+        if r.min_w > 1 {
+            format!(" (W >= {})", r.min_w)
+        } else {
+            String::new()
+        },
         w.present,
         w.superseded,
         w.excused_by_unconfirmed_delete,

@@ -114,6 +114,16 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
     if let Some(b) = &cfg.binary {
         opts = opts.binary(b.clone());
     }
+    if cfg.faults.needs_fault_layer() {
+        opts = opts.with_fault_layer();
+    }
+    // A write acknowledged by one replica alone cannot be expected to
+    // survive that replica's disk: with data-losing faults, W >= 2.
+    let mut wl_cfg = cfg.workload.clone();
+    wl_cfg.n_val = cfg.n_val;
+    if cfg.faults.loses_data() {
+        wl_cfg.min_w = wl_cfg.min_w.max(2);
+    }
     let binary = cfg
         .binary
         .clone()
@@ -132,6 +142,8 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
         hot_keys: cfg.workload.hot_keys,
         cold_keys: cfg.workload.cold_keys,
         binary,
+        min_w: wl_cfg.min_w,
+        fault_layer: cfg.faults.needs_fault_layer(),
     }));
 
     let steps = generate(
@@ -148,8 +160,6 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
         cfg.duration
     );
     let urls: Vec<String> = (1..=cfg.nodes).map(|i| cluster.url(i)).collect();
-    let mut wl_cfg = cfg.workload.clone();
-    wl_cfg.n_val = cfg.n_val;
     let workload = Workload::new(wl_cfg, urls, recorder.clone(), t0, cfg.seed);
     let clients: Vec<_> = (0..cfg.workload.clients)
         .map(|id| tokio::spawn(workload.clone().client(id as u32)))

@@ -9,6 +9,16 @@
 //! them. The quiet gaps matter as much as the faults: they are when hinted
 //! handoff and anti-entropy run, when the failure detector sees nodes come
 //! back, and when read-your-quorum can be checked without a fault in the way.
+//!
+//! Disk and clock faults (a wiped disk, a power cut, a full disk, a skewed
+//! clock) take an episode's process-fault slot: an episode holds at most one
+//! of them, on one node, and no kill or pause then, so at most one node is
+//! impaired by a process, disk or clock fault at any time (network faults go
+//! on beside them). After a fault that lost data (wipe, power cut) the next
+//! one waits [`FaultMix::data_loss_spacing_ms`] past the node's restart, so
+//! that repair has put back the lost replica before another goes. They are
+//! drawn from their own random stream: turning them off leaves the rest of a
+//! seed's schedule as it was.
 
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
@@ -48,6 +58,73 @@ pub struct FaultMix {
     /// Live membership changes: a new node joins at a quarter of the run
     /// and leaves again at three fifths, while the other faults go on.
     pub membership: bool,
+    /// Lose a node's disk: kill it, wipe its data dir, restart it empty
+    /// under the same id at the end of the episode.
+    pub wipe: bool,
+    /// Power cut: kill a node, drop what it had not fsynced, restart it at
+    /// the end of the episode.
+    pub power_cut: bool,
+    /// A node's disk is full for the episode.
+    pub disk_full: bool,
+    /// A node's wall clock is 5-60 s off (either way) for the episode.
+    pub clock_skew: bool,
+    /// Share of eligible episodes that get a disk or clock fault.
+    pub disk_share: f64,
+    /// After a node that lost data is restarted, how long until another
+    /// data-losing fault may start, ms.
+    pub data_loss_spacing_ms: u64,
+}
+
+/// The kinds of disk and clock fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DiskKind {
+    Wipe,
+    PowerCut,
+    DiskFull,
+    ClockSkew,
+}
+
+impl DiskKind {
+    fn loses_data(self) -> bool {
+        matches!(self, DiskKind::Wipe | DiskKind::PowerCut)
+    }
+}
+
+impl FaultMix {
+    /// No disk or clock faults: partitions, kills and pauses (and
+    /// membership) only, as before they existed.
+    pub fn without_disk_faults(self) -> Self {
+        FaultMix {
+            wipe: false,
+            power_cut: false,
+            disk_full: false,
+            clock_skew: false,
+            ..self
+        }
+    }
+
+    /// Whether the nodes must run under the fault layer (power cut, full
+    /// disk, clock skew; a wipe needs nothing).
+    pub fn needs_fault_layer(&self) -> bool {
+        self.power_cut || self.disk_full || self.clock_skew
+    }
+
+    /// Whether a node may lose data it acknowledged.
+    pub fn loses_data(&self) -> bool {
+        self.wipe || self.power_cut
+    }
+
+    fn disk_kinds(&self) -> Vec<DiskKind> {
+        [
+            (self.wipe, DiskKind::Wipe),
+            (self.power_cut, DiskKind::PowerCut),
+            (self.disk_full, DiskKind::DiskFull),
+            (self.clock_skew, DiskKind::ClockSkew),
+        ]
+        .into_iter()
+        .filter_map(|(on, k)| on.then_some(k))
+        .collect()
+    }
 }
 
 impl Default for FaultMix {
@@ -60,6 +137,12 @@ impl Default for FaultMix {
             gap_ms: (2_000, 5_000),
             warmup_ms: 3_000,
             membership: true,
+            wipe: true,
+            power_cut: true,
+            disk_full: true,
+            clock_skew: true,
+            disk_share: 0.4,
+            data_loss_spacing_ms: 15_000,
         }
     }
 }
@@ -71,6 +154,11 @@ impl Default for FaultMix {
 pub fn generate(seed: u64, duration_ms: u64, nodes: usize, mix: &FaultMix) -> Vec<Step> {
     // A distinct stream from the clients', which are seeded from the same seed.
     let mut rng = StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321);
+    // Disk and clock faults draw from their own stream.
+    let mut drng = StdRng::seed_from_u64(seed ^ 0x6469_736b_636c_6f63);
+    let disk_kinds = mix.disk_kinds();
+    // When the next data-losing fault may start.
+    let mut data_loss_ok_at = 0u64;
     let mut steps = Vec::new();
     let all: Vec<usize> = (1..=nodes).collect();
     let mut t = mix.warmup_ms;
@@ -90,6 +178,20 @@ pub fn generate(seed: u64, duration_ms: u64, nodes: usize, mix: &FaultMix) -> Ve
             .min(end - t);
         let mut net = mix.network && rng.random_bool(0.75);
         let mut proc_fault = (mix.kill || mix.pause) && rng.random_bool(0.55);
+        // A disk or clock fault for this episode (never in a membership
+        // window: a transfer source must stay whole).
+        let disk = if disk_kinds.is_empty() || reserved(t, t + len) {
+            None
+        } else if drng.random_bool(mix.disk_share) {
+            let allowed: Vec<DiskKind> = disk_kinds
+                .iter()
+                .copied()
+                .filter(|k| !k.loses_data() || t >= data_loss_ok_at)
+                .collect();
+            allowed.choose(&mut drng).copied()
+        } else {
+            None
+        };
         if reserved(t, t + len) {
             proc_fault = false;
             if !mix.network {
@@ -103,7 +205,7 @@ pub fn generate(seed: u64, duration_ms: u64, nodes: usize, mix: &FaultMix) -> Ve
                 net = true;
             } else if mix.kill || mix.pause {
                 proc_fault = true;
-            } else {
+            } else if disk_kinds.is_empty() {
                 break;
             }
         }
@@ -127,6 +229,46 @@ pub fn generate(seed: u64, duration_ms: u64, nodes: usize, mix: &FaultMix) -> Ve
             } else {
                 (Action::Pause { node }, Action::Resume { node })
             };
+            // A disk or clock fault takes the process fault's place (the
+            // main stream is drawn all the same, so the rest of the
+            // schedule does not move).
+            if disk.is_none() {
+                steps.push(Step {
+                    at_ms: at,
+                    action: down,
+                });
+                steps.push(Step {
+                    at_ms: t + len,
+                    action: up,
+                });
+            }
+        }
+        if let Some(kind) = disk {
+            let node = *all.choose(&mut drng).expect("nodes");
+            let at = t + drng.random_range(0..=len / 2);
+            let (down, up) = match kind {
+                DiskKind::Wipe => (Action::WipeDisk { node }, Action::Restart { node }),
+                DiskKind::PowerCut => (
+                    Action::PowerCut {
+                        node,
+                        torn: drng.random_bool(0.5),
+                        seed: drng.random(),
+                    },
+                    Action::Restart { node },
+                ),
+                DiskKind::DiskFull => (Action::DiskFull { node }, Action::DiskFree { node }),
+                DiskKind::ClockSkew => {
+                    let secs = drng.random_range(5..=60i64);
+                    let offset_ms = if drng.random_bool(0.5) { secs } else { -secs } * 1_000;
+                    (
+                        Action::ClockSkew { node, offset_ms },
+                        Action::ClockReset { node },
+                    )
+                }
+            };
+            if kind.loses_data() {
+                data_loss_ok_at = t + len + mix.data_loss_spacing_ms;
+            }
             steps.push(Step {
                 at_ms: at,
                 action: down,
@@ -230,6 +372,7 @@ mod tests {
             let steps = generate(seed, 90_000, 5, &FaultMix::default());
             assert!(!steps.is_empty());
             let (mut net, mut killed, mut paused) = (0i32, Vec::new(), Vec::new());
+            let mut disk = 0i32;
             for s in &steps {
                 assert!(s.at_ms < 90_000);
                 match &s.action {
@@ -241,13 +384,155 @@ mod tests {
                     Action::Restart { node } => killed.retain(|n| n != node),
                     Action::Pause { node } => paused.push(*node),
                     Action::Resume { node } => paused.retain(|n| n != node),
+                    Action::WipeDisk { node } | Action::PowerCut { node, .. } => {
+                        killed.push(*node)
+                    }
+                    Action::DiskFull { .. } | Action::ClockSkew { .. } => disk += 1,
+                    Action::DiskFree { .. } | Action::ClockReset { .. } => disk -= 1,
                     Action::HealAll | Action::Join { .. } | Action::Leave { .. } => {}
                 }
                 assert!((0..=1).contains(&net), "overlapping network faults");
             }
             assert_eq!(net, 0);
+            assert_eq!(disk, 0);
             assert!(killed.is_empty() && paused.is_empty());
         }
+    }
+
+    /// Replays a schedule and returns, at every step, the nodes impaired by
+    /// a process, disk or clock fault, and the steps that lose data.
+    fn impaired_over_time(steps: &[Step]) -> Vec<(u64, Vec<usize>)> {
+        let mut now: Vec<usize> = Vec::new();
+        let mut out = Vec::new();
+        for s in steps {
+            match &s.action {
+                Action::Kill { node }
+                | Action::Pause { node }
+                | Action::WipeDisk { node }
+                | Action::PowerCut { node, .. }
+                | Action::DiskFull { node }
+                | Action::ClockSkew { node, .. } => now.push(*node),
+                Action::Restart { node }
+                | Action::Resume { node }
+                | Action::DiskFree { node }
+                | Action::ClockReset { node } => {
+                    let i = now.iter().position(|n| n == node).expect("healed what was faulted");
+                    now.remove(i);
+                }
+                _ => {}
+            }
+            out.push((s.at_ms, now.clone()));
+        }
+        out
+    }
+
+    #[test]
+    fn at_most_one_disk_or_clock_fault_and_no_other_process_fault_with_it() {
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..100 {
+            let steps = generate(seed, 180_000, 5, &FaultMix::default());
+            for s in &steps {
+                seen.insert(s.action.name());
+            }
+            // At most one node impaired by a process, disk or clock fault.
+            for (at, nodes) in impaired_over_time(&steps) {
+                assert!(nodes.len() <= 1, "seed {seed} at {at} ms: {nodes:?} impaired at once");
+            }
+        }
+        for name in ["wipe_disk", "power_cut", "power_cut_torn", "disk_full", "clock_skew"] {
+            assert!(seen.contains(name), "no {name} in 100 seeds");
+        }
+    }
+
+    #[test]
+    fn data_losing_faults_are_spaced_and_stay_out_of_membership_changes() {
+        let mix = FaultMix::default();
+        for seed in 0..100 {
+            let steps = generate(seed, 180_000, 5, &mix);
+            let mut last_restart: Option<u64> = None;
+            let mut lost: Option<usize> = None;
+            for s in &steps {
+                match s.action {
+                    Action::WipeDisk { node } | Action::PowerCut { node, .. } => {
+                        if let Some(r) = last_restart {
+                            assert!(
+                                s.at_ms >= r + mix.data_loss_spacing_ms,
+                                "seed {seed}: data lost at {} ms, {} ms after the last restart",
+                                s.at_ms,
+                                s.at_ms - r
+                            );
+                        }
+                        lost = Some(node);
+                        let (join, leave) = (180_000 / 4, 180_000 * 3 / 5);
+                        for m in [join, leave] {
+                            assert!(
+                                !(s.at_ms + 1_000 > m && s.at_ms < m + MEMBERSHIP_WINDOW_MS),
+                                "seed {seed}: data lost at {} ms, in the membership window at {m}",
+                                s.at_ms
+                            );
+                        }
+                    }
+                    Action::Restart { node } if lost == Some(node) => {
+                        last_restart = Some(s.at_ms);
+                        lost = None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn without_disk_faults_a_seed_keeps_its_old_schedule() {
+        // The disk faults draw from their own stream and only replace a
+        // process fault, so every network fault and heal stays in place.
+        for seed in 0..20 {
+            let with = generate(seed, 120_000, 5, &FaultMix::default());
+            let without = generate(seed, 120_000, 5, &FaultMix::default().without_disk_faults());
+            let net = |steps: &[Step]| -> Vec<Step> {
+                steps
+                    .iter()
+                    .filter(|s| {
+                        matches!(
+                            s.action,
+                            Action::Partition { .. }
+                                | Action::Isolate { .. }
+                                | Action::Cut { .. }
+                                | Action::HealNetwork
+                        )
+                    })
+                    .cloned()
+                    .collect()
+            };
+            assert_eq!(net(&with), net(&without), "seed {seed}");
+            assert!(without.iter().all(|s| s.action.disk_or_clock_node().is_none()));
+        }
+    }
+
+    #[test]
+    fn each_disk_fault_can_be_turned_off() {
+        let off = |f: fn(&mut FaultMix)| {
+            let mut mix = FaultMix::default();
+            f(&mut mix);
+            (0..30)
+                .flat_map(|seed| generate(seed, 180_000, 5, &mix))
+                .map(|s| s.action.name())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert!(!off(|m| m.wipe = false).contains("wipe_disk"));
+        let no_cut = off(|m| m.power_cut = false);
+        assert!(!no_cut.contains("power_cut") && !no_cut.contains("power_cut_torn"));
+        assert!(!off(|m| m.disk_full = false).contains("disk_full"));
+        assert!(!off(|m| m.clock_skew = false).contains("clock_skew"));
+        // Only disk and clock faults: every episode may hold one.
+        let only = off(|m| {
+            m.network = false;
+            m.kill = false;
+            m.pause = false;
+            m.membership = false;
+        });
+        assert!(only.contains("wipe_disk") && only.contains("clock_skew"));
+        assert!(!only.contains("kill") && !only.contains("partition_random"));
     }
 
     #[test]
@@ -257,7 +542,7 @@ mod tests {
             kill: true,
             pause: false,
             membership: false,
-            ..FaultMix::default()
+            ..FaultMix::default().without_disk_faults()
         };
         let steps = generate(3, 120_000, 5, &mix);
         assert!(

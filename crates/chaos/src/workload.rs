@@ -47,6 +47,9 @@ pub struct WorkloadConfig {
     pub max_ops: u64,
     /// Replicas per key, to choose `r`/`w` numbers in range.
     pub n_val: usize,
+    /// Smallest W a write asks for: a smaller pick becomes `quorum` (2
+    /// when nodes may lose their data; reads keep any R).
+    pub min_w: usize,
     /// Each client starts a key *lifecycle* this often (0: never): a fresh
     /// key only it writes, a few writes each with the previous answer's
     /// context, then a read and a delete with the read's context. Such a
@@ -66,6 +69,7 @@ impl Default for WorkloadConfig {
             timeout_ms: 2_000,
             max_ops: u64::MAX,
             n_val: 3,
+            min_w: 1,
             lifecycle_every_ms: 3_000,
         }
     }
@@ -359,7 +363,25 @@ impl Client {
         seen
     }
 
+    /// The parameters of a write: `p` with W raised to `quorum` when it
+    /// asks for fewer than [`WorkloadConfig::min_w`] acknowledgements
+    /// (no random draw, so the seed's stream is the same).
+    fn for_write(&self, p: &Params) -> Params {
+        let n = self.w.config.n_val.max(1);
+        let w = crate::check::quorum_count(&p.quorum, n).unwrap_or(n);
+        Params {
+            node: p.node,
+            quorum: if w < self.w.config.min_w {
+                "quorum".to_string()
+            } else {
+                p.quorum.clone()
+            },
+            sloppy: p.sloppy,
+        }
+    }
+
     async fn put(&mut self, key: &str, p: &Params, ctx: Option<Seen>) {
+        let p = &self.for_write(p);
         let mut op = self.new_op(OpKind::Put, key, p);
         let value = format!("c{}-{}", self.id, op.seq);
         op.value = Some(value.clone());
@@ -373,6 +395,7 @@ impl Client {
     }
 
     async fn delete(&mut self, key: &str, p: &Params, ctx: Option<Seen>) {
+        let p = &self.for_write(p);
         let op = self.new_op(OpKind::Delete, key, p);
         let req = self.w.http.delete(self.url(key, p, "w"));
         self.write(op, p, req, ctx).await

@@ -116,6 +116,8 @@ pub struct NodeSection {
     /// Async worker threads (0: one per core). Several nodes sharing a
     /// small machine run better with fewer each than with one per core.
     pub worker_threads: usize,
+    /// Take a new incarnation at this start (after restoring a backup).
+    pub new_incarnation: bool,
 }
 
 /// Membership and replication.
@@ -160,6 +162,8 @@ pub struct QuorumSection {
 pub struct StorageSection {
     /// fsync per write.
     pub sync_writes: bool,
+    /// Periodic WAL fsync interval, ms (0: off; ignored with sync_writes).
+    pub sync_interval_ms: u64,
     /// Block cache MiB.
     pub block_cache_mb: usize,
     /// Memtable MiB.
@@ -181,6 +185,12 @@ pub struct LimitsSection {
     pub max_timeout_ms: u64,
     /// Client requests in flight.
     pub max_inflight_requests: usize,
+    /// Siblings a write may leave.
+    pub max_siblings: usize,
+    /// Siblings past which a write is counted.
+    pub warn_siblings: usize,
+    /// Largest object a write may leave.
+    pub max_object_bytes: usize,
 }
 
 /// Failure detector.
@@ -209,6 +219,10 @@ pub struct HandoffSection {
     pub concurrency: usize,
     /// Hint store bound.
     pub max_hints: u64,
+    /// Hint store bound in bytes.
+    pub max_hint_bytes: u64,
+    /// Age after which a hint is dropped (0: never).
+    pub hint_window_ms: u64,
     /// First retry delay.
     pub backoff_base_ms: u64,
     /// Longest retry delay.
@@ -455,6 +469,19 @@ impl Config {
                     .into(),
             );
         }
+        if self.storage.sync_interval_ms > 3_600_000 {
+            return bad(format!(
+                "storage.sync_interval_ms must be 0 (off) to 3600000 (an hour), got {}",
+                self.storage.sync_interval_ms
+            ));
+        }
+        let h = &self.handoff;
+        if h.hint_window_ms != 0 && h.hint_window_ms < h.interval_ms {
+            return bad(format!(
+                "handoff.hint_window_ms ({}) must be 0 (hints never expire) or at least handoff.interval_ms ({})",
+                h.hint_window_ms, h.interval_ms
+            ));
+        }
         if !(0.0..=1.0).contains(&self.read_repair.chance) {
             return bad(format!(
                 "read_repair.chance must be between 0 and 1, got {}",
@@ -467,11 +494,25 @@ impl Config {
         {
             return bad("limits must be positive".into());
         }
-        // A replicated object carries its value plus a clock, metadata and
-        // the frame's own headers.
-        if self.limits.max_rpc_bytes < self.limits.max_value_bytes + (64 << 10) {
+        // An object carries its values plus a clock and metadata; a replica
+        // may merge two concurrent writes at the cap into one object, which
+        // must still fit a frame.
+        let l = &self.limits;
+        if l.max_object_bytes < l.max_value_bytes + (64 << 10) {
             return bad(
-                "limits.max_rpc_bytes must exceed limits.max_value_bytes by at least 64 KiB".into(),
+                "limits.max_object_bytes must exceed limits.max_value_bytes by at least 64 KiB"
+                    .into(),
+            );
+        }
+        if l.max_rpc_bytes < 2 * l.max_object_bytes + (1 << 20) {
+            return bad(
+                "limits.max_rpc_bytes must be at least twice limits.max_object_bytes plus 1 MiB"
+                    .into(),
+            );
+        }
+        if l.max_siblings == 0 || l.warn_siblings > l.max_siblings {
+            return bad(
+                "limits.max_siblings must be positive and at least limits.warn_siblings".into(),
             );
         }
         let members = self.members()?;

@@ -50,6 +50,18 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let trees = Arc::new(TreeSet::new(cfg.cluster.partitions));
     let store = Arc::new(Store::open(&store_cfg, Some(trees.clone()))?);
     info!(data_dir = %cfg.node.data_dir.display(), hints = store.hint_count(), "storage open");
+    // Before anything is served: this run's incarnation (a new one if the
+    // stored counters may be incomplete), fsynced.
+    let epoch = dynkv_quorum::epoch::begin(
+        &store,
+        &me,
+        cfg.storage.sync_writes,
+        cfg.node.new_incarnation,
+    )?;
+    match epoch.renewed {
+        Some(why) => info!(actor = %epoch.actor, reason = why, "new incarnation"),
+        None => info!(actor = %epoch.actor, floor = epoch.floor, "incarnation kept (clean shutdown)"),
+    }
 
     let book = Arc::new(AddressBook::new(
         members
@@ -92,7 +104,7 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     let aae_metrics = Arc::new(AaeMetrics::default());
     aae_metrics.register(&mut registry);
 
-    let coord = Coordinator::new(
+    let coord = Coordinator::with_epoch(
         me.clone(),
         ring,
         store.clone(),
@@ -109,10 +121,16 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             read_repair_chance: cfg.read_repair.chance,
             read_repair_wait: Config::ms(cfg.read_repair.wait_ms),
             max_hints: cfg.handoff.max_hints,
+            max_hint_bytes: cfg.handoff.max_hint_bytes,
             idempotency_window: Duration::from_secs(cfg.quorum.idempotency_window_s),
             read_repair_concurrency: cfg.read_repair.concurrency,
+            max_siblings: cfg.limits.max_siblings,
+            warn_siblings: cfg.limits.warn_siblings,
+            max_object_bytes: cfg.limits.max_object_bytes,
+            ..CoordinatorConfig::default()
         },
         quorum_metrics,
+        &epoch,
     );
 
     let aae = AntiEntropy::new(
@@ -191,6 +209,7 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             concurrency: cfg.handoff.concurrency,
             backoff_base: Config::ms(cfg.handoff.backoff_base_ms),
             backoff_max: Config::ms(cfg.handoff.backoff_max_ms),
+            hint_window: Config::ms(cfg.handoff.hint_window_ms),
         };
         workers.push(tokio::spawn(handoff::run(
             coord.clone(),
@@ -201,6 +220,42 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
 
     if cfg.antientropy.enabled {
         workers.push(tokio::spawn(aae.clone().run(shutdown_rx.clone())));
+    }
+
+    // The periodic WAL fsync (storage.sync_interval_ms): bounds what a power
+    // cut can take to the last interval of acknowledged writes. It runs on a
+    // thread of its own (an fsync blocks) and stops with the other workers.
+    if cfg.storage.sync_interval_ms > 0 && !cfg.storage.sync_writes {
+        let metrics = coord.metrics().clone();
+        let synced = store.clone();
+        let mut failing = 0u64;
+        let syncer = store.start_wal_sync(Config::ms(cfg.storage.sync_interval_ms), move |r| {
+            metrics.wal_synced(r.is_ok(), synced.last_wal_sync());
+            match r {
+                Ok(()) => failing = 0,
+                Err(e) => {
+                    // Every failure is counted; the log gets the first of a
+                    // run and every 100th after it.
+                    if failing % 100 == 0 {
+                        warn!(error = %e, consecutive = failing + 1, "WAL sync failed: writes acknowledged since the last successful sync would not survive a power cut");
+                    }
+                    failing += 1;
+                }
+            }
+        });
+        info!(
+            interval_ms = cfg.storage.sync_interval_ms,
+            "periodic WAL sync on"
+        );
+        let mut shutdown = shutdown_rx.clone();
+        workers.push(tokio::spawn(async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+            let _ = tokio::task::spawn_blocking(move || syncer.stop()).await;
+        }));
     }
 
     let state = AppState {
@@ -252,6 +307,9 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     }
     store.flush()?;
     drop(coord);
+    // Only now is every acknowledged write on disk: the next start may keep
+    // this incarnation.
+    dynkv_quorum::epoch::end(&store, &epoch)?;
     info!("storage flushed; bye");
     Ok(())
 }

@@ -12,10 +12,30 @@
 //!
 //! A hint whose owner has since left the ring is delivered to the key's
 //! current primaries instead, so it is never stranded.
+//!
+//! ## Bounds
+//! Hints are bounded three ways. A fallback refuses a new hint past
+//! `max_hints` hints or `max_hint_bytes` bytes ([`crate::CoordinatorConfig`];
+//! counted in `dynkv_hints_refused_total{reason}`). And a hint older than
+//! [`HandoffConfig::hint_window`] (Cassandra's `max_hint_window`, 3 hours by
+//! default) is dropped undelivered by the next pass, whether or not its owner
+//! is back (counted in `dynkv_hints_expired_total`): the keys it held are
+//! left to anti-entropy, which compares every replica with the others and
+//! heals them whatever their age. Dropping, not delivering, an expired hint
+//! also keeps a very old write from arriving after the tombstone that
+//! superseded it was reaped. A hint's age is that of the oldest write it
+//! holds (merges keep its creation time).
+//!
+//! Unlike Cassandra, a fallback keeps storing new hints for an owner that
+//! has been down longer than the window: each new hint still lives for a
+//! full window, so an owner that comes back after a long outage gets the
+//! last window's writes by handoff and only older ones through anti-entropy,
+//! and writes never lose availability because an outage grew long. The
+//! count and byte bounds cap what such an outage can hold.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -42,6 +62,9 @@ pub struct HandoffConfig {
     pub backoff_base: Duration,
     /// Longest retry delay.
     pub backoff_max: Duration,
+    /// Age past which a hint is dropped undelivered and its key left to
+    /// anti-entropy (`Duration::ZERO`: hints never expire).
+    pub hint_window: Duration,
 }
 
 impl Default for HandoffConfig {
@@ -52,6 +75,7 @@ impl Default for HandoffConfig {
             concurrency: 8,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            hint_window: Duration::from_secs(3 * 3600),
         }
     }
 }
@@ -98,11 +122,17 @@ pub async fn pass(
     let backoff = &mut state.owners;
     let store = coord.store().clone();
     coord.metrics().hints_pending.set(store.hint_count() as i64);
+    coord.metrics().hint_bytes.set(store.hint_bytes() as i64);
     if store.hint_count() == 0 {
         return Ok(0);
     }
+    // Hints created at or before this instant have outlived the window.
+    let expiry = (!config.hint_window.is_zero())
+        .then(|| SystemTime::now().checked_sub(config.hint_window))
+        .flatten();
     let mut cursor: Option<(String, u32, Vec<u8>)> = None;
     let mut delivered = 0;
+    let mut expired = 0;
     loop {
         let batch = store
             .hints(
@@ -115,6 +145,26 @@ pub async fn pass(
             .map_err(|e| e.to_string())?;
         let Some(last) = batch.last() else { break };
         cursor = Some((last.owner.clone(), last.partition, last.key.clone()));
+        let (old, batch): (Vec<Hint>, Vec<Hint>) = batch
+            .into_iter()
+            .partition(|h| expiry.is_some_and(|cutoff| h.created <= cutoff));
+        if let Some(cutoff) = expiry {
+            for h in old {
+                let kr = KeyRef {
+                    partition: h.partition,
+                    hash: dynkv_ring::key_hash(&h.key),
+                    key: &h.key,
+                };
+                match store.remove_hint_created_before(&h.owner, &kr, cutoff) {
+                    Ok(true) => {
+                        expired += 1;
+                        coord.metrics().hints_expired.inc();
+                    }
+                    Ok(false) => {}
+                    Err(e) => warn!(error = %e, owner = %h.owner, "cannot drop an expired hint"),
+                }
+            }
+        }
         let now = Instant::now();
         let ready: Vec<Hint> = batch
             .into_iter()
@@ -152,8 +202,17 @@ pub async fn pass(
         }
     }
     coord.metrics().hints_pending.set(store.hint_count() as i64);
+    coord.metrics().hint_bytes.set(store.hint_bytes() as i64);
     if delivered > 0 {
         info!(delivered, pending = store.hint_count(), "hinted handoff");
+    }
+    if expired > 0 {
+        info!(
+            expired,
+            window = ?config.hint_window,
+            pending = store.hint_count(),
+            "dropped hints older than the hint window; anti-entropy repairs their keys"
+        );
     }
     Ok(delivered)
 }
@@ -212,4 +271,256 @@ async fn deliver(coord: &Arc<Coordinator>, hint: Hint) -> (NodeId, bool) {
         }
     };
     (owner, ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::ReasonLabels;
+    use crate::{CoordinatorConfig, QuorumMetrics};
+    use dynkv_ring::Ring;
+    use dynkv_rpc::messages::StoreHint;
+    use dynkv_rpc::sim::SimNetwork;
+    use dynkv_rpc::{Dispatcher, PeerHealth, RemoteError, RpcError};
+    use dynkv_storage::{Store, StoreConfig};
+    use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
+
+    /// Nodes n1..n3 over a simulated network, each with its own RocksDB.
+    struct Nodes {
+        net: SimNetwork,
+        nodes: Vec<Arc<Coordinator>>,
+        _dirs: Vec<tempfile::TempDir>,
+    }
+
+    impl Nodes {
+        fn start(config: CoordinatorConfig) -> Nodes {
+            let ids: Vec<NodeId> = (1..=3).map(|i| NodeId::from(format!("n{i}"))).collect();
+            let ring = Ring::new(ids.clone(), 16).unwrap();
+            let net = SimNetwork::new();
+            let (mut nodes, mut dirs) = (Vec::new(), Vec::new());
+            for id in &ids {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Arc::new(Store::open(&StoreConfig::new(dir.path()), None).unwrap());
+                let c = Coordinator::new(
+                    id.clone(),
+                    ring.clone(),
+                    store,
+                    Arc::new(net.transport(id.clone())),
+                    Arc::new(PeerHealth::new(id.clone(), ids.clone(), 1)),
+                    config.clone(),
+                    Arc::new(QuorumMetrics::default()),
+                );
+                net.register(id.clone(), dispatcher(&c));
+                nodes.push(c);
+                dirs.push(dir);
+            }
+            Nodes {
+                net,
+                nodes,
+                _dirs: dirs,
+            }
+        }
+
+        /// n3 goes down, and n1 (the fallback) knows it.
+        fn crash_n3(&self) {
+            self.net.crash("n3");
+            self.nodes[0].health().record_failure(&NodeId::from("n3"));
+            assert!(!self.nodes[0].health().is_up(&NodeId::from("n3")));
+        }
+
+        /// n3 is back, and n1 knows it.
+        fn restart_n3(&self) {
+            self.net
+                .register(NodeId::from("n3"), dispatcher(&self.nodes[2]));
+            self.nodes[0].health().record_success(&NodeId::from("n3"));
+        }
+
+        /// n2 asks n1 to keep `value` as a hint for n3, over the network.
+        async fn hint(&self, key: &str, value: &str) -> Result<(), RpcError> {
+            let req = StoreHint {
+                owner: NodeId::from("n3"),
+                key: key.as_bytes().to_vec().into(),
+                object: obj(value),
+            };
+            self.nodes[1]
+                .call_peer(&NodeId::from("n1"), &req, Duration::from_secs(1))
+                .await
+                .map(|_| ())
+        }
+
+        fn fallback(&self) -> &Arc<Coordinator> {
+            &self.nodes[0]
+        }
+    }
+
+    fn dispatcher(c: &Arc<Coordinator>) -> Arc<Dispatcher> {
+        let mut d = Dispatcher::new();
+        c.register(&mut d);
+        Arc::new(d)
+    }
+
+    /// A blind write of `value` by an actor of its own, so that two
+    /// writes are always concurrent siblings.
+    fn obj(value: &str) -> Object {
+        static ACTORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let actor = format!(
+            "w{}",
+            ACTORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        DvvSet::update(
+            &VersionVector::new(),
+            &Object::new(),
+            actor.as_str(),
+            Content::value(value.to_string(), "text/plain", 0),
+        )
+    }
+
+    fn handoff_config(window: Duration) -> HandoffConfig {
+        HandoffConfig {
+            backoff_base: Duration::from_millis(1),
+            backoff_max: Duration::from_millis(1),
+            hint_window: window,
+            ..HandoffConfig::default()
+        }
+    }
+
+    fn refused(c: &Coordinator, reason: &'static str) -> u64 {
+        c.metrics()
+            .hints_refused
+            .get_or_create(&ReasonLabels { reason })
+            .get()
+    }
+
+    /// What n3 holds for `key` in its own replica.
+    async fn on_n3(nodes: &Nodes, key: &str) -> Vec<String> {
+        let (own, _) = nodes.nodes[2].local_view(key.as_bytes()).await.unwrap();
+        own.iter()
+            .flat_map(|o| o.live_values())
+            .map(|c| String::from_utf8(c.value.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn hints_older_than_the_window_are_dropped_and_counted() {
+        let nodes = Nodes::start(CoordinatorConfig::default());
+        let f = nodes.fallback().clone();
+        let config = handoff_config(Duration::from_millis(300));
+        let mut state = HandoffState::default();
+        nodes.crash_n3();
+        nodes.hint("old-1", "a").await.unwrap();
+        nodes.hint("old-2", "b").await.unwrap();
+        assert_eq!(f.store().hint_count(), 2);
+        // Inside the window an undeliverable hint is kept.
+        assert_eq!(pass(&f, &config, &mut state).await.unwrap(), 0);
+        assert_eq!(f.store().hint_count(), 2);
+        assert_eq!(f.metrics().hints_expired.get(), 0);
+
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        // A hint created now is inside the window; a later write merged
+        // into an old hint does not make it young again.
+        nodes.hint("young", "c").await.unwrap();
+        nodes.hint("old-2", "b2").await.unwrap();
+        // The owner is back, but expired hints are dropped, not delivered.
+        nodes.restart_n3();
+        assert_eq!(pass(&f, &config, &mut state).await.unwrap(), 1);
+        assert_eq!(f.metrics().hints_expired.get(), 2);
+        assert_eq!(f.metrics().hints_delivered.get(), 1);
+        assert_eq!(f.store().hint_count(), 0);
+        assert_eq!(f.store().hint_bytes(), 0);
+        assert_eq!(f.metrics().hints_pending.get(), 0);
+        assert_eq!(f.metrics().hint_bytes.get(), 0);
+        assert_eq!(on_n3(&nodes, "young").await, vec!["c"]);
+        assert!(on_n3(&nodes, "old-1").await.is_empty());
+        assert!(on_n3(&nodes, "old-2").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn hints_for_an_owner_down_longer_than_the_window_are_still_stored() {
+        let nodes = Nodes::start(CoordinatorConfig::default());
+        let f = nodes.fallback().clone();
+        let config = handoff_config(Duration::from_millis(200));
+        let mut state = HandoffState::default();
+        nodes.crash_n3();
+        nodes.hint("early", "a").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        // n3 has now been down longer than the window: the old hint goes,
+        // a new one is still taken and lives for a whole window.
+        nodes.hint("late", "b").await.unwrap();
+        pass(&f, &config, &mut state).await.unwrap();
+        assert_eq!(f.metrics().hints_expired.get(), 1);
+        assert_eq!(f.store().hint_count(), 1);
+        nodes.restart_n3();
+        assert_eq!(pass(&f, &config, &mut state).await.unwrap(), 1);
+        assert_eq!(on_n3(&nodes, "late").await, vec!["b"]);
+        assert!(on_n3(&nodes, "early").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_zero_window_never_expires_hints() {
+        let nodes = Nodes::start(CoordinatorConfig::default());
+        let f = nodes.fallback().clone();
+        nodes.crash_n3();
+        nodes.hint("k", "a").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pass(
+            &f,
+            &handoff_config(Duration::ZERO),
+            &mut HandoffState::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(f.store().hint_count(), 1);
+        assert_eq!(f.metrics().hints_expired.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_hint_past_the_byte_bound_is_refused_and_counted() {
+        let nodes = Nodes::start(CoordinatorConfig {
+            max_hint_bytes: 200,
+            ..CoordinatorConfig::default()
+        });
+        let f = nodes.fallback().clone();
+        nodes.crash_n3();
+        nodes.hint("small", "v").await.unwrap();
+        let held = f.store().hint_bytes();
+        assert!(held > 0 && held < 200, "{held}");
+        assert_eq!(f.metrics().hint_bytes.get(), held as i64);
+        let big = "x".repeat(300);
+        match nodes.hint("big", &big).await {
+            Err(RpcError::Remote(RemoteError::HintBytesFull { node, max })) => {
+                assert_eq!((node.as_str(), max), ("n1", 200));
+            }
+            other => panic!("expected HintBytesFull, got {other:?}"),
+        }
+        assert_eq!(refused(&f, "bytes"), 1);
+        assert_eq!(refused(&f, "count"), 0);
+        assert_eq!(f.metrics().hints_dropped.get(), 1);
+        assert_eq!((f.store().hint_count(), f.store().hint_bytes()), (1, held));
+        // What fits is still taken.
+        nodes
+            .hint("small", "w")
+            .await
+            .unwrap_or_else(|e| panic!("a small merge within the bound was refused: {e}"));
+        assert_eq!(f.store().hint_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_new_hint_past_the_count_bound_is_refused_and_counted() {
+        let nodes = Nodes::start(CoordinatorConfig {
+            max_hints: 1,
+            ..CoordinatorConfig::default()
+        });
+        let f = nodes.fallback().clone();
+        nodes.crash_n3();
+        nodes.hint("one", "v").await.unwrap();
+        match nodes.hint("two", "v").await {
+            Err(RpcError::Remote(RemoteError::HintsFull { max: 1, .. })) => {}
+            other => panic!("expected HintsFull, got {other:?}"),
+        }
+        // More for a key already hinted is a merge, not a new hint.
+        nodes.hint("one", "w").await.unwrap();
+        assert_eq!(refused(&f, "count"), 1);
+        assert_eq!(refused(&f, "bytes"), 0);
+        assert_eq!(f.store().hint_count(), 1);
+    }
 }

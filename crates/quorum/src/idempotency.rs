@@ -55,6 +55,7 @@ pub fn seen(object: &Object, key: &str, now: u64, window: Duration) -> bool {
 /// The coordinator's update with idempotency records: tags the new value
 /// with its own record (if it has a key) and carries over the fresh records
 /// of the siblings it replaces.
+#[allow(clippy::too_many_arguments)]
 pub fn apply(
     context: &VersionVector,
     current: &Object,
@@ -63,8 +64,9 @@ pub fn apply(
     key: Option<&str>,
     now: u64,
     window: Duration,
+    floor: u64,
 ) -> Object {
-    let plain = DvvSet::update(context, current, actor, content.clone());
+    let plain = DvvSet::update_above(context, current, actor, content.clone(), floor);
     let survivors = plain.values();
     let mut records: Vec<(String, String)> = current
         .values()
@@ -99,7 +101,7 @@ pub fn apply(
         .retain(|(name, _)| !name.starts_with(RECORD_PREFIX));
     content.meta.extend(kept);
     content.meta.sort();
-    DvvSet::update(context, current, actor, content)
+    DvvSet::update_above(context, current, actor, content, floor)
 }
 
 /// Metadata that is not a dedup record: what clients should see.
@@ -130,17 +132,18 @@ mod tests {
             Some("req-1"),
             1_000,
             W,
+            0,
         );
         assert!(seen(&o, "req-1", 2_000, W));
         assert!(!seen(&o, "req-2", 2_000, W));
         // Another client overwrites the value with a context: the record moves along.
-        let o2 = apply(&o.join(), &o, "n2", v("b"), None, 3_000, W);
+        let o2 = apply(&o.join(), &o, "n2", v("b"), None, 3_000, W, 0);
         assert_eq!(o2.sibling_count(), 1);
         assert!(seen(&o2, "req-1", 4_000, W));
         // Past the window it is forgotten, and dropped on the next write.
         let late = 1_000 + W.as_micros() as u64 + 1;
         assert!(!seen(&o2, "req-1", late, W));
-        let o3 = apply(&o2.join(), &o2, "n1", v("c"), None, late, W);
+        let o3 = apply(&o2.join(), &o2, "n1", v("c"), None, late, W, 0);
         assert!(o3.values()[0].meta.is_empty());
     }
 
@@ -156,6 +159,7 @@ mod tests {
                 Some(&format!("k{i}")),
                 1_000 + i,
                 W,
+                0,
             );
         }
         let c = o.values()[0];

@@ -47,8 +47,10 @@
 //! snapshots, the store serialises writers per key, and fan-out runs on
 //! spawned tasks that report through channels.
 
+pub mod epoch;
 pub mod handoff;
 pub mod idempotency;
+mod local_write;
 mod metrics;
 
 use std::sync::Arc;
@@ -61,7 +63,7 @@ use bytes::Bytes;
 use dynkv_repair::{ReplicaReply, plan_read_repair, should_repair};
 use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::messages::{
-    Coordinate, Keys, ListKeys, ListNamespaces, Ping, Pong, Quorum, Read, ReadReply, Replicate,
+    Coordinate, CoordinateFallback, Keys, ListKeys, ListNamespaces, Ping, Pong, Quorum, Read, ReadReply, Replicate,
     StoreHint, Stored, WriteOutcome, WriteRequest,
 };
 use dynkv_rpc::{
@@ -115,11 +117,22 @@ pub struct CoordinatorConfig {
     /// Most hints this node keeps; past it, new hints are refused (counted)
     /// and the write relies on the other replicas.
     pub max_hints: u64,
+    /// Most bytes this node's hints hold (stored keys and values); a hint
+    /// that would take them past it is refused like one past `max_hints`.
+    pub max_hint_bytes: u64,
     /// How long an `Idempotency-Key` is remembered.
     pub idempotency_window: Duration,
     /// Read repairs running at once; past it a read is not repaired (a
     /// bulkhead: repair never queues up behind client traffic).
     pub read_repair_concurrency: usize,
+    /// Siblings a write may leave (Riak's `max_siblings`); past it the
+    /// write is refused before anything is stored.
+    pub max_siblings: usize,
+    /// Siblings past which a write is logged and counted (Riak's
+    /// `warn_siblings`).
+    pub warn_siblings: usize,
+    /// Largest object (every sibling with its metadata) a write may leave.
+    pub max_object_bytes: usize,
 }
 
 impl Default for CoordinatorConfig {
@@ -135,8 +148,12 @@ impl Default for CoordinatorConfig {
             read_repair_chance: 1.0,
             read_repair_wait: Duration::from_secs(2),
             max_hints: 1_000_000,
+            max_hint_bytes: 1 << 30,
             idempotency_window: Duration::from_secs(600),
             read_repair_concurrency: 64,
+            max_siblings: 100,
+            warn_siblings: 25,
+            max_object_bytes: 50 << 20,
         }
     }
 }
@@ -171,6 +188,26 @@ pub enum QuorumError {
     /// The request is invalid for this cluster (400).
     #[error("{0}")]
     BadRequest(String),
+    /// The context names versions of this key no replica issued (400
+    /// `bad_context`): forged, or from another cluster.
+    #[error("{0}")]
+    BadContext(String),
+    /// The write would leave more siblings than allowed (409).
+    #[error("the write would leave {count} siblings, more than the limit of {max}; resolve them by writing with the context of a read")]
+    TooManySiblings {
+        /// Siblings the key would hold.
+        count: usize,
+        /// The limit (`limits.max_siblings`).
+        max: usize,
+    },
+    /// The object would exceed the size limit (413).
+    #[error("the object would hold {bytes} bytes with its siblings, more than the limit of {max}")]
+    ObjectTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit (`limits.max_object_bytes`).
+        max: usize,
+    },
     /// The local store failed (500).
     #[error("storage failure: {0}")]
     Storage(String),
@@ -192,6 +229,9 @@ impl QuorumError {
             QuorumError::Unavailable(_) => "unavailable",
             QuorumError::Stale { .. } => "stale",
             QuorumError::BadRequest(_) => "bad_request",
+            QuorumError::BadContext(_) => "bad_context",
+            QuorumError::TooManySiblings { .. } => "too_many_siblings",
+            QuorumError::ObjectTooLarge { .. } => "object_too_large",
             QuorumError::Storage(_) => "storage_error",
         }
     }
@@ -216,6 +256,15 @@ impl QuorumError {
                 answered: answered as usize,
             },
             RemoteError::Unavailable(m) => QuorumError::Unavailable(m),
+            RemoteError::BadContext(m) => QuorumError::BadContext(m),
+            RemoteError::TooManySiblings { count, max } => QuorumError::TooManySiblings {
+                count: count as usize,
+                max: max as usize,
+            },
+            RemoteError::ObjectTooLarge { bytes, max } => QuorumError::ObjectTooLarge {
+                bytes: bytes as usize,
+                max: max as usize,
+            },
             other => QuorumError::Unavailable(other.to_string()),
         }
     }
@@ -241,6 +290,15 @@ impl From<QuorumError> for RemoteError {
             },
             QuorumError::BadRequest(m) => RemoteError::BadRequest(m),
             QuorumError::Storage(m) => RemoteError::Storage(m),
+            QuorumError::BadContext(m) => RemoteError::BadContext(m),
+            QuorumError::TooManySiblings { count, max } => RemoteError::TooManySiblings {
+                count: count as u64,
+                max: max as u64,
+            },
+            QuorumError::ObjectTooLarge { bytes, max } => RemoteError::ObjectTooLarge {
+                bytes: bytes as u64,
+                max: max as u64,
+            },
         }
     }
 }
@@ -296,6 +354,12 @@ pub struct Coordinator {
     config: CoordinatorConfig,
     metrics: Arc<QuorumMetrics>,
     repair_slots: Arc<tokio::sync::Semaphore>,
+    /// This incarnation's actor (see [`epoch`]).
+    actor: String,
+    /// Serialise fallback coordination per key (striped).
+    fallback_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Dots of `actor` up to here may exist without being stored here.
+    floor: std::sync::atomic::AtomicU64,
 }
 
 /// One replica's reply to a read, kept for read repair.
@@ -317,10 +381,34 @@ impl Coordinator {
         config: CoordinatorConfig,
         metrics: Arc<QuorumMetrics>,
     ) -> Arc<Self> {
+        let epoch = epoch::Epoch {
+            actor: me.to_string(),
+            incarnation: String::new(),
+            renewed: None,
+            floor: 0,
+        };
+        Self::with_epoch(me, ring, store, transport, health, config, metrics, &epoch)
+    }
+
+    /// A coordinator writing as this run's incarnation ([`epoch::begin`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn with_epoch(
+        me: NodeId,
+        ring: Ring,
+        store: Arc<Store>,
+        transport: Arc<dyn Transport>,
+        health: Arc<PeerHealth>,
+        config: CoordinatorConfig,
+        metrics: Arc<QuorumMetrics>,
+        epoch: &epoch::Epoch,
+    ) -> Arc<Self> {
         Arc::new(Coordinator {
             repair_slots: Arc::new(tokio::sync::Semaphore::new(
                 config.read_repair_concurrency.max(1),
             )),
+            actor: epoch.actor.clone(),
+            floor: std::sync::atomic::AtomicU64::new(epoch.floor),
+            fallback_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             me,
             ring: ArcSwap::from_pointee(ring),
             next_ring: arc_swap::ArcSwapOption::empty(),
@@ -335,6 +423,40 @@ impl Coordinator {
     /// This node's id.
     pub fn node_id(&self) -> &NodeId {
         &self.me
+    }
+
+    /// The actor of the writes this node coordinates (`<id>#<incarnation>`).
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// The counter floor of this node's actor.
+    pub fn floor(&self) -> u64 {
+        self.floor.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Raises the counter floor to `counter` (persisted first): call it
+    /// before deleting the last local copy of dots of this actor (a reaped
+    /// tombstone, a delivered hint), so they are never issued again.
+    pub fn raise_floor(&self, counter: u64) -> dynkv_storage::Result<()> {
+        use std::sync::atomic::Ordering;
+        let mut cur = self.floor.load(Ordering::Acquire);
+        while counter > cur {
+            epoch::save_floor(&self.store, counter)?;
+            match self
+                .floor
+                .compare_exchange(cur, counter, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        // A racing lower raise may have persisted after a higher one.
+        let now = self.floor.load(Ordering::Acquire);
+        if now > counter {
+            epoch::save_floor(&self.store, now)?;
+        }
+        Ok(())
     }
 
     /// The current ring.
@@ -557,10 +679,164 @@ impl Coordinator {
             req.content.modified_micros = now_micros();
         }
         if placement.primaries.contains(&self.me) {
-            self.coordinate(req, placement, w, deadline).await
-        } else {
-            self.forward(req, placement, deadline).await
+            return self.coordinate(req, placement, w, deadline).await;
         }
+        if !req.sloppy {
+            return self.forward(req, placement, deadline).await;
+        }
+        match self.forward(req.clone(), placement.clone(), deadline).await {
+            Err(QuorumError::Unavailable(why)) => {
+                self.fallback_write(req, placement, w, deadline, why).await
+            }
+            other => other,
+        }
+    }
+
+    /// No primary of the key could be reached: the first reachable
+    /// fallback in ring order coordinates the write under its own actor and
+    /// keeps it as hints (Dynamo's always-writeable sloppy quorum; safe
+    /// because a dot is never reissued, see [`epoch`]).
+    async fn fallback_write(
+        self: &Arc<Self>,
+        mut req: WriteRequest,
+        placement: Placement,
+        w: usize,
+        deadline: Instant,
+        why: String,
+    ) -> Result<WriteOutcome, QuorumError> {
+        let order: Vec<NodeId> = placement
+            .fallbacks
+            .iter()
+            .filter(|f| **f == self.me || self.health.is_up(f))
+            .cloned()
+            .collect();
+        let mut tried = Vec::new();
+        for f in order {
+            if f == self.me {
+                return self.coordinate_fallback(req, placement, w, deadline).await;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            req.timeout_ms = left.as_millis() as u64;
+            match self.call(&f, &CoordinateFallback(req.clone()), left).await {
+                Ok(outcome) => return Ok(outcome),
+                // An older node: try the next fallback.
+                Err(RpcError::Remote(RemoteError::UnknownEndpoint(_))) => {
+                    tried.push((f, "does not coordinate as a fallback".to_string()))
+                }
+                Err(RpcError::Remote(e)) => return Err(QuorumError::from_remote(e, "write")),
+                Err(e) if e.never_sent() => tried.push((f, e.to_string())),
+                Err(e) => {
+                    tried.push((f, e.to_string()));
+                    return Err(QuorumError::NotEnough {
+                        op: "write",
+                        needed: w,
+                        acked: 0,
+                        detail: tried,
+                    });
+                }
+            }
+        }
+        Err(QuorumError::Unavailable(format!(
+            "{why}; no fallback could coordinate it either{}",
+            detail_suffix(&tried)
+        )))
+    }
+
+    /// Coordinates a sloppy write on this node as a fallback: numbers it
+    /// from the hints held here for the key (and the counter floor), keeps
+    /// it as a hint for every primary, and hints the other primaries'
+    /// copies through the other fallbacks too.
+    async fn coordinate_fallback(
+        self: &Arc<Self>,
+        req: WriteRequest,
+        placement: Placement,
+        w: usize,
+        deadline: Instant,
+    ) -> Result<WriteOutcome, QuorumError> {
+        if placement.primaries.is_empty() {
+            return Err(QuorumError::Unavailable("the key has no primary".into()));
+        }
+        // Numbering and storing happen under one lock per key: two
+        // fallback writes of a key here must not take the same dot.
+        let stripe = (placement.hash as usize) % self.fallback_locks.len();
+        let _numbering = self.fallback_locks[stripe].lock().await;
+        let (partition, hash) = (placement.partition, placement.hash);
+        let (key, primaries) = (req.key.clone(), placement.primaries.clone());
+        let held = self
+            .with_store(move |s| {
+                let kr = KeyRef {
+                    partition,
+                    hash,
+                    key: &key,
+                };
+                let mut held: Option<Object> = s.get(&kr)?;
+                for p in &primaries {
+                    if let Some(h) = s.get_hint(p.as_str(), &kr)? {
+                        held = Some(match held {
+                            Some(o) => DvvSet::sync(&o, &h),
+                            None => h,
+                        });
+                    }
+                }
+                Ok(held)
+            })
+            .await?;
+        let write = local_write::LocalWrite {
+            actor: self.actor.clone(),
+            floor: self.floor(),
+            context: req.context.clone(),
+            content: req.content.clone(),
+            idempotency_key: req.idempotency_key.clone(),
+            supersede: req.supersede,
+            window: self.config.idempotency_window,
+            max_siblings: self.config.max_siblings,
+            max_object_bytes: self.config.max_object_bytes,
+        };
+        // No primary answers, so there is nothing to pull: clamp at once.
+        let (next, step) = local_write::apply(held, &write, true, now_micros());
+        let replayed = match step {
+            local_write::Step::Applied { replayed, .. } => replayed,
+            local_write::Step::Refused(e) => {
+                self.metrics
+                    .writes_refused
+                    .get_or_create(&metrics::OutcomeLabels { outcome: e.code() })
+                    .inc();
+                return Err(e);
+            }
+            local_write::Step::NeedsPull => unreachable!("a clamping write never asks to pull"),
+        };
+        let Some(object) = next else {
+            return Err(QuorumError::Storage("the write left no object".into()));
+        };
+        if !replayed {
+            // A hint for every primary, so each gets the write from this
+            // node when it returns even if no other fallback took a copy.
+            for p in &placement.primaries {
+                self.store_hint(StoreHint {
+                    owner: p.clone(),
+                    key: req.key.clone(),
+                    object: object.clone(),
+                })
+                .await
+                .map_err(|e| QuorumError::Unavailable(e.to_string()))?;
+            }
+            self.metrics.fallback_coordinated.inc();
+        }
+        drop(_numbering);
+        let outcome = self.outcome(object, replayed);
+        let others: Vec<NodeId> = placement.primaries[1..].to_vec();
+        let spares: Vec<NodeId> = placement
+            .fallbacks
+            .iter()
+            .filter(|f| **f != self.me)
+            .cloned()
+            .collect();
+        // This node's hint counts as one (hinted) copy: fallback writes are sloppy.
+        self.replicate_and_wait(req.key, outcome, others, spares, w, true, deadline)
+            .await
     }
 
     /// Sends the write to the first reachable primary.
@@ -626,54 +902,65 @@ impl Coordinator {
             self.pull_from_primaries(&req.key, &placement, deadline)
                 .await;
         }
-        let me = self.me.to_string();
         let key = req.key.clone();
         let (partition, hash) = (placement.partition, placement.hash);
-        let window = self.config.idempotency_window;
-        let WriteRequest {
-            content,
-            context,
-            idempotency_key,
-            supersede,
-            ..
-        } = req;
-        let (updated, replayed) = self
-            .with_store(move |s| {
-                let kr = KeyRef {
-                    partition,
-                    hash,
-                    key: &key,
-                };
-                let mut replayed = false;
-                let u = s.update(&kr, |cur| {
-                    let cur = cur.unwrap_or_default();
-                    let now = now_micros();
-                    // Superseding writes have seen everything stored here.
-                    let context = if supersede {
-                        context.merge(&cur.join())
-                    } else {
-                        context
+        let write = Arc::new(local_write::LocalWrite {
+            actor: self.actor.clone(),
+            floor: self.floor(),
+            context: req.context.clone(),
+            content: req.content.clone(),
+            idempotency_key: req.idempotency_key.clone(),
+            supersede: req.supersede,
+            window: self.config.idempotency_window,
+            max_siblings: self.config.max_siblings,
+            max_object_bytes: self.config.max_object_bytes,
+        });
+        let mut may_clamp = false;
+        let (updated, replayed) = loop {
+            let (w, key) = (write.clone(), key.clone());
+            let (updated, step) = self
+                .with_store(move |s| {
+                    let kr = KeyRef {
+                        partition,
+                        hash,
+                        key: &key,
                     };
-                    if let Some(k) = &idempotency_key
-                        && idempotency::seen(&cur, k, now, window)
-                    {
-                        replayed = true;
-                        return Some(cur);
+                    let mut step = None;
+                    let u = s.update(&kr, |cur| {
+                        let (next, st) = local_write::apply(cur, &w, may_clamp, now_micros());
+                        step = Some(st);
+                        next
+                    })?;
+                    Ok((u, step.expect("the update ran")))
+                })
+                .await?;
+            match step {
+                local_write::Step::Applied { replayed, clamped } => {
+                    if clamped {
+                        self.metrics.contexts_clamped.inc();
                     }
-                    Some(idempotency::apply(
-                        &context,
-                        &cur,
-                        &me,
-                        content,
-                        idempotency_key.as_deref(),
-                        now,
-                        window,
-                    ))
-                })?;
-                Ok((u, replayed))
-            })
-            .await?;
-        let object = updated.object.expect("update always returns an object");
+                    break (updated, replayed);
+                }
+                local_write::Step::NeedsPull if !may_clamp => {
+                    // This replica lags the writer's context: catch up first.
+                    self.pull_from_primaries(&req.key, &placement, deadline)
+                        .await;
+                    may_clamp = true;
+                }
+                local_write::Step::NeedsPull => unreachable!("a clamping write never asks to pull"),
+                local_write::Step::Refused(e) => {
+                    self.metrics.writes_refused.get_or_create(&metrics::OutcomeLabels { outcome: e.code() }).inc();
+                    return Err(e);
+                }
+            }
+        };
+        let Some(object) = updated.object else {
+            return Err(QuorumError::Storage("the write left no object".into()));
+        };
+        if object.sibling_count() > self.config.warn_siblings {
+            self.metrics.sibling_warnings.inc();
+            debug!(key = %String::from_utf8_lossy(&req.key), siblings = object.sibling_count(), "key holds many siblings");
+        }
         if replayed {
             self.metrics.idempotent_replays.inc();
         } else {
@@ -702,32 +989,55 @@ impl Coordinator {
                 futures::future::join_all(sends).await;
             });
         }
-        let mut acked = 1;
+        let outcome = self.outcome(object, replayed);
+        let spares = placement.fallbacks;
+        self.replicate_and_wait(req.key, outcome, others, spares, w, req.sloppy, deadline)
+            .await
+    }
+
+    /// What a coordinated write answers: the object and the dot it got.
+    fn outcome(&self, object: Object, replayed: bool) -> WriteOutcome {
         let dot = (!replayed).then(|| {
-            let counter = object.join().get(self.me.as_str());
-            (self.me.to_string(), counter)
+            let counter = object.join().get(&self.actor);
+            (self.actor.clone(), counter)
         });
-        let outcome = WriteOutcome {
+        WriteOutcome {
             object,
             replayed,
             dot,
-        };
+        }
+    }
+
+    /// Sends a coordinated object to `others` (hinting through `spares` for
+    /// the unreachable ones) and answers once `w` copies, this node's own
+    /// included, are acknowledged; replication goes on after the answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn replicate_and_wait(
+        self: &Arc<Self>,
+        key: Bytes,
+        outcome: WriteOutcome,
+        others: Vec<NodeId>,
+        spares: Vec<NodeId>,
+        w: usize,
+        sloppy: bool,
+        deadline: Instant,
+    ) -> Result<WriteOutcome, QuorumError> {
+        let mut acked = 1;
         if others.is_empty() {
             return Ok(outcome);
         }
         let (tx, mut rx) = mpsc::channel(others.len() + 1);
         let this = self.clone();
         let obj = outcome.object.clone();
-        let key = req.key.clone();
         tokio::spawn(async move {
-            this.replicate(key, obj, others, placement.fallbacks, deadline, tx)
+            this.replicate(key, obj, others, spares, deadline, tx)
                 .await
         });
         let mut detail = Vec::new();
         while acked < w {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(Ack::Primary(_))) => acked += 1,
-                Ok(Some(Ack::Hinted { .. })) if req.sloppy => acked += 1,
+                Ok(Some(Ack::Hinted { .. })) if sloppy => acked += 1,
                 Ok(Some(Ack::Hinted { owner, via })) => {
                     detail.push((owner, format!("only hinted on {via} (sloppy=false)")))
                 }
@@ -1171,22 +1481,44 @@ impl Coordinator {
     }
 
     /// Keeps an object durably for an unreachable owner, unless the hint
-    /// store is full.
+    /// store is full: past `max_hints` hints or `max_hint_bytes` bytes (the
+    /// write then counts this copy as failed and relies on the other
+    /// replicas, and anti-entropy later). Hints are stored for an owner
+    /// however long it has been down; each expires `handoff.hint_window`
+    /// after its creation (see [`handoff`]).
     async fn store_hint(&self, req: StoreHint) -> Result<Stored, RemoteError> {
-        if self.store.hint_count() >= self.config.max_hints {
-            self.metrics.hints_dropped.inc();
-            return Err(RemoteError::HintsFull {
-                node: self.me.clone(),
-                max: self.config.max_hints,
-            });
-        }
+        use dynkv_storage::{HintBound, HintLimits, HintPut};
+        let limits = HintLimits {
+            max_hints: self.config.max_hints,
+            max_bytes: self.config.max_hint_bytes,
+        };
         let StoreHint { owner, key, object } = req;
         let key = self.placed(key);
-        let created = self
-            .with_store(move |s| s.put_hint(owner.as_str(), &key.key_ref(), &object))
+        let put = self
+            .with_store(move |s| {
+                s.put_hint_bounded(owner.as_str(), &key.key_ref(), &object, limits)
+            })
             .await?;
-        if created {
-            self.metrics.hints_stored.inc();
+        self.metrics.hint_bytes.set(self.store.hint_bytes() as i64);
+        match put {
+            HintPut::Created => {
+                self.metrics.hints_stored.inc();
+            }
+            HintPut::Merged => {}
+            HintPut::Refused(HintBound::Count) => {
+                self.metrics.hint_refused("count");
+                return Err(RemoteError::HintsFull {
+                    node: self.me.clone(),
+                    max: self.config.max_hints,
+                });
+            }
+            HintPut::Refused(HintBound::Bytes) => {
+                self.metrics.hint_refused("bytes");
+                return Err(RemoteError::HintBytesFull {
+                    node: self.me.clone(),
+                    max: self.config.max_hint_bytes,
+                });
+            }
         }
         Ok(Stored {})
     }
@@ -1198,6 +1530,7 @@ impl Coordinator {
             .register::<Read, _>(self.clone())
             .register::<Replicate, _>(self.clone())
             .register::<Coordinate, _>(self.clone())
+            .register::<CoordinateFallback, _>(self.clone())
             .register::<StoreHint, _>(self.clone())
             .register::<ListKeys, _>(self.clone())
             .register::<ListNamespaces, _>(self.clone());
@@ -1275,6 +1608,31 @@ impl Handler<Coordinate> for Coordinator {
     }
 }
 
+impl Handler<CoordinateFallback> for Coordinator {
+    async fn handle(
+        self: Arc<Self>,
+        CoordinateFallback(req): CoordinateFallback,
+        _: CallContext,
+    ) -> Result<WriteOutcome, RemoteError> {
+        let placement = self.placement_n(&req.key, req.n_val.map(|n| n as usize));
+        let n = placement.primaries.len();
+        let w = req.w.required(n);
+        if w == 0 || w > n {
+            return Err(RemoteError::BadRequest(format!(
+                "w asks for {w} of {n} replicas"
+            )));
+        }
+        let deadline = Instant::now() + Duration::from_millis(req.timeout_ms);
+        // A primary of the key (by this node's ring) coordinates as one.
+        let outcome = if placement.primaries.contains(&self.me) {
+            self.coordinate(req, placement, w, deadline).await
+        } else {
+            self.coordinate_fallback(req, placement, w, deadline).await
+        };
+        Ok(outcome?)
+    }
+}
+
 impl Handler<ListKeys> for Coordinator {
     async fn handle(self: Arc<Self>, req: ListKeys, _: CallContext) -> Result<Keys, RemoteError> {
         let store = self.store.clone();
@@ -1328,13 +1686,13 @@ mod planted_bug {
             key: &req.key,
         };
         let cur = c.store.get(&kr).ok()?.unwrap_or_default();
-        let object = DvvSet::update(&req.context, &cur, c.me.as_str(), req.content.clone());
-        let counter = object.join().get(c.me.as_str());
+        let object = DvvSet::update(&req.context, &cur, &c.actor, req.content.clone());
+        let counter = object.join().get(&c.actor);
         warn!("planted bug: acknowledging a write without storing it");
         Some(WriteOutcome {
             object,
             replayed: false,
-            dot: Some((c.me.to_string(), counter)),
+            dot: Some((c.actor.clone(), counter)),
         })
     }
 }

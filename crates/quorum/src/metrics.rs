@@ -1,4 +1,5 @@
-//! Prometheus metrics of the coordinator, hinted handoff and read repair.
+//! Prometheus metrics of the coordinator, hinted handoff, read repair and
+//! the periodic WAL sync of the node's store.
 
 use dynkv_rpc::RpcError;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -7,6 +8,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Labels naming an operation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -20,6 +22,13 @@ pub struct OpLabels {
 pub struct OutcomeLabels {
     /// e.g. "repaired", "failed".
     pub outcome: &'static str,
+}
+
+/// Labels naming why something was refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// e.g. "count", "bytes".
+    pub reason: &'static str,
 }
 
 /// Labels of an internode failure.
@@ -60,14 +69,36 @@ pub struct QuorumMetrics {
     pub hints_sent: Counter,
     /// Hints this node stored for others.
     pub hints_stored: Counter,
-    /// Hints refused because the hint store was full.
+    /// Hints refused because the hint store was full (either bound; the
+    /// sum of `hints_refused`, kept for existing dashboards).
     pub hints_dropped: Counter,
+    /// Hints refused, by the bound that refused them: "count"
+    /// (`handoff.max_hints`) or "bytes" (`handoff.max_hint_bytes`).
+    pub hints_refused: Family<ReasonLabels, Counter>,
+    /// Hints dropped undelivered because they outlived the hint window.
+    pub hints_expired: Counter,
     /// Hints handed off to their owner.
     pub hints_delivered: Counter,
     /// Hints currently held.
     pub hints_pending: Gauge,
+    /// Bytes held by hints (stored keys and values, before compression).
+    pub hint_bytes: Gauge,
+    /// Periodic WAL syncs, by outcome ("ok" or "failed").
+    pub wal_syncs: Family<OutcomeLabels, Counter>,
+    /// Unix time at which the last successful WAL sync started: writes
+    /// acknowledged before it survive a power loss.
+    pub wal_last_sync: Gauge<f64, AtomicU64>,
     /// Local store failures.
     pub storage_errors: Counter,
+    /// Writes refused before anything was stored, by error code
+    /// (`bad_context`, `too_many_siblings`, `object_too_large`).
+    pub writes_refused: Family<OutcomeLabels, Counter>,
+    /// Writes whose context was ahead of every replica and was clamped.
+    pub contexts_clamped: Counter,
+    /// Writes that left more siblings than `limits.warn_siblings`.
+    pub sibling_warnings: Counter,
+    /// Writes this node coordinated as a fallback, every primary away.
+    pub fallback_coordinated: Counter,
 }
 
 impl Default for QuorumMetrics {
@@ -84,14 +115,43 @@ impl Default for QuorumMetrics {
             hints_sent: Counter::default(),
             hints_stored: Counter::default(),
             hints_dropped: Counter::default(),
+            hints_refused: Family::default(),
+            hints_expired: Counter::default(),
             hints_delivered: Counter::default(),
             hints_pending: Gauge::default(),
+            hint_bytes: Gauge::default(),
+            wal_syncs: Family::default(),
+            wal_last_sync: Gauge::default(),
             storage_errors: Counter::default(),
+            writes_refused: Family::default(),
+            contexts_clamped: Counter::default(),
+            sibling_warnings: Counter::default(),
+            fallback_coordinated: Counter::default(),
         }
     }
 }
 
 impl QuorumMetrics {
+    /// Counts a hint refused by `reason` ("count" or "bytes").
+    pub fn hint_refused(&self, reason: &'static str) {
+        self.hints_dropped.inc();
+        self.hints_refused
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Records one WAL sync: its outcome and, when it succeeded, `synced`
+    /// (the store's last successful sync).
+    pub fn wal_synced(&self, ok: bool, synced: Option<std::time::SystemTime>) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.wal_syncs
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        if let Some(t) = synced.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
+            self.wal_last_sync.set(t.as_secs_f64());
+        }
+    }
+
     /// Adds every metric to `registry` under the `dynkv_` prefix.
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
@@ -146,8 +206,23 @@ impl QuorumMetrics {
         );
         registry.register(
             "dynkv_hints_dropped",
-            "Hints refused: hint store full",
+            "Hints refused: hint store full (either bound; the sum of dynkv_hints_refused_total)",
             self.hints_dropped.clone(),
+        );
+        registry.register(
+            "dynkv_hints_refused",
+            "Hints refused, by the bound reached: count (handoff.max_hints) or bytes (handoff.max_hint_bytes)",
+            self.hints_refused.clone(),
+        );
+        registry.register(
+            "dynkv_hints_expired",
+            "Hints dropped undelivered after handoff.hint_window_ms (anti-entropy repairs those keys)",
+            self.hints_expired.clone(),
+        );
+        registry.register(
+            "dynkv_hint_bytes",
+            "Bytes held by this node's hints (keys and values, before compression)",
+            self.hint_bytes.clone(),
         );
         registry.register(
             "dynkv_hints_delivered",
@@ -160,9 +235,39 @@ impl QuorumMetrics {
             self.hints_pending.clone(),
         );
         registry.register(
+            "dynkv_wal_syncs",
+            "Periodic WAL syncs (storage.sync_interval_ms), by outcome",
+            self.wal_syncs.clone(),
+        );
+        registry.register(
+            "dynkv_wal_last_sync_timestamp_seconds",
+            "Unix time the last successful WAL sync started (writes acknowledged before it survive power loss)",
+            self.wal_last_sync.clone(),
+        );
+        registry.register(
             "dynkv_storage_errors",
             "Local storage failures",
             self.storage_errors.clone(),
+        );
+        registry.register(
+            "dynkv_writes_refused",
+            "Writes refused before anything was stored, by error code",
+            self.writes_refused.clone(),
+        );
+        registry.register(
+            "dynkv_contexts_clamped",
+            "Writes whose context was ahead of every replica (clamped)",
+            self.contexts_clamped.clone(),
+        );
+        registry.register(
+            "dynkv_sibling_warnings",
+            "Writes that left more siblings than limits.warn_siblings",
+            self.sibling_warnings.clone(),
+        );
+        registry.register(
+            "dynkv_writes_fallback_coordinated",
+            "Writes coordinated by this node as a fallback, every primary away",
+            self.fallback_coordinated.clone(),
         );
     }
 }

@@ -168,11 +168,15 @@ impl Conn {
         // again once the caller stopped waiting *and* the frame left the
         // queue, so a writer stuck on a peer that stopped reading makes new
         // callers wait (and time out) instead of queueing without bound.
+        // A caller that gives up before its request is queued learns
+        // nothing about the peer: it must not close the connection as
+        // silent under the requests that hold the slots (they apply that
+        // rule at their own deadlines).
         let slot =
             match tokio::time::timeout_at(deadline, self.permits.clone().acquire_owned()).await {
                 Ok(Ok(p)) => Arc::new(p),
                 Ok(Err(_)) => return Err(RpcError::Unreachable("connection closed".into())),
-                Err(_) => return Err(self.timed_out(&call, started)),
+                Err(_) => return Err(RpcError::Timeout(call.timeout)),
             };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -190,7 +194,7 @@ impl Conn {
         match tokio::time::timeout_at(deadline, self.out.send(queued)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(RpcError::Unreachable("connection closed".into())),
-            Err(_) => return Err(self.timed_out(&call, started)),
+            Err(_) => return Err(RpcError::Timeout(call.timeout)),
         }
         self.link.inflight.inc();
         let answer = tokio::time::timeout_at(deadline, rx).await;
@@ -567,6 +571,11 @@ async fn writer(
         let Some(first) = rx.recv().await else {
             return "no more senders".into();
         };
+        // Let the tasks that are ready to send queue their frames first:
+        // woken by one sender, this task would otherwise run right after
+        // it (a multi-threaded runtime's LIFO slot) and write each frame
+        // alone.
+        tokio::task::yield_now().await;
         plain.clear();
         plain.extend_from_slice(&first.frame);
         batch.push(first);

@@ -167,6 +167,14 @@ pub enum RemoteError {
         /// Its limit.
         max: u64,
     },
+    /// The peer's hints hold its maximum of bytes; it refuses more.
+    #[error("{node} holds its maximum of {max} bytes of hints")]
+    HintBytesFull {
+        /// The refusing node.
+        node: NodeId,
+        /// Its limit in bytes.
+        max: u64,
+    },
     /// Anti-entropy trees of different shapes cannot be compared.
     #[error("tree shape {theirs:?} differs from the peer's {ours:?}")]
     ShapeMismatch {
@@ -184,6 +192,25 @@ pub enum RemoteError {
     /// The peer is shedding load.
     #[error("the peer is overloaded")]
     Overloaded,
+    /// The write's context names versions no replica issued.
+    #[error("bad context: {0}")]
+    BadContext(String),
+    /// The write would leave too many siblings.
+    #[error("the write would leave {count} siblings (limit {max})")]
+    TooManySiblings {
+        /// Siblings.
+        count: u64,
+        /// Limit.
+        max: u64,
+    },
+    /// The write would leave too large an object.
+    #[error("the object would hold {bytes} bytes (limit {max})")]
+    ObjectTooLarge {
+        /// Size.
+        bytes: u64,
+        /// Limit.
+        max: u64,
+    },
     /// The answer would exceed the frame limit.
     #[error("the answer of {bytes} bytes exceeds the frame limit of {max}")]
     TooLarge {
@@ -259,6 +286,10 @@ impl RemoteError {
             RemoteError::UnknownEndpoint(_) => 9,
             RemoteError::Overloaded => 10,
             RemoteError::TooLarge { .. } => 11,
+            RemoteError::BadContext(_) => 12,
+            RemoteError::TooManySiblings { .. } => 13,
+            RemoteError::ObjectTooLarge { .. } => 14,
+            RemoteError::HintBytesFull { .. } => 15,
             RemoteError::Other { code, .. } => *code,
         }
     }
@@ -302,9 +333,15 @@ impl WireForm for RemoteError {
             RemoteError::Unavailable(s)
             | RemoteError::BadRequest(s)
             | RemoteError::Storage(s)
-            | RemoteError::Refused(s) => w.message = s.clone(),
+            | RemoteError::Refused(s)
+            | RemoteError::BadContext(s) => w.message = s.clone(),
+            RemoteError::TooManySiblings { count: a, max: b }
+            | RemoteError::ObjectTooLarge { bytes: a, max: b } => {
+                w.a = *a;
+                w.b = *b;
+            }
             RemoteError::Stale { answered } => w.a = *answered as u64,
-            RemoteError::HintsFull { node, max } => {
+            RemoteError::HintsFull { node, max } | RemoteError::HintBytesFull { node, max } => {
                 w.node = node.to_string();
                 w.a = *max;
             }
@@ -357,6 +394,19 @@ impl WireForm for RemoteError {
                 bytes: w.a,
                 max: w.b,
             },
+            12 => RemoteError::BadContext(w.message),
+            13 => RemoteError::TooManySiblings {
+                count: w.a,
+                max: w.b,
+            },
+            14 => RemoteError::ObjectTooLarge {
+                bytes: w.a,
+                max: w.b,
+            },
+            15 => RemoteError::HintBytesFull {
+                node: NodeId::from(w.node),
+                max: w.a,
+            },
             code => RemoteError::Other {
                 code,
                 message: w.message,
@@ -397,6 +447,10 @@ mod tests {
                 node: NodeId::from("n4"),
                 max: 10,
             },
+            RemoteError::HintBytesFull {
+                node: NodeId::from("n4"),
+                max: 1 << 30,
+            },
             RemoteError::ShapeMismatch {
                 ours: (10, 5),
                 theirs: (8, 4),
@@ -405,6 +459,9 @@ mod tests {
             RemoteError::UnknownEndpoint(77),
             RemoteError::Overloaded,
             RemoteError::TooLarge { bytes: 9, max: 8 },
+            RemoteError::BadContext("forged".into()),
+            RemoteError::TooManySiblings { count: 101, max: 100 },
+            RemoteError::ObjectTooLarge { bytes: 9, max: 8 },
             RemoteError::Other {
                 code: 999,
                 message: "new".into(),

@@ -7,7 +7,7 @@
 //! | --- | --- | --- | --- |
 //! | `objects` | partition (u32 BE) ‖ key | encoded [`Object`] | ownership handoff, listing: one partition is one contiguous range |
 //! | `digests` | key hash (u64 BE) ‖ key | object digest (u64 LE) | anti-entropy: a Merkle leaf is a contiguous hash range |
-//! | `hints` | owner len (u8) ‖ owner ‖ partition ‖ key | encoded [`Object`] | hinted handoff, per target node |
+//! | `hints` | owner len (u8) ‖ owner ‖ partition ‖ key | hint format byte ‖ created (unix ms, u64 LE) ‖ encoded [`Object`] | hinted handoff, per target node |
 //! | `meta` | name | bytes | node identity, ring state |
 //!
 //! The object and its digest are written in one `WriteBatch`, so the digest
@@ -29,14 +29,37 @@
 //! The write-ahead log is always on. By default a write returns once RocksDB
 //! has appended it to the WAL in the operating system's page cache: an
 //! acknowledged write survives a `kill -9` of the process (the kernel still
-//! holds it) but not a power loss. With [`StoreConfig::sync_writes`] every
-//! write also `fsync`s the WAL before returning, which survives power loss at
-//! the cost of a disk flush per write. [`Store::flush`] persists memtables on
-//! graceful shutdown.
+//! holds it) but not, by itself, a power loss. Two settings bound what a
+//! power loss or kernel crash can take:
+//!
+//! - [`StoreConfig::sync_writes`]: every write also `fsync`s the WAL before
+//!   returning. A write that returned survives power loss, at the cost of a
+//!   disk flush per write.
+//! - A periodic WAL sync ([`Store::start_wal_sync`], the node's
+//!   `storage.sync_interval_ms`, as Cassandra's periodic commitlog): a
+//!   thread `fsync`s the WAL every interval T. A power loss then takes at
+//!   most the writes acknowledged since the start of the last successful
+//!   sync, about the last T (plus the duration of one sync);
+//!   [`Store::last_wal_sync`] says when that was.
+//!
+//! With neither, nothing bounds what a power loss takes except the kernel's
+//! own writeback. [`Store::flush`] persists memtables on graceful shutdown.
 //!
 //! The calls are blocking (RocksDB is synchronous). They take microseconds
 //! without `sync_writes`; with it, async callers should move them off the
 //! runtime's worker threads.
+//!
+//! ## Hints
+//! A hint value starts with a format byte. [`HINT_FORMAT_V2`] values carry
+//! the hint's creation time (unix ms, u64 LE) before the encoded object;
+//! merging a later write into a hint keeps its creation time, so a hint is as
+//! old as the oldest write it holds. A value that starts with anything else
+//! is a bare encoded object, the format hints were written in before: it is
+//! read as a hint created when the store was opened, and rewritten in the
+//! new format the next time it changes. The number of hints and the bytes
+//! they hold (stored key plus stored value, before compression) are kept in
+//! memory, rebuilt by one scan of the `hints` family at open, and bound what
+//! [`Store::put_hint_bounded`] accepts.
 //!
 //! ## Observing writes
 //! A [`WriteListener`] sees every digest change (old and new) under the key's
@@ -48,6 +71,7 @@ pub mod namespace;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dynkv_vclock::{DvvSet, Object, ObjectDecodeError, decode_object, encode_object};
 use parking_lot::Mutex;
@@ -69,6 +93,13 @@ const LOCK_STRIPES: usize = 4096;
 const META_FORMAT: &str = "storage_format";
 /// The layout version this code writes.
 pub const STORAGE_FORMAT_V1: u8 = 1;
+
+/// Leading byte of a hint value that carries its creation time:
+/// `HINT_FORMAT_V2 ‖ created unix ms (u64 LE) ‖ encoded object`. Any other
+/// leading byte is a bare encoded object (hint format 1, whose first byte is
+/// the object format, 1 today); object formats stay far below this value.
+pub const HINT_FORMAT_V2: u8 = 0xf2;
+const _: () = assert!(dynkv_vclock::object::OBJECT_FORMAT_V1 != HINT_FORMAT_V2);
 
 /// Storage failures. RocksDB errors are I/O problems the caller reports as a
 /// failed replica; decode errors mean corruption and are never silently
@@ -160,6 +191,47 @@ pub struct Hint {
     pub key: Vec<u8>,
     /// The hinted state (merged with every later hint for the same key).
     pub object: Object,
+    /// When the hint was created: the oldest write it holds (later writes
+    /// merged into it keep this time). Hints written before creation times
+    /// were recorded read as created when the store was opened.
+    pub created: SystemTime,
+}
+
+/// Bounds on the hints a node keeps, checked by [`Store::put_hint_bounded`].
+#[derive(Clone, Copy, Debug)]
+pub struct HintLimits {
+    /// Most hints held (across all owners).
+    pub max_hints: u64,
+    /// Most bytes held by hints (stored key plus stored value).
+    pub max_bytes: u64,
+}
+
+impl HintLimits {
+    /// No bound at all.
+    pub const NONE: HintLimits = HintLimits {
+        max_hints: u64::MAX,
+        max_bytes: u64::MAX,
+    };
+}
+
+/// Which bound refused a hint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HintBound {
+    /// [`HintLimits::max_hints`].
+    Count,
+    /// [`HintLimits::max_bytes`].
+    Bytes,
+}
+
+/// What [`Store::put_hint_bounded`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HintPut {
+    /// A new hint was stored.
+    Created,
+    /// The object was merged into the hint already kept for that owner and key.
+    Merged,
+    /// Nothing was stored: keeping it would pass this bound.
+    Refused(HintBound),
 }
 
 /// One node's RocksDB database. Cheap to share behind an `Arc`.
@@ -168,6 +240,13 @@ pub struct Store {
     locks: Box<[Mutex<()>]>,
     write_opts: WriteOptions,
     hint_count: AtomicU64,
+    hint_bytes: AtomicU64,
+    /// Unix ms at open: the creation time of hints stored without one.
+    opened_ms: u64,
+    /// Unix ms at the start of the last successful WAL sync (0: none yet).
+    wal_synced_ms: AtomicU64,
+    wal_syncs: AtomicU64,
+    wal_sync_failures: AtomicU64,
     listener: Option<Arc<dyn WriteListener>>,
 }
 
@@ -235,11 +314,17 @@ impl Store {
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             write_opts,
             hint_count: AtomicU64::new(0),
+            hint_bytes: AtomicU64::new(0),
+            opened_ms: unix_ms(SystemTime::now()),
+            wal_synced_ms: AtomicU64::new(0),
+            wal_syncs: AtomicU64::new(0),
+            wal_sync_failures: AtomicU64::new(0),
             listener,
         };
         store.check_format()?;
-        let hints = store.count(CF_HINTS)?;
+        let (hints, bytes) = store.hint_totals()?;
         store.hint_count.store(hints, Ordering::Relaxed);
+        store.hint_bytes.store(bytes, Ordering::Relaxed);
         Ok(store)
     }
 
@@ -260,13 +345,15 @@ impl Store {
             .expect("column family created at open")
     }
 
-    fn count(&self, cf: &str) -> Result<u64> {
-        let mut n = 0;
-        for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
-            item?;
+    /// Number of hints and bytes they hold, by one scan (at open).
+    fn hint_totals(&self) -> Result<(u64, u64)> {
+        let (mut n, mut bytes) = (0, 0);
+        for item in self.db.iterator_cf(self.cf(CF_HINTS), IteratorMode::Start) {
+            let (k, v) = item?;
             n += 1;
+            bytes += (k.len() + v.len()) as u64;
         }
-        Ok(n)
+        Ok((n, bytes))
     }
 
     /// Reads a key's stored object.
@@ -496,27 +583,60 @@ impl Store {
         Ok(())
     }
 
-    /// Stores (or merges into) the hint for `owner` and this key. Returns
-    /// true when this created a new hint rather than merging into one.
+    /// Stores (or merges into) the hint for `owner` and this key, with no
+    /// bound. Returns true when this created a new hint rather than merging
+    /// into one.
     pub fn put_hint(&self, owner: &str, key: &KeyRef<'_>, object: &Object) -> Result<bool> {
+        Ok(self.put_hint_bounded(owner, key, object, HintLimits::NONE)? == HintPut::Created)
+    }
+
+    /// Stores (or merges into) the hint for `owner` and this key, unless
+    /// that would pass a bound of `limits`: a new hint when
+    /// [`Store::hint_count`] is at `max_hints`, or any hint whose growth
+    /// would take [`Store::hint_bytes`] past `max_bytes` (a merge that does
+    /// not grow the hint is always taken). The check is exact for one
+    /// writer; hints stored at the same instant for other keys may pass a
+    /// bound by their own size.
+    pub fn put_hint_bounded(
+        &self,
+        owner: &str,
+        key: &KeyRef<'_>,
+        object: &Object,
+        limits: HintLimits,
+    ) -> Result<HintPut> {
         let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
         let hkey = hint_key(owner, key.partition, key.key);
         let cf = self.cf(CF_HINTS);
         let existing = match self.db.get_pinned_cf(cf, &hkey)? {
-            Some(bytes) => Some(decode_object(&bytes)?),
+            Some(bytes) => Some((bytes.len(), self.decode_hint_value(&bytes)?)),
             None => None,
         };
-        let created = existing.is_none();
-        let merged = match existing {
-            Some(e) => DvvSet::sync(&e, object),
-            None => object.clone(),
-        };
-        self.db
-            .put_cf_opt(cf, &hkey, encode_object(&merged), &self.write_opts)?;
-        if created {
-            self.hint_count.fetch_add(1, Ordering::Relaxed);
+        if existing.is_none() && self.hint_count() >= limits.max_hints {
+            return Ok(HintPut::Refused(HintBound::Count));
         }
-        Ok(created)
+        let existed = existing.is_some();
+        // Sizes as accounted in `hint_bytes`: stored key plus stored value.
+        let (old_size, created_ms, merged) = match existing {
+            Some((len, (created, e))) => (hkey.len() + len, created, DvvSet::sync(&e, object)),
+            None => (0, unix_ms(SystemTime::now()), object.clone()),
+        };
+        let value = encode_hint_value(&merged, created_ms);
+        let (old_size, new_size) = (old_size as u64, (hkey.len() + value.len()) as u64);
+        if new_size > old_size
+            && self.hint_bytes().saturating_add(new_size - old_size) > limits.max_bytes
+        {
+            return Ok(HintPut::Refused(HintBound::Bytes));
+        }
+        self.db.put_cf_opt(cf, &hkey, value, &self.write_opts)?;
+        // Add before subtracting: the total never wraps below zero.
+        self.hint_bytes.fetch_add(new_size, Ordering::Relaxed);
+        self.hint_bytes.fetch_sub(old_size, Ordering::Relaxed);
+        if existed {
+            Ok(HintPut::Merged)
+        } else {
+            self.hint_count.fetch_add(1, Ordering::Relaxed);
+            Ok(HintPut::Created)
+        }
     }
 
     /// The hint kept for `owner` and this key, if any.
@@ -525,8 +645,23 @@ impl Store {
             .db
             .get_pinned_cf(self.cf(CF_HINTS), hint_key(owner, key.partition, key.key))?
         {
-            Some(bytes) => Ok(Some(decode_object(&bytes)?)),
+            Some(bytes) => Ok(Some(self.decode_hint_value(&bytes)?.1)),
             None => Ok(None),
+        }
+    }
+
+    /// A stored hint value: (created unix ms, object). A value in the
+    /// format before creation times reads as created at open.
+    fn decode_hint_value(&self, bytes: &[u8]) -> Result<(u64, Object)> {
+        match bytes.split_first() {
+            Some((&HINT_FORMAT_V2, rest)) if rest.len() >= 8 => {
+                let created = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+                Ok((created, decode_object(&rest[8..])?))
+            }
+            Some((&HINT_FORMAT_V2, _)) => Err(StoreError::Corrupt(ObjectDecodeError::Corrupt(
+                "hint value shorter than its header".into(),
+            ))),
+            _ => Ok((self.opened_ms, decode_object(bytes)?)),
         }
     }
 
@@ -564,11 +699,13 @@ impl Store {
             let Some((o, partition, key)) = parse_hint_key(&k) else {
                 continue;
             };
+            let (created, object) = self.decode_hint_value(&v)?;
             out.push(Hint {
                 owner: o,
                 partition,
                 key,
-                object: decode_object(&v)?,
+                object,
+                created: from_unix_ms(created),
             });
         }
         Ok(out)
@@ -589,18 +726,52 @@ impl Store {
         let Some(bytes) = self.db.get_pinned_cf(cf, &hkey)? else {
             return Ok(false);
         };
-        if decode_object(&bytes)?.digest() != delivered_digest {
+        if self.decode_hint_value(&bytes)?.1.digest() != delivered_digest {
             return Ok(false);
         }
+        let size = (hkey.len() + bytes.len()) as u64;
         drop(bytes);
         self.db.delete_cf_opt(cf, &hkey, &self.write_opts)?;
         self.hint_count.fetch_sub(1, Ordering::Relaxed);
+        self.hint_bytes.fetch_sub(size, Ordering::Relaxed);
+        Ok(true)
+    }
+
+    /// Deletes the hint for `owner` and this key if it was created at or
+    /// before `cutoff` (an expired hint; merges keep the creation time, so a
+    /// hint that was expired stays so). Returns true if deleted.
+    pub fn remove_hint_created_before(
+        &self,
+        owner: &str,
+        key: &KeyRef<'_>,
+        cutoff: SystemTime,
+    ) -> Result<bool> {
+        let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
+        let hkey = hint_key(owner, key.partition, key.key);
+        let cf = self.cf(CF_HINTS);
+        let Some(bytes) = self.db.get_pinned_cf(cf, &hkey)? else {
+            return Ok(false);
+        };
+        if self.decode_hint_value(&bytes)?.0 > unix_ms(cutoff) {
+            return Ok(false);
+        }
+        let size = (hkey.len() + bytes.len()) as u64;
+        drop(bytes);
+        self.db.delete_cf_opt(cf, &hkey, &self.write_opts)?;
+        self.hint_count.fetch_sub(1, Ordering::Relaxed);
+        self.hint_bytes.fetch_sub(size, Ordering::Relaxed);
         Ok(true)
     }
 
     /// Hints held, across all owners (kept in memory; exact).
     pub fn hint_count(&self) -> u64 {
         self.hint_count.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held by hints, across all owners: stored keys plus stored
+    /// values, before RocksDB's compression (kept in memory; exact).
+    pub fn hint_bytes(&self) -> u64 {
+        self.hint_bytes.load(Ordering::Relaxed)
     }
 
     /// Pending hints per owner (scans the hints family: for admin views).
@@ -632,11 +803,83 @@ impl Store {
 
     /// Flushes memtables and the WAL to disk (graceful shutdown).
     pub fn flush(&self) -> Result<()> {
-        self.db.flush_wal(true)?;
+        self.sync_wal()?;
         for cf in [CF_OBJECTS, CF_DIGESTS, CF_HINTS, CF_META] {
             self.db.flush_cf(self.cf(cf))?;
         }
         Ok(())
+    }
+
+    /// `fsync`s the write-ahead log: once this returns `Ok`, every write
+    /// that returned before it was called survives a power loss. Counted in
+    /// [`Store::wal_sync_stats`].
+    pub fn sync_wal(&self) -> Result<()> {
+        let started = unix_ms(SystemTime::now());
+        match self.db.flush_wal(true) {
+            Ok(()) => {
+                self.wal_syncs.fetch_add(1, Ordering::Relaxed);
+                self.wal_synced_ms.fetch_max(started, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                self.wal_sync_failures.fetch_add(1, Ordering::Relaxed);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// When the last successful [`Store::sync_wal`] started: every write
+    /// acknowledged before this time is on disk. `None` before the first.
+    pub fn last_wal_sync(&self) -> Option<SystemTime> {
+        match self.wal_synced_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(from_unix_ms(ms)),
+        }
+    }
+
+    /// WAL syncs since open: (succeeded, failed).
+    pub fn wal_sync_stats(&self) -> (u64, u64) {
+        (
+            self.wal_syncs.load(Ordering::Relaxed),
+            self.wal_sync_failures.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Starts a thread that syncs the WAL ([`Store::sync_wal`]) every
+    /// `interval` (at a fixed rate; a sync that overruns is followed by the
+    /// next at once), calling `on_sync` with each outcome. It runs until the
+    /// returned [`WalSyncer`] is stopped or dropped, and then syncs once
+    /// more. A zero interval is taken as 1 ms.
+    pub fn start_wal_sync<F>(self: &Arc<Self>, interval: Duration, mut on_sync: F) -> WalSyncer
+    where
+        F: FnMut(&Result<()>) + Send + 'static,
+    {
+        let interval = interval.max(Duration::from_millis(1));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let store = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("dynkv-wal-sync".into())
+            .spawn(move || {
+                let mut next = std::time::Instant::now() + interval;
+                loop {
+                    let wait = next.saturating_duration_since(std::time::Instant::now());
+                    let last = match stopped.recv_timeout(wait) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+                        _ => true,
+                    };
+                    let r = store.sync_wal();
+                    on_sync(&r);
+                    if last {
+                        return;
+                    }
+                    next = (next + interval).max(std::time::Instant::now());
+                }
+            })
+            .expect("spawn the WAL sync thread");
+        WalSyncer {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 
     /// Approximate number of stored objects (RocksDB's estimate; for metrics).
@@ -647,6 +890,52 @@ impl Store {
             .flatten()
             .unwrap_or(0)
     }
+}
+
+/// The thread [`Store::start_wal_sync`] started; stopping or dropping it
+/// ends the thread after one last sync.
+pub struct WalSyncer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WalSyncer {
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for WalSyncer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u64::MAX as u128) as u64)
+}
+
+fn from_unix_ms(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// A hint value in [`HINT_FORMAT_V2`].
+fn encode_hint_value(object: &Object, created_ms: u64) -> Vec<u8> {
+    let body = encode_object(object);
+    let mut v = Vec::with_capacity(9 + body.len());
+    v.push(HINT_FORMAT_V2);
+    v.extend_from_slice(&created_ms.to_le_bytes());
+    v.extend_from_slice(&body);
+    v
 }
 
 fn object_key(partition: u32, key: &[u8]) -> Vec<u8> {

@@ -157,6 +157,23 @@ impl<V: Clone + PartialEq> DvvSet<V> {
     /// `local` must be the coordinator's own stored state, which holds every
     /// dot `actor` has issued for this key, so the fresh dot is never reused.
     pub fn update(context: &VersionVector, local: &DvvSet<V>, actor: &str, value: V) -> DvvSet<V> {
+        Self::update_above(context, local, actor, value, 0)
+    }
+
+    /// [`DvvSet::update`] whose new dot is above `floor` whenever `actor`
+    /// has no live value in the key: a coordinator that no longer stores
+    /// every dot it issued for a key (a reaped tombstone, a handed-off hint)
+    /// keeps a floor above all of them, so the new dot is never one a
+    /// replica elsewhere already knows. (An entry with live values stores
+    /// consecutive dots, so its counter cannot jump; and it is complete, as
+    /// the coordinator wrote every one of them locally.)
+    pub fn update_above(
+        context: &VersionVector,
+        local: &DvvSet<V>,
+        actor: &str,
+        value: V,
+        floor: u64,
+    ) -> DvvSet<V> {
         let seen = DvvSet {
             entries: context
                 .entries
@@ -170,26 +187,32 @@ impl<V: Clone + PartialEq> DvvSet<V> {
             anonymous: Vec::new(),
         };
         let mut merged = DvvSet::sync(&seen, local);
-        merged.event(actor, value);
+        merged.event(actor, value, floor);
         merged
     }
 
-    /// Adds the next event of `actor` carrying `value`.
-    fn event(&mut self, actor: &str, value: V) {
+    /// Adds the next event of `actor` carrying `value`, above `floor` when
+    /// the actor has no live value here.
+    fn event(&mut self, actor: &str, value: V, floor: u64) {
         match self
             .entries
             .binary_search_by(|e| e.actor.as_str().cmp(actor))
         {
             Ok(i) => {
                 let entry = &mut self.entries[i];
-                entry.counter = entry.counter.saturating_add(1);
+                let base = if entry.values.is_empty() {
+                    entry.counter.max(floor)
+                } else {
+                    entry.counter
+                };
+                entry.counter = base.saturating_add(1);
                 entry.values.insert(0, value);
             }
             Err(i) => self.entries.insert(
                 i,
                 Entry {
                     actor: actor.to_string(),
-                    counter: 1,
+                    counter: floor.saturating_add(1),
                     values: vec![value],
                 },
             ),

@@ -156,6 +156,23 @@ impl DvvSet<Content> {
         self.values().iter().all(|c| c.deleted)
     }
 
+    /// About how many bytes the object holds: every sibling's value,
+    /// content type and metadata, and the clock. What the object-size cap
+    /// is checked against (cheaper than encoding it).
+    pub fn byte_size(&self) -> usize {
+        let content = |c: &Content| {
+            c.value.len()
+                + c.content_type.len()
+                + 16
+                + c.meta.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        };
+        self.entries()
+            .iter()
+            .map(|e| e.actor.len() + 10 + e.values.iter().map(content).sum::<usize>())
+            .sum::<usize>()
+            + self.anonymous().iter().map(content).sum::<usize>()
+    }
+
     /// The live (non-tombstone) siblings.
     pub fn live_values(&self) -> Vec<&Content> {
         self.values().into_iter().filter(|c| !c.deleted).collect()

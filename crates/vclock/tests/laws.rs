@@ -74,6 +74,27 @@ fn histories() -> impl Strategy<Value = Vec<Op>> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
+    /// A coordinator that forgot a key (reaped, handed off) writes with a
+    /// floor above every dot it issued: the write survives a merge with any
+    /// replica that still remembers the old dots, and never reuses one.
+    #[test]
+    fn a_write_above_the_floor_survives_every_replica(ops in histories(), coord in 0..3usize, other in 0..3usize) {
+        let r = run(&ops);
+        let actor = NODES[coord];
+        let floor = r.iter().map(|x| x.join().get(actor)).max().unwrap_or(0);
+        // The coordinator's state is gone.
+        let fresh = DvvSet::update_above(&VersionVector::new(), &Set::new(), actor, 9_999, floor);
+        let (a, n) = (fresh.entries()[0].actor.clone(), fresh.entries()[0].counter);
+        prop_assert_eq!(a.as_str(), actor);
+        prop_assert!(n > floor, "dot {n} reuses one at or below {floor}");
+        let merged = DvvSet::sync(&r[other], &fresh);
+        prop_assert!(value_set(&merged).contains(&9_999), "the new write was lost on merge");
+        // With live values of its own the counter stays consecutive.
+        let own = DvvSet::update_above(&VersionVector::new(), &r[coord], actor, 9_998, floor);
+        prop_assert!(value_set(&own).contains(&9_998));
+        prop_assert!(own.is_well_formed());
+    }
+
     #[test]
     fn sync_is_commutative(ops in histories(), i in 0..3usize, j in 0..3usize) {
         let r = run(&ops);

@@ -236,7 +236,11 @@ impl RiakError {
 
     fn other(e: QuorumError) -> Self {
         match e {
-            QuorumError::BadRequest(m) => Self::bad_request(m),
+            QuorumError::BadRequest(m) | QuorumError::BadContext(m) => Self::bad_request(m),
+            e @ QuorumError::TooManySiblings { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
+            e @ QuorumError::ObjectTooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
             QuorumError::Storage(m) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Error:\n{m}"))
             }

@@ -26,23 +26,48 @@ pub struct AaeHashes {
     pub indices: Vec<u32>,
 }
 
+/// The shape of a Merkle tree (leaf bits, middle bits), as both
+/// [`AaeHashes`] and [`AaeKeys`] carry it: required, each part a byte.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireShape {
+    /// Leaf bits (a byte).
+    #[prost(uint32, tag = "1")]
+    pub leaf_bits: u32,
+    /// Middle bits (a byte).
+    #[prost(uint32, tag = "2")]
+    pub middle_bits: u32,
+}
+
+fn shape_to_wire((leaf_bits, middle_bits): (u8, u8)) -> Option<WireShape> {
+    Some(WireShape {
+        leaf_bits: leaf_bits.into(),
+        middle_bits: middle_bits.into(),
+    })
+}
+
+/// Decodes [`shape_to_wire`] (`message` names the request in errors).
+fn shape_from_wire(w: Option<WireShape>, message: &str) -> Result<(u8, u8), WireError> {
+    let w = w.ok_or_else(|| WireError::Invalid(format!("{message}: missing tree shape")))?;
+    Ok((
+        narrow_u8(w.leaf_bits, "shape.leaf_bits")?,
+        narrow_u8(w.middle_bits, "shape.middle_bits")?,
+    ))
+}
+
 /// The protobuf form of an [`AaeHashes`].
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WireAaeHashes {
     /// The partition.
     #[prost(uint32, tag = "1")]
     pub partition: u32,
-    /// The shape's leaf bits (a byte).
-    #[prost(uint32, tag = "2")]
-    pub leaf_bits: u32,
-    /// The shape's middle bits (a byte).
-    #[prost(uint32, tag = "3")]
-    pub middle_bits: u32,
+    /// The tree shape (required).
+    #[prost(message, optional, tag = "2")]
+    pub shape: Option<WireShape>,
     /// Tree level (a byte).
-    #[prost(uint32, tag = "4")]
+    #[prost(uint32, tag = "3")]
     pub level: u32,
     /// Node indices in that level.
-    #[prost(uint32, repeated, tag = "5")]
+    #[prost(uint32, repeated, tag = "4")]
     pub indices: Vec<u32>,
 }
 
@@ -52,8 +77,7 @@ impl WireForm for AaeHashes {
     fn to_wire(&self) -> WireAaeHashes {
         WireAaeHashes {
             partition: self.partition,
-            leaf_bits: self.shape.0.into(),
-            middle_bits: self.shape.1.into(),
+            shape: shape_to_wire(self.shape),
             level: self.level.into(),
             indices: self.indices.clone(),
         }
@@ -62,10 +86,7 @@ impl WireForm for AaeHashes {
     fn from_wire(w: WireAaeHashes) -> Result<Self, WireError> {
         Ok(AaeHashes {
             partition: w.partition,
-            shape: (
-                narrow_u8(w.leaf_bits, "aae_hashes.leaf_bits")?,
-                narrow_u8(w.middle_bits, "aae_hashes.middle_bits")?,
-            ),
+            shape: shape_from_wire(w.shape, "aae_hashes")?,
             level: narrow_u8(w.level, "aae_hashes.level")?,
             indices: w.indices,
         })
@@ -83,25 +104,12 @@ impl Endpoint for AaeHashes {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Hashes(pub Vec<u64>);
 
-/// The protobuf form of [`Hashes`].
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireHashes {
-    /// The hashes (fixed width: they are uniformly distributed).
-    #[prost(fixed64, repeated, tag = "1")]
-    pub hashes: Vec<u64>,
-}
-
-impl WireForm for Hashes {
-    type Wire = WireHashes;
-
-    fn to_wire(&self) -> WireHashes {
-        WireHashes {
-            hashes: self.0.clone(),
-        }
-    }
-
-    fn from_wire(w: WireHashes) -> Result<Self, WireError> {
-        Ok(Hashes(w.hashes))
+one_field_message! {
+    /// The protobuf form of [`Hashes`].
+    Hashes.0 => WireHashes {
+        /// The hashes (fixed width: they are uniformly distributed).
+        #[prost(fixed64, repeated)]
+        hashes: Vec<u64>,
     }
 }
 
@@ -123,14 +131,11 @@ pub struct WireAaeKeys {
     /// The partition.
     #[prost(uint32, tag = "1")]
     pub partition: u32,
-    /// The shape's leaf bits (a byte).
-    #[prost(uint32, tag = "2")]
-    pub leaf_bits: u32,
-    /// The shape's middle bits (a byte).
-    #[prost(uint32, tag = "3")]
-    pub middle_bits: u32,
+    /// The tree shape (required).
+    #[prost(message, optional, tag = "2")]
+    pub shape: Option<WireShape>,
     /// Leaf indices.
-    #[prost(uint32, repeated, tag = "4")]
+    #[prost(uint32, repeated, tag = "3")]
     pub leaves: Vec<u32>,
 }
 
@@ -140,8 +145,7 @@ impl WireForm for AaeKeys {
     fn to_wire(&self) -> WireAaeKeys {
         WireAaeKeys {
             partition: self.partition,
-            leaf_bits: self.shape.0.into(),
-            middle_bits: self.shape.1.into(),
+            shape: shape_to_wire(self.shape),
             leaves: self.leaves.clone(),
         }
     }
@@ -149,10 +153,7 @@ impl WireForm for AaeKeys {
     fn from_wire(w: WireAaeKeys) -> Result<Self, WireError> {
         Ok(AaeKeys {
             partition: w.partition,
-            shape: (
-                narrow_u8(w.leaf_bits, "aae_keys.leaf_bits")?,
-                narrow_u8(w.middle_bits, "aae_keys.middle_bits")?,
-            ),
+            shape: shape_from_wire(w.shape, "aae_keys")?,
             leaves: w.leaves,
         })
     }
@@ -218,25 +219,12 @@ pub struct AaeFetch {
     pub keys: Vec<Bytes>,
 }
 
-/// The protobuf form of an [`AaeFetch`].
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireAaeFetch {
-    /// The keys.
-    #[prost(bytes = "bytes", repeated, tag = "1")]
-    pub keys: Vec<Bytes>,
-}
-
-impl WireForm for AaeFetch {
-    type Wire = WireAaeFetch;
-
-    fn to_wire(&self) -> WireAaeFetch {
-        WireAaeFetch {
-            keys: self.keys.clone(),
-        }
-    }
-
-    fn from_wire(w: WireAaeFetch) -> Result<Self, WireError> {
-        Ok(AaeFetch { keys: w.keys })
+one_field_message! {
+    /// The protobuf form of an [`AaeFetch`].
+    AaeFetch.keys => WireAaeFetch {
+        /// The keys.
+        #[prost(bytes = "bytes", repeated)]
+        keys: Vec<Bytes>,
     }
 }
 
@@ -336,37 +324,21 @@ impl Endpoint for AaeRepair {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Repaired(pub u64);
 
-/// The protobuf form of [`Repaired`].
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireRepaired {
-    /// Objects that changed the local state.
-    #[prost(uint64, tag = "1")]
-    pub changed: u64,
-}
-
-impl WireForm for Repaired {
-    type Wire = WireRepaired;
-
-    fn to_wire(&self) -> WireRepaired {
-        WireRepaired { changed: self.0 }
-    }
-
-    fn from_wire(w: WireRepaired) -> Result<Self, WireError> {
-        Ok(Repaired(w.changed))
+one_field_message! {
+    /// The protobuf form of [`Repaired`].
+    Repaired.0 => WireRepaired {
+        /// Objects that changed the local state.
+        #[prost(uint64)]
+        changed: u64,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil;
+    use super::super::testutil::{self, round_trip};
     use super::*;
     use crate::wire::Message;
     use proptest::prelude::*;
-
-    fn round_trip<T: Message + PartialEq + std::fmt::Debug>(v: T) {
-        let back = T::decode(v.encode()).expect("decodes");
-        assert_eq!(back, v);
-    }
 
     #[test]
     fn requests_round_trip() {
@@ -422,17 +394,18 @@ mod tests {
     }
 
     #[test]
-    fn shapes_and_levels_must_fit_a_byte() {
+    fn shapes_are_required_and_must_fit_a_byte() {
         let ok = AaeHashes {
             partition: 1,
             shape: (10, 5),
             level: 1,
             indices: vec![],
         };
-        let breaks: [fn(&mut WireAaeHashes); 3] = [
-            |w| w.leaf_bits = 256,
-            |w| w.middle_bits = 1000,
+        let breaks: [fn(&mut WireAaeHashes); 4] = [
+            |w| w.shape.as_mut().unwrap().leaf_bits = 256,
+            |w| w.shape.as_mut().unwrap().middle_bits = 1000,
             |w| w.level = u32::MAX,
+            |w| w.shape = None,
         ];
         for f in breaks {
             let mut w = ok.to_wire();
@@ -448,7 +421,12 @@ mod tests {
             leaves: vec![],
         }
         .to_wire();
-        w.middle_bits = 300;
+        w.shape.as_mut().unwrap().middle_bits = 300;
+        assert!(matches!(
+            AaeKeys::from_wire(w.clone()),
+            Err(WireError::Invalid(_))
+        ));
+        w.shape = None;
         assert!(matches!(AaeKeys::from_wire(w), Err(WireError::Invalid(_))));
     }
 

@@ -572,9 +572,37 @@ impl Endpoint for Coordinate {
     type Response = WriteOutcome;
 }
 
+/// Coordinate this sloppy write as a fallback: no primary of the key could
+/// be reached, so the receiver numbers it under its own actor, keeps it as
+/// a hint and hands it off like any hint (Dynamo's "always writeable").
+/// Answer: [`WriteOutcome`]. An endpoint of its own rather than a flag: a
+/// node that predates it answers `UnknownEndpoint` instead of storing the
+/// value as a primary would.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CoordinateFallback(pub WriteRequest);
+
+impl WireForm for CoordinateFallback {
+    type Wire = WireWriteRequest;
+
+    fn to_wire(&self) -> WireWriteRequest {
+        self.0.to_wire()
+    }
+
+    fn from_wire(w: WireWriteRequest) -> Result<Self, WireError> {
+        WriteRequest::from_wire(w).map(CoordinateFallback)
+    }
+}
+
+impl Endpoint for CoordinateFallback {
+    const ID: u16 = 13;
+    const NAME: &'static str = "coordinate_fallback";
+    const CLASS: Class = Class::Interactive;
+    type Response = WriteOutcome;
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::testutil;
+    use super::super::testutil::{self, round_trip};
     use super::*;
     use crate::wire::Message;
     use dynkv_vclock::{Entry, encode_object};
@@ -594,11 +622,6 @@ mod tests {
             n_val: Some(2),
             supersede: true,
         }
-    }
-
-    fn round_trip<T: Message + PartialEq + std::fmt::Debug>(v: T) {
-        let back = T::decode(v.encode()).expect("decodes");
-        assert_eq!(back, v);
     }
 
     #[test]

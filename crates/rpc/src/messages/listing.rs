@@ -126,37 +126,20 @@ impl Endpoint for ListNamespaces {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Keys(pub Vec<Bytes>);
 
-/// The protobuf form of [`Keys`].
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireKeys {
-    /// The keys or namespaces, in order.
-    #[prost(bytes = "bytes", repeated, tag = "1")]
-    pub keys: Vec<Bytes>,
-}
-
-impl WireForm for Keys {
-    type Wire = WireKeys;
-
-    fn to_wire(&self) -> WireKeys {
-        WireKeys {
-            keys: self.0.clone(),
-        }
-    }
-
-    fn from_wire(w: WireKeys) -> Result<Self, WireError> {
-        Ok(Keys(w.keys))
+one_field_message! {
+    /// The protobuf form of [`Keys`].
+    Keys.0 => WireKeys {
+        /// The keys or namespaces, in order.
+        #[prost(bytes = "bytes", repeated)]
+        keys: Vec<Bytes>,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::round_trip;
     use super::*;
     use crate::wire::Message;
-
-    fn round_trip<T: Message + PartialEq + std::fmt::Debug>(v: T) {
-        let back = T::decode(v.encode()).expect("decodes");
-        assert_eq!(back, v);
-    }
 
     #[test]
     fn round_trips() {

@@ -17,25 +17,12 @@ pub struct Gossip {
     pub state: Bytes,
 }
 
-/// The protobuf form of a [`Gossip`].
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireGossip {
-    /// The encoded cluster state (opaque here).
-    #[prost(bytes = "bytes", tag = "1")]
-    pub state: Bytes,
-}
-
-impl WireForm for Gossip {
-    type Wire = WireGossip;
-
-    fn to_wire(&self) -> WireGossip {
-        WireGossip {
-            state: self.state.clone(),
-        }
-    }
-
-    fn from_wire(w: WireGossip) -> Result<Self, WireError> {
-        Ok(Gossip { state: w.state })
+one_field_message! {
+    /// The protobuf form of a [`Gossip`].
+    Gossip.state => WireGossip {
+        /// The encoded cluster state (opaque here).
+        #[prost(bytes = "bytes")]
+        state: Bytes,
     }
 }
 
@@ -51,25 +38,12 @@ impl Endpoint for Gossip {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClusterStateReply(pub Bytes);
 
-/// The protobuf form of a [`ClusterStateReply`].
-#[derive(Clone, PartialEq, prost::Message)]
-pub struct WireClusterState {
-    /// The encoded cluster state (opaque here).
-    #[prost(bytes = "bytes", tag = "1")]
-    pub state: Bytes,
-}
-
-impl WireForm for ClusterStateReply {
-    type Wire = WireClusterState;
-
-    fn to_wire(&self) -> WireClusterState {
-        WireClusterState {
-            state: self.0.clone(),
-        }
-    }
-
-    fn from_wire(w: WireClusterState) -> Result<Self, WireError> {
-        Ok(ClusterStateReply(w.state))
+one_field_message! {
+    /// The protobuf form of a [`ClusterStateReply`].
+    ClusterStateReply.0 => WireClusterState {
+        /// The encoded cluster state (opaque here).
+        #[prost(bytes = "bytes")]
+        state: Bytes,
     }
 }
 
@@ -174,14 +148,9 @@ impl Endpoint for Handoff {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testutil;
+    use super::super::testutil::{self, round_trip};
     use super::*;
     use crate::wire::Message;
-
-    fn round_trip<T: Message + PartialEq + std::fmt::Debug>(v: T) {
-        let back = T::decode(v.encode()).expect("decodes");
-        assert_eq!(back, v);
-    }
 
     #[test]
     fn round_trips() {

@@ -4,6 +4,9 @@
 //! Each domain type (what call sites use: `Bytes`, `Object`, `NodeId`, ...)
 //! has a hand-written `prost` twin, the `Wire*` struct of the same file,
 //! whose field numbers are the schema and are never reused or renumbered.
+//! A message that is one value (a newtype response such as [`Hashes`], or
+//! a request with one field such as [`Gossip`]) declares its twin through
+//! `one_field_message!`, which also writes the conversions.
 //! Conversions from the wire are checked and total: a corrupt object, an
 //! out-of-range integer or a missing required field is a
 //! [`WireError`], never a panic.
@@ -16,7 +19,7 @@
 //! | IDs   | module          | endpoints                                         |
 //! |-------|-----------------|---------------------------------------------------|
 //! | 1–9   | [`health`]      | [`Ping`]                                          |
-//! | 10–19 | [`kv`]          | [`Read`], [`Replicate`], [`Coordinate`]           |
+//! | 10–19 | [`kv`]          | [`Read`], [`Replicate`], [`Coordinate`], [`CoordinateFallback`] |
 //! | 20–29 | [`hints`]       | [`StoreHint`]                                     |
 //! | 30–39 | [`aae`]         | [`AaeHashes`], [`AaeKeys`], [`AaeFetch`], [`AaeRepair`] |
 //! | 40–49 | [`membership`]  | [`Gossip`], [`Join`], [`Handoff`]                 |
@@ -39,12 +42,51 @@
 //!   64-bit values would take 10 bytes as varints).
 //! - Integers narrower than protobuf's 32 bits travel as `uint32` and are
 //!   narrowed with `try_from`: a value out of range is an error.
+//! - An anti-entropy tree shape is one nested, required message
+//!   ([`aae::WireShape`]), the same in every request that names one.
 
 use bytes::Bytes;
 use dynkv_ring::NodeId;
 use dynkv_vclock::{Object, decode_object, encode_object};
 
 use crate::wire::{Endpoint, WireError};
+
+/// The wire struct and [`WireForm`](crate::wire::WireForm) of a message
+/// that is one value: a newtype response (`Hashes.0 => WireHashes { .. }`)
+/// or a request with one field (`Gossip.state => WireGossip { .. }`). The
+/// wire struct has that one field, tag 1, moved in and out unchanged.
+macro_rules! one_field_message {
+    (
+        $(#[$doc:meta])*
+        $ty:ident . $value:tt => $wire:ident {
+            $(#[doc = $field_doc:literal])*
+            #[prost($($prost:tt)*)]
+            $field:ident: $field_ty:ty $(,)?
+        }
+    ) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct $wire {
+            $(#[doc = $field_doc])*
+            #[prost($($prost)*, tag = "1")]
+            pub $field: $field_ty,
+        }
+
+        impl $crate::wire::WireForm for $ty {
+            type Wire = $wire;
+
+            fn to_wire(&self) -> $wire {
+                $wire {
+                    $field: Clone::clone(&self.$value),
+                }
+            }
+
+            fn from_wire(w: $wire) -> Result<Self, $crate::wire::WireError> {
+                Ok($ty { $value: w.$field })
+            }
+        }
+    };
+}
 
 pub mod aae;
 pub mod health;
@@ -56,7 +98,10 @@ pub mod membership;
 pub use aae::{AaeFetch, AaeHashes, AaeKeys, AaeRepair, Hashes, KeyDigests, Objects, Repaired};
 pub use health::{Ping, Pong};
 pub use hints::StoreHint;
-pub use kv::{Coordinate, Quorum, Read, ReadReply, Replicate, Stored, WriteOutcome, WriteRequest};
+pub use kv::{
+    Coordinate, CoordinateFallback, Quorum, Read, ReadReply, Replicate, Stored, WriteOutcome,
+    WriteRequest,
+};
 pub use listing::{Keys, ListKeys, ListNamespaces};
 pub use membership::{ClusterStateReply, Gossip, Handoff, Join};
 
@@ -67,6 +112,7 @@ pub const ENDPOINT_IDS: &[(u16, &str)] = &[
     (Read::ID, Read::NAME),
     (Replicate::ID, Replicate::NAME),
     (Coordinate::ID, Coordinate::NAME),
+    (CoordinateFallback::ID, CoordinateFallback::NAME),
     (StoreHint::ID, StoreHint::NAME),
     (AaeHashes::ID, AaeHashes::NAME),
     (AaeKeys::ID, AaeKeys::NAME),
@@ -136,6 +182,14 @@ pub(crate) fn narrow_u8(v: u32, field: &str) -> Result<u8, WireError> {
 pub(crate) mod testutil {
     use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
 
+    use crate::wire::Message;
+
+    /// Asserts that `v` decodes from its encoding to itself.
+    pub fn round_trip<T: Message + PartialEq + std::fmt::Debug>(v: T) {
+        let back = T::decode(v.encode()).expect("decodes");
+        assert_eq!(back, v);
+    }
+
     /// An object with two concurrent siblings (one with metadata), a
     /// tombstone history and two actors.
     pub fn object() -> Object {
@@ -192,6 +246,7 @@ mod tests {
         range::<Read>(10..=19);
         range::<Replicate>(10..=19);
         range::<Coordinate>(10..=19);
+        range::<CoordinateFallback>(10..=19);
         range::<StoreHint>(20..=29);
         range::<AaeHashes>(30..=39);
         range::<AaeKeys>(30..=39);
@@ -202,7 +257,7 @@ mod tests {
         range::<Handoff>(40..=49);
         range::<ListKeys>(50..=59);
         range::<ListNamespaces>(50..=59);
-        assert_eq!(ENDPOINT_IDS.len(), 14);
+        assert_eq!(ENDPOINT_IDS.len(), 15);
     }
 
     #[test]
