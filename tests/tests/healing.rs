@@ -282,7 +282,9 @@ async fn a_fallback_past_its_hint_byte_bound_refuses_hints_and_w_decides() {
         all.text()
     );
     assert_eq!(all.json()["code"], "quorum_not_met");
-    assert_eq!(all.json()["acked"], 2, "{}", all.text());
+    // The two live primaries at most (fewer if one was slow under load).
+    assert_eq!(all.json()["needed"], 3, "{}", all.text());
+    assert!(all.json()["acked"].as_u64() <= Some(2), "{}", all.text());
     assert!(
         all.text().contains("bytes of hints"),
         "the answer names the byte bound: {}",

@@ -83,6 +83,9 @@ pub struct AntiEntropyConfig {
     pub rebuild_interval: Duration,
     /// Deadline of one exchange message.
     pub rpc_timeout: Duration,
+    /// Most object bytes in one repair message (objects may be large:
+    /// a batch of them must still fit an internode frame).
+    pub max_message_bytes: usize,
 }
 
 impl Default for AntiEntropyConfig {
@@ -95,6 +98,7 @@ impl Default for AntiEntropyConfig {
             batch_pause: Duration::from_millis(10),
             rebuild_interval: Duration::from_secs(3600),
             rpc_timeout: Duration::from_secs(5),
+            max_message_bytes: 32 << 20,
         }
     }
 }
@@ -241,12 +245,57 @@ impl AntiEntropy {
         req: &E,
         stats: &mut ExchangeStats,
     ) -> Result<E::Response, String> {
+        self.ask_typed(peer, req, stats)
+            .await
+            .map_err(|e| format!("{peer}: {e}"))
+    }
+
+    async fn ask_typed<E: Endpoint>(
+        &self,
+        peer: &NodeId,
+        req: &E,
+        stats: &mut ExchangeStats,
+    ) -> Result<E::Response, dynkv_rpc::RpcError> {
         stats.messages += 1;
         stats.bytes_sent += req.encode().len() as u64;
         self.coord
             .call_peer(peer, req, self.config.rpc_timeout)
             .await
-            .map_err(|e| format!("{peer}: {e}"))
+    }
+
+    /// The peer's objects of `keys`. An answer too large for one frame
+    /// (large objects) is asked again in halves, down to one key a message.
+    async fn fetch(
+        &self,
+        peer: &NodeId,
+        keys: &[Bytes],
+        stats: &mut ExchangeStats,
+    ) -> Result<Vec<Option<Object>>, String> {
+        let mut out = Vec::with_capacity(keys.len());
+        let mut pending: Vec<&[Bytes]> = vec![keys];
+        while let Some(part) = pending.pop() {
+            let req = AaeFetch {
+                keys: part.to_vec(),
+            };
+            match self.ask_typed(peer, &req, stats).await {
+                Ok(Objects(fetched)) if fetched.len() == part.len() => out.extend(fetched),
+                Ok(Objects(fetched)) => {
+                    return Err(format!(
+                        "{peer}: {} objects answered for {} keys asked",
+                        fetched.len(),
+                        part.len()
+                    ));
+                }
+                Err(dynkv_rpc::RpcError::Remote(RemoteError::TooLarge { .. })) if part.len() > 1 => {
+                    let (a, b) = part.split_at(part.len() / 2);
+                    // Popped last first: `a` is fetched before `b`.
+                    pending.push(b);
+                    pending.push(a);
+                }
+                Err(e) => return Err(format!("{peer}: {e}")),
+            }
+        }
+        Ok(out)
     }
 
     async fn peer_hashes(
@@ -333,17 +382,7 @@ impl AntiEntropy {
             if i > 0 && !self.config.batch_pause.is_zero() {
                 tokio::time::sleep(self.config.batch_pause).await;
             }
-            let req = AaeFetch {
-                keys: batch.to_vec(),
-            };
-            let Objects(fetched) = self.ask(peer, &req, &mut stats).await?;
-            if fetched.len() != batch.len() {
-                return Err(format!(
-                    "{peer}: {} objects answered for {} keys asked",
-                    fetched.len(),
-                    batch.len()
-                ));
-            }
+            let fetched = self.fetch(peer, batch, &mut stats).await?;
             let ring = self.coord.ring();
             let batch_keys = batch.to_vec();
             let mine: Vec<Option<Object>> = self
@@ -374,9 +413,9 @@ impl AntiEntropy {
             if !here.is_empty() {
                 stats.repaired_here += self.merge_local(here).await?;
             }
-            if !there.is_empty() {
-                let n = there.len() as u64;
-                let req = AaeRepair { items: there };
+            for items in dynkv_rpc::messages::split_by_bytes(there, self.config.max_message_bytes) {
+                let n = items.len() as u64;
+                let req = AaeRepair { items };
                 let Repaired(changed) = self.ask(peer, &req, &mut stats).await?;
                 stats.repaired_there += changed;
                 self.metrics.keys_sent.inc_by(n);

@@ -74,6 +74,8 @@ pub struct MembershipConfig {
     pub cleanup_grace: Duration,
     /// Deadline of one membership message.
     pub rpc_timeout: Duration,
+    /// Most object bytes in one handoff message.
+    pub max_message_bytes: usize,
 }
 
 impl Default for MembershipConfig {
@@ -86,6 +88,7 @@ impl Default for MembershipConfig {
             transfer_concurrency: 2,
             cleanup_grace: Duration::from_secs(5),
             rpc_timeout: Duration::from_secs(5),
+            max_message_bytes: 32 << 20,
         }
     }
 }
@@ -432,18 +435,24 @@ impl Membership {
             }
             let last = items.last().map(|(k, _)| k.clone());
             let count = items.len() as u64;
-            let req = Handoff {
-                partition: t.partition,
-                items: items
-                    .into_iter()
-                    .map(|(k, o)| (Bytes::from(k), o))
-                    .collect(),
-            };
-            let Repaired(_) = self
-                .coord
-                .call_peer(&t.target, &req, self.config.rpc_timeout)
-                .await
-                .map_err(|e| e.to_string())?;
+            let items: Vec<_> = items
+                .into_iter()
+                .map(|(k, o)| (Bytes::from(k), o))
+                .collect();
+            // Large objects: as many messages as the frame limit needs.
+            for items in
+                dynkv_rpc::messages::split_by_bytes(items, self.config.max_message_bytes)
+            {
+                let req = Handoff {
+                    partition: t.partition,
+                    items,
+                };
+                let Repaired(_) = self
+                    .coord
+                    .call_peer(&t.target, &req, self.config.rpc_timeout)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
             cursor = last;
             if let Some(c) = &cursor {
                 store.put_meta(&cursor_key, c).map_err(|e| e.to_string())?;

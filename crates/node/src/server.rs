@@ -144,6 +144,7 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             batch_pause: Config::ms(cfg.antientropy.batch_pause_ms),
             rebuild_interval: Duration::from_secs(cfg.antientropy.rebuild_interval_s),
             rpc_timeout: Config::ms(cfg.quorum.rpc_timeout_ms),
+            max_message_bytes: cfg.limits.max_rpc_bytes / 2,
         },
         aae_metrics,
     );
@@ -163,6 +164,7 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             transfer_concurrency: cfg.membership.transfer_concurrency,
             cleanup_grace: Config::ms(cfg.membership.cleanup_grace_ms),
             rpc_timeout: Config::ms(cfg.quorum.request_timeout_ms),
+            max_message_bytes: cfg.limits.max_rpc_bytes / 2,
         },
         &static_members,
     )?;

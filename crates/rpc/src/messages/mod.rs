@@ -216,6 +216,29 @@ pub(crate) mod testutil {
     }
 }
 
+/// Splits `(key, object)` pairs into batches of at most `budget` object
+/// bytes (an object larger than that goes alone), so that a message
+/// carrying many objects (anti-entropy repair, ownership handoff) always
+/// fits a frame whatever the objects' sizes.
+pub fn split_by_bytes(items: Vec<(Bytes, Object)>, budget: usize) -> Vec<Vec<(Bytes, Object)>> {
+    let mut out: Vec<Vec<(Bytes, Object)>> = Vec::new();
+    let mut cur = Vec::new();
+    let mut size = 0;
+    for (k, o) in items {
+        let n = k.len() + o.byte_size();
+        if !cur.is_empty() && size + n > budget {
+            out.push(std::mem::take(&mut cur));
+            size = 0;
+        }
+        size += n;
+        cur.push((k, o));
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +253,32 @@ mod tests {
             assert!(ids.insert(id), "endpoint ID {id} ({name}) is used twice");
             assert!(names.insert(name), "endpoint name {name} is used twice");
         }
+    }
+
+    #[test]
+    fn batches_split_by_bytes_keep_every_item_in_order() {
+        let obj = |n: usize| {
+            dynkv_vclock::DvvSet::update(
+                &dynkv_vclock::VersionVector::new(),
+                &Object::new(),
+                "n1",
+                dynkv_vclock::Content::value(vec![0u8; n], "t", 1),
+            )
+        };
+        let items: Vec<(Bytes, Object)> = [10, 900, 10, 10, 5000, 10]
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (Bytes::from(format!("k{i}")), obj(*n)))
+            .collect();
+        let batches = split_by_bytes(items.clone(), 1000);
+        assert!(batches.iter().all(|b| !b.is_empty()));
+        let flat: Vec<_> = batches.iter().flatten().cloned().collect();
+        assert_eq!(flat, items, "nothing lost or reordered");
+        for b in &batches {
+            let size: usize = b.iter().map(|(k, o)| k.len() + o.byte_size()).sum();
+            assert!(b.len() == 1 || size <= 1000, "{size} bytes in {} items", b.len());
+        }
+        assert!(split_by_bytes(Vec::new(), 10).is_empty());
     }
 
     #[test]
