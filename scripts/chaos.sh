@@ -9,20 +9,29 @@
 #       (`--features planted-bug-lose-writes`, its own target directory):
 #       the checker must fail.
 #
-# Every other argument goes to dynkv-chaos (`--help` lists them). Exit
-# status: 0 every check passed, 1 a check failed, 2 usage or I/O error.
+# Every other argument goes to dynkv-chaos (`--help` lists them). Disk and
+# clock faults (wiped disks, power cuts, full disks, skewed clocks) are on
+# unless `--no-disk-faults`; they need `cc` to build the harness's
+# LD_PRELOAD fault layer (tests/faults/dynkv_faults.c). Exit status: 0 every
+# check passed, 1 a check failed, 2 usage or I/O error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynkv-target}"
 
 bug=0
+disk=1
 args=()
 for a in "$@"; do
   case "$a" in
     --planted-bug) bug=1 ;;
+    --no-disk-faults) disk=0; args+=("$a") ;;
     *) args+=("$a") ;;
   esac
 done
+if [ "$disk" = 1 ] && ! command -v "${CC:-cc}" >/dev/null; then
+  echo "chaos.sh: no C compiler (\`${CC:-cc}\`) to build the disk/clock fault layer; install gcc or pass --no-disk-faults" >&2
+  exit 2
+fi
 
 cargo build -p dynkv-chaos
 if [ "$bug" = 1 ]; then

@@ -23,9 +23,10 @@ use dynkv_rpc::handshake::{
     HandshakeError, Hello, Initiator, MAX_HANDSHAKE_MESSAGE, accept_first, initiate, respond,
 };
 use dynkv_rpc::messages::{
-    AaeFetch, AaeHashes, AaeKeys, AaeRepair, ClusterStateReply, Coordinate, CoordinateFallback, ENDPOINT_IDS, Gossip,
-    Handoff, Hashes, Join, KeyDigests, Keys, ListKeys, ListNamespaces, Objects, Ping, Pong, Quorum,
-    Read, ReadReply, Repaired, Replicate, StoreHint, WriteOutcome, WriteRequest,
+    AaeFetch, AaeHashes, AaeKeys, AaeRepair, ClusterStateReply, Coordinate, CoordinateFallback,
+    ENDPOINT_IDS, Gossip, Handoff, Hashes, Join, KeyDigests, Keys, ListKeys, ListNamespaces,
+    Objects, Ping, Pong, Quorum, Read, ReadReply, Reap, ReapCheck, Repaired, Replicate, StoreHint,
+    WriteOutcome, WriteRequest,
 };
 use dynkv_rpc::{
     CallContext, ClusterSecret, Dispatcher, Endpoint, Handler, Message, PROTOCOL_VERSION,
@@ -404,6 +405,8 @@ endpoints!(
     Handoff,
     ListKeys,
     ListNamespaces,
+    ReapCheck,
+    Reap,
 );
 
 /// The dispatcher every request frame goes through.

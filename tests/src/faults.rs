@@ -136,7 +136,9 @@ impl NodeFaults {
     }
 
     fn poke(&self, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
-        let f = std::fs::OpenOptions::new().write(true).open(&self.control)?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.control)?;
         f.write_all_at(bytes, offset)
     }
 

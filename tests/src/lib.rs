@@ -766,7 +766,9 @@ impl Drop for Cluster {
 }
 
 fn no_fault_layer() -> std::io::Error {
-    std::io::Error::other("the cluster does not run under the fault layer (ClusterOptions::with_fault_layer)")
+    std::io::Error::other(
+        "the cluster does not run under the fault layer (ClusterOptions::with_fault_layer)",
+    )
 }
 
 /// Percent-encodes a key for a path segment.

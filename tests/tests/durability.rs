@@ -122,7 +122,12 @@ async fn a_sloppy_write_is_accepted_while_every_primary_is_away() {
     }
     // Strict writes still refuse.
     let strict = c.put(via, &key, "strict", "w=2&sloppy=false", None).await;
-    assert_eq!(strict.status, StatusCode::SERVICE_UNAVAILABLE, "{}", strict.text());
+    assert_eq!(
+        strict.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        strict.text()
+    );
     // A sloppy write at w=2 is accepted by the fallbacks, through either one.
     let w = c.put(via, &key, "while-away", "w=2", None).await;
     assert!(w.status.is_success(), "{}", w.text());
@@ -204,7 +209,12 @@ async fn caps_refuse_a_write_before_anything_is_stored() {
         assert!(w.status.is_success(), "{}", w.text());
     }
     let over = c.put(1, "big", &big, "w=all", None).await;
-    assert_eq!(over.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", over.text());
+    assert_eq!(
+        over.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        over.text()
+    );
     assert_eq!(over.json()["code"], "object_too_large");
     assert_eq!(c.local_values(2, "big").await.len(), 2);
 }

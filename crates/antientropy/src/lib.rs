@@ -286,7 +286,9 @@ impl AntiEntropy {
                         part.len()
                     ));
                 }
-                Err(dynkv_rpc::RpcError::Remote(RemoteError::TooLarge { .. })) if part.len() > 1 => {
+                Err(dynkv_rpc::RpcError::Remote(RemoteError::TooLarge { .. }))
+                    if part.len() > 1 =>
+                {
                     let (a, b) = part.split_at(part.len() / 2);
                     // Popped last first: `a` is fetched before `b`.
                     pending.push(b);

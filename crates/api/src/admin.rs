@@ -1,13 +1,15 @@
 //! Operator views: `/admin/cluster`, `/admin/ring`, `/admin/local/{key}`,
-//! `/metrics`, `/health`. All read-only, all JSON except `/metrics`.
+//! `/metrics`, `/health`. All read-only, all JSON except `/metrics`; and
+//! `POST /admin/compact` (behind the admin token), which compacts this
+//! node's store so the space of reaped tombstones comes back at once.
 
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -22,7 +24,49 @@ pub fn router() -> Router<AppState> {
         .route("/admin/cluster", get(cluster))
         .route("/admin/ring", get(ring))
         .route("/admin/local/{*key}", get(local))
+        .route("/admin/compact", post(compact))
         .route("/admin/{name}", get(view))
+}
+
+/// Flushes and compacts this node's `objects` and `digests` column
+/// families (`dynkv admin compact`): deleted keys, reaped tombstones
+/// included, stop taking disk space now rather than when RocksDB compacts
+/// their files on its own. Needs the admin token; answers the SST bytes
+/// before and after. Expensive (it rewrites the live data): an operator
+/// command, not a routine.
+async fn compact(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !crate::has_admin_token(&state, &headers) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "admin commands need the admin token derived from the cluster secret in X-Dynkv-Token",
+        )
+        .into_response();
+    }
+    let store = state.coord.store().clone();
+    let started = std::time::Instant::now();
+    let done = tokio::task::spawn_blocking(move || {
+        store.flush()?;
+        let before = store.sst_bytes();
+        store.compact();
+        Ok::<_, dynkv_storage::StoreError>((before, store.sst_bytes()))
+    })
+    .await;
+    match done {
+        Ok(Ok((before, after))) => Json(json!({
+            "node": state.coord.node_id(),
+            "sst_bytes_before": before,
+            "sst_bytes_after": after,
+            "duration_ms": started.elapsed().as_millis() as u64,
+        }))
+        .into_response(),
+        Ok(Err(e)) => compact_failed(e.to_string()),
+        Err(e) => compact_failed(e.to_string()),
+    }
+}
+
+fn compact_failed(why: String) -> Response {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage_error", why).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

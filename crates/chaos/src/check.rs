@@ -92,6 +92,10 @@ pub struct Report {
     pub siblings: SiblingStats,
     /// Read-your-quorum.
     pub read_your_quorum: ReadYourQuorum,
+    /// Node processes that died though nothing killed them (a crash, e.g.
+    /// on a full disk): each is a failure.
+    #[serde(default)]
+    pub crashes: Vec<Violation>,
     /// What clients got through a node while its disk was full, by
     /// `"<kind> <status or error>"` (e.g. `"put 507"`, `"get 200"`).
     #[serde(default)]
@@ -281,6 +285,41 @@ pub fn check(history: &History) -> Report {
     let disturbed = disturbances(&history.faults);
     report.min_w = history.run.as_ref().map_or(1, |r| r.min_w);
     report.disk_full_answers = disk_full_answers(history);
+    for f in &history.faults {
+        if let Action::Died { node } = f.action {
+            // The last disk or clock event of that node before, if it is
+            // a fault still in force.
+            let during = history
+                .faults
+                .iter()
+                .rev()
+                .find(|g| g.start_us <= f.start_us && g.action.disk_or_clock_node() == Some(node))
+                .filter(|g| g.action.is_fault())
+                .map(|g| {
+                    format!(
+                        " during {} (since {:.1} s)",
+                        g.action.name(),
+                        g.start_us as f64 / 1e6
+                    )
+                })
+                .unwrap_or_default();
+            let last_line = f
+                .detail
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            report.crashes.push(Violation {
+                key: format!("n{node}"),
+                op: None,
+                detail: format!(
+                    "found dead at {:.1} s{}; last log line: {last_line}",
+                    f.start_us as f64 / 1e6,
+                    during
+                ),
+            });
+        }
+    }
     let disk_faults: Vec<&FaultEvent> = history
         .faults
         .iter()
@@ -313,7 +352,8 @@ pub fn check(history: &History) -> Report {
                 .iter_mut()
                 .chain(report.resurrections[res_before..].iter_mut())
             {
-                v.detail.push_str(&faults_since(start_of(&v.op), &disk_faults));
+                v.detail
+                    .push_str(&faults_since(start_of(&v.op), &disk_faults));
             }
         }
         read_your_quorum(key, ops, n_val, &disturbed, &mut report.read_your_quorum);
@@ -321,6 +361,12 @@ pub fn check(history: &History) -> Report {
 
     // Verdict.
     let r = &mut report;
+    if !r.crashes.is_empty() {
+        r.failures.push(format!(
+            "{} node processes died on their own",
+            r.crashes.len()
+        ));
+    }
     if r.writes.lost > 0 {
         r.failures
             .push(format!("{} acknowledged writes lost", r.writes.lost));
@@ -896,7 +942,8 @@ pub fn disk_full_answers(history: &History) -> BTreeMap<String, u64> {
         {
             let answer = match (op.status, &op.error) {
                 (Some(st), _) => st.to_string(),
-                (None, Some(e)) => e.clone(),
+                // "transport: error sending request for url (...)" -> "transport".
+                (None, Some(e)) => e.split(':').next().unwrap_or(e).to_string(),
                 (None, None) => "?".to_string(),
             };
             *out.entry(format!("{} {answer}", op.kind().name()))
@@ -926,7 +973,10 @@ pub fn disturbances(faults: &[FaultEvent]) -> Vec<(u64, u64)> {
             }
             // A wiped or power-cut node is down until its restart, like a
             // killed one.
-            Action::Kill { node } | Action::WipeDisk { node } | Action::PowerCut { node, .. } => {
+            Action::Kill { node }
+            | Action::WipeDisk { node }
+            | Action::PowerCut { node, .. }
+            | Action::Died { node } => {
                 down.entry(*node).or_insert(f.start_us);
             }
             Action::DiskFull { node } => {

@@ -287,6 +287,14 @@ pub enum Action {
         /// The node.
         node: usize,
     },
+    /// Not an action: the nemesis found the node's process gone though
+    /// nothing killed it (it crashed; `detail` holds its log's last lines).
+    /// It stays down until the next [`Action::Restart`] of it or the final
+    /// heal. A failure of the run.
+    Died {
+        /// The node.
+        node: usize,
+    },
 }
 
 impl Action {
@@ -312,6 +320,7 @@ impl Action {
             Action::DiskFree { .. } => "disk_free",
             Action::ClockSkew { .. } => "clock_skew",
             Action::ClockReset { .. } => "clock_reset",
+            Action::Died { .. } => "died",
         }
     }
 

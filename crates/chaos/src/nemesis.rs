@@ -41,6 +41,10 @@ pub struct Nemesis<'a> {
     paused: BTreeSet<usize>,
     /// Nodes whose disk is full or clock is off now.
     disk_or_clock: BTreeSet<usize>,
+    /// Nodes made to leave the cluster (they may stop on their own).
+    left: BTreeSet<usize>,
+    /// Nodes found dead that nothing killed, not restarted yet.
+    crashed: BTreeSet<usize>,
     http: reqwest::Client,
 }
 
@@ -54,6 +58,8 @@ impl<'a> Nemesis<'a> {
             killed: BTreeSet::new(),
             paused: BTreeSet::new(),
             disk_or_clock: BTreeSet::new(),
+            left: BTreeSet::new(),
+            crashed: BTreeSet::new(),
             http: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(2))
@@ -79,8 +85,34 @@ impl<'a> Nemesis<'a> {
         }
     }
 
+    /// Records every node whose process is gone though the nemesis did not
+    /// kill it (a crash), and counts it as down from now on.
+    pub fn notice_deaths(&mut self) {
+        for i in 1..=self.cluster.nodes.len() {
+            if self.killed.contains(&i) || self.cluster.is_running(i) {
+                continue;
+            }
+            // A joiner that left has been stopped on purpose.
+            if self.left.contains(&i) {
+                continue;
+            }
+            self.killed.insert(i);
+            self.crashed.insert(i);
+            self.paused.remove(&i);
+            let now = self.now_us();
+            self.recorder.record(Record::Nemesis(FaultEvent {
+                start_us: now,
+                end_us: now,
+                action: Action::Died { node: i },
+                ok: true,
+                detail: self.cluster.log_tail(i),
+            }));
+        }
+    }
+
     /// Carries out one action and records it.
     pub async fn apply(&mut self, action: &Action) {
+        self.notice_deaths();
         let start_us = self.now_us();
         let mut note = String::new();
         let result = match action {
@@ -127,7 +159,10 @@ impl<'a> Nemesis<'a> {
             }
             Action::HealAll => self.heal_all().await,
             Action::Join { node } => self.join(*node).await,
-            Action::Leave { node } => self.leave(*node).await,
+            Action::Leave { node } => {
+                self.left.insert(*node);
+                self.leave(*node).await
+            }
             Action::WipeDisk { node } => {
                 self.paused.remove(node);
                 self.cluster.kill(*node);
@@ -154,9 +189,16 @@ impl<'a> Nemesis<'a> {
                 }
             }
             Action::DiskFull { node } => self.set_disk_full(*node, true),
-            Action::DiskFree { node } => self.set_disk_full(*node, false),
+            Action::DiskFree { node } => {
+                let r = self.set_disk_full(*node, false);
+                self.restart_crashed(*node, &mut note).await.and(r)
+            }
             Action::ClockSkew { node, offset_ms } => self.set_clock(*node, *offset_ms),
-            Action::ClockReset { node } => self.set_clock(*node, 0),
+            Action::ClockReset { node } => {
+                let r = self.set_clock(*node, 0);
+                self.restart_crashed(*node, &mut note).await.and(r)
+            }
+            Action::Died { node } => Err(format!("n{node}: `died` is observed, not injected")),
         };
         let (ok, detail) = match result {
             Ok(()) => (true, note),
@@ -169,6 +211,17 @@ impl<'a> Nemesis<'a> {
             ok,
             detail,
         }));
+    }
+
+    /// A node that died during a disk or clock fault is started again when
+    /// that fault is healed (as an operator would once space is back); its
+    /// death stays in the history.
+    async fn restart_crashed(&mut self, node: usize, note: &mut String) -> Result<(), String> {
+        if !self.crashed.remove(&node) {
+            return Ok(());
+        }
+        *note = format!("n{node} had died; restarted");
+        self.restart(node).await
     }
 
     fn set_disk_full(&mut self, node: usize, on: bool) -> Result<(), String> {
@@ -290,6 +343,7 @@ impl<'a> Nemesis<'a> {
     }
 
     async fn restart(&mut self, node: usize) -> Result<(), String> {
+        self.crashed.remove(&node);
         if !self.killed.contains(&node) && self.cluster.is_running(node) {
             return Ok(());
         }
@@ -320,7 +374,10 @@ impl<'a> Nemesis<'a> {
         let mut errors = Vec::new();
         // Space back and clocks true on every node that had them changed.
         for i in std::mem::take(&mut self.disk_or_clock) {
-            for r in [self.cluster.disk_full(i, false), self.cluster.skew_clock(i, 0)] {
+            for r in [
+                self.cluster.disk_full(i, false),
+                self.cluster.skew_clock(i, 0),
+            ] {
                 if let Err(e) = r {
                     errors.push(format!("n{i}: {e}"));
                 }

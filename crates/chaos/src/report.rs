@@ -44,7 +44,11 @@ pub fn render(r: &Report) -> String {
             .iter()
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
-        let _ = writeln!(s, "disk-full answers  (through the full node) {}", a.join(", "));
+        let _ = writeln!(
+            s,
+            "disk-full answers  (through the full node) {}",
+            a.join(", ")
+        );
     }
     let w = &r.writes;
     let _ = writeln!(
@@ -62,6 +66,10 @@ pub fn render(r: &Report) -> String {
         w.unknown,
         w.unknown_present
     );
+    if !r.crashes.is_empty() {
+        let _ = writeln!(s, "NODE CRASHES       {}", r.crashes.len());
+        examples(&mut s, &r.crashes);
+    }
     let _ = writeln!(s, "LOST WRITES        {}", w.lost);
     examples(&mut s, &r.lost_writes);
     let _ = writeln!(

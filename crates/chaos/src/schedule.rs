@@ -384,9 +384,8 @@ mod tests {
                     Action::Restart { node } => killed.retain(|n| n != node),
                     Action::Pause { node } => paused.push(*node),
                     Action::Resume { node } => paused.retain(|n| n != node),
-                    Action::WipeDisk { node } | Action::PowerCut { node, .. } => {
-                        killed.push(*node)
-                    }
+                    Action::WipeDisk { node } | Action::PowerCut { node, .. } => killed.push(*node),
+                    Action::Died { .. } => panic!("a schedule never plans a death"),
                     Action::DiskFull { .. } | Action::ClockSkew { .. } => disk += 1,
                     Action::DiskFree { .. } | Action::ClockReset { .. } => disk -= 1,
                     Action::HealAll | Action::Join { .. } | Action::Leave { .. } => {}
@@ -416,7 +415,10 @@ mod tests {
                 | Action::Resume { node }
                 | Action::DiskFree { node }
                 | Action::ClockReset { node } => {
-                    let i = now.iter().position(|n| n == node).expect("healed what was faulted");
+                    let i = now
+                        .iter()
+                        .position(|n| n == node)
+                        .expect("healed what was faulted");
                     now.remove(i);
                 }
                 _ => {}
@@ -436,10 +438,19 @@ mod tests {
             }
             // At most one node impaired by a process, disk or clock fault.
             for (at, nodes) in impaired_over_time(&steps) {
-                assert!(nodes.len() <= 1, "seed {seed} at {at} ms: {nodes:?} impaired at once");
+                assert!(
+                    nodes.len() <= 1,
+                    "seed {seed} at {at} ms: {nodes:?} impaired at once"
+                );
             }
         }
-        for name in ["wipe_disk", "power_cut", "power_cut_torn", "disk_full", "clock_skew"] {
+        for name in [
+            "wipe_disk",
+            "power_cut",
+            "power_cut_torn",
+            "disk_full",
+            "clock_skew",
+        ] {
             assert!(seen.contains(name), "no {name} in 100 seeds");
         }
     }
@@ -505,7 +516,11 @@ mod tests {
                     .collect()
             };
             assert_eq!(net(&with), net(&without), "seed {seed}");
-            assert!(without.iter().all(|s| s.action.disk_or_clock_node().is_none()));
+            assert!(
+                without
+                    .iter()
+                    .all(|s| s.action.disk_or_clock_node().is_none())
+            );
         }
     }
 

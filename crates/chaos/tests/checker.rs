@@ -430,3 +430,146 @@ fn a_history_survives_a_round_trip_through_its_file() {
     assert_eq!(a.passed, b.passed);
     assert_eq!(a.writes, b.writes);
 }
+
+fn event(t: u64, action: Action) -> FaultEvent {
+    FaultEvent {
+        start_us: t,
+        end_us: t + 10,
+        action,
+        ok: true,
+        detail: String::new(),
+    }
+}
+
+#[test]
+fn lost_disks_power_cuts_and_full_disks_disturb_until_healed_and_skewed_clocks_do_not() {
+    let settle = dynkv_chaos::check::SETTLE_US;
+    let d = disturbances(&[
+        event(1_000_000, Action::WipeDisk { node: 1 }),
+        event(3_000_000, Action::Restart { node: 1 }),
+        event(
+            10_000_000,
+            Action::PowerCut {
+                node: 2,
+                torn: true,
+                seed: 9,
+            },
+        ),
+        event(12_000_000, Action::Restart { node: 2 }),
+        event(20_000_000, Action::DiskFull { node: 3 }),
+        event(24_000_000, Action::DiskFree { node: 3 }),
+        event(
+            30_000_000,
+            Action::ClockSkew {
+                node: 4,
+                offset_ms: -30_000,
+            },
+        ),
+        event(34_000_000, Action::ClockReset { node: 4 }),
+        event(40_000_000, Action::DiskFull { node: 5 }),
+        event(41_000_000, Action::HealAll),
+    ]);
+    assert_eq!(
+        d,
+        vec![
+            (1_000_000, 3_000_010 + settle),
+            (10_000_000, 12_000_010 + settle),
+            (20_000_000, 24_000_010 + settle),
+            (40_000_000, 41_000_010 + settle),
+        ]
+    );
+}
+
+#[test]
+fn a_node_that_died_on_its_own_fails_the_run_and_names_the_fault_it_died_in() {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    let mut h = history(b.ops, agreed(&ctx(&[("n1", 1)]), &["a"], 0));
+    h.faults
+        .push(event(5_000_000, Action::DiskFull { node: 2 }));
+    h.faults.push(FaultEvent {
+        detail: "INFO ready\ndynkv: writable_file_writer.h:312: Assertion failed.\n".into(),
+        ..event(7_000_000, Action::Died { node: 2 })
+    });
+    h.faults
+        .push(event(8_000_000, Action::DiskFree { node: 2 }));
+    let r = check(&h);
+    assert!(!r.passed);
+    assert_eq!(r.crashes.len(), 1);
+    assert_eq!(r.crashes[0].key, "n2");
+    assert!(
+        r.crashes[0].detail.contains("during disk_full")
+            && r.crashes[0].detail.contains("Assertion failed"),
+        "{}",
+        r.crashes[0].detail
+    );
+    assert!(r.failures.iter().any(|f| f.contains("died on their own")));
+}
+
+#[test]
+fn a_lost_write_names_the_disk_faults_that_came_after_it() {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    b.put("b", ("n2", 1), None, &[]);
+    let mut h = history(b.ops, agreed(&ctx(&[("n1", 1), ("n2", 1)]), &["b"], 0));
+    // Before the write: not named.
+    h.faults.push(event(500, Action::WipeDisk { node: 3 }));
+    h.faults.push(FaultEvent {
+        detail: "dropped 4096 B from 2 of 9 files: 000004.log 5000→904 (synced 904)".into(),
+        ..event(
+            2_500_000,
+            Action::PowerCut {
+                node: 1,
+                torn: false,
+                seed: 0,
+            },
+        )
+    });
+    h.faults.push(event(2_600_000, Action::Restart { node: 1 }));
+    let r = check(&h);
+    assert_eq!(r.writes.lost, 1);
+    let d = &r.lost_writes[0].detail;
+    assert!(
+        d.contains(
+            "[disk/clock faults since: power_cut n1 (dropped 4096 B from 2 of 9 files) at 2.5 s]"
+        ),
+        "{d}"
+    );
+    assert!(!d.contains("wipe_disk"), "{d}");
+}
+
+#[test]
+fn answers_through_a_full_node_are_counted_by_kind_and_status() {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    // Through n1 while its disk is full: a refused write and a read.
+    let t0 = b.t + 1_000;
+    {
+        let op = b.op(OpKind::Put, Outcome::Unknown);
+        op.value = Some("x".into());
+        op.status = Some(507);
+        op.error = Some("insufficient_storage".into());
+    }
+    b.get("one", &ctx(&[("n1", 1)]), &["a"]).status = Some(200);
+    {
+        let op = b.op(OpKind::Put, Outcome::Fail);
+        op.value = Some("y".into());
+        op.error = Some("connect".into());
+    }
+    // After space is back: not counted.
+    let t1 = b.t + 500;
+    b.get("one", &ctx(&[("n1", 1)]), &["a"]).status = Some(200);
+    let mut h = history(b.ops, agreed(&ctx(&[("n1", 1)]), &["a"], 0));
+    h.faults.push(event(t0 - 10, Action::DiskFull { node: 1 }));
+    h.faults.push(event(t1, Action::DiskFree { node: 1 }));
+    let r = check(&h);
+    let got: Vec<(&str, u64)> = r
+        .disk_full_answers
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(got, [("get 200", 1), ("put 507", 1), ("put connect", 1)]);
+    // A refused write is not acknowledged: nothing is lost.
+    assert_eq!(r.writes.acknowledged, 1);
+    assert!(r.passed, "{:?}", r.failures);
+}

@@ -53,7 +53,7 @@ fn the_seed_schedules_every_disk_and_clock_fault() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "node side pending: disk full and power cuts (docs/CHAOS.md)"]
 async fn a_minute_of_lost_disks_power_cuts_full_disks_and_skewed_clocks_loses_no_acknowledged_write()
-{
+ {
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("chaos-disk-faults");
     let _ = std::fs::remove_dir_all(&out);
     let cfg = RunConfig {
@@ -83,7 +83,10 @@ async fn a_minute_of_lost_disks_power_cuts_full_disks_and_skewed_clocks_loses_no
     );
     assert!(done("disk_full") >= 1, "no full disk:\n{text}");
     assert!(done("clock_skew") >= 1, "no skewed clock:\n{text}");
-    assert_eq!(r.faults_failed, 0, "some fault could not be carried out:\n{text}");
+    assert_eq!(
+        r.faults_failed, 0,
+        "some fault could not be carried out:\n{text}"
+    );
     assert_eq!(r.min_w, 2, "writes must ask W >= 2 when nodes lose data");
     assert!(r.writes.acknowledged > 500, "too few writes:\n{text}");
     assert!(

@@ -51,12 +51,24 @@ fn a_power_cut_keeps_exactly_what_was_fsynced() {
         printf synced > "$D/g"; sync "$D/g"
         "#,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(read(&f, "a"), "abcdef", "nothing is dropped before the cut");
     let report = faults::drop_unsynced(&f, Unsynced::DropAll).unwrap();
-    assert_eq!(read(&f, "a"), "abc", "the tail after the last fsync is gone");
+    assert_eq!(
+        read(&f, "a"),
+        "abc",
+        "the tail after the last fsync is gone"
+    );
     assert_eq!(read(&f, "b"), "", "a file never synced keeps nothing");
-    assert_eq!(read(&f, "c2"), "123", "a sync point follows the file through a rename");
+    assert_eq!(
+        read(&f, "c2"),
+        "123",
+        "a sync point follows the file through a rename"
+    );
     assert_eq!(
         read(&f, "e"),
         "",
@@ -97,7 +109,10 @@ fn a_torn_power_cut_keeps_a_prefix_of_the_unsynced_tail() {
         );
         kept.insert(w.len());
     }
-    assert!(kept.len() > 3, "the kept length should vary with the seed: {kept:?}");
+    assert!(
+        kept.len() > 3,
+        "the kept length should vary with the seed: {kept:?}"
+    );
 }
 
 #[test]
@@ -117,7 +132,10 @@ fn a_full_disk_fails_writes_under_the_data_dir_only_until_space_returns() {
     );
     assert_eq!(read(&f, "a"), "");
     let out = sh(&f, &format!("printf x > '{}'", outside.display()));
-    assert!(out.status.success(), "a write outside the data dir must go through");
+    assert!(
+        out.status.success(),
+        "a write outside the data dir must go through"
+    );
     // fallocate (RocksDB preallocates its WAL this way) fails too.
     let out = sh(&f, r#"fallocate -l 1M "$D/pre""#);
     assert!(!out.status.success(), "fallocate on a full disk succeeded");
@@ -137,7 +155,10 @@ fn date_under(f: &NodeFaults) -> i64 {
 }
 
 fn now_s() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 #[test]
@@ -182,7 +203,9 @@ async fn one_node(extra: &[(&str, &str)]) -> Cluster {
 
 async fn write_keys(c: &Cluster, n: usize) {
     for i in 0..n {
-        let r = c.put(1, &format!("k{i}"), &format!("v{i}"), "w=1", None).await;
+        let r = c
+            .put(1, &format!("k{i}"), &format!("v{i}"), "w=1", None)
+            .await;
         assert!(r.status.is_success(), "put k{i}: {} {}", r.status, r.text());
     }
 }
@@ -231,9 +254,15 @@ async fn without_synced_writes_a_power_cut_loses_only_a_suffix_of_the_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_node_comes_back_under_its_id_and_is_repaired() {
-    let mut c = Cluster::start(3, ClusterOptions::default().set("DYNKV__ANTIENTROPY__EXCHANGE_INTERVAL_MS", "200")).await;
+    let mut c = Cluster::start(
+        3,
+        ClusterOptions::default().set("DYNKV__ANTIENTROPY__EXCHANGE_INTERVAL_MS", "200"),
+    )
+    .await;
     for i in 0..20 {
-        let r = c.put(1, &format!("k{i}"), &format!("v{i}"), "w=all", None).await;
+        let r = c
+            .put(1, &format!("k{i}"), &format!("v{i}"), "w=all", None)
+            .await;
         assert!(r.status.is_success(), "{} {}", r.status, r.text());
     }
     c.wipe_disk(2).await;
@@ -264,8 +293,11 @@ fn http_date(s: &str) -> i64 {
     .position(|x| *x == p[2])
     .unwrap() as i64
         + 1;
-    let (hh, mm, ss): (i64, i64, i64) =
-        (p[4].parse().unwrap(), p[5].parse().unwrap(), p[6].parse().unwrap());
+    let (hh, mm, ss): (i64, i64, i64) = (
+        p[4].parse().unwrap(),
+        p[5].parse().unwrap(),
+        p[6].parse().unwrap(),
+    );
     // Days from civil (Howard Hinnant).
     let y2 = if m <= 2 { y - 1 } else { y };
     let era = y2.div_euclid(400);
@@ -337,9 +369,15 @@ async fn a_full_disk_refuses_writes_and_the_node_recovers_when_space_returns() {
     assert_eq!(c.get(1, "k1", "r=1").await.text(), "v1");
     c.disk_full(1, false).unwrap();
     let back = dynkv_tests::poll(Duration::from_secs(30), || async {
-        c.put(1, "after", "y", "w=1", None).await.status.is_success()
+        c.put(1, "after", "y", "w=1", None)
+            .await
+            .status
+            .is_success()
     })
     .await;
-    assert!(back, "the node did not take writes again within 30 s of space returning");
+    assert!(
+        back,
+        "the node did not take writes again within 30 s of space returning"
+    );
     assert_eq!(c.get(1, "after", "r=1").await.text(), "y");
 }

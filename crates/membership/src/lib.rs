@@ -440,9 +440,7 @@ impl Membership {
                 .map(|(k, o)| (Bytes::from(k), o))
                 .collect();
             // Large objects: as many messages as the frame limit needs.
-            for items in
-                dynkv_rpc::messages::split_by_bytes(items, self.config.max_message_bytes)
-            {
+            for items in dynkv_rpc::messages::split_by_bytes(items, self.config.max_message_bytes) {
                 let req = Handoff {
                     partition: t.partition,
                     items,

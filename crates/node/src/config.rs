@@ -170,6 +170,14 @@ pub struct StorageSection {
     pub write_buffer_mb: usize,
     /// Flush and compaction rate limit, MiB/s.
     pub background_mb_per_sec: u64,
+    /// Age of a tombstone before it may be reaped, ms.
+    pub tombstone_grace_ms: u64,
+    /// Pause between reaping passes, ms (0: never reap).
+    pub reap_interval_ms: u64,
+    /// Least time between the two checks that confirm a key, ms.
+    pub reap_settle_ms: u64,
+    /// Keys per reaping check.
+    pub reap_batch: usize,
 }
 
 /// Request size limits.
@@ -473,6 +481,13 @@ impl Config {
             return bad(format!(
                 "storage.sync_interval_ms must be 0 (off) to 3600000 (an hour), got {}",
                 self.storage.sync_interval_ms
+            ));
+        }
+        let s = &self.storage;
+        if s.reap_interval_ms > 0 && (s.reap_batch == 0 || s.reap_batch > 100_000) {
+            return bad(format!(
+                "storage.reap_batch must be 1 to 100000, got {}",
+                s.reap_batch
             ));
         }
         let h = &self.handoff;

@@ -48,7 +48,8 @@ enum Command {
     Delete(client::DeleteArgs),
     /// Show what a node believes about the cluster.
     Status(client::NodeArg),
-    /// Change the cluster's membership: join, leave, plan, commit, members.
+    /// Change the cluster's membership (join, leave, plan, commit, members);
+    /// compact a node's store.
     Admin(client::AdminArgs),
     /// Generate load against nodes (or a bare HTTP server, or etcd) and
     /// report throughput, latency percentiles and errors.

@@ -9,6 +9,7 @@ use dynkv_antientropy::{AaeMetrics, AntiEntropy, AntiEntropyConfig, TreeSet};
 use dynkv_api::{AdminView, AppState, HttpMetrics, Limits, MembershipAdmin};
 use dynkv_membership::{Membership, MembershipConfig};
 use dynkv_quorum::handoff::{self, HandoffConfig};
+use dynkv_quorum::reaper;
 use dynkv_quorum::{Coordinator, CoordinatorConfig, QuorumMetrics};
 use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::handshake::Hello;
@@ -60,7 +61,9 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     match epoch.renewed {
         Some(why) => info!(actor = %epoch.actor, reason = why, "new incarnation"),
-        None => info!(actor = %epoch.actor, floor = epoch.floor, "incarnation kept (clean shutdown)"),
+        None => {
+            info!(actor = %epoch.actor, floor = epoch.floor, "incarnation kept (clean shutdown)")
+        }
     }
 
     let book = Arc::new(AddressBook::new(
@@ -127,7 +130,6 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             max_siblings: cfg.limits.max_siblings,
             warn_siblings: cfg.limits.warn_siblings,
             max_object_bytes: cfg.limits.max_object_bytes,
-            ..CoordinatorConfig::default()
         },
         quorum_metrics,
         &epoch,
@@ -224,6 +226,22 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         workers.push(tokio::spawn(aae.clone().run(shutdown_rx.clone())));
     }
 
+    if cfg.storage.reap_interval_ms > 0 {
+        let rc = reaper::ReaperConfig {
+            interval: Config::ms(cfg.storage.reap_interval_ms),
+            grace: Config::ms(cfg.storage.tombstone_grace_ms),
+            settle: Config::ms(cfg.storage.reap_settle_ms),
+            batch: cfg.storage.reap_batch,
+            timeout: Config::ms(cfg.quorum.request_timeout_ms).max(Duration::from_secs(5)),
+            ..reaper::ReaperConfig::default()
+        };
+        workers.push(tokio::spawn(reaper::run(
+            coord.clone(),
+            rc,
+            shutdown_rx.clone(),
+        )));
+    }
+
     // The periodic WAL fsync (storage.sync_interval_ms): bounds what a power
     // cut can take to the last interval of acknowledged writes. It runs on a
     // thread of its own (an fsync blocks) and stops with the other workers.
@@ -238,7 +256,7 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
                 Err(e) => {
                     // Every failure is counted; the log gets the first of a
                     // run and every 100th after it.
-                    if failing % 100 == 0 {
+                    if failing.is_multiple_of(100) {
                         warn!(error = %e, consecutive = failing + 1, "WAL sync failed: writes acknowledged since the last successful sync would not survive a power cut");
                     }
                     failing += 1;
@@ -268,6 +286,15 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         })),
         views: Arc::new(vec![
             ("aae", Arc::new(AaeView(aae.clone())) as Arc<dyn AdminView>),
+            (
+                "reaper",
+                Arc::new(ReaperView {
+                    coord: coord.clone(),
+                    interval_ms: cfg.storage.reap_interval_ms,
+                    grace_ms: cfg.storage.tombstone_grace_ms,
+                    settle_ms: cfg.storage.reap_settle_ms,
+                }) as Arc<dyn AdminView>,
+            ),
             (
                 "internode",
                 Arc::new(InternodeView(transport)) as Arc<dyn AdminView>,
@@ -382,6 +409,46 @@ struct AaeView(Arc<AntiEntropy>);
 impl AdminView for AaeView {
     fn view(&self) -> serde_json::Value {
         self.0.status()
+    }
+}
+
+/// `/admin/reaper`: the tombstone reaper's settings and its last pass.
+struct ReaperView {
+    coord: Arc<Coordinator>,
+    interval_ms: u64,
+    grace_ms: u64,
+    settle_ms: u64,
+}
+
+impl AdminView for ReaperView {
+    fn view(&self) -> serde_json::Value {
+        let st = self.coord.reaper_status();
+        let last = st.last.map(|p| {
+            serde_json::json!({
+                "started_unix_ms": p.started_unix_ms,
+                "duration_ms": p.duration_ms,
+                "partitions_driven": p.partitions,
+                "scanned": p.scanned,
+                "candidates": p.candidates,
+                "reaped_keys": p.reaped_keys,
+                "removed_copies": p.removed_copies,
+                "skipped": p.skipped,
+                "note": p.note,
+            })
+        });
+        serde_json::json!({
+            "node": self.coord.node_id(),
+            "enabled": self.interval_ms > 0,
+            "interval_ms": self.interval_ms,
+            "tombstone_grace_ms": self.grace_ms,
+            "settle_ms": self.settle_ms,
+            "counter_floor": self.coord.floor(),
+            "passes": st.passes,
+            "reaped_keys": st.reaped_keys,
+            "tombstones_reaped_here": self.coord.metrics().tombstones_reaped.get(),
+            "pending_confirmations": st.pending,
+            "last_pass": last,
+        })
     }
 }
 

@@ -32,13 +32,17 @@
 //! the whole clock goes; an entry of a live key stays (it carries history a
 //! lagging replica may still need), as in Riak.
 //!
-//! **The counter floor.** A coordinator may also hold a key without every
-//! dot it issued for it, legitimately: after a tombstone is reaped here, or
-//! after a hint it coordinated as a fallback was handed off and deleted.
-//! For those it keeps one number per incarnation, the floor, persisted
-//! before the data that proved the dots is deleted: a write to a key where
-//! this actor has no live value is numbered above it
-//! ([`dynkv_vclock::DvvSet::update_above`]).
+//! **The counter floor.** A primary may also hold a key without every dot
+//! it issued for it, legitimately: after its tombstone was reaped here. For
+//! that it keeps one number per incarnation, the floor, persisted before
+//! the tombstone is deleted: a write to a key where this actor has no live
+//! value is numbered above it ([`dynkv_vclock::DvvSet::update_above`]), and
+//! supersedes the tombstone on a replica that has not reaped it yet. (A
+//! floor only works for dots that hold tombstones: numbering a write above
+//! dots whose *values* are gone from here would claim to have seen those
+//! values. Writes coordinated as a fallback, whose hints are handed off and
+//! deleted, use a separate actor that is retired instead; see
+//! `Coordinator::fallback_actor`.)
 
 use dynkv_ring::NodeId;
 use dynkv_storage::{Result, Store};
@@ -47,6 +51,7 @@ const META_INCARNATION: &str = "epoch.incarnation";
 const META_NODE: &str = "epoch.node";
 const META_CLEAN: &str = "epoch.clean_shutdown";
 const META_FLOOR: &str = "epoch.counter_floor";
+const META_FALLBACK: &str = "epoch.fallback_generation";
 
 /// This run's actor and why it has its incarnation.
 #[derive(Clone, Debug)]
@@ -61,6 +66,8 @@ pub struct Epoch {
     pub renewed: Option<&'static str>,
     /// Dots of this actor up to here may exist without being stored here.
     pub floor: u64,
+    /// Generation of the fallback actor (`<actor>~<generation>`).
+    pub fallback_generation: u64,
 }
 
 /// A random incarnation: 40 bits in base 36 (at most 8 characters), so two
@@ -117,6 +124,12 @@ pub fn begin(store: &Store, node: &NodeId, counters_durable: bool, force: bool) 
             (inc, 0)
         }
     };
+    // A stored generation is kept even across incarnations: it only ever
+    // grows, and a new incarnation makes a new fallback actor anyway.
+    let fallback_generation = store
+        .get_meta(META_FALLBACK)?
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map_or(1, u64::from_le_bytes);
     // From now on the run is unclean until `end` says otherwise.
     store.put_meta(META_CLEAN, b"")?;
     Ok(Epoch {
@@ -124,6 +137,7 @@ pub fn begin(store: &Store, node: &NodeId, counters_durable: bool, force: bool) 
         incarnation,
         renewed,
         floor,
+        fallback_generation,
     })
 }
 
@@ -131,6 +145,11 @@ pub fn begin(store: &Store, node: &NodeId, counters_durable: bool, force: bool) 
 /// keeps this incarnation.
 pub fn end(store: &Store, epoch: &Epoch) -> Result<()> {
     store.put_meta(META_CLEAN, epoch.incarnation.as_bytes())
+}
+
+/// Persists a new fallback generation (fsynced).
+pub fn save_fallback_generation(store: &Store, generation: u64) -> Result<()> {
+    store.put_meta(META_FALLBACK, &generation.to_le_bytes())
 }
 
 /// Persists a new counter floor (fsynced).

@@ -21,10 +21,10 @@
 //! default) is dropped undelivered by the next pass, whether or not its owner
 //! is back (counted in `dynkv_hints_expired_total`): the keys it held are
 //! left to anti-entropy, which compares every replica with the others and
-//! heals them whatever their age. Dropping, not delivering, an expired hint
-//! also keeps a very old write from arriving after the tombstone that
-//! superseded it was reaped. A hint's age is that of the oldest write it
-//! holds (merges keep its creation time).
+//! heals them whatever their age. An expired hint is never delivered late:
+//! the tombstone reaper ([`crate::reaper`]) leaves a key alone while any
+//! node keeps a hint for it, and relies on that. A hint's age is that of the
+//! oldest write it holds (merges keep its creation time).
 //!
 //! Unlike Cassandra, a fallback keeps storing new hints for an owner that
 //! has been down longer than the window: each new hint still lives for a
@@ -150,6 +150,11 @@ pub async fn pass(
             .partition(|h| expiry.is_some_and(|cutoff| h.created <= cutoff));
         if let Some(cutoff) = expiry {
             for h in old {
+                // As on delivery: retire the fallback actor first.
+                if let Err(e) = coord.retire_fallback_actor(&h.object) {
+                    warn!(error = %e, "cannot persist the fallback generation; keeping an expired hint");
+                    continue;
+                }
                 let kr = KeyRef {
                     partition: h.partition,
                     hash: dynkv_ring::key_hash(&h.key),
@@ -247,6 +252,13 @@ async fn deliver(coord: &Arc<Coordinator>, hint: Hint) -> (NodeId, bool) {
             key: &hint.key,
         };
         all_stored &= coord.store().merge(&kr, &req.object).is_ok();
+    }
+    // A hint may hold the only local copy of dots this node issued as a
+    // fallback coordinator: retire that actor before the hint goes, so a
+    // later fallback write here never claims to have seen their values.
+    if all_stored && let Err(e) = coord.retire_fallback_actor(&req.object) {
+        warn!(error = %e, "cannot persist the fallback generation; keeping the hint");
+        return (owner, false);
     }
     let ok = all_stored && {
         let kr = KeyRef {

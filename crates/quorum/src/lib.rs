@@ -29,6 +29,11 @@
 //! in (or the read-repair deadline passes) it runs read repair
 //! (`dynkv-repair`) without the client waiting for it.
 //!
+//! ## Deletes
+//! A DELETE is a write of a tombstone. Tombstones are removed later by the
+//! [`reaper`], whose module documentation is the argument that no value
+//! comes back and no later write is lost.
+//!
 //! ## Hooks for namespaced protocols (Riak buckets)
 //! - A read or write may name an `n_val` below the cluster's N
 //!   ([`Coordinator::placement_n`]): its primaries are then the first
@@ -52,6 +57,7 @@ pub mod handoff;
 pub mod idempotency;
 mod local_write;
 mod metrics;
+pub mod reaper;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -63,8 +69,8 @@ use bytes::Bytes;
 use dynkv_repair::{ReplicaReply, plan_read_repair, should_repair};
 use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::messages::{
-    Coordinate, CoordinateFallback, Keys, ListKeys, ListNamespaces, Ping, Pong, Quorum, Read, ReadReply, Replicate,
-    StoreHint, Stored, WriteOutcome, WriteRequest,
+    Coordinate, CoordinateFallback, Keys, ListKeys, ListNamespaces, Ping, Pong, Quorum, Read,
+    ReadReply, Replicate, StoreHint, Stored, WriteOutcome, WriteRequest,
 };
 use dynkv_rpc::{
     CallContext, Dispatcher, Endpoint, Handler, PeerHealth, RemoteError, RpcError, Transport,
@@ -193,7 +199,9 @@ pub enum QuorumError {
     #[error("{0}")]
     BadContext(String),
     /// The write would leave more siblings than allowed (409).
-    #[error("the write would leave {count} siblings, more than the limit of {max}; resolve them by writing with the context of a read")]
+    #[error(
+        "the write would leave {count} siblings, more than the limit of {max}; resolve them by writing with the context of a read"
+    )]
     TooManySiblings {
         /// Siblings the key would hold.
         count: usize,
@@ -360,6 +368,11 @@ pub struct Coordinator {
     fallback_locks: Vec<tokio::sync::Mutex<()>>,
     /// Dots of `actor` up to here may exist without being stored here.
     floor: std::sync::atomic::AtomicU64,
+    /// Generation of the actor used for fallback coordination (see
+    /// [`Coordinator::fallback_actor`]).
+    fallback_generation: std::sync::atomic::AtomicU64,
+    /// What the tombstone reaper did (see [`reaper`]).
+    reaper_status: std::sync::Mutex<reaper::ReaperStatus>,
 }
 
 /// One replica's reply to a read, kept for read repair.
@@ -386,6 +399,7 @@ impl Coordinator {
             incarnation: String::new(),
             renewed: None,
             floor: 0,
+            fallback_generation: 1,
         };
         Self::with_epoch(me, ring, store, transport, health, config, metrics, &epoch)
     }
@@ -408,7 +422,9 @@ impl Coordinator {
             )),
             actor: epoch.actor.clone(),
             floor: std::sync::atomic::AtomicU64::new(epoch.floor),
+            fallback_generation: std::sync::atomic::AtomicU64::new(epoch.fallback_generation),
             fallback_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
+            reaper_status: Default::default(),
             me,
             ring: ArcSwap::from_pointee(ring),
             next_ring: arc_swap::ArcSwapOption::empty(),
@@ -430,14 +446,47 @@ impl Coordinator {
         &self.actor
     }
 
+    /// The actor of writes this node coordinates as a fallback:
+    /// `<actor>~<generation>`. A fallback numbers a key's versions from the
+    /// hints it holds for the key; once such a hint is handed off and
+    /// deleted, the live values of its dots are no longer here, and a
+    /// later write numbered after them would claim to have seen them and
+    /// overwrite them on merge. So a hint holding dots of the current
+    /// fallback actor is deleted only after the generation moves on
+    /// ([`Coordinator::retire_fallback_actor`]): later fallback writes are a
+    /// new actor, concurrent with the old values (Riak retires a fallback
+    /// vnode's actor the same way, by its epoch).
+    pub fn fallback_actor(&self) -> String {
+        let g = self
+            .fallback_generation
+            .load(std::sync::atomic::Ordering::Acquire);
+        format!("{}~{g}", self.actor)
+    }
+
+    /// Moves fallback coordination to a new actor (persisted first) if
+    /// `object` holds dots of the current one: call it before deleting a
+    /// hint (delivered or expired).
+    pub fn retire_fallback_actor(&self, object: &Object) -> dynkv_storage::Result<()> {
+        use std::sync::atomic::Ordering;
+        let current = self.fallback_actor();
+        if object.join().get(&current) == 0 {
+            return Ok(());
+        }
+        let next = self.fallback_generation.load(Ordering::Acquire) + 1;
+        epoch::save_fallback_generation(&self.store, next)?;
+        self.fallback_generation.fetch_max(next, Ordering::AcqRel);
+        Ok(())
+    }
+
     /// The counter floor of this node's actor.
     pub fn floor(&self) -> u64 {
         self.floor.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Raises the counter floor to `counter` (persisted first): call it
-    /// before deleting the last local copy of dots of this actor (a reaped
-    /// tombstone, a delivered hint), so they are never issued again.
+    /// before deleting the last local copy of dots of this actor that hold
+    /// only tombstones (a reaped key), so a later write is numbered above
+    /// them and supersedes them on a replica that has not reaped yet.
     pub fn raise_floor(&self, counter: u64) -> dynkv_storage::Result<()> {
         use std::sync::atomic::Ordering;
         let mut cur = self.floor.load(Ordering::Acquire);
@@ -784,9 +833,10 @@ impl Coordinator {
                 Ok(held)
             })
             .await?;
+        let actor = self.fallback_actor();
         let write = local_write::LocalWrite {
-            actor: self.actor.clone(),
-            floor: self.floor(),
+            actor: actor.clone(),
+            floor: 0,
             context: req.context.clone(),
             content: req.content.clone(),
             idempotency_key: req.idempotency_key.clone(),
@@ -795,10 +845,9 @@ impl Coordinator {
             max_siblings: self.config.max_siblings,
             max_object_bytes: self.config.max_object_bytes,
         };
-        // No primary answers, so there is nothing to pull: clamp at once.
-        let (next, step) = local_write::apply(held, &write, true, now_micros());
+        let (next, step) = local_write::apply(held, &write, now_micros());
         let replayed = match step {
-            local_write::Step::Applied { replayed, .. } => replayed,
+            local_write::Step::Applied { replayed } => replayed,
             local_write::Step::Refused(e) => {
                 self.metrics
                     .writes_refused
@@ -806,7 +855,6 @@ impl Coordinator {
                     .inc();
                 return Err(e);
             }
-            local_write::Step::NeedsPull => unreachable!("a clamping write never asks to pull"),
         };
         let Some(object) = next else {
             return Err(QuorumError::Storage("the write left no object".into()));
@@ -826,7 +874,12 @@ impl Coordinator {
             self.metrics.fallback_coordinated.inc();
         }
         drop(_numbering);
-        let outcome = self.outcome(object, replayed);
+        let dot = (!replayed).then(|| (actor.clone(), object.join().get(&actor)));
+        let outcome = WriteOutcome {
+            object,
+            replayed,
+            dot,
+        };
         let others: Vec<NodeId> = placement.primaries[1..].to_vec();
         let spares: Vec<NodeId> = placement
             .fallbacks
@@ -904,7 +957,7 @@ impl Coordinator {
         }
         let key = req.key.clone();
         let (partition, hash) = (placement.partition, placement.hash);
-        let write = Arc::new(local_write::LocalWrite {
+        let write = local_write::LocalWrite {
             actor: self.actor.clone(),
             floor: self.floor(),
             context: req.context.clone(),
@@ -914,44 +967,31 @@ impl Coordinator {
             window: self.config.idempotency_window,
             max_siblings: self.config.max_siblings,
             max_object_bytes: self.config.max_object_bytes,
-        });
-        let mut may_clamp = false;
-        let (updated, replayed) = loop {
-            let (w, key) = (write.clone(), key.clone());
-            let (updated, step) = self
-                .with_store(move |s| {
-                    let kr = KeyRef {
-                        partition,
-                        hash,
-                        key: &key,
-                    };
-                    let mut step = None;
-                    let u = s.update(&kr, |cur| {
-                        let (next, st) = local_write::apply(cur, &w, may_clamp, now_micros());
-                        step = Some(st);
-                        next
-                    })?;
-                    Ok((u, step.expect("the update ran")))
-                })
-                .await?;
-            match step {
-                local_write::Step::Applied { replayed, clamped } => {
-                    if clamped {
-                        self.metrics.contexts_clamped.inc();
-                    }
-                    break (updated, replayed);
-                }
-                local_write::Step::NeedsPull if !may_clamp => {
-                    // This replica lags the writer's context: catch up first.
-                    self.pull_from_primaries(&req.key, &placement, deadline)
-                        .await;
-                    may_clamp = true;
-                }
-                local_write::Step::NeedsPull => unreachable!("a clamping write never asks to pull"),
-                local_write::Step::Refused(e) => {
-                    self.metrics.writes_refused.get_or_create(&metrics::OutcomeLabels { outcome: e.code() }).inc();
-                    return Err(e);
-                }
+        };
+        let (updated, step) = self
+            .with_store(move |s| {
+                let kr = KeyRef {
+                    partition,
+                    hash,
+                    key: &key,
+                };
+                let mut step = None;
+                let u = s.update(&kr, |cur| {
+                    let (next, st) = local_write::apply(cur, &write, now_micros());
+                    step = Some(st);
+                    next
+                })?;
+                Ok((u, step.expect("the update ran")))
+            })
+            .await?;
+        let replayed = match step {
+            local_write::Step::Applied { replayed } => replayed,
+            local_write::Step::Refused(e) => {
+                self.metrics
+                    .writes_refused
+                    .get_or_create(&metrics::OutcomeLabels { outcome: e.code() })
+                    .inc();
+                return Err(e);
             }
         };
         let Some(object) = updated.object else {
@@ -1029,10 +1069,7 @@ impl Coordinator {
         let (tx, mut rx) = mpsc::channel(others.len() + 1);
         let this = self.clone();
         let obj = outcome.object.clone();
-        tokio::spawn(async move {
-            this.replicate(key, obj, others, spares, deadline, tx)
-                .await
-        });
+        tokio::spawn(async move { this.replicate(key, obj, others, spares, deadline, tx).await });
         let mut detail = Vec::new();
         while acked < w {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
@@ -1523,8 +1560,8 @@ impl Coordinator {
         Ok(Stored {})
     }
 
-    /// Registers the key-value, hint, listing and ping endpoints this
-    /// coordinator serves.
+    /// Registers the key-value, hint, listing, reaping and ping endpoints
+    /// this coordinator serves.
     pub fn register(self: &Arc<Self>, d: &mut Dispatcher) {
         d.register::<Ping, _>(self.clone())
             .register::<Read, _>(self.clone())
@@ -1533,7 +1570,9 @@ impl Coordinator {
             .register::<CoordinateFallback, _>(self.clone())
             .register::<StoreHint, _>(self.clone())
             .register::<ListKeys, _>(self.clone())
-            .register::<ListNamespaces, _>(self.clone());
+            .register::<ListNamespaces, _>(self.clone())
+            .register::<dynkv_rpc::messages::ReapCheck, _>(self.clone())
+            .register::<dynkv_rpc::messages::Reap, _>(self.clone());
     }
 }
 

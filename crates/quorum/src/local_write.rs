@@ -7,12 +7,13 @@
 //!   for the key (and above its counter floor) is refused: this node
 //!   stores every dot it issues before acknowledging it, so such a context
 //!   was not issued by the cluster. A context ahead of the local copy for
-//!   *other* actors is normal when this replica lags (the coordinator first
-//!   pulls the other primaries' copies); whatever is still ahead after that
-//!   is clamped to what the replicas hold, so a forged counter never enters
-//!   a stored clock, where it would make its actor repeat a counter
-//!   (u64::MAX + 1 saturates). Clamping can only leave a value the writer
-//!   had seen as a sibling, never drop one.
+//!   *other* actors is normal when this replica lags, and is kept as it is
+//!   (it must supersede what the writer saw, wherever that is stored); but
+//!   a counter no cluster can reach ([`MAX_COUNTER`]) is refused, so no
+//!   stored clock can ever make its actor's next counter saturate and
+//!   repeat. (A context may still claim versions of another actor it never
+//!   saw; signing contexts so that only the cluster's own are accepted is
+//!   the answer to that.)
 //! - **Caps** (Riak's `max_siblings`, and an object size limit): a write
 //!   that would leave more siblings or more bytes than allowed is refused
 //!   with nothing stored, so no object ever outgrows what replication,
@@ -23,6 +24,11 @@ use std::time::Duration;
 use dynkv_vclock::{Content, Object, VersionVector};
 
 use crate::{QuorumError, idempotency};
+
+/// The largest counter a context may carry: 2^48 versions of one key by
+/// one incarnation is beyond any real history, and far enough below
+/// `u64::MAX` that no counter ever saturates.
+pub(crate) const MAX_COUNTER: u64 = 1 << 48;
 
 /// One coordinated write, with the coordinator's identity and limits.
 pub(crate) struct LocalWrite {
@@ -53,34 +59,14 @@ pub(crate) enum Step {
     Applied {
         /// The idempotency key showed it was already applied.
         replayed: bool,
-        /// Part of the context was ahead of every replica and was clamped.
-        clamped: bool,
     },
-    /// The context is ahead of this replica: pull the other primaries'
-    /// copies, then try again allowing a clamp.
-    NeedsPull,
     /// Refused; nothing was stored.
     Refused(QuorumError),
 }
 
-/// The context with every counter above `known`'s lowered to it.
-fn clamp(context: &VersionVector, known: &VersionVector) -> VersionVector {
-    VersionVector::from_pairs(
-        context
-            .entries()
-            .iter()
-            .map(|(a, n)| (a.clone(), (*n).min(known.get(a)))),
-    )
-}
-
 /// Applies `w` to the stored state `stored` (`None`: no copy here). Returns
 /// what to store (the input unchanged when nothing is written) and why.
-pub(crate) fn apply(
-    stored: Option<Object>,
-    w: &LocalWrite,
-    may_clamp: bool,
-    now: u64,
-) -> (Option<Object>, Step) {
+pub(crate) fn apply(stored: Option<Object>, w: &LocalWrite, now: u64) -> (Option<Object>, Step) {
     let had_copy = stored.is_some();
     let cur = stored.unwrap_or_default();
     let unchanged = |cur: Object| if had_copy { Some(cur) } else { None };
@@ -93,30 +79,22 @@ pub(crate) fn apply(
         ));
         return (unchanged(cur), Step::Refused(e));
     }
+    if let Some((a, n)) = w.context.entries().iter().find(|(_, n)| *n > MAX_COUNTER) {
+        let e = QuorumError::BadContext(format!(
+            "the context claims version {n} of {a}, beyond any version the cluster issues"
+        ));
+        return (unchanged(cur), Step::Refused(e));
+    }
     // Superseding writes have seen everything stored here.
-    let mut context = if w.supersede {
+    let context = if w.supersede {
         w.context.merge(&known)
     } else {
         w.context.clone()
     };
-    let mut clamped = false;
-    if !known.descends(&context) {
-        if !may_clamp {
-            return (unchanged(cur), Step::NeedsPull);
-        }
-        context = clamp(&context, &known);
-        clamped = true;
-    }
     if let Some(k) = &w.idempotency_key
         && idempotency::seen(&cur, k, now, w.window)
     {
-        return (
-            unchanged(cur),
-            Step::Applied {
-                replayed: true,
-                clamped,
-            },
-        );
+        return (unchanged(cur), Step::Applied { replayed: true });
     }
     let next = idempotency::apply(
         &context,
@@ -144,13 +122,7 @@ pub(crate) fn apply(
         };
         return (unchanged(cur), Step::Refused(e));
     }
-    (
-        Some(next),
-        Step::Applied {
-            replayed: false,
-            clamped,
-        },
-    )
+    (Some(next), Step::Applied { replayed: false })
 }
 
 #[cfg(test)]
@@ -195,54 +167,76 @@ mod tests {
             Content::value("v1", "t", 1),
         );
         let forged = VersionVector::from_pairs([("n1#a".to_string(), u64::MAX)]);
-        let (kept, step) = apply(Some(stored.clone()), &write("n1#a", forged, "x"), true, 1);
+        let (kept, step) = apply(Some(stored.clone()), &write("n1#a", forged, "x"), 1);
         assert!(matches!(step, Step::Refused(QuorumError::BadContext(_))));
         assert_eq!(kept, Some(stored));
         // Nothing stored, and no copy made where there was none.
         let forged = VersionVector::from_pairs([("n1#a".to_string(), 5)]);
-        let (kept, step) = apply(None, &write("n1#a", forged.clone(), "x"), true, 1);
+        let (kept, step) = apply(None, &write("n1#a", forged.clone(), "x"), 1);
         assert!(matches!(step, Step::Refused(_)));
         assert_eq!(kept, None);
         // Up to the floor is legitimate (a reaped tombstone's dots).
         let mut w = write("n1#a", forged, "x");
         w.floor = 5;
-        let (next, step) = apply(None, &w, true, 1);
+        let (next, step) = apply(None, &w, 1);
         assert!(matches!(step, Step::Applied { .. }));
-        assert_eq!(next.unwrap().join().get("n1#a"), 6, "numbered above the floor");
+        assert_eq!(
+            next.unwrap().join().get("n1#a"),
+            6,
+            "numbered above the floor"
+        );
     }
 
     #[test]
-    fn a_context_ahead_for_other_actors_pulls_then_clamps() {
-        let ahead = VersionVector::from_pairs([("n2#b".to_string(), u64::MAX)]);
-        let (_, step) = apply(None, &write("n1#a", ahead.clone(), "x"), false, 1);
-        assert!(matches!(step, Step::NeedsPull));
-        let (next, step) = apply(None, &write("n1#a", ahead, "x"), true, 1);
-        assert!(matches!(step, Step::Applied { clamped: true, .. }));
-        let next = next.unwrap();
-        assert_eq!(next.join().get("n2#b"), 0, "the forged counter never enters a clock");
-        assert_eq!(values(&Some(next)), vec!["x"]);
+    fn a_context_ahead_for_other_actors_is_kept_unless_it_is_absurd() {
+        // A lagging replica: the writer saw n2's version 7, this copy has not.
+        let ahead = VersionVector::from_pairs([("n2#b".to_string(), 7)]);
+        let (next, step) = apply(None, &write("n1#a", ahead, "x"), 1);
+        assert!(matches!(step, Step::Applied { .. }));
+        assert_eq!(
+            next.unwrap().join().get("n2#b"),
+            7,
+            "it supersedes what the writer saw, wherever that is"
+        );
+        // A counter no cluster reaches never enters a stored clock.
+        let absurd = VersionVector::from_pairs([("n2#b".to_string(), u64::MAX)]);
+        let (kept, step) = apply(None, &write("n1#a", absurd, "x"), 1);
+        assert!(matches!(step, Step::Refused(QuorumError::BadContext(_))));
+        assert_eq!(kept, None);
     }
 
     #[test]
     fn caps_refuse_before_anything_is_stored() {
         let mut o = Object::new();
         for (i, a) in ["n1#a", "n2#b", "n3#c"].iter().enumerate() {
-            o = DvvSet::update(&VersionVector::new(), &o, a, Content::value(format!("v{i}"), "t", 1));
+            o = DvvSet::update(
+                &VersionVector::new(),
+                &o,
+                a,
+                Content::value(format!("v{i}"), "t", 1),
+            );
         }
-        let (kept, step) = apply(Some(o.clone()), &write("n1#a", VersionVector::new(), "x"), true, 1);
+        let (kept, step) = apply(
+            Some(o.clone()),
+            &write("n1#a", VersionVector::new(), "x"),
+            1,
+        );
         assert!(matches!(
             step,
             Step::Refused(QuorumError::TooManySiblings { count: 4, max: 3 })
         ));
         assert_eq!(kept, Some(o.clone()));
         // A write that resolves siblings is always allowed.
-        let (next, step) = apply(Some(o.clone()), &write("n1#a", o.join(), "x"), true, 1);
+        let (next, step) = apply(Some(o.clone()), &write("n1#a", o.join(), "x"), 1);
         assert!(matches!(step, Step::Applied { .. }));
         assert_eq!(values(&next), vec!["x"]);
         let mut big = write("n1#a", VersionVector::new(), "");
         big.content = Content::value(vec![0u8; 2 << 20], "t", 1);
-        let (kept, step) = apply(None, &big, true, 1);
-        assert!(matches!(step, Step::Refused(QuorumError::ObjectTooLarge { .. })));
+        let (kept, step) = apply(None, &big, 1);
+        assert!(matches!(
+            step,
+            Step::Refused(QuorumError::ObjectTooLarge { .. })
+        ));
         assert_eq!(kept, None);
     }
 }

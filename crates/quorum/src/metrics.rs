@@ -1,5 +1,5 @@
-//! Prometheus metrics of the coordinator, hinted handoff, read repair and
-//! the periodic WAL sync of the node's store.
+//! Prometheus metrics of the coordinator, hinted handoff, read repair, the
+//! tombstone reaper and the periodic WAL sync of the node's store.
 
 use dynkv_rpc::RpcError;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -93,12 +93,16 @@ pub struct QuorumMetrics {
     /// Writes refused before anything was stored, by error code
     /// (`bad_context`, `too_many_siblings`, `object_too_large`).
     pub writes_refused: Family<OutcomeLabels, Counter>,
-    /// Writes whose context was ahead of every replica and was clamped.
-    pub contexts_clamped: Counter,
     /// Writes that left more siblings than `limits.warn_siblings`.
     pub sibling_warnings: Counter,
     /// Writes this node coordinated as a fallback, every primary away.
     pub fallback_coordinated: Counter,
+    /// Tombstones this node removed (reaped) from its store.
+    pub tombstones_reaped: Counter,
+    /// Tombstones past their grace this node drove but did not reap, by
+    /// reason (`primary_down`, `member_down`, `hinted`, `differs`,
+    /// `settling`, `young`).
+    pub reap_skipped: Family<ReasonLabels, Counter>,
 }
 
 impl Default for QuorumMetrics {
@@ -124,9 +128,10 @@ impl Default for QuorumMetrics {
             wal_last_sync: Gauge::default(),
             storage_errors: Counter::default(),
             writes_refused: Family::default(),
-            contexts_clamped: Counter::default(),
             sibling_warnings: Counter::default(),
             fallback_coordinated: Counter::default(),
+            tombstones_reaped: Counter::default(),
+            reap_skipped: Family::default(),
         }
     }
 }
@@ -255,11 +260,6 @@ impl QuorumMetrics {
             self.writes_refused.clone(),
         );
         registry.register(
-            "dynkv_contexts_clamped",
-            "Writes whose context was ahead of every replica (clamped)",
-            self.contexts_clamped.clone(),
-        );
-        registry.register(
             "dynkv_sibling_warnings",
             "Writes that left more siblings than limits.warn_siblings",
             self.sibling_warnings.clone(),
@@ -268,6 +268,16 @@ impl QuorumMetrics {
             "dynkv_writes_fallback_coordinated",
             "Writes coordinated by this node as a fallback, every primary away",
             self.fallback_coordinated.clone(),
+        );
+        registry.register(
+            "dynkv_tombstones_reaped",
+            "Tombstones removed from this node's store by the reaper",
+            self.tombstones_reaped.clone(),
+        );
+        registry.register(
+            "dynkv_reap_skipped",
+            "Tombstones past storage.tombstone_grace_ms this node drove but did not reap, by reason",
+            self.reap_skipped.clone(),
         );
     }
 }

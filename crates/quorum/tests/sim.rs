@@ -468,3 +468,89 @@ async fn a_session_read_never_goes_back_in_time() {
     let got = c.node("n3").get(key.clone(), opts).await.unwrap();
     assert_eq!(values(&got), vec!["new"]);
 }
+
+/// Every primary away: the first fallback coordinates under its own
+/// fallback actor; after its hints are handed off and deleted, its next
+/// write of the key is under a new fallback actor, so the primaries keep
+/// both blind writes instead of dropping one as already seen.
+#[tokio::test]
+async fn a_fallback_coordinates_and_never_reuses_a_dot_after_handoff() {
+    let c = cluster(5);
+    let key = c.key_with_primary(0, "n1");
+    let placement = c.nodes[0].placement(&key);
+    for p in &placement.primaries {
+        c.net.crash(p.as_str());
+    }
+    let f1 = c.node(placement.fallbacks[0].as_str());
+    for p in &placement.primaries {
+        f1.health().record_failure(p);
+    }
+    let first = f1
+        .put(write(
+            &key,
+            "a",
+            VersionVector::new(),
+            Quorum::Count(1),
+            true,
+        ))
+        .await
+        .unwrap();
+    let (actor1, _) = first.dot.clone().unwrap();
+    assert_eq!(actor1, f1.fallback_actor());
+    assert!(f1.store().hint_count() >= 3, "a hint per primary");
+    // A strict write still refuses.
+    let strict = f1
+        .put(write(
+            &key,
+            "s",
+            VersionVector::new(),
+            Quorum::Count(1),
+            false,
+        ))
+        .await;
+    assert!(strict.is_err(), "{strict:?}");
+    // The primaries return and take the hints; f1 forgets the key.
+    for p in &placement.primaries {
+        c.net.register(p.clone(), dispatcher(c.node(p.as_str())));
+        f1.health().record_success(p);
+    }
+    handoff::pass(f1, &HandoffConfig::default(), &mut HandoffState::default())
+        .await
+        .unwrap();
+    assert_eq!(f1.store().hint_count(), 0);
+    assert_ne!(
+        f1.fallback_actor(),
+        actor1,
+        "the delivered actor is retired"
+    );
+    // Away again: f1's next fallback write gets a higher dot, and survives.
+    for p in &placement.primaries {
+        c.net.crash(p.as_str());
+        f1.health().record_failure(p);
+    }
+    let second = f1
+        .put(write(
+            &key,
+            "b",
+            VersionVector::new(),
+            Quorum::Count(1),
+            true,
+        ))
+        .await
+        .unwrap();
+    let (actor2, _) = second.dot.clone().unwrap();
+    assert_ne!(actor2, actor1, "a new actor after the handoff");
+    for p in &placement.primaries {
+        c.net.register(p.clone(), dispatcher(c.node(p.as_str())));
+        f1.health().record_success(p);
+    }
+    handoff::pass(f1, &HandoffConfig::default(), &mut HandoffState::default())
+        .await
+        .unwrap();
+    let (own, _) = c
+        .node(placement.primaries[0].as_str())
+        .local_view(&key)
+        .await
+        .unwrap();
+    assert_eq!(values(&own), vec!["a", "b"], "both blind writes kept");
+}

@@ -460,7 +460,10 @@ mod tests {
             RemoteError::Overloaded,
             RemoteError::TooLarge { bytes: 9, max: 8 },
             RemoteError::BadContext("forged".into()),
-            RemoteError::TooManySiblings { count: 101, max: 100 },
+            RemoteError::TooManySiblings {
+                count: 101,
+                max: 100,
+            },
             RemoteError::ObjectTooLarge { bytes: 9, max: 8 },
             RemoteError::Other {
                 code: 999,

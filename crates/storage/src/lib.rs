@@ -763,6 +763,68 @@ impl Store {
         Ok(true)
     }
 
+    /// Whether a hint for `owner` and this key is kept (no decoding).
+    pub fn has_hint(&self, owner: &str, key: &KeyRef<'_>) -> Result<bool> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_HINTS), hint_key(owner, key.partition, key.key))?
+            .is_some())
+    }
+
+    /// Every owner some hint is kept for, in key order. Seeks past each
+    /// owner found, so the cost follows the number of owners, not of hints.
+    pub fn hint_owners(&self) -> Result<Vec<String>> {
+        let mut it = self.db.raw_iterator_cf(self.cf(CF_HINTS));
+        it.seek_to_first();
+        let mut out = Vec::new();
+        while it.valid() {
+            let Some(k) = it.key() else { break };
+            let Some((owner, _, _)) = parse_hint_key(k) else {
+                it.next();
+                continue;
+            };
+            let mut next = hint_owner_prefix(&owner);
+            out.push(owner);
+            // The first key after every key of this owner: the prefix with
+            // its last byte incremented (the length byte never is 0xff).
+            match next.iter().rposition(|b| *b < 0xff) {
+                Some(i) => {
+                    next[i] += 1;
+                    next.truncate(i + 1);
+                    it.seek(&next);
+                }
+                None => break,
+            }
+        }
+        it.status()?;
+        Ok(out)
+    }
+
+    /// Compacts the `objects` and `digests` column families over their whole
+    /// range, so that deleted keys (reaped tombstones) stop taking disk
+    /// space now rather than whenever RocksDB compacts those files on its
+    /// own. Blocking; takes as long as rewriting the live data.
+    pub fn compact(&self) {
+        for cf in [CF_OBJECTS, CF_DIGESTS] {
+            self.db
+                .compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
+        }
+    }
+
+    /// Bytes of the live SST files of every column family (RocksDB's
+    /// `rocksdb.live-sst-files-size`; the write-ahead log is not counted).
+    pub fn sst_bytes(&self) -> u64 {
+        [CF_OBJECTS, CF_DIGESTS, CF_HINTS, CF_META]
+            .iter()
+            .filter_map(|cf| {
+                self.db
+                    .property_int_value_cf(self.cf(cf), "rocksdb.live-sst-files-size")
+                    .ok()
+                    .flatten()
+            })
+            .sum()
+    }
+
     /// Hints held, across all owners (kept in memory; exact).
     pub fn hint_count(&self) -> u64 {
         self.hint_count.load(Ordering::Relaxed)
@@ -863,10 +925,11 @@ impl Store {
                 let mut next = std::time::Instant::now() + interval;
                 loop {
                     let wait = next.saturating_duration_since(std::time::Instant::now());
-                    let last = match stopped.recv_timeout(wait) {
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
-                        _ => true,
-                    };
+                    // Stopped (or the handle dropped): one last sync, then out.
+                    let last = !matches!(
+                        stopped.recv_timeout(wait),
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    );
                     let r = store.sync_wal();
                     on_sync(&r);
                     if last {

@@ -237,7 +237,9 @@ impl RiakError {
     fn other(e: QuorumError) -> Self {
         match e {
             QuorumError::BadRequest(m) | QuorumError::BadContext(m) => Self::bad_request(m),
-            e @ QuorumError::TooManySiblings { .. } => Self::new(StatusCode::CONFLICT, e.to_string()),
+            e @ QuorumError::TooManySiblings { .. } => {
+                Self::new(StatusCode::CONFLICT, e.to_string())
+            }
             e @ QuorumError::ObjectTooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
             }

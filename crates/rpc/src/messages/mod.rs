@@ -24,6 +24,7 @@
 //! | 30–39 | [`aae`]         | [`AaeHashes`], [`AaeKeys`], [`AaeFetch`], [`AaeRepair`] |
 //! | 40–49 | [`membership`]  | [`Gossip`], [`Join`], [`Handoff`]                 |
 //! | 50–59 | [`listing`]     | [`ListKeys`], [`ListNamespaces`]                  |
+//! | 60–69 | [`reap`]        | [`ReapCheck`], [`Reap`]                           |
 //!
 //! Responses shared by several endpoints are defined once: [`Stored`] in
 //! [`kv`], [`Repaired`] in [`aae`], [`Keys`] in [`listing`],
@@ -94,6 +95,7 @@ pub mod hints;
 pub mod kv;
 pub mod listing;
 pub mod membership;
+pub mod reap;
 
 pub use aae::{AaeFetch, AaeHashes, AaeKeys, AaeRepair, Hashes, KeyDigests, Objects, Repaired};
 pub use health::{Ping, Pong};
@@ -104,6 +106,7 @@ pub use kv::{
 };
 pub use listing::{Keys, ListKeys, ListNamespaces};
 pub use membership::{ClusterStateReply, Gossip, Handoff, Join};
+pub use reap::{Reap, ReapCheck, ReapStatus, ReapStatuses, Reaped};
 
 /// Every endpoint as `(ID, NAME)`, in ID order. IDs are never reused: an
 /// endpoint that is retired keeps its number out of circulation.
@@ -123,6 +126,8 @@ pub const ENDPOINT_IDS: &[(u16, &str)] = &[
     (Handoff::ID, Handoff::NAME),
     (ListKeys::ID, ListKeys::NAME),
     (ListNamespaces::ID, ListNamespaces::NAME),
+    (ReapCheck::ID, ReapCheck::NAME),
+    (Reap::ID, Reap::NAME),
 ];
 
 /// One `(key, object)` pair of a batch (anti-entropy repair, handoff).
@@ -276,7 +281,11 @@ mod tests {
         assert_eq!(flat, items, "nothing lost or reordered");
         for b in &batches {
             let size: usize = b.iter().map(|(k, o)| k.len() + o.byte_size()).sum();
-            assert!(b.len() == 1 || size <= 1000, "{size} bytes in {} items", b.len());
+            assert!(
+                b.len() == 1 || size <= 1000,
+                "{size} bytes in {} items",
+                b.len()
+            );
         }
         assert!(split_by_bytes(Vec::new(), 10).is_empty());
     }
@@ -306,7 +315,9 @@ mod tests {
         range::<Handoff>(40..=49);
         range::<ListKeys>(50..=59);
         range::<ListNamespaces>(50..=59);
-        assert_eq!(ENDPOINT_IDS.len(), 15);
+        range::<ReapCheck>(60..=69);
+        range::<Reap>(60..=69);
+        assert_eq!(ENDPOINT_IDS.len(), 17);
     }
 
     #[test]
@@ -314,6 +325,8 @@ mod tests {
         assert_eq!(AaeHashes::CLASS, Class::Bulk);
         assert_eq!(Handoff::CLASS, Class::Bulk);
         assert_eq!(ListKeys::CLASS, Class::Bulk);
+        assert_eq!(ReapCheck::CLASS, Class::Bulk);
+        assert_eq!(Reap::CLASS, Class::Bulk);
         assert_eq!(Ping::CLASS, Class::Interactive);
         assert_eq!(Replicate::CLASS, Class::Interactive);
         assert_eq!(Gossip::CLASS, Class::Interactive);
