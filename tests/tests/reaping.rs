@@ -124,6 +124,14 @@ async fn deleted_keys_leave_every_replica_after_the_grace_and_later_writes_are_k
         .unwrap();
     assert_eq!(view["enabled"], true, "{view}");
     assert!(view["passes"].as_u64().unwrap() > 0, "{view}");
+    // Compaction is an admin command: refused without the token.
+    let r = c
+        .http
+        .post(format!("{}/admin/compact", c.url(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // A reaped key reads as never written: 404 with an empty context.
     for i in 1..=3 {
         let r = c.get(i, &keys[0], "r=all").await;

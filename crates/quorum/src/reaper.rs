@@ -95,7 +95,12 @@
 //! took a new incarnation since, writes as an actor `C` does not mention.
 //! A write numbered *before* the floor was raised was stored by its
 //! coordinator first (a primary in its own object, a fallback as hints), so
-//! the checks see a different digest or a hint and nothing is reaped. Any
+//! the checks see a different digest or a hint and nothing is reaped.
+//! Writes coordinated as a fallback use the node's fallback actor
+//! (`Coordinator::fallback_actor`), which is retired before any hint
+//! holding its dots is deleted: while such a hint exists the key is not
+//! reaped, and once it is gone that actor never writes again, so `C` can
+//! hold no dot a fallback will reissue. Any
 //! replica that still holds `T` therefore keeps the new write: its dot is
 //! not covered by `C`. (The merge may leave one of `T`'s tombstones as a
 //! sibling of the new value, a 300 that the next write with a context
@@ -399,6 +404,11 @@ pub async fn pass(
         ..Default::default()
     };
     let mut next = HashMap::new();
+    if coord.next_ring().is_some() {
+        report.note = Some("a membership change is under way".into());
+        memory.confirmed.clear();
+        return report;
+    }
     let ring = coord.ring();
     let n = coord.effective_n();
     let scan_limit = config.batch.max(1) * 4;
