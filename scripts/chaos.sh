@@ -12,8 +12,11 @@
 # Every other argument goes to dynkv-chaos (`--help` lists them). Disk and
 # clock faults (wiped disks, power cuts, full disks, skewed clocks) are on
 # unless `--no-disk-faults`; they need `cc` to build the harness's
-# LD_PRELOAD fault layer (tests/faults/dynkv_faults.c). Exit status: 0 every
-# check passed, 1 a check failed, 2 usage or I/O error.
+# LD_PRELOAD fault layer (tests/faults/dynkv_faults.c). Tombstone reaping is
+# on with a short grace (`--reap-grace 5s`, `--reap-settle 3s`,
+# `--reap-interval 1s`; `--no-reap` turns it off), so that the checker sees
+# keys reaped and written again. Exit status: 0 every check passed, 1 a
+# check failed, 2 usage or I/O error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynkv-target}"

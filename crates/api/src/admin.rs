@@ -13,7 +13,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::siblings::SiblingsJson;
+use crate::http::siblings::SiblingsJson;
+use crate::kv::Key;
 use crate::{ApiError, AppState};
 
 /// The admin routes.
@@ -144,7 +145,7 @@ async fn ring(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response 
     let Some(raw) = raw else {
         return ApiError::bad_request("bad_parameter", "pass the key as ?key=K").into_response();
     };
-    let Ok(key) = String::from_utf8(crate::riak::unquote_plus(raw)) else {
+    let Ok(key) = String::from_utf8(crate::http::codec::unquote_plus(raw)) else {
         return ApiError::bad_request("bad_key", "the key is not valid percent-encoded UTF-8")
             .into_response();
     };
@@ -163,14 +164,7 @@ async fn ring(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response 
 
 /// What this one node stores for a key (its replica and its hints), asking
 /// no other node: how tests and demos see a stale or repaired replica.
-async fn local(
-    State(state): State<AppState>,
-    key: Result<Path<String>, PathRejection>,
-) -> Response {
-    let key = match crate::kv::parse_key(&state, key) {
-        Ok(k) => k,
-        Err(e) => return e.into_response(),
-    };
+async fn local(State(state): State<AppState>, Key(key): Key) -> Response {
     match state.coord.local_view(&key).await {
         Ok((own, hints)) => {
             let mut body =

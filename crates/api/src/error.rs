@@ -50,6 +50,7 @@ impl From<QuorumError> for ApiError {
             QuorumError::TooManySiblings { .. } => StatusCode::CONFLICT,
             QuorumError::ObjectTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             QuorumError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            QuorumError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
         };
         let quorum = match &e {
             QuorumError::NotEnough { needed, acked, .. } => Some((*needed, *acked)),

@@ -1,4 +1,6 @@
-//! The public key-value API: `GET`, `PUT` and `DELETE /kv/{key}`.
+//! The public key-value API: `GET`, `PUT` and `DELETE /kv/{key}`, an
+//! adapter over the HTTP core ([`crate::http`]) in the words of DESIGN.md
+//! §4 (JSON errors `{"error", "code"}`).
 //!
 //! - Every answer carries `X-Dynkv-Context`, the opaque token to send back
 //!   with the next write of the key.
@@ -10,21 +12,26 @@
 //! - Query parameters: `r`, `w` (`one|quorum|all|1..N`), `sloppy`
 //!   (`true|false`), `timeout_ms`.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use dynkv_quorum::ReadOptions;
 use dynkv_rpc::messages::{Quorum, WriteRequest};
 use dynkv_vclock::{Content, Object, VersionVector, decode_context, encode_context};
 
-use crate::siblings::{SiblingsJson, multipart};
+use crate::http::admit::{Refuse, admit};
+use crate::http::input::{self, BodyError, NameError};
+use crate::http::observe::observed;
+use crate::http::params::{Allowed, ParamError, Params};
+use crate::http::siblings::{self, DEFAULT_CONTENT_TYPE, Framing};
 use crate::{ApiError, AppState};
 
 /// Header carrying the causal context token.
@@ -32,53 +39,27 @@ pub const CONTEXT_HEADER: &str = "x-dynkv-context";
 
 /// The `/kv` routes. The body limit applies before the body is buffered.
 pub fn router(state: &AppState) -> Router<AppState> {
+    let m = &state.metrics;
     Router::new()
-        .route("/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
+        .route(
+            "/kv/{*key}",
+            get(observed(m, "get", get_key))
+                .put(observed(m, "put", put_key))
+                .delete(observed(m, "delete", delete_key)),
+        )
         .route("/kv", get(empty_key).put(empty_key).delete(empty_key))
         .route("/kv/", get(empty_key).put(empty_key).delete(empty_key))
         .layer(DefaultBodyLimit::max(state.limits.max_value_bytes))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), admit))
+        .layer(from_fn_with_state(
+            (state.clone(), overloaded as Refuse),
+            admit,
+        ))
 }
 
-/// Bulkhead for client requests: at most `max_inflight` at once; past it
-/// the request is refused at once with 503 `overloaded` and `Retry-After`,
-/// never queued.
-async fn admit(
-    State(state): State<AppState>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let max = state.limits.max_inflight;
-    admit_or_refuse(&state, req, next, || {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            format!("this node is serving its maximum of {max} requests; retry shortly"),
-        )
-        .into_response()
-    })
-    .await
-}
-
-/// Runs the request under one of the node's in-flight permits, or answers
-/// `refusal` with `Retry-After` at once when none is free (counted in
-/// metrics). Both client APIs share the permits, so the bound is per node.
-pub(crate) async fn admit_or_refuse(
-    state: &AppState,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-    refusal: impl FnOnce() -> Response,
-) -> Response {
-    match state.inflight.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(req).await,
-        Err(_) => {
-            state.metrics.overloaded.inc();
-            let mut r = refusal();
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            r
-        }
-    }
+/// The bulkhead's refusal ([`admit`]): 503 `overloaded`.
+fn overloaded(max: usize) -> Response {
+    let message = format!("this node is serving its maximum of {max} requests; retry shortly");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message).into_response()
 }
 
 async fn empty_key() -> ApiError {
@@ -88,105 +69,108 @@ async fn empty_key() -> ApiError {
     )
 }
 
-/// Runs a handler and records its status and latency under `op`.
-async fn observed<F>(state: &AppState, op: &'static str, handler: F) -> Response
-where
-    F: std::future::Future<Output = Result<Response, ApiError>>,
-{
-    let started = Instant::now();
-    let resp = handler.await.unwrap_or_else(IntoResponse::into_response);
-    state.metrics.observe(op, resp.status().as_u16(), started);
-    resp
+// ---------------------------------------------------------------------------
+// The core's refusals, in this API's words.
+
+impl From<ParamError> for ApiError {
+    fn from(e: ParamError) -> Self {
+        let (name, value) = (e.name, &e.value);
+        let message = match e.allowed {
+            Allowed::Quorum { max } => {
+                let n = max.map_or_else(|| "N".to_string(), |n| n.to_string());
+                format!("{name} must be one, quorum, all or a number from 1 to {n}, got {value:?}")
+            }
+            Allowed::Flag => format!("{name} must be true or false, got {value:?}"),
+            Allowed::Millis { max } => {
+                format!("{name} must be a number from 1 to {max}, got {value:?}")
+            }
+        };
+        ApiError::bad_request("bad_parameter", message)
+    }
 }
 
-/// Parsed and validated request parameters.
-struct Params {
+impl From<NameError> for ApiError {
+    fn from(e: NameError) -> Self {
+        let code = match e {
+            NameError::Empty { .. } => "empty_key",
+            NameError::TooLong { .. } => "key_too_long",
+        };
+        ApiError::new(e.status(), code, e.to_string())
+    }
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        let (code, message) = match &e {
+            BodyError::TooLarge { limit } => (
+                "value_too_large",
+                format!("the value is larger than the {limit} bytes allowed"),
+            ),
+            BodyError::Unreadable(_) => ("bad_body", e.to_string()),
+        };
+        ApiError::new(e.status(), code, message)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Typed request parts.
+
+/// The key of the path, validated: percent-encoded UTF-8 of 1 to
+/// `limits.max_key_bytes` bytes.
+pub struct Key(pub Bytes);
+
+impl FromRequestParts<AppState> for Key {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Key, ApiError> {
+        let Path(key) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                ApiError::bad_request(
+                    "bad_key",
+                    format!("the key is not valid percent-encoded UTF-8: {e}"),
+                )
+            })?;
+        input::check_name("key", key.as_bytes(), state.limits.max_key_bytes)?;
+        Ok(Key(Bytes::from(key)))
+    }
+}
+
+/// The consistency a request asks for: `r`, `w`, `sloppy`, `timeout_ms`.
+struct Consistency {
     r: Option<Quorum>,
     w: Option<Quorum>,
     sloppy: bool,
     timeout: Option<Duration>,
 }
 
-fn parse_params(
-    state: &AppState,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Params, ApiError> {
-    let Query(q) = query.map_err(|e| {
-        ApiError::bad_request(
-            "bad_parameter",
-            format!("cannot parse the query string: {e}"),
-        )
-    })?;
-    let n = state.coord.effective_n();
-    let quorum = |name: &str| -> Result<Option<Quorum>, ApiError> {
-        q.get(name)
-            .map(|v| {
-                Quorum::parse(v, n)
-                    .map_err(|e| ApiError::bad_request("bad_parameter", format!("{name} {e}")))
-            })
-            .transpose()
-    };
-    let sloppy = match q.get("sloppy").map(|s| s.as_str()) {
-        None | Some("true") => true,
-        Some("false") => false,
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "bad_parameter",
-                format!("sloppy must be true or false, got {other:?}"),
-            ));
-        }
-    };
-    let timeout = match q.get("timeout_ms") {
-        None => None,
-        Some(v) => match v.parse::<u64>() {
-            Ok(ms) if ms >= 1 && ms <= state.limits.max_timeout_ms => {
-                Some(Duration::from_millis(ms))
-            }
-            _ => {
-                return Err(ApiError::bad_request(
-                    "bad_parameter",
-                    format!(
-                        "timeout_ms must be a number from 1 to {}, got {v:?}",
-                        state.limits.max_timeout_ms
-                    ),
-                ));
-            }
-        },
-    };
-    Ok(Params {
-        r: quorum("r")?,
-        w: quorum("w")?,
-        sloppy,
-        timeout,
-    })
+impl FromRequestParts<AppState> for Consistency {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Ok(q) = Params::from_request_parts(parts, state).await;
+        let n = state.coord.effective_n();
+        Ok(Consistency {
+            sloppy: q.flag("sloppy")?.unwrap_or(true),
+            timeout: q
+                .millis("timeout_ms", state.limits.max_timeout_ms)?
+                .map(Duration::from_millis),
+            r: q.quorum_of("r", n)?,
+            w: q.quorum_of("w", n)?,
+        })
+    }
 }
 
-/// Validates the key from the path.
-pub fn parse_key(
-    state: &AppState,
-    key: Result<Path<String>, PathRejection>,
-) -> Result<Bytes, ApiError> {
-    let Path(key) = key.map_err(|e| {
-        ApiError::bad_request(
-            "bad_key",
-            format!("the key is not valid percent-encoded UTF-8: {e}"),
-        )
-    })?;
-    if key.is_empty() {
-        return Err(ApiError::bad_request("empty_key", "the key is empty"));
+/// The causal context a request carries in `X-Dynkv-Context` (empty when
+/// absent or blank).
+struct Context(VersionVector);
+
+impl<S: Sync> FromRequestParts<S> for Context {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Context, ApiError> {
+        parse_context(&parts.headers).map(Context)
     }
-    if key.len() > state.limits.max_key_bytes {
-        return Err(ApiError::new(
-            StatusCode::URI_TOO_LONG,
-            "key_too_long",
-            format!(
-                "the key is {} bytes long; at most {} are allowed",
-                key.len(),
-                state.limits.max_key_bytes
-            ),
-        ));
-    }
-    Ok(Bytes::from(key))
 }
 
 fn parse_context(headers: &HeaderMap) -> Result<VersionVector, ApiError> {
@@ -217,25 +201,17 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("application/json") && !a.contains("multipart/mixed"))
 }
 
+// ---------------------------------------------------------------------------
+// Handlers.
+
 async fn get_key(
     State(state): State<AppState>,
-    key: Result<Path<String>, PathRejection>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
-    headers: HeaderMap,
-) -> Response {
-    observed(&state, "get", do_get(&state, key, query, &headers)).await
-}
-
-async fn do_get(
-    state: &AppState,
-    key: Result<Path<String>, PathRejection>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
-    headers: &HeaderMap,
-) -> Result<Response, ApiError> {
-    let key = parse_key(state, key)?;
-    let p = parse_params(state, query)?;
+    Key(key): Key,
+    p: Consistency,
     // A context on a read asks for read-your-writes / monotonic reads.
-    let after = parse_context(headers)?;
+    Context(after): Context,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let opts = ReadOptions {
         r: p.r,
         sloppy: p.sloppy,
@@ -244,11 +220,11 @@ async fn do_get(
         n_val: None,
     };
     let object = state.coord.get(key, opts).await?;
-    Ok(render_object(object.as_ref(), headers))
+    Ok(render_object(object.as_ref(), &headers))
 }
 
 /// Renders a read: 200 / 300 / 404 as described in the module doc.
-pub fn render_object(object: Option<&Object>, headers: &HeaderMap) -> Response {
+fn render_object(object: Option<&Object>, headers: &HeaderMap) -> Response {
     let ctx = object.map(|o| o.join()).unwrap_or_default();
     let Some(object) = object.filter(|o| !o.is_deleted()) else {
         let mut e = ApiError::new(StatusCode::NOT_FOUND, "not_found", "the key has no value");
@@ -256,96 +232,69 @@ pub fn render_object(object: Option<&Object>, headers: &HeaderMap) -> Response {
         return e.into_response();
     };
     let values = object.values();
-    let mut resp = if values.len() == 1 {
-        let c = values[0];
-        let ct = if c.content_type.is_empty() {
-            "application/octet-stream"
-        } else {
-            &c.content_type
-        };
+    let mut resp = if let [c] = values[..] {
         let mut r = Response::new(Body::from(c.value.clone()));
-        if let Ok(v) = HeaderValue::from_str(ct) {
+        if let Ok(v) = HeaderValue::from_str(siblings::content_type(c)) {
             r.headers_mut().insert(header::CONTENT_TYPE, v);
         }
         r
-    } else if wants_json(headers) {
-        let mut r = axum::Json(SiblingsJson::of(Some(object))).into_response();
-        *r.status_mut() = StatusCode::MULTIPLE_CHOICES;
-        r
     } else {
-        let (boundary, body) = multipart(object);
-        let mut r = Response::new(Body::from(body));
-        *r.status_mut() = StatusCode::MULTIPLE_CHOICES;
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_str(&format!("multipart/mixed; boundary={boundary}")).expect("ascii"),
-        );
-        r
+        let framing = if wants_json(headers) {
+            Framing::Json
+        } else {
+            Framing::Multipart(&mark_tombstone)
+        };
+        siblings::render(StatusCode::MULTIPLE_CHOICES, object, &values, framing)
     };
     resp.headers_mut()
         .insert(CONTEXT_HEADER, context_value(&ctx));
     resp
 }
 
+/// The part headers of a native multipart sibling: tombstones are parts
+/// with an empty body and `X-Dynkv-Deleted: true`.
+fn mark_tombstone(c: &Content, head: &mut String) {
+    if c.deleted {
+        head.push_str("X-Dynkv-Deleted: true\r\n");
+    }
+}
+
 async fn put_key(
     State(state): State<AppState>,
-    key: Result<Path<String>, PathRejection>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    Key(key): Key,
+    p: Consistency,
+    Context(context): Context,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Response {
-    observed(
-        &state,
-        "put",
-        write(&state, key, query, &headers, Some(body)),
-    )
-    .await
+) -> Result<Response, ApiError> {
+    let value = input::body(body, state.limits.max_value_bytes)?;
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or(DEFAULT_CONTENT_TYPE);
+    let content = Content::value(value, ct, 0);
+    write(&state, key, p, &headers, context, content).await
 }
 
 async fn delete_key(
     State(state): State<AppState>,
-    key: Result<Path<String>, PathRejection>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    Key(key): Key,
+    p: Consistency,
+    Context(context): Context,
     headers: HeaderMap,
-) -> Response {
-    observed(&state, "delete", write(&state, key, query, &headers, None)).await
+) -> Result<Response, ApiError> {
+    write(&state, key, p, &headers, context, Content::tombstone(0)).await
 }
 
-/// Converts a body rejection into our error (413 keeps its meaning).
-pub(crate) fn body_error(e: BytesRejection, limit: usize) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "value_too_large",
-            format!("the value is larger than the {limit} bytes allowed"),
-        )
-    } else {
-        ApiError::bad_request("bad_body", format!("cannot read the request body: {e}"))
-    }
-}
-
-/// PUT (with a body) or DELETE (without).
+/// A PUT's value or a DELETE's tombstone, written through the coordinator.
 async fn write(
     state: &AppState,
-    key: Result<Path<String>, PathRejection>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    key: Bytes,
+    p: Consistency,
     headers: &HeaderMap,
-    body: Option<Result<Bytes, BytesRejection>>,
+    context: VersionVector,
+    content: Content,
 ) -> Result<Response, ApiError> {
-    let key = parse_key(state, key)?;
-    let p = parse_params(state, query)?;
-    let context = parse_context(headers)?;
-    let content = match body {
-        Some(body) => {
-            let value = body.map_err(|e| body_error(e, state.limits.max_value_bytes))?;
-            let ct = headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/octet-stream");
-            Content::value(value, ct, 0)
-        }
-        None => Content::tombstone(0),
-    };
     let idempotency_key = parse_idempotency_key(headers)?;
     let timeout = p.timeout.unwrap_or(state.coord.config().default_timeout);
     let req = WriteRequest {
@@ -364,7 +313,7 @@ async fn write(
     // A write that leaves siblings shows them (as Riak's returnbody does),
     // so the context it returns covers only what the client has been shown.
     let mut resp = if object.sibling_count() > 1 {
-        axum::Json(SiblingsJson::of(Some(object))).into_response()
+        siblings::render(StatusCode::OK, object, &object.values(), Framing::Json)
     } else {
         StatusCode::NO_CONTENT.into_response()
     };

@@ -10,19 +10,23 @@
 //! Internode traffic does not come here: it has its own listener
 //! (`dynkv-rpc`).
 //!
-//! Handlers only translate HTTP to coordinator calls and back; replication,
-//! quorums and versioning live in `dynkv-quorum`. Every error of `/kv` and
-//! `/admin` leaves through [`ApiError`], the one place that maps failures to
-//! a status and a JSON body `{"error": "<sentence>", "code": "<slug>"}`; the
-//! Riak routes answer errors as Riak does ([`riak::RiakError`]).
+//! The two client APIs are thin adapters over one HTTP core ([`http`]):
+//! request metrics, typed query parameters, key and body validation and
+//! sibling rendering are written once there, and each API only translates
+//! its protocol's requests and answers. Handlers translate HTTP to
+//! coordinator calls and back; replication, quorums and versioning live in
+//! `dynkv-quorum`. Every error of `/kv` and `/admin` leaves through
+//! [`ApiError`], the one place that maps failures to a status and a JSON
+//! body `{"error": "<sentence>", "code": "<slug>"}`; the Riak routes answer
+//! errors as Riak does ([`riak::RiakError`]).
 
 pub mod admin;
 mod error;
+pub mod http;
 pub mod kv;
 pub mod members;
 mod metrics;
 pub mod riak;
-mod siblings;
 
 use std::sync::Arc;
 

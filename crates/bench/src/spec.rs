@@ -8,33 +8,16 @@ use std::time::Duration;
 use rand::Rng;
 use serde::Serialize;
 
-/// Parses `20s`, `500ms`, `2m`, `1.5s` or a bare number of seconds, so
-/// durations read the same on the command line and in scripts.
+/// Parses a bare number of seconds (`20`, `1.5`) or anything `humantime`
+/// reads (`20s`, `500ms`, `1.5s`, `2m`, `1h 30m`), so durations read the
+/// same on the command line and in scripts.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?}: expected e.g. 20s, 500ms, 2m"))?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1e3,
-        "us" => n / 1e6,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        u => {
-            return Err(format!(
-                "bad duration unit {u:?} in {s:?}: use ms, s, m or h"
-            ));
-        }
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("bad duration {s:?}"));
+    match s.parse::<f64>() {
+        Ok(secs) => Duration::try_from_secs_f64(secs).map_err(|_| format!("bad duration {s:?}")),
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("bad duration {s:?} ({e}): expected e.g. 20s, 500ms, 2m")),
     }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// One request kind of the generated load.
@@ -196,8 +179,12 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration(" 1m 30s ").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("3 fortnights").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("inf").is_err());
     }
 
     #[test]

@@ -186,24 +186,32 @@ pub struct Conn {
     pub connects: u64,
 }
 
-/// Splits `http://host:port[/]` into `host:port`; only plain HTTP is spoken.
-pub fn parse_target(url: &str) -> Result<String, String> {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    if rest.contains("://") {
+/// Reads `http://host[:port][/]` (the scheme may be left out) as the
+/// `host:port` to connect to; only plain HTTP is spoken, and a target has
+/// no path, query or credentials.
+pub fn parse_target(target: &str) -> Result<String, String> {
+    let full = if target.contains("://") {
+        target.to_string()
+    } else {
+        format!("http://{target}")
+    };
+    let url = url::Url::parse(&full).map_err(|e| format!("bad target {target:?}: {e}"))?;
+    if url.scheme() != "http" {
         return Err(format!(
-            "unsupported target {url:?}: only http:// is spoken"
+            "unsupported target {target:?}: only http:// is spoken"
         ));
     }
-    let authority = rest.trim_end_matches('/');
-    if authority.is_empty() || authority.contains('/') {
-        return Err(format!(
-            "bad target {url:?}: expected http://host:port with no path"
-        ));
+    let plain = url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    match (url.host_str(), url.port_or_known_default()) {
+        (Some(host), Some(port)) if plain => Ok(format!("{host}:{port}")),
+        _ => Err(format!(
+            "bad target {target:?}: expected http://host:port with no path"
+        )),
     }
-    if !authority.contains(':') {
-        return Err(format!("target {url:?} has no port"));
-    }
-    Ok(authority.to_string())
 }
 
 impl Conn {
@@ -284,9 +292,14 @@ mod tests {
             "127.0.0.1:7071"
         );
         assert_eq!(parse_target("127.0.0.1:80/").unwrap(), "127.0.0.1:80");
+        assert_eq!(parse_target("localhost:7071").unwrap(), "localhost:7071");
+        assert_eq!(parse_target("http://[::1]:7071/").unwrap(), "[::1]:7071");
+        assert_eq!(parse_target("http://x").unwrap(), "x:80");
         assert!(parse_target("https://x:1").is_err());
         assert!(parse_target("http://x:1/kv").is_err());
-        assert!(parse_target("http://x").is_err());
+        assert!(parse_target("http://x:1/?a=b").is_err());
+        assert!(parse_target("http://u:p@x:1").is_err());
+        assert!(parse_target("http://").is_err());
     }
 
     #[test]

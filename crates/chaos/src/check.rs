@@ -50,13 +50,52 @@
 //! does not (dynkv must not let the wall clock decide what a quorum read
 //! returns). The answers clients got through a node while its disk was
 //! full are counted ([`Report::disk_full_answers`]).
+//!
+//! # Tombstone reaping
+//!
+//! When the run says the nodes reaped tombstones
+//! ([`RunInfo::reap`](crate::history::RunInfo::reap)), a key
+//! whose siblings were all tombstones may end up removed from every
+//! replica: it then reads as never written (404, empty context), and a
+//! write after that starts a fresh clock. What reaping removes is only
+//! what a delete removed, so the checks change only there:
+//!
+//! - **Dot coverage** is judged per write: an acknowledged write whose dot
+//!   the final context does not cover is not lost if it is a DELETE, or a
+//!   PUT that a delete that happened removed (the delete superseded it,
+//!   directly or through writes that happened and were removed by it).
+//!   Any other uncovered dot is still a lost write.
+//! - **Tombstones**: the lower bound (enough tombstones for the
+//!   acknowledged deletes nothing superseded) is dropped; a lost delete
+//!   shows through its effect, its value coming back, which the value
+//!   checks catch. The upper bound stays.
+//! - **Read-your-quorum**: a read that misses a write's dot is accepted
+//!   only if the write is a delete or a PUT a delete removed, the read
+//!   started at least `max(grace - clock spread, settle)` after that delete
+//!   started (the earliest a reap can have happened: the grace on the wall
+//!   clocks, the largest difference two of them had in the run taken off;
+//!   the settle on the driver's monotonic clock), and it answered 404 or
+//!   showed only values written after that delete started that no delete
+//!   acknowledged before the read removed. A stale 200 showing an old
+//!   value stays a violation.
+//! - Unchanged, and what still catches a resurrection or a floor not
+//!   applied: values are unique, so a deleted value in the final state is
+//!   a resurrection whatever the clocks say; and no two acknowledged writes
+//!   may share a dot (a write after reaping numbered under the counter
+//!   floor reuses one), whether or not both values were seen.
+//!
+//! Without reaping, an acknowledged write whose dot the final context does
+//! not cover is lost, and every acknowledged delete nothing superseded
+//! needs its tombstone, as before.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use dynkv_vclock::{VersionVector, decode_context};
 use serde::{Deserialize, Serialize};
 
-use crate::history::{Action, FaultEvent, FinalKey, History, ObjectView, Op, OpKind, Outcome};
+use crate::history::{
+    Action, FaultEvent, FinalKey, History, ObjectView, Op, OpKind, Outcome, ReapSettings,
+};
 
 /// How long after a fault is healed the cluster still counts as disturbed
 /// for read-your-quorum (failure detectors and breakers catch up).
@@ -103,6 +142,13 @@ pub struct Report {
     /// Smallest W the clients asked for in this run.
     #[serde(default)]
     pub min_w: usize,
+    /// The nodes' reaping settings, if they reaped tombstones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reap: Option<ReapSettings>,
+    /// Keys some acknowledged write touched that end as never written
+    /// (every primary stores nothing: reaped).
+    #[serde(default)]
+    pub keys_reaped: u64,
     /// Whether every check passed.
     pub passed: bool,
     /// One sentence per failed check.
@@ -136,6 +182,14 @@ pub struct WriteStats {
     pub unknown_present: u64,
     /// Writes of unknown outcome.
     pub unknown: u64,
+    /// Acknowledged writes whose dot the final context no longer covers,
+    /// accepted because reaping was on and each is a delete or a put a
+    /// delete removed.
+    #[serde(default)]
+    pub reaped: u64,
+    /// Of those, puts removed only by a delete of unknown outcome.
+    #[serde(default)]
+    pub reaped_by_unconfirmed_delete: u64,
     /// Acknowledged writes lost (a missing tombstone counts one each).
     pub lost: u64,
 }
@@ -197,6 +251,10 @@ pub struct ReadYourQuorum {
     pub sloppy_checked: u64,
     /// Those whose read missed the write (expected now and then).
     pub sloppy_violations: u64,
+    /// Misses accepted because a delete removed the write and the key could
+    /// have been reaped before the read (404, or only newer values).
+    #[serde(default)]
+    pub reaped_accepted: u64,
     /// Examples of both kinds.
     pub examples: Vec<Violation>,
 }
@@ -284,6 +342,13 @@ pub fn check(history: &History) -> Report {
     }
     let disturbed = disturbances(&history.faults);
     report.min_w = history.run.as_ref().map_or(1, |r| r.min_w);
+    report.reap = history.run.as_ref().and_then(|r| r.reap);
+    let env = KeyEnv {
+        n_val,
+        disturbed: &disturbed,
+        reap: report.reap,
+        clock_spread_us: clock_spread_us(&history.faults),
+    };
     report.disk_full_answers = disk_full_answers(history);
     for f in &history.faults {
         if let Action::Died { node } = f.action {
@@ -341,7 +406,7 @@ pub fn check(history: &History) -> Report {
         report.convergence.keys += 1;
         let final_view = final_view(key, fk, &mut report.convergence.diverged);
         let (lost_before, res_before) = (report.lost_writes.len(), report.resurrections.len());
-        check_key(key, ops, &final_view, &mut report);
+        check_key(key, ops, &final_view, &env, &mut report);
         if !disk_faults.is_empty() {
             let start_of = |id: &Option<String>| {
                 ops.iter()
@@ -356,7 +421,6 @@ pub fn check(history: &History) -> Report {
                     .push_str(&faults_since(start_of(&v.op), &disk_faults));
             }
         }
-        read_your_quorum(key, ops, n_val, &disturbed, &mut report.read_your_quorum);
     }
 
     // Verdict.
@@ -414,6 +478,36 @@ struct FinalView {
     values: Vec<String>,
     tombstones: usize,
     context: Option<VersionVector>,
+    /// Every primary answered that it stores nothing for the key (never
+    /// written, or reaped).
+    absent: bool,
+}
+
+/// What the per-key checks need from the whole run.
+struct KeyEnv<'a> {
+    n_val: usize,
+    disturbed: &'a [(u64, u64)],
+    reap: Option<ReapSettings>,
+    /// Largest difference two nodes' wall clocks can have had (µs).
+    clock_spread_us: u64,
+}
+
+/// The largest difference between two nodes' wall clocks the run's clock
+/// skews can have made, in µs: the largest step ahead plus the largest step
+/// behind (a tombstone keeps the time its writer's clock said, so the two
+/// need not be in force at once).
+pub fn clock_spread_us(faults: &[FaultEvent]) -> u64 {
+    let (mut ahead, mut behind) = (0u64, 0u64);
+    for f in faults {
+        if let Action::ClockSkew { offset_ms, .. } = f.action {
+            if offset_ms >= 0 {
+                ahead = ahead.max(offset_ms.unsigned_abs());
+            } else {
+                behind = behind.max(offset_ms.unsigned_abs());
+            }
+        }
+    }
+    (ahead + behind).saturating_mul(1_000)
 }
 
 /// Picks the final object of a key and records any disagreement: between
@@ -502,12 +596,16 @@ fn final_view(key: &str, fk: Option<&FinalKey>, diverged: &mut Vec<Violation>) -
             values: a.values.clone(),
             tombstones: a.tombstones,
             context: a.context.as_deref().and_then(|c| decode_context(c).ok()),
+            absent: !primaries.is_empty()
+                && primaries.iter().all(|c| {
+                    c.status == 200 && !c.found && c.values.is_empty() && c.tombstones == 0
+                }),
         },
         None => FinalView::default(),
     }
 }
 
-fn check_key(key: &str, ops: &[W], fin: &FinalView, report: &mut Report) {
+fn check_key(key: &str, ops: &[W], fin: &FinalView, env: &KeyEnv, report: &mut Report) {
     let writes: Vec<&W> = ops.iter().filter(|w| w.op.is_write()).collect();
     // Every live value an answer to some other operation showed, or the
     // final state holds: proof that the write happened and was stored. (A
@@ -579,6 +677,21 @@ fn check_key(key: &str, ops: &[W], fin: &FinalView, report: &mut Report) {
 
     let final_values: HashSet<&str> = fin.values.iter().map(String::as_str).collect();
 
+    // Which puts a delete removed (only asked when reaping was on and
+    // something is missing, so computed on first use).
+    let index: HashMap<*const Op, usize> = writes
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.op as *const Op, i))
+        .collect();
+    let removed = std::cell::OnceCell::new();
+    let removed_of = |x: &W| -> (Option<u64>, bool) {
+        let all = removed.get_or_init(|| removed_by_deletes(&writes, &happened, &supersedes));
+        index
+            .get(&(x.op as *const Op))
+            .map_or((None, false), |&i| all[i])
+    };
+
     // Dots handed to more than one acknowledged write.
     let mut by_dot: HashMap<&Dot, Vec<&W>> = HashMap::new();
     for w in &writes {
@@ -593,25 +706,28 @@ fn check_key(key: &str, ops: &[W], fin: &FinalView, report: &mut Report) {
         if group.len() < 2 {
             continue;
         }
-        let seen: Vec<&&W> = group
+        // One version went to several writes: where they meet, replicas
+        // keep one of them. The one kept here is the first whose value was
+        // seen (or the first, if none was); every other one is a lost
+        // write, seen or not (seen: e.g. a write after reaping numbered
+        // under the counter floor, next to the deleted value it reused the
+        // dot of).
+        let keep = group
             .iter()
-            .filter(|w| w.op.value.as_deref().is_some_and(|v| observed.contains(v)))
-            .collect();
-        let keep = if seen.is_empty() { 1 } else { seen.len() };
-        let mut kept = 0;
-        for w in group {
-            let was_seen = w.op.value.as_deref().is_some_and(|v| observed.contains(v));
-            if (seen.is_empty() && kept < keep) || was_seen {
-                kept += 1;
+            .position(|w| w.op.value.as_deref().is_some_and(|v| observed.contains(v)))
+            .unwrap_or(0);
+        for (i, w) in group.iter().enumerate() {
+            if i == keep {
                 continue;
             }
+            let was_seen = w.op.value.as_deref().is_some_and(|v| observed.contains(v));
             reused.insert(w.op as *const Op);
             report.writes.lost += 1;
             report.lost_writes.push(Violation {
                 key: key.to_string(),
                 op: Some(w.op.id()),
                 detail: format!(
-                    "acknowledged {} {} got dot {}:{} that {} other acknowledged writes also got ({}); it was never seen again",
+                    "acknowledged {} {} got dot {}:{} that {} other acknowledged writes also got ({}); {}",
                     w.op.kind().name(),
                     w.op.value.as_deref().unwrap_or("(tombstone)"),
                     dot.0,
@@ -622,7 +738,12 @@ fn check_key(key: &str, ops: &[W], fin: &FinalView, report: &mut Report) {
                         .filter(|o| !std::ptr::eq(o.op, w.op))
                         .map(|o| o.op.id())
                         .collect::<Vec<_>>()
-                        .join(", ")
+                        .join(", "),
+                    if was_seen {
+                        "its value was seen too: one version given to two writes"
+                    } else {
+                        "it was never seen again"
+                    }
                 ),
             });
         }
@@ -676,19 +797,41 @@ fn check_key(key: &str, ops: &[W], fin: &FinalView, report: &mut Report) {
             && fin.known
             && !covers(fin.context.as_ref(), d)
         {
-            ws.lost += 1;
-            report.lost_writes.push(lost(format!(
-                "acknowledged {} {} (dot {}:{}, w={}, through n{}, {}..{} µs) is not covered by the final context",
-                x.op.kind().name(),
-                x.op.value.as_deref().unwrap_or("(tombstone)"),
-                d.0,
-                d.1,
-                x.op.w.as_deref().unwrap_or("?"),
-                x.op.node,
-                x.op.start_us,
-                x.op.end_us
-            )));
-            continue;
+            // With reaping, a dot goes with the tombstone that covered it:
+            // a delete's own, or a put's that a delete removed (whether
+            // confirmed, as for `sup`). The put's value must still be gone
+            // and superseded (below).
+            let gone = match (env.reap, x.op.kind()) {
+                (None, _) => None,
+                (Some(_), OpKind::Delete) => Some(true),
+                (Some(_), _) => {
+                    let (since, confirmed) = removed_of(x);
+                    since.map(|_| confirmed)
+                }
+            };
+            if let Some(confirmed) = gone {
+                ws.reaped += 1;
+                if !confirmed {
+                    ws.reaped_by_unconfirmed_delete += 1;
+                }
+                if x.op.kind() == OpKind::Delete {
+                    continue;
+                }
+            } else {
+                ws.lost += 1;
+                report.lost_writes.push(lost(format!(
+                    "acknowledged {} {} (dot {}:{}, w={}, through n{}, {}..{} µs) is not covered by the final context",
+                    x.op.kind().name(),
+                    x.op.value.as_deref().unwrap_or("(tombstone)"),
+                    d.0,
+                    d.1,
+                    x.op.w.as_deref().unwrap_or("?"),
+                    x.op.node,
+                    x.op.start_us,
+                    x.op.end_us
+                )));
+                continue;
+            }
         }
         if present {
             ws.present += 1;
@@ -722,7 +865,10 @@ fn check_key(key: &str, ops: &[W], fin: &FinalView, report: &mut Report) {
         }
     }
 
-    if fin.known && acked_unsuperseded_deletes.len() > fin.tombstones {
+    // Without reaping, the deletes nothing superseded keep their
+    // tombstones; with it, a tombstone may be gone and only a value coming
+    // back shows a lost delete.
+    if env.reap.is_none() && fin.known && acked_unsuperseded_deletes.len() > fin.tombstones {
         report.writes.lost += (acked_unsuperseded_deletes.len() - fin.tombstones) as u64;
         report.lost_writes.push(Violation {
             key: key.to_string(),
@@ -738,6 +884,10 @@ fn check_key(key: &str, ops: &[W], fin: &FinalView, report: &mut Report) {
                 fin.tombstones
             ),
         });
+    }
+
+    if fin.known && fin.absent && writes.iter().any(|w| w.op.outcome() == Outcome::Ok) {
+        report.keys_reaped += 1;
     }
 
     // Sibling sanity.
@@ -874,6 +1024,91 @@ fn check_key(key: &str, ops: &[W], fin: &FinalView, report: &mut Report) {
             });
         }
     }
+
+    // Read-your-quorum. With reaping, a read may miss a write a delete
+    // removed once the key could have been reaped: the read started at
+    // least the grace (less the clock spread) or the settle, whichever is
+    // longer, after the earliest such delete started, and it answered 404
+    // or showed only values written after that delete that no delete
+    // acknowledged before the read had removed.
+    let after_reap = |x: &W, g: &W| -> bool {
+        let Some(reap) = env.reap else {
+            return false;
+        };
+        let since = match x.op.kind() {
+            OpKind::Delete => x.op.start_us,
+            _ => match removed_of(x).0 {
+                Some(s) => s,
+                None => return false,
+            },
+        };
+        let wait_us = reap
+            .grace_ms
+            .saturating_mul(1_000)
+            .saturating_sub(env.clock_spread_us)
+            .max(reap.settle_ms.saturating_mul(1_000));
+        if g.op.start_us < since.saturating_add(wait_us) {
+            return false;
+        }
+        g.op.values.iter().all(|v| {
+            by_value.get(v.as_str()).is_some_and(|y| {
+                y.op.start_us > since
+                    && !writes.iter().any(|z| {
+                        z.op.kind() == OpKind::Delete
+                            && z.op.outcome() == Outcome::Ok
+                            && z.op.end_us < g.op.start_us
+                            && supersedes(z, y)
+                    })
+            })
+        })
+    };
+    read_your_quorum(key, ops, env, &after_reap, &mut report.read_your_quorum);
+}
+
+/// For each write (in the order of `writes`): the earliest start of a
+/// delete that removed it, and whether one that removed it was
+/// acknowledged. A delete removes a put it supersedes, and every put that
+/// a put it removed superseded (the puts in between having happened).
+/// Deletes themselves get `(None, false)`: their own tombstone is what
+/// reaping removes.
+fn removed_by_deletes(
+    writes: &[&W],
+    happened: &dyn Fn(&W) -> Option<bool>,
+    supersedes: &dyn Fn(&W, &W) -> bool,
+) -> Vec<(Option<u64>, bool)> {
+    let mut order: Vec<usize> = (0..writes.len()).collect();
+    order.sort_by_key(|&i| writes[i].op.start_us);
+    let mut out = vec![(None, false); writes.len()];
+    // Latest first, so that a later put's removal is known when an earlier
+    // put it superseded asks.
+    for pos in (0..order.len()).rev() {
+        let x = writes[order[pos]];
+        if x.op.kind() != OpKind::Put {
+            continue;
+        }
+        let (mut best, mut confirmed): (Option<u64>, bool) = (None, false);
+        for &yi in &order[pos + 1..] {
+            let y = writes[yi];
+            // Later ones cannot start earlier, nor confirm more.
+            if confirmed && best.is_some_and(|b| y.op.start_us >= b) {
+                break;
+            }
+            if !supersedes(y, x) {
+                continue;
+            }
+            let (since, conf) = match (y.op.kind(), happened(y)) {
+                (OpKind::Delete, Some(acked)) => (Some(y.op.start_us), acked),
+                (OpKind::Put, Some(true)) => out[yi],
+                _ => (None, false),
+            };
+            if let Some(t) = since {
+                best = Some(best.map_or(t, |b: u64| b.min(t)));
+                confirmed |= conf;
+            }
+        }
+        out[order[pos]] = (best, confirmed);
+    }
+    out
 }
 
 /// The disk and clock faults that began at or after `since_us`, as a
@@ -1041,13 +1276,16 @@ pub fn disturbances(faults: &[FaultEvent]) -> Vec<(u64, u64)> {
     merged
 }
 
+/// `after_reap(write, read)`: whether reaping explains the read missing
+/// the write (see `check_key`).
 fn read_your_quorum(
     key: &str,
     ops: &[W],
-    n_val: usize,
-    disturbed: &[(u64, u64)],
+    env: &KeyEnv,
+    after_reap: &dyn Fn(&W, &W) -> bool,
     out: &mut ReadYourQuorum,
 ) {
+    let (n_val, disturbed) = (env.n_val, env.disturbed);
     let mut writes: Vec<&W> = ops
         .iter()
         .filter(|w| w.op.is_write() && w.op.outcome() == Outcome::Ok && w.dot.is_some())
@@ -1100,7 +1338,9 @@ fn read_your_quorum(
             } else {
                 out.sloppy_checked += 1;
             }
-            if !seen {
+            if !seen && after_reap(x, g) {
+                out.reaped_accepted += 1;
+            } else if !seen {
                 if strict {
                     out.strict_violations += 1;
                 } else {

@@ -57,6 +57,36 @@ pub struct RunInfo {
     /// Whether the nodes ran under the disk and clock fault layer.
     #[serde(default)]
     pub fault_layer: bool,
+    /// Tombstone reaping on the nodes, if it was on. `None` (also in
+    /// histories from before it existed) means reaping was off: every
+    /// acknowledged write's dot must then stay in the final context and
+    /// every acknowledged delete not superseded keep its tombstone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reap: Option<ReapSettings>,
+}
+
+/// The nodes' tombstone reaping settings (`storage.tombstone_grace_ms`,
+/// `storage.reap_settle_ms`, `storage.reap_interval_ms`).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReapSettings {
+    /// Age of a tombstone (by the wall clock of the node that wrote it,
+    /// against the driver's) before it may be reaped, ms.
+    pub grace_ms: u64,
+    /// Least time between the two confirmations of a key (the driver's
+    /// monotonic clock), ms.
+    pub settle_ms: u64,
+    /// Pause between reaping passes, ms (never 0: that is reaping off).
+    pub interval_ms: u64,
+}
+
+impl ReapSettings {
+    /// The chaos runs' default: a short grace, so that keys deleted during
+    /// the run are reaped during it and the checker sees reaping.
+    pub const CHAOS: ReapSettings = ReapSettings {
+        grace_ms: 5_000,
+        settle_ms: 3_000,
+        interval_ms: 1_000,
+    };
 }
 
 fn one() -> usize {
@@ -403,6 +433,13 @@ pub struct FinalState {
     /// every other up, so `1` means "converged by then").
     #[serde(default)]
     pub polls: u32,
+    /// With reaping on: time from `healed_us` to the snapshot below, taken
+    /// once every tombstone of the run could have been reaped (grace,
+    /// largest forward clock skew, settle and two passes after the last
+    /// client operation, and replicas agreeing again), and unchanged
+    /// across the R=all reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_ms: Option<u64>,
     /// Per key.
     pub keys: BTreeMap<String, FinalKey>,
 }

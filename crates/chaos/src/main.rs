@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use dynkv_chaos::history::ReapSettings;
 use dynkv_chaos::report::render;
 use dynkv_chaos::run::{RunConfig, run};
 use dynkv_chaos::schedule::FaultMix;
@@ -81,6 +82,22 @@ struct Args {
     /// No live membership changes (a sixth node joining and leaving).
     #[arg(long)]
     no_membership: bool,
+    /// Tombstone grace of the nodes (storage.tombstone_grace_ms): keys
+    /// deleted during the run are reaped during it, and the checker
+    /// accepts what reaping removes (docs/CHAOS.md).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    reap_grace: Duration,
+    /// Least time between the two checks that confirm a key for reaping
+    /// (storage.reap_settle_ms).
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    reap_settle: Duration,
+    /// Pause between reaping passes (storage.reap_interval_ms).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    reap_interval: Duration,
+    /// No tombstone reaping (storage.reap_interval_ms = 0): every
+    /// acknowledged delete must keep its tombstone.
+    #[arg(long, conflicts_with_all = ["reap_grace", "reap_settle", "reap_interval"])]
+    no_reap: bool,
     /// The dynkv binary (default: $DYNKV_BIN, else `dynkv` next to this program).
     #[arg(long)]
     bin: Option<PathBuf>,
@@ -191,12 +208,24 @@ async fn main_inner(args: Args) -> Result<bool, String> {
             binary,
             out_dir: Some(out.clone()),
             env,
+            reap: (!args.no_reap && !args.reap_interval.is_zero()).then_some(ReapSettings {
+                grace_ms: args.reap_grace.as_millis() as u64,
+                settle_ms: args.reap_settle.as_millis() as u64,
+                interval_ms: args.reap_interval.as_millis() as u64,
+            }),
             verbose: !args.quiet,
         };
         eprintln!(
-            "dynkv-chaos: seed {seed}, {} nodes, {:?} of faults; history in {}",
+            "dynkv-chaos: seed {seed}, {} nodes, {:?} of faults, {}; history in {}",
             cfg.nodes,
             cfg.duration,
+            match cfg.reap {
+                Some(r) => format!(
+                    "reaping after {} ms (settle {} ms, passes every {} ms)",
+                    r.grace_ms, r.settle_ms, r.interval_ms
+                ),
+                None => "no reaping".to_string(),
+            },
             out.join("history.jsonl").display()
         );
         run(cfg)

@@ -66,6 +66,23 @@ pub fn render(r: &Report) -> String {
         w.unknown,
         w.unknown_present
     );
+    match &r.reap {
+        Some(p) => {
+            let _ = writeln!(
+                s,
+                "reaping            grace {} ms, settle {} ms, a pass every {} ms: {} keys reaped by the end; {} acknowledged writes' dots reaped with their tombstone ({} puts removed only by a delete of unknown outcome)",
+                p.grace_ms,
+                p.settle_ms,
+                p.interval_ms,
+                r.keys_reaped,
+                w.reaped,
+                w.reaped_by_unconfirmed_delete
+            );
+        }
+        None => {
+            let _ = writeln!(s, "reaping            off");
+        }
+    }
     if !r.crashes.is_empty() {
         let _ = writeln!(s, "NODE CRASHES       {}", r.crashes.len());
         examples(&mut s, &r.crashes);
@@ -119,8 +136,16 @@ pub fn render(r: &Report) -> String {
     let q = &r.read_your_quorum;
     let _ = writeln!(
         s,
-        "read-your-quorum   strict: {} violations of {} pairs; sloppy: {} of {} (expected, counted apart)",
-        q.strict_violations, q.strict_checked, q.sloppy_violations, q.sloppy_checked
+        "read-your-quorum   strict: {} violations of {} pairs; sloppy: {} of {} (expected, counted apart){}",
+        q.strict_violations,
+        q.strict_checked,
+        q.sloppy_violations,
+        q.sloppy_checked,
+        if q.reaped_accepted > 0 {
+            format!("; {} misses accepted as after reaping", q.reaped_accepted)
+        } else {
+            String::new()
+        }
     );
     examples(&mut s, &q.examples);
     let _ = writeln!(

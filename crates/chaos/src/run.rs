@@ -14,7 +14,7 @@ use futures::StreamExt;
 
 use crate::check::{Report, check};
 use crate::history::{
-    Action, FinalKey, FinalState, History, ObjectView, Record, Recorder, RunInfo,
+    Action, FinalKey, FinalState, History, ObjectView, ReapSettings, Record, Recorder, RunInfo,
 };
 use crate::nemesis::Nemesis;
 use crate::schedule::{FaultMix, generate};
@@ -42,8 +42,13 @@ pub struct RunConfig {
     /// Where to write `history.jsonl`, `report.json` and the node logs
     /// (`None`: keep the history in memory only).
     pub out_dir: Option<PathBuf>,
-    /// Extra `DYNKV__...` settings for every node.
+    /// Extra `DYNKV__...` settings for every node (they override the
+    /// reaping settings below; the history records the result).
     pub env: Vec<(String, String)>,
+    /// Tombstone reaping on the nodes (`None`: off, `reap_interval_ms = 0`).
+    /// On by default with a short grace ([`ReapSettings::CHAOS`]), so that
+    /// keys deleted during the run are reaped and the checker sees it.
+    pub reap: Option<ReapSettings>,
     /// Print progress to stderr.
     pub verbose: bool,
 }
@@ -61,6 +66,7 @@ impl Default for RunConfig {
             binary: None,
             out_dir: None,
             env: Vec::new(),
+            reap: Some(ReapSettings::CHAOS),
             verbose: false,
         }
     }
@@ -75,6 +81,48 @@ pub const CHAOS_NODE_SETTINGS: &[(&str, &str)] = &[
     ("DYNKV__ANTIENTROPY__CONCURRENCY", "4"),
     ("DYNKV__LIMITS__MAX_INFLIGHT_REQUESTS", "4096"),
 ];
+
+/// The node settings of `reap` (reaping off: `reap_interval_ms = 0`).
+pub fn reap_node_settings(reap: Option<ReapSettings>) -> Vec<(&'static str, String)> {
+    match reap {
+        Some(r) => vec![
+            ("DYNKV__STORAGE__TOMBSTONE_GRACE_MS", r.grace_ms.to_string()),
+            ("DYNKV__STORAGE__REAP_SETTLE_MS", r.settle_ms.to_string()),
+            (
+                "DYNKV__STORAGE__REAP_INTERVAL_MS",
+                r.interval_ms.to_string(),
+            ),
+        ],
+        None => vec![("DYNKV__STORAGE__REAP_INTERVAL_MS", "0".to_string())],
+    }
+}
+
+/// The reaping the nodes get from `reap` with `env` (extra node settings,
+/// applied after it) on top: what the history records. Settings `env`
+/// leaves out keep the node's defaults (10 min grace, 1 min settle, 30 s
+/// interval) when `reap` is off.
+pub fn effective_reap(
+    reap: Option<ReapSettings>,
+    env: &[(String, String)],
+) -> Option<ReapSettings> {
+    let mut r = reap.unwrap_or(ReapSettings {
+        grace_ms: 600_000,
+        settle_ms: 60_000,
+        interval_ms: 0,
+    });
+    for (k, v) in env {
+        let Ok(v) = v.trim().parse::<u64>() else {
+            continue;
+        };
+        match k.as_str() {
+            "DYNKV__STORAGE__TOMBSTONE_GRACE_MS" => r.grace_ms = v,
+            "DYNKV__STORAGE__REAP_SETTLE_MS" => r.settle_ms = v,
+            "DYNKV__STORAGE__REAP_INTERVAL_MS" => r.interval_ms = v,
+            _ => {}
+        }
+    }
+    (r.interval_ms > 0).then_some(r)
+}
 
 /// What a run produced.
 pub struct RunResult {
@@ -108,6 +156,10 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
     for (k, v) in CHAOS_NODE_SETTINGS {
         opts = opts.set(k, v);
     }
+    for (k, v) in reap_node_settings(cfg.reap) {
+        opts = opts.set(k, &v);
+    }
+    let reap = effective_reap(cfg.reap, &cfg.env);
     for (k, v) in &cfg.env {
         opts = opts.set(k, v);
     }
@@ -123,6 +175,13 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
     wl_cfg.n_val = cfg.n_val;
     if cfg.faults.loses_data() {
         wl_cfg.min_w = wl_cfg.min_w.max(2);
+    }
+    // With reaping, lifecycle keys are written again once their tombstone
+    // can have been reaped (unless the caller chose otherwise).
+    if let Some(r) = reap
+        && wl_cfg.revisit_after_ms == 0
+    {
+        wl_cfg.revisit_after_ms = r.grace_ms + r.settle_ms + 2 * r.interval_ms;
     }
     let binary = cfg
         .binary
@@ -144,6 +203,7 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
         binary,
         min_w: wl_cfg.min_w,
         fault_layer: cfg.faults.needs_fault_layer(),
+        reap,
     }));
 
     let steps = generate(
@@ -165,8 +225,20 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
         .map(|id| tokio::spawn(workload.clone().client(id as u32)))
         .collect();
 
+    // A tombstone written by a node whose clock was ahead carries a time
+    // in the future: its grace ends that much later.
+    let max_ahead_ms = steps
+        .iter()
+        .filter_map(|s| match s.action {
+            Action::ClockSkew { offset_ms, .. } => u64::try_from(offset_ms).ok(),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+
     // The fault phase.
     let healed_us;
+    let clients_done;
     {
         let mut nemesis = Nemesis::new(&mut cluster, &recorder, t0);
         let deadline = tokio::time::Instant::from(t0 + cfg.duration);
@@ -182,6 +254,7 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
         for c in clients {
             let _ = c.await;
         }
+        clients_done = Instant::now();
         if !nemesis.wait_all_see_all_up(Duration::from_secs(30)).await {
             say!(cfg, "some node still sees a peer down after 30 s");
         }
@@ -221,7 +294,50 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
         "converged: {converged} ({:?} ms after healing, poll {polls}); reading every key at R=all",
         convergence_ms
     );
-    let reads = reader.reads_all(&keys).await;
+    let mut snapshot_ms = None;
+    let reads = match reap {
+        None => reader.reads_all(&keys).await,
+        Some(r) => {
+            // Every tombstone of the run may be reaped once its grace (plus
+            // any clock ahead) has passed, two checks a settle apart have
+            // agreed, and a pass has removed it; a replica that missed the
+            // removal gets the tombstone back and the next pass removes it
+            // again. Wait that long after the last operation, then take a
+            // snapshot on which the replicas agree and that the R=all reads
+            // do not straddle (the local views are the same before and
+            // after them).
+            let ready = clients_done
+                + Duration::from_millis(
+                    r.grace_ms + max_ahead_ms + r.settle_ms + 2 * r.interval_ms,
+                );
+            say!(
+                cfg,
+                "reaping on: waiting {:?} more for the last tombstones to be reaped",
+                ready.saturating_duration_since(Instant::now())
+            );
+            tokio::time::sleep_until(ready.into()).await;
+            let bound = Instant::now() + cfg.convergence_bound;
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                loop {
+                    local = reader.local_views(&keys).await;
+                    if all_converged(&local, &placement) || Instant::now() >= bound {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                let reads = reader.reads_all(&keys).await;
+                let after = reader.local_views(&keys).await;
+                if after == local || Instant::now() >= bound {
+                    say!(cfg, "final snapshot after {tries} tries");
+                    snapshot_ms =
+                        Some((t0.elapsed().as_micros() as u64).saturating_sub(healed_us) / 1000);
+                    break reads;
+                }
+            }
+        }
+    };
     let mut final_keys = BTreeMap::new();
     for k in &keys {
         final_keys.insert(
@@ -239,6 +355,7 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
         convergence_ms,
         convergence_bound_ms: cfg.convergence_bound.as_millis() as u64,
         polls,
+        snapshot_ms,
         keys: final_keys,
     }));
     recorder.flush();
@@ -438,4 +555,42 @@ fn by_key(views: Vec<(String, ObjectView)>) -> BTreeMap<String, Vec<ObjectView>>
         v.sort_by_key(|c| c.node);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_history_records_the_reaping_the_nodes_got() {
+        let short = Some(ReapSettings::CHAOS);
+        assert_eq!(effective_reap(short, &[]), short);
+        assert_eq!(effective_reap(None, &[]), None);
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        // --node-env overrides come last.
+        assert_eq!(
+            effective_reap(short, &env("DYNKV__STORAGE__TOMBSTONE_GRACE_MS", "9000")),
+            Some(ReapSettings {
+                grace_ms: 9_000,
+                ..ReapSettings::CHAOS
+            })
+        );
+        assert_eq!(
+            effective_reap(short, &env("DYNKV__STORAGE__REAP_INTERVAL_MS", "0")),
+            None
+        );
+        // Reaping off, turned on by hand: the node's defaults for the rest.
+        assert_eq!(
+            effective_reap(None, &env("DYNKV__STORAGE__REAP_INTERVAL_MS", "500")),
+            Some(ReapSettings {
+                grace_ms: 600_000,
+                settle_ms: 60_000,
+                interval_ms: 500,
+            })
+        );
+        assert_eq!(
+            reap_node_settings(None),
+            vec![("DYNKV__STORAGE__REAP_INTERVAL_MS", "0".to_string())]
+        );
+    }
 }

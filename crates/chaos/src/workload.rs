@@ -17,7 +17,7 @@
 //! retry without an idempotency key is a new write, and the history should
 //! show what the store did with the first one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -56,6 +56,13 @@ pub struct WorkloadConfig {
     /// delete covers every value the key ever had, so the key must stay
     /// deleted whatever the faults did: the resurrection check.
     pub lifecycle_every_ms: u64,
+    /// With reaping on, every other lifecycle goes back to one of the
+    /// client's lifecycle keys deleted at least this long ago (each key
+    /// once; 0: never), so that keys are written again after their
+    /// tombstone was reaped: blind half the time, else with the context
+    /// of the client's last answer from before the delete. A run with
+    /// reaping on sets it (when 0) to grace + settle + two passes.
+    pub revisit_after_ms: u64,
 }
 
 impl Default for WorkloadConfig {
@@ -71,6 +78,7 @@ impl Default for WorkloadConfig {
             n_val: 3,
             min_w: 1,
             lifecycle_every_ms: 3_000,
+            revisit_after_ms: 0,
         }
     }
 }
@@ -140,6 +148,9 @@ impl Workload {
             ),
             last: HashMap::new(),
             lifecycles: 0,
+            runs: 0,
+            revisits: 0,
+            deleted: VecDeque::new(),
         };
         let every = self.config.lifecycle_every_ms;
         // Clients start their lifecycles at staggered times.
@@ -181,6 +192,13 @@ struct Client {
     last: HashMap<String, Seen>,
     /// Lifecycle keys started so far.
     lifecycles: u64,
+    /// Lifecycles run so far (fresh keys and revisits).
+    runs: u64,
+    /// Lifecycles that went back to a deleted key.
+    revisits: u64,
+    /// Fresh lifecycle keys whose delete was sent, and when, oldest first:
+    /// the ones a revisit may take.
+    deleted: VecDeque<(String, Instant)>,
 }
 
 /// Parameters of one request.
@@ -258,12 +276,36 @@ impl Client {
     /// Writes a fresh key a few times, each write with the context of the
     /// previous answer, then reads it and deletes what the read showed.
     /// Stops at the first write that is not acknowledged: the delete would
-    /// not be known to cover it.
+    /// not be known to cover it. With `revisit_after_ms`, every other
+    /// lifecycle does the same on a key deleted that long ago instead (the
+    /// same random draws either way).
     async fn lifecycle(&mut self) {
-        self.lifecycles += 1;
-        let key = format!("life-c{}-{}", self.id, self.lifecycles);
+        self.runs += 1;
+        let after = Duration::from_millis(self.w.config.revisit_after_ms);
+        let revisit = self.w.config.revisit_after_ms > 0
+            && self.runs.is_multiple_of(2)
+            && self
+                .deleted
+                .front()
+                .is_some_and(|(_, at)| at.elapsed() >= after);
+        let (key, mut seen) = match revisit.then(|| self.deleted.pop_front()).flatten() {
+            Some((key, _)) => {
+                self.revisits += 1;
+                // A write after the reap: blind, or with a context from
+                // before it (which the node accepts, clamped).
+                let old = if self.revisits.is_multiple_of(2) {
+                    self.last.get(&key).cloned()
+                } else {
+                    None
+                };
+                (key, old)
+            }
+            None => {
+                self.lifecycles += 1;
+                (format!("life-c{}-{}", self.id, self.lifecycles), None)
+            }
+        };
         let writes = self.rng.random_range(1..=3);
-        let mut seen: Option<Seen> = None;
         for _ in 0..writes {
             let p = self.pick_params();
             self.put(&key, &p, seen.take()).await;
@@ -276,6 +318,9 @@ impl Client {
         if let Some(read) = self.get(&key, &p).await {
             let p = self.pick_params();
             self.delete(&key, &p, Some(read)).await;
+            if !revisit {
+                self.deleted.push_back((key, Instant::now()));
+            }
         }
     }
 

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use dynkv_chaos::check::{check, disturbances};
 use dynkv_chaos::history::{
-    Action, FaultEvent, FinalKey, FinalState, History, ObjectView, Op, OpKind, Outcome, RunInfo,
+    Action, FaultEvent, FinalKey, FinalState, History, ObjectView, Op, OpKind, Outcome,
+    ReapSettings, RunInfo,
 };
 use dynkv_vclock::{VersionVector, encode_context};
 
@@ -130,6 +131,7 @@ fn history(ops: Vec<Op>, fk: FinalKey) -> History {
             convergence_ms: Some(10),
             convergence_bound_ms: 1000,
             polls: 1,
+            snapshot_ms: None,
             keys,
         }),
     }
@@ -572,4 +574,227 @@ fn answers_through_a_full_node_are_counted_by_kind_and_status() {
     // A refused write is not acknowledged: nothing is lost.
     assert_eq!(r.writes.acknowledged, 1);
     assert!(r.passed, "{:?}", r.failures);
+}
+
+// Tombstone reaping.
+
+/// Reaping as the run records it: a grace of 3 ms and a settle of 1 ms, in
+/// the builder's time (an operation every 1 ms).
+const REAP: ReapSettings = ReapSettings {
+    grace_ms: 3,
+    settle_ms: 1,
+    interval_ms: 1,
+};
+
+fn reaping(mut h: History) -> History {
+    h.run.as_mut().unwrap().reap = Some(REAP);
+    h
+}
+
+/// A reaped key's final state: no primary stores anything, and reads
+/// answer 404 with an empty context.
+fn reaped() -> FinalKey {
+    let view = |node| ObjectView {
+        node,
+        status: 200,
+        found: false,
+        context: Some(ctx(&[])),
+        ..ObjectView::default()
+    };
+    FinalKey {
+        primaries: vec![1, 2, 3],
+        replicas: (1..=3).map(view).collect(),
+        reads: (1..=3)
+            .map(|node| ObjectView {
+                status: 404,
+                ..view(node)
+            })
+            .collect(),
+    }
+}
+
+/// A put, a read, a delete with the read's context: `a` (n1:1), then the
+/// tombstone (n1:2), ending at 4.5 ms.
+fn put_then_delete() -> B {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    let c = ctx(&[("n1", 1)]);
+    b.get("quorum", &c, &["a"]);
+    b.delete(("n1", 2), Some(&c), &["a"]);
+    b
+}
+
+#[test]
+fn a_reaped_key_passes() {
+    let b = put_then_delete();
+    let r = check(&reaping(history(b.ops.clone(), reaped())));
+    assert!(r.passed, "{:?}", r.failures);
+    assert_eq!(r.keys_reaped, 1);
+    assert_eq!(r.writes.lost, 0);
+    // Both dots went with the tombstone; the put was removed by an
+    // acknowledged delete.
+    assert_eq!(r.writes.reaped, 2);
+    assert_eq!(r.writes.reaped_by_unconfirmed_delete, 0);
+    assert_eq!(r.keys_checked_for_resurrection, 1);
+
+    // The same final state from nodes that do not reap: both writes lost.
+    let r = check(&history(b.ops, reaped()));
+    assert!(!r.passed);
+    assert_eq!(r.writes.lost, 2, "{:?}", r.lost_writes);
+    assert!(
+        r.lost_writes
+            .iter()
+            .all(|v| v.detail.contains("not covered by the final context"))
+    );
+}
+
+#[test]
+fn a_key_reaped_on_one_primary_only_has_not_converged() {
+    let b = put_then_delete();
+    let mut fk = reaped();
+    fk.replicas[1] = agreed(&ctx(&[("n1", 2)]), &[], 1).replicas[1].clone();
+    let r = check(&reaping(history(b.ops, fk)));
+    assert!(!r.passed);
+    assert_eq!(r.convergence.diverged.len(), 1, "{:?}", r.convergence);
+}
+
+#[test]
+fn a_deleted_value_back_after_reaping_is_a_resurrection() {
+    // A replica that missed the delete, or a message that carried the old
+    // value past the reap: "a" is back, with its old clock or none.
+    for context in [ctx(&[("n1", 1)]), ctx(&[])] {
+        let b = put_then_delete();
+        let r = check(&reaping(history(b.ops, agreed(&context, &["a"], 0))));
+        assert!(!r.passed);
+        assert_eq!(r.resurrections.len(), 1, "{:?}", r.resurrections);
+        assert!(
+            r.resurrections[0].detail.contains("is back"),
+            "{:?}",
+            r.resurrections
+        );
+    }
+}
+
+#[test]
+fn a_put_lost_without_a_covering_delete_still_fails_with_reaping() {
+    // "a" and "b" are concurrent; the delete saw only "b". A reap is only
+    // possible once "a" is gone, and nothing removed "a".
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    b.put("b", ("n2", 1), None, &[]);
+    let c = ctx(&[("n2", 1)]);
+    b.get("one", &c, &["b"]);
+    b.delete(("n2", 2), Some(&c), &["b"]);
+    let r = check(&reaping(history(b.ops, reaped())));
+    assert!(!r.passed);
+    assert_eq!(r.writes.lost, 1, "{:?}", r.lost_writes);
+    assert_eq!(r.lost_writes[0].op.as_deref(), Some("c0#1"));
+    // The delete and the put it removed are accepted.
+    assert_eq!(r.writes.reaped, 2);
+}
+
+#[test]
+fn a_write_after_reaping_starts_a_fresh_clock_and_passes() {
+    let mut b = put_then_delete();
+    b.t += 10_000;
+    // Through n2, whose actor the tombstone did not hold: n2:1.
+    b.put("b", ("n2", 1), None, &[]);
+    let fresh = ctx(&[("n2", 1)]);
+    b.get("quorum", &fresh, &["b"]);
+    // A client with a context from before the reap may still send it.
+    b.put("c", ("n2", 2), Some(&fresh), &["b"]).context_sent = Some(ctx(&[("n1", 1), ("n2", 1)]));
+    let end = ctx(&[("n2", 2)]);
+    b.get("all", &end, &["c"]);
+    let r = check(&reaping(history(b.ops, agreed(&end, &["c"], 0))));
+    assert!(r.passed, "{:?}", r.failures);
+    assert_eq!(r.writes.lost, 0);
+    assert_eq!(r.writes.reaped, 2);
+    assert_eq!(r.writes.present, 1);
+    // The reads after the reap miss the old dots: accepted, as they come
+    // late enough and show only the new values.
+    assert_eq!(
+        r.read_your_quorum.strict_violations, 0,
+        "{:?}",
+        r.read_your_quorum
+    );
+    assert_eq!(r.read_your_quorum.reaped_accepted, 4);
+}
+
+#[test]
+fn a_write_after_reaping_that_reuses_a_dot_fails() {
+    // The counter floor not applied: n1 numbers from 1 again after the
+    // reap, so "b" gets the dot "a" had.
+    let mut b = put_then_delete();
+    b.t += 10_000;
+    b.put("b", ("n1", 1), None, &[]);
+    let r = check(&reaping(history(
+        b.ops,
+        agreed(&ctx(&[("n1", 1)]), &["b"], 0),
+    )));
+    assert!(!r.passed);
+    assert!(
+        r.lost_writes
+            .iter()
+            .any(|v| v.op.as_deref() == Some("c0#4") && v.detail.contains("also got")),
+        "{:?}",
+        r.lost_writes
+    );
+}
+
+#[test]
+fn with_reaping_a_read_may_miss_a_delete_only_late_enough_and_never_show_an_old_value() {
+    let end = reaped();
+    // A 404 with an empty context right after the delete (0.5 ms after it
+    // ended, 1.5 ms after it started: within the 3 ms grace).
+    let mut b = put_then_delete();
+    b.get("quorum", &ctx(&[]), &[]);
+    let r = check(&reaping(history(b.ops.clone(), end.clone())));
+    assert_eq!(
+        r.read_your_quorum.strict_violations, 2,
+        "{:?}",
+        r.read_your_quorum
+    );
+    assert!(!r.passed);
+
+    // With a node's clock 2 ms ahead in the run, the grace may have been
+    // 2 ms shorter: accepted.
+    let mut h = reaping(history(b.ops.clone(), end.clone()));
+    h.faults.push(event(
+        100,
+        Action::ClockSkew {
+            node: 2,
+            offset_ms: 2,
+        },
+    ));
+    h.faults.push(event(200, Action::ClockReset { node: 2 }));
+    let r = check(&h);
+    assert!(r.passed, "{:?}", r.failures);
+    assert_eq!(r.read_your_quorum.reaped_accepted, 2);
+
+    // The same read after the grace: accepted.
+    let last = b.ops.len() - 1;
+    b.ops[last].start_us += 3_000;
+    b.ops[last].end_us += 3_000;
+    let r = check(&reaping(history(b.ops.clone(), end.clone())));
+    assert!(r.passed, "{:?}", r.failures);
+    assert_eq!(r.read_your_quorum.reaped_accepted, 2);
+
+    // A 200 showing the deleted value, however late: a violation.
+    b.ops[last].values = vec!["a".into()];
+    b.ops[last].context = Some(ctx(&[("n1", 1)]));
+    let r = check(&reaping(history(b.ops.clone(), end.clone())));
+    assert_eq!(
+        r.read_your_quorum.strict_violations, 1,
+        "{:?}",
+        r.read_your_quorum
+    );
+    assert!(!r.passed);
+    // ... and with an empty context too (it then misses the put as well).
+    b.ops[last].context = Some(ctx(&[]));
+    let r = check(&reaping(history(b.ops, end)));
+    assert_eq!(
+        r.read_your_quorum.strict_violations, 2,
+        "{:?}",
+        r.read_your_quorum
+    );
 }

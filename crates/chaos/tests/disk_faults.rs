@@ -3,7 +3,7 @@
 //! nodes under the harness's fault layer, then the full check (W >= 2 for
 //! every write, since nodes lose data).
 //!
-//! `cargo build --workspace --bins && cargo nextest run -p dynkv-chaos --test disk_faults --run-ignored all`
+//! `cargo build --workspace --bins && cargo nextest run -p dynkv-chaos --test disk_faults`
 //!
 //! On failure the history, report and node logs stay under the target
 //! directory's `tmp/chaos-disk-faults`; `dynkv-chaos --check
@@ -46,12 +46,11 @@ fn the_seed_schedules_every_disk_and_clock_fault() {
     );
 }
 
-/// Fails on the node build of 2026-12-01: the full disk aborts the node
-/// inside RocksDB (see `fault_layer.rs`), and power cuts may find lost
-/// writes until the node-side durability work lands (docs/CHAOS.md, "Disk
-/// and clock faults"). Un-ignore when it passes.
+/// The full node answers writes 507 while its disk is full
+/// (`disk_full_answers`), stays up, and takes writes again once space is
+/// back; nothing acknowledged is lost and nothing deleted comes back through
+/// the wipe and the power cut (docs/CHAOS.md, "Disk and clock faults").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "node side pending: disk full and power cuts (docs/CHAOS.md)"]
 async fn a_minute_of_lost_disks_power_cuts_full_disks_and_skewed_clocks_loses_no_acknowledged_write()
  {
     let out = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("chaos-disk-faults");
@@ -92,6 +91,22 @@ async fn a_minute_of_lost_disks_power_cuts_full_disks_and_skewed_clocks_loses_no
     assert!(
         !r.disk_full_answers.is_empty(),
         "no client went through the full node:\n{text}"
+    );
+    let answered = |status: &str| -> u64 {
+        r.disk_full_answers
+            .iter()
+            .filter(|(k, _)| k.ends_with(&format!(" {status}")))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    assert!(
+        answered("507") > 0,
+        "no write was refused with 507 by the full node:\n{text}"
+    );
+    assert_eq!(
+        answered("500"),
+        0,
+        "a full disk is a 507, not a 500:\n{text}"
     );
     assert_eq!(
         r.writes.lost,

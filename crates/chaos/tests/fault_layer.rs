@@ -339,34 +339,46 @@ async fn a_skewed_node_keeps_serving_with_its_wall_clock_off() {
     c.skew_clock(1, 0).unwrap();
 }
 
-/// The node side of a full disk (an answer of 507 or 503, and writes again
-/// once space is back) is not there yet: on 2026-12-01 the node aborts on
-/// the first write after the disk fills (`writable_file_writer.h:312:
-/// WritableFileWriter::AssertFalseAndGetStatusForPrevError(): Assertion
-/// 'sync_without_flush_called_' failed`, Debian's librocksdb 7.8 keeps its
-/// assertions), so the PUT gets no answer at all. Un-ignore once it does.
+/// A full disk: the write answers 507 `insufficient_storage` (the node does
+/// not abort in RocksDB, as it did before 2026-12-01: `writable_file_writer.h:312:
+/// Assertion 'sync_without_flush_called_' failed`, from its info log), reads
+/// are served, later writes are refused at once, and once space is back the
+/// node reopens its database within seconds and takes writes again, having
+/// lost nothing it acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "node side pending: a full disk aborts the node in RocksDB (see the doc comment)"]
 async fn a_full_disk_refuses_writes_and_the_node_recovers_when_space_returns() {
-    let c = one_node(&[]).await;
+    let mut c = one_node(&[]).await;
     write_keys(&c, 3).await;
     c.disk_full(1, true).unwrap();
     let r = c.put(1, "full", "x", "w=1", None).await;
     println!("PUT on a full disk: {} {}", r.status, r.text());
-    assert!(
-        !r.status.is_success(),
-        "a write was acknowledged on a full disk: {} {}",
+    assert_eq!(
+        r.status.as_u16(),
+        507,
+        "a full disk should answer 507: {} {}",
         r.status,
         r.text()
     );
-    assert!(
-        matches!(r.status.as_u16(), 503 | 507),
-        "a full disk should answer 507 (or 503), got {} {}",
-        r.status,
-        r.text()
-    );
+    assert_eq!(r.json()["code"], "insufficient_storage", "{}", r.text());
     // Reads still work.
     assert_eq!(c.get(1, "k1", "r=1").await.text(), "v1");
+    // Space stays gone for a few recovery rounds: every write is refused at
+    // once, a DELETE too, and the node stays up.
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        let r = c.put(1, &format!("full{round}"), "x", "w=1", None).await;
+        assert_eq!(r.status.as_u16(), 507, "round {round}: {}", r.text());
+        assert_eq!(c.get(1, "k2", "r=1").await.text(), "v2");
+    }
+    let r = c.delete(1, "k0", "w=1", None).await;
+    assert_eq!(r.status.as_u16(), 507, "{}", r.text());
+    assert!(c.is_running(1), "the node died on a full disk");
+    assert_eq!(c.metric(1, "dynkv_storage_state", "").await, 1.0);
+    assert!(
+        c.metric(1, "dynkv_writes_refused_total", "insufficient_storage")
+            .await
+            >= 5.0
+    );
     c.disk_full(1, false).unwrap();
     let back = dynkv_tests::poll(Duration::from_secs(30), || async {
         c.put(1, "after", "y", "w=1", None)
@@ -380,4 +392,24 @@ async fn a_full_disk_refuses_writes_and_the_node_recovers_when_space_returns() {
         "the node did not take writes again within 30 s of space returning"
     );
     assert_eq!(c.get(1, "after", "r=1").await.text(), "y");
+    // Nothing acknowledged was lost, nothing refused was stored.
+    for i in 0..3 {
+        let r = c.get(1, &format!("k{i}"), "r=1").await;
+        assert_eq!(r.text(), format!("v{i}"), "k{i} after the reopen");
+    }
+    for k in ["full", "full0", "full1", "full2"] {
+        let r = c.get(1, k, "r=1").await;
+        assert_eq!(r.status.as_u16(), 404, "{k} was refused, yet: {}", r.text());
+    }
+    assert!(c.is_running(1));
+    assert_eq!(c.metric(1, "dynkv_storage_reopens_total", "").await, 1.0);
+    assert_eq!(c.metric(1, "dynkv_storage_state", "").await, 0.0);
+    let log = std::fs::read_to_string(c.node(1).log_path()).unwrap();
+    assert!(log.contains("the store refuses writes"), "{log}");
+    assert!(log.contains("storage recovered"), "{log}");
+    // And it survives a restart (the reopened database is a sound one).
+    c.kill(1);
+    c.restart(1).await;
+    assert_eq!(c.get(1, "after", "r=1").await.text(), "y");
+    assert_eq!(c.get(1, "k2", "r=1").await.text(), "v2");
 }

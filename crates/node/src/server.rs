@@ -18,8 +18,10 @@ use dynkv_rpc::retry::Backoff;
 use dynkv_rpc::{
     AddressBook, BreakerMetrics, Dispatcher, InternodeMetrics, NetConfig, NetTransport, PeerHealth,
 };
-use dynkv_storage::{Store, StoreConfig};
+use dynkv_storage::{Recovery, Store, StoreConfig, StoreHealth, StoreState};
 use futures::future::BoxFuture;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -106,6 +108,8 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     http_metrics.register(&mut registry);
     let aae_metrics = Arc::new(AaeMetrics::default());
     aae_metrics.register(&mut registry);
+    let storage_metrics = StorageMetrics::default();
+    storage_metrics.register(&mut registry);
 
     let coord = Coordinator::with_epoch(
         me.clone(),
@@ -226,6 +230,14 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         workers.push(tokio::spawn(aae.clone().run(shutdown_rx.clone())));
     }
 
+    // A write that fails for lack of space (or any I/O error) leaves the
+    // store refusing writes; this brings it back once space returns.
+    workers.push(tokio::spawn(storage_recovery(
+        store.clone(),
+        storage_metrics,
+        shutdown_rx.clone(),
+    )));
+
     if cfg.storage.reap_interval_ms > 0 {
         let rc = reaper::ReaperConfig {
             interval: Config::ms(cfg.storage.reap_interval_ms),
@@ -341,6 +353,97 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     dynkv_quorum::epoch::end(&store, &epoch)?;
     info!("storage flushed; bye");
     Ok(())
+}
+
+/// The store's health as metrics.
+#[derive(Clone, Default)]
+struct StorageMetrics {
+    /// 0 healthy, 1 refusing writes for lack of space, 2 refusing writes
+    /// after another I/O error, 3 closed while being reopened.
+    state: Gauge,
+    /// Reopens that brought the store back.
+    reopens: Counter,
+}
+
+impl StorageMetrics {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "dynkv_storage_state",
+            "Local store: 0 healthy, 1 refusing writes (no space left), 2 refusing writes (I/O error), 3 reopening",
+            self.state.clone(),
+        );
+        registry.register(
+            "dynkv_storage_reopens",
+            "Times the local store was reopened to take writes again after a failed write",
+            self.reopens.clone(),
+        );
+    }
+
+    fn show(&self, health: &StoreHealth) {
+        self.state.set(match (health.reopening, health.state) {
+            (true, _) => 3,
+            (false, StoreState::Healthy) => 0,
+            (false, StoreState::NoSpace) => 1,
+            (false, StoreState::Failed) => 2,
+        });
+    }
+}
+
+/// While the store refuses writes (its disk filled up, or another write
+/// failed), asks it once a second to recover: [`Store::recover`] probes
+/// whether the data directory takes writes again and then reopens the
+/// database. Keeps `dynkv_storage_state` current and logs the way back.
+async fn storage_recovery(
+    store: Arc<Store>,
+    metrics: StorageMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last_note: Option<std::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
+        }
+        let health = store.health();
+        metrics.show(&health);
+        if health.state == StoreState::Healthy {
+            continue;
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.recover()).await {
+            Ok(Ok(Recovery::Reopened { took, reconciled })) => {
+                metrics.reopens.inc();
+                let refused_s = health
+                    .since
+                    .and_then(|t| t.elapsed().ok())
+                    .map_or(0.0, |d| d.as_secs_f64());
+                info!(
+                    took_ms = took.as_millis() as u64,
+                    refused_writes_for_s = refused_s,
+                    reconciled,
+                    "storage recovered: the database was reopened and takes writes again"
+                );
+                last_note = None;
+            }
+            Ok(Ok(Recovery::NotYet(why))) => {
+                // The first probe that fails, then one line every 30 s.
+                if last_note.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+                    warn!(
+                        state = health.state.name(),
+                        probe = %why,
+                        "storage still refuses writes: the data directory does not take writes yet"
+                    );
+                    last_note = Some(std::time::Instant::now());
+                }
+            }
+            Ok(Ok(Recovery::Healthy)) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "reopening the database failed; trying again in a second")
+            }
+            Err(e) => warn!(error = %e, "the storage recovery task failed"),
+        }
+        metrics.show(&store.health());
+    }
 }
 
 /// Pings every peer each interval; outcomes feed the peer table through the

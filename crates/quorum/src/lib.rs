@@ -219,6 +219,15 @@ pub enum QuorumError {
     /// The local store failed (500).
     #[error("storage failure: {0}")]
     Storage(String),
+    /// A replica's disk is full: its store refuses writes until space is
+    /// freed (507 `insufficient_storage`; reads are still served there).
+    #[error("{node} has no space left on its data disk: {detail}")]
+    InsufficientStorage {
+        /// The full node.
+        node: NodeId,
+        /// What its store said.
+        detail: String,
+    },
 }
 
 fn detail_suffix(detail: &[(NodeId, String)]) -> String {
@@ -241,6 +250,7 @@ impl QuorumError {
             QuorumError::TooManySiblings { .. } => "too_many_siblings",
             QuorumError::ObjectTooLarge { .. } => "object_too_large",
             QuorumError::Storage(_) => "storage_error",
+            QuorumError::InsufficientStorage { .. } => "insufficient_storage",
         }
     }
 
@@ -273,6 +283,12 @@ impl QuorumError {
                 bytes: bytes as usize,
                 max: max as usize,
             },
+            RemoteError::InsufficientStorage { node, message } => {
+                QuorumError::InsufficientStorage {
+                    node,
+                    detail: message,
+                }
+            }
             other => QuorumError::Unavailable(other.to_string()),
         }
     }
@@ -306,6 +322,10 @@ impl From<QuorumError> for RemoteError {
             QuorumError::ObjectTooLarge { bytes, max } => RemoteError::ObjectTooLarge {
                 bytes: bytes as u64,
                 max: max as u64,
+            },
+            QuorumError::InsufficientStorage { node, detail } => RemoteError::InsufficientStorage {
+                node,
+                message: detail,
             },
         }
     }
@@ -613,7 +633,11 @@ impl Coordinator {
     }
 
     /// Runs a store call inline, or on the blocking pool when every write
-    /// fsyncs (so a disk flush never stalls an async worker).
+    /// fsyncs (so a disk flush never stalls an async worker). A full disk
+    /// becomes [`QuorumError::InsufficientStorage`] naming this node
+    /// (counted in `dynkv_writes_refused{outcome="insufficient_storage"}`),
+    /// a store being reopened [`QuorumError::Unavailable`], anything else
+    /// [`QuorumError::Storage`].
     async fn with_store<T, F>(&self, f: F) -> Result<T, QuorumError>
     where
         T: Send + 'static,
@@ -627,9 +651,27 @@ impl Coordinator {
         } else {
             f(&self.store)
         };
-        r.map_err(|e| {
-            self.metrics.storage_errors.inc();
-            QuorumError::Storage(e.to_string())
+        r.map_err(|e| match e {
+            dynkv_storage::StoreError::NoSpace(detail) => {
+                self.metrics
+                    .writes_refused
+                    .get_or_create(&metrics::OutcomeLabels {
+                        outcome: "insufficient_storage",
+                    })
+                    .inc();
+                QuorumError::InsufficientStorage {
+                    node: self.me.clone(),
+                    detail,
+                }
+            }
+            dynkv_storage::StoreError::Unavailable(why) => {
+                self.metrics.storage_errors.inc();
+                QuorumError::Unavailable(format!("{}: storage unavailable: {why}", self.me))
+            }
+            e => {
+                self.metrics.storage_errors.inc();
+                QuorumError::Storage(e.to_string())
+            }
         })
     }
 

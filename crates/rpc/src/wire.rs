@@ -211,6 +211,15 @@ pub enum RemoteError {
         /// Limit.
         max: u64,
     },
+    /// The peer's disk is full: its store refuses writes until space is
+    /// freed (reads are still served there).
+    #[error("{node} has no space left on its data disk: {message}")]
+    InsufficientStorage {
+        /// The full node.
+        node: NodeId,
+        /// What its store said.
+        message: String,
+    },
     /// The answer would exceed the frame limit.
     #[error("the answer of {bytes} bytes exceeds the frame limit of {max}")]
     TooLarge {
@@ -290,6 +299,7 @@ impl RemoteError {
             RemoteError::TooManySiblings { .. } => 13,
             RemoteError::ObjectTooLarge { .. } => 14,
             RemoteError::HintBytesFull { .. } => 15,
+            RemoteError::InsufficientStorage { .. } => 16,
             RemoteError::Other { code, .. } => *code,
         }
     }
@@ -344,6 +354,10 @@ impl WireForm for RemoteError {
             RemoteError::HintsFull { node, max } | RemoteError::HintBytesFull { node, max } => {
                 w.node = node.to_string();
                 w.a = *max;
+            }
+            RemoteError::InsufficientStorage { node, message } => {
+                w.node = node.to_string();
+                w.message = message.clone();
             }
             RemoteError::ShapeMismatch { ours, theirs } => {
                 w.a = shape_pack(*ours);
@@ -407,6 +421,10 @@ impl WireForm for RemoteError {
                 node: NodeId::from(w.node),
                 max: w.a,
             },
+            16 => RemoteError::InsufficientStorage {
+                node: NodeId::from(w.node),
+                message: w.message,
+            },
             code => RemoteError::Other {
                 code,
                 message: w.message,
@@ -465,6 +483,10 @@ mod tests {
                 max: 100,
             },
             RemoteError::ObjectTooLarge { bytes: 9, max: 8 },
+            RemoteError::InsufficientStorage {
+                node: NodeId::from("n2"),
+                message: "IO error: No space left on device".into(),
+            },
             RemoteError::Other {
                 code: 999,
                 message: "new".into(),

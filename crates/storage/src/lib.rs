@@ -37,7 +37,8 @@
 //!   disk flush per write.
 //! - A periodic WAL sync ([`Store::start_wal_sync`], the node's
 //!   `storage.sync_interval_ms`, as Cassandra's periodic commitlog): a
-//!   thread `fsync`s the WAL every interval T. A power loss then takes at
+//!   thread `fsync`s the WAL every interval T (through descriptors of its
+//!   own, not RocksDB's `FlushWAL`: see [`Store::sync_wal`]). A power loss then takes at
 //!   most the writes acknowledged since the start of the last successful
 //!   sync, about the last T (plus the duration of one sync);
 //!   [`Store::last_wal_sync`] says when that was.
@@ -65,25 +66,77 @@
 //! A [`WriteListener`] sees every digest change (old and new) under the key's
 //! lock, in order: anti-entropy keeps its Merkle trees current from it
 //! without ever rescanning a partition.
+//!
+//! ## A full disk, and other failed writes
+//! When a write fails with an I/O error, RocksDB stops the database: every
+//! later write fails with the same *background error* until `DB::Resume()`,
+//! which neither rust-rocksdb 0.20 nor the C API of Debian's librocksdb 7.8
+//! offers. The store then enters a failed state ([`StoreState`]): writes are
+//! refused at once, before RocksDB is called ([`StoreError::NoSpace`] when
+//! the failure was a lack of space, [`StoreError::Unavailable`] for any other
+//! I/O error), and reads go on being served. [`Store::recover`] (the node
+//! calls it every second while the store is failed) checks that the data
+//! directory takes writes again (the file system reports room for a
+//! memtable flush, and a small file can be written and synced there), then
+//! closes the database once its last in-flight user is done and opens it
+//! again, which replays the WAL: what was acknowledged is kept, a write that
+//! failed was never applied. The hint counters are rebuilt as at open, and
+//! the [`WriteListener`] is told about any key whose failed write turns out
+//! to be stored after all. While the database is closed (milliseconds),
+//! every call fails with [`StoreError::Unavailable`].
+//!
+//! Debian's librocksdb 7.8 is built with its assertions on, and some of them
+//! abort the process when a file writer that has seen a failed write is
+//! used again: its info log (`LOG`, in the data directory: the next log line
+//! after a failed flush of the log aborts), and a WAL sync through RocksDB
+//! (`FlushWAL(true)`) after a failed append. So the info log only takes the
+//! lines written at open (the options, no runtime lines), a database is only
+//! opened once a test write in the data directory succeeded, and the WAL is
+//! synced through descriptors of our own ([`Store::sync_wal`]).
 
 pub mod namespace;
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwapOption;
 use dynkv_vclock::{DvvSet, Object, ObjectDecodeError, decode_object, encode_object};
 use parking_lot::Mutex;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
-    ReadOptions, WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, LogLevel,
+    Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 const CF_OBJECTS: &str = "objects";
 const CF_DIGESTS: &str = "digests";
 const CF_HINTS: &str = "hints";
 const CF_META: &str = "meta";
+/// Every column family, in the order they are opened.
+const ALL_CFS: [&str; 4] = [CF_OBJECTS, CF_DIGESTS, CF_HINTS, CF_META];
+
+/// The file [`Store::recover`] (and open) writes, syncs and removes in the
+/// data directory to see whether it takes writes. RocksDB ignores files it
+/// did not name.
+const SPACE_PROBE: &str = "dynkv-space-probe";
+/// Bytes of that test write.
+const SPACE_PROBE_BYTES: usize = 4096;
+/// How long a reopen waits for the database's in-flight users (scans
+/// included) before it gives up for this round and puts the database back.
+const REOPEN_WAIT: Duration = Duration::from_secs(30);
+/// Most keys whose failed write is remembered for the listener (see
+/// [`Store::recover`]); writes fail fast once the store is failed, so only
+/// the writes in flight at that moment get here.
+const MAX_UNCERTAIN: usize = 10_000;
+
+/// [`StoreState`] as stored in an atomic.
+const HEALTHY: u8 = 0;
+const NO_SPACE: u8 = 1;
+const FAILED: u8 = 2;
 
 /// Number of key-lock stripes: enough that unrelated hot keys rarely
 /// contend, small enough to be a fixed 32 KiB.
@@ -103,12 +156,27 @@ const _: () = assert!(dynkv_vclock::object::OBJECT_FORMAT_V1 != HINT_FORMAT_V2);
 
 /// Storage failures. RocksDB errors are I/O problems the caller reports as a
 /// failed replica; decode errors mean corruption and are never silently
-/// treated as "not found".
+/// treated as "not found". A RocksDB or I/O error that says the disk (or a
+/// quota) is full is classified as [`StoreError::NoSpace`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// RocksDB refused an operation.
     #[error("rocksdb: {0}")]
-    Rocks(#[from] rocksdb::Error),
+    Rocks(rocksdb::Error),
+    /// The disk holding the data directory is full (or a quota is reached):
+    /// the write failed, or was refused because an earlier one did (see
+    /// [`StoreState::NoSpace`]). Reads are still served.
+    #[error("no space left on the data disk: {0}")]
+    NoSpace(String),
+    /// The store refuses the call for now: a write failed with an I/O error
+    /// and writes wait for the database to be reopened, or it is being
+    /// reopened (reads too, for milliseconds).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A file operation of the store's own failed (the WAL sync, the space
+    /// probe).
+    #[error("i/o: {0}")]
+    Io(std::io::Error),
     /// A stored object could not be decoded.
     #[error("stored object is corrupt: {0}")]
     Corrupt(#[from] ObjectDecodeError),
@@ -122,8 +190,143 @@ pub enum StoreError {
     },
 }
 
+impl From<rocksdb::Error> for StoreError {
+    fn from(e: rocksdb::Error) -> Self {
+        if is_no_space(e.as_ref()) {
+            StoreError::NoSpace(e.into_string())
+        } else {
+            StoreError::Rocks(e)
+        }
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        if io_no_space(&e) {
+            StoreError::NoSpace(e.to_string())
+        } else {
+            StoreError::Io(e)
+        }
+    }
+}
+
+impl StoreError {
+    /// True for [`StoreError::NoSpace`].
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, StoreError::NoSpace(_))
+    }
+}
+
+/// Whether a RocksDB status text says the disk or a quota is full:
+/// `IO error: No space left on device: ...` (RocksDB's `NoSpace` subcode and
+/// `ENOSPC`), `... Space limit reached` (its `SpaceLimit` subcode), or the
+/// `EDQUOT` text.
+pub fn is_no_space(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("no space left on device")
+        || m.contains("space limit reached")
+        || m.contains("disk quota exceeded")
+}
+
+fn io_no_space(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
 /// Result alias for storage calls.
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Whether the store takes writes (see the crate documentation, "A full
+/// disk").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreState {
+    /// Reads and writes are served.
+    Healthy,
+    /// A write failed for lack of space: writes are refused with
+    /// [`StoreError::NoSpace`] until [`Store::recover`] finds room again and
+    /// reopens the database. Reads are served.
+    NoSpace,
+    /// A write failed with another I/O error: writes are refused with
+    /// [`StoreError::Unavailable`] until [`Store::recover`] reopens the
+    /// database. Reads are served.
+    Failed,
+}
+
+impl StoreState {
+    /// A short name for logs and views: `healthy`, `no_space`, `failed`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreState::Healthy => "healthy",
+            StoreState::NoSpace => "no_space",
+            StoreState::Failed => "failed",
+        }
+    }
+
+    fn from_code(code: u8) -> StoreState {
+        match code {
+            HEALTHY => StoreState::Healthy,
+            NO_SPACE => StoreState::NoSpace,
+            _ => StoreState::Failed,
+        }
+    }
+}
+
+/// The store's state and its history, for metrics, logs and views.
+#[derive(Clone, Debug)]
+pub struct StoreHealth {
+    /// Whether writes are taken.
+    pub state: StoreState,
+    /// The error that ended the healthy state (`None` while healthy).
+    pub reason: Option<String>,
+    /// When it ended (`None` while healthy).
+    pub since: Option<SystemTime>,
+    /// True while the database is closed to be reopened (every call fails).
+    pub reopening: bool,
+    /// Times [`Store::recover`] reopened the database since open.
+    pub reopens: u64,
+}
+
+/// What one [`Store::recover`] call did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// The store is healthy: nothing to do.
+    Healthy,
+    /// The data directory does not take writes yet (why): try again later.
+    NotYet(String),
+    /// The database was reopened: writes are taken again.
+    Reopened {
+        /// How long the store was closed (the wait for in-flight users, the
+        /// close and the open with its WAL replay).
+        took: Duration,
+        /// Keys whose failed write turned out to be stored after all, and
+        /// which the listener was told about.
+        reconciled: usize,
+    },
+}
+
+/// A key whose write failed: (partition, hash, the digest the listener last
+/// saw for it).
+type Uncertain = (u32, u64, Option<u64>);
+
+/// Why the store left the healthy state.
+struct Failure {
+    reason: String,
+    since: SystemTime,
+}
+
+/// The database, held for one call (`Deref`s to it). Holding it keeps a
+/// reopen waiting, so no call holds it longer than it runs.
+struct Handle(arc_swap::Guard<Option<Arc<DB>>>);
+
+impl std::ops::Deref for Handle {
+    type Target = DB;
+
+    fn deref(&self) -> &DB {
+        self.0
+            .as_deref()
+            .expect("a handle is made only when the database is open")
+    }
+}
 
 /// How to open the store. Every field is a node config tunable.
 #[derive(Clone, Debug)]
@@ -236,7 +439,27 @@ pub enum HintPut {
 
 /// One node's RocksDB database. Cheap to share behind an `Arc`.
 pub struct Store {
-    db: DB,
+    /// The open database; `None` while [`Store::recover`] reopens it.
+    db: ArcSwapOption<DB>,
+    /// How it was opened, to open it again.
+    config: StoreConfig,
+    /// [`StoreState`] as `HEALTHY`, `NO_SPACE` or `FAILED`; changed under
+    /// `failure`'s lock.
+    state: AtomicU8,
+    failure: Mutex<Option<Failure>>,
+    /// One [`Store::recover`] at a time.
+    reopen: Mutex<()>,
+    reopens: AtomicU64,
+    /// Keys whose write failed, with the digest the listener last saw for
+    /// each: checked against what the reopened database holds.
+    uncertain: Mutex<HashMap<Vec<u8>, Uncertain>>,
+    /// `uncertain` is not empty (spares successful writes its lock).
+    uncertain_any: AtomicBool,
+    /// More keys failed than `uncertain` keeps.
+    uncertain_overflow: AtomicBool,
+    /// The WAL files the last WAL sync found, to fsync the directory when
+    /// that set changes.
+    wal_files_synced: Mutex<Vec<OsString>>,
     locks: Box<[Mutex<()>]>,
     write_opts: WriteOptions,
     hint_count: AtomicU64,
@@ -252,119 +475,353 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the database. `listener` sees every digest change.
+    /// Fails with [`StoreError::NoSpace`] when the data directory does not
+    /// take a small test write (RocksDB must not open on a full disk: see the
+    /// crate documentation).
     pub fn open(config: &StoreConfig, listener: Option<Arc<dyn WriteListener>>) -> Result<Store> {
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
-        db_opts.increase_parallelism(
-            std::thread::available_parallelism().map_or(2, |n| n.get() as i32),
-        );
-        db_opts.set_max_background_jobs(2);
-        // Compactions run at the lowest CPU priority: they can wait, and on
-        // a small machine several replicas compact the same data at the same
-        // moment, which otherwise stalls client requests for a few hundred
-        // milliseconds. Flushes keep normal priority so writes never stall
-        // behind a full memtable.
-        let mut env = rocksdb::Env::new()?;
-        env.lower_thread_pool_cpu_priority();
-        db_opts.set_env(&env);
-        db_opts.set_bytes_per_sync(1 << 20);
-        if config.background_bytes_per_sec > 0 {
-            // Flushes and compactions share the machine with requests: a
-            // rate limit spreads their bursts out instead of letting them
-            // take every core for seconds.
-            db_opts.set_ratelimiter(config.background_bytes_per_sec as i64, 100_000, 10);
+        std::fs::create_dir_all(&config.path)?;
+        if let Err(e) = probe_space(&config.path, 0) {
+            return Err(StoreError::from(e));
         }
-
-        let cache = Cache::new_lru_cache(config.block_cache_bytes)?;
-        let cf_opts = |bloom: bool, prefix: Option<usize>| {
-            let mut table = BlockBasedOptions::default();
-            table.set_block_cache(&cache);
-            table.set_cache_index_and_filter_blocks(true);
-            if bloom {
-                table.set_bloom_filter(10.0, false);
-            }
-            let mut o = Options::default();
-            o.set_block_based_table_factory(&table);
-            o.set_write_buffer_size(config.write_buffer_bytes);
-            if bloom {
-                // A bloom filter over the memtable's keys: a point read of a
-                // key that is not in the memtable skips the skiplist search
-                // (it showed in profiles of the read path).
-                o.set_memtable_whole_key_filtering(true);
-                o.set_memtable_prefix_bloom_ratio(0.05);
-            }
-            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            if let Some(len) = prefix {
-                o.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(len));
-            }
-            o
-        };
-        let cfs = vec![
-            ColumnFamilyDescriptor::new(CF_OBJECTS, cf_opts(true, None)),
-            ColumnFamilyDescriptor::new(CF_DIGESTS, cf_opts(false, None)),
-            ColumnFamilyDescriptor::new(CF_HINTS, cf_opts(false, None)),
-            ColumnFamilyDescriptor::new(CF_META, cf_opts(false, None)),
-        ];
-        let db = DB::open_cf_descriptors(&db_opts, &config.path, cfs)?;
+        let db = open_db(config)?;
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(config.sync_writes);
-        let store = Store {
-            db,
+        check_format(&db)?;
+        let (hints, bytes) = hint_totals(&db)?;
+        Ok(Store {
+            db: ArcSwapOption::from_pointee(db),
+            config: config.clone(),
+            state: AtomicU8::new(HEALTHY),
+            failure: Mutex::new(None),
+            reopen: Mutex::new(()),
+            reopens: AtomicU64::new(0),
+            uncertain: Mutex::new(HashMap::new()),
+            uncertain_any: AtomicBool::new(false),
+            uncertain_overflow: AtomicBool::new(false),
+            wal_files_synced: Mutex::new(Vec::new()),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             write_opts,
-            hint_count: AtomicU64::new(0),
-            hint_bytes: AtomicU64::new(0),
+            hint_count: AtomicU64::new(hints),
+            hint_bytes: AtomicU64::new(bytes),
             opened_ms: unix_ms(SystemTime::now()),
             wal_synced_ms: AtomicU64::new(0),
             wal_syncs: AtomicU64::new(0),
             wal_sync_failures: AtomicU64::new(0),
             listener,
+        })
+    }
+}
+
+/// Opens the RocksDB database of `config` with the node's options.
+fn open_db(config: &StoreConfig) -> Result<DB> {
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    db_opts
+        .increase_parallelism(std::thread::available_parallelism().map_or(2, |n| n.get() as i32));
+    db_opts.set_max_background_jobs(2);
+    // Compactions run at the lowest CPU priority: they can wait, and on
+    // a small machine several replicas compact the same data at the same
+    // moment, which otherwise stalls client requests for a few hundred
+    // milliseconds. Flushes keep normal priority so writes never stall
+    // behind a full memtable.
+    let mut env = rocksdb::Env::new()?;
+    env.lower_thread_pool_cpu_priority();
+    db_opts.set_env(&env);
+    // The info log takes only the header RocksDB writes at open (its
+    // version and options): librocksdb 7.8 aborts on the next log line
+    // after a failed write of the log, i.e. on a full disk (see the crate
+    // documentation). Each open renames the last log to `LOG.old.*`.
+    db_opts.set_log_level(LogLevel::Header);
+    db_opts.set_keep_log_file_num(10);
+    db_opts.set_bytes_per_sync(1 << 20);
+    if config.background_bytes_per_sec > 0 {
+        // Flushes and compactions share the machine with requests: a
+        // rate limit spreads their bursts out instead of letting them
+        // take every core for seconds.
+        db_opts.set_ratelimiter(config.background_bytes_per_sec as i64, 100_000, 10);
+    }
+
+    let cache = Cache::new_lru_cache(config.block_cache_bytes)?;
+    let cf_opts = |bloom: bool, prefix: Option<usize>| {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_cache_index_and_filter_blocks(true);
+        if bloom {
+            table.set_bloom_filter(10.0, false);
+        }
+        let mut o = Options::default();
+        o.set_block_based_table_factory(&table);
+        o.set_write_buffer_size(config.write_buffer_bytes);
+        if bloom {
+            // A bloom filter over the memtable's keys: a point read of a
+            // key that is not in the memtable skips the skiplist search
+            // (it showed in profiles of the read path).
+            o.set_memtable_whole_key_filtering(true);
+            o.set_memtable_prefix_bloom_ratio(0.05);
+        }
+        o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        if let Some(len) = prefix {
+            o.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(len));
+        }
+        o
+    };
+    let cfs = vec![
+        ColumnFamilyDescriptor::new(CF_OBJECTS, cf_opts(true, None)),
+        ColumnFamilyDescriptor::new(CF_DIGESTS, cf_opts(false, None)),
+        ColumnFamilyDescriptor::new(CF_HINTS, cf_opts(false, None)),
+        ColumnFamilyDescriptor::new(CF_META, cf_opts(false, None)),
+    ];
+    Ok(DB::open_cf_descriptors(&db_opts, &config.path, cfs)?)
+}
+
+/// Checks (or, in a new database, writes) the layout version.
+fn check_format(db: &DB) -> Result<()> {
+    match db.get_cf(cf(db, CF_META), META_FORMAT.as_bytes())? {
+        None => {
+            let mut o = WriteOptions::default();
+            o.set_sync(true);
+            Ok(db.put_cf_opt(
+                cf(db, CF_META),
+                META_FORMAT.as_bytes(),
+                [STORAGE_FORMAT_V1],
+                &o,
+            )?)
+        }
+        Some(v) if v.as_slice() == [STORAGE_FORMAT_V1] => Ok(()),
+        Some(v) => Err(StoreError::Format {
+            found: v.first().copied().unwrap_or(0),
+            expected: STORAGE_FORMAT_V1,
+        }),
+    }
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name).expect("column family created at open")
+}
+
+/// Number of hints and bytes they hold, by one scan (at open).
+fn hint_totals(db: &DB) -> Result<(u64, u64)> {
+    let (mut n, mut bytes) = (0, 0);
+    for item in db.iterator_cf(cf(db, CF_HINTS), IteratorMode::Start) {
+        let (k, v) = item?;
+        n += 1;
+        bytes += (k.len() + v.len()) as u64;
+    }
+    Ok((n, bytes))
+}
+
+/// A key's stored object.
+fn read_object(db: &DB, key: &KeyRef<'_>) -> Result<Option<Object>> {
+    match db.get_pinned_cf(cf(db, CF_OBJECTS), object_key(key.partition, key.key))? {
+        Some(bytes) => Ok(Some(decode_object(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// A key's digest as the `digests` family holds it.
+fn read_digest(db: &DB, key: &KeyRef<'_>) -> Result<Option<u64>> {
+    Ok(db
+        .get_pinned_cf(cf(db, CF_DIGESTS), digest_key(key.hash, key.key))?
+        .and_then(|v| {
+            v.get(..8)
+                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        }))
+}
+
+impl Store {
+    /// The open database, or [`StoreError::Unavailable`] while it is being
+    /// reopened.
+    fn handle(&self) -> Result<Handle> {
+        let guard = self.db.load();
+        if guard.is_none() {
+            return Err(StoreError::Unavailable(
+                "the database is being reopened after a failed write; retry shortly".into(),
+            ));
+        }
+        Ok(Handle(guard))
+    }
+
+    /// `Ok` while writes are taken; the refusal otherwise.
+    fn writable(&self) -> Result<()> {
+        match self.state.load(Ordering::Acquire) {
+            HEALTHY => Ok(()),
+            state => {
+                let reason = self
+                    .failure
+                    .lock()
+                    .as_ref()
+                    .map_or_else(String::new, |f| f.reason.clone());
+                Err(match state {
+                    NO_SPACE => StoreError::NoSpace(format!(
+                        "writes are refused until space is freed (the write that failed: {reason})"
+                    )),
+                    _ => StoreError::Unavailable(format!(
+                        "writes are refused until the database is reopened (the write that failed: {reason})"
+                    )),
+                })
+            }
+        }
+    }
+
+    /// A failed write: classifies it, and on an I/O error (RocksDB has then
+    /// stopped the database) leaves the healthy state.
+    fn write_failed(&self, e: impl Into<StoreError>) -> StoreError {
+        let e = e.into();
+        let state = match &e {
+            StoreError::NoSpace(_) => NO_SPACE,
+            StoreError::Rocks(r) if r.kind() == rocksdb::ErrorKind::IOError => FAILED,
+            _ => return e,
         };
-        store.check_format()?;
-        let (hints, bytes) = store.hint_totals()?;
-        store.hint_count.store(hints, Ordering::Relaxed);
-        store.hint_bytes.store(bytes, Ordering::Relaxed);
-        Ok(store)
+        let mut failure = self.failure.lock();
+        if self.state.load(Ordering::Acquire) == HEALTHY {
+            *failure = Some(Failure {
+                reason: e.to_string(),
+                since: SystemTime::now(),
+            });
+            self.state.store(state, Ordering::Release);
+            tracing::warn!(
+                data_dir = %self.config.path.display(),
+                state = StoreState::from_code(state).name(),
+                error = %e,
+                "a write failed: the store refuses writes (reads go on) until it is reopened"
+            );
+        }
+        e
     }
 
-    fn check_format(&self) -> Result<()> {
-        match self.get_meta(META_FORMAT)? {
-            None => self.put_meta(META_FORMAT, &[STORAGE_FORMAT_V1]),
-            Some(v) if v.as_slice() == [STORAGE_FORMAT_V1] => Ok(()),
-            Some(v) => Err(StoreError::Format {
-                found: v.first().copied().unwrap_or(0),
-                expected: STORAGE_FORMAT_V1,
-            }),
+    /// Remembers that a write of `key` failed while the listener knew it as
+    /// `known` (see [`Store::recover`]).
+    fn note_uncertain(&self, key: &KeyRef<'_>, known: Option<u64>) {
+        let mut u = self.uncertain.lock();
+        if u.len() >= MAX_UNCERTAIN && !u.contains_key(key.key) {
+            self.uncertain_overflow.store(true, Ordering::Relaxed);
+            return;
+        }
+        u.entry(key.key.to_vec())
+            .or_insert((key.partition, key.hash, known));
+        self.uncertain_any.store(true, Ordering::Release);
+    }
+
+    /// Whether the store takes writes now.
+    pub fn state(&self) -> StoreState {
+        StoreState::from_code(self.state.load(Ordering::Acquire))
+    }
+
+    /// The store's state, why and since when it is not healthy, and how
+    /// often it was reopened.
+    pub fn health(&self) -> StoreHealth {
+        let failure = self.failure.lock();
+        StoreHealth {
+            state: self.state(),
+            reason: failure.as_ref().map(|f| f.reason.clone()),
+            since: failure.as_ref().map(|f| f.since),
+            reopening: self.db.load().is_none(),
+            reopens: self.reopens.load(Ordering::Relaxed),
         }
     }
 
-    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(name)
-            .expect("column family created at open")
+    /// Brings a failed store back (blocking; the node calls it every second
+    /// while [`Store::state`] is not healthy). Does nothing on a healthy
+    /// store. Otherwise, if the data directory takes writes again (its file
+    /// system has room for a memtable flush, `write_buffer_bytes`, and a
+    /// small file can be written and synced there), closes the database as
+    /// soon as no call holds it (for up to 30 s; past that it is put back and
+    /// the next call tries again), opens it again (replaying the WAL),
+    /// rebuilds the hint counters as [`Store::open`] does, tells the listener
+    /// about every key whose failed write is stored after all, and takes
+    /// writes again. While the database is closed every call fails with
+    /// [`StoreError::Unavailable`]. An error leaves the store failed (and
+    /// closed if the open failed); the next call tries again.
+    pub fn recover(&self) -> Result<Recovery> {
+        if self.state.load(Ordering::Acquire) == HEALTHY {
+            return Ok(Recovery::Healthy);
+        }
+        let _one = self.reopen.lock();
+        if self.state.load(Ordering::Acquire) == HEALTHY {
+            return Ok(Recovery::Healthy);
+        }
+        let min_free = self.config.write_buffer_bytes as u64;
+        if let Err(e) = probe_space(&self.config.path, min_free) {
+            return Ok(Recovery::NotYet(e.to_string()));
+        }
+        let started = Instant::now();
+        if let Some(old) = self.db.swap(None) {
+            let mut old = old;
+            let deadline = Instant::now() + REOPEN_WAIT;
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(still) if Instant::now() >= deadline => {
+                        self.db.store(Some(still));
+                        return Err(StoreError::Unavailable(format!(
+                            "the database is still in use after {REOPEN_WAIT:?}; reopening later"
+                        )));
+                    }
+                    Err(still) => {
+                        old = still;
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+            }
+        }
+        let db = open_db(&self.config)?;
+        check_format(&db)?;
+        let (hints, bytes) = hint_totals(&db)?;
+        let reconciled = self.reconcile(&db)?;
+        self.hint_count.store(hints, Ordering::Relaxed);
+        self.hint_bytes.store(bytes, Ordering::Relaxed);
+        self.db.store(Some(Arc::new(db)));
+        {
+            let mut failure = self.failure.lock();
+            *failure = None;
+            self.state.store(HEALTHY, Ordering::Release);
+        }
+        self.reopens.fetch_add(1, Ordering::Relaxed);
+        Ok(Recovery::Reopened {
+            took: started.elapsed(),
+            reconciled,
+        })
     }
 
-    /// Number of hints and bytes they hold, by one scan (at open).
-    fn hint_totals(&self) -> Result<(u64, u64)> {
-        let (mut n, mut bytes) = (0, 0);
-        for item in self.db.iterator_cf(self.cf(CF_HINTS), IteratorMode::Start) {
-            let (k, v) = item?;
-            n += 1;
-            bytes += (k.len() + v.len()) as u64;
+    /// Tells the listener about every key whose failed write the reopened
+    /// database holds after all (a WAL record appended whose sync failed),
+    /// under each key's lock. Returns how many.
+    fn reconcile(&self, db: &DB) -> Result<usize> {
+        let pending = std::mem::take(&mut *self.uncertain.lock());
+        self.uncertain_any.store(false, Ordering::Release);
+        if self.uncertain_overflow.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                max = MAX_UNCERTAIN,
+                "more writes failed than the store remembers: anti-entropy trees may miss some of them until their next rebuild"
+            );
         }
-        Ok((n, bytes))
+        let Some(listener) = &self.listener else {
+            return Ok(0);
+        };
+        let mut told = 0;
+        for (key, (partition, hash, known)) in pending {
+            let kr = KeyRef {
+                partition,
+                hash,
+                key: &key,
+            };
+            let _guard = self.locks[(hash as usize) % LOCK_STRIPES].lock();
+            let stored = read_digest(db, &kr)?;
+            if stored != known {
+                listener.digest_changed(&kr, known, stored);
+                told += 1;
+            }
+        }
+        Ok(told)
     }
 
     /// Reads a key's stored object.
     pub fn get(&self, key: &KeyRef<'_>) -> Result<Option<Object>> {
-        match self
-            .db
-            .get_pinned_cf(self.cf(CF_OBJECTS), object_key(key.partition, key.key))?
-        {
-            Some(bytes) => Ok(Some(decode_object(&bytes)?)),
-            None => Ok(None),
-        }
+        read_object(&*self.handle()?, key)
     }
 
     /// Atomically replaces a key's object by `f(current)` under the key's
@@ -374,8 +831,9 @@ impl Store {
     where
         F: FnOnce(Option<Object>) -> Option<Object>,
     {
+        let db = self.handle()?;
         let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
-        let current = self.get(key)?;
+        let current = read_object(&db, key)?;
         let old_digest = current.as_ref().map(|o| o.digest());
         let next = f(current);
         let new_digest = next.as_ref().map(|o| o.digest());
@@ -385,20 +843,28 @@ impl Store {
                 changed: false,
             });
         }
+        self.writable()?;
         let okey = object_key(key.partition, key.key);
         let dkey = digest_key(key.hash, key.key);
         let mut batch = WriteBatch::default();
         match (&next, new_digest) {
             (Some(obj), Some(d)) => {
-                batch.put_cf(self.cf(CF_OBJECTS), &okey, encode_object(obj));
-                batch.put_cf(self.cf(CF_DIGESTS), &dkey, d.to_le_bytes());
+                batch.put_cf(cf(&db, CF_OBJECTS), &okey, encode_object(obj));
+                batch.put_cf(cf(&db, CF_DIGESTS), &dkey, d.to_le_bytes());
             }
             _ => {
-                batch.delete_cf(self.cf(CF_OBJECTS), &okey);
-                batch.delete_cf(self.cf(CF_DIGESTS), &dkey);
+                batch.delete_cf(cf(&db, CF_OBJECTS), &okey);
+                batch.delete_cf(cf(&db, CF_DIGESTS), &dkey);
             }
         }
-        self.db.write_opt(batch, &self.write_opts)?;
+        if let Err(e) = db.write_opt(batch, &self.write_opts) {
+            self.note_uncertain(key, old_digest);
+            return Err(self.write_failed(e));
+        }
+        if self.uncertain_any.load(Ordering::Acquire) {
+            // A later write of the key succeeded: the listener sees it now.
+            self.uncertain.lock().remove(key.key);
+        }
         if let Some(l) = &self.listener {
             l.digest_changed(key, old_digest, new_digest);
         }
@@ -432,8 +898,9 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Object)>> {
+        let db = self.handle()?;
         let mut out = Vec::new();
-        for item in self.partition_objects(partition, &[], after).take(limit) {
+        for item in partition_objects(&db, partition, &[], after).take(limit) {
             let (k, v) = item?;
             out.push((k[4..].to_vec(), decode_object(&v)?));
         }
@@ -451,8 +918,9 @@ impl Store {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Vec<u8>>> {
+        let db = self.handle()?;
         let mut out = Vec::new();
-        for item in self.partition_objects(partition, prefix, after) {
+        for item in partition_objects(&db, partition, prefix, after) {
             if out.len() >= limit {
                 break;
             }
@@ -463,37 +931,6 @@ impl Store {
             out.push(k[4..].to_vec());
         }
         Ok(out)
-    }
-
-    /// One partition's stored objects whose keys start with `prefix`, in key
-    /// order, from just after `after` (exclusive) or from the first: the walk
-    /// under the per-partition scans. Yields (stored key, encoded object).
-    fn partition_objects(
-        &self,
-        partition: u32,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-    ) -> impl Iterator<Item = Result<RawEntry>> + '_ {
-        let lower = object_key(partition, prefix);
-        let start = match after {
-            Some(k) => {
-                let mut s = object_key(partition, k);
-                s.push(0);
-                s.max(lower.clone())
-            }
-            None => lower.clone(),
-        };
-        let mut opts = ReadOptions::default();
-        bound_to_prefix(&mut opts, &lower);
-        self.db
-            .iterator_cf_opt(
-                self.cf(CF_OBJECTS),
-                opts,
-                IteratorMode::From(&start, Direction::Forward),
-            )
-            .map(|item| item.map_err(StoreError::from))
-            // The upper bound is unset when the prefix is all 0xff bytes.
-            .take_while(move |item| !matches!(item, Ok((k, _)) if !k.starts_with(&lower)))
     }
 
     /// Up to `limit` distinct namespaces (see [`namespace`]) that hold at
@@ -515,9 +952,10 @@ impl Store {
             },
             None => lower.clone(),
         };
+        let db = self.handle()?;
         let mut opts = ReadOptions::default();
         bound_to_prefix(&mut opts, &lower);
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(CF_OBJECTS), opts);
+        let mut it = db.raw_iterator_cf_opt(cf(&db, CF_OBJECTS), opts);
         it.seek(&start);
         let mut out = Vec::new();
         while out.len() < limit && it.valid() {
@@ -562,13 +1000,14 @@ impl Store {
         hi: u64,
         mut f: F,
     ) -> Result<()> {
+        let db = self.handle()?;
         let start = lo.to_be_bytes();
         let mut opts = ReadOptions::default();
         if let Some(next) = hi.checked_add(1) {
             opts.set_iterate_upper_bound(next.to_be_bytes().to_vec());
         }
-        for item in self.db.iterator_cf_opt(
-            self.cf(CF_DIGESTS),
+        for item in db.iterator_cf_opt(
+            cf(&db, CF_DIGESTS),
             opts,
             IteratorMode::From(&start, Direction::Forward),
         ) {
@@ -604,10 +1043,11 @@ impl Store {
         object: &Object,
         limits: HintLimits,
     ) -> Result<HintPut> {
+        let db = self.handle()?;
         let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
         let hkey = hint_key(owner, key.partition, key.key);
-        let cf = self.cf(CF_HINTS);
-        let existing = match self.db.get_pinned_cf(cf, &hkey)? {
+        let cf = cf(&db, CF_HINTS);
+        let existing = match db.get_pinned_cf(cf, &hkey)? {
             Some(bytes) => Some((bytes.len(), self.decode_hint_value(&bytes)?)),
             None => None,
         };
@@ -627,7 +1067,9 @@ impl Store {
         {
             return Ok(HintPut::Refused(HintBound::Bytes));
         }
-        self.db.put_cf_opt(cf, &hkey, value, &self.write_opts)?;
+        self.writable()?;
+        db.put_cf_opt(cf, &hkey, value, &self.write_opts)
+            .map_err(|e| self.write_failed(e))?;
         // Add before subtracting: the total never wraps below zero.
         self.hint_bytes.fetch_add(new_size, Ordering::Relaxed);
         self.hint_bytes.fetch_sub(old_size, Ordering::Relaxed);
@@ -641,10 +1083,8 @@ impl Store {
 
     /// The hint kept for `owner` and this key, if any.
     pub fn get_hint(&self, owner: &str, key: &KeyRef<'_>) -> Result<Option<Object>> {
-        match self
-            .db
-            .get_pinned_cf(self.cf(CF_HINTS), hint_key(owner, key.partition, key.key))?
-        {
+        let db = self.handle()?;
+        match db.get_pinned_cf(cf(&db, CF_HINTS), hint_key(owner, key.partition, key.key))? {
             Some(bytes) => Ok(Some(self.decode_hint_value(&bytes)?.1)),
             None => Ok(None),
         }
@@ -686,9 +1126,10 @@ impl Store {
         if let Some(o) = owner {
             bound_to_prefix(&mut opts, &hint_owner_prefix(o));
         }
+        let db = self.handle()?;
         let mut out = Vec::new();
-        for item in self.db.iterator_cf_opt(
-            self.cf(CF_HINTS),
+        for item in db.iterator_cf_opt(
+            cf(&db, CF_HINTS),
             opts,
             IteratorMode::From(&start, Direction::Forward),
         ) {
@@ -720,10 +1161,11 @@ impl Store {
         key: &KeyRef<'_>,
         delivered_digest: u64,
     ) -> Result<bool> {
+        let db = self.handle()?;
         let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
         let hkey = hint_key(owner, key.partition, key.key);
-        let cf = self.cf(CF_HINTS);
-        let Some(bytes) = self.db.get_pinned_cf(cf, &hkey)? else {
+        let cf = cf(&db, CF_HINTS);
+        let Some(bytes) = db.get_pinned_cf(cf, &hkey)? else {
             return Ok(false);
         };
         if self.decode_hint_value(&bytes)?.1.digest() != delivered_digest {
@@ -731,7 +1173,9 @@ impl Store {
         }
         let size = (hkey.len() + bytes.len()) as u64;
         drop(bytes);
-        self.db.delete_cf_opt(cf, &hkey, &self.write_opts)?;
+        self.writable()?;
+        db.delete_cf_opt(cf, &hkey, &self.write_opts)
+            .map_err(|e| self.write_failed(e))?;
         self.hint_count.fetch_sub(1, Ordering::Relaxed);
         self.hint_bytes.fetch_sub(size, Ordering::Relaxed);
         Ok(true)
@@ -746,10 +1190,11 @@ impl Store {
         key: &KeyRef<'_>,
         cutoff: SystemTime,
     ) -> Result<bool> {
+        let db = self.handle()?;
         let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
         let hkey = hint_key(owner, key.partition, key.key);
-        let cf = self.cf(CF_HINTS);
-        let Some(bytes) = self.db.get_pinned_cf(cf, &hkey)? else {
+        let cf = cf(&db, CF_HINTS);
+        let Some(bytes) = db.get_pinned_cf(cf, &hkey)? else {
             return Ok(false);
         };
         if self.decode_hint_value(&bytes)?.0 > unix_ms(cutoff) {
@@ -757,7 +1202,9 @@ impl Store {
         }
         let size = (hkey.len() + bytes.len()) as u64;
         drop(bytes);
-        self.db.delete_cf_opt(cf, &hkey, &self.write_opts)?;
+        self.writable()?;
+        db.delete_cf_opt(cf, &hkey, &self.write_opts)
+            .map_err(|e| self.write_failed(e))?;
         self.hint_count.fetch_sub(1, Ordering::Relaxed);
         self.hint_bytes.fetch_sub(size, Ordering::Relaxed);
         Ok(true)
@@ -765,16 +1212,17 @@ impl Store {
 
     /// Whether a hint for `owner` and this key is kept (no decoding).
     pub fn has_hint(&self, owner: &str, key: &KeyRef<'_>) -> Result<bool> {
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf(CF_HINTS), hint_key(owner, key.partition, key.key))?
+        let db = self.handle()?;
+        Ok(db
+            .get_pinned_cf(cf(&db, CF_HINTS), hint_key(owner, key.partition, key.key))?
             .is_some())
     }
 
     /// Every owner some hint is kept for, in key order. Seeks past each
     /// owner found, so the cost follows the number of owners, not of hints.
     pub fn hint_owners(&self) -> Result<Vec<String>> {
-        let mut it = self.db.raw_iterator_cf(self.cf(CF_HINTS));
+        let db = self.handle()?;
+        let mut it = db.raw_iterator_cf(cf(&db, CF_HINTS));
         it.seek_to_first();
         let mut out = Vec::new();
         while it.valid() {
@@ -804,21 +1252,26 @@ impl Store {
     /// range, so that deleted keys (reaped tombstones) stop taking disk
     /// space now rather than whenever RocksDB compacts those files on its
     /// own. Blocking; takes as long as rewriting the live data.
+    /// Skipped while the store refuses writes.
     pub fn compact(&self) {
-        for cf in [CF_OBJECTS, CF_DIGESTS] {
-            self.db
-                .compact_range_cf(self.cf(cf), None::<&[u8]>, None::<&[u8]>);
+        if self.writable().is_err() {
+            return;
+        }
+        let Ok(db) = self.handle() else { return };
+        for name in [CF_OBJECTS, CF_DIGESTS] {
+            db.compact_range_cf(cf(&db, name), None::<&[u8]>, None::<&[u8]>);
         }
     }
 
     /// Bytes of the live SST files of every column family (RocksDB's
     /// `rocksdb.live-sst-files-size`; the write-ahead log is not counted).
+    /// 0 while the database is being reopened.
     pub fn sst_bytes(&self) -> u64 {
-        [CF_OBJECTS, CF_DIGESTS, CF_HINTS, CF_META]
+        let Ok(db) = self.handle() else { return 0 };
+        ALL_CFS
             .iter()
-            .filter_map(|cf| {
-                self.db
-                    .property_int_value_cf(self.cf(cf), "rocksdb.live-sst-files-size")
+            .filter_map(|name| {
+                db.property_int_value_cf(cf(&db, name), "rocksdb.live-sst-files-size")
                     .ok()
                     .flatten()
             })
@@ -838,8 +1291,9 @@ impl Store {
 
     /// Pending hints per owner (scans the hints family: for admin views).
     pub fn hint_counts_by_owner(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let db = self.handle()?;
         let mut out = std::collections::BTreeMap::new();
-        for item in self.db.iterator_cf(self.cf(CF_HINTS), IteratorMode::Start) {
+        for item in db.iterator_cf(cf(&db, CF_HINTS), IteratorMode::Start) {
             let (k, _) = item?;
             if let Some((o, _, _)) = parse_hint_key(&k) {
                 *out.entry(o).or_insert(0) += 1;
@@ -850,24 +1304,30 @@ impl Store {
 
     /// Reads a small named value (node identity, ring state).
     pub fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.db.get_cf(self.cf(CF_META), name.as_bytes())?)
+        let db = self.handle()?;
+        Ok(db.get_cf(cf(&db, CF_META), name.as_bytes())?)
     }
 
     /// Durably writes a small named value (always synced: it is rare and
     /// describes the node itself).
     pub fn put_meta(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.writable()?;
+        let db = self.handle()?;
         let mut o = WriteOptions::default();
         o.set_sync(true);
-        Ok(self
-            .db
-            .put_cf_opt(self.cf(CF_META), name.as_bytes(), value, &o)?)
+        db.put_cf_opt(cf(&db, CF_META), name.as_bytes(), value, &o)
+            .map_err(|e| self.write_failed(e))
     }
 
-    /// Flushes memtables and the WAL to disk (graceful shutdown).
+    /// Flushes memtables and the WAL to disk (graceful shutdown). Refused
+    /// while the store refuses writes (the WAL is replayed at the next open).
     pub fn flush(&self) -> Result<()> {
+        self.writable()?;
+        let db = self.handle()?;
         self.sync_wal()?;
-        for cf in [CF_OBJECTS, CF_DIGESTS, CF_HINTS, CF_META] {
-            self.db.flush_cf(self.cf(cf))?;
+        for name in ALL_CFS {
+            db.flush_cf(cf(&db, name))
+                .map_err(|e| self.write_failed(e))?;
         }
         Ok(())
     }
@@ -875,9 +1335,22 @@ impl Store {
     /// `fsync`s the write-ahead log: once this returns `Ok`, every write
     /// that returned before it was called survives a power loss. Counted in
     /// [`Store::wal_sync_stats`].
+    ///
+    /// It `fdatasync`s every WAL file (`NNNNNN.log`) of the data directory
+    /// through a descriptor of its own, and the directory when the set of
+    /// WAL files changed since the last sync, instead of calling RocksDB's
+    /// `FlushWAL(true)`: that call, racing with a WAL append that fails
+    /// (a full disk), syncs a writer that has seen an error, which aborts
+    /// the process in librocksdb 7.8 (an assertion its Debian build keeps).
+    /// The result is the same: RocksDB appends to its WAL with plain
+    /// `write(2)`s (no WAL buffer is kept in the process: `manual_wal_flush`
+    /// is off), never recycles WAL files, and syncing a file through any
+    /// descriptor makes its written data durable. A WAL file deleted
+    /// meanwhile is skipped (RocksDB deletes one only once its data is in
+    /// synced table files). Works while the store is failed or reopening.
     pub fn sync_wal(&self) -> Result<()> {
         let started = unix_ms(SystemTime::now());
-        match self.db.flush_wal(true) {
+        match self.sync_wal_files() {
             Ok(()) => {
                 self.wal_syncs.fetch_add(1, Ordering::Relaxed);
                 self.wal_synced_ms.fetch_max(started, Ordering::Relaxed);
@@ -885,9 +1358,35 @@ impl Store {
             }
             Err(e) => {
                 self.wal_sync_failures.fetch_add(1, Ordering::Relaxed);
-                Err(e.into())
+                Err(e)
             }
         }
+    }
+
+    fn sync_wal_files(&self) -> Result<()> {
+        let dir = &self.config.path;
+        let mut wals: Vec<OsString> = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let name = entry?.file_name();
+            if is_wal_file(&name) {
+                wals.push(name);
+            }
+        }
+        wals.sort();
+        for name in &wals {
+            match std::fs::File::open(dir.join(name)) {
+                Ok(f) => f.sync_data()?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut synced = self.wal_files_synced.lock();
+        if *synced != wals {
+            // A new WAL file's name must survive a power cut too.
+            std::fs::File::open(dir)?.sync_all()?;
+            *synced = wals;
+        }
+        Ok(())
     }
 
     /// When the last successful [`Store::sync_wal`] started: every write
@@ -946,9 +1445,10 @@ impl Store {
     }
 
     /// Approximate number of stored objects (RocksDB's estimate; for metrics).
+    /// 0 while the database is being reopened.
     pub fn estimated_objects(&self) -> u64 {
-        self.db
-            .property_int_value_cf(self.cf(CF_OBJECTS), "rocksdb.estimate-num-keys")
+        let Ok(db) = self.handle() else { return 0 };
+        db.property_int_value_cf(cf(&db, CF_OBJECTS), "rocksdb.estimate-num-keys")
             .ok()
             .flatten()
             .unwrap_or(0)
@@ -980,6 +1480,96 @@ impl Drop for WalSyncer {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// One partition's stored objects whose keys start with `prefix`, in key
+/// order, from just after `after` (exclusive) or from the first: the walk
+/// under the per-partition scans. Yields (stored key, encoded object).
+fn partition_objects<'a>(
+    db: &'a DB,
+    partition: u32,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+) -> impl Iterator<Item = Result<RawEntry>> + 'a {
+    let lower = object_key(partition, prefix);
+    let start = match after {
+        Some(k) => {
+            let mut s = object_key(partition, k);
+            s.push(0);
+            s.max(lower.clone())
+        }
+        None => lower.clone(),
+    };
+    let mut opts = ReadOptions::default();
+    bound_to_prefix(&mut opts, &lower);
+    db.iterator_cf_opt(
+        cf(db, CF_OBJECTS),
+        opts,
+        IteratorMode::From(&start, Direction::Forward),
+    )
+    .map(|item| item.map_err(StoreError::from))
+    // The upper bound is unset when the prefix is all 0xff bytes.
+    .take_while(move |item| !matches!(item, Ok((k, _)) if !k.starts_with(&lower)))
+}
+
+/// Whether `name` is a RocksDB WAL file: digits, then `.log`.
+fn is_wal_file(name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    name.strip_suffix(".log")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Whether `dir` takes writes: its file system reports at least `min_free`
+/// bytes available to us, and a small file can be written and synced there
+/// (then removed). What a full disk, a quota or the test harness's fault
+/// layer refuse.
+fn probe_space(dir: &Path, min_free: u64) -> std::io::Result<()> {
+    if let Some(free) = available_bytes(dir)
+        && free < min_free
+    {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!(
+                "{} has {free} bytes available, less than the {min_free} a reopen needs",
+                dir.display()
+            ),
+        ));
+    }
+    let path = dir.join(SPACE_PROBE);
+    let written = (|| {
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(&[0u8; SPACE_PROBE_BYTES])?;
+        f.sync_data()
+    })();
+    let _ = std::fs::remove_file(&path);
+    written.map_err(|e| {
+        let kind = if io_no_space(&e) {
+            std::io::ErrorKind::StorageFull
+        } else {
+            e.kind()
+        };
+        std::io::Error::new(
+            kind,
+            format!("a test write in {} failed: {e}", dir.display()),
+        )
+    })
+}
+
+/// Bytes available to an unprivileged user on the file system of `dir`
+/// (`statvfs`), if it can be asked.
+fn available_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero `statvfs` is a valid value of that plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` is a valid, writable
+    // `statvfs` that outlives the call.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -1053,6 +1643,244 @@ fn bound_to_prefix(opts: &mut ReadOptions, prefix: &[u8]) {
             b.push(last + 1);
             opts.set_iterate_upper_bound(b);
             return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dynkv_vclock::{Content, VersionVector};
+
+    use super::*;
+
+    /// Records every digest change it is told about.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Heard>>);
+
+    /// (key, old digest, new digest).
+    type Heard = (Vec<u8>, Option<u64>, Option<u64>);
+
+    impl WriteListener for Recorder {
+        fn digest_changed(&self, key: &KeyRef<'_>, old: Option<u64>, new: Option<u64>) {
+            self.0.lock().push((key.key.to_vec(), old, new));
+        }
+    }
+
+    fn key(k: &[u8]) -> KeyRef<'_> {
+        KeyRef {
+            partition: 7,
+            hash: 0x7000 + k.len() as u64,
+            key: k,
+        }
+    }
+
+    fn obj(v: &str) -> Object {
+        DvvSet::update(
+            &VersionVector::new(),
+            &Object::new(),
+            "n1",
+            Content::value(v.to_string(), "text/plain", 1),
+        )
+    }
+
+    fn full_disk() -> StoreError {
+        StoreError::NoSpace(
+            "IO error: No space left on device: While appending to file: 000004.log".into(),
+        )
+    }
+
+    #[test]
+    fn full_disk_errors_are_told_apart() {
+        assert!(is_no_space(
+            "IO error: No space left on device: While appending to file: /d/000004.log: No space left on device"
+        ));
+        assert!(is_no_space("IO error: Space limit reached"));
+        assert!(is_no_space(
+            "IO error: While open a file for appending: /d/x: Disk quota exceeded"
+        ));
+        assert!(!is_no_space("IO error: Input/output error"));
+        assert!(!is_no_space("Corruption: block checksum mismatch"));
+        let enospc = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(StoreError::from(enospc).is_no_space());
+        let edquot = std::io::Error::from_raw_os_error(libc::EDQUOT);
+        assert!(StoreError::from(edquot).is_no_space());
+        let eio = std::io::Error::from_raw_os_error(libc::EIO);
+        assert!(matches!(StoreError::from(eio), StoreError::Io(_)));
+    }
+
+    #[test]
+    fn wal_files_are_recognised_by_name() {
+        for (name, wal) in [
+            ("000004.log", true),
+            ("12.log", true),
+            (".log", false),
+            ("LOG", false),
+            ("LOG.old.1700000000", false),
+            ("MANIFEST-000005", false),
+            ("000009.sst", false),
+            ("x4.log", false),
+        ] {
+            assert_eq!(is_wal_file(std::ffi::OsStr::new(name)), wal, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_healthy_store_needs_no_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&StoreConfig::new(dir.path()), None).unwrap();
+        assert_eq!(s.state(), StoreState::Healthy);
+        assert_eq!(s.recover().unwrap(), Recovery::Healthy);
+        assert_eq!(s.health().reopens, 0);
+        assert!(
+            !dir.path().join(SPACE_PROBE).exists(),
+            "the space probe is removed"
+        );
+    }
+
+    #[test]
+    fn a_failed_store_refuses_writes_serves_reads_and_recovers_by_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = Arc::new(Recorder::default());
+        let mut cfg = StoreConfig::new(dir.path());
+        // The reopen needs room for one memtable flush.
+        cfg.write_buffer_bytes = 1 << 20;
+        let s = Store::open(&cfg, Some(listener.clone())).unwrap();
+        let (a, b) = (key(b"a"), key(b"b"));
+        s.merge(&a, &obj("va")).unwrap();
+        s.put_hint("n2", &b, &obj("vb")).unwrap();
+        let hints = (s.hint_count(), s.hint_bytes());
+
+        assert!(s.write_failed(full_disk()).is_no_space());
+        let h = s.health();
+        assert_eq!(h.state, StoreState::NoSpace);
+        assert!(h.reason.unwrap().contains("No space left"));
+        assert!(h.since.is_some() && !h.reopening);
+        // Writes are refused before RocksDB is asked, every kind of them.
+        assert!(s.merge(&b, &obj("x")).unwrap_err().is_no_space());
+        assert!(s.put_hint("n3", &a, &obj("x")).unwrap_err().is_no_space());
+        let d = s.get_hint("n2", &b).unwrap().unwrap().digest();
+        assert!(
+            s.remove_hint_if_unchanged("n2", &b, d)
+                .unwrap_err()
+                .is_no_space()
+        );
+        assert!(s.put_meta("m", b"x").unwrap_err().is_no_space());
+        assert!(s.flush().unwrap_err().is_no_space());
+        // An update that changes nothing needs no write: still answered.
+        assert!(!s.merge(&a, &obj("va")).unwrap().changed);
+        // Reads go on.
+        assert_eq!(s.get(&a).unwrap(), Some(obj("va")));
+        assert_eq!(s.hints(None, None, 10).unwrap().len(), 1);
+        // The sync of the WAL works (it does not go through RocksDB).
+        s.sync_wal().unwrap();
+
+        let Recovery::Reopened { reconciled, .. } = s.recover().unwrap() else {
+            panic!("not reopened");
+        };
+        assert_eq!(reconciled, 0);
+        let h = s.health();
+        assert_eq!(h.state, StoreState::Healthy);
+        assert!(h.reason.is_none() && !h.reopening);
+        assert_eq!(h.reopens, 1);
+        assert_eq!(s.get(&a).unwrap(), Some(obj("va")));
+        assert_eq!((s.hint_count(), s.hint_bytes()), hints);
+        assert!(s.merge(&b, &obj("vb")).unwrap().changed);
+        assert!(s.remove_hint_if_unchanged("n2", &b, d).unwrap());
+        assert_eq!(s.hint_count(), 0);
+        s.flush().unwrap();
+        assert_eq!(s.recover().unwrap(), Recovery::Healthy);
+        // The listener heard of each successful change exactly once.
+        let heard: Vec<Vec<u8>> = listener.0.lock().iter().map(|e| e.0.clone()).collect();
+        assert_eq!(heard, vec![b"a".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn another_io_error_refuses_writes_as_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&StoreConfig::new(dir.path()), None).unwrap();
+        let eio = std::io::Error::from_raw_os_error(libc::EIO);
+        // Only RocksDB's I/O errors fail the store; this one is not.
+        assert!(matches!(s.write_failed(eio), StoreError::Io(_)));
+        assert_eq!(s.state(), StoreState::Healthy);
+        s.enter_state_for_test(FAILED, "IO error: Input/output error");
+        assert!(matches!(
+            s.merge(&key(b"a"), &obj("x")),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert_eq!(s.state(), StoreState::Failed);
+    }
+
+    #[test]
+    fn a_reopen_waits_for_calls_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.write_buffer_bytes = 1 << 20;
+        let s = Arc::new(Store::open(&cfg, None).unwrap());
+        s.merge(&key(b"a"), &obj("va")).unwrap();
+        s.write_failed(full_disk());
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let holder = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let db = s.handle().unwrap();
+                held_tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                // Still the old database, still readable.
+                read_object(&db, &key(b"a")).unwrap()
+            })
+        };
+        held_rx.recv().unwrap();
+        let Recovery::Reopened { took, .. } = s.recover().unwrap() else {
+            panic!("not reopened");
+        };
+        assert!(took >= Duration::from_millis(200), "{took:?}");
+        assert_eq!(holder.join().unwrap(), Some(obj("va")));
+        assert_eq!(s.get(&key(b"a")).unwrap(), Some(obj("va")));
+    }
+
+    #[test]
+    fn the_listener_hears_of_a_failed_write_found_stored_after_the_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = Arc::new(Recorder::default());
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.write_buffer_bytes = 1 << 20;
+        let s = Store::open(&cfg, Some(listener.clone())).unwrap();
+        let (a, b) = (key(b"a"), key(b"b"));
+        s.merge(&a, &obj("va")).unwrap();
+        s.merge(&b, &obj("vb")).unwrap();
+        let da = obj("va").digest();
+        listener.0.lock().clear();
+        // As if the write of `a` had failed while the listener knew it as
+        // absent, yet its WAL record was replayed; and `b` failed and is
+        // indeed as the listener knows it.
+        s.note_uncertain(&a, None);
+        s.note_uncertain(&b, Some(obj("vb").digest()));
+        // A key whose later write succeeded is no longer in doubt.
+        let c = key(b"cc");
+        s.note_uncertain(&c, None);
+        s.merge(&c, &obj("vc")).unwrap();
+        s.write_failed(full_disk());
+        let Recovery::Reopened { reconciled, .. } = s.recover().unwrap() else {
+            panic!("not reopened");
+        };
+        assert_eq!(reconciled, 1);
+        let heard = listener.0.lock().clone();
+        assert_eq!(
+            heard,
+            vec![
+                (b"cc".to_vec(), None, Some(obj("vc").digest())),
+                (b"a".to_vec(), None, Some(da)),
+            ]
+        );
+    }
+
+    impl Store {
+        fn enter_state_for_test(&self, state: u8, reason: &str) {
+            *self.failure.lock() = Some(Failure {
+                reason: reason.into(),
+                since: SystemTime::now(),
+            });
+            self.state.store(state, Ordering::Release);
         }
     }
 }

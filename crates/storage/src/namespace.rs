@@ -1,7 +1,8 @@
 //! Namespaced keys: a second level of naming inside the one keyspace.
 //!
 //! A namespaced key is `0xFF ‖ varint(len(ns)) ‖ ns ‖ name` (the varint is
-//! unsigned LEB128). Protocols that group keys, such as Riak's buckets, use
+//! unsigned LEB128, protobuf's length delimiter, written and read by
+//! `prost`). Protocols that group keys, such as Riak's buckets, use
 //! it so that:
 //! - a namespaced key can never equal a native key: native keys are UTF-8,
 //!   and no UTF-8 string starts with the byte `0xFF`;
@@ -17,18 +18,9 @@ pub const TAG: u8 = 0xFF;
 
 /// The prefix shared by every key of namespace `ns`.
 pub fn prefix(ns: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ns.len() + 6);
+    let mut out = Vec::with_capacity(1 + prost::length_delimiter_len(ns.len()) + ns.len());
     out.push(TAG);
-    let mut n = ns.len() as u64;
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
+    prost::encode_length_delimiter(ns.len(), &mut out).expect("a Vec grows as needed");
     out.extend_from_slice(ns);
     out
 }
@@ -47,21 +39,7 @@ pub fn split(key: &[u8]) -> Option<(&[u8], &[u8])> {
     if tag != TAG {
         return None;
     }
-    let mut len: u64 = 0;
-    let mut shift = 0;
-    loop {
-        let (&b, r) = rest.split_first()?;
-        rest = r;
-        if shift > 56 {
-            return None;
-        }
-        len |= u64::from(b & 0x7f) << shift;
-        shift += 7;
-        if b & 0x80 == 0 {
-            break;
-        }
-    }
-    let len = usize::try_from(len).ok()?;
+    let len = prost::decode_length_delimiter(&mut rest).ok()?;
     if rest.len() < len {
         return None;
     }
@@ -108,6 +86,14 @@ mod tests {
         assert_eq!(split(b"plain"), None);
         assert_eq!(split(&[TAG, 5, b'a']), None);
         assert_eq!(split(&[TAG, 0x80]), None);
+        // The length is unsigned LEB128: 300 = 0xAC 0x02.
+        assert_eq!(&prefix(&[7; 300])[..3], &[TAG, 0xAC, 0x02]);
+        assert_eq!(
+            split(&[
+                TAG, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f
+            ]),
+            None
+        );
         assert_eq!(successor(&[1, 0xff]), Some(vec![2]));
         assert_eq!(successor(&[0xff, 0xff]), None);
     }

@@ -49,9 +49,16 @@ pub enum ContextError {
 
 /// Encodes a version vector as an opaque token.
 pub fn encode_context(vv: &VersionVector) -> String {
+    URL_SAFE_NO_PAD.encode(context_payload(vv))
+}
+
+/// The bytes a token encodes: a version byte and the vector. Protocols
+/// that carry the token in another alphabet (Riak's `X-Riak-Vclock` is
+/// standard base64) encode these.
+pub fn context_payload(vv: &VersionVector) -> Vec<u8> {
     let mut payload = vec![CONTEXT_FORMAT_V1];
     postcard::to_io(vv.entries(), &mut payload).expect("writing to a Vec cannot fail");
-    URL_SAFE_NO_PAD.encode(payload)
+    payload
 }
 
 /// Decodes a token made by [`encode_context`].
@@ -63,6 +70,11 @@ pub fn decode_context(token: &str) -> Result<VersionVector, ContextError> {
     let payload = URL_SAFE_NO_PAD
         .decode(token.trim_end_matches('='))
         .map_err(|_| ContextError::NotBase64)?;
+    decode_context_payload(&payload)
+}
+
+/// Decodes the bytes of a token ([`context_payload`]).
+pub fn decode_context_payload(payload: &[u8]) -> Result<VersionVector, ContextError> {
     let (&version, body) = payload.split_first().ok_or(ContextError::Empty)?;
     if version != CONTEXT_FORMAT_V1 {
         return Err(ContextError::UnknownVersion(version));

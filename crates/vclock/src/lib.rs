@@ -41,6 +41,8 @@ pub mod context;
 pub mod dvvset;
 pub mod object;
 
-pub use context::{ContextError, decode_context, encode_context};
+pub use context::{
+    ContextError, context_payload, decode_context, decode_context_payload, encode_context,
+};
 pub use dvvset::{Actor, DvvSet, Entry, VersionVector};
 pub use object::{Content, Object, ObjectDecodeError, decode_object, encode_object};

@@ -10,13 +10,14 @@
 //! search are left out of the resource map, so clients know they are
 //! absent.
 
+use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use dynkv_quorum::metrics_labels::{OpLabels, OutcomeLabels};
 use serde_json::{Value, json};
 
-use super::{Riak, Stats};
+use super::shared::{Riak, Stats};
 use crate::AppState;
 
 /// The Riak KV version this API presents itself as.
@@ -49,7 +50,7 @@ pub async fn resources(headers: HeaderMap) -> Response {
             .iter()
             .map(|(k, v)| (k.to_string(), Value::from(*v)))
             .collect();
-        return json_response(Value::Object(map));
+        return Json(Value::Object(map)).into_response();
     }
     let items: String = RESOURCES
         .iter()
@@ -58,15 +59,6 @@ pub async fn resources(headers: HeaderMap) -> Response {
     let mut r = format!("<html><body><ul>{items}</ul></body></html>").into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-    r
-}
-
-fn json_response(v: Value) -> Response {
-    let mut r = v.to_string().into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     r
 }
 
@@ -84,15 +76,15 @@ pub async fn stats(State(state): State<AppState>, Extension(riak): Extension<Ria
         .map(|m| m.to_string())
         .collect();
     let m = coord.metrics();
-    let s: &Stats = &riak.0.stats;
-    let get = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let s = riak.stats();
+    let get = Stats::read;
     let outcome = |o: &'static str| {
         m.read_repairs
             .get_or_create(&OutcomeLabels { outcome: o })
             .get()
     };
     let failures = |op: &'static str| m.quorum_failures.get_or_create(&OpLabels { op }).get();
-    json_response(json!({
+    Json(json!({
         "riak_kv_version": RIAK_KV_VERSION,
         "dynkv_version": env!("CARGO_PKG_VERSION"),
         "nodename": coord.node_id().to_string(),
@@ -118,4 +110,5 @@ pub async fn stats(State(state): State<AppState>, Extension(riak): Extension<Ria
         "hints_pending": coord.store().hint_count(),
         "objects_estimate": coord.store().estimated_objects(),
     }))
+    .into_response()
 }

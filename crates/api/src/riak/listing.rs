@@ -29,9 +29,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Extension, Query, RawPathParams, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dynkv_ring::NodeId;
@@ -41,8 +41,11 @@ use futures::TryStreamExt;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{QueryMap, Riak, Stats, Target, listing_deadline, observed, query_map};
+use super::RiakError;
+use super::request::{Target, listing_deadline};
+use super::shared::{Riak, Stats};
 use crate::AppState;
+use crate::http::params::Params;
 
 /// Keys (or buckets) asked of a replica per call.
 pub const PAGE: u32 = 1000;
@@ -80,60 +83,41 @@ enum Event {
 pub async fn keys(
     State(state): State<AppState>,
     Extension(riak): Extension<Riak>,
-    params: RawPathParams,
-    query: Result<Query<QueryMap>, QueryRejection>,
-) -> Response {
-    observed(&state, "riak_list_keys", async {
-        let t = Target::from_path(&state, &params)?;
-        let q = query_map(query)?;
-        let deadline = listing_deadline(&state, &q)?;
-        let what = Listing::Keys(Bytes::from(namespace::prefix(&t.bucket)));
-        let stream = match q.get("keys").map(String::as_str) {
-            Some("stream") => true,
-            Some("true") => false,
-            // Riak answers the (here: no) bucket properties without `keys`.
-            _ => return Ok(json_response(StatusCode::OK, json!({}).to_string())),
-        };
-        Stats::bump(&riak.0.stats.key_listings);
-        Ok(answer(state.clone(), what, deadline, stream).await)
-    })
-    .await
+    t: Target,
+    q: Params,
+) -> Result<Response, RiakError> {
+    let deadline = listing_deadline(&state, &q)?;
+    let what = Listing::Keys(Bytes::from(namespace::prefix(&t.bucket)));
+    let stream = match q.get("keys") {
+        Some("stream") => true,
+        Some("true") => false,
+        // Riak answers the (here: no) bucket properties without `keys`.
+        _ => return Ok(Json(json!({})).into_response()),
+    };
+    Stats::bump(&riak.stats().key_listings);
+    Ok(answer(state.clone(), what, deadline, stream).await)
 }
 
 /// `GET /buckets?buckets=true|stream`.
 pub async fn buckets(
     State(state): State<AppState>,
     Extension(riak): Extension<Riak>,
-    params: RawPathParams,
-    query: Result<Query<QueryMap>, QueryRejection>,
-) -> Response {
-    observed(&state, "riak_list_buckets", async {
-        // Checks the bucket type of `/types/{t}/buckets`.
-        Target::from_path(&state, &params)?;
-        let q = query_map(query)?;
-        let deadline = listing_deadline(&state, &q)?;
-        let stream = q.get("buckets").is_some_and(|v| v == "stream");
-        Stats::bump(&riak.0.stats.bucket_listings);
-        Ok(answer(state.clone(), Listing::Buckets, deadline, stream).await)
-    })
-    .await
+    // Checks the bucket type of `/types/{t}/buckets`.
+    _: Target,
+    q: Params,
+) -> Result<Response, RiakError> {
+    let deadline = listing_deadline(&state, &q)?;
+    let stream = q.get("buckets") == Some("stream");
+    Stats::bump(&riak.stats().bucket_listings);
+    Ok(answer(state.clone(), Listing::Buckets, deadline, stream).await)
 }
 
-fn json_response(status: StatusCode, body: String) -> Response {
-    let mut r = (status, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-fn names_json(field: &str, names: &[Vec<u8>]) -> String {
+fn names_json(field: &str, names: &[Vec<u8>]) -> serde_json::Value {
     let names: Vec<String> = names
         .iter()
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .collect();
-    json!({ field: names }).to_string()
+    json!({ field: names })
 }
 
 /// Runs a listing and answers it, streamed or whole.
@@ -144,8 +128,9 @@ async fn answer(state: AppState, what: Listing, deadline: Instant, stream: bool)
         let chunks = futures::stream::unfold(rx, move |mut rx| async move {
             let chunk = match rx.recv().await? {
                 Event::Batch(names) => names_json(field, &names),
-                Event::Failed(e) => json!({ "error": e }).to_string(),
-            };
+                Event::Failed(e) => json!({ "error": e }),
+            }
+            .to_string();
             Some((Ok::<_, std::convert::Infallible>(Bytes::from(chunk)), rx))
         });
         let mut r = Response::new(Body::from_stream(chunks));
@@ -160,14 +145,12 @@ async fn answer(state: AppState, what: Listing, deadline: Instant, stream: bool)
         match event {
             Event::Batch(names) => all.extend(names),
             Event::Failed(e) => {
-                return json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    json!({ "error": e }).to_string(),
-                );
+                return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": e })))
+                    .into_response();
             }
         }
     }
-    json_response(StatusCode::OK, names_json(field, &all))
+    Json(names_json(field, &all)).into_response()
 }
 
 /// Starts the listing task; its events arrive on the returned channel,

@@ -50,119 +50,35 @@
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Extension, Query, RawPathParams, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dynkv_quorum::ReadOptions;
 use dynkv_rpc::messages::{Quorum, WriteRequest};
 use dynkv_vclock::{Content, Object, VersionVector};
 
-use super::props::BucketProps;
-use super::{
-    QueryMap, Riak, RiakError, Stats, Target, bool_param, http_date, observed, query_map,
-    quote_plus, rw_param, timeout_param, unquote_plus, vclock_header,
-};
+use super::RiakError;
+use super::bucket::BucketProps;
+use super::request::{Target, parse_vclock, timeout, vclock_header};
+use super::shared::{Riak, Stats};
 use crate::AppState;
+use crate::http::codec::{
+    base62_u64, etag_matches, http_date, media_type_and_charset, parse_http_date, quote_plus,
+    random_id, unquote_plus,
+};
+use crate::http::input;
+use crate::http::params::Params;
+use crate::http::siblings::{self, Framing, content_type, newest};
 
 const META_PREFIX: &str = "riak.meta.";
 const LINK_PREFIX: &str = "riak.link.";
 const INDEX_PREFIX: &str = "riak.index.";
 
-/// `GET` (and `HEAD`) of one key.
-pub async fn get(
-    State(state): State<AppState>,
-    Extension(riak): Extension<Riak>,
-    params: RawPathParams,
-    query: Result<Query<QueryMap>, QueryRejection>,
-    headers: HeaderMap,
-) -> Response {
-    observed(&state, "riak_get", async {
-        let t = Target::from_path(&state, &params)?;
-        do_get(&state, &riak, &t, &query_map(query)?, &headers).await
-    })
-    .await
-}
-
-/// `PUT` or `POST` of one key.
-pub async fn put(
-    State(state): State<AppState>,
-    Extension(riak): Extension<Riak>,
-    params: RawPathParams,
-    query: Result<Query<QueryMap>, QueryRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    observed(&state, "riak_put", async {
-        let t = Target::from_path(&state, &params)?;
-        do_put(&state, &riak, &t, false, &query_map(query)?, &headers, body).await
-    })
-    .await
-}
-
-/// `POST /buckets/{b}/keys`: stores under a new random key; 201 with
-/// `Location`.
-pub async fn post(
-    State(state): State<AppState>,
-    Extension(riak): Extension<Riak>,
-    params: RawPathParams,
-    query: Result<Query<QueryMap>, QueryRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    observed(&state, "riak_put", async {
-        let mut t = Target::from_path(&state, &params)?;
-        t.key = Some(new_key().into_bytes());
-        do_put(&state, &riak, &t, true, &query_map(query)?, &headers, body).await
-    })
-    .await
-}
-
-/// `DELETE` of one key.
-pub async fn delete(
-    State(state): State<AppState>,
-    Extension(riak): Extension<Riak>,
-    params: RawPathParams,
-    query: Result<Query<QueryMap>, QueryRejection>,
-    headers: HeaderMap,
-) -> Response {
-    observed(&state, "riak_delete", async {
-        let t = Target::from_path(&state, &params)?;
-        do_delete(&state, &riak, &t, &query_map(query)?, &headers).await
-    })
-    .await
-}
-
-/// A random key of 22 base62 characters (~131 bits), like Riak's
-/// `unique_id_62`.
-fn new_key() -> String {
-    let mut s = base62(rand::random::<u64>());
-    s.push_str(&base62(rand::random::<u64>()));
-    s
-}
-
-fn base62(mut v: u64) -> String {
-    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut out = [b'0'; 11];
-    for slot in out.iter_mut().rev() {
-        *slot = DIGITS[(v % 62) as usize];
-        v /= 62;
-    }
-    String::from_utf8(out.to_vec()).expect("ascii")
-}
-
 /// A sibling's vtag (its `ETag`): a digest of its whole content, so every
 /// node names a sibling the same way.
 pub fn etag(c: &Content) -> String {
-    base62(Object::from_value(c.clone()).digest())
-}
-
-/// The newest sibling by timestamp (ties broken by vtag): how buckets
-/// without siblings, and bucket properties, resolve concurrent versions.
-pub fn newest(o: &Object) -> Option<&Content> {
-    o.values()
-        .into_iter()
-        .max_by_key(|c| (c.modified_micros, Object::from_value((*c).clone()).digest()))
+    base62_u64(Object::from_value(c.clone()).digest())
 }
 
 /// The siblings a read shows: all of them, or the newest alone for a
@@ -170,7 +86,7 @@ pub fn newest(o: &Object) -> Option<&Content> {
 fn visible<'a>(riak: &Riak, o: &'a Object, props: &BucketProps) -> Vec<&'a Content> {
     let values = o.values();
     if values.len() > 1 && props.resolves_siblings() {
-        Stats::bump(&riak.0.stats.siblings_resolved);
+        Stats::bump(&riak.stats().siblings_resolved);
         newest(o).into_iter().collect()
     } else {
         values
@@ -188,6 +104,9 @@ fn n_val_violation(n: usize) -> RiakError {
     ))
 }
 
+// ---------------------------------------------------------------------------
+// Reads.
+
 /// Validated read parameters.
 struct ReadParams {
     r: usize,
@@ -200,20 +119,24 @@ struct ReadParams {
 fn read_params(
     state: &AppState,
     props: &BucketProps,
-    q: &QueryMap,
+    q: &Params,
     n: usize,
 ) -> Result<ReadParams, RiakError> {
-    let r = rw_param(q, "r")?.resolve(n, props.r);
-    let pr = rw_param(q, "pr")?.resolve(n, props.pr);
+    let r = q.quorum("r")?.resolve(n, props.r);
+    let pr = q.quorum("pr")?.resolve(n, props.pr);
     if r > n || pr > n {
         return Err(n_val_violation(n));
     }
     Ok(ReadParams {
         r,
         pr,
-        timeout: timeout_param(state, q)?,
-        notfound_ok: bool_param(q, "notfound_ok")?.unwrap_or(props.notfound_ok),
-        basic_quorum: bool_param(q, "basic_quorum")?.unwrap_or(props.basic_quorum),
+        timeout: timeout(state, q)?,
+        notfound_ok: q
+            .flag_or_default("notfound_ok")?
+            .unwrap_or(props.notfound_ok),
+        basic_quorum: q
+            .flag_or_default("basic_quorum")?
+            .unwrap_or(props.basic_quorum),
     })
 }
 
@@ -251,81 +174,49 @@ async fn read(
     Ok(found)
 }
 
-/// Validated write parameters.
-struct WriteParams {
-    required: usize,
-    pw: usize,
-    timeout: Duration,
-}
-
-fn write_params(
-    state: &AppState,
-    props: &BucketProps,
-    q: &QueryMap,
-    n: usize,
-    delete: bool,
-) -> Result<WriteParams, RiakError> {
-    let w = rw_param(q, "w")?.resolve(n, props.w);
-    let dw = rw_param(q, "dw")?.resolve(n, props.dw);
-    let pw = rw_param(q, "pw")?.resolve(n, props.pw);
-    let rw = if delete {
-        rw_param(q, "rw")?.resolve(n, props.rw)
-    } else {
-        0
-    };
-    if [w, dw, pw, rw].iter().any(|&x| x > n) {
-        return Err(n_val_violation(n));
-    }
-    Ok(WriteParams {
-        required: w.max(dw).max(pw).max(rw).max(1),
-        pw,
-        timeout: timeout_param(state, q)?,
-    })
-}
-
-async fn do_get(
-    state: &AppState,
-    riak: &Riak,
-    t: &Target,
-    q: &QueryMap,
-    headers: &HeaderMap,
+/// `GET` (and `HEAD`) of one key.
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(riak): Extension<Riak>,
+    t: Target,
+    q: Params,
+    headers: HeaderMap,
 ) -> Result<Response, RiakError> {
-    let props = riak.props(state, &t.bucket).await?;
-    let n = bucket_n(state, &props);
-    let p = read_params(state, &props, q, n)?;
-    Stats::bump(&riak.0.stats.gets);
+    let props = riak.props(&state, &t.bucket).await?;
+    let n = bucket_n(&state, &props);
+    let p = read_params(&state, &props, &q, n)?;
+    Stats::bump(&riak.stats().gets);
     let key = Bytes::from(t.internal_key());
-    let object = read(state, &key, &p, n)
+    let object = read(&state, &key, &p, n)
         .await?
         .ok_or_else(RiakError::not_found)?;
     let vclock = vclock_header(&object.join());
     if let Some(vtag) = q.get("vtag") {
-        let Some(c) = object.values().into_iter().find(|c| etag(c) == *vtag) else {
+        let Some(c) = object.values().into_iter().find(|c| etag(c) == vtag) else {
             return Err(RiakError::not_found());
         };
-        let mut r = single(t, c, vclock);
+        let mut r = single(&t, c, vclock);
         if c.deleted {
             r.headers_mut()
                 .insert("x-riak-deleted", HeaderValue::from_static("true"));
         }
         return Ok(r);
     }
-    let shown = visible(riak, &object, &props);
+    let shown = visible(&riak, &object, &props);
     if shown.iter().all(|c| c.deleted) {
         return Err(deleted(vclock));
     }
-    if shown.len() == 1 {
-        let c = shown[0];
-        if not_modified(headers, c) {
+    if let [c] = shown[..] {
+        if not_modified(&headers, c) {
             let mut r = StatusCode::NOT_MODIFIED.into_response();
             r.headers_mut().insert(header::ETAG, quoted_etag(c));
             r.headers_mut().insert("x-riak-vclock", vclock);
             return Ok(r);
         }
-        return Ok(single(t, c, vclock));
+        return Ok(single(&t, c, vclock));
     }
-    Stats::bump(&riak.0.stats.siblings_answered);
-    Ok(siblings(t, &object, &shown, vclock, headers))
+    Stats::bump(&riak.stats().siblings_answered);
+    Ok(multiple_choices(&t, &object, &shown, vclock, &headers))
 }
 
 /// The 404 of a key whose visible siblings are all tombstones.
@@ -343,7 +234,7 @@ fn quoted_etag(c: &Content) -> HeaderValue {
 }
 
 fn last_modified(c: &Content) -> String {
-    http_date::format(c.modified_micros / 1_000_000)
+    http_date(c.modified_micros / 1_000_000)
 }
 
 /// True when a GET's `If-None-Match` or `If-Modified-Since` says the
@@ -352,7 +243,7 @@ fn not_modified(headers: &HeaderMap, c: &Content) -> bool {
     if let Some(v) = header_str(headers, header::IF_NONE_MATCH) {
         return etag_matches(v, &etag(c));
     }
-    match header_str(headers, header::IF_MODIFIED_SINCE).and_then(http_date::parse) {
+    match header_str(headers, header::IF_MODIFIED_SINCE).and_then(parse_http_date) {
         Some(since) => c.modified_micros / 1_000_000 <= since,
         None => false,
     }
@@ -360,22 +251,6 @@ fn not_modified(headers: &HeaderMap, c: &Content) -> bool {
 
 fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Whether an `If-Match` / `If-None-Match` list names `tag` (or is `*`).
-fn etag_matches(list: &str, tag: &str) -> bool {
-    list.split(',')
-        .map(str::trim)
-        .any(|e| e == "*" || e.trim_start_matches("W/").trim_matches('"') == tag)
-}
-
-/// The `Content-Type` to show for a sibling.
-fn content_type(c: &Content) -> &str {
-    if c.content_type.is_empty() {
-        "application/octet-stream"
-    } else {
-        &c.content_type
-    }
 }
 
 /// `Link`, `X-Riak-Meta-*` and `X-Riak-Index-*` of a sibling, in order.
@@ -430,8 +305,27 @@ fn single(t: &Target, c: &Content, vclock: HeaderValue) -> Response {
     r
 }
 
-/// A 300 answer: `multipart/mixed` when accepted, else the vtag list.
-fn siblings(
+/// The headers of a sibling's part in Riak's `multipart/mixed` (after its
+/// `Content-Type`): `Link`, `Etag`, `Last-Modified`, `X-Riak-Deleted` on a
+/// tombstone, then its metadata and index entries.
+fn part_headers(t: &Target, c: &Content, head: &mut String) {
+    let mut meta = meta_headers(t, c).into_iter();
+    if let Some((name, value)) = meta.next() {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Etag: {}\r\n", etag(c)));
+    head.push_str(&format!("Last-Modified: {}\r\n", last_modified(c)));
+    if c.deleted {
+        head.push_str("X-Riak-Deleted: true\r\n");
+    }
+    for (name, value) in meta {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+}
+
+/// A 300 answer: `multipart/mixed` when accepted, else Riak's `text/plain`
+/// list of vtags.
+fn multiple_choices(
     t: &Target,
     object: &Object,
     shown: &[&Content],
@@ -440,65 +334,37 @@ fn siblings(
 ) -> Response {
     let accepts_multipart = header_str(headers, header::ACCEPT)
         .is_some_and(|a| a.to_ascii_lowercase().contains("multipart/mixed"));
-    let (ctype, body) = if accepts_multipart {
-        let (boundary, body) = multipart(t, shown);
-        (format!("multipart/mixed; boundary={boundary}"), body)
+    let status = StatusCode::MULTIPLE_CHOICES;
+    let mut r = if accepts_multipart {
+        let part = |c: &Content, head: &mut String| part_headers(t, c, head);
+        siblings::render(status, object, shown, Framing::Multipart(&part))
     } else {
-        let mut body = b"Siblings:\n".to_vec();
+        let mut body = String::from("Siblings:\n");
         for c in shown {
-            body.extend_from_slice(etag(c).as_bytes());
-            body.push(b'\n');
+            body.push_str(&etag(c));
+            body.push('\n');
         }
-        ("text/plain".to_string(), body)
+        let mut r = (status, body).into_response();
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        r
     };
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = StatusCode::MULTIPLE_CHOICES;
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(&ctype).expect("ascii"),
-    );
     h.insert("x-riak-vclock", vclock);
     h.insert(
         header::ETAG,
-        HeaderValue::from_str(&format!("\"{}\"", base62(object.digest()))).expect("base62"),
+        HeaderValue::from_str(&format!("\"{}\"", base62_u64(object.digest()))).expect("base62"),
     );
     if let Some(latest) = shown.iter().map(|c| c.modified_micros).max()
-        && let Ok(v) = HeaderValue::from_str(&http_date::format(latest / 1_000_000))
+        && let Ok(v) = HeaderValue::from_str(&http_date(latest / 1_000_000))
     {
         h.insert(header::LAST_MODIFIED, v);
     }
     r
 }
 
-/// Riak's `multipart/mixed` framing of siblings: `\r\n--B\r\n`, the part's
-/// headers, a blank line and the value for each sibling, then
-/// `\r\n--B--\r\n`. Returns (boundary, body).
-pub fn multipart(t: &Target, shown: &[&Content]) -> (String, Vec<u8>) {
-    let boundary = new_key();
-    let mut body = Vec::new();
-    for c in shown {
-        body.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
-        let mut head = format!("Content-Type: {}\r\n", content_type(c));
-        let mut meta = meta_headers(t, c).into_iter();
-        if let Some((name, value)) = meta.next() {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str(&format!("Etag: {}\r\n", etag(c)));
-        head.push_str(&format!("Last-Modified: {}\r\n", last_modified(c)));
-        if c.deleted {
-            head.push_str("X-Riak-Deleted: true\r\n");
-        }
-        for (name, value) in meta {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        body.extend_from_slice(head.as_bytes());
-        body.extend_from_slice(&c.value);
-    }
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (boundary, body)
-}
+// ---------------------------------------------------------------------------
+// Writes.
 
 /// The stored Content-Type of a write: the media type and its charset;
 /// Riak refuses a write without one.
@@ -507,25 +373,12 @@ fn request_content_type(headers: &HeaderMap) -> Result<String, RiakError> {
         .get(header::CONTENT_TYPE)
         .ok_or_else(|| RiakError::bad_request("Missing Content-Type request header"))?;
     let raw = String::from_utf8_lossy(raw.as_bytes());
-    let mut parts = raw.split(';');
-    let media = parts.next().unwrap_or_default().trim().to_string();
-    let valid = media
-        .split_once('/')
-        .is_some_and(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('/'));
-    if !valid {
-        return Err(RiakError::new(
+    media_type_and_charset(&raw).ok_or_else(|| {
+        let media = raw.split(';').next().unwrap_or_default().trim();
+        RiakError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("\"{media}\" is not a valid media type for the Content-type header."),
-        ));
-    }
-    let charset = parts
-        .filter_map(|p| p.split_once('='))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("charset"))
-        .map(|(_, v)| v.trim().trim_matches('"').to_string())
-        .filter(|v| !v.is_empty());
-    Ok(match charset {
-        Some(cs) => format!("{media}; charset={cs}"),
-        None => media,
+        )
     })
 }
 
@@ -629,7 +482,7 @@ fn check_preconditions(
     let exists = shown.iter().any(|c| !c.deleted);
     let tag = match (current, shown.as_slice()) {
         (_, [one]) => Some(etag(one)),
-        (Some(o), _) if exists => Some(base62(o.digest())),
+        (Some(o), _) if exists => Some(base62_u64(o.digest())),
         _ => None,
     };
     let failed = || RiakError::new(StatusCode::PRECONDITION_FAILED, "Precondition Failed");
@@ -639,7 +492,7 @@ fn check_preconditions(
             return Err(failed());
         }
     }
-    if let Some(since) = header_str(headers, header::IF_UNMODIFIED_SINCE).and_then(http_date::parse)
+    if let Some(since) = header_str(headers, header::IF_UNMODIFIED_SINCE).and_then(parse_http_date)
     {
         let latest = shown.iter().map(|c| c.modified_micros / 1_000_000).max();
         if exists && latest.is_some_and(|l| l > since) {
@@ -655,31 +508,79 @@ fn check_preconditions(
     Ok(())
 }
 
-fn body_error(e: BytesRejection, limit: usize) -> RiakError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        RiakError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("Object too large: at most {limit} bytes are allowed"),
-        )
-    } else {
-        RiakError::bad_request(format!("cannot read the request body: {e}"))
-    }
+/// Validated write parameters.
+struct WriteParams {
+    required: usize,
+    pw: usize,
+    timeout: Duration,
 }
 
-async fn do_put(
+fn write_params(
+    state: &AppState,
+    props: &BucketProps,
+    q: &Params,
+    n: usize,
+    delete: bool,
+) -> Result<WriteParams, RiakError> {
+    let w = q.quorum("w")?.resolve(n, props.w);
+    let dw = q.quorum("dw")?.resolve(n, props.dw);
+    let pw = q.quorum("pw")?.resolve(n, props.pw);
+    let rw = if delete {
+        q.quorum("rw")?.resolve(n, props.rw)
+    } else {
+        0
+    };
+    if [w, dw, pw, rw].iter().any(|&x| x > n) {
+        return Err(n_val_violation(n));
+    }
+    Ok(WriteParams {
+        required: w.max(dw).max(pw).max(rw).max(1),
+        pw,
+        timeout: timeout(state, q)?,
+    })
+}
+
+/// `PUT` or `POST` of one key.
+pub async fn put(
+    State(state): State<AppState>,
+    Extension(riak): Extension<Riak>,
+    t: Target,
+    q: Params,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RiakError> {
+    store(&state, &riak, &t, false, &q, &headers, body).await
+}
+
+/// `POST /buckets/{b}/keys`: stores under a new random key (22 base62
+/// digits, like Riak's `unique_id_62`); 201 with `Location`.
+pub async fn post(
+    State(state): State<AppState>,
+    Extension(riak): Extension<Riak>,
+    mut t: Target,
+    q: Params,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RiakError> {
+    t.key = Some(random_id().into_bytes());
+    store(&state, &riak, &t, true, &q, &headers, body).await
+}
+
+/// A write of one key (`created`: under a key the server chose).
+async fn store(
     state: &AppState,
     riak: &Riak,
     t: &Target,
     created: bool,
-    q: &QueryMap,
+    q: &Params,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, RiakError> {
-    let value = body.map_err(|e| body_error(e, state.limits.max_value_bytes))?;
+    let value = input::body(body, state.limits.max_value_bytes)?;
     let content_type = request_content_type(headers)?;
     let meta = request_meta(headers)?;
-    let context = super::parse_vclock(headers)?.unwrap_or_default();
-    let returnbody = bool_param(q, "returnbody")?.unwrap_or(false);
+    let context = parse_vclock(headers)?.unwrap_or_default();
+    let returnbody = q.flag_or_default("returnbody")?.unwrap_or(false);
     let props = riak.props(state, &t.bucket).await?;
     let n = bucket_n(state, &props);
     let wp = write_params(state, &props, q, n, false)?;
@@ -697,18 +598,15 @@ async fn do_put(
         meta,
     };
     let object = write(state, &props, key, content, context, &wp, n).await?;
-    Stats::bump(&riak.0.stats.puts);
+    Stats::bump(&riak.stats().puts);
     let location = t.key_path(t.key.as_deref().unwrap_or_default());
     let mut r = if returnbody {
         let vclock = vclock_header(&object.join());
         let shown = visible(riak, &object, &props);
-        if shown.len() > 1 {
-            siblings(t, &object, &shown, vclock, headers)
-        } else {
-            match shown.first() {
-                Some(c) => single(t, c, vclock),
-                None => StatusCode::NO_CONTENT.into_response(),
-            }
+        match shown[..] {
+            [] => StatusCode::NO_CONTENT.into_response(),
+            [c] => single(t, c, vclock),
+            _ => multiple_choices(t, &object, &shown, vclock, headers),
         }
     } else if created {
         StatusCode::CREATED.into_response()
@@ -755,31 +653,32 @@ async fn write(
         .map_err(|e| RiakError::write(e, wp.pw > 0))
 }
 
-async fn do_delete(
-    state: &AppState,
-    riak: &Riak,
-    t: &Target,
-    q: &QueryMap,
-    headers: &HeaderMap,
+/// `DELETE` of one key.
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(riak): Extension<Riak>,
+    t: Target,
+    q: Params,
+    headers: HeaderMap,
 ) -> Result<Response, RiakError> {
-    let props = riak.props(state, &t.bucket).await?;
-    let n = bucket_n(state, &props);
-    let wp = write_params(state, &props, q, n, true)?;
+    let props = riak.props(&state, &t.bucket).await?;
+    let n = bucket_n(&state, &props);
+    let wp = write_params(&state, &props, &q, n, true)?;
     let key = Bytes::from(t.internal_key());
-    let context = match super::parse_vclock(headers)? {
+    let context = match parse_vclock(&headers)? {
         Some(c) => c,
         None => {
             // Riak deletes what a read finds, and 404s when there is nothing.
-            let rp = read_params(state, &props, q, n)?;
-            let current = read(state, &key, &rp, n).await?;
+            let rp = read_params(&state, &props, &q, n)?;
+            let current = read(&state, &key, &rp, n).await?;
             match current {
-                Some(o) if visible(riak, &o, &props).iter().any(|c| !c.deleted) => o.join(),
+                Some(o) if visible(&riak, &o, &props).iter().any(|c| !c.deleted) => o.join(),
                 _ => return Err(RiakError::not_found()),
             }
         }
     };
-    write(state, &props, key, Content::tombstone(0), context, &wp, n).await?;
-    Stats::bump(&riak.0.stats.deletes);
+    write(&state, &props, key, Content::tombstone(0), context, &wp, n).await?;
+    Stats::bump(&riak.stats().deletes);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -795,13 +694,34 @@ mod tests {
         }
     }
 
-    #[test]
-    fn multipart_is_framed_as_riak_frames_it() {
+    #[tokio::test]
+    async fn multipart_is_framed_as_riak_frames_it() {
         let mut a = Content::value("one", "text/plain", 1_000_000);
         a.meta = vec![("riak.meta.color".into(), "red".into())];
         let b = Content::tombstone(2_000_000);
-        let (boundary, body) = multipart(&target(), &[&a, &b]);
-        let body = String::from_utf8(body).unwrap();
+        let mut accept = HeaderMap::new();
+        accept.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("multipart/mixed, */*"),
+        );
+        let o = Object::from_value(a.clone());
+        let vclock = vclock_header(&o.join());
+        let r = multiple_choices(&target(), &o, &[&a, &b], vclock, &accept);
+        assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
+        assert_eq!(
+            r.headers()[header::LAST_MODIFIED],
+            "Thu, 01 Jan 1970 00:00:02 GMT"
+        );
+        assert!(r.headers().contains_key("x-riak-vclock"));
+        let ct = r.headers()[header::CONTENT_TYPE].to_str().unwrap();
+        let boundary = ct
+            .strip_prefix("multipart/mixed; boundary=")
+            .unwrap()
+            .to_string();
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
         assert!(body.starts_with(&format!("\r\n--{boundary}\r\nContent-Type: text/plain\r\n")));
         assert!(body.ends_with(&format!("\r\n--{boundary}--\r\n")));
         assert_eq!(body.matches(&format!("\r\n--{boundary}\r\n")).count(), 2);
@@ -810,6 +730,18 @@ mod tests {
         assert!(body.contains("Last-Modified: Thu, 01 Jan 1970 00:00:01 GMT\r\n"));
         assert!(body.contains("\r\nX-Riak-Deleted: true\r\n\r\n\r\n--"));
         assert!(body.contains("\r\n\r\none\r\n--"));
+        let plain = multiple_choices(
+            &target(),
+            &o,
+            &[&a, &b],
+            vclock_header(&o.join()),
+            &HeaderMap::new(),
+        );
+        assert_eq!(plain.headers()[header::CONTENT_TYPE], "text/plain");
+        let body = axum::body::to_bytes(plain.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(body, format!("Siblings:\n{}\n{}\n", etag(&a), etag(&b)));
     }
 
     #[test]
