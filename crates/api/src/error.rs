@@ -80,3 +80,23 @@ impl IntoResponse for ApiError {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_507_insufficient_storage() {
+        let e = ApiError::from(QuorumError::InsufficientStorage {
+            node: "n2".into(),
+            detail: "IO error: No space left on device".into(),
+        });
+        assert_eq!(e.status, StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(e.code, "insufficient_storage");
+        assert!(
+            e.message.starts_with("n2 has no space left"),
+            "{}",
+            e.message
+        );
+    }
+}

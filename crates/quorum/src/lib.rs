@@ -817,6 +817,10 @@ impl Coordinator {
                 Err(RpcError::Remote(RemoteError::UnknownEndpoint(_))) => {
                     tried.push((f, "does not coordinate as a fallback".to_string()))
                 }
+                // Refused before anything was stored: another can take it.
+                Err(RpcError::Remote(e @ RemoteError::InsufficientStorage { .. })) => {
+                    tried.push((f, e.to_string()))
+                }
                 Err(RpcError::Remote(e)) => return Err(QuorumError::from_remote(e, "write")),
                 Err(e) if e.never_sent() => tried.push((f, e.to_string())),
                 Err(e) => {
@@ -954,6 +958,11 @@ impl Coordinator {
             self.metrics.forwarded.inc();
             match self.call(&primary, &Coordinate(req.clone()), left).await {
                 Ok(outcome) => return Ok(outcome),
+                // Refused before anything was stored (a full disk): the next
+                // primary can take it.
+                Err(RpcError::Remote(e @ RemoteError::InsufficientStorage { .. })) => {
+                    tried.push((primary, e.to_string()))
+                }
                 Err(RpcError::Remote(e)) => return Err(QuorumError::from_remote(e, "write")),
                 // The request never arrived: safe to try the next primary.
                 Err(e) if e.never_sent() => tried.push((primary, e.to_string())),

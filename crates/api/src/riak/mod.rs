@@ -255,3 +255,23 @@ impl From<BodyError> for RiakError {
         Self::new(e.status(), message)
     }
 }
+
+#[cfg(test)]
+mod full_disk_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_507_for_riak_clients_too() {
+        let full = || QuorumError::InsufficientStorage {
+            node: "n2".into(),
+            detail: "IO error: No space left on device".into(),
+        };
+        for e in [
+            RiakError::write(full(), false),
+            RiakError::read(full(), false),
+        ] {
+            assert_eq!(e.status, StatusCode::INSUFFICIENT_STORAGE);
+            assert!(e.body.contains("n2 has no space left"), "{}", e.body);
+        }
+    }
+}
