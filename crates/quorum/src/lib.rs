@@ -755,17 +755,7 @@ impl Coordinator {
     /// A client PUT or DELETE. Returns the coordinator's resulting object
     /// (its context is what the client gets back).
     pub async fn put(self: &Arc<Self>, mut req: WriteRequest) -> Result<WriteOutcome, QuorumError> {
-        let started = Instant::now();
-        let deadline = started + Duration::from_millis(req.timeout_ms);
-        let placement = self.placement_n(&req.key, req.n_val.map(|n| n as usize));
-        let n = placement.primaries.len();
-        let w = req.w.required(n);
-        if w == 0 || w > n {
-            return Err(QuorumError::BadRequest(format!(
-                "w={} asks for {w} of {n} replicas",
-                req.w
-            )));
-        }
+        let (placement, w, deadline) = self.plan_write(&req)?;
         if req.content.modified_micros == 0 {
             req.content.modified_micros = now_micros();
         }
@@ -781,6 +771,22 @@ impl Coordinator {
             }
             other => other,
         }
+    }
+
+    /// Where a write goes, how many acknowledgements it needs (refusing a
+    /// W the key's replica count cannot give) and when its time is up.
+    fn plan_write(&self, req: &WriteRequest) -> Result<(Placement, usize, Instant), QuorumError> {
+        let deadline = Instant::now() + Duration::from_millis(req.timeout_ms);
+        let placement = self.placement_n(&req.key, req.n_val.map(|n| n as usize));
+        let n = placement.primaries.len();
+        let w = req.w.required(n);
+        if w == 0 || w > n {
+            return Err(QuorumError::BadRequest(format!(
+                "w={} asks for {w} of {n} replicas",
+                req.w
+            )));
+        }
+        Ok((placement, w, deadline))
     }
 
     /// No primary of the key could be reached: the first reachable
@@ -1683,15 +1689,7 @@ impl Handler<Coordinate> for Coordinator {
         Coordinate(req): Coordinate,
         _: CallContext,
     ) -> Result<WriteOutcome, RemoteError> {
-        let placement = self.placement_n(&req.key, req.n_val.map(|n| n as usize));
-        let n = placement.primaries.len();
-        let w = req.w.required(n);
-        if w == 0 || w > n {
-            return Err(RemoteError::BadRequest(format!(
-                "w asks for {w} of {n} replicas"
-            )));
-        }
-        let deadline = Instant::now() + Duration::from_millis(req.timeout_ms);
+        let (placement, w, deadline) = self.plan_write(&req)?;
         // Coordinate even if this node's ring disagrees: the object is
         // stored here too, so this node's dots are never reused.
         Ok(self.coordinate(req, placement, w, deadline).await?)
@@ -1704,15 +1702,7 @@ impl Handler<CoordinateFallback> for Coordinator {
         CoordinateFallback(req): CoordinateFallback,
         _: CallContext,
     ) -> Result<WriteOutcome, RemoteError> {
-        let placement = self.placement_n(&req.key, req.n_val.map(|n| n as usize));
-        let n = placement.primaries.len();
-        let w = req.w.required(n);
-        if w == 0 || w > n {
-            return Err(RemoteError::BadRequest(format!(
-                "w asks for {w} of {n} replicas"
-            )));
-        }
-        let deadline = Instant::now() + Duration::from_millis(req.timeout_ms);
+        let (placement, w, deadline) = self.plan_write(&req)?;
         // A primary of the key (by this node's ring) coordinates as one.
         let outcome = if placement.primaries.contains(&self.me) {
             self.coordinate(req, placement, w, deadline).await

@@ -480,75 +480,51 @@ async fn a_fallback_coordinates_and_never_reuses_a_dot_after_handoff() {
     let c = cluster(5);
     let key = c.key_with_primary(0, "n1");
     let placement = c.nodes[0].placement(&key);
-    for p in &placement.primaries {
-        c.net.crash(p.as_str());
-    }
     let f1 = c.node(placement.fallbacks[0].as_str());
-    for p in &placement.primaries {
-        f1.health().record_failure(p);
-    }
-    let first = f1
-        .put(write(
+    // Every primary gone (as f1 sees it), or back and handed its hints.
+    let away = || {
+        for p in &placement.primaries {
+            c.net.crash(p.as_str());
+            f1.health().record_failure(p);
+        }
+    };
+    let back = || async {
+        for p in &placement.primaries {
+            c.net.register(p.clone(), dispatcher(c.node(p.as_str())));
+            f1.health().record_success(p);
+        }
+        handoff::pass(f1, &HandoffConfig::default(), &mut HandoffState::default())
+            .await
+            .unwrap();
+    };
+    let put = |value: &'static str, sloppy: bool| {
+        f1.put(write(
             &key,
-            "a",
+            value,
             VersionVector::new(),
             Quorum::Count(1),
-            true,
+            sloppy,
         ))
-        .await
-        .unwrap();
-    let (actor1, _) = first.dot.clone().unwrap();
+    };
+    away();
+    let (actor1, _) = put("a", true).await.unwrap().dot.unwrap();
     assert_eq!(actor1, f1.fallback_actor());
     assert!(f1.store().hint_count() >= 3, "a hint per primary");
-    // A strict write still refuses.
-    let strict = f1
-        .put(write(
-            &key,
-            "s",
-            VersionVector::new(),
-            Quorum::Count(1),
-            false,
-        ))
-        .await;
-    assert!(strict.is_err(), "{strict:?}");
+    let strict = put("s", false).await;
+    assert!(strict.is_err(), "a strict write still refuses: {strict:?}");
     // The primaries return and take the hints; f1 forgets the key.
-    for p in &placement.primaries {
-        c.net.register(p.clone(), dispatcher(c.node(p.as_str())));
-        f1.health().record_success(p);
-    }
-    handoff::pass(f1, &HandoffConfig::default(), &mut HandoffState::default())
-        .await
-        .unwrap();
+    back().await;
     assert_eq!(f1.store().hint_count(), 0);
     assert_ne!(
         f1.fallback_actor(),
         actor1,
         "the delivered actor is retired"
     );
-    // Away again: f1's next fallback write gets a higher dot, and survives.
-    for p in &placement.primaries {
-        c.net.crash(p.as_str());
-        f1.health().record_failure(p);
-    }
-    let second = f1
-        .put(write(
-            &key,
-            "b",
-            VersionVector::new(),
-            Quorum::Count(1),
-            true,
-        ))
-        .await
-        .unwrap();
-    let (actor2, _) = second.dot.clone().unwrap();
+    // Away again: f1's next fallback write is a new actor, and survives.
+    away();
+    let (actor2, _) = put("b", true).await.unwrap().dot.unwrap();
     assert_ne!(actor2, actor1, "a new actor after the handoff");
-    for p in &placement.primaries {
-        c.net.register(p.clone(), dispatcher(c.node(p.as_str())));
-        f1.health().record_success(p);
-    }
-    handoff::pass(f1, &HandoffConfig::default(), &mut HandoffState::default())
-        .await
-        .unwrap();
+    back().await;
     let (own, _) = c
         .node(placement.primaries[0].as_str())
         .local_view(&key)
