@@ -47,10 +47,11 @@ async fn compact(State(state): State<AppState>, headers: HeaderMap) -> Response 
     let store = state.coord.store().clone();
     let started = std::time::Instant::now();
     let done = tokio::task::spawn_blocking(move || {
-        store.flush()?;
-        let before = store.sst_bytes();
-        store.compact();
-        Ok::<_, dynkv_storage::StoreError>((before, store.sst_bytes()))
+        store.flush().map(|()| {
+            let before = store.sst_bytes();
+            store.compact();
+            (before, store.sst_bytes())
+        })
     })
     .await;
     match done {

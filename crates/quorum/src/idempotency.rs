@@ -7,13 +7,15 @@
 //! nothing new.
 //!
 //! The dedup record travels with the object, so it works whichever primary
-//! coordinates the retry: the written sibling carries the metadata entry
-//! `dynkv.idem.<key> = <write time in µs>`. When a later write replaces
-//! siblings, the records of the siblings it replaces are copied into the new
-//! value, so a record outlives the value that carried it until it is older
-//! than the window. A coordinator handling a write with a key first merges
-//! the other reachable primaries' copies into its own (so it sees a first
-//! attempt coordinated elsewhere), then looks for the record.
+//! coordinates the retry: the written sibling carries an
+//! [`IdempotencyRecord`] (the key and the write time in µs) in its
+//! [`Meta::idempotency`](dynkv_vclock::Meta::idempotency). When a later
+//! write replaces siblings, the records of the siblings it replaces are
+//! copied into the new value, so a record outlives the value that carried
+//! it until it is older than the window. A coordinator handling a write
+//! with a key first merges the other reachable primaries' copies into its
+//! own (so it sees a first attempt coordinated elsewhere), then looks for
+//! the record.
 //!
 //! Limits (documented for users): records live for `idempotency_window`;
 //! at most [`MAX_RECORDS`] are carried per value (the newest); and when no
@@ -23,20 +25,10 @@
 
 use std::time::Duration;
 
-use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
+use dynkv_vclock::{Content, DvvSet, IdempotencyRecord, Object, VersionVector};
 
-/// Metadata prefix of dedup records.
-pub const RECORD_PREFIX: &str = "dynkv.idem.";
 /// Most dedup records carried by one value.
 pub const MAX_RECORDS: usize = 64;
-
-fn record_time(entry: &(String, String), key: &str) -> Option<u64> {
-    entry
-        .0
-        .strip_prefix(RECORD_PREFIX)
-        .filter(|k| *k == key)
-        .and_then(|_| entry.1.parse().ok())
-}
 
 fn fresh(at: u64, now: u64, window: Duration) -> bool {
     now.saturating_sub(at) <= window.as_micros() as u64
@@ -47,9 +39,8 @@ pub fn seen(object: &Object, key: &str, now: u64, window: Duration) -> bool {
     object
         .values()
         .iter()
-        .flat_map(|c| c.meta.iter())
-        .filter_map(|e| record_time(e, key))
-        .any(|at| fresh(at, now, window))
+        .flat_map(|c| c.meta.idempotency.iter())
+        .any(|r| r.key == key && fresh(r.at_micros, now, window))
 }
 
 /// The coordinator's update with idempotency records: tags the new value
@@ -68,48 +59,34 @@ pub fn apply(
 ) -> Object {
     let plain = DvvSet::update_above(context, current, actor, content.clone(), floor);
     let survivors = plain.values();
-    let mut records: Vec<(String, String)> = current
+    let mut records: Vec<IdempotencyRecord> = current
         .values()
         .into_iter()
         .filter(|v| !survivors.contains(v))
-        .flat_map(|v| v.meta.iter())
-        .filter(|(name, at)| {
-            name.starts_with(RECORD_PREFIX) && at.parse().is_ok_and(|t| fresh(t, now, window))
-        })
+        .flat_map(|v| v.meta.idempotency.iter())
+        .filter(|r| fresh(r.at_micros, now, window))
         .cloned()
         .collect();
     if let Some(k) = key {
-        records.push((format!("{RECORD_PREFIX}{k}"), now.to_string()));
+        records.push(IdempotencyRecord {
+            key: k.to_string(),
+            at_micros: now,
+        });
     }
     if records.is_empty() {
         return plain;
     }
     // Newest first, one per key, at most MAX_RECORDS.
-    records.sort_by(|a, b| {
-        b.1.parse::<u64>()
-            .unwrap_or(0)
-            .cmp(&a.1.parse::<u64>().unwrap_or(0))
-    });
-    let mut kept: Vec<(String, String)> = Vec::new();
+    records.sort_by_key(|r| std::cmp::Reverse(r.at_micros));
+    let mut kept: Vec<IdempotencyRecord> = Vec::new();
     for r in records {
-        if !kept.iter().any(|k| k.0 == r.0) && kept.len() < MAX_RECORDS {
+        if !kept.iter().any(|k| k.key == r.key) && kept.len() < MAX_RECORDS {
             kept.push(r);
         }
     }
-    content
-        .meta
-        .retain(|(name, _)| !name.starts_with(RECORD_PREFIX));
-    content.meta.extend(kept);
-    content.meta.sort();
+    content.meta.idempotency = kept;
+    content.meta.normalize();
     DvvSet::update_above(context, current, actor, content, floor)
-}
-
-/// Metadata that is not a dedup record: what clients should see.
-pub fn user_meta(content: &Content) -> impl Iterator<Item = &(String, String)> {
-    content
-        .meta
-        .iter()
-        .filter(|(name, _)| !name.starts_with(RECORD_PREFIX))
 }
 
 #[cfg(test)]
@@ -145,10 +122,15 @@ mod tests {
         assert!(!seen(&o2, "req-1", late, W));
         let o3 = apply(&o2.join(), &o2, "n1", v("c"), None, late, W, 0);
         assert!(o3.values()[0].meta.is_empty());
+        // Records stay in their old pair form for digests and older peers.
+        assert_eq!(
+            o2.values()[0].meta.to_pairs(),
+            [("dynkv.idem.req-1".to_string(), "1000".to_string())]
+        );
     }
 
     #[test]
-    fn records_are_capped_and_hidden_from_users() {
+    fn records_are_capped_and_kept_apart_from_other_metadata() {
         let mut o = Object::new();
         for i in 0..100 {
             o = apply(
@@ -163,9 +145,17 @@ mod tests {
             );
         }
         let c = o.values()[0];
-        assert_eq!(c.meta.len(), MAX_RECORDS);
+        assert_eq!(c.meta.idempotency.len(), MAX_RECORDS);
+        assert_eq!(c.meta.pair_count(), MAX_RECORDS);
         assert!(seen(&o, "k99", 2_000, W), "the newest records are kept");
         assert!(!seen(&o, "k0", 2_000, W));
-        assert_eq!(user_meta(c).count(), 0);
+        // A value's own metadata stays beside its record.
+        let mut riak = v("y");
+        riak.meta.user = vec![("color".into(), "red".into())];
+        let o = apply(&o.join(), &o, "n1", riak, Some("k100"), 3_000, W, 0);
+        let c = o.values()[0];
+        assert_eq!(c.meta.user, [("color".to_string(), "red".to_string())]);
+        assert_eq!(c.meta.idempotency.len(), MAX_RECORDS);
+        assert!(seen(&o, "k100", 3_000, W));
     }
 }

@@ -9,9 +9,22 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dynkv_quorum::{CoordinatorConfig, ReadOptions};
+use dynkv_rpc::messages::listing::component_prefix;
 use dynkv_rpc::messages::{Keys, ListKeys, ListNamespaces, Quorum, WriteRequest};
-use dynkv_storage::namespace;
 use dynkv_vclock::{Content, VersionVector};
+
+/// Keys grouped as the Riak adapter groups them: `0xFF ‖ len(ns) ‖ ns ‖ name`.
+mod namespace {
+    pub const TAG: &[u8] = &[0xFF];
+
+    pub fn prefix(ns: &[u8]) -> Vec<u8> {
+        super::component_prefix(TAG, ns)
+    }
+
+    pub fn key(ns: &[u8], name: &[u8]) -> Vec<u8> {
+        [prefix(ns), name.to_vec()].concat()
+    }
+}
 
 /// Deadline of the typed listing calls a node makes to itself.
 const RPC_TIMEOUT: Duration = Duration::from_secs(2);
@@ -116,6 +129,16 @@ async fn list_keys_and_namespaces_of_a_partition() {
         .put(write(&namespace::key(b"other", b"x"), "v", None, false))
         .await
         .unwrap();
+    // Keys of another grouping prefix are not namespaces of this one.
+    coord
+        .put(write(
+            &component_prefix(b"\xfe", b"props"),
+            "v",
+            None,
+            false,
+        ))
+        .await
+        .unwrap();
     let mut keys = Vec::new();
     let mut namespaces = std::collections::BTreeSet::new();
     for partition in 0..16 {
@@ -134,6 +157,7 @@ async fn list_keys_and_namespaces_of_a_partition() {
         keys.extend(k);
         let req = ListNamespaces {
             partition,
+            prefix: Bytes::from_static(namespace::TAG),
             after: None,
             limit: 1000,
         };
@@ -149,4 +173,43 @@ async fn list_keys_and_namespaces_of_a_partition() {
         namespaces.into_iter().collect::<Vec<_>>(),
         vec![b"bucket".to_vec(), b"other".to_vec()]
     );
+    // Paging: one namespace per call, resuming after the last one.
+    let bucket_partition = coord.placement(&namespace::key(b"other", b"x")).partition;
+    let mut after = None;
+    let mut paged = Vec::new();
+    loop {
+        let req = ListNamespaces {
+            partition: bucket_partition,
+            prefix: Bytes::from_static(namespace::TAG),
+            after: after.clone(),
+            limit: 1,
+        };
+        let Keys(ns) = coord
+            .transport()
+            .call(coord.node_id(), &req, RPC_TIMEOUT)
+            .await
+            .unwrap();
+        if ns.is_empty() {
+            break;
+        }
+        after = ns.last().cloned();
+        paged.extend(ns);
+    }
+    // In key order: by length, then bytes.
+    let Keys(whole) = coord
+        .transport()
+        .call(
+            coord.node_id(),
+            &ListNamespaces {
+                partition: bucket_partition,
+                prefix: Bytes::from_static(namespace::TAG),
+                after: None,
+                limit: 1000,
+            },
+            RPC_TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert!(paged.contains(&Bytes::from_static(b"other")));
+    assert_eq!(paged, whole);
 }

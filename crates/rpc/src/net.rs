@@ -736,38 +736,101 @@ impl AsyncFrameSink for ServerSink {
 
 /// Accepts internode connections on `listener` until `shutdown` turns true:
 /// each must complete the handshake, then its requests go to `dispatcher`.
+/// Runs a [`Listener`] on the current task.
 pub async fn serve(
     listener: TcpListener,
     config: NetConfig,
     dispatcher: Arc<Dispatcher>,
     metrics: Arc<InternodeMetrics>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
-    let config = Arc::new(config);
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => return,
-        };
-        let (stream, from) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                warn!(error = %e, "internode accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+    dynkv_runtime::drive(
+        Listener::new(listener, config, dispatcher, metrics),
+        shutdown,
+    )
+    .await;
+}
+
+/// The internode listener as a background worker (`internode_listener` in
+/// `/admin/workers`): it waits for a connection, and each step serves one on
+/// a task of its own (at most `max_connections` at once; more are closed at
+/// once). After a failed accept it pauses 50 ms.
+pub struct Listener {
+    listener: TcpListener,
+    config: Arc<NetConfig>,
+    dispatcher: Arc<Dispatcher>,
+    metrics: Arc<InternodeMetrics>,
+    slots: Arc<Semaphore>,
+    accepted: Option<std::io::Result<(TcpStream, std::net::SocketAddr)>>,
+}
+
+impl Listener {
+    /// A listener serving `dispatcher` on connections to `listener`.
+    pub fn new(
+        listener: TcpListener,
+        config: NetConfig,
+        dispatcher: Arc<Dispatcher>,
+        metrics: Arc<InternodeMetrics>,
+    ) -> Listener {
+        Listener {
+            listener,
+            slots: Arc::new(Semaphore::new(config.max_connections.max(1))),
+            config: Arc::new(config),
+            dispatcher,
+            metrics,
+            accepted: None,
+        }
+    }
+}
+
+impl dynkv_runtime::Worker for Listener {
+    fn name(&self) -> String {
+        "internode_listener".into()
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_millis(50)
+    }
+
+    async fn wait_for_work(&mut self) {
+        if matches!(self.accepted, Some(Err(_))) {
+            tokio::time::sleep(self.interval()).await;
+        }
+        self.accepted = Some(self.listener.accept().await);
+    }
+
+    async fn work(&mut self, cx: &dynkv_runtime::Context) -> dynkv_runtime::StepResult {
+        let idle = Ok(dynkv_runtime::WorkerState::Idle);
+        let (stream, from) = match self.accepted.take() {
+            Some(Ok(a)) => a,
+            Some(Err(e)) => {
+                let why = format!("internode accept failed: {e}");
+                self.accepted = Some(Err(e));
+                return Err(why);
             }
+            None => return idle,
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics.connections_refused.inc();
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            self.metrics.connections_refused.inc();
+            cx.count("refused", 1);
             debug!(%from, "internode connection refused at the cap");
-            continue;
+            return idle;
         };
-        let (config, dispatcher, metrics) = (config.clone(), dispatcher.clone(), metrics.clone());
+        cx.count("accepted", 1);
+        let (config, dispatcher, metrics) = (
+            self.config.clone(),
+            self.dispatcher.clone(),
+            self.metrics.clone(),
+        );
         tokio::spawn(async move {
             serve_connection(stream, from, &config, dispatcher, &metrics).await;
             drop(slot);
         });
+        cx.set(
+            "open",
+            (self.config.max_connections.max(1) - self.slots.available_permits()) as u64,
+        );
+        idle
     }
 }
 

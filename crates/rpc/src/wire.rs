@@ -12,9 +12,10 @@
 //! message converts to and from its wire struct ([`WireForm`]), so call
 //! sites deal in `Object`s and `NodeId`s, never in bytes.
 //!
-//! Objects travel in their storage encoding (`dynkv_vclock::encode_object`,
-//! versioned on its own), as one `bytes` field: a replica decodes what it
-//! would have read from disk.
+//! Objects travel in a storage encoding (versioned on its own), as one
+//! `bytes` field: a replica decodes what it would have read from disk. It
+//! is object format 1 (`dynkv_vclock::encode_object_v1`), which every
+//! release reads (see [`crate::messages`]).
 //!
 //! ## What the types guarantee
 //! [`Endpoint::Response`] ties each request to its answer: a caller of

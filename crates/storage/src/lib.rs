@@ -35,10 +35,11 @@
 //! - [`StoreConfig::sync_writes`]: every write also `fsync`s the WAL before
 //!   returning. A write that returned survives power loss, at the cost of a
 //!   disk flush per write.
-//! - A periodic WAL sync ([`Store::start_wal_sync`], the node's
-//!   `storage.sync_interval_ms`, as Cassandra's periodic commitlog): a
-//!   thread `fsync`s the WAL every interval T (through descriptors of its
-//!   own, not RocksDB's `FlushWAL`: see [`Store::sync_wal`]). A power loss then takes at
+//! - A periodic WAL sync ([`Store::sync_wal`], called by the node's
+//!   `wal_sync` background worker every `storage.sync_interval`, as
+//!   Cassandra's periodic commitlog): the WAL is `fsync`ed every interval T
+//!   (through descriptors of its own, not RocksDB's `FlushWAL`: see
+//!   [`Store::sync_wal`]). A power loss then takes at
 //!   most the writes acknowledged since the start of the last successful
 //!   sync, about the last T (plus the duration of one sync);
 //!   [`Store::last_wal_sync`] says when that was.
@@ -94,8 +95,6 @@
 //! opened once a test write in the data directory succeeded, and the WAL is
 //! synced through descriptors of our own ([`Store::sync_wal`]).
 
-pub mod namespace;
-
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Write;
@@ -150,9 +149,10 @@ pub const STORAGE_FORMAT_V1: u8 = 1;
 /// Leading byte of a hint value that carries its creation time:
 /// `HINT_FORMAT_V2 ‖ created unix ms (u64 LE) ‖ encoded object`. Any other
 /// leading byte is a bare encoded object (hint format 1, whose first byte is
-/// the object format, 1 today); object formats stay far below this value.
+/// the object format, 1 or 2); object formats stay far below this value.
 pub const HINT_FORMAT_V2: u8 = 0xf2;
 const _: () = assert!(dynkv_vclock::object::OBJECT_FORMAT_V1 != HINT_FORMAT_V2);
+const _: () = assert!(dynkv_vclock::object::OBJECT_FORMAT_V2 != HINT_FORMAT_V2);
 
 /// Storage failures. RocksDB errors are I/O problems the caller reports as a
 /// failed replica; decode errors mean corruption and are never silently
@@ -933,20 +933,27 @@ impl Store {
         Ok(out)
     }
 
-    /// Up to `limit` distinct namespaces (see [`namespace`]) that hold at
-    /// least one live key in one partition, in order, after the namespace
-    /// `after` (exclusive). Seeks past each namespace found, so the cost
-    /// follows the number of namespaces, not of keys (except keys that are
-    /// only tombstones, which are stepped over).
-    pub fn scan_namespaces(
+    /// Up to `limit` distinct *groups* of keys of one partition that hold
+    /// at least one live key, in key order: the keys starting with `prefix`
+    /// are grouped by `group`, which gives the length of the key prefix
+    /// naming a key's group (`None`: the key is in no group and is stepped
+    /// over), and every key starting with a group's prefix must be in that
+    /// group (a length-delimited component after `prefix` is such a
+    /// grouping). The answer is the groups' prefixes, after the group
+    /// prefix `after` (exclusive). Seeks past each group found, so the cost
+    /// follows the number of groups, not of keys (except keys that are only
+    /// tombstones, which are stepped over).
+    pub fn scan_groups(
         &self,
         partition: u32,
+        prefix: &[u8],
         after: Option<&[u8]>,
         limit: usize,
+        group: impl Fn(&[u8]) -> Option<usize>,
     ) -> Result<Vec<Vec<u8>>> {
-        let lower = object_key(partition, &[namespace::TAG]);
+        let lower = object_key(partition, prefix);
         let start = match after {
-            Some(ns) => match namespace::successor(&namespace::prefix(ns)) {
+            Some(g) => match successor(g) {
                 Some(next) => object_key(partition, &next),
                 None => return Ok(Vec::new()),
             },
@@ -962,11 +969,11 @@ impl Store {
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
                 break;
             };
-            let ns = k
-                .get(4..)
-                .and_then(namespace::split)
-                .map(|(ns, _)| ns.to_vec());
-            let Some(ns) = ns else {
+            let key = &k[4..];
+            let Some(g) = group(key)
+                .filter(|&len| len <= key.len())
+                .map(|len| &key[..len])
+            else {
                 it.next();
                 continue;
             };
@@ -974,8 +981,9 @@ impl Store {
                 it.next();
                 continue;
             }
-            let next = namespace::successor(&namespace::prefix(&ns));
-            out.push(ns);
+            let g = g.to_vec();
+            let next = successor(&g);
+            out.push(g);
             match next {
                 Some(next) => it.seek(object_key(partition, &next)),
                 None => break,
@@ -1406,44 +1414,6 @@ impl Store {
         )
     }
 
-    /// Starts a thread that syncs the WAL ([`Store::sync_wal`]) every
-    /// `interval` (at a fixed rate; a sync that overruns is followed by the
-    /// next at once), calling `on_sync` with each outcome. It runs until the
-    /// returned [`WalSyncer`] is stopped or dropped, and then syncs once
-    /// more. A zero interval is taken as 1 ms.
-    pub fn start_wal_sync<F>(self: &Arc<Self>, interval: Duration, mut on_sync: F) -> WalSyncer
-    where
-        F: FnMut(&Result<()>) + Send + 'static,
-    {
-        let interval = interval.max(Duration::from_millis(1));
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let store = self.clone();
-        let thread = std::thread::Builder::new()
-            .name("dynkv-wal-sync".into())
-            .spawn(move || {
-                let mut next = std::time::Instant::now() + interval;
-                loop {
-                    let wait = next.saturating_duration_since(std::time::Instant::now());
-                    // Stopped (or the handle dropped): one last sync, then out.
-                    let last = !matches!(
-                        stopped.recv_timeout(wait),
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout)
-                    );
-                    let r = store.sync_wal();
-                    on_sync(&r);
-                    if last {
-                        return;
-                    }
-                    next = (next + interval).max(std::time::Instant::now());
-                }
-            })
-            .expect("spawn the WAL sync thread");
-        WalSyncer {
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
     /// Approximate number of stored objects (RocksDB's estimate; for metrics).
     /// 0 while the database is being reopened.
     pub fn estimated_objects(&self) -> u64 {
@@ -1452,33 +1422,6 @@ impl Store {
             .ok()
             .flatten()
             .unwrap_or(0)
-    }
-}
-
-/// The thread [`Store::start_wal_sync`] started; stopping or dropping it
-/// ends the thread after one last sync.
-pub struct WalSyncer {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl WalSyncer {
-    /// Stops the thread and waits for it.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for WalSyncer {
-    fn drop(&mut self) {
-        self.shutdown();
     }
 }
 
@@ -1589,6 +1532,19 @@ fn encode_hint_value(object: &Object, created_ms: u64) -> Vec<u8> {
     v.extend_from_slice(&created_ms.to_le_bytes());
     v.extend_from_slice(&body);
     v
+}
+
+/// The smallest byte string greater than every string starting with
+/// `prefix` (`None` when no such string exists: the prefix is all `0xFF`).
+fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut b = prefix.to_vec();
+    while let Some(last) = b.pop() {
+        if last < 0xff {
+            b.push(last + 1);
+            return Some(b);
+        }
+    }
+    None
 }
 
 fn object_key(partition: u32, key: &[u8]) -> Vec<u8> {

@@ -1,7 +1,36 @@
-//! Key and namespace listing scans against a real RocksDB.
+//! Key and group listing scans against a real RocksDB.
 
-use dynkv_storage::{KeyRef, Store, StoreConfig, namespace};
+use dynkv_storage::{KeyRef, Store, StoreConfig};
 use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
+
+/// A grouping of the kind protocols use (Riak's buckets): `0xFF ‖ len(ns)
+/// ‖ ns ‖ name`, a one-byte length here.
+mod namespace {
+    pub const TAG: u8 = 0xFF;
+
+    pub fn prefix(ns: &[u8]) -> Vec<u8> {
+        let mut out = vec![TAG, ns.len() as u8];
+        out.extend_from_slice(ns);
+        out
+    }
+
+    pub fn key(ns: &[u8], name: &[u8]) -> Vec<u8> {
+        [prefix(ns), name.to_vec()].concat()
+    }
+
+    /// The length of the group prefix of `key`.
+    pub fn group(key: &[u8]) -> Option<usize> {
+        match key {
+            [TAG, len, rest @ ..] if rest.len() >= *len as usize => Some(2 + *len as usize),
+            _ => None,
+        }
+    }
+
+    pub fn split(key: &[u8]) -> Option<(&[u8], &[u8])> {
+        let g = group(key)?;
+        Some((&key[2..g], &key[g..]))
+    }
+}
 
 fn put(s: &Store, partition: u32, k: &[u8], deleted: bool) {
     let content = if deleted {
@@ -57,8 +86,23 @@ fn keys_of_one_namespace_in_one_partition_with_paging() {
     assert!(s.scan_keys(7, &prefix, None, 100).unwrap().is_empty());
 }
 
+fn namespaces(s: &Store, after: Option<&[u8]>, limit: usize) -> Vec<Vec<u8>> {
+    let after = after.map(namespace::prefix);
+    s.scan_groups(
+        2,
+        &[namespace::TAG],
+        after.as_deref(),
+        limit,
+        namespace::group,
+    )
+    .unwrap()
+    .into_iter()
+    .map(|g| g[2..].to_vec())
+    .collect()
+}
+
 #[test]
-fn distinct_namespaces_skip_dead_ones_and_page() {
+fn distinct_groups_skip_dead_ones_and_page() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(&StoreConfig::new(dir.path()), None).unwrap();
     for ns in [&b"a"[..], b"b", b"bb", b"c"] {
@@ -71,7 +115,10 @@ fn distinct_namespaces_skip_dead_ones_and_page() {
     put(&s, 2, &namespace::key(b"half", b"1"), true);
     put(&s, 2, &namespace::key(b"half", b"2"), false);
     put(&s, 2, b"native", false);
-    let all = s.scan_namespaces(2, None, 100).unwrap();
+    // Under the prefix but in no group: stepped over.
+    put(&s, 2, &[namespace::TAG, 9, b'x'], false);
+    put(&s, 3, &namespace::key(b"elsewhere", b"1"), false);
+    let all = namespaces(&s, None, 100);
     let expect: Vec<Vec<u8>> = [&b"a"[..], b"b", b"c", b"bb", b"half"]
         .iter()
         .map(|n| n.to_vec())
@@ -81,9 +128,33 @@ fn distinct_namespaces_skip_dead_ones_and_page() {
     let mut sorted_expect = expect.clone();
     sorted_expect.sort();
     assert_eq!(sorted_all, sorted_expect);
-    let first = s.scan_namespaces(2, None, 2).unwrap();
-    let rest = s
-        .scan_namespaces(2, Some(first.last().unwrap()), 100)
-        .unwrap();
+    let first = namespaces(&s, None, 2);
+    let rest = namespaces(&s, Some(first.last().unwrap()), 100);
     assert_eq!([first, rest].concat(), all);
+    // The groups are the prefixes of their keys.
+    let groups = s
+        .scan_groups(2, &[namespace::TAG], None, 1, namespace::group)
+        .unwrap();
+    assert_eq!(groups, [namespace::prefix(b"a")]);
+    // A group of all 0xFF bytes has no successor: nothing after it.
+    assert!(
+        s.scan_groups(2, &[], Some(&[0xff, 0xff]), 10, |_| Some(1))
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn groups_of_the_whole_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&StoreConfig::new(dir.path()), None).unwrap();
+    for k in [&b"a/1"[..], b"a/2", b"b/1", b"c", b"c/3"] {
+        put(&s, 4, k, false);
+    }
+    // Group by the first byte, empty prefix.
+    let groups = s.scan_groups(4, &[], None, 10, |_| Some(1)).unwrap();
+    assert_eq!(groups, [b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    // A grouping that names a length past the key skips it.
+    let groups = s.scan_groups(4, &[], None, 10, |_| Some(2)).unwrap();
+    assert_eq!(groups, [b"a/".to_vec(), b"b/".to_vec(), b"c/".to_vec()]);
 }

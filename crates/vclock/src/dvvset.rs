@@ -113,6 +113,41 @@ impl<V> Default for DvvSet<V> {
     }
 }
 
+impl<V> DvvSet<V> {
+    /// The same causal state with every value (live or anonymous) turned
+    /// into `f(value)`: the step between an object and one of its encodings.
+    pub(crate) fn convert<'a, W>(&'a self, mut f: impl FnMut(&'a V) -> W) -> DvvSet<W> {
+        DvvSet {
+            entries: self
+                .entries
+                .iter()
+                .map(|e| Entry {
+                    actor: e.actor.clone(),
+                    counter: e.counter,
+                    values: e.values.iter().map(&mut f).collect(),
+                })
+                .collect(),
+            anonymous: self.anonymous.iter().map(f).collect(),
+        }
+    }
+
+    /// [`DvvSet::convert`], consuming.
+    pub(crate) fn convert_into<W>(self, mut f: impl FnMut(V) -> W) -> DvvSet<W> {
+        DvvSet {
+            entries: self
+                .entries
+                .into_iter()
+                .map(|e| Entry {
+                    actor: e.actor,
+                    counter: e.counter,
+                    values: e.values.into_iter().map(&mut f).collect(),
+                })
+                .collect(),
+            anonymous: self.anonymous.into_iter().map(f).collect(),
+        }
+    }
+}
+
 impl<V: Clone + PartialEq> PartialEq for DvvSet<V> {
     /// Equal causal state: same entries, same anonymous values as a set.
     fn eq(&self, other: &Self) -> bool {

@@ -35,14 +35,20 @@
 //! - [`dvvset`]: the generic structure and its algorithms (no I/O).
 //! - [`object`]: [`Content`], the stored [`Object`] type, its versioned
 //!   encoding and its digest.
+//! - [`meta`]: [`Meta`], a sibling's typed metadata (idempotency records,
+//!   user metadata, links, index entries), and its string-pair form.
 //! - [`context`]: client context tokens.
 
 pub mod context;
 pub mod dvvset;
+pub mod meta;
 pub mod object;
 
 pub use context::{
     ContextError, context_payload, decode_context, decode_context_payload, encode_context,
 };
 pub use dvvset::{Actor, DvvSet, Entry, VersionVector};
-pub use object::{Content, Object, ObjectDecodeError, decode_object, encode_object};
+pub use meta::{IdempotencyRecord, Link, Meta};
+pub use object::{
+    Content, Object, ObjectDecodeError, decode_object, encode_object, encode_object_v1,
+};

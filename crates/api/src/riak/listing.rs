@@ -36,12 +36,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dynkv_ring::NodeId;
 use dynkv_rpc::messages::{Keys, ListKeys, ListNamespaces};
-use dynkv_storage::namespace;
 use futures::TryStreamExt;
 use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::RiakError;
+use super::namespace;
 use super::request::{Target, listing_deadline};
 use super::shared::{Riak, Stats};
 use crate::AppState;
@@ -227,6 +227,7 @@ async fn list_partition(
             Listing::Buckets => {
                 let req = ListNamespaces {
                     partition,
+                    prefix: Bytes::from_static(&[namespace::TAG]),
                     after: after.clone(),
                     limit: PAGE,
                 };

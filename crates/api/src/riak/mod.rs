@@ -11,7 +11,7 @@
 //! ## Buckets are namespaces of the one keyspace
 //! A Riak `(bucket, key)` is stored under the namespaced key
 //! `0xFF ‖ varint(len(bucket)) ‖ bucket ‖ key`
-//! ([`dynkv_storage::namespace`]). Native keys are UTF-8 and no UTF-8 string
+//! ([`namespace`]). Native keys are UTF-8 and no UTF-8 string
 //! starts with `0xFF`, so the two APIs can never address each other's
 //! objects. The ring hashes the whole encoded key, which makes placement
 //! bucket-aware, and a bucket's keys are contiguous inside each partition,
@@ -53,6 +53,7 @@
 pub mod bucket;
 mod info;
 pub mod listing;
+pub mod namespace;
 pub mod object;
 pub mod props;
 pub mod request;

@@ -42,10 +42,10 @@
 //!
 //! ## Stored form
 //! The value and its `Content-Type` (the media type, plus `charset` when
-//! given) are the sibling's [`Content`]; user metadata, links and index
-//! entries are kept in its `meta` as `riak.meta.<name>`,
-//! `riak.link.<nnnnn>` (in order) and `riak.index.<field>`. Other metadata
-//! (idempotency records) is never shown.
+//! given) are the sibling's [`Content`]; user metadata, links (URL-quoted,
+//! in order) and index entries are kept in its typed [`Meta`]
+//! (`user`, `links`, `indexes`). Other metadata (idempotency records) is
+//! never shown.
 
 use std::time::Duration;
 
@@ -56,7 +56,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dynkv_quorum::ReadOptions;
 use dynkv_rpc::messages::{Quorum, WriteRequest};
-use dynkv_vclock::{Content, Object, VersionVector};
+use dynkv_vclock::{Content, Link, Meta, Object, VersionVector};
 
 use super::RiakError;
 use super::bucket::BucketProps;
@@ -70,10 +70,6 @@ use crate::http::codec::{
 use crate::http::input;
 use crate::http::params::Params;
 use crate::http::siblings::{self, Framing, content_type, newest};
-
-const META_PREFIX: &str = "riak.meta.";
-const LINK_PREFIX: &str = "riak.link.";
-const INDEX_PREFIX: &str = "riak.index.";
 
 /// A sibling's vtag (its `ETag`): a digest of its whole content, so every
 /// node names a sibling the same way.
@@ -256,29 +252,24 @@ fn header_str(headers: &HeaderMap, name: HeaderName) -> Option<&str> {
 /// `Link`, `X-Riak-Meta-*` and `X-Riak-Index-*` of a sibling, in order.
 fn meta_headers(t: &Target, c: &Content) -> Vec<(String, String)> {
     let mut link = format!("</buckets/{}>; rel=\"up\"", quote_plus(&t.bucket));
-    let mut out = Vec::new();
-    let mut index: Vec<(String, Vec<&str>)> = Vec::new();
-    for (name, value) in &c.meta {
-        if name.starts_with(LINK_PREFIX) {
-            let mut parts = value.splitn(3, '/');
-            if let (Some(b), Some(k), Some(tag)) = (parts.next(), parts.next(), parts.next()) {
-                link.push_str(&format!(", </buckets/{b}/keys/{k}>; riaktag=\"{tag}\""));
-            }
-        } else if let Some(m) = name.strip_prefix(META_PREFIX) {
-            out.push((format!("X-Riak-Meta-{m}"), value.clone()));
-        } else if let Some(f) = name.strip_prefix(INDEX_PREFIX) {
-            match index.iter_mut().find(|(n, _)| n == f) {
-                Some((_, vs)) => vs.push(value),
-                None => index.push((f.to_string(), vec![value])),
-            }
-        }
+    for l in &c.meta.links {
+        link.push_str(&format!(
+            ", </buckets/{}/keys/{}>; riaktag=\"{}\"",
+            l.bucket, l.key, l.tag
+        ));
     }
-    out.insert(0, ("Link".into(), link));
+    let mut out = vec![("Link".to_string(), link)];
     out.extend(
-        index
-            .into_iter()
-            .map(|(f, vs)| (format!("X-Riak-Index-{f}"), vs.join(", "))),
+        c.meta
+            .user
+            .iter()
+            .map(|(m, value)| (format!("X-Riak-Meta-{m}"), value.clone())),
     );
+    // Entries are sorted by field: one header per field, values in order.
+    for run in c.meta.indexes.chunk_by(|a, b| a.0 == b.0) {
+        let values: Vec<&str> = run.iter().map(|(_, v)| v.as_str()).collect();
+        out.push((format!("X-Riak-Index-{}", run[0].0), values.join(", ")));
+    }
     out
 }
 
@@ -388,12 +379,12 @@ fn invalid_link() -> RiakError {
     )
 }
 
-/// A link: (bucket, key, tag).
-type Link = (Vec<u8>, Vec<u8>, Vec<u8>);
+/// A link as the client sent it: (bucket, key, tag), decoded.
+type LinkTarget = (Vec<u8>, Vec<u8>, Vec<u8>);
 
 /// One `Link` entry: `Some((bucket, key, tag))`, or `None` for the
 /// bucket's own `rel="up"` link (which is implied and not stored).
-fn parse_link(item: &str) -> Result<Option<Link>, RiakError> {
+fn parse_link(item: &str) -> Result<Option<LinkTarget>, RiakError> {
     let (target, param) = item
         .strip_prefix('<')
         .and_then(|s| s.split_once('>'))
@@ -419,25 +410,24 @@ fn parse_link(item: &str) -> Result<Option<Link>, RiakError> {
 
 /// Links, user metadata and index entries of a write, in stored form
 /// (sorted by name, links numbered to keep their order).
-fn request_meta(headers: &HeaderMap) -> Result<Vec<(String, String)>, RiakError> {
-    let mut meta = Vec::new();
-    let mut links = 0usize;
+fn request_meta(headers: &HeaderMap) -> Result<Meta, RiakError> {
+    let mut meta = Meta::default();
     for v in headers.get_all(header::LINK) {
         let v = String::from_utf8_lossy(v.as_bytes());
         for item in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             if let Some((b, k, tag)) = parse_link(item)? {
-                meta.push((
-                    format!("{LINK_PREFIX}{links:05}"),
-                    format!("{}/{}/{}", quote_plus(&b), quote_plus(&k), quote_plus(&tag)),
-                ));
-                links += 1;
+                meta.links.push(Link {
+                    bucket: quote_plus(&b),
+                    key: quote_plus(&k),
+                    tag: quote_plus(&tag),
+                });
             }
         }
     }
     for (name, value) in headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
         if let Some(m) = name.as_str().strip_prefix("x-riak-meta-") {
-            meta.push((format!("{META_PREFIX}{m}"), value));
+            meta.user.push((m.to_string(), value));
         } else if let Some(field) = name.as_str().strip_prefix("x-riak-index-") {
             let int = field.ends_with("_int");
             if !int && !field.ends_with("_bin") {
@@ -451,11 +441,11 @@ fn request_meta(headers: &HeaderMap) -> Result<Vec<(String, String)>, RiakError>
                         "Could not parse field '{field}', value '{v}'."
                     )));
                 }
-                meta.push((format!("{INDEX_PREFIX}{field}"), v.to_string()));
+                meta.indexes.push((field.to_string(), v.to_string()));
             }
         }
     }
-    meta.sort();
+    meta.normalize();
     Ok(meta)
 }
 
@@ -697,7 +687,7 @@ mod tests {
     #[tokio::test]
     async fn multipart_is_framed_as_riak_frames_it() {
         let mut a = Content::value("one", "text/plain", 1_000_000);
-        a.meta = vec![("riak.meta.color".into(), "red".into())];
+        a.meta.user = vec![("color".into(), "red".into())];
         let b = Content::tombstone(2_000_000);
         let mut accept = HeaderMap::new();
         accept.insert(
@@ -785,8 +775,19 @@ mod tests {
         );
         h.insert("x-riak-index-field_int", HeaderValue::from_static("3, 1"));
         let meta = request_meta(&h).unwrap();
-        let mut c = Content::value("v", "text/plain", 0);
-        c.meta = meta;
+        // Stored as the release before typed metadata stored it.
+        assert_eq!(
+            meta.to_pairs(),
+            [
+                ("riak.index.field_int", "1"),
+                ("riak.index.field_int", "3"),
+                ("riak.link.00000", "other/k%2F1/next"),
+                ("riak.link.00001", "old/k2/prev"),
+                ("riak.meta.custom", "some metadata"),
+            ]
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+        );
+        let c = Content::value("v", "text/plain", 0).with_meta(meta);
         let shown = meta_headers(&target(), &c);
         assert_eq!(
             shown[0],

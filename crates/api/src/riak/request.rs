@@ -76,7 +76,7 @@ impl Target {
 
     /// The internal key of this bucket and key.
     pub fn internal_key(&self) -> Vec<u8> {
-        dynkv_storage::namespace::key(&self.bucket, self.key.as_deref().unwrap_or_default())
+        super::namespace::key(&self.bucket, self.key.as_deref().unwrap_or_default())
     }
 
     /// The path of this bucket's key `key`, in the form the request used.

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use dynkv_ring::NodeId;
-use dynkv_vclock::{Content, Object, VersionVector};
+use dynkv_vclock::{Content, IdempotencyRecord, Link, Meta, Object, VersionVector};
 use serde::{Deserialize, Serialize};
 
 use super::{object_from_wire, object_to_wire};
@@ -124,7 +124,59 @@ pub struct WireMetaPair {
     pub value: String,
 }
 
+/// The protobuf form of an [`IdempotencyRecord`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireIdempotencyRecord {
+    /// The client's idempotency key.
+    #[prost(string, tag = "1")]
+    pub key: String,
+    /// When that write was applied, µs since the Unix epoch.
+    #[prost(uint64, tag = "2")]
+    pub at_micros: u64,
+}
+
+/// The protobuf form of a [`Link`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireLink {
+    /// The target's bucket (a URL path segment).
+    #[prost(string, tag = "1")]
+    pub bucket: String,
+    /// The target's key (a URL path segment).
+    #[prost(string, tag = "2")]
+    pub key: String,
+    /// The link's tag.
+    #[prost(string, tag = "3")]
+    pub tag: String,
+}
+
+/// The protobuf form of a [`Meta`]: a sibling's typed metadata.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireMeta {
+    /// Idempotency records.
+    #[prost(message, repeated, tag = "1")]
+    pub idempotency: Vec<WireIdempotencyRecord>,
+    /// User metadata.
+    #[prost(message, repeated, tag = "2")]
+    pub user: Vec<WireMetaPair>,
+    /// Links, in order.
+    #[prost(message, repeated, tag = "3")]
+    pub links: Vec<WireLink>,
+    /// Index entries.
+    #[prost(message, repeated, tag = "4")]
+    pub indexes: Vec<WireMetaPair>,
+    /// Other pairs.
+    #[prost(message, repeated, tag = "5")]
+    pub extra: Vec<WireMetaPair>,
+}
+
 /// The protobuf form of a [`Content`] (a sibling value or tombstone).
+///
+/// Metadata travels twice while a cluster may hold nodes of the release
+/// before typed metadata: typed (`typed_meta`, what this release reads) and
+/// as string pairs (`meta`, what that release reads; read here only when
+/// `typed_meta` is absent). Both describe the same [`Meta`]
+/// ([`Meta::to_pairs`] / [`Meta::from_pairs`] are lossless), so a later
+/// protocol version can stop writing `meta`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WireContent {
     /// The opaque value bytes (empty for a tombstone).
@@ -139,38 +191,115 @@ pub struct WireContent {
     /// Write time in microseconds since the Unix epoch.
     #[prost(uint64, tag = "4")]
     pub modified_micros: u64,
-    /// Extra metadata, in order.
+    /// The metadata as sorted string pairs ([`Meta::to_pairs`]).
     #[prost(message, repeated, tag = "5")]
     pub meta: Vec<WireMetaPair>,
+    /// The metadata, typed (absent: none, or a sender that only wrote `meta`).
+    #[prost(message, optional, tag = "6")]
+    pub typed_meta: Option<WireMeta>,
+}
+
+fn pair_to_wire((name, value): &(String, String)) -> WireMetaPair {
+    WireMetaPair {
+        name: name.clone(),
+        value: value.clone(),
+    }
+}
+
+fn pair_from_wire(p: WireMetaPair) -> (String, String) {
+    (p.name, p.value)
+}
+
+impl WireForm for Meta {
+    type Wire = WireMeta;
+
+    fn to_wire(&self) -> WireMeta {
+        WireMeta {
+            idempotency: self
+                .idempotency
+                .iter()
+                .map(|r| WireIdempotencyRecord {
+                    key: r.key.clone(),
+                    at_micros: r.at_micros,
+                })
+                .collect(),
+            user: self.user.iter().map(pair_to_wire).collect(),
+            links: self
+                .links
+                .iter()
+                .map(|l| WireLink {
+                    bucket: l.bucket.clone(),
+                    key: l.key.clone(),
+                    tag: l.tag.clone(),
+                })
+                .collect(),
+            indexes: self.indexes.iter().map(pair_to_wire).collect(),
+            extra: self.extra.iter().map(pair_to_wire).collect(),
+        }
+    }
+
+    /// Any input is accepted and normalised ([`Meta::normalize`]).
+    fn from_wire(w: WireMeta) -> Result<Self, WireError> {
+        let meta = Meta {
+            idempotency: w
+                .idempotency
+                .into_iter()
+                .map(|r| IdempotencyRecord {
+                    key: r.key,
+                    at_micros: r.at_micros,
+                })
+                .collect(),
+            user: w.user.into_iter().map(pair_from_wire).collect(),
+            links: w
+                .links
+                .into_iter()
+                .map(|l| Link {
+                    bucket: l.bucket,
+                    key: l.key,
+                    tag: l.tag,
+                })
+                .collect(),
+            indexes: w.indexes.into_iter().map(pair_from_wire).collect(),
+            extra: w.extra.into_iter().map(pair_from_wire).collect(),
+        };
+        Ok(meta.normalized())
+    }
 }
 
 impl WireForm for Content {
     type Wire = WireContent;
 
     fn to_wire(&self) -> WireContent {
+        let (meta, typed_meta) = if self.meta.is_empty() {
+            (Vec::new(), None)
+        } else {
+            let pairs = self.meta.to_pairs();
+            (
+                pairs.iter().map(pair_to_wire).collect(),
+                Some(self.meta.to_wire()),
+            )
+        };
         WireContent {
             value: self.value.clone(),
             content_type: self.content_type.clone(),
             deleted: self.deleted,
             modified_micros: self.modified_micros,
-            meta: self
-                .meta
-                .iter()
-                .map(|(name, value)| WireMetaPair {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
+            meta,
+            typed_meta,
         }
     }
 
     fn from_wire(w: WireContent) -> Result<Self, WireError> {
+        let meta = match w.typed_meta {
+            Some(typed) => Meta::from_wire(typed)?,
+            None => Meta::from_pairs(w.meta.into_iter().map(pair_from_wire).collect()),
+        };
         Ok(Content {
             value: w.value,
             content_type: w.content_type,
             deleted: w.deleted,
             modified_micros: w.modified_micros,
-            meta: w.meta.into_iter().map(|p| (p.name, p.value)).collect(),
+            meta,
         })
     }
 }
@@ -609,8 +738,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn write_request() -> WriteRequest {
-        let mut content = Content::value("hello", "text/plain", 42);
-        content.meta = vec![("a".into(), "1".into()), ("b".into(), "2".into())];
+        let content = Content::value("hello", "text/plain", 42).with_meta(Meta::from_pairs(vec![
+            ("a".into(), "1".into()),
+            ("b".into(), "2".into()),
+            ("riak.meta.color".into(), "red".into()),
+            ("riak.link.00000".into(), "b/k/t".into()),
+            ("dynkv.idem.req".into(), "5".into()),
+        ]));
         WriteRequest {
             key: Bytes::from_static(b"ns\0key"),
             content,
@@ -675,6 +809,47 @@ mod tests {
         round_trip(write_request().content);
         round_trip(VersionVector::new());
         round_trip(write_request().context);
+    }
+
+    #[test]
+    fn metadata_travels_typed_and_as_pairs() {
+        let content = write_request().content;
+        let w = content.to_wire();
+        // Both forms, each complete: a node of the release before typed
+        // metadata reads the pairs.
+        assert_eq!(
+            w.meta
+                .iter()
+                .map(|p| (p.name.clone(), p.value.clone()))
+                .collect::<Vec<_>>(),
+            content.meta.to_pairs()
+        );
+        assert_eq!(w.typed_meta.as_ref().unwrap().idempotency.len(), 1);
+        assert_eq!(w.typed_meta.as_ref().unwrap().links.len(), 1);
+        // What that release sends (pairs only) reads as the same content.
+        let old = WireContent {
+            typed_meta: None,
+            ..w.clone()
+        };
+        assert_eq!(Content::from_wire(old), Ok(content.clone()));
+        // With both, the typed form is the one read.
+        let typed_only = WireContent {
+            meta: vec![],
+            ..w.clone()
+        };
+        assert_eq!(Content::from_wire(typed_only), Ok(content.clone()));
+        // No metadata: neither field.
+        let plain = Content::value("v", "t", 1).to_wire();
+        assert!(plain.meta.is_empty() && plain.typed_meta.is_none());
+        // Typed fields out of place are normalised.
+        let mut odd = w.typed_meta.clone().unwrap();
+        odd.extra.push(WireMetaPair {
+            name: "riak.meta.b".into(),
+            value: "1".into(),
+        });
+        let m = Meta::from_wire(odd).unwrap();
+        assert!(m.extra.iter().all(|(n, _)| !n.starts_with("riak.meta.")));
+        assert!(m.user.contains(&("b".to_string(), "1".to_string())));
     }
 
     #[test]

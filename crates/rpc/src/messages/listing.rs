@@ -1,5 +1,6 @@
-//! Listing (endpoint IDs 50–59): paged listings of the keys and namespaces
-//! of a partition's local replica, on the bulk connection.
+//! Listing (endpoint IDs 50–59): paged listings of the keys, and of the
+//! distinct key components (namespaces such as Riak's buckets), of a
+//! partition's local replica, on the bulk connection.
 
 use bytes::Bytes;
 
@@ -68,18 +69,29 @@ impl Endpoint for ListKeys {
     type Response = Keys;
 }
 
-/// Namespace listing: up to `limit` distinct namespaces (see
-/// `dynkv_storage::namespace`) with a live key in the local replica of a
-/// partition, after `after`. Answer: [`Keys`].
+/// Component listing: up to `limit` distinct first components after
+/// `prefix` ([`split_component`]) of keys with a live sibling in the local
+/// replica of a partition, after the component `after`, in key order.
+/// Answer: [`Keys`], the components. Protocols that group keys by a
+/// length-delimited component (Riak's buckets) list their groups with it:
+/// the scan seeks past each component it finds, so its cost follows the
+/// number of components, not of keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ListNamespaces {
     /// The partition.
     pub partition: u32,
-    /// Resume after this namespace (exclusive).
+    /// The bytes every listed key starts with, before its component.
+    pub prefix: Bytes,
+    /// Resume after this component (exclusive).
     pub after: Option<Bytes>,
-    /// Most namespaces in the answer.
+    /// Most components in the answer.
     pub limit: u32,
 }
+
+/// The `prefix` of a [`ListNamespaces`] that has none: nodes of releases
+/// before the field listed the components after `0xFF` (Riak's buckets),
+/// and still do whatever prefix they are sent.
+pub const LEGACY_COMPONENT_PREFIX: &[u8] = &[0xFF];
 
 /// The protobuf form of a [`ListNamespaces`].
 #[derive(Clone, PartialEq, prost::Message)]
@@ -87,12 +99,15 @@ pub struct WireListNamespaces {
     /// The partition.
     #[prost(uint32, tag = "1")]
     pub partition: u32,
-    /// Resume after this namespace (absent: from the start).
+    /// Resume after this component (absent: from the start).
     #[prost(bytes = "bytes", optional, tag = "2")]
     pub after: Option<Bytes>,
-    /// Most namespaces in the answer.
+    /// Most components in the answer.
     #[prost(uint32, tag = "3")]
     pub limit: u32,
+    /// The key prefix (absent: [`LEGACY_COMPONENT_PREFIX`]).
+    #[prost(bytes = "bytes", optional, tag = "4")]
+    pub prefix: Option<Bytes>,
 }
 
 impl WireForm for ListNamespaces {
@@ -103,16 +118,47 @@ impl WireForm for ListNamespaces {
             partition: self.partition,
             after: self.after.clone(),
             limit: self.limit,
+            prefix: Some(self.prefix.clone()),
         }
     }
 
     fn from_wire(w: WireListNamespaces) -> Result<Self, WireError> {
         Ok(ListNamespaces {
             partition: w.partition,
+            prefix: w
+                .prefix
+                .unwrap_or_else(|| Bytes::from_static(LEGACY_COMPONENT_PREFIX)),
             after: w.after,
             limit: w.limit,
         })
     }
+}
+
+/// `prefix ‖ len(component) ‖ component`, the length as protobuf's length
+/// delimiter (unsigned LEB128): the bytes every key whose first component
+/// after `prefix` is `component` starts with. The length keeps the keys of
+/// one component contiguous in key order (`ab` never interleaves with
+/// `abc`).
+pub fn component_prefix(prefix: &[u8], component: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        prefix.len() + prost::length_delimiter_len(component.len()) + component.len(),
+    );
+    out.extend_from_slice(prefix);
+    prost::encode_length_delimiter(component.len(), &mut out).expect("a Vec grows as needed");
+    out.extend_from_slice(component);
+    out
+}
+
+/// Splits a key into its first component after `prefix` and the rest
+/// ([`component_prefix`]); `None` when the key does not start with `prefix`
+/// or its component is not well formed.
+pub fn split_component<'a>(prefix: &[u8], key: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let mut rest = key.strip_prefix(prefix)?;
+    let len = prost::decode_length_delimiter(&mut rest).ok()?;
+    if rest.len() < len {
+        return None;
+    }
+    Some(rest.split_at(len))
 }
 
 impl Endpoint for ListNamespaces {
@@ -164,16 +210,50 @@ mod tests {
         });
         round_trip(ListNamespaces {
             partition: 2,
+            prefix: Bytes::from_static(&[0xff]),
             after: Some(Bytes::from_static(b"ns")),
             limit: 10,
         });
         round_trip(ListNamespaces {
             partition: 2,
+            prefix: Bytes::new(),
             after: None,
             limit: 10,
         });
         round_trip(Keys(vec![Bytes::from_static(b"a"), Bytes::new()]));
         round_trip(Keys(vec![]));
+    }
+
+    #[test]
+    fn a_listing_without_a_prefix_lists_the_legacy_one() {
+        let old = WireListNamespaces {
+            partition: 3,
+            after: None,
+            limit: 5,
+            prefix: None,
+        };
+        let body = Bytes::from(prost::Message::encode_to_vec(&old));
+        assert_eq!(
+            ListNamespaces::decode(body).unwrap().prefix,
+            Bytes::from_static(&[0xff])
+        );
+    }
+
+    #[test]
+    fn components_are_length_delimited() {
+        let p = component_prefix(b"P", b"ab");
+        assert_eq!(p, b"P\x02ab");
+        let mut key = p.clone();
+        key.extend_from_slice(b"rest");
+        assert_eq!(
+            split_component(b"P", &key),
+            Some((&b"ab"[..], &b"rest"[..]))
+        );
+        assert_eq!(split_component(b"Q", &key), None);
+        assert_eq!(split_component(b"P", b"P\x05ab"), None);
+        assert_eq!(split_component(b"P", b"P\x80"), None);
+        // 300 is two bytes, 0xAC 0x02.
+        assert_eq!(&component_prefix(b"", &[7; 300])[..2], &[0xac, 0x02]);
     }
 
     proptest::proptest! {

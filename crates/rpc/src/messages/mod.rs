@@ -31,10 +31,13 @@
 //! [`ClusterStateReply`] in [`membership`].
 //!
 //! ## Encoding conventions
-//! - Objects travel in their storage encoding (`dynkv_vclock::encode_object`,
-//!   versioned on its own) as one `bytes` field, decoded with
-//!   `dynkv_vclock::decode_object` (which also checks the DVVSet
-//!   invariants).
+//! - Objects travel in a storage encoding (versioned on its own) as one
+//!   `bytes` field, decoded with `dynkv_vclock::decode_object` (which reads
+//!   every object format and checks the DVVSet invariants). They are sent
+//!   in object format 1 (`dynkv_vclock::encode_object_v1`), the one every
+//!   release reads, although nodes store format 2: a node of the release
+//!   before format 2 can still take them during a rolling upgrade. Sending
+//!   format 2 needs a protocol version that promises the peer reads it.
 //! - Keys, values and other byte strings are `bytes::Bytes` fields, sliced
 //!   out of the received frame without a copy.
 //! - A required node id is a non-empty string; an optional one is the empty
@@ -48,7 +51,7 @@
 
 use bytes::Bytes;
 use dynkv_ring::NodeId;
-use dynkv_vclock::{Object, decode_object, encode_object};
+use dynkv_vclock::{Object, decode_object, encode_object_v1};
 
 use crate::wire::{Endpoint, WireError};
 
@@ -141,9 +144,10 @@ pub struct WireItem {
     pub object: Bytes,
 }
 
-/// The storage encoding of an object, as a `bytes` field.
+/// An object in object format 1 (which every release reads), as a `bytes`
+/// field.
 pub(crate) fn object_to_wire(object: &Object) -> Bytes {
-    Bytes::from(encode_object(object))
+    Bytes::from(encode_object_v1(object))
 }
 
 /// Decodes [`object_to_wire`]; a corrupt object is [`WireError::Invalid`].
@@ -185,7 +189,7 @@ pub(crate) fn narrow_u8(v: u32, field: &str) -> Result<u8, WireError> {
 
 #[cfg(test)]
 pub(crate) mod testutil {
-    use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
+    use dynkv_vclock::{Content, DvvSet, Meta, Object, VersionVector};
 
     use crate::wire::Message;
 
@@ -204,8 +208,12 @@ pub(crate) mod testutil {
             "n1",
             Content::value("v1", "text/plain", 10),
         );
-        let mut with_meta = Content::value(vec![0u8, 1, 2, 255], "application/octet-stream", 20);
-        with_meta.meta = vec![("x-riak-meta-a".into(), "b".into())];
+        let with_meta = Content::value(vec![0u8, 1, 2, 255], "application/octet-stream", 20)
+            .with_meta(Meta::from_pairs(vec![
+                ("riak.meta.a".into(), "b".into()),
+                ("dynkv.idem.k".into(), "7".into()),
+                ("x".into(), "y".into()),
+            ]));
         let second = DvvSet::update(&VersionVector::new(), &first, "n2", with_meta);
         DvvSet::update(&second.join(), &second, "n1", Content::tombstone(30))
     }
@@ -350,7 +358,11 @@ mod tests {
         assert!(narrow_u8(256, "level").is_err());
         assert!(object_from_wire(&[]).is_err());
         let o = testutil::object();
-        assert_eq!(object_from_wire(&object_to_wire(&o)), Ok(o));
+        let wire = object_to_wire(&o);
+        assert_eq!(wire[0], dynkv_vclock::object::OBJECT_FORMAT_V1);
+        assert_eq!(object_from_wire(&wire), Ok(o.clone()));
+        let stored = dynkv_vclock::encode_object(&o);
+        assert_eq!(object_from_wire(&stored), Ok(o));
     }
 
     #[test]
