@@ -32,7 +32,7 @@ use dynkv_rpc::{
     CallContext, ClusterSecret, Dispatcher, Endpoint, Handler, Message, PROTOCOL_VERSION,
     RemoteError, WireError,
 };
-use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
+use dynkv_vclock::{Content, DvvSet, IdempotencyRecord, Meta, Object, VersionVector};
 
 /// The frame limit of the check: small, so the fuzzer reaches it with a
 /// 4-byte header and frames spanning records stay cheap.
@@ -594,7 +594,11 @@ fn handshake_stream(data: &[u8]) {
 
 fn object(tag: &str) -> Object {
     let mut first = Content::value(format!("value {tag}"), "text/plain", 1_700_000_000_000_000);
-    first.meta = vec![("x-riak-meta-a".into(), tag.into())];
+    first.meta.user = vec![("a".into(), tag.into())];
+    first.meta.idempotency = vec![IdempotencyRecord {
+        key: tag.into(),
+        at_micros: 1_700_000_000_000_000,
+    }];
     let one = DvvSet::update(&VersionVector::new(), &Object::new(), "n1", first);
     let two = DvvSet::update(
         &VersionVector::new(),
@@ -608,7 +612,14 @@ fn object(tag: &str) -> Object {
 fn write_request() -> WriteRequest {
     WriteRequest {
         key: Bytes::from_static(b"ns\0key"),
-        content: Content::value("v", "text/plain", 9),
+        // Metadata of every kind, so the seed reaches the typed decoders.
+        content: Content::value("v", "text/plain", 9).with_meta(Meta::from_pairs(vec![
+            ("dynkv.idem.r".into(), "5".into()),
+            ("riak.meta.a".into(), "b".into()),
+            ("riak.link.00000".into(), "b/k/t".into()),
+            ("riak.index.f_int".into(), "1".into()),
+            ("x".into(), "y".into()),
+        ])),
         context: VersionVector::from_pairs([("n1".to_owned(), 3), ("n2".to_owned(), 1)]),
         w: Quorum::Count(2),
         sloppy: true,
@@ -679,6 +690,7 @@ pub fn seed_requests() -> Vec<(u16, Bytes)> {
         }),
         r(ListNamespaces {
             partition: 9,
+            prefix: Bytes::from_static(&[0xff]),
             after: None,
             limit: 10,
         }),

@@ -345,3 +345,132 @@ async fn serve_with_no_arguments_runs_a_single_node_on_ports_7070_and_7170() {
     let _ = child.wait();
     result
 }
+
+/// `GET /admin/workers` (and `dynkv admin workers`) lists every background
+/// loop of the node with its state; the old `_ms` keys still configure them.
+#[tokio::test]
+async fn admin_workers_lists_every_background_worker_with_its_state() {
+    let opts = ClusterOptions {
+        env: vec![
+            // The previous release's key, and the new one.
+            ("DYNKV__HANDOFF__INTERVAL_MS".into(), "200".into()),
+            ("DYNKV__MEMBERSHIP__GOSSIP_INTERVAL".into(), "300ms".into()),
+        ],
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start(3, opts).await;
+    let workers = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v["workers"].as_array().cloned().unwrap_or_default()
+    };
+    let urls: Vec<String> = (1..=3).map(|i| c.url(i)).collect();
+    let http = c.http.clone();
+    let fetch = |i: usize| {
+        let url = format!("{}/admin/workers", urls[i - 1]);
+        let http = http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let expected = [
+        "internode_listener",
+        "gossip",
+        "transfers",
+        "seed_join",
+        "failure_detector",
+        "handoff",
+        "antientropy",
+        "storage_recovery",
+        "reaper",
+        "wal_sync",
+    ];
+    let periodic = [
+        "gossip",
+        "transfers",
+        "failure_detector",
+        "handoff",
+        "antientropy",
+        "storage_recovery",
+        "wal_sync",
+        "internode_listener",
+    ];
+    // Every periodic worker has run a step within a few seconds.
+    let ran = poll(Duration::from_secs(15), || async {
+        let v = fetch(1).await;
+        workers(&v)
+            .iter()
+            .filter(|w| periodic.contains(&w["name"].as_str().unwrap_or("")))
+            .all(|w| w["runs"].as_u64() > Some(0))
+    })
+    .await;
+    let v = fetch(1).await;
+    assert!(ran, "{v:#}");
+    assert_eq!(v["node"], "n1");
+    let list = workers(&v);
+    let names: Vec<&str> = list.iter().map(|w| w["name"].as_str().unwrap()).collect();
+    assert_eq!(names, expected, "{v:#}");
+    let by_name = |n: &str| list.iter().find(|w| w["name"] == n).unwrap().clone();
+    for w in &list {
+        let state = w["state"].as_str().unwrap();
+        assert!(
+            ["idle", "busy", "throttled", "done", "off"].contains(&state),
+            "{w}"
+        );
+        assert!(w["errors"].is_u64() && w["counters"].is_object(), "{w}");
+    }
+    assert_eq!(by_name("seed_join")["state"], "off", "no seeds configured");
+    assert!(
+        by_name("seed_join")["note"]
+            .as_str()
+            .unwrap()
+            .contains("membership.seeds")
+    );
+    assert_eq!(
+        by_name("reaper")["state"],
+        "idle",
+        "its first pass is 30 s away"
+    );
+    assert_eq!(
+        by_name("handoff")["interval_ms"],
+        200,
+        "from HANDOFF__INTERVAL_MS"
+    );
+    assert_eq!(by_name("gossip")["interval_ms"], 300);
+    assert!(by_name("internode_listener")["counters"]["accepted"].as_u64() >= Some(2));
+    assert!(by_name("wal_sync")["counters"]["syncs"].as_u64() > Some(0));
+    assert!(by_name("antientropy")["last_run"]["ok"].as_bool().is_some());
+    // The old key is named in a warning with the new one.
+    let log = std::fs::read_to_string(c.node(1).log_path()).unwrap();
+    assert!(
+        log.contains("handoff.interval_ms") && log.contains("use handoff.interval instead"),
+        "{log}"
+    );
+
+    // A peer that stops answering shows up as errors of the gossip worker.
+    c.kill(3);
+    let seen = poll(Duration::from_secs(20), || async {
+        let g = workers(&fetch(1).await)
+            .into_iter()
+            .find(|w| w["name"] == "gossip")
+            .unwrap();
+        g["errors"].as_u64() > Some(0)
+            && g["last_error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("n3"))
+    })
+    .await;
+    assert!(seen, "{:#}", fetch(1).await);
+
+    // The command-line view of the same list.
+    let out = std::process::Command::new(dynkv_tests::dynkv_bin())
+        .args(["admin", "workers", "--node", &c.url(2)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("node n2"), "{text}");
+    for name in expected {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+}

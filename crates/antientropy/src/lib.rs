@@ -13,7 +13,8 @@
 //!   dirty leaves are recomputed from the storage's digest index just before
 //!   a comparison. Trees are rebuilt from the digest index at start-up and
 //!   invalidated periodically (`rebuild_interval`) against silent drift.
-//! - [`AntiEntropy`]: the exchange and its scheduler. Every
+//! - [`AntiEntropy`]: the exchange, and [`AntiEntropyWorker`] its
+//!   scheduler (a background worker of `dynkv-runtime`). Every
 //!   `exchange_interval` the node takes the next (partition, peer) pairs in
 //!   round-robin order over the partitions it replicates and the other
 //!   replicas of each, at most `concurrency` at once, and for each:
@@ -54,12 +55,12 @@ use dynkv_rpc::messages::{
     AaeFetch, AaeHashes, AaeKeys, AaeRepair, Hashes, KeyDigests, Objects, Repaired,
 };
 use dynkv_rpc::{CallContext, Dispatcher, Endpoint, Handler, RemoteError};
+use dynkv_runtime::{Context, StepResult, Worker, WorkerState};
 use dynkv_storage::KeyRef;
 use dynkv_vclock::{DvvSet, Object};
 use parking_lot::Mutex;
 use serde::Serialize;
-use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 pub use metrics::AaeMetrics;
 pub use trees::{RefreshStats, TreeSet};
@@ -443,24 +444,44 @@ impl AntiEntropy {
         out
     }
 
-    /// Runs one round: the next `concurrency` pairs, at once.
-    pub async fn round(&self) -> usize {
+    /// The pairs of the next round: the next `concurrency` (partition,
+    /// peer) pairs in round-robin order (advances the cursor).
+    pub fn next_round(&self) -> Vec<(u32, NodeId)> {
         let pairs = self.pairs();
         if pairs.is_empty() {
-            return 0;
+            return Vec::new();
         }
         let take = self.config.concurrency.max(1).min(pairs.len());
         let start = self.cursor.fetch_add(take, Ordering::Relaxed);
-        let batch: Vec<(u32, NodeId)> = (0..take)
+        (0..take)
             .map(|i| pairs[(start + i) % pairs.len()].clone())
-            .collect();
+            .collect()
+    }
+
+    /// Runs the exchanges of one round at once and records each.
+    pub async fn exchange_all(&self, batch: &[(u32, NodeId)]) -> RoundReport {
         let runs = batch.iter().map(|(p, peer)| async move {
             let started = Instant::now();
             let r = self.exchange(*p, peer).await;
-            self.record(*p, peer, r, started.elapsed());
+            self.record(*p, peer, r, started.elapsed())
         });
-        futures::future::join_all(runs).await;
-        take
+        let mut report = RoundReport {
+            exchanges: batch.len(),
+            ..RoundReport::default()
+        };
+        for r in futures::future::join_all(runs).await {
+            match r {
+                Ok(repaired) => report.repaired_here += repaired,
+                Err(e) => report.failed.push(e),
+            }
+        }
+        report
+    }
+
+    /// Runs one round: the next `concurrency` pairs, at once.
+    pub async fn round(&self) -> RoundReport {
+        let batch = self.next_round();
+        self.exchange_all(&batch).await
     }
 
     fn record(
@@ -469,7 +490,7 @@ impl AntiEntropy {
         peer: &NodeId,
         result: Result<ExchangeStats, String>,
         took: Duration,
-    ) {
+    ) -> Result<u64, String> {
         match result {
             Ok(stats) => {
                 self.metrics
@@ -491,7 +512,9 @@ impl AntiEntropy {
                 s.last_exchange_ms = now_ms();
                 s.last_peer = peer.to_string();
                 s.repaired_here_total += stats.repaired_here;
+                let repaired = stats.repaired_here;
                 s.last = stats;
+                Ok(repaired)
             }
             Err(e) => {
                 self.metrics
@@ -499,33 +522,10 @@ impl AntiEntropy {
                     .get_or_create(&metrics::OutcomeLabels { outcome: "failed" })
                     .inc();
                 debug!(partition, %peer, error = %e, "anti-entropy exchange failed");
+                Err(format!(
+                    "anti-entropy exchange of partition {partition} with {peer} failed: {e}"
+                ))
             }
-        }
-    }
-
-    /// The scheduler: rebuilds the trees, then runs rounds until shutdown.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        match self.rebuild().await {
-            Ok((stats, took)) => info!(keys = stats.keys, ?took, "anti-entropy trees built"),
-            Err(e) => warn!(error = %e, "anti-entropy tree build failed"),
-        }
-        let mut last_rebuild = Instant::now();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.exchange_interval) => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                return;
-            }
-            if last_rebuild.elapsed() >= self.config.rebuild_interval {
-                for p in 0..self.coord.ring().partitions() {
-                    self.trees.invalidate(p);
-                }
-                last_rebuild = Instant::now();
-                info!("anti-entropy trees invalidated for a periodic rebuild");
-            }
-            self.round().await;
         }
     }
 
@@ -540,6 +540,88 @@ impl AntiEntropy {
             "keys_repaired": self.metrics.keys_repaired.get(),
             "partitions": st.iter().map(|(p, s)| (p.to_string(), serde_json::to_value(s).unwrap_or_default())).collect::<serde_json::Map<_, _>>(),
         })
+    }
+}
+
+/// What one round of exchanges did.
+#[derive(Clone, Debug, Default)]
+pub struct RoundReport {
+    /// Exchanges run.
+    pub exchanges: usize,
+    /// Keys repaired on this node.
+    pub repaired_here: u64,
+    /// Why the exchanges that failed did.
+    pub failed: Vec<String>,
+}
+
+/// The anti-entropy scheduler (`antientropy` in `/admin/workers`): builds
+/// the trees at once, then runs a round every `exchange_interval` and
+/// invalidates every tree every `rebuild_interval`.
+pub struct AntiEntropyWorker {
+    aae: Arc<AntiEntropy>,
+    last_rebuild: Option<Instant>,
+}
+
+impl AntiEntropyWorker {
+    /// The worker of this node's anti-entropy.
+    pub fn new(aae: Arc<AntiEntropy>) -> AntiEntropyWorker {
+        AntiEntropyWorker {
+            aae,
+            last_rebuild: None,
+        }
+    }
+}
+
+impl Worker for AntiEntropyWorker {
+    fn name(&self) -> String {
+        "antientropy".into()
+    }
+
+    fn interval(&self) -> Duration {
+        self.aae.config.exchange_interval
+    }
+
+    fn first_step(&self) -> WorkerState {
+        WorkerState::Busy
+    }
+
+    async fn work(&mut self, cx: &Context) -> StepResult {
+        let aae = &self.aae;
+        let Some(last_rebuild) = self.last_rebuild else {
+            cx.busy_with("building the Merkle trees");
+            self.last_rebuild = Some(Instant::now());
+            let (stats, took) = aae
+                .rebuild()
+                .await
+                .map_err(|e| format!("anti-entropy tree build failed: {e}"))?;
+            info!(keys = stats.keys, ?took, "anti-entropy trees built");
+            return Ok(WorkerState::Idle);
+        };
+        if last_rebuild.elapsed() >= aae.config.rebuild_interval {
+            for p in 0..aae.coord.ring().partitions() {
+                aae.trees.invalidate(p);
+            }
+            self.last_rebuild = Some(Instant::now());
+            cx.count("rebuilds", 1);
+            info!("anti-entropy trees invalidated for a periodic rebuild");
+        }
+        let batch = aae.next_round();
+        if batch.is_empty() {
+            return Ok(WorkerState::Idle);
+        }
+        let names: Vec<String> = batch
+            .iter()
+            .map(|(p, peer)| format!("partition {p} with {peer}"))
+            .collect();
+        cx.busy_with(format!("exchanging {}", names.join(", ")));
+        let report = aae.exchange_all(&batch).await;
+        cx.count("exchanges", report.exchanges as u64);
+        cx.count("exchanges_failed", report.failed.len() as u64);
+        cx.count("keys_repaired_here", report.repaired_here);
+        for e in report.failed {
+            cx.error(e);
+        }
+        Ok(WorkerState::Idle)
     }
 }
 

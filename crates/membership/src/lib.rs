@@ -11,7 +11,8 @@
 //!   installs its rings in the coordinator and its addresses in the address
 //!   book, gossips it (every `gossip_interval` with a random member, merged
 //!   by version), serves `Join` and `Handoff` requests, and runs the
-//!   ownership transfers.
+//!   ownership transfers. Its two loops are background workers of
+//!   `dynkv-runtime`: [`GossipWorker`] and [`TransferWorker`].
 //!
 //! ## Ownership handoff
 //! When a change is committed, every partition whose replica set changes
@@ -45,10 +46,10 @@ use dynkv_ring::NodeId;
 use dynkv_rpc::messages::{ClusterStateReply, Gossip, Handoff, Join, Repaired};
 use dynkv_rpc::retry::Backoff;
 use dynkv_rpc::{AddressBook, CallContext, Dispatcher, Handler, RemoteError, RpcError};
+use dynkv_runtime::{Context, StepResult, Worker, WorkerState};
 use dynkv_storage::KeyRef;
 use parking_lot::Mutex;
 use serde_json::json;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -301,91 +302,97 @@ impl Membership {
         futures::future::join_all(rounds).await;
     }
 
-    /// The gossip loop: one random member per interval.
-    pub async fn run_gossip(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.gossip_interval) => {}
-                _ = shutdown.changed() => return,
-            }
-            let peers = self.peers();
-            if peers.is_empty() {
-                continue;
-            }
-            let peer = &peers[rand::random_range(0..peers.len())];
-            if let Err(e) = self.gossip_with(peer).await {
+    /// One gossip round: with one random member. `Ok(None)` when there is
+    /// no other member.
+    async fn gossip_round(&self) -> Result<Option<NodeId>, String> {
+        let peers = self.peers();
+        if peers.is_empty() {
+            return Ok(None);
+        }
+        let peer = &peers[rand::random_range(0..peers.len())];
+        match self.gossip_with(peer).await {
+            Ok(()) => Ok(Some(peer.clone())),
+            Err(e) => {
                 debug!(%peer, error = %e, "gossip failed");
+                Err(format!("gossip with {peer} failed: {e}"))
             }
         }
     }
 
-    /// The transfer loop: runs this node's share of the transfers of the
-    /// current transition, finishes the transition when all are done, and
-    /// drops partitions no longer replicated after a switch.
-    pub async fn run_transfers(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut failures: BTreeMap<(u32, NodeId), (u32, Instant)> = BTreeMap::new();
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-                _ = shutdown.changed() => return,
-            }
-            if *shutdown.borrow() {
-                return;
-            }
-            let state = self.state();
-            if state.next.is_none() {
-                self.maybe_cleanup().await;
-                continue;
-            }
-            let mine: Vec<Transfer> = state
-                .pending_transfers(self.config.n_val)
-                .into_iter()
-                .filter(|t| self.is_designated_source(t))
-                .filter(|t| {
-                    failures
-                        .get(&(t.partition, t.target.clone()))
-                        .is_none_or(|(_, at)| *at <= Instant::now())
-                })
-                .take(self.config.transfer_concurrency.max(1))
-                .collect();
-            let this = &self;
-            let st = &state;
-            let runs = mine
+    /// One step of the transfer loop: runs this node's share of the
+    /// transfers of the current transition, finishes the transition when
+    /// all are done, and drops partitions no longer replicated after a
+    /// switch.
+    async fn transfer_step(
+        &self,
+        failures: &mut BTreeMap<(u32, NodeId), (u32, Instant)>,
+        cx: &Context,
+    ) {
+        let state = self.state();
+        if state.next.is_none() {
+            self.maybe_cleanup().await;
+            return;
+        }
+        let mine: Vec<Transfer> = state
+            .pending_transfers(self.config.n_val)
+            .into_iter()
+            .filter(|t| self.is_designated_source(t))
+            .filter(|t| {
+                failures
+                    .get(&(t.partition, t.target.clone()))
+                    .is_none_or(|(_, at)| *at <= Instant::now())
+            })
+            .take(self.config.transfer_concurrency.max(1))
+            .collect();
+        if !mine.is_empty() {
+            let names: Vec<String> = mine
                 .iter()
-                .map(|t| async move { (t.clone(), this.transfer(st, t).await) });
-            for (t, result) in futures::future::join_all(runs).await {
-                let id = (t.partition, t.target.clone());
-                match result {
-                    Ok(objects) => {
-                        failures.remove(&id);
-                        let _ = self.update(|s| Ok(s.record_done(t.partition, &t.target)));
-                        info!(partition = t.partition, target = %t.target, objects, "partition handed off");
+                .map(|t| format!("partition {} to {}", t.partition, t.target))
+                .collect();
+            cx.busy_with(format!("streaming {}", names.join(", ")));
+        }
+        let this = &self;
+        let st = &state;
+        let runs = mine
+            .iter()
+            .map(|t| async move { (t.clone(), this.transfer(st, t).await) });
+        for (t, result) in futures::future::join_all(runs).await {
+            let id = (t.partition, t.target.clone());
+            match result {
+                Ok(objects) => {
+                    failures.remove(&id);
+                    let _ = self.update(|s| Ok(s.record_done(t.partition, &t.target)));
+                    cx.count("partitions_handed_off", 1);
+                    cx.count("objects_sent", objects);
+                    info!(partition = t.partition, target = %t.target, objects, "partition handed off");
+                }
+                Err(e) => {
+                    let n = failures.get(&id).map_or(0, |f| f.0) + 1;
+                    let delay = Backoff {
+                        base: Duration::from_millis(200),
+                        max: Duration::from_secs(10),
                     }
-                    Err(e) => {
-                        let n = failures.get(&id).map_or(0, |f| f.0) + 1;
-                        let delay = Backoff {
-                            base: Duration::from_millis(200),
-                            max: Duration::from_secs(10),
-                        }
-                        .jittered(n);
-                        failures.insert(id.clone(), (n, Instant::now() + delay));
-                        self.transfers.lock().entry(id).or_default().error = Some(e.clone());
-                        debug!(partition = t.partition, target = %t.target, error = %e, "handoff failed; will resume");
-                    }
+                    .jittered(n);
+                    failures.insert(id.clone(), (n, Instant::now() + delay));
+                    self.transfers.lock().entry(id).or_default().error = Some(e.clone());
+                    debug!(partition = t.partition, target = %t.target, error = %e, "handoff failed; will resume");
+                    cx.error(format!(
+                        "handoff of partition {} to {} failed (will resume): {e}",
+                        t.partition, t.target
+                    ));
                 }
             }
-            let me = self.me().clone();
-            let n_val = self.config.n_val;
-            if self.state().pending_transfers(n_val).is_empty()
-                && let Ok(s) =
-                    self.update(|s| Ok(s.finish(&me, n_val).unwrap_or_else(|| s.clone())))
-                && s.next.is_none()
-            {
-                self.gossip_all().await;
-            } else if !mine.is_empty() {
-                // Spread progress quickly.
-                self.gossip_all().await;
-            }
+        }
+        let me = self.me().clone();
+        let n_val = self.config.n_val;
+        if self.state().pending_transfers(n_val).is_empty()
+            && let Ok(s) = self.update(|s| Ok(s.finish(&me, n_val).unwrap_or_else(|| s.clone())))
+            && s.next.is_none()
+        {
+            self.gossip_all().await;
+        } else if !mine.is_empty() {
+            // Spread progress quickly.
+            self.gossip_all().await;
         }
     }
 
@@ -633,5 +640,62 @@ impl Handler<Handoff> for Membership {
         .map_err(|e| RemoteError::Storage(e.to_string()))?;
         debug!(partition, merged, "handoff batch received");
         Ok(Repaired(merged))
+    }
+}
+
+/// The gossip loop (`gossip` in `/admin/workers`): the cluster state with
+/// one random member every `gossip_interval`.
+pub struct GossipWorker(pub Arc<Membership>);
+
+impl Worker for GossipWorker {
+    fn name(&self) -> String {
+        "gossip".into()
+    }
+
+    fn interval(&self) -> Duration {
+        self.0.config.gossip_interval
+    }
+
+    async fn work(&mut self, cx: &Context) -> StepResult {
+        cx.busy_with("gossiping the cluster state");
+        if self.0.gossip_round().await?.is_some() {
+            cx.count("rounds", 1);
+        }
+        cx.set("state_version", self.0.state().version.0);
+        Ok(WorkerState::Idle)
+    }
+}
+
+/// The ownership-handoff loop (`transfers` in `/admin/workers`): every
+/// 200 ms, streams this node's share of the partitions that change owner,
+/// retries a failed transfer with backoff, finishes the transition and
+/// drops what this node no longer replicates.
+pub struct TransferWorker {
+    membership: Arc<Membership>,
+    failures: BTreeMap<(u32, NodeId), (u32, Instant)>,
+}
+
+impl TransferWorker {
+    /// The transfer loop of `membership`.
+    pub fn new(membership: Arc<Membership>) -> TransferWorker {
+        TransferWorker {
+            membership,
+            failures: BTreeMap::new(),
+        }
+    }
+}
+
+impl Worker for TransferWorker {
+    fn name(&self) -> String {
+        "transfers".into()
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::from_millis(200)
+    }
+
+    async fn work(&mut self, cx: &Context) -> StepResult {
+        self.membership.transfer_step(&mut self.failures, cx).await;
+        Ok(WorkerState::Idle)
     }
 }

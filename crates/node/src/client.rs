@@ -358,8 +358,9 @@ pub async fn status(a: NodeArg) -> ExitCode {
     }
 }
 
-/// `dynkv admin ...`: membership commands (they need the cluster secret,
-/// from which the admin token they present is derived), and `secret`.
+/// `dynkv admin ...`: membership commands and `compact` (they need the
+/// cluster secret, from which the admin token they present is derived),
+/// `secret`, and `workers` (an open view, like `dynkv status`).
 #[derive(Args)]
 pub struct AdminArgs {
     #[command(subcommand)]
@@ -427,6 +428,14 @@ pub enum AdminCommand {
     /// digests), so the space of deleted keys and reaped tombstones comes
     /// back now. Rewrites the node's live data: run it node by node.
     Compact,
+    /// List the background workers of the node given by --node with their
+    /// state, steps, errors and counters (`GET /admin/workers`; like every
+    /// `/admin` view it needs no secret).
+    Workers {
+        /// Print the JSON of `/admin/workers` as it is.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `dynkv admin`.
@@ -434,6 +443,9 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
     if let AdminCommand::Secret = a.command {
         println!("{}", dynkv_rpc::ClusterSecret::generate().to_hex());
         return ExitCode::SUCCESS;
+    }
+    if let AdminCommand::Workers { json } = a.command {
+        return workers(&a.node.node, json).await;
     }
     let token = match a.admin_token() {
         Ok(t) => t,
@@ -451,7 +463,9 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
         AdminCommand::Plan => http.get(format!("{base}/admin/plan")),
         AdminCommand::Commit => http.post(format!("{base}/admin/commit")),
         AdminCommand::Compact => http.post(format!("{base}/admin/compact")),
-        AdminCommand::Members | AdminCommand::Secret => http.get(format!("{base}/admin/members")),
+        AdminCommand::Members | AdminCommand::Secret | AdminCommand::Workers { .. } => {
+            http.get(format!("{base}/admin/members"))
+        }
     };
     match req
         .header(dynkv_api::ADMIN_TOKEN_HEADER, token)
@@ -475,6 +489,72 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
         }
         Ok(resp) => fail(error_body(resp).await),
         Err(e) => fail(e),
+    }
+}
+
+/// `dynkv admin workers`.
+async fn workers(node: &str, json: bool) -> ExitCode {
+    let url = format!("{}/admin/workers", node.trim_end_matches('/'));
+    match client().get(&url).send().await {
+        Ok(resp) if resp.status().is_success() => {
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            } else {
+                print_workers(&v, unix_ms_now());
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(resp) => fail(error_body(resp).await),
+        Err(e) => fail(e),
+    }
+}
+
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One line per worker, as `garage worker list`: name, state, steps,
+/// errors and when its last step ran; then what it is busy with, its last
+/// error, why it is off, and its counters.
+fn print_workers(v: &serde_json::Value, now_ms: u64) {
+    let ago = |ms: &serde_json::Value| match ms.as_u64() {
+        Some(t) => format!("{:.1}s ago", now_ms.saturating_sub(t) as f64 / 1000.0),
+        None => "-".into(),
+    };
+    println!("node {}", v["node"].as_str().unwrap_or("?"));
+    println!(
+        "  {:<20} {:<10} {:>8} {:>7} {:>9}  last step",
+        "worker", "state", "steps", "errors", "in a row"
+    );
+    for w in v["workers"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "  {:<20} {:<10} {:>8} {:>7} {:>9}  {}",
+            w["name"].as_str().unwrap_or("?"),
+            w["state"].as_str().unwrap_or("?"),
+            w["runs"].as_u64().unwrap_or(0),
+            w["errors"].as_u64().unwrap_or(0),
+            w["consecutive_errors"].as_u64().unwrap_or(0),
+            ago(&w["last_run"]["started_unix_ms"]),
+        );
+        if let Some(b) = w["busy_with"].as_str() {
+            println!("      busy with: {b}");
+        }
+        if let Some(n) = w["note"].as_str() {
+            println!("      {n}");
+        }
+        if let Some(e) = w["last_error"]["message"].as_str() {
+            println!(
+                "      last error ({}): {e}",
+                ago(&w["last_error"]["at_unix_ms"])
+            );
+        }
+        if let Some(c) = w["counters"].as_object().filter(|c| !c.is_empty()) {
+            let c: Vec<String> = c.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            println!("      {}", c.join(" "));
+        }
     }
 }
 

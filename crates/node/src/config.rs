@@ -1,7 +1,18 @@
-//! The node configuration: one documented serde struct, loaded in layers
-//! (embedded `config/default.toml` → `--config FILE` → `DYNKV__SECTION__KEY`
+//! The node configuration: typed sections, loaded in layers (embedded
+//! `config/default.toml` → `--config FILE` → `DYNKV__SECTION__KEY`
 //! environment variables) and checked by [`Config::validate`] before
 //! anything starts.
+//!
+//! Values arrive typed: durations as humantime strings (`"500ms"`, `"3s"`;
+//! the previous release's integer `_ms`/`_s` keys are still accepted, with
+//! a warning naming the new key, see [`layers::LEGACY_DURATIONS`]), quorums
+//! as `one|quorum|all|<n>`, members as `id@host:port`. Every error, from
+//! parsing or from validation, names the setting and the file or
+//! environment variable its value came from. The mechanism crates' own
+//! config types are made from these sections once, in `wiring`.
+
+mod de;
+pub mod layers;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -9,6 +20,8 @@ use std::time::Duration;
 use dynkv_rpc::ClusterSecret;
 use dynkv_rpc::messages::Quorum;
 use serde::Deserialize;
+
+pub use layers::Sources;
 
 /// The defaults, compiled in so that `dynkv serve` needs no file.
 pub const DEFAULT_TOML: &str = include_str!("../../../config/default.toml");
@@ -24,94 +37,56 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// Every tunable of a node. Field docs live in `config/default.toml`.
+/// Every tunable of a node. `config/default.toml` documents each with its
+/// default; the field docs here say what the node does with it.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Config {
-    /// `[node]`
+    /// `[node]`: identity, addresses, data directory.
     pub node: NodeSection,
-    /// `[cluster]`
+    /// `[cluster]`: members, N, partitions, the secret.
     pub cluster: ClusterSection,
-    /// `[quorum]`
+    /// `[quorum]`: default consistency and deadlines.
     pub quorum: QuorumSection,
-    /// `[storage]`
+    /// `[storage]`: RocksDB, durability, tombstone reaping.
     pub storage: StorageSection,
-    /// `[limits]`
+    /// `[limits]`: request and object size limits, bulkheads.
     pub limits: LimitsSection,
-    /// `[failure_detector]`
+    /// `[failure_detector]`: pings and circuit breakers.
     pub failure_detector: FailureDetectorSection,
-    /// `[handoff]`
+    /// `[handoff]`: hinted handoff.
     pub handoff: HandoffSection,
-    /// `[read_repair]`
+    /// `[read_repair]`: repair after reads.
     pub read_repair: ReadRepairSection,
-    /// `[antientropy]`
+    /// `[antientropy]`: Merkle-tree exchanges.
     pub antientropy: AntiEntropySection,
-    /// `[membership]`
+    /// `[membership]`: live membership and ownership handoff.
     pub membership: MembershipSection,
-    /// `[internode]`
+    /// `[internode]`: the internode transport.
     pub internode: InternodeSection,
-}
-
-/// The internode transport.
-#[derive(Clone, Debug, Deserialize)]
-pub struct InternodeSection {
-    /// Requests in flight per connection, either direction.
-    pub max_inflight_per_peer: usize,
-    /// Inbound internode connections served at once.
-    pub max_connections: usize,
-    /// Deadline of a handshake.
-    pub handshake_timeout_ms: u64,
-    /// Longest pause between reconnect attempts to a peer.
-    pub reconnect_backoff_max_ms: u64,
-}
-
-/// Live membership.
-#[derive(Clone, Debug, Deserialize)]
-pub struct MembershipSection {
-    /// Members to join through on first start.
-    pub seeds: Vec<String>,
-    /// Gossip period.
-    pub gossip_interval_ms: u64,
-    /// Objects per handoff batch.
-    pub transfer_batch: usize,
-    /// Pause between handoff batches.
-    pub transfer_pause_ms: u64,
-    /// Transfers at once.
-    pub transfer_concurrency: usize,
-    /// Wait before dropping partitions no longer replicated.
-    pub cleanup_grace_ms: u64,
-}
-
-/// Merkle-tree anti-entropy.
-#[derive(Clone, Debug, Deserialize)]
-pub struct AntiEntropySection {
-    /// Exchanges on/off.
-    pub enabled: bool,
-    /// Pause between rounds.
-    pub exchange_interval_ms: u64,
-    /// Exchanges per round.
-    pub concurrency: usize,
-    /// Keys per repair batch.
-    pub keys_per_batch: usize,
-    /// Pause between repair batches.
-    pub batch_pause_ms: u64,
-    /// Full rebuild period.
-    pub rebuild_interval_s: u64,
+    /// Where each value came from, and the warnings of the load (not a
+    /// setting).
+    #[serde(skip)]
+    pub sources: Sources,
 }
 
 /// Identity and addresses of this node.
 #[derive(Clone, Debug, Deserialize)]
 pub struct NodeSection {
-    /// Node id (actor and ring name).
+    /// This node's id: its name on the ring and in version vectors; 1 to 64
+    /// characters without '@', ',' or spaces. Never reused for a node that
+    /// lost its data.
     pub id: String,
-    /// Bind address of the public HTTP API.
+    /// Bind address of the public HTTP API (key-value and Riak APIs,
+    /// admin, metrics).
     pub listen: String,
-    /// Address clients use (empty: `listen`).
+    /// Address clients use to reach the public API (empty: `listen`).
     pub advertise: String,
     /// Bind address of the internode listener.
     pub cluster_listen: String,
-    /// Address peers use (empty: `cluster_listen`).
+    /// Address peers use to reach the internode listener (empty:
+    /// `cluster_listen`).
     pub cluster_advertise: String,
-    /// RocksDB directory.
+    /// RocksDB directory (created if missing).
     pub data_dir: PathBuf,
     /// Async worker threads (0: one per core). Several nodes sharing a
     /// small machine run better with fewer each than with one per core.
@@ -123,17 +98,20 @@ pub struct NodeSection {
 /// Membership and replication.
 #[derive(Clone, Debug, Deserialize)]
 pub struct ClusterSection {
-    /// `id@host:port` of every member, at its cluster address.
-    pub members: Vec<String>,
-    /// N.
+    /// Every member, this node included, at its cluster address; parsed
+    /// from `id@host:port` at load. Empty: a cluster of this node alone.
+    #[serde(deserialize_with = "de::members")]
+    pub members: Vec<Member>,
+    /// Replicas per key (N), 1 to 16.
     pub n_val: usize,
-    /// Ring partitions.
+    /// Ring partitions: a power of two up to 65536, fixed for the life of
+    /// the cluster.
     pub partitions: u32,
-    /// The cluster secret, hex.
+    /// The cluster secret, hex (at least 32 bytes); prefer `secret_file`.
     pub secret: String,
     /// A file holding the cluster secret, hex.
     pub secret_file: String,
-    /// Highest message version to speak (0: this build's newest).
+    /// Highest internode message version to speak (0: this build's newest).
     pub protocol_version: u32,
     /// The setting `secret` replaced; refused with a pointer to it.
     #[serde(default)]
@@ -143,148 +121,239 @@ pub struct ClusterSection {
 /// Default consistency and deadlines.
 #[derive(Clone, Debug, Deserialize)]
 pub struct QuorumSection {
-    /// Default R.
-    pub r: String,
-    /// Default W.
-    pub w: String,
-    /// Whole-request deadline.
-    pub request_timeout_ms: u64,
-    /// One internode call's deadline.
-    pub rpc_timeout_ms: u64,
-    /// Internode TCP connect deadline.
-    pub rpc_connect_timeout_ms: u64,
-    /// Idempotency-Key memory.
-    pub idempotency_window_s: u64,
+    /// R when a request gives none: `one`, `quorum`, `all` or 1..=N.
+    #[serde(deserialize_with = "de::quorum")]
+    pub r: Quorum,
+    /// W when a request gives none: `one`, `quorum`, `all` or 1..=N.
+    #[serde(deserialize_with = "de::quorum")]
+    pub w: Quorum,
+    /// Deadline of a whole client request that gives no `timeout_ms`
+    /// (was `request_timeout_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub request_timeout: Duration,
+    /// Deadline of one internode call inside a request; at most
+    /// `request_timeout` (was `rpc_timeout_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub rpc_timeout: Duration,
+    /// Internode TCP connect deadline; at most `rpc_timeout` (was
+    /// `rpc_connect_timeout_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub rpc_connect_timeout: Duration,
+    /// How long an `Idempotency-Key` is remembered (was
+    /// `idempotency_window_s`).
+    #[serde(deserialize_with = "de::duration")]
+    pub idempotency_window: Duration,
 }
 
-/// RocksDB settings.
+/// RocksDB, durability and tombstone reaping.
 #[derive(Clone, Debug, Deserialize)]
 pub struct StorageSection {
-    /// fsync per write.
+    /// fsync the WAL on every write before acknowledging it.
     pub sync_writes: bool,
-    /// Periodic WAL fsync interval, ms (0: off; ignored with sync_writes).
-    pub sync_interval_ms: u64,
-    /// Block cache MiB.
+    /// Period of the background WAL fsync, 0 (off) to 1 hour; ignored with
+    /// `sync_writes` (was `sync_interval_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub sync_interval: Duration,
+    /// RocksDB block cache, MiB.
     pub block_cache_mb: usize,
-    /// Memtable MiB.
+    /// RocksDB memtable size per column family, MiB.
     pub write_buffer_mb: usize,
-    /// Flush and compaction rate limit, MiB/s.
+    /// Rate limit of flushes and compactions, MiB/s (0: unlimited).
     pub background_mb_per_sec: u64,
-    /// Age of a tombstone before it may be reaped, ms.
-    pub tombstone_grace_ms: u64,
-    /// Pause between reaping passes, ms (0: never reap).
-    pub reap_interval_ms: u64,
-    /// Least time between the two checks that confirm a key, ms.
-    pub reap_settle_ms: u64,
-    /// Keys per reaping check.
+    /// Age of a tombstone before it may be reaped (was
+    /// `tombstone_grace_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub tombstone_grace: Duration,
+    /// Pause between reaping passes; 0 never reaps (was
+    /// `reap_interval_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub reap_interval: Duration,
+    /// Least time between the two checks that confirm a key (was
+    /// `reap_settle_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub reap_settle: Duration,
+    /// Keys per reaping check message, 1 to 100000.
     pub reap_batch: usize,
 }
 
-/// Request size limits.
+/// Request and object limits, and the client bulkhead.
 #[derive(Clone, Debug, Deserialize)]
 pub struct LimitsSection {
-    /// Longest key.
+    /// Longest key, bytes.
     pub max_key_bytes: usize,
-    /// Largest value.
+    /// Largest value, bytes (413 above, before the body is buffered).
     pub max_value_bytes: usize,
-    /// Largest internode frame.
+    /// Largest internode frame, bytes; at least twice `max_object_bytes`
+    /// plus 1 MiB.
     pub max_rpc_bytes: usize,
-    /// Longest client timeout.
-    pub max_timeout_ms: u64,
-    /// Client requests in flight.
+    /// Longest `timeout_ms` a client may ask for (was `max_timeout_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub max_timeout: Duration,
+    /// Client requests served at once; more get 503 `overloaded`.
     pub max_inflight_requests: usize,
-    /// Siblings a write may leave.
+    /// Siblings a write may leave (409 `too_many_siblings` past it).
     pub max_siblings: usize,
-    /// Siblings past which a write is counted.
+    /// Siblings past which a write is counted in
+    /// `dynkv_sibling_warnings_total`.
     pub warn_siblings: usize,
-    /// Largest object a write may leave.
+    /// Largest object a write may leave, bytes (413 `object_too_large`).
     pub max_object_bytes: usize,
 }
 
-/// Failure detector.
+/// The failure detector and the per-peer circuit breakers.
 #[derive(Clone, Debug, Deserialize)]
 pub struct FailureDetectorSection {
-    /// Ping period.
-    pub ping_interval_ms: u64,
-    /// Ping deadline.
-    pub ping_timeout_ms: u64,
-    /// Failures before down.
+    /// Ping every peer this often (was `ping_interval_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub ping_interval: Duration,
+    /// A ping unanswered this long is a failure; at most `ping_interval`
+    /// (was `ping_timeout_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub ping_timeout: Duration,
+    /// Consecutive failures that open a peer's breaker.
     pub failure_threshold: u32,
-    /// Open-breaker cooldown.
-    pub breaker_cooldown_ms: u64,
+    /// How long an open breaker refuses calls before one probe (was
+    /// `breaker_cooldown_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub breaker_cooldown: Duration,
 }
 
 /// Hinted handoff.
 #[derive(Clone, Debug, Deserialize)]
 pub struct HandoffSection {
-    /// Worker on/off.
+    /// Run the handoff worker.
     pub enabled: bool,
-    /// Pass period.
-    pub interval_ms: u64,
-    /// Hints per batch.
+    /// Pause between passes over the hints (was `interval_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub interval: Duration,
+    /// Hints read per batch.
     pub batch: usize,
-    /// Deliveries in flight.
+    /// Deliveries in flight at once.
     pub concurrency: usize,
-    /// Hint store bound.
+    /// Most hints kept for others.
     pub max_hints: u64,
-    /// Hint store bound in bytes.
+    /// Most bytes of hints kept for others.
     pub max_hint_bytes: u64,
-    /// Age after which a hint is dropped (0: never).
-    pub hint_window_ms: u64,
-    /// First retry delay.
-    pub backoff_base_ms: u64,
-    /// Longest retry delay.
-    pub backoff_max_ms: u64,
+    /// Age past which a hint is dropped undelivered; 0 never (was
+    /// `hint_window_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub hint_window: Duration,
+    /// First retry delay after an owner failed (was `backoff_base_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub backoff_base: Duration,
+    /// Longest retry delay (was `backoff_max_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub backoff_max: Duration,
 }
 
 /// Read repair.
 #[derive(Clone, Debug, Deserialize)]
 pub struct ReadRepairSection {
-    /// On/off.
+    /// Repair stale replicas a read found.
     pub enabled: bool,
-    /// Fraction of reads repaired.
+    /// Fraction of reads repaired, 0 to 1.
     pub chance: f64,
-    /// Wait for late replies.
-    pub wait_ms: u64,
-    /// Repairs at once.
+    /// How long late replies are awaited for repair (was `wait_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub wait: Duration,
+    /// Repairs running at once; past it reads are not repaired.
     pub concurrency: usize,
 }
 
-/// One member of the static membership list.
+/// Merkle-tree anti-entropy.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AntiEntropySection {
+    /// Run exchanges.
+    pub enabled: bool,
+    /// Pause between rounds (was `exchange_interval_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub exchange_interval: Duration,
+    /// Exchanges per round.
+    pub concurrency: usize,
+    /// Keys fetched and repaired per message.
+    pub keys_per_batch: usize,
+    /// Pause between repair batches (was `batch_pause_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub batch_pause: Duration,
+    /// Rebuild every tree this often (was `rebuild_interval_s`).
+    #[serde(deserialize_with = "de::duration")]
+    pub rebuild_interval: Duration,
+}
+
+/// Live membership.
+#[derive(Clone, Debug, Deserialize)]
+pub struct MembershipSection {
+    /// Members' cluster addresses (host:port) to join through on first
+    /// start.
+    pub seeds: Vec<String>,
+    /// Gossip with one random member this often (was
+    /// `gossip_interval_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub gossip_interval: Duration,
+    /// Objects per ownership-handoff batch.
+    pub transfer_batch: usize,
+    /// Pause between handoff batches (was `transfer_pause_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub transfer_pause: Duration,
+    /// Partitions streamed at once by this node.
+    pub transfer_concurrency: usize,
+    /// Wait after a ring switch before dropping partitions no longer
+    /// replicated (was `cleanup_grace_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub cleanup_grace: Duration,
+}
+
+/// The internode transport.
+#[derive(Clone, Debug, Deserialize)]
+pub struct InternodeSection {
+    /// Requests in flight per connection, either direction.
+    pub max_inflight_per_peer: usize,
+    /// Inbound internode connections served at once.
+    pub max_connections: usize,
+    /// Deadline of a handshake (was `handshake_timeout_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub handshake_timeout: Duration,
+    /// Longest pause between reconnect attempts to a peer (was
+    /// `reconnect_backoff_max_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub reconnect_backoff_max: Duration,
+}
+
+/// One member of the static membership list, parsed from `id@host:port`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
     /// Node id.
     pub id: String,
-    /// `host:port`.
+    /// Its cluster address, `host:port`.
     pub addr: String,
 }
 
 impl Config {
-    /// Loads the layers: defaults, then `file` if given, then the environment.
+    /// Loads the layers: defaults, then `file` if given, then the
+    /// environment; then validates.
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
-        let mut b = config::Config::builder().add_source(config::File::from_str(
-            DEFAULT_TOML,
-            config::FileFormat::Toml,
-        ));
-        if let Some(f) = file {
-            b = b.add_source(
-                config::File::from(f)
-                    .format(config::FileFormat::Toml)
-                    .required(true),
-            );
-        }
-        b = b.add_source(
-            config::Environment::with_prefix("DYNKV")
-                .prefix_separator("__")
-                .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("cluster.members")
-                .with_list_parse_key("membership.seeds")
-                .try_parsing(true),
-        );
-        let cfg: Config = b.build()?.try_deserialize()?;
+        Config::load_with_env(file, None)
+    }
+
+    /// [`Config::load`] with `env` in place of the process environment
+    /// (`None`: the process environment).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: Option<config::Map<String, String>>,
+    ) -> Result<Config, ConfigError> {
+        let (merged, sources) = layers::load(file, env)?;
+        let mut cfg: Config = merged
+            .try_deserialize()
+            .map_err(|e| layers::explain(e, &sources))?;
+        cfg.sources = sources;
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// What the operator should change in the configuration (deprecated
+    /// keys); the node logs each at warn when it starts.
+    pub fn warnings(&self) -> &[String] {
+        &self.sources.warnings
     }
 
     /// The address clients use to reach this node's public API.
@@ -310,16 +379,21 @@ impl Config {
         (self.cluster.protocol_version != 0).then_some(self.cluster.protocol_version)
     }
 
+    /// `key` with where its value came from, for error messages.
+    fn at(&self, key: &str) -> String {
+        self.sources.describe(key)
+    }
+
     /// The configured cluster secret (`secret`, else `secret_file`), if any.
     pub fn configured_secret(&self) -> Result<Option<ClusterSecret>, ConfigError> {
         let (hex, from) = if !self.cluster.secret.is_empty() {
-            (self.cluster.secret.clone(), "cluster.secret".to_string())
+            (self.cluster.secret.clone(), self.at("cluster.secret"))
         } else if !self.cluster.secret_file.is_empty() {
             let f = &self.cluster.secret_file;
-            let hex = std::fs::read_to_string(f).map_err(|e| {
-                ConfigError::Invalid(format!("cluster.secret_file {f}: cannot read it: {e}"))
-            })?;
-            (hex, format!("cluster.secret_file {f}"))
+            let from = self.at("cluster.secret_file");
+            let hex = std::fs::read_to_string(f)
+                .map_err(|e| ConfigError::Invalid(format!("{from}: cannot read {f}: {e}")))?;
+            (hex, format!("{from}, {f}"))
         } else {
             return Ok(None);
         };
@@ -334,7 +408,7 @@ impl Config {
     pub fn secret(&self) -> Result<ClusterSecret, ConfigError> {
         match self.configured_secret()? {
             Some(s) => Ok(s),
-            None if self.may_run_without_secret()? => Ok(ClusterSecret::ephemeral()),
+            None if self.may_run_without_secret() => Ok(ClusterSecret::ephemeral()),
             None => Err(ConfigError::Invalid(
                 "a node with peers, or listening off loopback, needs a cluster secret of at least 32 bytes: set cluster.secret_file (or cluster.secret) to what `dynkv admin secret` prints"
                     .into(),
@@ -343,101 +417,78 @@ impl Config {
     }
 
     /// True for a lone node bound to loopback addresses only.
-    fn may_run_without_secret(&self) -> Result<bool, ConfigError> {
-        Ok(self.members()?.len() <= 1
+    fn may_run_without_secret(&self) -> bool {
+        self.members().len() <= 1
             && is_loopback(&self.node.listen)
             && is_loopback(&self.node.cluster_listen)
-            && self.membership.seeds.is_empty())
+            && self.membership.seeds.is_empty()
     }
 
     /// The membership list, this node included (alone when none is configured).
-    pub fn members(&self) -> Result<Vec<Member>, ConfigError> {
+    pub fn members(&self) -> Vec<Member> {
         if self.cluster.members.is_empty() {
-            return Ok(vec![Member {
+            return vec![Member {
                 id: self.node.id.clone(),
                 addr: self.cluster_advertise().to_string(),
-            }]);
+            }];
         }
-        let mut out: Vec<Member> = Vec::new();
-        for m in &self.cluster.members {
-            let m = m.trim();
-            if m.is_empty() {
-                continue;
-            }
-            let (id, addr) = m.split_once('@').ok_or_else(|| {
-                ConfigError::Invalid(format!("cluster.members entry {m:?} is not id@host:port"))
-            })?;
-            if id.is_empty() || addr.is_empty() {
-                return Err(ConfigError::Invalid(format!(
-                    "cluster.members entry {m:?} is not id@host:port"
-                )));
-            }
-            if out.iter().any(|o| o.id == id) {
-                return Err(ConfigError::Invalid(format!(
-                    "node id {id} appears twice in cluster.members"
-                )));
-            }
-            out.push(Member {
-                id: id.to_string(),
-                addr: addr.to_string(),
-            });
-        }
-        Ok(out)
+        self.cluster.members.clone()
     }
 
-    /// Default R.
-    pub fn default_r(&self) -> Quorum {
-        Quorum::parse(&self.quorum.r, self.cluster.n_val).expect("validated")
-    }
-
-    /// Default W.
-    pub fn default_w(&self) -> Quorum {
-        Quorum::parse(&self.quorum.w, self.cluster.n_val).expect("validated")
-    }
-
-    /// Checks the rules that span fields.
+    /// Checks the rules that span fields; every error names the settings
+    /// and where their values came from.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.node.id.is_empty()
-            || self.node.id.len() > 64
-            || self.node.id.contains(['@', ',', ' '])
-        {
+        let at = |k: &str| self.at(k);
+        let show = |d: Duration| humantime::format_duration(d).to_string();
+        if !de::valid_node_id(&self.node.id) {
             return bad(format!(
-                "node.id {:?} must be 1 to 64 characters without '@', ',' or spaces",
+                "{} = {:?}: must be 1 to 64 characters without '@', ',' or spaces",
+                at("node.id"),
                 self.node.id
             ));
         }
         if self.node.worker_threads > 1024 {
             return bad(format!(
-                "node.worker_threads must be 0 (one per core) to 1024, got {}",
+                "{} must be 0 (one per core) to 1024, got {}",
+                at("node.worker_threads"),
                 self.node.worker_threads
             ));
         }
         let n = self.cluster.n_val;
         if n == 0 || n > 16 {
-            return bad(format!("cluster.n_val must be 1 to 16, got {n}"));
+            return bad(format!("{} must be 1 to 16, got {n}", at("cluster.n_val")));
         }
         let p = self.cluster.partitions;
         if !p.is_power_of_two() || p > 65536 {
             return bad(format!(
-                "cluster.partitions must be a power of two up to 65536, got {p}"
+                "{} must be a power of two up to 65536, got {p}",
+                at("cluster.partitions")
             ));
         }
-        for (name, v) in [("quorum.r", &self.quorum.r), ("quorum.w", &self.quorum.w)] {
-            if let Err(e) = Quorum::parse(v, n) {
-                return bad(format!("{name} {e}"));
+        for (key, q) in [("quorum.r", self.quorum.r), ("quorum.w", self.quorum.w)] {
+            if let Quorum::Count(c) = q
+                && (c == 0 || c as usize > n)
+            {
+                return bad(format!(
+                    "{} must be one, quorum, all or a number from 1 to {n} ({}), got {c}",
+                    at(key),
+                    at("cluster.n_val")
+                ));
             }
         }
         if self.cluster.cluster_token.is_some() {
-            return bad(
-                "cluster.cluster_token is gone: internode traffic is authenticated by cluster.secret_file (or cluster.secret), at least 32 bytes in hex, as `dynkv admin secret` prints"
-                    .into(),
-            );
+            return bad(format!(
+                "{} is gone: internode traffic is authenticated by cluster.secret_file (or cluster.secret), at least 32 bytes in hex, as `dynkv admin secret` prints",
+                at("cluster.cluster_token")
+            ));
         }
         if self.node.cluster_listen.is_empty() || self.node.cluster_listen == self.node.listen {
             return bad(format!(
-                "node.cluster_listen ({:?}) must be set and differ from node.listen",
-                self.node.cluster_listen
+                "{} = {:?} must be set and differ from {}",
+                at("node.cluster_listen"),
+                self.node.cluster_listen,
+                at("node.listen")
             ));
         }
         let v = self.cluster.protocol_version;
@@ -445,106 +496,156 @@ impl Config {
             && !(dynkv_rpc::wire::MIN_PROTOCOL_VERSION..=dynkv_rpc::PROTOCOL_VERSION).contains(&v)
         {
             return bad(format!(
-                "cluster.protocol_version must be 0 (newest) or {} to {}, got {v}",
+                "{} must be 0 (newest) or {} to {}, got {v}",
+                at("cluster.protocol_version"),
                 dynkv_rpc::wire::MIN_PROTOCOL_VERSION,
                 dynkv_rpc::PROTOCOL_VERSION
             ));
         }
         let i = &self.internode;
-        if i.max_inflight_per_peer == 0 || i.max_connections == 0 || i.handshake_timeout_ms == 0 {
-            return bad("internode limits and timeouts must be positive".into());
+        for (key, zero) in [
+            (
+                "internode.max_inflight_per_peer",
+                i.max_inflight_per_peer == 0,
+            ),
+            ("internode.max_connections", i.max_connections == 0),
+            ("internode.handshake_timeout", i.handshake_timeout.is_zero()),
+        ] {
+            if zero {
+                return bad(format!("{} must be positive", at(key)));
+            }
         }
         let q = &self.quorum;
-        if q.rpc_timeout_ms == 0 || q.request_timeout_ms == 0 || q.rpc_connect_timeout_ms == 0 {
-            return bad("quorum timeouts must be positive".into());
+        for (key, d) in [
+            ("quorum.request_timeout", q.request_timeout),
+            ("quorum.rpc_timeout", q.rpc_timeout),
+            ("quorum.rpc_connect_timeout", q.rpc_connect_timeout),
+        ] {
+            if d.is_zero() {
+                return bad(format!("{} must be positive", at(key)));
+            }
         }
-        if q.rpc_timeout_ms > q.request_timeout_ms {
+        if q.rpc_timeout > q.request_timeout {
             return bad(format!(
-                "quorum.rpc_timeout_ms ({}) must not exceed quorum.request_timeout_ms ({})",
-                q.rpc_timeout_ms, q.request_timeout_ms
+                "{} = {} must not exceed {} = {}",
+                at("quorum.rpc_timeout"),
+                show(q.rpc_timeout),
+                at("quorum.request_timeout"),
+                show(q.request_timeout)
             ));
         }
-        if q.rpc_connect_timeout_ms > q.rpc_timeout_ms {
-            return bad(
-                "quorum.rpc_connect_timeout_ms must not exceed quorum.rpc_timeout_ms".into(),
-            );
-        }
-        if self.failure_detector.ping_timeout_ms == 0
-            || self.failure_detector.ping_timeout_ms > self.failure_detector.ping_interval_ms
-        {
-            return bad(
-                "failure_detector.ping_timeout_ms must be positive and at most ping_interval_ms"
-                    .into(),
-            );
-        }
-        if self.storage.sync_interval_ms > 3_600_000 {
+        if q.rpc_connect_timeout > q.rpc_timeout {
             return bad(format!(
-                "storage.sync_interval_ms must be 0 (off) to 3600000 (an hour), got {}",
-                self.storage.sync_interval_ms
+                "{} = {} must not exceed {} = {}",
+                at("quorum.rpc_connect_timeout"),
+                show(q.rpc_connect_timeout),
+                at("quorum.rpc_timeout"),
+                show(q.rpc_timeout)
+            ));
+        }
+        let fd = &self.failure_detector;
+        if fd.ping_timeout.is_zero() || fd.ping_timeout > fd.ping_interval {
+            return bad(format!(
+                "{} = {} must be positive and at most {} = {}",
+                at("failure_detector.ping_timeout"),
+                show(fd.ping_timeout),
+                at("failure_detector.ping_interval"),
+                show(fd.ping_interval)
             ));
         }
         let s = &self.storage;
-        if s.reap_interval_ms > 0 && (s.reap_batch == 0 || s.reap_batch > 100_000) {
+        if s.sync_interval > Duration::from_secs(3600) {
             return bad(format!(
-                "storage.reap_batch must be 1 to 100000, got {}",
+                "{} must be 0 (off) to 1h, got {}",
+                at("storage.sync_interval"),
+                show(s.sync_interval)
+            ));
+        }
+        if !s.reap_interval.is_zero() && (s.reap_batch == 0 || s.reap_batch > 100_000) {
+            return bad(format!(
+                "{} must be 1 to 100000, got {}",
+                at("storage.reap_batch"),
                 s.reap_batch
             ));
         }
         let h = &self.handoff;
-        if h.hint_window_ms != 0 && h.hint_window_ms < h.interval_ms {
+        if !h.hint_window.is_zero() && h.hint_window < h.interval {
             return bad(format!(
-                "handoff.hint_window_ms ({}) must be 0 (hints never expire) or at least handoff.interval_ms ({})",
-                h.hint_window_ms, h.interval_ms
+                "{} = {} must be 0 (hints never expire) or at least {} = {}",
+                at("handoff.hint_window"),
+                show(h.hint_window),
+                at("handoff.interval"),
+                show(h.interval)
             ));
         }
         if !(0.0..=1.0).contains(&self.read_repair.chance) {
             return bad(format!(
-                "read_repair.chance must be between 0 and 1, got {}",
+                "{} must be between 0 and 1, got {}",
+                at("read_repair.chance"),
                 self.read_repair.chance
             ));
         }
-        if self.limits.max_key_bytes == 0
-            || self.limits.max_value_bytes == 0
-            || self.limits.max_inflight_requests == 0
-        {
-            return bad("limits must be positive".into());
+        let l = &self.limits;
+        for (key, zero) in [
+            ("limits.max_key_bytes", l.max_key_bytes == 0),
+            ("limits.max_value_bytes", l.max_value_bytes == 0),
+            ("limits.max_inflight_requests", l.max_inflight_requests == 0),
+        ] {
+            if zero {
+                return bad(format!("{} must be positive", at(key)));
+            }
         }
         // An object carries its values plus a clock and metadata; a replica
         // may merge two concurrent writes at the cap into one object, which
         // must still fit a frame.
-        let l = &self.limits;
         if l.max_object_bytes < l.max_value_bytes + (64 << 10) {
-            return bad(
-                "limits.max_object_bytes must exceed limits.max_value_bytes by at least 64 KiB"
-                    .into(),
-            );
+            return bad(format!(
+                "{} = {} must exceed {} = {} by at least 64 KiB",
+                at("limits.max_object_bytes"),
+                l.max_object_bytes,
+                at("limits.max_value_bytes"),
+                l.max_value_bytes
+            ));
         }
         if l.max_rpc_bytes < 2 * l.max_object_bytes + (1 << 20) {
-            return bad(
-                "limits.max_rpc_bytes must be at least twice limits.max_object_bytes plus 1 MiB"
-                    .into(),
-            );
+            return bad(format!(
+                "{} = {} must be at least twice {} = {} plus 1 MiB",
+                at("limits.max_rpc_bytes"),
+                l.max_rpc_bytes,
+                at("limits.max_object_bytes"),
+                l.max_object_bytes
+            ));
         }
         if l.max_siblings == 0 || l.warn_siblings > l.max_siblings {
-            return bad(
-                "limits.max_siblings must be positive and at least limits.warn_siblings".into(),
-            );
-        }
-        let members = self.members()?;
-        if !members.iter().any(|m| m.id == self.node.id) {
             return bad(format!(
-                "node.id {} is not in cluster.members",
-                self.node.id
+                "{} = {} must be positive and at least {} = {}",
+                at("limits.max_siblings"),
+                l.max_siblings,
+                at("limits.warn_siblings"),
+                l.warn_siblings
+            ));
+        }
+        let members = &self.cluster.members;
+        for (i, m) in members.iter().enumerate() {
+            if members[..i].iter().any(|o| o.id == m.id) {
+                return bad(format!(
+                    "{}: node id {} appears twice",
+                    at("cluster.members"),
+                    m.id
+                ));
+            }
+        }
+        if !self.members().iter().any(|m| m.id == self.node.id) {
+            return bad(format!(
+                "{} = {} is not in {}",
+                at("node.id"),
+                self.node.id,
+                at("cluster.members")
             ));
         }
         // Refuses a missing, short or unreadable secret before anything starts.
         self.secret()?;
         Ok(())
-    }
-
-    /// Duration helper.
-    pub fn ms(v: u64) -> Duration {
-        Duration::from_millis(v)
     }
 }
 
@@ -565,35 +666,272 @@ pub fn is_loopback(addr: &str) -> bool {
 mod tests {
     use super::*;
 
+    fn env(vars: &[(&str, &str)]) -> Option<config::Map<String, String>> {
+        Some(
+            vars.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn load_env(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::load_with_env(None, env(vars))
+    }
+
+    fn defaults() -> Config {
+        load_env(&[]).unwrap()
+    }
+
+    fn node_file(dir: &tempfile::TempDir, toml: &str) -> PathBuf {
+        let f = dir.path().join("node.toml");
+        std::fs::write(&f, toml).unwrap();
+        f
+    }
+
     #[test]
     fn defaults_are_valid_and_single_node() {
-        let c = Config::load(None).unwrap();
+        let c = defaults();
         assert_eq!(c.node.listen, "127.0.0.1:7070");
-        assert_eq!(c.members().unwrap().len(), 1);
-        assert_eq!(c.default_w(), Quorum::Majority);
+        assert_eq!(c.members().len(), 1);
+        assert_eq!(c.quorum.w, Quorum::Majority);
+        assert_eq!(c.quorum.rpc_timeout, Duration::from_secs(1));
+        assert_eq!(c.quorum.idempotency_window, Duration::from_secs(600));
+        assert_eq!(c.handoff.hint_window, Duration::from_secs(3 * 3600));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    }
+
+    #[test]
+    fn the_defaults_file_uses_only_the_new_duration_keys() {
+        let t: toml::Table = DEFAULT_TOML.parse().unwrap();
+        for &(section, stem, _) in layers::LEGACY_DURATIONS {
+            let s = t[section].as_table().unwrap();
+            assert!(s.contains_key(stem), "{section}.{stem} is documented");
+            let old: Vec<&String> = s
+                .keys()
+                .filter(|k| k.starts_with(&format!("{stem}_")))
+                .collect();
+            assert!(old.is_empty(), "{section}: {old:?}");
+        }
+    }
+
+    #[test]
+    fn durations_are_humantime_and_typed_values_parse_at_load() {
+        let c = load_env(&[
+            ("DYNKV__QUORUM__RPC_TIMEOUT", "750ms"),
+            ("DYNKV__HANDOFF__HINT_WINDOW", "1h 30m"),
+            ("DYNKV__STORAGE__REAP_INTERVAL", "0"),
+            ("DYNKV__QUORUM__W", "2"),
+            ("DYNKV__QUORUM__R", "ALL"),
+        ])
+        .unwrap();
+        assert_eq!(c.quorum.rpc_timeout, Duration::from_millis(750));
+        assert_eq!(c.handoff.hint_window, Duration::from_secs(5400));
+        assert_eq!(c.storage.reap_interval, Duration::ZERO);
+        assert_eq!(c.quorum.w, Quorum::Count(2));
+        assert_eq!(c.quorum.r, Quorum::All);
+        assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn old_ms_and_s_keys_still_work_with_a_warning_naming_the_new_key() {
+        let c = load_env(&[
+            ("DYNKV__QUORUM__RPC_TIMEOUT_MS", "500"),
+            ("DYNKV__QUORUM__IDEMPOTENCY_WINDOW_S", "60"),
+            ("DYNKV__STORAGE__REAP_INTERVAL_MS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.quorum.rpc_timeout, Duration::from_millis(500));
+        assert_eq!(c.quorum.idempotency_window, Duration::from_secs(60));
+        assert_eq!(c.storage.reap_interval, Duration::ZERO);
+        let w = c.warnings();
+        assert_eq!(w.len(), 3, "{w:?}");
+        let rpc = w.iter().find(|w| w.contains("rpc_timeout_ms")).unwrap();
+        assert!(
+            rpc.contains("environment variable DYNKV__QUORUM__RPC_TIMEOUT_MS")
+                && rpc.contains("deprecated")
+                && rpc.contains("use quorum.rpc_timeout instead")
+                && rpc.contains("DYNKV__QUORUM__RPC_TIMEOUT=500ms"),
+            "{rpc}"
+        );
+        assert!(
+            w.iter()
+                .any(|w| w.contains("DYNKV__QUORUM__IDEMPOTENCY_WINDOW=1m")),
+            "{w:?}"
+        );
+
+        // In a node file too, and a node file's old key beats the new
+        // default.
+        let dir = tempfile::tempdir().unwrap();
+        let f = node_file(
+            &dir,
+            "[handoff]\ninterval_ms = 250\nbackoff_max_ms = 2000\n",
+        );
+        let c = Config::load_with_env(Some(&f), env(&[])).unwrap();
+        assert_eq!(c.handoff.interval, Duration::from_millis(250));
+        assert_eq!(c.handoff.backoff_max, Duration::from_secs(2));
+        let w = c
+            .warnings()
+            .iter()
+            .find(|w| w.contains("interval_ms"))
+            .unwrap();
+        assert!(
+            w.contains(&format!("file {}", f.display()))
+                && w.contains("interval = \"250ms\" in [handoff]"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn the_later_layer_wins_between_an_old_and_a_new_key() {
+        let dir = tempfile::tempdir().unwrap();
+        // Old key in the environment over a new key in the file: the old one.
+        let f = node_file(&dir, "[quorum]\nrpc_timeout = \"900ms\"\n");
+        let c = Config::load_with_env(Some(&f), env(&[("DYNKV__QUORUM__RPC_TIMEOUT_MS", "700")]))
+            .unwrap();
+        assert_eq!(c.quorum.rpc_timeout, Duration::from_millis(700));
+        // New key in the environment over an old key in the file: the new
+        // one, and the old one is reported as ignored.
+        let f = node_file(&dir, "[quorum]\nrpc_timeout_ms = 900\n");
+        let c = Config::load_with_env(Some(&f), env(&[("DYNKV__QUORUM__RPC_TIMEOUT", "700ms")]))
+            .unwrap();
+        assert_eq!(c.quorum.rpc_timeout, Duration::from_millis(700));
+        assert!(
+            c.warnings()
+                .iter()
+                .any(|w| w.contains("quorum.rpc_timeout_ms") && w.contains("is ignored")),
+            "{:?}",
+            c.warnings()
+        );
+        // Both in one layer: the new key, and the old one is reported.
+        let c = load_env(&[
+            ("DYNKV__QUORUM__RPC_TIMEOUT_MS", "700"),
+            ("DYNKV__QUORUM__RPC_TIMEOUT", "800ms"),
+        ])
+        .unwrap();
+        assert_eq!(c.quorum.rpc_timeout, Duration::from_millis(800));
+        assert!(
+            c.warnings().iter().any(|w| w.contains(
+                "quorum.rpc_timeout_ms (environment variable DYNKV__QUORUM__RPC_TIMEOUT_MS) is ignored"
+            )),
+            "{:?}",
+            c.warnings()
+        );
+    }
+
+    #[test]
+    fn parse_errors_name_the_key_and_where_it_came_from() {
+        let e = load_env(&[("DYNKV__QUORUM__RPC_TIMEOUT", "fast")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("quorum.rpc_timeout (environment variable DYNKV__QUORUM__RPC_TIMEOUT)")
+                && e.contains("\"fast\" is not a duration"),
+            "{e}"
+        );
+        let e = load_env(&[("DYNKV__HANDOFF__INTERVAL", "250")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("handoff.interval") && e.contains("has no unit"),
+            "{e}"
+        );
+        let e = load_env(&[("DYNKV__QUORUM__RPC_TIMEOUT_MS", "1s")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "quorum.rpc_timeout_ms (environment variable DYNKV__QUORUM__RPC_TIMEOUT_MS)"
+            ) && e.contains("whole number of milliseconds"),
+            "{e}"
+        );
+        let e = load_env(&[("DYNKV__QUORUM__W", "most")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("quorum.w (environment variable DYNKV__QUORUM__W)"),
+            "{e}"
+        );
+        let e = load_env(&[("DYNKV__CLUSTER__MEMBERS", "n1@127.0.0.1:7170,n2")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cluster.members (environment variable DYNKV__CLUSTER__MEMBERS)")
+                && e.contains("\"n2\" is not id@host:port"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = node_file(&dir, "[read_repair]\nwait = \"soon\"\n");
+        let e = Config::load_with_env(Some(&f), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("read_repair.wait (file {})", f.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn validation_errors_name_the_keys_and_where_they_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = node_file(&dir, "[quorum]\nrpc_timeout = \"5s\"\n");
+        let e = Config::load_with_env(Some(&f), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!(
+                "quorum.rpc_timeout (file {}) = 5s must not exceed quorum.request_timeout (the defaults) = 3s",
+                f.display()
+            )),
+            "{e}"
+        );
+        // An old key is named as written.
+        let e = load_env(&[("DYNKV__QUORUM__REQUEST_TIMEOUT_MS", "200")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(
+                "must not exceed quorum.request_timeout_ms (environment variable DYNKV__QUORUM__REQUEST_TIMEOUT_MS) = 200ms"
+            ),
+            "{e}"
+        );
+        let e = load_env(&[("DYNKV__QUORUM__W", "4")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("quorum.w (environment variable DYNKV__QUORUM__W) must be one, quorum, all or a number from 1 to 3 (cluster.n_val (the defaults)), got 4"),
+            "{e}"
+        );
+        let e = load_env(&[("DYNKV__CLUSTER__PARTITIONS", "60")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cluster.partitions (environment variable DYNKV__CLUSTER__PARTITIONS)"),
+            "{e}"
+        );
     }
 
     #[test]
     fn rules_are_enforced() {
-        let mut c = Config::load(None).unwrap();
+        let mut c = defaults();
         c.cluster.partitions = 60;
         assert!(c.validate().is_err());
-        let mut c = Config::load(None).unwrap();
+        let mut c = defaults();
         assert_eq!(c.node.worker_threads, 0, "default: one per core");
         c.node.worker_threads = 100_000;
         assert!(c.validate().is_err());
-        let mut c = Config::load(None).unwrap();
-        c.quorum.w = "4".into();
+        let mut c = defaults();
+        c.quorum.w = Quorum::Count(4);
         assert!(c.validate().is_err());
-        let mut c = Config::load(None).unwrap();
-        c.quorum.rpc_timeout_ms = c.quorum.request_timeout_ms + 1;
+        let mut c = defaults();
+        c.quorum.rpc_timeout = c.quorum.request_timeout + Duration::from_millis(1);
         assert!(c.validate().is_err());
-        let mut c = Config::load(None).unwrap();
-        c.cluster.members = vec!["n2@127.0.0.1:1".into()];
+        let mut c = defaults();
+        let m = |s: &str| s.parse::<Member>().unwrap();
+        c.cluster.members = vec![m("n2@127.0.0.1:1")];
         assert!(c.validate().is_err());
-        c.cluster.members = vec!["n1@127.0.0.1:1".into(), "n1@127.0.0.1:2".into()];
+        c.cluster.members = vec![m("n1@127.0.0.1:1"), m("n1@127.0.0.1:2")];
         assert!(c.validate().is_err());
-        c.cluster.members = vec!["n1@127.0.0.1:1".into(), "n2@127.0.0.1:2".into()];
+        c.cluster.members = vec![m("n1@127.0.0.1:1"), m("n2@127.0.0.1:2")];
         assert!(c.validate().is_err(), "a cluster needs a secret");
         c.cluster.secret = "ab".repeat(31);
         assert!(c.validate().is_err(), "a short secret is refused");
@@ -603,7 +941,7 @@ mod tests {
 
     #[test]
     fn a_lone_node_off_loopback_needs_a_secret() {
-        let mut c = Config::load(None).unwrap();
+        let mut c = defaults();
         assert!(c.secret().is_ok(), "a lone loopback node runs without one");
         c.node.listen = "0.0.0.0:7070".into();
         assert!(c.validate().is_err());

@@ -4,9 +4,12 @@
 //! `delete` and `status` are a small client for the public HTTP API.
 //!
 //! ## Layout
-//! - [`config`]: the layered configuration and its validation.
-//! - [`server`]: wiring of storage, ring, transport, coordinator, workers
-//!   and the HTTP listener; graceful shutdown.
+//! - [`config`]: the layered, typed configuration and its validation.
+//! - [`wiring`]: the mechanisms' configs from it, and the node's pieces
+//!   (storage, ring, transport, coordinator, anti-entropy, membership).
+//! - [`workers`]: the background workers, on one `dynkv-runtime` runtime.
+//! - [`views`]: the node's `/admin/...` views, `/admin/workers` among them.
+//! - [`server`]: `serve`: the listeners, the workers, graceful shutdown.
 //! - [`client`]: the client subcommands.
 
 /// mimalloc: the request path allocates many small buffers (frames,
@@ -17,6 +20,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod client;
 mod config;
 mod server;
+mod views;
+mod wiring;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,7 +55,7 @@ enum Command {
     /// Show what a node believes about the cluster.
     Status(client::NodeArg),
     /// Change the cluster's membership (join, leave, plan, commit, members);
-    /// compact a node's store.
+    /// compact a node's store; list a node's background workers.
     Admin(client::AdminArgs),
     /// Generate load against nodes (or a bare HTTP server, or etcd) and
     /// report throughput, latency percentiles and errors.

@@ -42,9 +42,9 @@ use tokio::time::Instant;
 use dynkv_ring::NodeId;
 use dynkv_rpc::messages::Replicate;
 use dynkv_rpc::retry::Backoff;
+use dynkv_runtime::{Context, StepResult, Worker, WorkerState};
 use dynkv_storage::{Hint, KeyRef};
 use futures::StreamExt;
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::Coordinator;
@@ -92,24 +92,47 @@ pub struct HandoffState {
     owners: HashMap<NodeId, OwnerBackoff>,
 }
 
-/// Runs passes until `shutdown` turns true.
-pub async fn run(
+/// The handoff worker (`handoff` in `/admin/workers`): a [`pass`] every
+/// [`HandoffConfig::interval`], with the per-owner retry state kept between
+/// passes.
+pub struct HandoffWorker {
     coord: Arc<Coordinator>,
     config: HandoffConfig,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut state = HandoffState::default();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(config.interval) => {}
-            _ = shutdown.changed() => {}
+    state: HandoffState,
+}
+
+impl HandoffWorker {
+    /// The worker for this coordinator's hints.
+    pub fn new(coord: Arc<Coordinator>, config: HandoffConfig) -> HandoffWorker {
+        HandoffWorker {
+            coord,
+            config,
+            state: HandoffState::default(),
         }
-        if *shutdown.borrow() {
-            return;
+    }
+}
+
+impl Worker for HandoffWorker {
+    fn name(&self) -> String {
+        "handoff".into()
+    }
+
+    fn interval(&self) -> Duration {
+        self.config.interval
+    }
+
+    async fn work(&mut self, cx: &Context) -> StepResult {
+        let pending = self.coord.store().hint_count();
+        cx.set("pending", pending);
+        if pending > 0 {
+            cx.busy_with(format!("delivering {pending} hints"));
         }
-        if let Err(e) = pass(&coord, &config, &mut state).await {
-            warn!(error = %e, "hinted handoff pass failed");
-        }
+        let delivered = pass(&self.coord, &self.config, &mut self.state)
+            .await
+            .map_err(|e| format!("hinted handoff pass failed: {e}"))?;
+        cx.count("delivered", delivered);
+        cx.set("pending", self.coord.store().hint_count());
+        Ok(WorkerState::Idle)
     }
 }
 

@@ -45,7 +45,10 @@
 //!   applies it with the join of its own stored state as context, so it
 //!   replaces every sibling that replica holds (Riak's `allow_mult=false`).
 //! - [`ListKeys`] and [`ListNamespaces`] scan the local store of one
-//!   partition, for key and bucket listings.
+//!   partition, for key and bucket listings: the keys with a prefix, and
+//!   the distinct length-delimited components after a prefix. The store
+//!   only knows prefixes and groups; the encoding of a bucket is the
+//!   protocol adapter's.
 //!
 //! ## Concurrency
 //! No global lock: the ring and the peer table are atomically swapped
@@ -68,6 +71,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use dynkv_repair::{ReplicaReply, plan_read_repair, should_repair};
 use dynkv_ring::{NodeId, Ring};
+use dynkv_rpc::messages::listing::{component_prefix, split_component};
 use dynkv_rpc::messages::{
     Coordinate, CoordinateFallback, Keys, ListKeys, ListNamespaces, Ping, Pong, Quorum, Read,
     ReadReply, Replicate, StoreHint, Stored, WriteOutcome, WriteRequest,
@@ -1737,7 +1741,20 @@ impl Handler<ListNamespaces> for Coordinator {
     ) -> Result<Keys, RemoteError> {
         let store = self.store.clone();
         let scan = tokio::task::spawn_blocking(move || {
-            store.scan_namespaces(req.partition, req.after.as_deref(), req.limit as usize)
+            let prefix = &req.prefix[..];
+            let after = req.after.as_deref().map(|c| component_prefix(prefix, c));
+            let groups = store.scan_groups(
+                req.partition,
+                prefix,
+                after.as_deref(),
+                req.limit as usize,
+                |key| split_component(prefix, key).map(|(_, rest)| key.len() - rest.len()),
+            )?;
+            // Each group is `prefix ‖ len ‖ component`: answer the components.
+            Ok(groups
+                .iter()
+                .filter_map(|g| split_component(prefix, g).map(|(c, _)| c.to_vec()))
+                .collect())
         })
         .await;
         listed(scan)

@@ -221,7 +221,7 @@ impl QuorumMetrics {
         );
         registry.register(
             "dynkv_hints_expired",
-            "Hints dropped undelivered after handoff.hint_window_ms (anti-entropy repairs those keys)",
+            "Hints dropped undelivered after handoff.hint_window (anti-entropy repairs those keys)",
             self.hints_expired.clone(),
         );
         registry.register(
@@ -241,7 +241,7 @@ impl QuorumMetrics {
         );
         registry.register(
             "dynkv_wal_syncs",
-            "Periodic WAL syncs (storage.sync_interval_ms), by outcome",
+            "Periodic WAL syncs (storage.sync_interval), by outcome",
             self.wal_syncs.clone(),
         );
         registry.register(
@@ -276,7 +276,7 @@ impl QuorumMetrics {
         );
         registry.register(
             "dynkv_reap_skipped",
-            "Tombstones past storage.tombstone_grace_ms this node drove but did not reap, by reason",
+            "Tombstones past storage.tombstone_grace this node drove but did not reap, by reason",
             self.reap_skipped.clone(),
         );
     }

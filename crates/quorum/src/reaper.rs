@@ -12,10 +12,10 @@
 //!
 //! One node drives each key: the *first primary* of the key's partition
 //! (`ring.preference_list(p, N)[0]`), so two drivers never race over a
-//! key. Every `storage.reap_interval_ms`, a pass walks the partitions this
+//! key. Every `storage.reap_interval`, a pass walks the partitions this
 //! node drives (none while a membership change is under way) and picks the
 //! objects whose siblings are all tombstones and whose newest tombstone is
-//! older than `storage.tombstone_grace_ms` (by its `modified_micros`). For
+//! older than `storage.tombstone_grace` (by its `modified_micros`). For
 //! each batch of them:
 //!
 //! 1. **Check** ([`ReapCheck`], to *every member* of the cluster, the
@@ -30,7 +30,7 @@
 //!    key holds the identical tombstone too, and no member keeps a hint for
 //!    it.
 //! 3. **Settle** ([`settled`]): a key is reaped only when it was confirmed
-//!    with the same digest by two checks at least `storage.reap_settle_ms`
+//!    with the same digest by two checks at least `storage.reap_settle`
 //!    apart (on the driver's monotonic clock; the first check of a later
 //!    pass usually). The driver remembers its confirmed keys between passes
 //!    (at most [`ReaperConfig::max_pending`]).
@@ -78,7 +78,7 @@
 //! once every copy is `T` or nothing they can only send `T`.
 //!
 //! The residual assumption is about time, and it is the reason for the
-//! settle: an internode message is applied within `storage.reap_settle_ms`
+//! settle: an internode message is applied within `storage.reap_settle`
 //! (60 s by default) of being sent, or never. Requests carry deadlines of at
 //! most a few seconds, but a receiver does not drop an expired request, so
 //! a process that stalls for longer than the settle with such a message
@@ -123,7 +123,7 @@
 //! for a while: requests in flight around the delete finish against it,
 //! lagging replicas get it through the normal paths (handoff, read repair)
 //! instead of blocking reaping, a retried DELETE with the same
-//! `Idempotency-Key` within `quorum.idempotency_window_s` (also 10 minutes)
+//! `Idempotency-Key` within `quorum.idempotency_window` (also 10 minutes)
 //! finds its record, and a reader sees "deleted" with a context rather than
 //! "never written" for the grace at least.
 //!
@@ -156,16 +156,16 @@ use bytes::Bytes;
 use dynkv_ring::NodeId;
 use dynkv_rpc::messages::{Reap, ReapCheck, ReapStatus, ReapStatuses, Reaped};
 use dynkv_rpc::{CallContext, Handler, RemoteError};
+use dynkv_runtime::{Context, StepResult, Worker, WorkerState};
 use dynkv_storage::KeyRef;
 use dynkv_vclock::Object;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::{Coordinator, now_micros};
 
-/// Settings of the reaper (`storage.tombstone_grace_ms`,
-/// `storage.reap_interval_ms`, `storage.reap_settle_ms`).
+/// Settings of the reaper (`storage.tombstone_grace`,
+/// `storage.reap_interval`, `storage.reap_settle`).
 #[derive(Clone, Debug)]
 pub struct ReaperConfig {
     /// Pause between passes.
@@ -351,26 +351,42 @@ impl ReaperMemory {
     }
 }
 
-/// Runs passes until `shutdown` turns true.
-pub async fn run(
+/// The reaper worker (`reaper` in `/admin/workers`): a [`pass`] every
+/// [`ReaperConfig::interval`], remembering confirmed keys between passes;
+/// its status also feeds `/admin/reaper`.
+pub struct ReaperWorker {
     coord: Arc<Coordinator>,
     config: ReaperConfig,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut memory = ReaperMemory::default();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(config.interval) => {}
-            _ = shutdown.changed() => {}
+    memory: ReaperMemory,
+}
+
+impl ReaperWorker {
+    /// The worker that reaps this node's tombstones.
+    pub fn new(coord: Arc<Coordinator>, config: ReaperConfig) -> ReaperWorker {
+        ReaperWorker {
+            coord,
+            config,
+            memory: ReaperMemory::default(),
         }
-        if *shutdown.borrow() {
-            return;
-        }
+    }
+}
+
+impl Worker for ReaperWorker {
+    fn name(&self) -> String {
+        "reaper".into()
+    }
+
+    fn interval(&self) -> Duration {
+        self.config.interval
+    }
+
+    async fn work(&mut self, cx: &Context) -> StepResult {
+        cx.busy_with("reaping pass");
         // A pass stopped half-way is harmless: every step is idempotent and
         // nothing is removed before it was confirmed twice.
         let report = tokio::select! {
-            r = pass(&coord, &config, &mut memory) => r,
-            _ = shutdown.changed() => return,
+            r = pass(&self.coord, &self.config, &mut self.memory) => r,
+            _ = cx.stopped() => return Ok(WorkerState::Idle),
         };
         if report.reaped_keys > 0 {
             info!(
@@ -381,14 +397,18 @@ pub async fn run(
                 "reaped tombstones"
             );
         }
-        let mut st = coord
+        cx.count("reaped_keys", report.reaped_keys);
+        cx.set("pending_confirmations", self.memory.pending() as u64);
+        let mut st = self
+            .coord
             .reaper_status
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         st.passes += 1;
         st.reaped_keys += report.reaped_keys;
-        st.pending = memory.pending();
+        st.pending = self.memory.pending();
         st.last = Some(report);
+        Ok(WorkerState::Idle)
     }
 }
 

@@ -1,0 +1,170 @@
+//! What the node publishes under `/admin/...` beyond the API crate's own
+//! routes: `/admin/workers`, `/admin/aae`, `/admin/reaper`,
+//! `/admin/internode`, and the membership commands.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dynkv_antientropy::AntiEntropy;
+use dynkv_api::{AdminView, MembershipAdmin};
+use dynkv_membership::Membership;
+use dynkv_quorum::Coordinator;
+use dynkv_ring::NodeId;
+use dynkv_rpc::NetTransport;
+use dynkv_runtime::Runtime;
+use futures::future::BoxFuture;
+
+use crate::config::Config;
+
+/// The named views, in the order `/admin/{name}` looks them up.
+pub fn admin_views(
+    cfg: &Config,
+    coord: &Arc<Coordinator>,
+    aae: &Arc<AntiEntropy>,
+    transport: NetTransport,
+    runtime: &Arc<Runtime>,
+) -> Vec<(&'static str, Arc<dyn AdminView>)> {
+    vec![
+        ("aae", Arc::new(AaeView(aae.clone()))),
+        (
+            "reaper",
+            Arc::new(ReaperView {
+                coord: coord.clone(),
+                interval: cfg.storage.reap_interval,
+                grace: cfg.storage.tombstone_grace,
+                settle: cfg.storage.reap_settle,
+            }),
+        ),
+        ("internode", Arc::new(InternodeView(transport))),
+        (
+            "workers",
+            Arc::new(WorkersView {
+                node: coord.node_id().to_string(),
+                runtime: runtime.clone(),
+            }),
+        ),
+    ]
+}
+
+/// `/admin/workers`: every background worker of this node with its state
+/// (idle, busy and with what, throttled, done, stopped, off, failed), steps
+/// run, errors, the last error, the last step and its counters.
+struct WorkersView {
+    node: String,
+    runtime: Arc<Runtime>,
+}
+
+impl AdminView for WorkersView {
+    fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node": self.node,
+            "workers": self.runtime.workers(),
+        })
+    }
+}
+
+/// `/admin/internode`: what the handshakes told about each peer.
+struct InternodeView(NetTransport);
+
+impl AdminView for InternodeView {
+    fn view(&self) -> serde_json::Value {
+        serde_json::json!({ "peers": self.0.peers() })
+    }
+}
+
+/// `/admin/aae`.
+struct AaeView(Arc<AntiEntropy>);
+
+impl AdminView for AaeView {
+    fn view(&self) -> serde_json::Value {
+        self.0.status()
+    }
+}
+
+/// `/admin/reaper`: the tombstone reaper's settings and its last pass.
+struct ReaperView {
+    coord: Arc<Coordinator>,
+    interval: Duration,
+    grace: Duration,
+    settle: Duration,
+}
+
+impl AdminView for ReaperView {
+    fn view(&self) -> serde_json::Value {
+        let st = self.coord.reaper_status();
+        let last = st.last.map(|p| {
+            serde_json::json!({
+                "started_unix_ms": p.started_unix_ms,
+                "duration_ms": p.duration_ms,
+                "partitions_driven": p.partitions,
+                "scanned": p.scanned,
+                "candidates": p.candidates,
+                "reaped_keys": p.reaped_keys,
+                "removed_copies": p.removed_copies,
+                "skipped": p.skipped,
+                "note": p.note,
+            })
+        });
+        let ms = |d: Duration| d.as_millis() as u64;
+        serde_json::json!({
+            "node": self.coord.node_id(),
+            "enabled": !self.interval.is_zero(),
+            "interval_ms": ms(self.interval),
+            "tombstone_grace_ms": ms(self.grace),
+            "settle_ms": ms(self.settle),
+            "counter_floor": self.coord.floor(),
+            "passes": st.passes,
+            "reaped_keys": st.reaped_keys,
+            "tombstones_reaped_here": self.coord.metrics().tombstones_reaped.get(),
+            "pending_confirmations": st.pending,
+            "last_pass": last,
+        })
+    }
+}
+
+/// The membership commands of `/admin/...`, over this node's [`Membership`].
+pub struct MembershipAdminView {
+    /// This node's membership.
+    pub membership: Arc<Membership>,
+    /// Its cluster address, which joins announce.
+    pub addr: String,
+}
+
+impl MembershipAdmin for MembershipAdminView {
+    fn members(&self) -> serde_json::Value {
+        self.membership.members_view()
+    }
+
+    fn plan(&self) -> Result<serde_json::Value, String> {
+        self.membership.plan_view().map_err(|e| e.to_string())
+    }
+
+    fn join(&self, seed: String) -> BoxFuture<'static, Result<serde_json::Value, String>> {
+        let m = self.membership.clone();
+        let addr = self.addr.clone();
+        Box::pin(async move {
+            m.join_via(&seed, &addr).await?;
+            Ok(m.members_view())
+        })
+    }
+
+    fn leave(&self, node: Option<String>) -> Result<serde_json::Value, String> {
+        self.membership
+            .stage_leave(node.map(NodeId::from))
+            .map_err(|e| e.to_string())?;
+        Ok(self.membership.members_view())
+    }
+
+    fn commit(&self) -> BoxFuture<'static, Result<serde_json::Value, String>> {
+        let m = self.membership.clone();
+        Box::pin(async move {
+            m.commit().map_err(|e| e.to_string())?;
+            m.gossip_all().await;
+            Ok(m.members_view())
+        })
+    }
+
+    fn transfers(&self) -> serde_json::Value {
+        self.membership.transfers_view()
+    }
+}
