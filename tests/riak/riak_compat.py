@@ -7,6 +7,13 @@ removed in favour of ``collections.abc``, and passes ``verbose=False`` to
 puts those names back before the client is imported; the installed
 package itself is never edited.
 
+Its HTTPS connection also builds ``ssl.SSLSocket(sock=...)`` directly,
+which Python 3.7 made private ("SSLSocket does not have a public
+constructor"). :func:`_https_connect` makes the same socket the supported
+way: the client's own ``configure_ssl_context`` (its TLS version, cipher
+list, CA file, client certificate and host-name check) wrapping the
+connected socket.
+
 Import it before anything from ``riak``: ``import riak_compat``.
 """
 
@@ -38,3 +45,30 @@ def _namedtuple_without_verbose(*args, verbose=False, **kwargs):
 
 
 collections.namedtuple = _namedtuple_without_verbose
+
+
+def _https_connect(self):
+    """``RiakHTTPSConnection.connect`` through ``SSLContext.wrap_socket``."""
+    import socket
+
+    from riak.transports.security import configure_ssl_context
+
+    sock = socket.create_connection((self.host, self.port), self.timeout)
+    ssl_ctx = configure_ssl_context(self.credentials)
+    if self.timeout is not None:
+        sock.settimeout(self.timeout)
+    self.sock = ssl_ctx.wrap_socket(sock, server_hostname=self.host)
+
+
+def _patch_https():
+    """Installs :func:`_https_connect` once ``riak`` can be imported."""
+    from riak.security import USE_STDLIB_SSL
+
+    if not USE_STDLIB_SSL:
+        return
+    import riak.transports.http as http
+
+    http.RiakHTTPSConnection.connect = _https_connect
+
+
+_patch_https()
