@@ -35,6 +35,7 @@ use dynkv_quorum::Coordinator;
 use dynkv_rpc::AddressBook;
 use prometheus_client::registry::Registry;
 
+pub use dynkv_vclock::ContextKey;
 pub use error::ApiError;
 pub use members::MembershipAdmin;
 pub use metrics::HttpMetrics;
@@ -92,6 +93,9 @@ pub struct AppState {
     pub inflight: Arc<tokio::sync::Semaphore>,
     /// Live membership, when the node runs it.
     pub membership: Option<Arc<dyn MembershipAdmin>>,
+    /// The key context tokens are signed and verified with (the same on
+    /// every node of the cluster), so a client cannot forge a context.
+    pub context_key: ContextKey,
 }
 
 /// Header carrying the admin token of membership commands.
