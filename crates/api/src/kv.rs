@@ -27,8 +27,8 @@ use dynkv_quorum::ReadOptions;
 use dynkv_rpc::messages::{Quorum, WriteRequest};
 use dynkv_vclock::{Content, ContextKey, Object, VersionVector, decode_context, encode_context};
 
-use crate::http::admit::{Refuse, admit};
-use crate::http::input::{self, BodyError, NameError};
+use crate::http::admit::{Refusals, admit};
+use crate::http::input::{self, BodyError, MetadataError, NameError};
 use crate::http::observe::observed;
 use crate::http::params::{Allowed, ParamError, Params};
 use crate::http::siblings::{self, DEFAULT_CONTENT_TYPE, Framing};
@@ -50,16 +50,28 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/kv", get(empty_key).put(empty_key).delete(empty_key))
         .route("/kv/", get(empty_key).put(empty_key).delete(empty_key))
         .layer(DefaultBodyLimit::max(state.limits.max_value_bytes))
-        .layer(from_fn_with_state(
-            (state.clone(), overloaded as Refuse),
-            admit,
-        ))
+        .layer(from_fn_with_state((state.clone(), REFUSALS), admit))
 }
 
-/// The bulkhead's refusal ([`admit`]): 503 `overloaded`.
+/// The bulkhead's refusals ([`admit`]) in this API's words.
+const REFUSALS: Refusals = Refusals {
+    overloaded,
+    body_timeout,
+};
+
+/// 503 `overloaded`.
 fn overloaded(max: usize) -> Response {
     let message = format!("this node is serving its maximum of {max} requests; retry shortly");
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message).into_response()
+}
+
+/// 408 `body_timeout`.
+fn body_timeout(limit: Duration) -> Response {
+    let message = format!(
+        "the request body did not arrive within {:.3}s",
+        limit.as_secs_f64()
+    );
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message).into_response()
 }
 
 async fn empty_key() -> ApiError {
@@ -96,6 +108,12 @@ impl From<NameError> for ApiError {
             NameError::TooLong { .. } => "key_too_long",
         };
         ApiError::new(e.status(), code, e.to_string())
+    }
+}
+
+impl From<MetadataError> for ApiError {
+    fn from(e: MetadataError) -> Self {
+        ApiError::bad_request("metadata_too_large", e.to_string())
     }
 }
 
@@ -272,6 +290,9 @@ async fn put_key(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or(DEFAULT_CONTENT_TYPE);
+    input::check_metadata(&state.limits, ct, &Default::default()).inspect_err(|e| {
+        state.metrics.metadata_refused(e.limit);
+    })?;
     let content = Content::value(value, ct, 0);
     write(&state, key, p, &headers, context, content).await
 }

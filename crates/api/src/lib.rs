@@ -29,6 +29,7 @@ mod metrics;
 pub mod riak;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use dynkv_quorum::Coordinator;
@@ -51,6 +52,19 @@ pub struct Limits {
     pub max_timeout_ms: u64,
     /// Client requests served at once; more are refused with 503 `overloaded`.
     pub max_inflight: usize,
+    /// Longest a client may take to send a body (408 `body_timeout`);
+    /// bounds how long a slow sender occupies anything of the node.
+    pub body_read_timeout: Duration,
+    /// Longest stored `Content-Type`, bytes (stored with every sibling).
+    pub max_content_type_bytes: usize,
+    /// Most `X-Riak-Meta-*` entries per write.
+    pub max_meta_entries: usize,
+    /// Most bytes of user metadata (names and values) per write.
+    pub max_meta_bytes: usize,
+    /// Most `X-Riak-Index-*` entries per write.
+    pub max_index_entries: usize,
+    /// Most `Link` entries per write.
+    pub max_links: usize,
 }
 
 impl Default for Limits {
@@ -60,6 +74,12 @@ impl Default for Limits {
             max_value_bytes: 1 << 20,
             max_timeout_ms: 60_000,
             max_inflight: 1024,
+            body_read_timeout: Duration::from_secs(10),
+            max_content_type_bytes: 256,
+            max_meta_entries: 64,
+            max_meta_bytes: 8 * 1024,
+            max_index_entries: 64,
+            max_links: 1024,
         }
     }
 }

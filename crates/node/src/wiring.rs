@@ -149,6 +149,12 @@ impl Config {
             max_value_bytes: self.limits.max_value_bytes,
             max_timeout_ms: self.limits.max_timeout.as_millis() as u64,
             max_inflight: self.limits.max_inflight_requests,
+            body_read_timeout: self.limits.body_read_timeout,
+            max_content_type_bytes: self.limits.max_content_type_bytes,
+            max_meta_entries: self.limits.max_meta_entries,
+            max_meta_bytes: self.limits.max_meta_bytes,
+            max_index_entries: self.limits.max_index_entries,
+            max_links: self.limits.max_links,
         }
     }
 }

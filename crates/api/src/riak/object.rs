@@ -569,6 +569,9 @@ async fn store(
     let value = input::body(body, state.limits.max_value_bytes)?;
     let content_type = request_content_type(headers)?;
     let meta = request_meta(headers)?;
+    input::check_metadata(&state.limits, &content_type, &meta).inspect_err(|e| {
+        state.metrics.metadata_refused(e.limit);
+    })?;
     let context = parse_vclock(headers, &state.context_key)?.unwrap_or_default();
     let returnbody = q.flag_or_default("returnbody")?.unwrap_or(false);
     let props = riak.props(state, &t.bucket).await?;
