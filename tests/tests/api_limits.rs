@@ -208,3 +208,91 @@ async fn metadata_past_a_limit_is_refused_and_nothing_stored() {
     let r = riak_put(&c, "ok", &at).await;
     assert!(r.status.is_success(), "{}", r.text());
 }
+
+/// Keys written to one partition: more than two listing pages (1,000 keys
+/// a page) so the listing spans several.
+const LISTED_KEYS: usize = 2_500;
+
+#[tokio::test]
+async fn listings_spanning_several_pages_are_streamed_complete() {
+    use futures::StreamExt;
+    use std::collections::BTreeSet;
+
+    let c = Cluster::start(
+        1,
+        ClusterOptions::default()
+            .set("DYNKV__CLUSTER__N_VAL", 1)
+            .set("DYNKV__CLUSTER__PARTITIONS", 1),
+    )
+    .await;
+    let keys: BTreeSet<String> = (0..LISTED_KEYS).map(|i| format!("key-{i:05}")).collect();
+    let puts = futures::stream::iter(keys.iter().cloned())
+        .map(|k| {
+            let req = c
+                .http
+                .put(format!("{}/buckets/big/keys/{k}", c.url(1)))
+                .header("content-type", "text/plain")
+                .body("x");
+            async move { req.send().await.unwrap().status() }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+    assert!(puts.iter().all(|s| s.is_success()), "a write failed");
+
+    // keys=true: one JSON document, sent chunked as the pages arrive.
+    let r = c
+        .http
+        .get(format!("{}/buckets/big/keys?keys=true", c.url(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()
+            .get("transfer-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("chunked"),
+        "the whole listing is streamed, not buffered"
+    );
+    let doc: serde_json::Value = r.json().await.unwrap();
+    let listed: Vec<String> = doc["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed.len(), LISTED_KEYS, "each key once");
+    assert_eq!(listed.into_iter().collect::<BTreeSet<_>>(), keys);
+
+    // keys=stream: one chunk per page, each key once.
+    let text = c
+        .http
+        .get(format!("{}/buckets/big/keys?keys=stream", c.url(1)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut got = BTreeSet::new();
+    let mut chunks = 0;
+    for chunk in serde_json::Deserializer::from_str(&text).into_iter::<serde_json::Value>() {
+        chunks += 1;
+        for k in chunk.unwrap()["keys"].as_array().unwrap() {
+            assert!(got.insert(k.as_str().unwrap().to_string()), "listed twice");
+        }
+    }
+    assert!(chunks >= 3, "{chunks} chunks for {LISTED_KEYS} keys");
+    assert_eq!(got, keys);
+
+    // An empty bucket is an empty document.
+    let r = c
+        .http
+        .get(format!("{}/buckets/none/keys?keys=true", c.url(1)))
+        .send()
+        .await
+        .unwrap();
+    let doc: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(doc, serde_json::json!({"keys": []}));
+}
