@@ -299,6 +299,11 @@ async fn list_partition(
             }
         };
         let why = match reply {
+            // A page is at most what was asked: a replica answering more is
+            // refused (the frame limit already bounds its bytes).
+            Ok(Keys(items)) if items.len() > PAGE as usize => {
+                format!("answered {} names for a page of {PAGE}", items.len())
+            }
             Ok(Keys(items)) => {
                 let done = items.len() < PAGE as usize;
                 after = items.last().cloned();
