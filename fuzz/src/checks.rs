@@ -4,16 +4,25 @@
 //! finding.
 
 use dynkv_rpc::messages::Quorum;
+use dynkv_vclock::context::{CONTEXT_FORMAT_V1, ContextError};
 use dynkv_vclock::{
-    Content, DvvSet, VersionVector, decode_context, decode_object, encode_context, encode_object,
+    Content, ContextKey, DvvSet, VersionVector, context_payload, decode_context,
+    decode_context_payload, decode_object, encode_context, encode_object, inspect_context,
 };
+
+/// The key the context targets sign with (any fixed key will do: the
+/// fuzzer must not be able to forge its MAC).
+pub fn fuzz_context_key() -> ContextKey {
+    ContextKey::new([0x5a; 32])
+}
 
 /// `X-Dynkv-Context`: any string a client sends.
 pub fn context_token(data: &[u8]) {
     let Ok(s) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(vv) = decode_context(s) else {
+    let key = fuzz_context_key();
+    let Ok(vv) = decode_context(s, &key) else {
         return;
     };
     let entries = vv.entries();
@@ -22,11 +31,90 @@ pub fn context_token(data: &[u8]) {
         "entries not strictly sorted: {entries:?}"
     );
     assert!(entries.iter().all(|(_, n)| *n > 0), "zero counter kept");
-    let again = decode_context(&encode_context(&vv)).expect("a re-encoded token decodes");
+    let again =
+        decode_context(&encode_context(&vv, &key), &key).expect("a re-encoded token decodes");
     assert_eq!(again, vv, "token round trip");
     // Merging with itself changes nothing; descends is reflexive.
     assert_eq!(vv.merge(&vv), vv);
     assert!(vv.descends(&vv));
+}
+
+/// Signed contexts: any bytes as a client's token or `X-Riak-Vclock`
+/// payload are refused unless the key signed them; and a token the key did
+/// sign (built from the input) verifies, while any one bit flipped in its
+/// bytes or its text, any truncation, another key or the unsigned earlier
+/// format is refused.
+pub fn signed_context(data: &[u8]) {
+    let key = fuzz_context_key();
+    if let Ok(s) = std::str::from_utf8(data) {
+        if let Ok(vv) = decode_context(s, &key) {
+            let again = decode_context(&encode_context(&vv, &key), &key);
+            assert_eq!(again, Ok(vv), "a verified token re-encodes");
+        }
+        let _ = inspect_context(s);
+    }
+    if let Ok(vv) = decode_context_payload(data, &key) {
+        assert_eq!(
+            context_payload(&vv, &key),
+            data,
+            "only issued payloads verify"
+        );
+    }
+    let Some((head, rest)) = data.split_first_chunk::<4>() else {
+        return;
+    };
+    let flip = usize::from(u16::from_le_bytes([head[0], head[1]]));
+    let cut = usize::from(u16::from_le_bytes([head[2], head[3]]));
+    let vv = VersionVector::from_pairs(rest.chunks(9).map(|c| {
+        let mut n = [0u8; 8];
+        n[..c.len() - 1].copy_from_slice(&c[1..]);
+        (format!("n{}", c[0]), u64::from_le_bytes(n))
+    }));
+    let payload = context_payload(&vv, &key);
+    assert_eq!(decode_context_payload(&payload, &key), Ok(vv.clone()));
+    let mut flipped = payload.clone();
+    let b = flip % (flipped.len() * 8);
+    flipped[b / 8] ^= 1 << (b % 8);
+    assert!(
+        decode_context_payload(&flipped, &key).is_err(),
+        "bit {b} flipped verifies"
+    );
+    let short = cut % payload.len();
+    assert!(
+        decode_context_payload(&payload[..short], &key).is_err(),
+        "cut at {short} verifies"
+    );
+    let token = encode_context(&vv, &key);
+    assert_eq!(decode_context(&token, &key), Ok(vv.clone()));
+    let mut text = token.clone().into_bytes();
+    let b = flip % (text.len() * 8);
+    text[b / 8] ^= 1 << (b % 8);
+    if let Ok(text) = String::from_utf8(text) {
+        assert!(decode_context(&text, &key).is_err(), "{text} verifies");
+    }
+    let short = cut % token.len();
+    assert!(
+        decode_context(&token[..short], &key).is_err(),
+        "token cut at {short} verifies"
+    );
+    assert_eq!(
+        decode_context(&token, &ContextKey::new([0xa5; 32])),
+        Err(ContextError::BadSignature)
+    );
+    let mut unsigned = vec![CONTEXT_FORMAT_V1];
+    postcard_entries(&vv, &mut unsigned);
+    assert_eq!(
+        decode_context_payload(&unsigned, &key),
+        Err(ContextError::Unsigned)
+    );
+}
+
+/// The unsigned (version 1) body: the payload of a signed token without its
+/// version byte and MAC.
+fn postcard_entries(vv: &VersionVector, out: &mut Vec<u8>) {
+    let signed = context_payload(vv, &fuzz_context_key());
+    let mac = dynkv_vclock::context::CONTEXT_MAC_LEN;
+    out.extend_from_slice(&signed[1..signed.len() - mac]);
 }
 
 /// Two objects (the input split at its first byte's position) as a replica

@@ -112,6 +112,7 @@ impl Node {
             registry: Arc::new(Default::default()),
             inflight: Arc::new(tokio::sync::Semaphore::new(64)),
             membership: None,
+            context_key: dynkv_api::ContextKey::new([9; 32]),
         };
         let app = router(state);
         Node { rt, app, _dir: dir }

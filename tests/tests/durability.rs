@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use dynkv_tests::{Cluster, ClusterOptions, StatusCode, poll};
-use dynkv_vclock::{VersionVector, decode_context, encode_context};
+use dynkv_vclock::{ContextKey, VersionVector, encode_context, inspect_context};
 
 /// SIGKILL node `i`, delete its data directory, start it again under the
 /// same id and settings.
@@ -59,7 +59,7 @@ async fn a_node_that_lost_its_disk_never_reissues_a_version() {
     }
     // The wiped node writes under a new actor.
     let dot = w.dot.clone().expect("a dot");
-    let old = decode_context(ctx.as_deref().unwrap()).unwrap();
+    let old = inspect_context(ctx.as_deref().unwrap()).unwrap();
     let (actor, _) = dot.rsplit_once(':').unwrap();
     assert!(actor.starts_with("n1#"), "{dot}");
     assert_eq!(old.get(actor), 0, "a new incarnation: {dot} vs {old:?}");
@@ -160,9 +160,12 @@ async fn a_sloppy_write_is_accepted_while_every_primary_is_away() {
 async fn a_context_the_cluster_never_issued_is_refused() {
     let c = Cluster::start(3, ClusterOptions::default()).await;
     let w = c.put(1, "forged", "v1", "w=all", None).await;
-    let ctx = decode_context(w.context.as_deref().unwrap()).unwrap();
+    let ctx = inspect_context(w.context.as_deref().unwrap()).unwrap();
     let (actor, _) = ctx.entries()[0].clone();
-    let forged = encode_context(&VersionVector::from_pairs([(actor, u64::MAX)]));
+    // Signed with the cluster's own key (as if it had leaked): the
+    // coordinator still refuses versions no replica issued.
+    let key = ContextKey::new(c.secret().context_key());
+    let forged = encode_context(&VersionVector::from_pairs([(actor, u64::MAX)]), &key);
     let f = c.put(1, "forged", "evil", "w=all", Some(&forged)).await;
     assert_eq!(f.status, StatusCode::BAD_REQUEST, "{}", f.text());
     assert_eq!(f.json()["code"], "bad_context");

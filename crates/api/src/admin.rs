@@ -168,15 +168,15 @@ async fn ring(State(state): State<AppState>, RawQuery(q): RawQuery) -> Response 
 async fn local(State(state): State<AppState>, Key(key): Key) -> Response {
     match state.coord.local_view(&key).await {
         Ok((own, hints)) => {
-            let mut body =
-                serde_json::to_value(SiblingsJson::of(own.as_ref())).expect("serialisable");
+            let mut body = serde_json::to_value(SiblingsJson::of(own.as_ref(), &state.context_key))
+                .expect("serialisable");
             body["node"] = json!(state.coord.node_id());
             body["found"] = json!(own.is_some());
             body["hints"] = hints
                 .iter()
                 .map(|(owner, o)| {
-                    let mut h =
-                        serde_json::to_value(SiblingsJson::of(Some(o))).expect("serialisable");
+                    let mut h = serde_json::to_value(SiblingsJson::of(Some(o), &state.context_key))
+                        .expect("serialisable");
                     h["owner"] = json!(owner);
                     h
                 })

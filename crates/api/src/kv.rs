@@ -25,10 +25,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use dynkv_quorum::ReadOptions;
 use dynkv_rpc::messages::{Quorum, WriteRequest};
-use dynkv_vclock::{Content, Object, VersionVector, decode_context, encode_context};
+use dynkv_vclock::{Content, ContextKey, Object, VersionVector, decode_context, encode_context};
 
-use crate::http::admit::{Refuse, admit};
-use crate::http::input::{self, BodyError, NameError};
+use crate::http::admit::{Refusals, admit};
+use crate::http::input::{self, BodyError, MetadataError, NameError};
 use crate::http::observe::observed;
 use crate::http::params::{Allowed, ParamError, Params};
 use crate::http::siblings::{self, DEFAULT_CONTENT_TYPE, Framing};
@@ -50,16 +50,28 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/kv", get(empty_key).put(empty_key).delete(empty_key))
         .route("/kv/", get(empty_key).put(empty_key).delete(empty_key))
         .layer(DefaultBodyLimit::max(state.limits.max_value_bytes))
-        .layer(from_fn_with_state(
-            (state.clone(), overloaded as Refuse),
-            admit,
-        ))
+        .layer(from_fn_with_state((state.clone(), REFUSALS), admit))
 }
 
-/// The bulkhead's refusal ([`admit`]): 503 `overloaded`.
+/// The bulkhead's refusals ([`admit`]) in this API's words.
+const REFUSALS: Refusals = Refusals {
+    overloaded,
+    body_timeout,
+};
+
+/// 503 `overloaded`.
 fn overloaded(max: usize) -> Response {
     let message = format!("this node is serving its maximum of {max} requests; retry shortly");
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message).into_response()
+}
+
+/// 408 `body_timeout`.
+fn body_timeout(limit: Duration) -> Response {
+    let message = format!(
+        "the request body did not arrive within {:.3}s",
+        limit.as_secs_f64()
+    );
+    ApiError::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", message).into_response()
 }
 
 async fn empty_key() -> ApiError {
@@ -96,6 +108,12 @@ impl From<NameError> for ApiError {
             NameError::TooLong { .. } => "key_too_long",
         };
         ApiError::new(e.status(), code, e.to_string())
+    }
+}
+
+impl From<MetadataError> for ApiError {
+    fn from(e: MetadataError) -> Self {
+        ApiError::bad_request("metadata_too_large", e.to_string())
     }
 }
 
@@ -162,18 +180,18 @@ impl FromRequestParts<AppState> for Consistency {
 }
 
 /// The causal context a request carries in `X-Dynkv-Context` (empty when
-/// absent or blank).
+/// absent or blank), its signature verified.
 struct Context(VersionVector);
 
-impl<S: Sync> FromRequestParts<S> for Context {
+impl FromRequestParts<AppState> for Context {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Context, ApiError> {
-        parse_context(&parts.headers).map(Context)
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Context, ApiError> {
+        parse_context(&parts.headers, &state.context_key).map(Context)
     }
 }
 
-fn parse_context(headers: &HeaderMap) -> Result<VersionVector, ApiError> {
+fn parse_context(headers: &HeaderMap, key: &ContextKey) -> Result<VersionVector, ApiError> {
     match headers.get(CONTEXT_HEADER) {
         None => Ok(VersionVector::new()),
         Some(v) => {
@@ -183,15 +201,15 @@ fn parse_context(headers: &HeaderMap) -> Result<VersionVector, ApiError> {
             if s.trim().is_empty() {
                 return Ok(VersionVector::new());
             }
-            decode_context(s).map_err(|e| {
+            decode_context(s, key).map_err(|e| {
                 ApiError::bad_request("bad_context", format!("invalid X-Dynkv-Context: {e}"))
             })
         }
     }
 }
 
-fn context_value(vv: &VersionVector) -> HeaderValue {
-    HeaderValue::from_str(&encode_context(vv)).expect("base64url is a valid header value")
+fn context_value(vv: &VersionVector, key: &ContextKey) -> HeaderValue {
+    HeaderValue::from_str(&encode_context(vv, key)).expect("base64url is a valid header value")
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
@@ -220,15 +238,15 @@ async fn get_key(
         n_val: None,
     };
     let object = state.coord.get(key, opts).await?;
-    Ok(render_object(object.as_ref(), &headers))
+    Ok(render_object(object.as_ref(), &headers, &state.context_key))
 }
 
 /// Renders a read: 200 / 300 / 404 as described in the module doc.
-fn render_object(object: Option<&Object>, headers: &HeaderMap) -> Response {
+fn render_object(object: Option<&Object>, headers: &HeaderMap, key: &ContextKey) -> Response {
     let ctx = object.map(|o| o.join()).unwrap_or_default();
     let Some(object) = object.filter(|o| !o.is_deleted()) else {
         let mut e = ApiError::new(StatusCode::NOT_FOUND, "not_found", "the key has no value");
-        e.context = Some(encode_context(&ctx));
+        e.context = Some(encode_context(&ctx, key));
         return e.into_response();
     };
     let values = object.values();
@@ -240,14 +258,14 @@ fn render_object(object: Option<&Object>, headers: &HeaderMap) -> Response {
         r
     } else {
         let framing = if wants_json(headers) {
-            Framing::Json
+            Framing::Json(key)
         } else {
             Framing::Multipart(&mark_tombstone)
         };
         siblings::render(StatusCode::MULTIPLE_CHOICES, object, &values, framing)
     };
     resp.headers_mut()
-        .insert(CONTEXT_HEADER, context_value(&ctx));
+        .insert(CONTEXT_HEADER, context_value(&ctx, key));
     resp
 }
 
@@ -272,6 +290,9 @@ async fn put_key(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or(DEFAULT_CONTENT_TYPE);
+    input::check_metadata(&state.limits, ct, &Default::default()).inspect_err(|e| {
+        state.metrics.metadata_refused(e.limit);
+    })?;
     let content = Content::value(value, ct, 0);
     write(&state, key, p, &headers, context, content).await
 }
@@ -313,12 +334,15 @@ async fn write(
     // A write that leaves siblings shows them (as Riak's returnbody does),
     // so the context it returns covers only what the client has been shown.
     let mut resp = if object.sibling_count() > 1 {
-        siblings::render(StatusCode::OK, object, &object.values(), Framing::Json)
+        let framing = Framing::Json(&state.context_key);
+        siblings::render(StatusCode::OK, object, &object.values(), framing)
     } else {
         StatusCode::NO_CONTENT.into_response()
     };
-    resp.headers_mut()
-        .insert(CONTEXT_HEADER, context_value(&object.join()));
+    resp.headers_mut().insert(
+        CONTEXT_HEADER,
+        context_value(&object.join(), &state.context_key),
+    );
     if let Some((actor, counter)) = &outcome.dot
         && let Ok(v) = HeaderValue::from_str(&format!("{actor}:{counter}"))
     {

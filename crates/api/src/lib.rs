@@ -29,12 +29,14 @@ mod metrics;
 pub mod riak;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use dynkv_quorum::Coordinator;
 use dynkv_rpc::AddressBook;
 use prometheus_client::registry::Registry;
 
+pub use dynkv_vclock::ContextKey;
 pub use error::ApiError;
 pub use members::MembershipAdmin;
 pub use metrics::HttpMetrics;
@@ -50,6 +52,19 @@ pub struct Limits {
     pub max_timeout_ms: u64,
     /// Client requests served at once; more are refused with 503 `overloaded`.
     pub max_inflight: usize,
+    /// Longest a client may take to send a body (408 `body_timeout`);
+    /// bounds how long a slow sender occupies anything of the node.
+    pub body_read_timeout: Duration,
+    /// Longest stored `Content-Type`, bytes (stored with every sibling).
+    pub max_content_type_bytes: usize,
+    /// Most `X-Riak-Meta-*` entries per write.
+    pub max_meta_entries: usize,
+    /// Most bytes of user metadata (names and values) per write.
+    pub max_meta_bytes: usize,
+    /// Most `X-Riak-Index-*` entries per write.
+    pub max_index_entries: usize,
+    /// Most `Link` entries per write.
+    pub max_links: usize,
 }
 
 impl Default for Limits {
@@ -59,6 +74,12 @@ impl Default for Limits {
             max_value_bytes: 1 << 20,
             max_timeout_ms: 60_000,
             max_inflight: 1024,
+            body_read_timeout: Duration::from_secs(10),
+            max_content_type_bytes: 256,
+            max_meta_entries: 64,
+            max_meta_bytes: 8 * 1024,
+            max_index_entries: 64,
+            max_links: 1024,
         }
     }
 }
@@ -92,6 +113,9 @@ pub struct AppState {
     pub inflight: Arc<tokio::sync::Semaphore>,
     /// Live membership, when the node runs it.
     pub membership: Option<Arc<dyn MembershipAdmin>>,
+    /// The key context tokens are signed and verified with (the same on
+    /// every node of the cluster), so a client cannot forge a context.
+    pub context_key: ContextKey,
 }
 
 /// Header carrying the admin token of membership commands.

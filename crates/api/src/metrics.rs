@@ -32,6 +32,17 @@ pub struct HttpMetrics {
     pub unauthorized: Counter,
     /// Client requests refused because the node was at its in-flight limit.
     pub overloaded: Counter,
+    /// Requests answered 408 because the body did not arrive in time.
+    pub body_timeouts: Counter,
+    /// Writes refused for metadata past a `limits` bound, by limit name.
+    pub metadata_refused: Family<LimitLabels, Counter>,
+}
+
+/// Labels of a metadata limit refusal.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// The `limits` key that was exceeded.
+    pub limit: &'static str,
 }
 
 impl Default for HttpMetrics {
@@ -43,6 +54,8 @@ impl Default for HttpMetrics {
             }),
             unauthorized: Counter::default(),
             overloaded: Counter::default(),
+            body_timeouts: Counter::default(),
+            metadata_refused: Family::default(),
         }
     }
 }
@@ -66,10 +79,27 @@ impl HttpMetrics {
             self.overloaded.clone(),
         );
         registry.register(
+            "dynkv_body_timeouts",
+            "Requests answered 408 because the body did not arrive within limits.body_read_timeout",
+            self.body_timeouts.clone(),
+        );
+        registry.register(
+            "dynkv_metadata_refused",
+            "Writes refused for metadata past a limit, by limit",
+            self.metadata_refused.clone(),
+        );
+        registry.register(
             "dynkv_admin_unauthorized",
             "Membership commands refused for a missing or wrong admin token",
             self.unauthorized.clone(),
         );
+    }
+
+    /// Counts a write refused for metadata past `limit`.
+    pub fn metadata_refused(&self, limit: &'static str) {
+        self.metadata_refused
+            .get_or_create(&LimitLabels { limit })
+            .inc();
     }
 
     /// Records one finished request.

@@ -90,7 +90,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use dynkv_vclock::{VersionVector, decode_context};
+use dynkv_vclock::{VersionVector, inspect_context};
 use serde::{Deserialize, Serialize};
 
 use crate::history::{
@@ -335,8 +335,8 @@ pub fn check(history: &History) -> Report {
             sent: op
                 .context_sent
                 .as_deref()
-                .and_then(|c| decode_context(c).ok()),
-            got: op.context.as_deref().and_then(|c| decode_context(c).ok()),
+                .and_then(|c| inspect_context(c).ok()),
+            got: op.context.as_deref().and_then(|c| inspect_context(c).ok()),
             dot: op.dot.as_deref().and_then(parse_dot),
         });
     }
@@ -595,7 +595,7 @@ fn final_view(key: &str, fk: Option<&FinalKey>, diverged: &mut Vec<Violation>) -
             known: true,
             values: a.values.clone(),
             tombstones: a.tombstones,
-            context: a.context.as_deref().and_then(|c| decode_context(c).ok()),
+            context: a.context.as_deref().and_then(|c| inspect_context(c).ok()),
             absent: !primaries.is_empty()
                 && primaries.iter().all(|c| {
                     c.status == 200 && !c.found && c.values.is_empty() && c.tombstones == 0

@@ -8,14 +8,16 @@ use dynkv_chaos::history::{
     Action, FaultEvent, FinalKey, FinalState, History, ObjectView, Op, OpKind, Outcome,
     ReapSettings, RunInfo,
 };
-use dynkv_vclock::{VersionVector, encode_context};
+use dynkv_vclock::{ContextKey, VersionVector, encode_context};
 
 const N: usize = 3;
 
 fn ctx(pairs: &[(&str, u64)]) -> String {
-    encode_context(&VersionVector::from_pairs(
-        pairs.iter().map(|(a, n)| (a.to_string(), *n)),
-    ))
+    // The checker reads tokens without their key (it only observes).
+    encode_context(
+        &VersionVector::from_pairs(pairs.iter().map(|(a, n)| (a.to_string(), *n))),
+        &ContextKey::new([0; 32]),
+    )
 }
 
 /// Builds operations on one key with increasing times.

@@ -43,6 +43,11 @@ fn context_token_inputs() {
 }
 
 #[test]
+fn signed_context_inputs() {
+    replay("signed_context", checks::signed_context);
+}
+
+#[test]
 fn internode_frame_inputs() {
     replay("internode_frame", internode::internode_frame);
 }

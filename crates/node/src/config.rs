@@ -198,6 +198,21 @@ pub struct LimitsSection {
     pub warn_siblings: usize,
     /// Largest object a write may leave, bytes (413 `object_too_large`).
     pub max_object_bytes: usize,
+    /// Longest a client may take to send a request body (408
+    /// `body_timeout`); the in-flight permit is taken only once it has
+    /// arrived, so slow senders cannot hold the node's permits.
+    #[serde(deserialize_with = "de::duration")]
+    pub body_read_timeout: Duration,
+    /// Longest stored `Content-Type`, bytes.
+    pub max_content_type_bytes: usize,
+    /// Most Riak user metadata entries (`X-Riak-Meta-*`) on one write.
+    pub max_meta_entries: usize,
+    /// Most bytes of Riak user metadata (names and values) on one write.
+    pub max_meta_bytes: usize,
+    /// Most secondary index entries (`X-Riak-Index-*`) on one write.
+    pub max_index_entries: usize,
+    /// Most links (`Link` header entries) on one write.
+    pub max_links: usize,
 }
 
 /// The failure detector and the per-peer circuit breakers.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dynkv_antientropy::{AaeMetrics, AntiEntropy, AntiEntropyConfig, TreeSet};
-use dynkv_api::{AppState, HttpMetrics, Limits};
+use dynkv_api::{AppState, ContextKey, HttpMetrics, Limits};
 use dynkv_membership::{Membership, MembershipConfig};
 use dynkv_quorum::epoch::Epoch;
 use dynkv_quorum::handoff::HandoffConfig;
@@ -149,6 +149,12 @@ impl Config {
             max_value_bytes: self.limits.max_value_bytes,
             max_timeout_ms: self.limits.max_timeout.as_millis() as u64,
             max_inflight: self.limits.max_inflight_requests,
+            body_read_timeout: self.limits.body_read_timeout,
+            max_content_type_bytes: self.limits.max_content_type_bytes,
+            max_meta_entries: self.limits.max_meta_entries,
+            max_meta_bytes: self.limits.max_meta_bytes,
+            max_index_entries: self.limits.max_index_entries,
+            max_links: self.limits.max_links,
         }
     }
 }
@@ -215,6 +221,8 @@ pub struct Node {
     pub book: Arc<AddressBook>,
     /// The metrics.
     pub metrics: Metrics,
+    /// The key client context tokens are signed with.
+    pub context_key: ContextKey,
 }
 
 impl Node {
@@ -231,6 +239,7 @@ impl Node {
         let ring = Ring::new(ids.clone(), cfg.cluster.partitions)?;
 
         std::fs::create_dir_all(&cfg.node.data_dir)?;
+        let context_key = context_key(cfg, secret)?;
         let trees = Arc::new(TreeSet::new(cfg.cluster.partitions));
         let store = Arc::new(Store::open(&cfg.store_config(), Some(trees.clone()))?);
         info!(data_dir = %cfg.node.data_dir.display(), hints = store.hint_count(), "storage open");
@@ -294,6 +303,7 @@ impl Node {
             dispatcher: Arc::new(dispatcher),
             book,
             metrics,
+            context_key,
         })
     }
 
@@ -322,6 +332,45 @@ impl Node {
             inflight: Arc::new(tokio::sync::Semaphore::new(
                 cfg.limits.max_inflight_requests,
             )),
+            context_key: self.context_key.clone(),
         }
     }
+}
+
+/// File in the data directory holding the context-signing secret of a
+/// node that runs without a configured cluster secret.
+const LOCAL_CONTEXT_SECRET: &str = "context.secret";
+
+/// The key context tokens are signed with: derived from the cluster
+/// secret, so every node accepts every node's tokens. A lone loopback node
+/// without a configured secret runs with a throwaway one, yet its clients'
+/// tokens must outlive a restart: its context key comes from a secret kept
+/// in its data directory (written once, readable by its owner only).
+fn context_key(cfg: &Config, secret: &ClusterSecret) -> Result<ContextKey, Error> {
+    if cfg.configured_secret()?.is_some() {
+        return Ok(ContextKey::new(secret.context_key()));
+    }
+    let path = cfg.node.data_dir.join(LOCAL_CONTEXT_SECRET);
+    let local = match std::fs::read_to_string(&path) {
+        Ok(hex) => ClusterSecret::from_hex(&hex).map_err(|e| format!("{}: {e}", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let fresh = ClusterSecret::generate();
+            write_private(&path, &fresh.to_hex())?;
+            fresh
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display()).into()),
+    };
+    Ok(ContextKey::new(local.context_key()))
+}
+
+/// Writes a secret file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }

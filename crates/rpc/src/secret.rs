@@ -4,7 +4,9 @@
 //! it through a key derived from it ([`ClusterSecret::handshake_key`]), and
 //! membership commands over HTTP carry a token derived from it
 //! ([`ClusterSecret::admin_token`]), so a captured token cannot open an
-//! internode connection. As Garage's `rpc_secret`, it is at least 32 random
+//! internode connection. Client context tokens are signed with a third
+//! derived key ([`ClusterSecret::context_key`]), so every node accepts the
+//! tokens any node issued. As Garage's `rpc_secret`, it is at least 32 random
 //! bytes, written as hex.
 
 use hmac::{Hmac, Mac};
@@ -82,6 +84,14 @@ impl ClusterSecret {
     pub fn admin_token(&self) -> String {
         hex::encode(self.derive(b"dynkv admin token v1"))
     }
+
+    /// The key client context tokens are signed with: the same on every
+    /// node of the cluster and across restarts, and unrelated to the other
+    /// derived keys (a distinct label), so a token's MAC says nothing
+    /// about the handshake key or the admin token.
+    pub fn context_key(&self) -> [u8; 32] {
+        self.derive(b"dynkv client context mac v1")
+    }
 }
 
 /// Compares a presented token with the expected one in constant time, so
@@ -108,6 +118,12 @@ mod tests {
         assert_eq!(s.admin_token(), again.admin_token());
         assert_ne!(
             s.handshake_key().to_vec(),
+            hex::decode(s.admin_token()).unwrap()
+        );
+        assert_eq!(s.context_key(), again.context_key());
+        assert_ne!(s.context_key(), s.handshake_key());
+        assert_ne!(
+            s.context_key().to_vec(),
             hex::decode(s.admin_token()).unwrap()
         );
         assert_ne!(s, ClusterSecret::generate());

@@ -10,7 +10,7 @@
 //! ## The operations and how dynkv uses them
 //! - A client reads and receives the [`DvvSet::join`] of the state: a
 //!   [`VersionVector`] handed out as an opaque, versioned base64url token
-//!   ([`encode_context`] / [`decode_context`]).
+//!   signed by the cluster ([`encode_context`] / [`decode_context`]).
 //! - A write arrives at a coordinator node (a primary replica of the key),
 //!   which computes [`DvvSet::update`]`(context, local, own_node_id, value)`:
 //!   the new value gets the next *dot* `(node, n)`; the siblings the context
@@ -45,7 +45,8 @@ pub mod meta;
 pub mod object;
 
 pub use context::{
-    ContextError, context_payload, decode_context, decode_context_payload, encode_context,
+    ContextError, ContextKey, context_payload, decode_context, decode_context_payload,
+    encode_context, inspect_context,
 };
 pub use dvvset::{Actor, DvvSet, Entry, VersionVector};
 pub use meta::{IdempotencyRecord, Link, Meta};

@@ -7,7 +7,8 @@
 use std::collections::BTreeSet;
 
 use dynkv_vclock::{
-    DvvSet, VersionVector, decode_context, decode_object, encode_context, encode_object,
+    ContextKey, DvvSet, VersionVector, context_payload, decode_context, decode_context_payload,
+    decode_object, encode_context, encode_object,
 };
 use proptest::prelude::*;
 
@@ -213,21 +214,53 @@ proptest! {
     }
 
     #[test]
-    fn context_tokens_round_trip(ops in histories(), i in 0..3usize) {
+    fn context_tokens_round_trip(ops in histories(), i in 0..3usize, k in any::<[u8; 32]>()) {
+        let key = ContextKey::new(k);
         let vv = run(&ops)[i].join();
-        prop_assert_eq!(decode_context(&encode_context(&vv)).unwrap(), vv);
+        prop_assert_eq!(decode_context(&encode_context(&vv, &key), &key).unwrap(), vv);
+    }
+
+    /// Sign then verify round-trips; flipping any single bit of the signed
+    /// bytes, or of the token text, or cutting the token short, is refused.
+    #[test]
+    fn signed_contexts_refuse_any_change(ops in histories(), i in 0..3usize, k in any::<[u8; 32]>(), bit in any::<usize>(), cut in any::<usize>()) {
+        let key = ContextKey::new(k);
+        let vv = run(&ops)[i].join();
+        let payload = context_payload(&vv, &key);
+        prop_assert_eq!(decode_context_payload(&payload, &key).unwrap(), vv.clone());
+        let mut flipped = payload.clone();
+        let b = bit % (flipped.len() * 8);
+        flipped[b / 8] ^= 1 << (b % 8);
+        prop_assert!(decode_context_payload(&flipped, &key).is_err());
+        let short = cut % payload.len();
+        prop_assert!(decode_context_payload(&payload[..short], &key).is_err());
+
+        let token = encode_context(&vv, &key);
+        let mut text = token.clone().into_bytes();
+        let b = bit % (text.len() * 8);
+        text[b / 8] ^= 1 << (b % 8);
+        if let Ok(text) = String::from_utf8(text) {
+            prop_assert!(decode_context(&text, &key).is_err(), "{} accepted", text);
+        }
+        let short = cut % token.len();
+        prop_assert!(decode_context(&token[..short], &key).is_err());
+        let other = ContextKey::new(k.map(|x| x ^ 0x5a));
+        prop_assert!(decode_context(&token, &other).is_err());
     }
 
     /// Fuzz-style: arbitrary strings and arbitrary payloads behind a valid
     /// base64 layer never panic the decoder.
     #[test]
     fn context_decoder_never_panics(s in ".{0,200}", raw in proptest::collection::vec(any::<u8>(), 0..300)) {
-        let _ = decode_context(&s);
+        let key = ContextKey::new([3; 32]);
+        let _ = decode_context(&s, &key);
         use base64::Engine;
-        let _ = decode_context(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw));
-        let mut with_version = vec![1u8];
-        with_version.extend_from_slice(&raw);
-        let _ = decode_context(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&with_version));
+        let _ = decode_context(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&raw), &key);
+        for version in [1u8, 2] {
+            let mut with_version = vec![version];
+            with_version.extend_from_slice(&raw);
+            let _ = decode_context(&base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&with_version), &key);
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use dynkv_vclock::{Content, Object, encode_context};
+use dynkv_vclock::{Content, ContextKey, Object, encode_context};
 use serde::Serialize;
 
 use super::codec::random_id;
@@ -73,15 +73,16 @@ pub struct SiblingsJson {
 }
 
 impl SiblingsJson {
-    /// The JSON view of an object (`None`: nothing stored).
-    pub fn of(object: Option<&Object>) -> Self {
-        Self::shown(object, &object.map(|o| o.values()).unwrap_or_default())
+    /// The JSON view of an object (`None`: nothing stored), its context
+    /// signed with `key`.
+    pub fn of(object: Option<&Object>, key: &ContextKey) -> Self {
+        Self::shown(object, &object.map(|o| o.values()).unwrap_or_default(), key)
     }
 
     /// The JSON view of `shown`, siblings of `object`, with its context.
-    fn shown(object: Option<&Object>, shown: &[&Content]) -> Self {
+    fn shown(object: Option<&Object>, shown: &[&Content], key: &ContextKey) -> Self {
         SiblingsJson {
-            context: encode_context(&object.map(|o| o.join()).unwrap_or_default()),
+            context: encode_context(&object.map(|o| o.join()).unwrap_or_default(), key),
             siblings: shown.iter().map(|c| SiblingJson::from(*c)).collect(),
         }
     }
@@ -89,8 +90,9 @@ impl SiblingsJson {
 
 /// How a set of siblings is framed in a body.
 pub enum Framing<'a> {
-    /// `{"context", "siblings": [...]}` ([`SiblingsJson`]).
-    Json,
+    /// `{"context", "siblings": [...]}` ([`SiblingsJson`]), the context
+    /// signed with this key.
+    Json(&'a ContextKey),
     /// `multipart/mixed`: before every sibling `\r\n--B\r\n`, its
     /// `Content-Type`, the headers this writes for it (each ending in
     /// `\r\n`), a blank line and the value; after the last
@@ -108,8 +110,8 @@ pub fn render(
     framing: Framing,
 ) -> Response {
     let (content_type, body) = match framing {
-        Framing::Json => {
-            let json = SiblingsJson::shown(Some(object), shown);
+        Framing::Json(key) => {
+            let json = SiblingsJson::shown(Some(object), shown, key);
             let body = serde_json::to_vec(&json).expect("JSON of strings and booleans");
             (HeaderValue::from_static("application/json"), body)
         }
@@ -185,13 +187,14 @@ mod tests {
         let a = Content::value("one", "text/plain", 1);
         let b = Content::value(vec![0xff, 0x00], "", 2);
         let o = Object::from_value(a.clone());
-        let r = render(StatusCode::OK, &o, &[&a, &b], Framing::Json);
+        let key = ContextKey::new([1; 32]);
+        let r = render(StatusCode::OK, &o, &[&a, &b], Framing::Json(&key));
         assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
         let v: serde_json::Value = serde_json::from_str(&body_of(r).await).unwrap();
         assert_eq!(v["siblings"][0]["value"], "one");
         assert_eq!(v["siblings"][0]["encoding"], "utf8");
         assert_eq!(v["siblings"][1]["value"], "/wA=");
         assert_eq!(v["siblings"][1]["encoding"], "base64");
-        assert_eq!(v["context"], encode_context(&o.join()));
+        assert_eq!(v["context"], encode_context(&o.join(), &key));
     }
 }

@@ -17,9 +17,16 @@
 //! With `=stream` every page is sent as soon as it arrives, as a chunk
 //! `{"keys":[...]}` (or `{"buckets":[...]}`) of a chunked response; a
 //! failure mid-way ends the stream with `{"error":"..."}`, as Riak does.
-//! With `=true` the answer is one JSON document, or 503 with
-//! `{"error":"..."}`. `timeout` (milliseconds) bounds the whole listing and
-//! fails it with `{"error":"timeout"}`.
+//! With `=true` the answer is one JSON document, `{"keys":[...]}`, but it
+//! too is written as the pages arrive (a chunked body), so a node never
+//! holds a whole listing in memory: at most the pages in flight between
+//! the partition scans and the client ([`CONCURRENCY`] pages of [`PAGE`]
+//! names, and what the client has not yet read). If the listing fails
+//! before its first page the answer is 503 with `{"error":"..."}`; if it
+//! fails later the body is cut off without its closing `]}` (the status is
+//! already sent), so a client sees a broken transfer, never a short list.
+//! `timeout` (milliseconds) bounds the whole listing and fails it with
+//! `{"error":"timeout"}`.
 //!
 //! Like Riak's, a listing reads one replica per partition (R=1): a key
 //! written moments ago, or one a replica missed, may be absent. Keys whose
@@ -36,7 +43,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dynkv_ring::NodeId;
 use dynkv_rpc::messages::{Keys, ListKeys, ListNamespaces};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -140,17 +147,74 @@ async fn answer(state: AppState, what: Listing, deadline: Instant, stream: bool)
         );
         return r;
     }
-    let mut all = Vec::new();
-    while let Some(event) = rx.recv().await {
-        match event {
-            Event::Batch(names) => all.extend(names),
-            Event::Failed(e) => {
-                return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": e })))
-                    .into_response();
-            }
+    let first = match rx.recv().await {
+        None => return Json(names_json(field, &[])).into_response(),
+        Some(Event::Failed(e)) => {
+            return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": e }))).into_response();
         }
+        Some(Event::Batch(names)) => names,
+    };
+    let open = Bytes::from(format!("{{\"{field}\":["));
+    let doc = Document {
+        rx,
+        pending: Some(first),
+        written: false,
+        done: false,
+    };
+    let rest = futures::stream::unfold(doc, Document::next_chunk);
+    let body = futures::stream::once(async move { Ok(open) }).chain(rest);
+    let mut r = Response::new(Body::from_stream(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A whole-document listing (`=true`) written page by page.
+struct Document {
+    rx: mpsc::Receiver<Event>,
+    /// The first page, read before the status was chosen.
+    pending: Option<Vec<Vec<u8>>>,
+    /// Whether a name has been written (the next needs a comma).
+    written: bool,
+    /// Whether the document is closed (or cut off).
+    done: bool,
+}
+
+impl Document {
+    /// The next piece of the document: a page's names, the closing `]}`,
+    /// or an error that cuts the body off.
+    async fn next_chunk(mut self) -> Option<(std::io::Result<Bytes>, Self)> {
+        if self.done {
+            return None;
+        }
+        let page = match self.pending.take() {
+            Some(page) => Some(page),
+            None => match self.rx.recv().await {
+                Some(Event::Batch(page)) => Some(page),
+                Some(Event::Failed(e)) => {
+                    self.done = true;
+                    return Some((Err(std::io::Error::other(e)), self));
+                }
+                None => None,
+            },
+        };
+        let Some(page) = page else {
+            self.done = true;
+            return Some((Ok(Bytes::from_static(b"]}")), self));
+        };
+        let mut out = Vec::new();
+        for name in page {
+            if self.written {
+                out.push(b',');
+            }
+            self.written = true;
+            serde_json::to_writer(&mut out, &String::from_utf8_lossy(&name))
+                .expect("a string serialises");
+        }
+        Some((Ok(Bytes::from(out)), self))
     }
-    Json(names_json(field, &all)).into_response()
 }
 
 /// Starts the listing task; its events arrive on the returned channel,
@@ -235,6 +299,11 @@ async fn list_partition(
             }
         };
         let why = match reply {
+            // A page is at most what was asked: a replica answering more is
+            // refused (the frame limit already bounds its bytes).
+            Ok(Keys(items)) if items.len() > PAGE as usize => {
+                format!("answered {} names for a page of {PAGE}", items.len())
+            }
             Ok(Keys(items)) => {
                 let done = items.len() < PAGE as usize;
                 after = items.last().cloned();

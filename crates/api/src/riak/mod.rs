@@ -68,8 +68,8 @@ use axum::routing::get;
 use dynkv_quorum::QuorumError;
 
 use crate::AppState;
-use crate::http::admit::{Refuse, admit};
-use crate::http::input::{BodyError, NameError};
+use crate::http::admit::{Refusals, admit};
+use crate::http::input::{BodyError, MetadataError, NameError};
 use crate::http::observe::observed;
 use crate::http::params::{Allowed, ParamError};
 
@@ -105,10 +105,22 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/stats", get(info::stats))
         .route("/", get(info::resources))
         .layer(axum::Extension(shared::Riak::default()))
-        .layer(from_fn_with_state(
-            (state.clone(), overloaded as Refuse),
-            admit,
-        ))
+        .layer(from_fn_with_state((state.clone(), REFUSALS), admit))
+}
+
+/// The bulkhead's refusals ([`admit`]) in Riak's words (plain text).
+const REFUSALS: Refusals = Refusals {
+    overloaded,
+    body_timeout,
+};
+
+/// 408 when a body does not arrive within `limits.body_read_timeout`.
+fn body_timeout(limit: std::time::Duration) -> Response {
+    let message = format!(
+        "body_timeout: the request body did not arrive within {:.3}s",
+        limit.as_secs_f64()
+    );
+    RiakError::new(StatusCode::REQUEST_TIMEOUT, message).into_response()
 }
 
 /// The bulkhead's refusal (the node's one in-flight limit, shared with
@@ -242,6 +254,18 @@ impl From<ParamError> for RiakError {
 impl From<NameError> for RiakError {
     fn from(e: NameError) -> Self {
         Self::new(e.status(), e.to_string())
+    }
+}
+
+/// Metadata past a limit: 400 with a JSON body naming the limit (as
+/// Riak's own validation errors are JSON).
+impl From<MetadataError> for RiakError {
+    fn from(e: MetadataError) -> Self {
+        let body = serde_json::json!({"error": e.to_string(), "code": "metadata_too_large"});
+        Self::new(StatusCode::BAD_REQUEST, body.to_string()).with_header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )
     }
 }
 

@@ -186,7 +186,7 @@ pub async fn get(
     let object = read(&state, &key, &p, n)
         .await?
         .ok_or_else(RiakError::not_found)?;
-    let vclock = vclock_header(&object.join());
+    let vclock = vclock_header(&object.join(), &state.context_key);
     if let Some(vtag) = q.get("vtag") {
         let Some(c) = object.values().into_iter().find(|c| etag(c) == vtag) else {
             return Err(RiakError::not_found());
@@ -569,7 +569,10 @@ async fn store(
     let value = input::body(body, state.limits.max_value_bytes)?;
     let content_type = request_content_type(headers)?;
     let meta = request_meta(headers)?;
-    let context = parse_vclock(headers)?.unwrap_or_default();
+    input::check_metadata(&state.limits, &content_type, &meta).inspect_err(|e| {
+        state.metrics.metadata_refused(e.limit);
+    })?;
+    let context = parse_vclock(headers, &state.context_key)?.unwrap_or_default();
     let returnbody = q.flag_or_default("returnbody")?.unwrap_or(false);
     let props = riak.props(state, &t.bucket).await?;
     let n = bucket_n(state, &props);
@@ -591,7 +594,7 @@ async fn store(
     Stats::bump(&riak.stats().puts);
     let location = t.key_path(t.key.as_deref().unwrap_or_default());
     let mut r = if returnbody {
-        let vclock = vclock_header(&object.join());
+        let vclock = vclock_header(&object.join(), &state.context_key);
         let shown = visible(riak, &object, &props);
         match shown[..] {
             [] => StatusCode::NO_CONTENT.into_response(),
@@ -655,7 +658,7 @@ pub async fn delete(
     let n = bucket_n(&state, &props);
     let wp = write_params(&state, &props, &q, n, true)?;
     let key = Bytes::from(t.internal_key());
-    let context = match parse_vclock(&headers)? {
+    let context = match parse_vclock(&headers, &state.context_key)? {
         Some(c) => c,
         None => {
             // Riak deletes what a read finds, and 404s when there is nothing.
@@ -695,7 +698,7 @@ mod tests {
             HeaderValue::from_static("multipart/mixed, */*"),
         );
         let o = Object::from_value(a.clone());
-        let vclock = vclock_header(&o.join());
+        let vclock = vclock_header(&o.join(), &dynkv_vclock::ContextKey::new([1; 32]));
         let r = multiple_choices(&target(), &o, &[&a, &b], vclock, &accept);
         assert_eq!(r.status(), StatusCode::MULTIPLE_CHOICES);
         assert_eq!(
@@ -724,7 +727,7 @@ mod tests {
             &target(),
             &o,
             &[&a, &b],
-            vclock_header(&o.join()),
+            vclock_header(&o.join(), &dynkv_vclock::ContextKey::new([1; 32])),
             &HeaderMap::new(),
         );
         assert_eq!(plain.headers()[header::CONTENT_TYPE], "text/plain");

@@ -14,7 +14,9 @@ use base64::alphabet;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use dynkv_vclock::context::MAX_CONTEXT_TOKEN_LEN;
-use dynkv_vclock::{ContextError, VersionVector, context_payload, decode_context_payload};
+use dynkv_vclock::{
+    ContextError, ContextKey, VersionVector, context_payload, decode_context_payload,
+};
 
 use super::RiakError;
 use crate::AppState;
@@ -126,22 +128,28 @@ const PADDED_OR_NOT: GeneralPurposeConfig =
 const STANDARD_ANY_PAD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, PADDED_OR_NOT);
 const URL_SAFE_ANY_PAD: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, PADDED_OR_NOT);
 
-/// The `X-Riak-Vclock` header value of a context: our token's bytes in the
-/// standard base64 alphabet with padding (what Riak clients decode).
-pub fn vclock_header(vv: &VersionVector) -> HeaderValue {
-    HeaderValue::from_str(&STANDARD.encode(context_payload(vv)))
+/// The `X-Riak-Vclock` header value of a context: our signed token's bytes
+/// in the standard base64 alphabet with padding (what Riak clients decode).
+pub fn vclock_header(vv: &VersionVector, key: &ContextKey) -> HeaderValue {
+    HeaderValue::from_str(&STANDARD.encode(context_payload(vv, key)))
         .expect("base64 is a valid header value")
 }
 
-/// Decodes an `X-Riak-Vclock` header (standard or URL-safe base64, padded
-/// or not). `None`: absent or empty.
-pub fn parse_vclock(headers: &HeaderMap) -> Result<Option<VersionVector>, RiakError> {
+/// Decodes and verifies an `X-Riak-Vclock` header (standard or URL-safe
+/// base64, padded or not). `None`: absent or empty. A refusal is a 400
+/// whose plain-text body starts with the code `bad_context`.
+pub fn parse_vclock(
+    headers: &HeaderMap,
+    key: &ContextKey,
+) -> Result<Option<VersionVector>, RiakError> {
     let Some(v) = headers.get("x-riak-vclock") else {
         return Ok(None);
     };
     let s = v
         .to_str()
-        .map_err(|_| RiakError::bad_request("Invalid X-Riak-Vclock header: not ASCII"))?
+        .map_err(|_| {
+            RiakError::bad_request("bad_context: Invalid X-Riak-Vclock header: not ASCII")
+        })?
         .trim();
     if s.is_empty() {
         return Ok(None);
@@ -153,11 +161,11 @@ pub fn parse_vclock(headers: &HeaderMap) -> Result<Option<VersionVector>, RiakEr
             .decode(s)
             .or_else(|_| URL_SAFE_ANY_PAD.decode(s))
             .map_err(|_| ContextError::NotBase64)
-            .and_then(|payload| decode_context_payload(&payload))
+            .and_then(|payload| decode_context_payload(&payload, key))
     };
-    decoded
-        .map(Some)
-        .map_err(|e| RiakError::bad_request(format!("Invalid X-Riak-Vclock header: {e}")))
+    decoded.map(Some).map_err(|e| {
+        RiakError::bad_request(format!("bad_context: Invalid X-Riak-Vclock header: {e}"))
+    })
 }
 
 #[cfg(test)]
@@ -168,37 +176,41 @@ mod tests {
 
     #[test]
     fn vclock_headers_use_the_standard_alphabet_and_read_both() {
+        let key = ContextKey::new([4; 32]);
         let vv = VersionVector::from_pairs([("n1".to_string(), 300), ("n2".to_string(), 7)]);
-        let h = vclock_header(&vv);
+        let h = vclock_header(&vv, &key);
         let s = h.to_str().unwrap();
         assert_eq!(s.len() % 4, 0);
         assert!(!s.contains('-') && !s.contains('_'));
         let mut headers = HeaderMap::new();
         headers.insert("x-riak-vclock", h.clone());
-        assert_eq!(parse_vclock(&headers).unwrap(), Some(vv.clone()));
+        assert_eq!(parse_vclock(&headers, &key).unwrap(), Some(vv.clone()));
         headers.insert(
             "x-riak-vclock",
             HeaderValue::from_str(s.trim_end_matches('=')).unwrap(),
         );
-        assert_eq!(parse_vclock(&headers).unwrap(), Some(vv.clone()));
+        assert_eq!(parse_vclock(&headers, &key).unwrap(), Some(vv.clone()));
         headers.insert(
             "x-riak-vclock",
-            HeaderValue::from_str(&encode_context(&vv)).unwrap(),
+            HeaderValue::from_str(&encode_context(&vv, &key)).unwrap(),
         );
-        assert_eq!(parse_vclock(&headers).unwrap(), Some(vv));
-        for bad in ["!!", "not base64!"] {
-            headers.insert("x-riak-vclock", HeaderValue::from_static(bad));
-            assert!(parse_vclock(&headers).is_err(), "{bad}");
+        assert_eq!(parse_vclock(&headers, &key).unwrap(), Some(vv.clone()));
+        let other = vclock_header(&vv, &ContextKey::new([5; 32]));
+        for bad in ["!!", "not base64!", other.to_str().unwrap()] {
+            headers.insert("x-riak-vclock", HeaderValue::from_str(bad).unwrap());
+            let e = parse_vclock(&headers, &key).unwrap_err();
+            assert!(e.body.starts_with("bad_context"), "{bad}: {}", e.body);
         }
         headers.insert("x-riak-vclock", HeaderValue::from_static(" "));
-        assert_eq!(parse_vclock(&headers).unwrap(), None);
+        assert_eq!(parse_vclock(&headers, &key).unwrap(), None);
     }
 
     #[test]
     fn the_token_and_the_vclock_carry_the_same_bytes() {
+        let key = ContextKey::new([4; 32]);
         let vv = VersionVector::from_pairs([("n1".to_string(), 3)]);
-        let riak = vclock_header(&vv);
-        let token = encode_context(&vv);
+        let riak = vclock_header(&vv, &key);
+        let token = encode_context(&vv, &key);
         let standard: String = token
             .chars()
             .map(|c| match c {
