@@ -90,9 +90,13 @@ start_node() {
   RUST_LOG="${RUST_LOG:-info}" \
     nohup "$(bin)" serve --config config/local-cluster.toml >>"$DIR/n$i/node.log" 2>&1 &
   echo $! >"$DIR/n$i/pid"
+  # With DYNKV__NODE__TLS_CERT set the public port speaks only TLS; this
+  # liveness probe does not check the certificate (-k), clients must.
+  local scheme=http tls=()
+  if [ -n "${DYNKV__NODE__TLS_CERT:-}" ]; then scheme=https tls=(-k); fi
   for _ in $(seq 1 100); do
-    if curl -sf "http://127.0.0.1:$(port "$i")/health" >/dev/null; then
-      echo "n$i up on 127.0.0.1:$(port "$i"), cluster port $(cport "$i") (pid $(cat "$DIR/n$i/pid"), log $DIR/n$i/node.log)"
+    if curl -sf "${tls[@]}" "$scheme://127.0.0.1:$(port "$i")/health" >/dev/null; then
+      echo "n$i up on $scheme://127.0.0.1:$(port "$i"), cluster port $(cport "$i") (pid $(cat "$DIR/n$i/pid"), log $DIR/n$i/node.log)"
       return
     fi
     sleep 0.1

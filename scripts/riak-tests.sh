@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the Riak Python client's own test suites (riak 2.7.0 from PyPI:
-# riak.tests.test_kv and riak.tests.test_client, over HTTP) against a fresh
-# 3-node dynkv cluster, through dynkv's Riak-compatible API (docs/RIAK.md).
+# riak.tests.test_kv and riak.tests.test_client, over HTTP, then
+# riak.tests.test_security over HTTPS) against a fresh 3-node dynkv cluster, through dynkv's Riak-compatible API (docs/RIAK.md).
 #
 #   scripts/riak-tests.sh
 #
@@ -13,7 +13,10 @@
 #    scripts/cluster.sh in a temporary directory.
 # 3. Runs test_kv against n1 and test_client against n2 (so requests are
 #    also forwarded between nodes), skipping only tests/riak/skips.py.
-# 4. Prints "test_kv: ..." and "test_client: ..." and a total line
+#    Then restarts the cluster with TLS (the openssl engine, the client's
+#    cipher list) and security on, and runs test_security against n3 as
+#    riak-test (added to /etc/hosts when it does not resolve).
+# 4. Prints "test_kv: ...", "test_client: ...", "test_security: ..." and a total line
 #    "riak: N passed, N failed, N skipped", stops the cluster, and exits
 #    non-zero if any test failed.
 #
@@ -133,10 +136,71 @@ RIAK_TEST_HTTP_PORT=$((base + 1)) "$VENV/bin/python" tests/riak/run.py test_kv r
 say "riak.tests.test_client against n2"
 RIAK_TEST_HTTP_PORT=$((base + 2)) "$VENV/bin/python" tests/riak/run.py test_client riak.tests.test_client 2>&1 | tee -a "$log" || rc=1
 
-# --- 4. the count ------------------------------------------------------------
+# --- 4. the security suite over HTTPS --------------------------------------
+# riak.tests.test_security with RUN_SECURITY=1 needs: the host name
+# riak-test resolving to a node, a node speaking TLS 1.2 with the client's
+# pinned cipher list (DHE-RSA and RSA AES-CBC suites: the openssl engine),
+# the user riakpass/Test1234 with a password source, and a CA, a second
+# "bad" CA and a client certificate for riakuser. The cluster restarts with
+# TLS and security enabled; the certificates are made here, in the run's
+# temporary directory, and never kept.
+say "riak.tests.test_security over HTTPS"
+if ! getent hosts riak-test >/dev/null; then
+  if [ -w /etc/hosts ]; then
+    echo "127.0.0.1 riak-test" >>/etc/hosts
+  else
+    echo "riak-test does not resolve and /etc/hosts is not writable: add '127.0.0.1 riak-test' to it" >&2
+    exit 1
+  fi
+fi
+tlsdir="$DYNKV_CLUSTER_DIR/tls"
+mkdir -p "$tlsdir"
+(
+  cd "$tlsdir"
+  mkca() { # NAME: a self-signed CA
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$1" \
+      -keyout "$1.key" -out "$1.pem" 2>/dev/null
+  }
+  mkcert() { # NAME CN SAN: a certificate signed by the test CA
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=$2" -keyout "$1.key" -out "$1.csr" 2>/dev/null
+    printf 'subjectAltName=%s\n' "$3" >"$1.ext"
+    openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+      -extfile "$1.ext" -out "$1.pem" 2>/dev/null
+  }
+  mkca ca
+  mkca badca
+  mkcert node riak-test "DNS:riak-test,DNS:localhost,IP:127.0.0.1"
+  mkcert riakuser riakuser "DNS:riakuser"
+)
+scripts/cluster.sh stop >/dev/null
+export DYNKV__NODE__TLS_CERT="$tlsdir/node.pem" DYNKV__NODE__TLS_KEY="$tlsdir/node.key"
+export DYNKV__NODE__TLS_ENGINE=openssl
+export DYNKV__NODE__TLS_CIPHERS="DHE-RSA-AES128-SHA256:DHE-RSA-AES128-SHA:DHE-RSA-AES256-SHA256:DHE-RSA-AES256-SHA:AES128-SHA256:AES128-SHA:AES256-SHA256:AES256-SHA"
+scripts/cluster.sh start 3 >/dev/null
+sec() {
+  SSL_CERT_FILE="$tlsdir/ca.pem" "$DYNKV_BIN" admin --node "https://127.0.0.1:$((base + 1))" \
+    --secret-file "$DYNKV_CLUSTER_DIR/secret" security "$@" >/dev/null
+}
+sec add-user riakpass password=Test1234
+sec add-source riakpass 127.0.0.1/32 password
+sec grant riak_kv.get,riak_kv.put,riak_kv.delete,riak_kv.list_keys,riak_kv.list_buckets,riak_core.get_bucket,riak_core.set_bucket on any to riakpass
+sec enable
+# Security is gossiped: wait until n3 refuses a request without credentials.
+for _ in $(seq 1 100); do
+  code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$tlsdir/ca.pem" "https://riak-test:$((base + 3))/buckets?buckets=true" || true)
+  [ "$code" = 401 ] && break
+  sleep 0.1
+done
+RUN_SECURITY=1 RIAK_TEST_HOST=riak-test RIAK_TEST_HTTP_PORT=$((base + 3)) \
+  RIAK_TEST_SECURITY_CACERT="$tlsdir/ca.pem" RIAK_TEST_SECURITY_BAD_CERT="$tlsdir/badca.pem" \
+  RIAK_TEST_SECURITY_CERT="$tlsdir/riakuser.pem" RIAK_TEST_SECURITY_KEY="$tlsdir/riakuser.key" \
+  RIAK_TEST_SECURITY_REVOKED="$tlsdir/none.crl" \
+  "$VENV/bin/python" tests/riak/run.py test_security riak.tests.test_security 2>&1 | tee -a "$log" || rc=1
+
+# --- 5. the count ------------------------------------------------------------
 read -r passed failed skipped < <(
   sed -n 's/^test_[a-z]*: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped$/\1 \2 \3/p' "$log" |
-    awk '{p += $1; f += $2; s += $3; n++} END {print p + 0, (n == 2 ? f : f + 1) + 0, s + 0}'
+    awk '{p += $1; f += $2; s += $3; n++} END {print p + 0, (n == 3 ? f : f + 1) + 0, s + 0}'
 )
 echo
 say "Riak client suites against dynkv, $(($(date +%s) - started)) s"
