@@ -2,9 +2,13 @@
 # Installs the system packages dynkv builds and tests with (Debian 12).
 # clang/libclang: bindgen for the rocksdb crate; librocksdb-dev: the RocksDB
 # we link against (see README, Development); tcpdump: the test that checks
-# nothing readable crosses the cluster ports captures loopback traffic.
+# nothing readable crosses the cluster ports captures loopback traffic;
+# libssl-dev: the openssl TLS engine links the system libssl; openssl: the TLS
+# tests use its s_client as a legacy (TLS 1.2, DHE-RSA) client; iproute2: the
+# default-ports test runs a node in its own network namespace; wrk: HTTPS load
+# for the TLS engine measurements.
 set -euo pipefail
-PACKAGES=(clang libclang-dev librocksdb-dev libsnappy-dev pkg-config curl tcpdump)
+PACKAGES=(clang libclang-dev librocksdb-dev libsnappy-dev pkg-config curl tcpdump libssl-dev openssl iproute2 wrk)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,5 +1,10 @@
-//! A harness that runs real `dynkv` node processes on free loopback ports
-//! with temporary data directories, and small HTTP helpers to drive them.
+//! A harness that runs real `dynkv` node processes on loopback ports with
+//! temporary data directories, and small HTTP helpers to drive them.
+//!
+//! The harness binds each node's two listeners itself and hands them to the
+//! process at spawn as in systemd socket activation ([`pass_listeners`]),
+//! then closes its own copies: no port is ever probed and released, and a
+//! killed node's ports refuse connections like a real dead node's.
 //!
 //! Nodes are configured through a TOML file per node (identity, public and
 //! cluster addresses, data dir, members, the cluster secret) plus
@@ -52,15 +57,16 @@ pub fn dynkv_bin() -> PathBuf {
     bin
 }
 
-/// A free TCP port on 127.0.0.1 for a node to bind (checked by binding it
-/// once), chosen outside the ephemeral range.
-pub fn free_port() -> u16 {
+/// A listening socket on 127.0.0.1, outside the ephemeral range, held by
+/// the harness until it hands it to a node at spawn: no other process can
+/// take the port between choosing it and the node using it.
+pub fn reserve_port() -> std::net::TcpListener {
     use std::sync::atomic::{AtomicU32, Ordering};
     // Below the kernel's ephemeral range (32768 and up by default): a port
-    // picked from that range can be taken by any outgoing connection (the
-    // nodes open many) between choosing it and the node binding it. Each
-    // test process starts at its own pseudo-random offset so that parallel
-    // test processes rarely try the same ports.
+    // from that range can be the local port of any outgoing connection (the
+    // nodes open many), and then a restarted node could not bind it again.
+    // Each test process starts at its own pseudo-random offset so that
+    // parallel test processes rarely try the same ports.
     const LOW: u32 = 20_000;
     const SPAN: u32 = 12_000;
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -73,10 +79,41 @@ pub fn free_port() -> u16 {
     }
     loop {
         let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return l;
         }
     }
+}
+
+/// The port of a listener from [`reserve_port`].
+fn port_of(l: &std::net::TcpListener) -> u16 {
+    l.local_addr().expect("bound listener").port()
+}
+
+/// Hands `http` and `cluster` to the child `cmd` will spawn as fds 3 and 4,
+/// the way systemd socket activation does (`LISTEN_FDS`, `LISTEN_FDNAMES`;
+/// no `LISTEN_PID`, which the parent cannot know before the fork). The
+/// parent's copies close when `cmd` is dropped.
+pub fn pass_listeners(
+    cmd: &mut Command,
+    http: std::net::TcpListener,
+    cluster: std::net::TcpListener,
+) {
+    use command_fds::{CommandFdExt, FdMapping};
+    cmd.fd_mappings(vec![
+        FdMapping {
+            parent_fd: http.into(),
+            child_fd: 3,
+        },
+        FdMapping {
+            parent_fd: cluster.into(),
+            child_fd: 4,
+        },
+    ])
+    .expect("fds 3 and 4 are distinct");
+    cmd.env("LISTEN_FDS", "2")
+        .env("LISTEN_FDNAMES", "http:cluster")
+        .env_remove("LISTEN_PID");
 }
 
 /// One node process.
@@ -87,6 +124,8 @@ pub struct Node {
     pub port: u16,
     /// Its internode (cluster) port: what peers, seeds and proxies use.
     pub cluster_port: u16,
+    /// `http` or `https`.
+    scheme: &'static str,
     config: PathBuf,
     log: PathBuf,
     env: Vec<(String, String)>,
@@ -94,12 +133,15 @@ pub struct Node {
     child: Option<Child>,
     data_dir: PathBuf,
     faults: Option<faults::NodeFaults>,
+    /// Its public and cluster listeners, held from [`reserve_port`] until
+    /// the first spawn.
+    held: Option<(std::net::TcpListener, std::net::TcpListener)>,
 }
 
 impl Node {
     /// Base URL of the public HTTP API.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     /// Its internode address, `127.0.0.1:<cluster port>`: the address to
@@ -131,7 +173,21 @@ impl Node {
         if let Some(f) = &self.faults {
             cmd.envs(f.env());
         }
+        // The harness binds both listeners and hands them over, so the ports
+        // are never free for someone else in between; on a restart it binds
+        // the same ports again (the old process is gone, and the sockets
+        // have SO_REUSEADDR, so connections in TIME_WAIT do not block it).
+        let (http, cluster) = self.held.take().unwrap_or_else(|| {
+            let bind = |port| {
+                std::net::TcpListener::bind(("127.0.0.1", port))
+                    .unwrap_or_else(|e| panic!("{}: cannot bind port {port} again: {e}", self.id))
+            };
+            (bind(self.port), bind(self.cluster_port))
+        });
+        pass_listeners(&mut cmd, http, cluster);
         self.child = Some(cmd.spawn().expect("spawn dynkv"));
+        // Dropping `cmd` closes the harness's copies: only the node holds
+        // the ports now, and they refuse connections once it dies.
     }
 
     /// The node's log file (stdout and stderr of every run of the process).
@@ -188,6 +244,9 @@ pub struct ClusterOptions {
     pub bin: Option<PathBuf>,
     /// Run every node under the disk and clock fault layer ([`faults`]).
     pub fault_layer: bool,
+    /// PEM of the CA that signed the nodes' certificates, when they serve
+    /// HTTPS: node URLs become `https://` and the client trusts it.
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 impl Default for ClusterOptions {
@@ -198,6 +257,7 @@ impl Default for ClusterOptions {
             proxied: false,
             bin: None,
             fault_layer: false,
+            tls_ca: None,
         }
     }
 }
@@ -221,6 +281,13 @@ impl ClusterOptions {
     /// [`Cluster::skew_clock`] work. Panics at start if it cannot be built.
     pub fn with_fault_layer(mut self) -> Self {
         self.fault_layer = true;
+        self
+    }
+
+    /// Talks HTTPS to the nodes, trusting the CA in `ca_pem` (the nodes'
+    /// `node.tls_cert` and `node.tls_key` are set with [`Self::set`]).
+    pub fn tls(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_ca = Some(ca_pem.into());
         self
     }
 
@@ -287,8 +354,9 @@ impl Cluster {
             .unwrap();
         let secret = ClusterSecret::generate();
         // Node i: its public port ports[i], its internode port cluster_ports[i].
-        let ports: Vec<u16> = (0..k).map(|_| free_port()).collect();
-        let cluster_ports: Vec<u16> = (0..k).map(|_| free_port()).collect();
+        let mut held: Vec<_> = (0..k).map(|_| (reserve_port(), reserve_port())).collect();
+        let ports: Vec<u16> = held.iter().map(|(h, _)| port_of(h)).collect();
+        let cluster_ports: Vec<u16> = held.iter().map(|(_, c)| port_of(c)).collect();
         let mut links = HashMap::new();
         if opts.proxied {
             for from in 1..=k {
@@ -347,6 +415,11 @@ impl Cluster {
                 id,
                 port: *port,
                 cluster_port: *cluster_port,
+                scheme: if opts.tls_ca.is_some() {
+                    "https"
+                } else {
+                    "http"
+                },
                 config,
                 log: ndir.join("node.log"),
                 env,
@@ -354,11 +427,17 @@ impl Cluster {
                 child: None,
                 data_dir: ndir.join("data"),
                 faults,
+                held: Some(held.remove(0)),
             };
             node.spawn();
             nodes.push(node);
         }
-        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut http = reqwest::Client::builder().no_proxy();
+        if let Some(ca) = &opts.tls_ca {
+            let ca = reqwest::Certificate::from_pem(ca).expect("CA certificate PEM");
+            http = http.use_rustls_tls().add_root_certificate(ca);
+        }
+        let http = http.build().unwrap();
         let c = Cluster {
             nodes,
             dir,
@@ -917,8 +996,8 @@ impl Cluster {
     pub async fn start_joiner(&mut self) -> usize {
         let i = self.nodes.len() + 1;
         let id = format!("n{i}");
-        let port = free_port();
-        let cluster_port = free_port();
+        let (http, cluster) = (reserve_port(), reserve_port());
+        let (port, cluster_port) = (port_of(&http), port_of(&cluster));
         let ndir = self.dir.path().join(&id);
         std::fs::create_dir_all(&ndir).unwrap();
         let config = ndir.join("node.toml");
@@ -948,6 +1027,7 @@ impl Cluster {
             id,
             port,
             cluster_port,
+            scheme: self.nodes[0].scheme,
             config,
             log: ndir.join("node.log"),
             env: self.nodes[0].env.clone(),
@@ -955,6 +1035,7 @@ impl Cluster {
             child: None,
             data_dir: ndir.join("data"),
             faults,
+            held: Some((http, cluster)),
         };
         node.spawn();
         self.nodes.push(node);

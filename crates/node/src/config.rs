@@ -93,6 +93,44 @@ pub struct NodeSection {
     pub worker_threads: usize,
     /// Take a new incarnation at this start (after restoring a backup).
     pub new_incarnation: bool,
+    /// Connections the public listener serves at once; past it a new
+    /// connection is closed as soon as it is accepted, so that idle or
+    /// slow clients cannot take every file descriptor and buffer.
+    pub max_connections: usize,
+    /// Longest time the public listener waits for a request's headers,
+    /// counted from when it starts waiting (an idle keep-alive connection
+    /// included): a client trickling headers is dropped after it.
+    #[serde(deserialize_with = "de::duration")]
+    pub header_read_timeout: Duration,
+    /// A public connection with no byte read or written for this long is
+    /// closed (a client that stops reading its answer or sending its body).
+    #[serde(deserialize_with = "de::duration")]
+    pub idle_timeout: Duration,
+    /// PEM certificate chain of the public listener; empty serves plain
+    /// HTTP. Reloaded with `tls_key` on SIGHUP.
+    pub tls_cert: String,
+    /// PEM private key matching `tls_cert`.
+    pub tls_key: String,
+    /// TLS implementation: `rustls` (TLS 1.2 and 1.3, its safe default
+    /// suites) or `openssl` (the system libssl, for clients such as the
+    /// Riak Python client that only offer DHE-RSA or RSA CBC suites).
+    pub tls_engine: TlsEngine,
+    /// OpenSSL cipher string for TLS 1.2 and below (`openssl` engine
+    /// only); empty keeps Mozilla's intermediate list.
+    pub tls_ciphers: String,
+    /// Lowest TLS version accepted: `1.2` or `1.3`.
+    pub tls_min_version: String,
+}
+
+/// Which library terminates TLS on the public listener.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsEngine {
+    /// rustls with the ring provider: memory-safe, TLS 1.2/1.3, AEAD
+    /// suites with forward secrecy only.
+    Rustls,
+    /// The system OpenSSL: any cipher string, for legacy clients.
+    Openssl,
 }
 
 /// Membership and replication.
@@ -515,6 +553,37 @@ impl Config {
                 at("cluster.protocol_version"),
                 dynkv_rpc::wire::MIN_PROTOCOL_VERSION,
                 dynkv_rpc::PROTOCOL_VERSION
+            ));
+        }
+        let n = &self.node;
+        for (key, zero) in [
+            ("node.max_connections", n.max_connections == 0),
+            ("node.header_read_timeout", n.header_read_timeout.is_zero()),
+            ("node.idle_timeout", n.idle_timeout.is_zero()),
+        ] {
+            if zero {
+                return bad(format!("{} must be positive", at(key)));
+            }
+        }
+        if n.tls_cert.is_empty() != n.tls_key.is_empty() {
+            return bad(format!(
+                "{} and {} must be set together (both empty: plain HTTP)",
+                at("node.tls_cert"),
+                at("node.tls_key")
+            ));
+        }
+        if !matches!(n.tls_min_version.as_str(), "1.2" | "1.3") {
+            return bad(format!(
+                "{} must be 1.2 or 1.3, got {:?}",
+                at("node.tls_min_version"),
+                n.tls_min_version
+            ));
+        }
+        if !n.tls_ciphers.is_empty() && n.tls_engine != TlsEngine::Openssl {
+            return bad(format!(
+                "{} needs {} = \"openssl\" (rustls offers only its own safe suites)",
+                at("node.tls_ciphers"),
+                at("node.tls_engine")
             ));
         }
         let i = &self.internode;

@@ -10,6 +10,8 @@
 //! - [`workers`]: the background workers, on one `dynkv-runtime` runtime.
 //! - [`views`]: the node's `/admin/...` views, `/admin/workers` among them.
 //! - [`server`]: `serve`: the listeners, the workers, graceful shutdown.
+//! - [`listener`]: the public listener (connection cap, timeouts, TLS
+//!   through [`tls`]) and listening sockets handed over by the parent.
 //! - [`client`]: the client subcommands.
 
 /// mimalloc: the request path allocates many small buffers (frames,
@@ -19,7 +21,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod client;
 mod config;
+mod listener;
 mod server;
+mod tls;
 mod views;
 mod wiring;
 mod workers;
@@ -86,6 +90,14 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve { config: None }) {
         Command::Serve { config } => {
             init_tracing();
+            // Before the runtime starts any thread: it edits the environment.
+            let inherited = match listener::Inherited::from_env() {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("dynkv: inherited listeners: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let cfg = match config::Config::load(config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
@@ -93,7 +105,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match rt(cfg.node.worker_threads).block_on(server::serve(cfg)) {
+            match rt(cfg.node.worker_threads).block_on(server::serve(cfg, inherited)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("fatal: {e}");

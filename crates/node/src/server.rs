@@ -8,28 +8,34 @@ use std::time::Duration;
 
 use dynkv_rpc::net::Listener;
 use dynkv_runtime::Runtime;
-use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::config::Config;
+use crate::listener::{self, Inherited};
+use crate::tls::Tls;
 use crate::wiring::Node;
 
 /// How long shutdown waits for the background workers before aborting them.
 const WORKER_GRACE: Duration = Duration::from_secs(5);
 
-/// Runs a node until SIGTERM or Ctrl-C.
-pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
+/// Runs a node until SIGTERM or Ctrl-C, on the listeners handed over in
+/// `inherited` or bound from the configuration.
+pub async fn serve(
+    cfg: Config,
+    mut inherited: Inherited,
+) -> Result<(), Box<dyn std::error::Error>> {
     for w in cfg.warnings() {
         warn!("configuration: {w}");
     }
     let secret = cfg.secret()?;
-    if !crate::config::is_loopback(&cfg.node.listen) {
-        warn!(listen = %cfg.node.listen, "the public API listens off loopback without TLS or authentication: anyone who reaches it can read and write every key");
+    let tls = Tls::from_config(&cfg.node)?.map(Arc::new);
+    if !crate::config::is_loopback(&cfg.node.listen) && tls.is_none() {
+        warn!(listen = %cfg.node.listen, "the public API listens off loopback without TLS (node.tls_cert) or authentication: anyone who reaches it can read and write every key, and everything crosses the network in clear");
     }
     let mut node = Node::assemble(&cfg, &secret)?;
 
     let runtime = Arc::new(Runtime::new());
-    let cluster_listener = TcpListener::bind(&cfg.node.cluster_listen).await?;
+    let cluster_listener = inherited.cluster(&cfg.node.cluster_listen).await?;
     runtime.spawn(Listener::new(
         cluster_listener,
         node.net.clone(),
@@ -46,18 +52,22 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let state = node.app_state(&cfg, &secret, &runtime);
-    // TCP_NODELAY: small HTTP answers must not wait for Nagle's algorithm
-    // (with delayed ACKs that stalls a keep-alive connection for tens of ms).
-    let listener =
-        axum::serve::ListenerExt::tap_io(TcpListener::bind(&cfg.node.listen).await?, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                warn!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
-    info!(node = %cfg.node.id, listen = %cfg.node.listen, cluster_listen = %cfg.node.cluster_listen, members = cfg.members().len(), n_val = cfg.cluster.n_val, "dynkv node ready");
-    axum::serve(listener, dynkv_api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let public = inherited.http(&cfg.node.listen).await?;
+    if let Some(tls) = &tls {
+        tokio::spawn(listener::reload_on_sighup(tls.clone()));
+    }
+    info!(node = %cfg.node.id, listen = %public.local_addr()?, cluster_listen = %cfg.node.cluster_listen, tls = tls.as_ref().map_or("off", |t| t.engine()), members = cfg.members().len(), n_val = cfg.cluster.n_val, "dynkv node ready");
+    let limits = listener::Limits::from_config(&cfg.node);
+    let metrics = node.metrics.listener.clone();
+    listener::serve(
+        public,
+        dynkv_api::router(state),
+        limits,
+        tls,
+        metrics,
+        shutdown_signal(),
+    )
+    .await;
 
     info!("shutting down");
     runtime.shutdown(WORKER_GRACE).await;

@@ -175,6 +175,8 @@ pub struct Metrics {
     pub aae: Arc<AaeMetrics>,
     /// The store's health.
     pub storage: StorageMetrics,
+    /// The public listener's connections.
+    pub listener: Arc<crate::listener::ListenerMetrics>,
 }
 
 impl Metrics {
@@ -187,6 +189,7 @@ impl Metrics {
             http: Arc::default(),
             aae: Arc::default(),
             storage: StorageMetrics::default(),
+            listener: Arc::default(),
         };
         let r = &mut m.registry;
         m.internode.register(r);
@@ -195,6 +198,7 @@ impl Metrics {
         m.http.register(r);
         m.aae.register(r);
         m.storage.register(r);
+        m.listener.register(r);
         m
     }
 }
