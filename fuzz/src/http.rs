@@ -112,6 +112,7 @@ impl Node {
             registry: Arc::new(Default::default()),
             inflight: Arc::new(tokio::sync::Semaphore::new(64)),
             membership: None,
+            security: Default::default(),
         };
         let app = router(state);
         Node { rt, app, _dir: dir }

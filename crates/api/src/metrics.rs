@@ -22,6 +22,14 @@ pub struct OpLabels {
     pub op: &'static str,
 }
 
+/// Labels of a refused authentication or authorisation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// no_credentials, malformed, unknown_user, no_source, bad_password,
+    /// bad_token, forbidden, tls_required.
+    pub reason: &'static str,
+}
+
 /// HTTP metrics of one node.
 pub struct HttpMetrics {
     /// Requests by operation and status.
@@ -32,6 +40,8 @@ pub struct HttpMetrics {
     pub unauthorized: Counter,
     /// Client requests refused because the node was at its in-flight limit.
     pub overloaded: Counter,
+    /// Requests refused by security, by reason.
+    pub auth_failures: Family<AuthLabels, Counter>,
 }
 
 impl Default for HttpMetrics {
@@ -43,6 +53,7 @@ impl Default for HttpMetrics {
             }),
             unauthorized: Counter::default(),
             overloaded: Counter::default(),
+            auth_failures: Family::default(),
         }
     }
 }
@@ -70,6 +81,18 @@ impl HttpMetrics {
             "Membership commands refused for a missing or wrong admin token",
             self.unauthorized.clone(),
         );
+        registry.register(
+            "dynkv_auth_failures",
+            "Requests refused by security (401/403), by reason",
+            self.auth_failures.clone(),
+        );
+    }
+
+    /// Counts one request refused by security.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&AuthLabels { reason })
+            .inc();
     }
 
     /// Records one finished request.

@@ -379,6 +379,13 @@ pub struct AdminArgs {
         hide_env_values = true
     )]
     secret: Option<String>,
+    /// Once security is enabled: act as this user (it needs `dynkv.admin`)
+    /// instead of presenting the cluster secret.
+    #[arg(long, env = "DYNKV_USER", global = true)]
+    user: Option<String>,
+    /// The password of --user.
+    #[arg(long, env = "DYNKV_PASSWORD", global = true, hide_env_values = true)]
+    password: Option<String>,
 }
 
 impl AdminArgs {
@@ -436,6 +443,13 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Users, sources and grants, as `riak-admin security` (see
+    /// `dynkv admin security --help`).
+    #[command(subcommand)]
+    Security(crate::security_cli::SecurityCommand),
+    /// Bearer tokens for the native API.
+    #[command(subcommand)]
+    Token(crate::security_cli::TokenCommand),
 }
 
 /// `dynkv admin`.
@@ -446,6 +460,12 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
     }
     if let AdminCommand::Workers { json } = a.command {
         return workers(&a.node.node, json).await;
+    }
+    if matches!(
+        a.command,
+        AdminCommand::Security(_) | AdminCommand::Token(_)
+    ) {
+        return security(&a).await;
     }
     let token = match a.admin_token() {
         Ok(t) => t,
@@ -463,9 +483,11 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
         AdminCommand::Plan => http.get(format!("{base}/admin/plan")),
         AdminCommand::Commit => http.post(format!("{base}/admin/commit")),
         AdminCommand::Compact => http.post(format!("{base}/admin/compact")),
-        AdminCommand::Members | AdminCommand::Secret | AdminCommand::Workers { .. } => {
-            http.get(format!("{base}/admin/members"))
-        }
+        AdminCommand::Members
+        | AdminCommand::Secret
+        | AdminCommand::Workers { .. }
+        | AdminCommand::Security(_)
+        | AdminCommand::Token(_) => http.get(format!("{base}/admin/members")),
     };
     match req
         .header(dynkv_api::ADMIN_TOKEN_HEADER, token)
@@ -484,6 +506,61 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
                     v["duration_ms"]
                 ),
                 _ => print_members(&v),
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(resp) => fail(error_body(resp).await),
+        Err(e) => fail(e),
+    }
+}
+
+/// `dynkv admin security ...` and `dynkv admin token ...`, authenticated
+/// by the cluster secret or by `--user`/`--password`.
+async fn security(a: &AdminArgs) -> ExitCode {
+    use crate::security_cli::{print_security, security_request, token_request};
+    let base = a.node.node.trim_end_matches('/').to_string();
+    let (verb, body) = match &a.command {
+        AdminCommand::Security(c) => match security_request(c) {
+            Ok((v, b)) => (v, b),
+            Err(e) => return fail(e),
+        },
+        AdminCommand::Token(c) => match token_request(c) {
+            Ok((v, b)) => (Some(v), b),
+            Err(e) => return fail(e),
+        },
+        _ => unreachable!("only security and token commands come here"),
+    };
+    let http = client();
+    let mut req = match verb {
+        Some(v) => http.post(format!("{base}/admin/security/{v}")).json(&body),
+        None => http.get(format!("{base}/admin/security")),
+    };
+    match (&a.user, a.admin_token()) {
+        (Some(u), _) => req = req.basic_auth(u, a.password.as_deref()),
+        (None, Ok(t)) => req = req.header(dynkv_api::ADMIN_TOKEN_HEADER, t),
+        (None, Err(e)) => {
+            return fail(format!(
+                "{e} (or --user and --password of a user holding dynkv.admin)"
+            ));
+        }
+    }
+    match req.send().await {
+        Ok(resp) if resp.status().is_success() => {
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            match &a.command {
+                AdminCommand::Security(c) => print_security(c, &v),
+                _ => {
+                    if let Some(t) = v["created"]["token"].as_str() {
+                        println!("{t}");
+                        eprintln!(
+                            "token for {} (id {}): shown once, only its hash is kept",
+                            v["created"]["user"].as_str().unwrap_or("?"),
+                            v["created"]["id"].as_str().unwrap_or("?")
+                        );
+                    } else {
+                        println!("revoked");
+                    }
+                }
             }
             ExitCode::SUCCESS
         }

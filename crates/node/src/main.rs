@@ -19,6 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod client;
 mod config;
+mod security_cli;
 mod server;
 mod views;
 mod wiring;

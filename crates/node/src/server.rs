@@ -23,10 +23,10 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
         warn!("configuration: {w}");
     }
     let secret = cfg.secret()?;
-    if !crate::config::is_loopback(&cfg.node.listen) {
-        warn!(listen = %cfg.node.listen, "the public API listens off loopback without TLS or authentication: anyone who reaches it can read and write every key");
-    }
     let mut node = Node::assemble(&cfg, &secret)?;
+    if !crate::config::is_loopback(&cfg.node.listen) && !node.membership.security().enabled() {
+        warn!(listen = %cfg.node.listen, "the public API listens off loopback with security disabled: anyone who reaches it can read and write every key (dynkv admin security enable)");
+    }
 
     let runtime = Arc::new(Runtime::new());
     let cluster_listener = TcpListener::bind(&cfg.node.cluster_listen).await?;
@@ -55,7 +55,10 @@ pub async fn serve(cfg: Config) -> Result<(), Box<dyn std::error::Error>> {
             }
         });
     info!(node = %cfg.node.id, listen = %cfg.node.listen, cluster_listen = %cfg.node.cluster_listen, members = cfg.members().len(), n_val = cfg.cluster.n_val, "dynkv node ready");
-    axum::serve(listener, dynkv_api::router(state))
+    // The peer address reaches the security layer as `ConnectInfo`.
+    let app =
+        dynkv_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
 

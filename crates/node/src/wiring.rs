@@ -322,6 +322,9 @@ impl Node {
             inflight: Arc::new(tokio::sync::Semaphore::new(
                 cfg.limits.max_inflight_requests,
             )),
+            security: Arc::new(dynkv_api::http::auth::SecurityGate::new(
+                crate::config::is_loopback(&cfg.node.listen),
+            )),
         }
     }
 }
