@@ -379,13 +379,13 @@ pub struct AdminArgs {
         hide_env_values = true
     )]
     secret: Option<String>,
-    /// Once security is enabled: act as this user (it needs `dynkv.admin`)
-    /// instead of presenting the cluster secret.
+    /// Security and token commands, once security is enabled: act as this
+    /// user (it needs `dynkv.admin`) instead of presenting the cluster secret.
     #[arg(long, env = "DYNKV_USER", global = true)]
-    user: Option<String>,
-    /// The password of --user.
+    auth_user: Option<String>,
+    /// The password of --auth-user.
     #[arg(long, env = "DYNKV_PASSWORD", global = true, hide_env_values = true)]
-    password: Option<String>,
+    auth_password: Option<String>,
 }
 
 impl AdminArgs {
@@ -535,12 +535,12 @@ async fn security(a: &AdminArgs) -> ExitCode {
         Some(v) => http.post(format!("{base}/admin/security/{v}")).json(&body),
         None => http.get(format!("{base}/admin/security")),
     };
-    match (&a.user, a.admin_token()) {
-        (Some(u), _) => req = req.basic_auth(u, a.password.as_deref()),
+    match (&a.auth_user, a.admin_token()) {
+        (Some(u), _) => req = req.basic_auth(u, a.auth_password.as_deref()),
         (None, Ok(t)) => req = req.header(dynkv_api::ADMIN_TOKEN_HEADER, t),
         (None, Err(e)) => {
             return fail(format!(
-                "{e} (or --user and --password of a user holding dynkv.admin)"
+                "{e} (or --auth-user and --auth-password of a user holding dynkv.admin)"
             ));
         }
     }
