@@ -88,6 +88,9 @@ impl T {
     }
 }
 
+/// A route: method, path, body, the user granted it, the statuses it may answer that user.
+type Route<'a> = (Method, &'a str, Option<&'a str>, Who, &'a [u16]);
+
 const ALICE: Who = Who::User("alice", "alice-pw");
 const BOB: Who = Who::User("bob", "bob-pw");
 const OPS: Who = Who::User("ops", "ops-pw");
@@ -147,7 +150,7 @@ async fn users_sources_and_grants_guard_every_route_family() {
 
     // Every route family, in an order that makes each granted request succeed.
     let riak_obj = Some("v");
-    let routes: Vec<(Method, &str, Option<&str>, Who, &[u16])> = vec![
+    let routes: Vec<Route> = vec![
         (Method::PUT, "/kv/k1", Some("v1"), ALICE, &[204]),
         (Method::GET, "/kv/k1", None, ALICE, &[200]),
         (Method::DELETE, "/kv/k1", None, ALICE, &[200, 204]),
