@@ -388,4 +388,54 @@ async fn users_sources_and_grants_guard_every_route_family() {
         t.status(2, Method::GET, "/admin/security", None, BOB).await,
         StatusCode::FORBIDDEN
     );
+
+    // Off loopback, credentials over plain HTTP are refused (403
+    // tls_required) before they are looked at.
+    let Some(ip) = non_loopback_address() else {
+        eprintln!("no non-loopback address on this machine: the tls_required check is not run");
+        return;
+    };
+    let port = t.c.url(2).rsplit(':').next().unwrap().to_string();
+    let mut c = t.c;
+    c.stop(2);
+    c.restart_with(2, &[("DYNKV__NODE__LISTEN", &format!("0.0.0.0:{port}"))])
+        .await;
+    let t = T { c, http: t.http };
+    let cluster: Value = t
+        .send(2, Method::GET, "/admin/cluster", None, OPS)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cluster["security"]["listen_loopback"], false, "{cluster}");
+    assert!(
+        cluster["security"]["warning"].is_null(),
+        "security is on: {cluster}"
+    );
+    let url = format!("http://{ip}:{port}/kv/x");
+    let r = t
+        .http
+        .get(&url)
+        .basic_auth("alice", Some("alice-pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "tls_required", "{v}");
+    let r = t.http.get(&url).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "no credentials, no exception"
+    );
+}
+
+/// An address of this machine that is not loopback (the source address
+/// the kernel would pick for an outside destination), if it has one.
+fn non_loopback_address() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }

@@ -24,6 +24,27 @@ pub struct NodeArg {
         global = true
     )]
     pub node: String,
+    /// Once security is enabled: the user to authenticate as (HTTP Basic).
+    #[arg(long, env = "DYNKV_USER", global = true)]
+    pub auth_user: Option<String>,
+    /// The password of --auth-user.
+    #[arg(long, env = "DYNKV_PASSWORD", global = true, hide_env_values = true)]
+    pub auth_password: Option<String>,
+    /// Once security is enabled: a bearer token (`dynkv admin token create`)
+    /// instead of --auth-user.
+    #[arg(long, env = "DYNKV_TOKEN", global = true, hide_env_values = true)]
+    pub auth_token: Option<String>,
+}
+
+impl NodeArg {
+    /// Adds the credentials given, if any, to a request.
+    pub fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match (&self.auth_user, &self.auth_token) {
+            (Some(u), _) => req.basic_auth(u, self.auth_password.as_deref()),
+            (None, Some(t)) => req.bearer_auth(t),
+            (None, None) => req,
+        }
+    }
 }
 
 /// `dynkv get`.
@@ -143,7 +164,9 @@ pub async fn get(a: GetArgs) -> ExitCode {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
-    let mut req = client().get(url).header("accept", "application/json");
+    let mut req = a
+        .node
+        .authorize(client().get(url).header("accept", "application/json"));
     if let Some(ctx) = &a.after {
         req = req.header("x-dynkv-context", ctx);
     }
@@ -221,8 +244,9 @@ pub async fn put(a: PutArgs) -> ExitCode {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
-    let mut req = client()
-        .put(url)
+    let mut req = a
+        .node
+        .authorize(client().put(url))
         .header("content-type", &a.content_type)
         .body(body);
     if let Some(c) = &a.context {
@@ -237,7 +261,7 @@ pub async fn delete(a: DeleteArgs) -> ExitCode {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
-    let mut req = client().delete(url);
+    let mut req = a.node.authorize(client().delete(url));
     if let Some(c) = &a.context {
         req = req.header("x-dynkv-context", c);
     }
@@ -328,7 +352,7 @@ fn print_siblings(body: &serde_json::Value) {
 /// `dynkv status`.
 pub async fn status(a: NodeArg) -> ExitCode {
     let url = format!("{}/admin/cluster", a.node.trim_end_matches('/'));
-    match client().get(&url).send().await {
+    match a.authorize(client().get(&url)).send().await {
         Ok(resp) if resp.status().is_success() => {
             let v: serde_json::Value = resp.json().await.unwrap_or_default();
             println!(
@@ -379,13 +403,6 @@ pub struct AdminArgs {
         hide_env_values = true
     )]
     secret: Option<String>,
-    /// Security and token commands, once security is enabled: act as this
-    /// user (it needs `dynkv.admin`) instead of presenting the cluster secret.
-    #[arg(long, env = "DYNKV_USER", global = true)]
-    auth_user: Option<String>,
-    /// The password of --auth-user.
-    #[arg(long, env = "DYNKV_PASSWORD", global = true, hide_env_values = true)]
-    auth_password: Option<String>,
 }
 
 impl AdminArgs {
@@ -459,7 +476,7 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let AdminCommand::Workers { json } = a.command {
-        return workers(&a.node.node, json).await;
+        return workers(&a.node, json).await;
     }
     if matches!(
         a.command,
@@ -535,8 +552,8 @@ async fn security(a: &AdminArgs) -> ExitCode {
         Some(v) => http.post(format!("{base}/admin/security/{v}")).json(&body),
         None => http.get(format!("{base}/admin/security")),
     };
-    match (&a.auth_user, a.admin_token()) {
-        (Some(u), _) => req = req.basic_auth(u, a.auth_password.as_deref()),
+    match (&a.node.auth_user, a.admin_token()) {
+        (Some(_), _) => req = a.node.authorize(req),
         (None, Ok(t)) => req = req.header(dynkv_api::ADMIN_TOKEN_HEADER, t),
         (None, Err(e)) => {
             return fail(format!(
@@ -570,9 +587,9 @@ async fn security(a: &AdminArgs) -> ExitCode {
 }
 
 /// `dynkv admin workers`.
-async fn workers(node: &str, json: bool) -> ExitCode {
-    let url = format!("{}/admin/workers", node.trim_end_matches('/'));
-    match client().get(&url).send().await {
+async fn workers(node: &NodeArg, json: bool) -> ExitCode {
+    let url = format!("{}/admin/workers", node.node.trim_end_matches('/'));
+    match node.authorize(client().get(&url)).send().await {
         Ok(resp) if resp.status().is_success() => {
             let v: serde_json::Value = resp.json().await.unwrap_or_default();
             if json {

@@ -281,6 +281,12 @@ fn describe(p: Permission, t: &Option<String>, b: &Option<String>) -> String {
     }
 }
 
+/// Whether credentials may be accepted on this connection: over TLS, or
+/// in plain HTTP from a loopback peer only (an unknown peer is not one).
+pub fn credentials_may_travel(tls: bool, peer: Option<IpAddr>) -> bool {
+    tls || peer.is_some_and(|p| p.to_canonical().is_loopback())
+}
+
 /// Who the credentials of `req` stand for, under `sec`.
 async fn authenticate(
     state: &AppState,
@@ -292,7 +298,7 @@ async fn authenticate(
     let Some(value) = authorization else {
         return Err(Refusal::Unauthorized("no_credentials"));
     };
-    if !tls && !peer.is_some_and(|p| p.to_canonical().is_loopback()) {
+    if !credentials_may_travel(tls, peer) {
         return Err(Refusal::TlsRequired);
     }
     let denied = |d: Denied| Refusal::Unauthorized(d.reason());
@@ -441,6 +447,18 @@ mod tests {
         assert_eq!(need(Method::GET, "/nowhere"), Need::User);
         assert_eq!(classify(&Method::GET, "/ping").1, Style::Riak);
         assert_eq!(classify(&Method::GET, "/kv/x").1, Style::Json);
+    }
+
+    #[test]
+    fn credentials_travel_over_tls_or_loopback_only() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert!(credentials_may_travel(false, ip("127.0.0.1")));
+        assert!(credentials_may_travel(false, ip("::1")));
+        assert!(credentials_may_travel(false, ip("::ffff:127.0.0.1")));
+        assert!(!credentials_may_travel(false, ip("10.0.0.1")));
+        assert!(!credentials_may_travel(false, None), "unknown peer");
+        assert!(credentials_may_travel(true, ip("10.0.0.1")));
+        assert!(credentials_may_travel(true, None));
     }
 
     #[test]
