@@ -324,14 +324,17 @@ async fn authenticate(
 
 /// The layer: see the module docs.
 pub async fn enforce(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let (need, style) = classify(req.method(), req.uri().path());
-    if need == Need::Open {
-        return next.run(req).await;
-    }
-    let Some(sec) = state.membership.as_ref().map(|m| m.security()) else {
+    // Security off (or no cluster state): nothing to decide, nothing parsed.
+    let Some(sec) = state
+        .membership
+        .as_ref()
+        .map(|m| m.security())
+        .filter(|s| s.enabled())
+    else {
         return next.run(req).await;
     };
-    if !sec.enabled() {
+    let (need, style) = classify(req.method(), req.uri().path());
+    if need == Need::Open {
         return next.run(req).await;
     }
     if let Need::Grant(Permission::Admin, ..) = need
