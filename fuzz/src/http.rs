@@ -113,6 +113,7 @@ impl Node {
             inflight: Arc::new(tokio::sync::Semaphore::new(64)),
             membership: None,
             context_key: dynkv_api::ContextKey::new([9; 32]),
+            security: Default::default(),
         };
         let app = router(state);
         Node { rt, app, _dir: dir }

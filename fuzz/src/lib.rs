@@ -9,6 +9,7 @@
 //! them, a handshake refused without the secret, an HTTP answer that is
 //! never a 500) must hold.
 
+pub mod auth;
 pub mod checks;
 pub mod http;
 pub mod internode;

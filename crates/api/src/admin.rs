@@ -35,8 +35,12 @@ pub fn router() -> Router<AppState> {
 /// their files on its own. Needs the admin token; answers the SST bytes
 /// before and after. Expensive (it rewrites the live data): an operator
 /// command, not a routine.
-async fn compact(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if !crate::has_admin_token(&state, &headers) {
+async fn compact(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    granted: Option<axum::Extension<crate::http::auth::AdminAuthorised>>,
+) -> Response {
+    if granted.is_none() && !crate::has_admin_token(&state, &headers) {
         return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -121,7 +125,16 @@ async fn cluster(State(state): State<AppState>) -> Response {
         })
         .collect();
     let hints: BTreeMap<String, u64> = coord.store().hint_counts_by_owner().unwrap_or_default();
+    let secured = state
+        .membership
+        .as_ref()
+        .is_some_and(|m| m.security().enabled());
+    let loopback = state.security.listen_loopback();
+    let warning = (!secured && !loopback).then_some(
+        "the public API listens off loopback with security disabled: anyone who reaches it can read and write every key (dynkv admin security enable)",
+    );
     Json(json!({
+        "security": {"enabled": secured, "listen_loopback": loopback, "warning": warning},
         "node": coord.node_id(),
         "members": members,
         "n_val": coord.config().n_val,

@@ -5,7 +5,12 @@
 //! - a Riak-compatible API (`/buckets/...`, `/types/default/...`, `/ping`,
 //!   `/stats`, `/`) over the same coordinator ([`riak`]),
 //! - operator views under `/admin/...`, `/metrics` and `/health` ([`admin`]),
-//!   and membership commands ([`members`]).
+//!   and membership commands ([`members`]),
+//! - security administration under `/admin/security` ([`security`]).
+//!
+//! When the cluster's security is on, one layer in front of all of them
+//! ([`http::auth`]) authenticates and authorises every request but
+//! `/health` from its headers, before any body is read.
 //!
 //! Internode traffic does not come here: it has its own listener
 //! (`dynkv-rpc`).
@@ -27,6 +32,7 @@ pub mod kv;
 pub mod members;
 mod metrics;
 pub mod riak;
+pub mod security;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -116,6 +122,8 @@ pub struct AppState {
     /// The key context tokens are signed and verified with (the same on
     /// every node of the cluster), so a client cannot forge a context.
     pub context_key: ContextKey,
+    /// Security enforcement (its rules come from `membership`).
+    pub security: Arc<http::auth::SecurityGate>,
 }
 
 /// Header carrying the admin token of membership commands.
@@ -142,6 +150,7 @@ pub fn router(state: AppState) -> Router {
         .merge(riak::router(&state))
         .merge(admin::router())
         .merge(members::router())
+        .merge(security::router())
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
@@ -156,5 +165,9 @@ pub fn router(state: AppState) -> Router {
                 "no such route",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::auth::enforce,
+        ))
         .with_state(state)
 }

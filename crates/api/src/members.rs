@@ -9,11 +9,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::http::auth::AdminAuthorised;
 use crate::{ApiError, AppState};
 
 /// What the membership subsystem offers operators.
@@ -30,6 +31,13 @@ pub trait MembershipAdmin: Send + Sync + 'static {
     fn commit(&self) -> BoxFuture<'static, Result<Value, String>>;
     /// This node's outbound ownership transfers.
     fn transfers(&self) -> Value;
+    /// The security rules in force on this node (read on every request).
+    fn security(&self) -> Arc<dynkv_security::SecurityState>;
+    /// Applies a security change here and spreads it to every member.
+    fn change_security(
+        &self,
+        cmd: dynkv_security::Command,
+    ) -> BoxFuture<'static, Result<Arc<dynkv_security::SecurityState>, String>>;
 }
 
 /// The membership routes.
@@ -42,8 +50,12 @@ pub fn router() -> Router<AppState> {
         .route("/admin/commit", post(commit))
 }
 
-fn authorised(state: &AppState, headers: &HeaderMap) -> Result<Arc<dyn MembershipAdmin>, ApiError> {
-    if !crate::has_admin_token(state, headers) {
+fn authorised(
+    state: &AppState,
+    headers: &HeaderMap,
+    granted: Option<Extension<AdminAuthorised>>,
+) -> Result<Arc<dyn MembershipAdmin>, ApiError> {
+    if granted.is_none() && !crate::has_admin_token(state, headers) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -63,15 +75,23 @@ fn refused(e: String) -> Response {
     ApiError::new(StatusCode::CONFLICT, "membership_refused", e).into_response()
 }
 
-async fn members(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match authorised(&state, &headers) {
+async fn members(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    granted: Option<Extension<AdminAuthorised>>,
+) -> Response {
+    match authorised(&state, &headers, granted) {
         Ok(m) => Json(m.members()).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn plan(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match authorised(&state, &headers).map(|m| m.plan()) {
+async fn plan(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    granted: Option<Extension<AdminAuthorised>>,
+) -> Response {
+    match authorised(&state, &headers, granted).map(|m| m.plan()) {
         Ok(Ok(v)) => Json(v).into_response(),
         Ok(Err(e)) => refused(e),
         Err(e) => e.into_response(),
@@ -87,9 +107,10 @@ struct JoinBody {
 async fn join(
     State(state): State<AppState>,
     headers: HeaderMap,
+    granted: Option<Extension<AdminAuthorised>>,
     body: Option<Json<JoinBody>>,
 ) -> Response {
-    let m = match authorised(&state, &headers) {
+    let m = match authorised(&state, &headers, granted) {
         Ok(m) => m,
         Err(e) => return e.into_response(),
     };
@@ -111,9 +132,10 @@ struct LeaveBody {
 async fn leave(
     State(state): State<AppState>,
     headers: HeaderMap,
+    granted: Option<Extension<AdminAuthorised>>,
     body: Option<Json<LeaveBody>>,
 ) -> Response {
-    let m = match authorised(&state, &headers) {
+    let m = match authorised(&state, &headers, granted) {
         Ok(m) => m,
         Err(e) => return e.into_response(),
     };
@@ -124,8 +146,12 @@ async fn leave(
     }
 }
 
-async fn commit(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match authorised(&state, &headers) {
+async fn commit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    granted: Option<Extension<AdminAuthorised>>,
+) -> Response {
+    match authorised(&state, &headers, granted) {
         Ok(m) => match m.commit().await {
             Ok(v) => Json(v).into_response(),
             Err(e) => refused(e),

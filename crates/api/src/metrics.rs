@@ -22,6 +22,14 @@ pub struct OpLabels {
     pub op: &'static str,
 }
 
+/// Labels of a refused authentication or authorisation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// no_credentials, malformed, unknown_user, no_source, bad_password,
+    /// bad_token, forbidden, tls_required.
+    pub reason: &'static str,
+}
+
 /// HTTP metrics of one node.
 pub struct HttpMetrics {
     /// Requests by operation and status.
@@ -36,6 +44,8 @@ pub struct HttpMetrics {
     pub body_timeouts: Counter,
     /// Writes refused for metadata past a `limits` bound, by limit name.
     pub metadata_refused: Family<LimitLabels, Counter>,
+    /// Requests refused by security, by reason.
+    pub auth_failures: Family<AuthLabels, Counter>,
 }
 
 /// Labels of a metadata limit refusal.
@@ -56,6 +66,7 @@ impl Default for HttpMetrics {
             overloaded: Counter::default(),
             body_timeouts: Counter::default(),
             metadata_refused: Family::default(),
+            auth_failures: Family::default(),
         }
     }
 }
@@ -93,6 +104,18 @@ impl HttpMetrics {
             "Membership commands refused for a missing or wrong admin token",
             self.unauthorized.clone(),
         );
+        registry.register(
+            "dynkv_auth_failures",
+            "Requests refused by security (401/403), by reason",
+            self.auth_failures.clone(),
+        );
+    }
+
+    /// Counts one request refused by security.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .get_or_create(&AuthLabels { reason })
+            .inc();
     }
 
     /// Counts a write refused for metadata past `limit`.

@@ -13,6 +13,11 @@
 //!   by version), serves `Join` and `Handoff` requests, and runs the
 //!   ownership transfers. Its two loops are background workers of
 //!   `dynkv-runtime`: [`GossipWorker`] and [`TransferWorker`].
+//! - The security rules (`dynkv-security`) live in the same state, so
+//!   they persist and converge the same way; [`Membership::security`] is
+//!   the copy every request reads without a lock, and
+//!   [`Membership::change_security`] applies an operator's change and
+//!   spreads it at once.
 //!
 //! ## Ownership handoff
 //! When a change is committed, every partition whose replica set changes
@@ -54,6 +59,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 pub use state::{ChangeError, ClusterState, Member, MemberStatus, Transfer};
+
+use dynkv_security::SecurityState;
 
 /// Meta key of the persisted cluster state.
 const META_STATE: &str = "cluster_state";
@@ -111,6 +118,8 @@ pub struct Membership {
     book: Arc<AddressBook>,
     config: MembershipConfig,
     state: ArcSwap<ClusterState>,
+    /// The security part of `state`, shared so requests read it without a copy.
+    security: ArcSwap<SecurityState>,
     /// Serialises read-modify-write of the state (rare: gossip and admin).
     change: Mutex<()>,
     transfers: Mutex<BTreeMap<(u32, NodeId), TransferProgress>>,
@@ -146,6 +155,7 @@ impl Membership {
             coord,
             book,
             config,
+            security: ArcSwap::from_pointee(state.security.clone()),
             state: ArcSwap::from_pointee(state.clone()),
             change: Mutex::new(()),
             transfers: Mutex::new(BTreeMap::new()),
@@ -192,6 +202,9 @@ impl Membership {
                 warn!(error = %e, "cannot persist the cluster state");
             }
             let switched = next.ring != cur.ring;
+            if next.security != cur.security {
+                self.security.store(Arc::new(next.security.clone()));
+            }
             self.apply(&next);
             self.state.store(Arc::new(next));
             if switched {
@@ -268,6 +281,28 @@ impl Membership {
             "membership change committed"
         );
         Ok(s)
+    }
+
+    /// The security rules in force on this node.
+    pub fn security(&self) -> Arc<SecurityState> {
+        self.security.load_full()
+    }
+
+    /// Applies an operator's security change here (persisted like every
+    /// state change), then gossips it to every member at once so it takes
+    /// effect cluster-wide without waiting for the next gossip round.
+    pub async fn change_security(
+        &self,
+        cmd: &dynkv_security::Command,
+    ) -> Result<Arc<SecurityState>, ChangeError> {
+        let me = self.me().clone();
+        self.update(|s| s.change_security(&me, cmd))?;
+        info!(
+            version = self.security().version(),
+            "security rules changed"
+        );
+        self.gossip_all().await;
+        Ok(self.security())
     }
 
     /// Gossips with one peer (or `to`), merging its answer.

@@ -21,14 +21,23 @@
 //! the id of the node that made the change, so concurrent changes resolve
 //! the same way everywhere); transfer completions of the same transition
 //! are unioned, so each node's progress reaches everyone whatever the order.
+//!
+//! The security rules ([`SecurityState`]: users, sources, grants, tokens)
+//! ride along with their own clock: each of their entries is a
+//! last-writer-wins register, merged entry by entry whichever membership
+//! version wins, so a change to users or grants never waits for, nor
+//! undoes, a membership change.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use dynkv_ring::{NodeId, PartitionMove, Ring};
+use dynkv_security::{Command, SecurityState};
 use serde::{Deserialize, Serialize};
 
-/// First byte of an encoded state.
+/// First byte of an encoded state without security rules (still read).
 pub const STATE_FORMAT_V1: u8 = 1;
+/// First byte of an encoded state with its security rules.
+pub const STATE_FORMAT_V2: u8 = 2;
 
 /// Where a member stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +91,9 @@ pub enum ChangeError {
     /// Would leave no node.
     #[error("the last valid member cannot leave")]
     LastMember,
+    /// The security change was refused.
+    #[error("{0}")]
+    Security(#[from] dynkv_security::CommandError),
     /// Ring partition counts differ.
     #[error("the ring has {ours} partitions but the joining node has {theirs}")]
     PartitionMismatch {
@@ -108,6 +120,18 @@ pub struct ClusterState {
     pub next: Option<Ring>,
     /// Transfers finished towards `next`: (partition, target).
     pub done: BTreeSet<(u32, NodeId)>,
+    /// Users, sources, grants and tokens (their own clock; see the module docs).
+    pub security: SecurityState,
+}
+
+/// A state in format 1, before it carried security rules.
+#[derive(Deserialize)]
+struct ClusterStateV1 {
+    version: (u64, NodeId),
+    members: BTreeMap<NodeId, Member>,
+    ring: Ring,
+    next: Option<Ring>,
+    done: BTreeSet<(u32, NodeId)>,
 }
 
 fn effective_n(n_val: usize, ring: &Ring) -> usize {
@@ -139,6 +163,7 @@ impl ClusterState {
             ring,
             next: None,
             done: BTreeSet::new(),
+            security: SecurityState::default(),
         })
     }
 
@@ -160,7 +185,16 @@ impl ClusterState {
         if winner.next.is_some() && winner.next == loser.next && winner.ring == loser.ring {
             m.done.extend(loser.done.iter().cloned());
         }
+        m.security = self.security.merge(&other.security);
         m
+    }
+
+    /// Applies a security change made on node `by` (the membership version
+    /// does not move: security has its own clock).
+    pub fn change_security(&self, by: &NodeId, cmd: &Command) -> Result<ClusterState, ChangeError> {
+        let mut s = self.clone();
+        s.security = self.security.apply(by.as_str(), cmd)?;
+        Ok(s)
     }
 
     /// Stages `id` at `addr` as joining.
@@ -340,7 +374,7 @@ impl ClusterState {
 
     /// Encodes with the format version byte.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![STATE_FORMAT_V1];
+        let mut out = vec![STATE_FORMAT_V2];
         postcard::to_io(self, &mut out).expect("writing to a Vec cannot fail");
         out
     }
@@ -348,11 +382,23 @@ impl ClusterState {
     /// Decodes [`ClusterState::encode`]'s output; total on arbitrary input.
     pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
         let (&v, body) = bytes.split_first().ok_or("empty cluster state")?;
-        if v != STATE_FORMAT_V1 {
-            return Err(format!("unknown cluster state format {v}"));
-        }
-        let (s, rest): (ClusterState, &[u8]) =
-            postcard::take_from_bytes(body).map_err(|e| e.to_string())?;
+        let (s, rest): (ClusterState, &[u8]) = match v {
+            STATE_FORMAT_V2 => postcard::take_from_bytes(body).map_err(|e| e.to_string())?,
+            STATE_FORMAT_V1 => {
+                let (o, rest): (ClusterStateV1, &[u8]) =
+                    postcard::take_from_bytes(body).map_err(|e| e.to_string())?;
+                let s = ClusterState {
+                    version: o.version,
+                    members: o.members,
+                    ring: o.ring,
+                    next: o.next,
+                    done: o.done,
+                    security: SecurityState::default(),
+                };
+                (s, rest)
+            }
+            v => return Err(format!("unknown cluster state format {v}")),
+        };
         if !rest.is_empty() {
             return Err("trailing bytes after the cluster state".into());
         }
@@ -467,6 +513,37 @@ mod tests {
         assert!(ClusterState::decode(&[]).is_err());
         assert!(ClusterState::decode(&[1, 2, 3]).is_err());
         assert!(ClusterState::decode(&[9]).is_err());
+    }
+
+    #[test]
+    fn security_rides_along_and_merges_on_its_own_clock() {
+        let base = ClusterState::initial(&ids(3), 16).unwrap();
+        let secured = base
+            .change_security(&"n2".into(), &Command::Enable)
+            .unwrap();
+        assert_eq!(
+            secured.version, base.version,
+            "membership version unchanged"
+        );
+        // A newer membership change made without seeing the security change
+        // does not undo it.
+        let moved = base
+            .stage_join(&"n1".into(), &"n4".into(), "x:1", 16)
+            .unwrap();
+        for m in [moved.merge(&secured), secured.merge(&moved)] {
+            assert!(m.security.enabled());
+            assert_eq!(m.version, moved.version);
+        }
+        assert_eq!(ClusterState::decode(&secured.encode()).unwrap(), secured);
+    }
+
+    #[test]
+    fn format_1_states_still_decode() {
+        let s = ClusterState::initial(&ids(2), 16).unwrap();
+        let mut v1 = vec![STATE_FORMAT_V1];
+        let old = (&s.version, &s.members, &s.ring, &s.next, &s.done);
+        postcard::to_io(&old, &mut v1).unwrap();
+        assert_eq!(ClusterState::decode(&v1).unwrap(), s);
     }
 
     #[test]

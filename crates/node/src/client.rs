@@ -24,6 +24,27 @@ pub struct NodeArg {
         global = true
     )]
     pub node: String,
+    /// Once security is enabled: the user to authenticate as (HTTP Basic).
+    #[arg(long, env = "DYNKV_USER", global = true)]
+    pub auth_user: Option<String>,
+    /// The password of --auth-user.
+    #[arg(long, env = "DYNKV_PASSWORD", global = true, hide_env_values = true)]
+    pub auth_password: Option<String>,
+    /// Once security is enabled: a bearer token (`dynkv admin token create`)
+    /// instead of --auth-user.
+    #[arg(long, env = "DYNKV_TOKEN", global = true, hide_env_values = true)]
+    pub auth_token: Option<String>,
+}
+
+impl NodeArg {
+    /// Adds the credentials given, if any, to a request.
+    pub fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match (&self.auth_user, &self.auth_token) {
+            (Some(u), _) => req.basic_auth(u, self.auth_password.as_deref()),
+            (None, Some(t)) => req.bearer_auth(t),
+            (None, None) => req,
+        }
+    }
 }
 
 /// `dynkv get`.
@@ -143,7 +164,9 @@ pub async fn get(a: GetArgs) -> ExitCode {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
-    let mut req = client().get(url).header("accept", "application/json");
+    let mut req = a
+        .node
+        .authorize(client().get(url).header("accept", "application/json"));
     if let Some(ctx) = &a.after {
         req = req.header("x-dynkv-context", ctx);
     }
@@ -221,8 +244,9 @@ pub async fn put(a: PutArgs) -> ExitCode {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
-    let mut req = client()
-        .put(url)
+    let mut req = a
+        .node
+        .authorize(client().put(url))
         .header("content-type", &a.content_type)
         .body(body);
     if let Some(c) = &a.context {
@@ -237,7 +261,7 @@ pub async fn delete(a: DeleteArgs) -> ExitCode {
         Ok(u) => u,
         Err(e) => return fail(e),
     };
-    let mut req = client().delete(url);
+    let mut req = a.node.authorize(client().delete(url));
     if let Some(c) = &a.context {
         req = req.header("x-dynkv-context", c);
     }
@@ -328,7 +352,7 @@ fn print_siblings(body: &serde_json::Value) {
 /// `dynkv status`.
 pub async fn status(a: NodeArg) -> ExitCode {
     let url = format!("{}/admin/cluster", a.node.trim_end_matches('/'));
-    match client().get(&url).send().await {
+    match a.authorize(client().get(&url)).send().await {
         Ok(resp) if resp.status().is_success() => {
             let v: serde_json::Value = resp.json().await.unwrap_or_default();
             println!(
@@ -436,6 +460,13 @@ pub enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Users, sources and grants, as `riak-admin security` (see
+    /// `dynkv admin security --help`).
+    #[command(subcommand)]
+    Security(crate::security_cli::SecurityCommand),
+    /// Bearer tokens for the native API.
+    #[command(subcommand)]
+    Token(crate::security_cli::TokenCommand),
 }
 
 /// `dynkv admin`.
@@ -445,7 +476,13 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if let AdminCommand::Workers { json } = a.command {
-        return workers(&a.node.node, json).await;
+        return workers(&a.node, json).await;
+    }
+    if matches!(
+        a.command,
+        AdminCommand::Security(_) | AdminCommand::Token(_)
+    ) {
+        return security(&a).await;
     }
     let token = match a.admin_token() {
         Ok(t) => t,
@@ -463,9 +500,11 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
         AdminCommand::Plan => http.get(format!("{base}/admin/plan")),
         AdminCommand::Commit => http.post(format!("{base}/admin/commit")),
         AdminCommand::Compact => http.post(format!("{base}/admin/compact")),
-        AdminCommand::Members | AdminCommand::Secret | AdminCommand::Workers { .. } => {
-            http.get(format!("{base}/admin/members"))
-        }
+        AdminCommand::Members
+        | AdminCommand::Secret
+        | AdminCommand::Workers { .. }
+        | AdminCommand::Security(_)
+        | AdminCommand::Token(_) => http.get(format!("{base}/admin/members")),
     };
     match req
         .header(dynkv_api::ADMIN_TOKEN_HEADER, token)
@@ -492,10 +531,65 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
     }
 }
 
+/// `dynkv admin security ...` and `dynkv admin token ...`, authenticated
+/// by the cluster secret or by `--user`/`--password`.
+async fn security(a: &AdminArgs) -> ExitCode {
+    use crate::security_cli::{print_security, security_request, token_request};
+    let base = a.node.node.trim_end_matches('/').to_string();
+    let (verb, body) = match &a.command {
+        AdminCommand::Security(c) => match security_request(c) {
+            Ok((v, b)) => (v, b),
+            Err(e) => return fail(e),
+        },
+        AdminCommand::Token(c) => match token_request(c) {
+            Ok((v, b)) => (Some(v), b),
+            Err(e) => return fail(e),
+        },
+        _ => unreachable!("only security and token commands come here"),
+    };
+    let http = client();
+    let mut req = match verb {
+        Some(v) => http.post(format!("{base}/admin/security/{v}")).json(&body),
+        None => http.get(format!("{base}/admin/security")),
+    };
+    match (&a.node.auth_user, a.admin_token()) {
+        (Some(_), _) => req = a.node.authorize(req),
+        (None, Ok(t)) => req = req.header(dynkv_api::ADMIN_TOKEN_HEADER, t),
+        (None, Err(e)) => {
+            return fail(format!(
+                "{e} (or --auth-user and --auth-password of a user holding dynkv.admin)"
+            ));
+        }
+    }
+    match req.send().await {
+        Ok(resp) if resp.status().is_success() => {
+            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+            match &a.command {
+                AdminCommand::Security(c) => print_security(c, &v),
+                _ => {
+                    if let Some(t) = v["created"]["token"].as_str() {
+                        println!("{t}");
+                        eprintln!(
+                            "token for {} (id {}): shown once, only its hash is kept",
+                            v["created"]["user"].as_str().unwrap_or("?"),
+                            v["created"]["id"].as_str().unwrap_or("?")
+                        );
+                    } else {
+                        println!("revoked");
+                    }
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(resp) => fail(error_body(resp).await),
+        Err(e) => fail(e),
+    }
+}
+
 /// `dynkv admin workers`.
-async fn workers(node: &str, json: bool) -> ExitCode {
-    let url = format!("{}/admin/workers", node.trim_end_matches('/'));
-    match client().get(&url).send().await {
+async fn workers(node: &NodeArg, json: bool) -> ExitCode {
+    let url = format!("{}/admin/workers", node.node.trim_end_matches('/'));
+    match node.authorize(client().get(&url)).send().await {
         Ok(resp) if resp.status().is_success() => {
             let v: serde_json::Value = resp.json().await.unwrap_or_default();
             if json {

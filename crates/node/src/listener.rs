@@ -28,6 +28,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -125,10 +126,10 @@ pub async fn serve(
     let http = Arc::new(http);
     tokio::pin!(shutdown);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
             r = listener.accept() => match r {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors or memory: back off rather than spin.
                     warn!(error = %e, "accept failed");
@@ -152,6 +153,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             metrics.open.inc();
+            let is_tls = tls.is_some();
             let stream = match tls {
                 None => Some(Stream::Plain(tcp)),
                 Some(tls) => {
@@ -173,7 +175,12 @@ pub async fn serve(
             if let Some(stream) = stream {
                 let busy = Arc::new(AtomicUsize::new(0));
                 let io = IdleTimeout::new(stream, limits.idle_timeout, busy.clone());
-                let conn = http.serve_connection(TokioIo::new(io), Handler { router, busy });
+                let conn = http.serve_connection(TokioIo::new(io), Handler {
+                    router,
+                    busy,
+                    peer,
+                    tls: is_tls,
+                });
                 if let Err(e) = watcher.watch(conn).await {
                     debug!(error = %e, "connection ended");
                 }
@@ -213,6 +220,11 @@ pub async fn reload_on_sighup(tls: Arc<Tls>) {
 struct Handler {
     router: axum::Router,
     busy: Arc<AtomicUsize>,
+    /// The client's address, for the security layer's sources.
+    peer: SocketAddr,
+    /// Whether the connection is TLS: credentials are refused in clear
+    /// from anywhere but loopback.
+    tls: bool,
 }
 
 impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
@@ -220,7 +232,12 @@ impl hyper::service::Service<hyper::Request<Incoming>> for Handler {
     type Error = std::convert::Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
-    fn call(&self, req: hyper::Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
+        if self.tls {
+            req.extensions_mut().insert(dynkv_api::http::auth::Tls);
+        }
         let mut router = self.router.clone();
         let busy = BusyGuard::new(self.busy.clone());
         Box::pin(async move {

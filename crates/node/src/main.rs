@@ -22,6 +22,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod client;
 mod config;
 mod listener;
+mod security_cli;
 mod server;
 mod tls;
 mod views;

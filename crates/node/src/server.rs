@@ -33,6 +33,9 @@ pub async fn serve(
         warn!(listen = %cfg.node.listen, "the public API listens off loopback without TLS (node.tls_cert) or authentication: anyone who reaches it can read and write every key, and everything crosses the network in clear");
     }
     let mut node = Node::assemble(&cfg, &secret)?;
+    if !crate::config::is_loopback(&cfg.node.listen) && !node.membership.security().enabled() {
+        warn!(listen = %cfg.node.listen, "the public API listens off loopback with security disabled: anyone who reaches it can read and write every key (dynkv admin security enable)");
+    }
 
     let runtime = Arc::new(Runtime::new());
     let cluster_listener = inherited.cluster(&cfg.node.cluster_listen).await?;

@@ -167,4 +167,16 @@ impl MembershipAdmin for MembershipAdminView {
     fn transfers(&self) -> serde_json::Value {
         self.membership.transfers_view()
     }
+
+    fn security(&self) -> Arc<dynkv_security::SecurityState> {
+        self.membership.security()
+    }
+
+    fn change_security(
+        &self,
+        cmd: dynkv_security::Command,
+    ) -> BoxFuture<'static, Result<Arc<dynkv_security::SecurityState>, String>> {
+        let m = self.membership.clone();
+        Box::pin(async move { m.change_security(&cmd).await.map_err(|e| e.to_string()) })
+    }
 }

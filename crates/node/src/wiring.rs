@@ -337,6 +337,9 @@ impl Node {
                 cfg.limits.max_inflight_requests,
             )),
             context_key: self.context_key.clone(),
+            security: Arc::new(dynkv_api::http::auth::SecurityGate::new(
+                crate::config::is_loopback(&cfg.node.listen),
+            )),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! API ([`crate::riak`]) are adapters that translate their protocol's
 //! requests and answers, over the same pieces:
 //!
+//! - [`auth`]: authentication and authorisation (when security is on);
 //! - [`admit`]: the in-flight bulkhead;
 //! - [`observe`]: the tower layer that counts and times every operation
 //!   (`dynkv_http_requests_total{op,status}`,
@@ -18,6 +19,7 @@
 //! [`crate::riak::RiakError`], plain text).
 
 pub mod admit;
+pub mod auth;
 pub mod codec;
 pub mod input;
 pub mod observe;
