@@ -100,6 +100,56 @@ async fn slow_bodies_hold_no_permit_and_get_408() {
     assert_eq!(w.status, StatusCode::NO_CONTENT, "{}", w.text());
 }
 
+/// A chunked body (no declared length) past `max_value_bytes` is cut off
+/// once the limit is passed and answered 413, as a declared one is.
+#[tokio::test]
+async fn bodies_past_the_value_limit_get_413_declared_or_chunked() {
+    const MAX: usize = 1024;
+    let c = Cluster::start(
+        1,
+        ClusterOptions::default()
+            .set("DYNKV__CLUSTER__N_VAL", 1)
+            .set("DYNKV__LIMITS__MAX_VALUE_BYTES", MAX),
+    )
+    .await;
+    let port = c.node(1).port;
+    let big = "x".repeat(2 * MAX);
+    let requests = [
+        format!(
+            "PUT /kv/chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+            big.len()
+        ),
+        format!(
+            "PUT /kv/declared HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
+            big.len()
+        ),
+    ];
+    for req in requests {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        s.write_all(req.as_bytes()).await.unwrap();
+        let (status, body) = answer(s).await;
+        assert_eq!(status, 413, "{body}");
+        assert!(body.contains("value_too_large"), "{body}");
+    }
+    for key in ["chunked", "declared"] {
+        assert_eq!(
+            c.get(1, key, "").await.status,
+            StatusCode::NOT_FOUND,
+            "{key}"
+        );
+    }
+    // Within the limit, chunked is stored.
+    let ok = "PUT /kv/small HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(ok.as_bytes()).await.unwrap();
+    let (status, body) = answer(s).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(
+        c.get(1, "small", "").await.values(),
+        vec!["abc".to_string()]
+    );
+}
+
 async fn riak_put(c: &Cluster, key: &str, headers: &[(String, String)]) -> Reply {
     let mut req = c
         .http

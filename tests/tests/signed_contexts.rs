@@ -166,6 +166,10 @@ async fn forged_altered_and_unsigned_contexts_are_refused_on_both_apis() {
         let (status, body, _) = riak_get(&c, i).await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "r1"), "n{i}");
     }
+    // Every refusal is counted: three kinds, PUT and DELETE, two APIs.
+    let counted = c.metric(1, "dynkv_bad_contexts_total", "").await
+        + c.metric(2, "dynkv_bad_contexts_total", "").await;
+    assert_eq!(counted, 12.0);
 
     // A token issued by node 1 is accepted by node 2: the write supersedes
     // what was read, leaving one value.

@@ -187,7 +187,11 @@ impl FromRequestParts<AppState> for Context {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Context, ApiError> {
-        parse_context(&parts.headers, &state.context_key).map(Context)
+        parse_context(&parts.headers, &state.context_key)
+            .inspect_err(|_| {
+                state.metrics.bad_contexts.inc();
+            })
+            .map(Context)
     }
 }
 

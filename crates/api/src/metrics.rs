@@ -42,6 +42,9 @@ pub struct HttpMetrics {
     pub overloaded: Counter,
     /// Requests answered 408 because the body did not arrive in time.
     pub body_timeouts: Counter,
+    /// Context tokens refused (forged, altered, unsigned or malformed): a
+    /// rise means a client forging contexts or holding pre-upgrade tokens.
+    pub bad_contexts: Counter,
     /// Writes refused for metadata past a `limits` bound, by limit name.
     pub metadata_refused: Family<LimitLabels, Counter>,
     /// Requests refused by security, by reason.
@@ -65,6 +68,7 @@ impl Default for HttpMetrics {
             unauthorized: Counter::default(),
             overloaded: Counter::default(),
             body_timeouts: Counter::default(),
+            bad_contexts: Counter::default(),
             metadata_refused: Family::default(),
             auth_failures: Family::default(),
         }
@@ -93,6 +97,11 @@ impl HttpMetrics {
             "dynkv_body_timeouts",
             "Requests answered 408 because the body did not arrive within limits.body_read_timeout",
             self.body_timeouts.clone(),
+        );
+        registry.register(
+            "dynkv_bad_contexts",
+            "Context tokens refused with bad_context: forged, altered, unsigned or malformed",
+            self.bad_contexts.clone(),
         );
         registry.register(
             "dynkv_metadata_refused",

@@ -48,7 +48,7 @@ pub const MAX_ACTOR_LEN: usize = 255;
 /// The key context tokens are signed with. Every node of a cluster holds
 /// the same one (derived from the cluster secret), so a token issued by
 /// one node is accepted by all, across restarts. Kept out of `Debug`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ContextKey([u8; 32]);
 
 impl ContextKey {

@@ -572,7 +572,11 @@ async fn store(
     input::check_metadata(&state.limits, &content_type, &meta).inspect_err(|e| {
         state.metrics.metadata_refused(e.limit);
     })?;
-    let context = parse_vclock(headers, &state.context_key)?.unwrap_or_default();
+    let context = parse_vclock(headers, &state.context_key)
+        .inspect_err(|_| {
+            state.metrics.bad_contexts.inc();
+        })?
+        .unwrap_or_default();
     let returnbody = q.flag_or_default("returnbody")?.unwrap_or(false);
     let props = riak.props(state, &t.bucket).await?;
     let n = bucket_n(state, &props);
@@ -658,7 +662,10 @@ pub async fn delete(
     let n = bucket_n(&state, &props);
     let wp = write_params(&state, &props, &q, n, true)?;
     let key = Bytes::from(t.internal_key());
-    let context = match parse_vclock(&headers, &state.context_key)? {
+    let vclock = parse_vclock(&headers, &state.context_key).inspect_err(|_| {
+        state.metrics.bad_contexts.inc();
+    })?;
+    let context = match vclock {
         Some(c) => c,
         None => {
             // Riak deletes what a read finds, and 404s when there is nothing.
