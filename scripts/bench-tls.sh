@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures the public listener over plain HTTP and over HTTPS with each TLS
 # engine: keep-alive requests/s and node CPU per request (wrk on GET /health),
-# then new TLS handshakes/s (openssl s_time, a full handshake per connection).
+# then new TLS handshakes/s and node CPU per handshake (openssl s_time, one
+# client, a full handshake per connection).
 # One node at a time on loopback, with a throwaway RSA-2048 certificate.
 #
 #   scripts/bench-tls.sh [DURATION_S] [CONNECTIONS]
@@ -43,12 +44,19 @@ run() { # name scheme engine
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   local us_per_req
   us_per_req=$(awk -v a="$t0" -v b="$t1" -v r="$reqs" -v hz="$TICKS" 'BEGIN {printf "%.1f", (b - a) / hz * 1e6 / r}')
-  local hs="-"
+  local hs="-" hs_cpu="-"
   if [ "$scheme" = https ]; then
-    hs=$(openssl s_time -connect 127.0.0.1:$PORT -new -time "$DUR" 2>/dev/null |
-      awk '/connections in .* real seconds/ {printf "%.0f", $1 / $(NF-4)}')
+    # One client, one full handshake per connection, back to back.
+    t0=$(cpu_ticks $PID)
+    local n
+    n=$(openssl s_time -connect 127.0.0.1:$PORT -new -time "$DUR" 2>/dev/null |
+      awk '/connections in .* real seconds/ {print $1}')
+    t1=$(cpu_ticks $PID)
+    hs=$(awk -v n="$n" -v d="$DUR" 'BEGIN {printf "%.0f", n / d}')
+    hs_cpu=$(awk -v a="$t0" -v b="$t1" -v n="$n" -v hz="$TICKS" 'BEGIN {printf "%.0f", (b - a) / hz * 1e6 / n}')
   fi
-  printf '%-16s %10s req/s %8s us CPU/req %8s handshakes/s\n' "$name" "$rps" "$us_per_req" "$hs"
+  printf '%-8s %9s req/s %6s us CPU/req %6s handshakes/s %6s us CPU/handshake\n' \
+    "$name" "$rps" "$us_per_req" "$hs" "$hs_cpu"
   kill -TERM $PID
   wait $PID || true
 }

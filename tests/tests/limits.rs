@@ -2,7 +2,8 @@
 //! trickling its headers is dropped after `node.header_read_timeout`, and
 //! connections past `node.max_connections` are closed at once, while a
 //! client that behaves keeps being served and the node's memory stays
-//! bounded. Small caps and timeouts keep the tests short.
+//! bounded. Small caps and timeouts keep the tests short. On SIGTERM the
+//! listener stops accepting and a request in flight still completes.
 
 use std::time::{Duration, Instant};
 
@@ -150,4 +151,49 @@ async fn idle_connections_past_the_cap_are_closed_and_served_clients_are_not_har
         rss_after < rss_before + 64 * 1024,
         "node RSS grew from {rss_before} KiB to {rss_after} KiB under {FLOOD} idle connections"
     );
+}
+
+#[tokio::test]
+async fn on_sigterm_new_connections_are_refused_and_a_request_in_flight_completes() {
+    let opts = ClusterOptions {
+        n_val: 1,
+        ..ClusterOptions::default()
+    };
+    let mut c = Cluster::start(1, opts).await;
+    let port = c.nodes[0].port;
+    let pid = c.nodes[0].pid().unwrap();
+    // A write whose body is half sent when the node is told to stop.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(b"PUT /kv/inflight HTTP/1.1\r\nHost: dynkv\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nhello")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let refused = poll(Duration::from_secs(10), || async {
+        TcpStream::connect(("127.0.0.1", port)).await.is_err()
+    })
+    .await;
+    assert!(refused, "the stopping node still accepts connections");
+    s.write_all(b"world").await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut answer))
+        .await
+        .expect("the connection is closed after its answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 204"),
+        "the request in flight was not completed: {answer}"
+    );
+    // The write is durable: the node comes back with it.
+    c.stop(1);
+    c.restart(1).await;
+    let g = c.get(1, "inflight", "").await;
+    assert_eq!(g.status, StatusCode::OK);
+    assert_eq!(g.text(), "helloworld");
 }

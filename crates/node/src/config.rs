@@ -1024,6 +1024,37 @@ mod tests {
     }
 
     #[test]
+    fn listener_limits_and_tls_settings_are_checked() {
+        let c = defaults();
+        assert_eq!(c.node.max_connections, 4096);
+        assert_eq!(c.node.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.node.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.node.tls_engine, TlsEngine::Rustls);
+        assert!(c.node.tls_cert.is_empty(), "plain HTTP by default");
+        let mut c = defaults();
+        c.node.max_connections = 0;
+        assert!(c.validate().is_err());
+        let mut c = defaults();
+        c.node.header_read_timeout = Duration::ZERO;
+        assert!(c.validate().is_err());
+        let mut c = defaults();
+        c.node.tls_cert = "cert.pem".into();
+        assert!(c.validate().is_err(), "a certificate without a key");
+        c.node.tls_key = "key.pem".into();
+        assert!(c.validate().is_ok());
+        c.node.tls_min_version = "1.1".into();
+        assert!(c.validate().is_err(), "TLS 1.1 is not offered");
+        c.node.tls_min_version = "1.2".into();
+        c.node.tls_ciphers = "AES128-SHA".into();
+        assert!(
+            c.validate().is_err(),
+            "a cipher string needs the openssl engine"
+        );
+        c.node.tls_engine = TlsEngine::Openssl;
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
     fn a_lone_node_off_loopback_needs_a_secret() {
         let mut c = defaults();
         assert!(c.secret().is_ok(), "a lone loopback node runs without one");
