@@ -484,8 +484,11 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
     ) {
         return security(&a).await;
     }
+    let has_credentials = a.node.auth_user.is_some() || a.node.auth_token.is_some();
     let token = match a.admin_token() {
-        Ok(t) => t,
+        Ok(t) => Some(t),
+        // A user holding dynkv.admin may stand in for the secret.
+        Err(_) if has_credentials => None,
         Err(e) => return fail(e),
     };
     let base = a.node.node.trim_end_matches('/').to_string();
@@ -506,11 +509,11 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
         | AdminCommand::Security(_)
         | AdminCommand::Token(_) => http.get(format!("{base}/admin/members")),
     };
-    match req
-        .header(dynkv_api::ADMIN_TOKEN_HEADER, token)
-        .send()
-        .await
-    {
+    let req = match token {
+        Some(t) => req.header(dynkv_api::ADMIN_TOKEN_HEADER, t),
+        None => a.node.authorize(req),
+    };
+    match req.send().await {
         Ok(resp) if resp.status().is_success() => {
             let v: serde_json::Value = resp.json().await.unwrap_or_default();
             match a.command {
@@ -552,10 +555,11 @@ async fn security(a: &AdminArgs) -> ExitCode {
         Some(v) => http.post(format!("{base}/admin/security/{v}")).json(&body),
         None => http.get(format!("{base}/admin/security")),
     };
-    match (&a.node.auth_user, a.admin_token()) {
-        (Some(_), _) => req = a.node.authorize(req),
-        (None, Ok(t)) => req = req.header(dynkv_api::ADMIN_TOKEN_HEADER, t),
-        (None, Err(e)) => {
+    let has_credentials = a.node.auth_user.is_some() || a.node.auth_token.is_some();
+    match (has_credentials, a.admin_token()) {
+        (true, _) => req = a.node.authorize(req),
+        (false, Ok(t)) => req = req.header(dynkv_api::ADMIN_TOKEN_HEADER, t),
+        (false, Err(e)) => {
             return fail(format!(
                 "{e} (or --auth-user and --auth-password of a user holding dynkv.admin)"
             ));
