@@ -27,8 +27,8 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
@@ -175,12 +175,15 @@ pub async fn serve(
             if let Some(stream) = stream {
                 let busy = Arc::new(AtomicUsize::new(0));
                 let io = IdleTimeout::new(stream, limits.idle_timeout, busy.clone());
-                let conn = http.serve_connection(TokioIo::new(io), Handler {
-                    router,
-                    busy,
-                    peer,
-                    tls: is_tls,
-                });
+                let conn = http.serve_connection(
+                    TokioIo::new(io),
+                    Handler {
+                        router,
+                        busy,
+                        peer,
+                        tls: is_tls,
+                    },
+                );
                 if let Err(e) = watcher.watch(conn).await {
                     debug!(error = %e, "connection ended");
                 }
