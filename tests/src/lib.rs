@@ -177,12 +177,24 @@ impl Node {
         // are never free for someone else in between; on a restart it binds
         // the same ports again (the old process is gone, and the sockets
         // have SO_REUSEADDR, so connections in TIME_WAIT do not block it).
+        // A restart with `DYNKV__NODE__LISTEN` set binds the public port on
+        // that address instead (e.g. 0.0.0.0, to be reached off loopback).
+        let http_host = self
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "DYNKV__NODE__LISTEN")
+            .and_then(|(_, v)| v.rsplit_once(':').map(|(h, _)| h.to_string()))
+            .unwrap_or_else(|| "127.0.0.1".to_string());
         let (http, cluster) = self.held.take().unwrap_or_else(|| {
-            let bind = |port| {
-                std::net::TcpListener::bind(("127.0.0.1", port))
+            let bind = |host: &str, port| {
+                std::net::TcpListener::bind((host, port))
                     .unwrap_or_else(|e| panic!("{}: cannot bind port {port} again: {e}", self.id))
             };
-            (bind(self.port), bind(self.cluster_port))
+            (
+                bind(&http_host, self.port),
+                bind("127.0.0.1", self.cluster_port),
+            )
         });
         pass_listeners(&mut cmd, http, cluster);
         self.child = Some(cmd.spawn().expect("spawn dynkv"));

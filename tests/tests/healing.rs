@@ -138,15 +138,21 @@ async fn siblings_on_different_replicas_are_repaired_as_a_full_set() {
             .set("DYNKV__HANDOFF__ENABLED", "false"),
     )
     .await;
-    // "a" reaches only n1; "b" reaches only n2 and n3.
+    // "a" reaches only n1; "b" reaches only n2 and n3. A coordinator keeps
+    // trying a replica that did not answer until the request deadline
+    // (2 s in test clusters), so a killed node is restarted only after it:
+    // sooner, the write would still reach it.
+    let past_deadline = Duration::from_millis(2500);
     c.kill(2);
     c.kill(3);
     assert!(c.put(1, "pair", "a", "w=1", None).await.status.is_success());
+    tokio::time::sleep(past_deadline).await;
     c.restart(2).await;
     c.restart(3).await;
     c.kill(1);
     let b = c.put(2, "pair", "b", "w=2", None).await;
     assert!(b.status.is_success(), "{}", b.text());
+    tokio::time::sleep(past_deadline).await;
     c.restart(1).await;
     c.wait_sees_all_up(1).await;
     assert_eq!(c.local_values(1, "pair").await, vec!["a"]);
