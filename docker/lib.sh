@@ -2,7 +2,7 @@
 # scripts/kill.sh, scripts/demo-*.sh, scripts/e2e-docker.sh). Sourced, not run.
 #
 # Node nI runs in container dynkv-nI (docker-compose.yml) and answers on the
-# host at http://127.0.0.1:(8080+I). Inside the cluster network it serves its
+# host at https://127.0.0.1:(8080+I) (TLS, security on: see curl_setup). Inside the cluster network it serves its
 # public API on port 7070 and the internode protocol on its cluster port 7170
 # (encrypted, authenticated with the cluster secret, never published on the
 # host). JSON is read with python3, which every machine with docker-compose
@@ -23,7 +23,26 @@ cluster_nodes() {
 }
 container() { echo "dynkv-$1"; }
 node_port() { echo $((8080 + ${1#n})); }
-node_url() { echo "http://127.0.0.1:$(node_port "$1")"; }
+node_url() { echo "https://127.0.0.1:$(node_port "$1")"; }
+
+# The nodes speak only TLS, with certificates from the cluster's own CA,
+# and security is on (docker-compose.yml's `secret` and `security`
+# services). Every curl these scripts run from the host reads its CA file
+# and the demo user's credentials from $CURL_HOME/.curlrc, which
+# curl_setup writes; `curl -q` ignores it (a request without credentials).
+DEMO_USER="${DYNKV_DEMO_USER:-demo}" DEMO_PASSWORD="${DYNKV_DEMO_PASSWORD:-demo-password}"
+CURL_HOME="${DYNKV_DOCKER_DIR:-${TMPDIR:-/tmp}/dynkv-docker-$(id -u)}"
+DOCKER_CA="$CURL_HOME/ca.pem"
+export CURL_HOME DOCKER_CA
+
+# curl_setup: copies the cluster's CA out of n1 and writes the .curlrc.
+curl_setup() {
+  mkdir -p "$CURL_HOME"
+  docker cp "$(container n1):/secrets/ca.pem" "$DOCKER_CA.tmp" >/dev/null 2>&1 || return 1
+  mv "$DOCKER_CA.tmp" "$DOCKER_CA"
+  printf 'cacert = "%s"\nuser = "%s:%s"\n' "$DOCKER_CA" "$DEMO_USER" "$DEMO_PASSWORD" >"$CURL_HOME/.curlrc"
+}
+if docker inspect "$(container n1)" >/dev/null 2>&1; then curl_setup || true; fi
 
 # Is node nI's container running?
 node_running() {
@@ -202,11 +221,21 @@ preference_list() {
 cluster_ready() {
   local n
   [ -n "$(cluster_nodes)" ] || fail "no dynkv-nI containers: start the cluster first (docker-compose up -d)"
+  curl_setup || fail "cannot copy the cluster's CA out of $(container n1)"
+  wait_for "${1:-30}" "security is on (the one-shot security service)" security_on ||
+    fail "security did not come on: docker logs dynkv-security"
   for n in $(cluster_nodes); do
     node_running "$n" || fail "$n is not running (scripts/kill.sh --restart $n)"
   done
   wait_for "${1:-30}" "every node answers and sees every other node up" all_see_all ||
     fail "the cluster is not whole: $(for n in $(cluster_nodes); do printf '%s sees [%s] ' "$n" "$(up_view "$n")"; done)"
+}
+
+# security_on: n1 refuses a request without credentials (401) and serves
+# the demo user.
+security_on() {
+  [ "$(curl -q -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$DOCKER_CA" "$(node_url n1)/admin/cluster")" = 401 ] &&
+    curl -fsS --max-time 2 -o /dev/null "$(node_url n1)/admin/cluster"
 }
 
 # require_fresh_key KEY NODE...: the demos tell a story that starts from a

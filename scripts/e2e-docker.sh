@@ -110,8 +110,20 @@ for n in n1 n2 n3 n4 n5; do
   docker port "$(container "$n")" "$NODE_PORT" >/dev/null 2>&1 || fail "$n's public port $NODE_PORT is not published"
 done
 say "ok: only the public port $NODE_PORT of each node is published"
-code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 -H 'x-dynkv-token: wrong' "$(node_url n1)/admin/members")
+code=$(curl -q -s -o /dev/null -w '%{http_code}' --max-time 3 --cacert "$DOCKER_CA" -H 'x-dynkv-token: wrong' "$(node_url n1)/admin/members")
 check "a membership command with a wrong token is refused" "$code" 401
+
+phase "TLS and security"
+code=$(curl -q -s -o /dev/null -w '%{http_code}' --max-time 3 "http://127.0.0.1:$(node_port n1)/health" || true)
+check "plain HTTP to the public port gets no answer (it speaks only TLS)" "$code" 000
+code=$(curl -q -s -o /dev/null -w '%{http_code}' --max-time 3 "$(node_url n1)/health" || true)
+check "a client that does not trust the cluster's CA gets no answer" "$code" 000
+code=$(curl -q -s -o /dev/null -w '%{http_code}' --max-time 3 --cacert "$DOCKER_CA" "$(node_url n2)/kv/e2e-security")
+check "a read without credentials is refused" "$code" 401
+code=$(curl -q -s -o /dev/null -w '%{http_code}' --max-time 3 --cacert "$DOCKER_CA" -u "$DEMO_USER:wrong" "$(node_url n3)/kv/e2e-security")
+check "a read with a wrong password is refused" "$code" 401
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$(node_url n4)/kv/e2e-security")
+check "the demo user reads (nothing there yet)" "$code" 404
 docker exec "$(container n1)" dynkv admin members >"$LOG_DIR/members" 2>&1 ||
   { cat "$LOG_DIR/members" >&2; fail "'dynkv admin members' with the cluster secret failed"; }
 say "ok: 'dynkv admin members' with the cluster secret works"
@@ -121,7 +133,7 @@ phase "partition script"
 # connection to node TO's public port (an HTTP health check) or its cluster
 # port (a TCP connect) on the cluster network?
 reach_public() {
-  docker exec "$(container "$1")" curl -fsS --max-time 1 -o /dev/null "http://$2:$NODE_PORT/health" 2>/dev/null
+  docker exec "$(container "$1")" curl -fsS --max-time 1 --cacert /secrets/ca.pem -o /dev/null "https://$2:$NODE_PORT/health" 2>/dev/null
 }
 reach_cluster() {
   docker exec "$(container "$1")" timeout 1 bash -c "exec 3<>/dev/tcp/$2/$CLUSTER_PORT" 2>/dev/null

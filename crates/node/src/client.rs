@@ -448,6 +448,21 @@ pub enum AdminCommand {
     Members,
     /// Print a new random cluster secret (hex) for `cluster.secret_file`.
     Secret,
+    /// Make a private CA and a node certificate for the public listeners
+    /// (`node.tls_cert`, `node.tls_key`): writes ca.pem (what clients
+    /// trust), node.pem and node.key into --dir. The CA key is not kept.
+    Certs {
+        /// Directory to write into.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// Names and addresses the node certificate is valid for,
+        /// comma-separated (e.g. n1,n2,localhost,127.0.0.1).
+        #[arg(long, value_delimiter = ',', required = true)]
+        hosts: Vec<String>,
+        /// Days the certificates stay valid.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
     /// Compact the store of the node given by --node (its objects and
     /// digests), so the space of deleted keys and reaped tombstones comes
     /// back now. Rewrites the node's live data: run it node by node.
@@ -474,6 +489,19 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
     if let AdminCommand::Secret = a.command {
         println!("{}", dynkv_rpc::ClusterSecret::generate().to_hex());
         return ExitCode::SUCCESS;
+    }
+    if let AdminCommand::Certs { dir, hosts, days } = &a.command {
+        return match crate::certs::write(dir, hosts, *days) {
+            Ok(()) => {
+                println!(
+                    "wrote {} into {}",
+                    crate::certs::FILES.join(", "),
+                    dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        };
     }
     if let AdminCommand::Workers { json } = a.command {
         return workers(&a.node, json).await;
@@ -505,6 +533,7 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
         AdminCommand::Compact => http.post(format!("{base}/admin/compact")),
         AdminCommand::Members
         | AdminCommand::Secret
+        | AdminCommand::Certs { .. }
         | AdminCommand::Workers { .. }
         | AdminCommand::Security(_)
         | AdminCommand::Token(_) => http.get(format!("{base}/admin/members")),

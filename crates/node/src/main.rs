@@ -19,6 +19,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod certs;
 mod client;
 mod config;
 mod listener;
