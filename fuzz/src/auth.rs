@@ -11,7 +11,10 @@ pub fn auth_header(data: &[u8]) {
     let Ok(c) = parse_authorization(data) else {
         return;
     };
-    assert!(data.len() <= MAX_AUTHORIZATION_BYTES, "an over-long header parsed");
+    assert!(
+        data.len() <= MAX_AUTHORIZATION_BYTES,
+        "an over-long header parsed"
+    );
     match &c {
         Credentials::Basic { user, password } => {
             assert!(!user.contains(':'), "the user name ends at the first colon");

@@ -4,6 +4,9 @@
 //! libFuzzer or a nightly toolchain in CI.
 
 #[allow(dead_code)]
+#[path = "../../../fuzz/src/auth.rs"]
+mod auth;
+#[allow(dead_code)]
 #[path = "../../../fuzz/src/checks.rs"]
 mod checks;
 #[allow(dead_code)]
@@ -40,6 +43,11 @@ fn replay(target: &str, check: impl Fn(&[u8])) {
 #[test]
 fn context_token_inputs() {
     replay("context_token", checks::context_token);
+}
+
+#[test]
+fn auth_header_inputs() {
+    replay("auth_header", auth::auth_header);
 }
 
 #[test]
