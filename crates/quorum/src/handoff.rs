@@ -311,51 +311,14 @@ async fn deliver(coord: &Arc<Coordinator>, hint: Hint) -> (NodeId, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CoordinatorConfig;
     use crate::metrics::ReasonLabels;
-    use crate::{CoordinatorConfig, QuorumMetrics};
-    use dynkv_ring::Ring;
+    use crate::sim_nodes::{SimNodes as Nodes, dispatcher};
     use dynkv_rpc::messages::StoreHint;
-    use dynkv_rpc::sim::SimNetwork;
-    use dynkv_rpc::{Dispatcher, PeerHealth, RemoteError, RpcError};
-    use dynkv_storage::{Store, StoreConfig};
+    use dynkv_rpc::{RemoteError, RpcError};
     use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
 
-    /// Nodes n1..n3 over a simulated network, each with its own RocksDB.
-    struct Nodes {
-        net: SimNetwork,
-        nodes: Vec<Arc<Coordinator>>,
-        _dirs: Vec<tempfile::TempDir>,
-    }
-
     impl Nodes {
-        fn start(config: CoordinatorConfig) -> Nodes {
-            let ids: Vec<NodeId> = (1..=3).map(|i| NodeId::from(format!("n{i}"))).collect();
-            let ring = Ring::new(ids.clone(), 16).unwrap();
-            let net = SimNetwork::new();
-            let (mut nodes, mut dirs) = (Vec::new(), Vec::new());
-            for id in &ids {
-                let dir = tempfile::tempdir().unwrap();
-                let store = Arc::new(Store::open(&StoreConfig::new(dir.path()), None).unwrap());
-                let c = Coordinator::new(
-                    id.clone(),
-                    ring.clone(),
-                    store,
-                    Arc::new(net.transport(id.clone())),
-                    Arc::new(PeerHealth::new(id.clone(), ids.clone(), 1)),
-                    config.clone(),
-                    Arc::new(QuorumMetrics::default()),
-                );
-                net.register(id.clone(), dispatcher(&c));
-                nodes.push(c);
-                dirs.push(dir);
-            }
-            Nodes {
-                net,
-                nodes,
-                _dirs: dirs,
-            }
-        }
-
         /// n3 goes down, and n1 (the fallback) knows it.
         fn crash_n3(&self) {
             self.net.crash("n3");
@@ -386,12 +349,6 @@ mod tests {
         fn fallback(&self) -> &Arc<Coordinator> {
             &self.nodes[0]
         }
-    }
-
-    fn dispatcher(c: &Arc<Coordinator>) -> Arc<Dispatcher> {
-        let mut d = Dispatcher::new();
-        c.register(&mut d);
-        Arc::new(d)
     }
 
     /// A blind write of `value` by an actor of its own, so that two

@@ -61,6 +61,8 @@ pub mod idempotency;
 mod local_write;
 mod metrics;
 pub mod reaper;
+#[cfg(test)]
+mod sim_nodes;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

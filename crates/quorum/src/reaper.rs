@@ -903,55 +903,12 @@ mod tests {
     /// each is a primary of every key), each with its own RocksDB.
     mod protocol {
         use super::*;
-        use crate::{CoordinatorConfig, QuorumMetrics, ReadOptions};
-        use dynkv_ring::Ring;
+        use crate::sim_nodes::{SimNodes as Nodes, dispatcher};
+        use crate::{CoordinatorConfig, ReadOptions};
         use dynkv_rpc::messages::{Quorum, StoreHint, WriteRequest};
-        use dynkv_rpc::sim::SimNetwork;
-        use dynkv_rpc::{Dispatcher, PeerHealth};
-        use dynkv_storage::{Store, StoreConfig};
         use dynkv_vclock::{Content, DvvSet, VersionVector};
 
-        struct Nodes {
-            net: SimNetwork,
-            nodes: Vec<Arc<Coordinator>>,
-            _dirs: Vec<tempfile::TempDir>,
-        }
-
-        fn dispatcher(c: &Arc<Coordinator>) -> Arc<Dispatcher> {
-            let mut d = Dispatcher::new();
-            c.register(&mut d);
-            Arc::new(d)
-        }
-
         impl Nodes {
-            fn start() -> Nodes {
-                let ids: Vec<NodeId> = (1..=3).map(|i| NodeId::from(format!("n{i}"))).collect();
-                let ring = Ring::new(ids.clone(), 16).unwrap();
-                let net = SimNetwork::new();
-                let (mut nodes, mut dirs) = (Vec::new(), Vec::new());
-                for id in &ids {
-                    let dir = tempfile::tempdir().unwrap();
-                    let store = Arc::new(Store::open(&StoreConfig::new(dir.path()), None).unwrap());
-                    let c = Coordinator::new(
-                        id.clone(),
-                        ring.clone(),
-                        store,
-                        Arc::new(net.transport(id.clone())),
-                        Arc::new(PeerHealth::new(id.clone(), ids.clone(), 1)),
-                        CoordinatorConfig::default(),
-                        Arc::new(QuorumMetrics::default()),
-                    );
-                    net.register(id.clone(), dispatcher(&c));
-                    nodes.push(c);
-                    dirs.push(dir);
-                }
-                Nodes {
-                    net,
-                    nodes,
-                    _dirs: dirs,
-                }
-            }
-
             fn node(&self, i: usize) -> &Arc<Coordinator> {
                 &self.nodes[i - 1]
             }
@@ -1050,7 +1007,7 @@ mod tests {
 
         #[tokio::test]
         async fn a_tombstone_on_every_primary_is_reaped_and_later_writes_are_never_lost() {
-            let nodes = Nodes::start();
+            let nodes = Nodes::start(CoordinatorConfig::default());
             let key = "gone";
             let v1 = nodes.write(1, key, value("v1")).await;
             // A delete of v1, and concurrent blind deletes through the other
@@ -1106,7 +1063,7 @@ mod tests {
 
         #[tokio::test]
         async fn a_primary_down_blocks_reaping_until_it_holds_the_tombstone() {
-            let nodes = Nodes::start();
+            let nodes = Nodes::start(CoordinatorConfig::default());
             let key = (0..100)
                 .map(|i| format!("k{i}"))
                 .find(|k| nodes.driver(k) == 1)
@@ -1161,7 +1118,7 @@ mod tests {
 
         #[tokio::test]
         async fn a_hint_anywhere_blocks_reaping() {
-            let nodes = Nodes::start();
+            let nodes = Nodes::start(CoordinatorConfig::default());
             let key = "hinted";
             nodes.write(1, key, Content::tombstone(0)).await;
             let d = nodes.driver(key);
@@ -1204,7 +1161,7 @@ mod tests {
 
         #[tokio::test]
         async fn reaping_waits_for_a_second_confirmation_after_the_settle() {
-            let nodes = Nodes::start();
+            let nodes = Nodes::start(CoordinatorConfig::default());
             let key = "settle";
             nodes.write(2, key, Content::tombstone(0)).await;
             let config = ReaperConfig {
