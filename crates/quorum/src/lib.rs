@@ -852,6 +852,21 @@ impl Coordinator {
         )))
     }
 
+    /// Whether a local write step replayed an earlier attempt; a refusal
+    /// is counted by its code and returned.
+    fn applied(&self, step: local_write::Step) -> Result<bool, QuorumError> {
+        match step {
+            local_write::Step::Applied { replayed } => Ok(replayed),
+            local_write::Step::Refused(e) => {
+                self.metrics
+                    .writes_refused
+                    .get_or_create(&metrics::OutcomeLabels { outcome: e.code() })
+                    .inc();
+                Err(e)
+            }
+        }
+    }
+
     /// Coordinates a sloppy write on this node as a fallback: numbers it
     /// from the hints held here for the key (and the counter floor), keeps
     /// it as a hint for every primary, and hints the other primaries'
@@ -904,16 +919,7 @@ impl Coordinator {
             max_object_bytes: self.config.max_object_bytes,
         };
         let (next, step) = local_write::apply(held, &write, now_micros());
-        let replayed = match step {
-            local_write::Step::Applied { replayed } => replayed,
-            local_write::Step::Refused(e) => {
-                self.metrics
-                    .writes_refused
-                    .get_or_create(&metrics::OutcomeLabels { outcome: e.code() })
-                    .inc();
-                return Err(e);
-            }
-        };
+        let replayed = self.applied(step)?;
         let Some(object) = next else {
             return Err(QuorumError::Storage("the write left no object".into()));
         };
@@ -1047,16 +1053,7 @@ impl Coordinator {
                 Ok((u, step.expect("the update ran")))
             })
             .await?;
-        let replayed = match step {
-            local_write::Step::Applied { replayed } => replayed,
-            local_write::Step::Refused(e) => {
-                self.metrics
-                    .writes_refused
-                    .get_or_create(&metrics::OutcomeLabels { outcome: e.code() })
-                    .inc();
-                return Err(e);
-            }
-        };
+        let replayed = self.applied(step)?;
         let Some(object) = updated.object else {
             return Err(QuorumError::Storage("the write left no object".into()));
         };
