@@ -23,6 +23,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use bytes::BytesMut;
 use http_body_util::BodyExt;
 
 use crate::AppState;
@@ -50,21 +51,36 @@ enum Read {
 /// Reads the body into memory, stopping once it passes `limit` bytes.
 async fn read_body(body: Body, limit: usize) -> Read {
     let mut body = body;
-    let mut buf = Vec::new();
+    // Most bodies arrive as one frame: that frame is kept as it is, and
+    // bytes are copied only when a second frame has to be appended.
+    let mut first: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(frame) => {
-                if let Ok(data) = frame.into_data() {
-                    buf.extend_from_slice(&data);
-                    if buf.len() > limit {
-                        return Read::TooLarge(buf.into());
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                match first.take() {
+                    None if buf.is_empty() => first = Some(data),
+                    held => {
+                        if let Some(held) = held {
+                            let hint = axum::body::HttpBody::size_hint(&body).lower() as usize;
+                            buf.reserve((held.len() + data.len() + hint).min(limit + 1));
+                            buf.extend_from_slice(&held);
+                        }
+                        buf.extend_from_slice(&data);
                     }
+                }
+                let len = first.as_ref().map_or(buf.len(), Bytes::len);
+                if len > limit {
+                    return Read::TooLarge(first.unwrap_or_else(|| buf.freeze()));
                 }
             }
             Err(e) => return Read::Failed(e),
         }
     }
-    Read::Whole(buf.into())
+    Read::Whole(first.unwrap_or_else(|| buf.freeze()))
 }
 
 /// Reads the request body within the body-read deadline, then runs the
@@ -107,6 +123,39 @@ pub async fn admit(
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunked(parts: &[&'static [u8]]) -> Body {
+        let frames: Vec<Result<Bytes, std::io::Error>> =
+            parts.iter().map(|p| Ok(Bytes::from_static(p))).collect();
+        Body::from_stream(futures::stream::iter(frames))
+    }
+
+    #[tokio::test]
+    async fn one_frame_and_many_frames_read_the_same_bytes() {
+        let cases: [&[&'static [u8]]; 2] = [&[b"hello world"], &[b"hel", b"lo ", b"world"]];
+        for parts in cases {
+            match read_body(chunked(parts), 64).await {
+                Read::Whole(b) => assert_eq!(&b[..], b"hello world"),
+                _ => panic!("{parts:?} not read whole"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_is_cut_short_as_too_large() {
+        let cases: [&[&'static [u8]]; 2] = [&[b"0123456789"], &[b"0123", b"4567", b"89"]];
+        for parts in cases {
+            match read_body(chunked(parts), 6).await {
+                Read::TooLarge(b) => assert!(b.len() > 6 && b"0123456789".starts_with(&b)),
+                _ => panic!("{parts:?} not refused"),
+            }
         }
     }
 }
