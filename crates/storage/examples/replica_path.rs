@@ -92,14 +92,19 @@ impl BenchKey {
 }
 
 /// Version `counter` of a key as its coordinator writes it: one value with
-/// the dot (`ACTOR`, counter), superseding every earlier version.
-fn version(counter: u64, fill: u8) -> Object {
+/// the dot (`ACTOR`, counter), superseding every earlier version. The value
+/// is pseudo-random bytes drawn from `seed`, so it does not compress.
+fn version(counter: u64, seed: u64) -> Object {
     let context = VersionVector::from_pairs([(ACTOR.to_string(), counter.saturating_sub(1))]);
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let value: Vec<u8> = (0..VALUE_BYTES / 8)
+        .flat_map(|_| rng.next().to_le_bytes())
+        .collect();
     DvvSet::update(
         &context,
         &Object::new(),
         ACTOR,
-        Content::value(vec![fill; VALUE_BYTES], "application/octet-stream", counter),
+        Content::value(value, "application/octet-stream", counter),
     )
 }
 
@@ -142,7 +147,7 @@ fn run_mix(store: &Store, versions: &[AtomicU64], ops: u64, seed: u64) -> Tally 
             t.gets += 1;
         } else {
             let counter = versions[i as usize].fetch_add(1, Ordering::Relaxed) + 1;
-            let incoming = version(counter, counter as u8);
+            let incoming = version(counter, r);
             let started = Instant::now();
             store.merge(&key.key_ref(), &incoming).expect("merge");
             t.merge_time += started.elapsed();
@@ -182,7 +187,7 @@ fn main() {
         for i in 0..keys {
             let key = BenchKey::new(i);
             store
-                .merge(&key.key_ref(), &version(1, i as u8))
+                .merge(&key.key_ref(), &version(1, i))
                 .expect("preload");
         }
         store.flush().expect("flush");
