@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release -p dynkv-storage --example replica_path -- \
 //!     [--keys 10000,100000] [--ops 200000] [--threads 1,2] [--json FILE] [--dir DIR]
+//!     [--object-cache-mb N]
 //! ```
 //!
 //! Prints µs/op and ops/s per kind, per key count and thread count, and
@@ -34,6 +35,7 @@ struct Args {
     threads: Vec<usize>,
     json: Option<PathBuf>,
     dir: Option<PathBuf>,
+    object_cache_mb: Option<u64>,
 }
 
 fn parse_args() -> Args {
@@ -43,6 +45,7 @@ fn parse_args() -> Args {
         threads: vec![1, 2],
         json: None,
         dir: None,
+        object_cache_mb: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,6 +61,7 @@ fn parse_args() -> Args {
             "--threads" => args.threads = list(&value).into_iter().map(|n| n as usize).collect(),
             "--json" => args.json = Some(value.into()),
             "--dir" => args.dir = Some(value.into()),
+            "--object-cache-mb" => args.object_cache_mb = Some(value.parse().expect("a number")),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -181,7 +185,11 @@ fn main() {
                 tmp.path().to_path_buf()
             }
         };
-        let store = Arc::new(Store::open(&StoreConfig::new(&dir), None).expect("open"));
+        let mut config = StoreConfig::new(&dir);
+        if let Some(mb) = args.object_cache_mb {
+            config.object_cache_bytes = mb << 20;
+        }
+        let store = Arc::new(Store::open(&config, None).expect("open"));
         let started = Instant::now();
         let versions: Arc<Vec<AtomicU64>> = Arc::new((0..keys).map(|_| AtomicU64::new(1)).collect());
         for i in 0..keys {
