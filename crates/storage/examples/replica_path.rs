@@ -191,7 +191,8 @@ fn main() {
         }
         let store = Arc::new(Store::open(&config, None).expect("open"));
         let started = Instant::now();
-        let versions: Arc<Vec<AtomicU64>> = Arc::new((0..keys).map(|_| AtomicU64::new(1)).collect());
+        let versions: Arc<Vec<AtomicU64>> =
+            Arc::new((0..keys).map(|_| AtomicU64::new(1)).collect());
         for i in 0..keys {
             let key = BenchKey::new(i);
             store

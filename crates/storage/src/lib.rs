@@ -639,8 +639,12 @@ fn open_db(config: &StoreConfig) -> Result<DB> {
     // runs (anti-entropy leaves, handoff) and get a small one of their own,
     // so a scan never evicts the objects' hot blocks.
     let small_cache_bytes = (config.block_cache_bytes / 8).max(MIN_SMALL_CACHE_BYTES);
-    let objects_cache =
-        Cache::new_lru_cache(config.block_cache_bytes.saturating_sub(small_cache_bytes).max(MIN_SMALL_CACHE_BYTES))?;
+    let objects_cache = Cache::new_lru_cache(
+        config
+            .block_cache_bytes
+            .saturating_sub(small_cache_bytes)
+            .max(MIN_SMALL_CACHE_BYTES),
+    )?;
     let small_cache = Cache::new_lru_cache(small_cache_bytes)?;
     let small_write_buffer = (config.write_buffer_bytes / 4).max(MIN_SMALL_WRITE_BUFFER_BYTES);
 
@@ -800,7 +804,10 @@ impl ObjectCache {
 /// "digests clean" marker is in `meta`); if it is not, rebuilds it from the
 /// objects first. Returns whether the marker is (still) set.
 fn digests_at_open(db: &DB, key_hash: fn(&[u8]) -> u64) -> Result<bool> {
-    if db.get_cf(cf(db, CF_META), META_DIGESTS_CLEAN.as_bytes())?.is_some() {
+    if db
+        .get_cf(cf(db, CF_META), META_DIGESTS_CLEAN.as_bytes())?
+        .is_some()
+    {
         return Ok(true);
     }
     let started = Instant::now();
@@ -836,7 +843,11 @@ fn rebuild_digests(db: &DB, key_hash: fn(&[u8]) -> u64) -> Result<(u64, u64)> {
         let Some(key) = k.get(4..) else { continue };
         match decode_object(&v) {
             Ok(o) => {
-                batch.put_cf(dcf, digest_key(key_hash(key), key), o.digest().to_le_bytes());
+                batch.put_cf(
+                    dcf,
+                    digest_key(key_hash(key), key),
+                    o.digest().to_le_bytes(),
+                );
                 objects += 1;
             }
             Err(e) => {
@@ -1240,8 +1251,7 @@ impl Store {
         if let Some(c) = &self.objects {
             c.set(okey, next.as_ref());
         }
-        self.digests
-            .push(digest_key(key.hash, key.key), new_digest);
+        self.digests.push(digest_key(key.hash, key.key), new_digest);
         if self.uncertain_any.load(Ordering::Acquire) {
             // A later write of the key succeeded: the listener sees it now.
             self.uncertain.lock().remove(key.key);
@@ -1724,8 +1734,13 @@ impl Store {
         if !*clean {
             let mut synced = WriteOptions::default();
             synced.set_sync(true);
-            db.put_cf_opt(cf(&db, CF_META), META_DIGESTS_CLEAN.as_bytes(), [1], &synced)
-                .map_err(|e| self.write_failed(e))?;
+            db.put_cf_opt(
+                cf(&db, CF_META),
+                META_DIGESTS_CLEAN.as_bytes(),
+                [1],
+                &synced,
+            )
+            .map_err(|e| self.write_failed(e))?;
             *clean = true;
         }
         Ok(())

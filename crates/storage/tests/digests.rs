@@ -80,7 +80,8 @@ fn the_digest_index_is_rebuilt_after_an_unclean_shutdown() {
         for (i, k) in names.iter().enumerate() {
             match i % 3 {
                 0 => {
-                    s.merge(&key(k), &obj("n2", &format!("second {i}"))).unwrap();
+                    s.merge(&key(k), &obj("n2", &format!("second {i}")))
+                        .unwrap();
                 }
                 1 => {
                     s.remove(&key(k)).unwrap();
