@@ -1206,7 +1206,9 @@ impl Store {
 
     /// Atomically replaces a key's object by `f(current)` under the key's
     /// lock. Returning `None` removes the key. Writes only if the state
-    /// changed; the digest index is updated in the same batch.
+    /// changed; the key's new digest is queued for the digest index (see
+    /// the crate documentation). The current object is read from the object
+    /// cache when it holds the key.
     pub fn update<F>(&self, key: &KeyRef<'_>, f: F) -> Result<Updated>
     where
         F: FnOnce(Option<Object>) -> Option<Object>,
