@@ -190,3 +190,72 @@ impl WriteListener for TreeSet {
         p.any_dirty.store(true, Ordering::Release);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use dynkv_storage::StoreConfig;
+    use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
+
+    use super::*;
+
+    const PARTITIONS: u32 = 4;
+
+    fn obj(v: &str) -> Object {
+        DvvSet::update(
+            &VersionVector::new(),
+            &Object::new(),
+            "n1",
+            Content::value(v.to_string(), "text/plain", 1),
+        )
+    }
+
+    /// The partition whose hash range holds `hash`.
+    fn partition_of(hash: u64) -> u32 {
+        (0..PARTITIONS)
+            .find(|&p| {
+                let (lo, hi) = TreeShape::partition_range(p, PARTITIONS.trailing_zeros());
+                lo <= hash && hash <= hi
+            })
+            .expect("the partitions cover the hash space")
+    }
+
+    #[test]
+    fn a_refresh_right_after_a_write_sees_its_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let trees = Arc::new(TreeSet::new(PARTITIONS));
+        let listener: Arc<dyn WriteListener> = trees.clone();
+        let store = Store::open(&StoreConfig::new(dir.path()), Some(listener)).unwrap();
+        for p in 0..PARTITIONS {
+            trees.refresh(&store, p).unwrap();
+        }
+        let mut touched = Vec::new();
+        for i in 0..20 {
+            let name = format!("key-{i}").into_bytes();
+            let hash = xxhash_rust::xxh3::xxh3_64(&name);
+            let key = KeyRef {
+                partition: partition_of(hash),
+                hash,
+                key: &name,
+            };
+            let before = trees.hashes(key.partition, 0, &[]);
+            store.merge(&key, &obj(&format!("v{i}"))).unwrap();
+            // At once, well before any background write of the digest.
+            let stats = trees.refresh(&store, key.partition).unwrap();
+            assert!(stats.keys >= 1, "the new key's digest is read");
+            assert_ne!(trees.hashes(key.partition, 0, &[]), before);
+            touched.push(key.partition);
+        }
+        // The trees equal ones built from scratch over the same store.
+        let fresh = TreeSet::new(PARTITIONS);
+        fresh.rebuild_all(&store).unwrap();
+        for p in 0..PARTITIONS {
+            trees.refresh(&store, p).unwrap();
+            for level in 0..3 {
+                assert_eq!(trees.hashes(p, level, &[]), fresh.hashes(p, level, &[]));
+            }
+        }
+        assert!(!touched.is_empty());
+    }
+}

@@ -196,6 +196,8 @@ pub struct StorageSection {
     pub block_cache_mb: usize,
     /// RocksDB memtable size per column family, MiB.
     pub write_buffer_mb: usize,
+    /// Decoded objects kept in memory, MiB (0: no object cache).
+    pub object_cache_mb: u64,
     /// Rate limit of flushes and compactions, MiB/s (0: unlimited).
     pub background_mb_per_sec: u64,
     /// Age of a tombstone before it may be reaped (was

@@ -40,6 +40,8 @@ impl Config {
             block_cache_bytes: self.storage.block_cache_mb << 20,
             write_buffer_bytes: self.storage.write_buffer_mb << 20,
             background_bytes_per_sec: self.storage.background_mb_per_sec << 20,
+            key_hash: dynkv_ring::key_hash,
+            object_cache_bytes: self.storage.object_cache_mb << 20,
         }
     }
 

@@ -10,10 +10,33 @@
 //! | `hints` | owner len (u8) ‖ owner ‖ partition ‖ key | hint format byte ‖ created (unix ms, u64 LE) ‖ encoded [`Object`] | hinted handoff, per target node |
 //! | `meta` | name | bytes | node identity, ring state |
 //!
-//! The object and its digest are written in one `WriteBatch`, so the digest
-//! index never disagrees with the data after a crash, and anti-entropy can
-//! rebuild its trees from the small `digests` family instead of reading
-//! every value.
+//! Anti-entropy rebuilds its trees from the small `digests` family instead
+//! of reading every value.
+//!
+//! ## The digest index, off the write path
+//! A write puts only the object (one memtable insert, one WAL record). Its
+//! new digest goes into an in-memory queue, coalesced per key, that a
+//! background thread writes to `digests` in batches (every 100 ms, or at
+//! once when 4096 keys are queued) with the WAL off. A scan of the index
+//! ([`Store::scan_digests`], [`Store::for_each_digest`], what a Merkle tree
+//! refresh reads) first writes the queue, so it sees every write that
+//! returned before it. The index can therefore lag the objects after a
+//! crash; a `digests_clean` marker in `meta` says when it cannot: it is
+//! written (synced) by [`Store::flush`] once the queue and every memtable
+//! are on disk, and deleted (synced) before the next write that changes a
+//! digest. An open that finds no marker rebuilds the index from the
+//! objects (one scan, hashing each key with [`StoreConfig::key_hash`]), as
+//! Riak's AAE rebuilds its hashtrees after a crash; so does
+//! [`Store::recover`].
+//!
+//! ## Object cache
+//! Decoded objects are kept in a byte-bounded cache
+//! ([`StoreConfig::object_cache_bytes`]) that serves [`Store::get`] and the
+//! read inside [`Store::update`], so a replica applying an object it holds
+//! there reads nothing from RocksDB. It is written through under the key's
+//! lock by every change (a failed write forgets the key), and a read miss
+//! fills it under that lock too, so it never holds a value the `objects`
+//! family does not. Scans read RocksDB. A reopen empties it.
 //!
 //! ## Concurrent writers to one key
 //! Every change to a key is a read-modify-write (`sync` the incoming object
@@ -65,8 +88,9 @@
 //!
 //! ## Observing writes
 //! A [`WriteListener`] sees every digest change (old and new) under the key's
-//! lock, in order: anti-entropy keeps its Merkle trees current from it
-//! without ever rescanning a partition.
+//! lock, in order, once the object is written (its digest may still be
+//! queued; a scan writes the queue first): anti-entropy keeps its Merkle
+//! trees current from it without ever rescanning a partition.
 //!
 //! ## A full disk, and other failed writes
 //! When a write fails with an I/O error, RocksDB stops the database: every
@@ -105,7 +129,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 use dynkv_vclock::{DvvSet, Object, ObjectDecodeError, decode_object, encode_object};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, LogLevel,
     Options, ReadOptions, WriteBatch, WriteOptions,
@@ -140,6 +164,25 @@ const FAILED: u8 = 2;
 /// Number of key-lock stripes: enough that unrelated hot keys rarely
 /// contend, small enough to be a fixed 32 KiB.
 const LOCK_STRIPES: usize = 4096;
+
+/// Least block cache of the small column families (digests, hints, meta).
+const MIN_SMALL_CACHE_BYTES: usize = 8 << 20;
+/// Least memtable of the small column families.
+const MIN_SMALL_WRITE_BUFFER_BYTES: usize = 4 << 20;
+
+/// Bytes added to every cached object's size for its entry, key and
+/// allocations.
+const OBJECT_CACHE_ENTRY_OVERHEAD: usize = 128;
+
+/// Meta key present while the digest index is known to agree with the
+/// objects: written by [`Store::flush`], deleted (synced) before the next
+/// write that changes a digest. Absent at open, the index is rebuilt.
+const META_DIGESTS_CLEAN: &str = "digests_clean";
+/// Most queued digest changes before the flusher is woken early, and the
+/// size of a rebuild's batches.
+const DIGEST_BATCH: usize = 4096;
+/// How often the flusher writes the queued digest changes.
+const DIGEST_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Meta key holding the on-disk layout version, checked at open.
 const META_FORMAT: &str = "storage_format";
@@ -341,6 +384,13 @@ pub struct StoreConfig {
     pub write_buffer_bytes: usize,
     /// Bytes per second flushes and compactions may write (0: unlimited).
     pub background_bytes_per_sec: u64,
+    /// The ring's hash of a key ([`KeyRef::hash`]): the store needs it only
+    /// to rebuild the digest index from the objects after an unclean
+    /// shutdown (the `objects` family does not keep the hash).
+    pub key_hash: fn(&[u8]) -> u64,
+    /// Bytes of decoded objects kept in memory for reads and for the read
+    /// of a read-modify-write (0: no object cache).
+    pub object_cache_bytes: u64,
 }
 
 impl StoreConfig {
@@ -352,6 +402,8 @@ impl StoreConfig {
             block_cache_bytes: 64 << 20,
             write_buffer_bytes: 32 << 20,
             background_bytes_per_sec: 0,
+            key_hash: xxhash_rust::xxh3::xxh3_64,
+            object_cache_bytes: 64 << 20,
         }
     }
 }
@@ -440,7 +492,18 @@ pub enum HintPut {
 /// One node's RocksDB database. Cheap to share behind an `Arc`.
 pub struct Store {
     /// The open database; `None` while [`Store::recover`] reopens it.
-    db: ArcSwapOption<DB>,
+    db: Arc<ArcSwapOption<DB>>,
+    /// Digest index changes not yet in the `digests` family.
+    digests: Arc<DigestQueue>,
+    /// The background writer of `digests` (joined on drop).
+    digest_flusher: Option<std::thread::JoinHandle<()>>,
+    /// True while the `meta` family holds the "digests clean" marker. A
+    /// write that changes a digest holds a read guard (clearing the marker
+    /// first if it is set); [`Store::flush`] takes the write guard.
+    digests_clean: RwLock<bool>,
+    /// Decoded objects by object key (partition BE ‖ key), written through
+    /// under the key's lock (see the crate documentation).
+    objects: Option<ObjectCache>,
     /// How it was opened, to open it again.
     config: StoreConfig,
     /// [`StoreState`] as `HEALTHY`, `NO_SPACE` or `FAILED`; changed under
@@ -488,8 +551,21 @@ impl Store {
         write_opts.set_sync(config.sync_writes);
         check_format(&db)?;
         let (hints, bytes) = hint_totals(&db)?;
+        let clean = digests_at_open(&db, config.key_hash)?;
+        let db = Arc::new(ArcSwapOption::from_pointee(db));
+        let digests = Arc::new(DigestQueue::default());
+        let digest_flusher = {
+            let (db, digests) = (Arc::clone(&db), Arc::clone(&digests));
+            std::thread::Builder::new()
+                .name("dynkv-digests".into())
+                .spawn(move || digests.run_flusher(&db))?
+        };
         Ok(Store {
-            db: ArcSwapOption::from_pointee(db),
+            db,
+            digests,
+            digest_flusher: Some(digest_flusher),
+            digests_clean: RwLock::new(clean),
+            objects: ObjectCache::new(config.object_cache_bytes),
             config: config.clone(),
             state: AtomicU8::new(HEALTHY),
             failure: Mutex::new(None),
@@ -509,6 +585,22 @@ impl Store {
             wal_sync_failures: AtomicU64::new(0),
             listener,
         })
+    }
+}
+
+impl Drop for Store {
+    /// Stops the digest flusher. Changes still queued are not written: a
+    /// store dropped without [`Store::flush`] was not closed cleanly, and
+    /// the next open rebuilds the digest index.
+    fn drop(&mut self) {
+        self.digests.stop.store(true, Ordering::Release);
+        {
+            let _pending = self.digests.pending.lock();
+            self.digests.wake.notify_all();
+        }
+        if let Some(flusher) = self.digest_flusher.take() {
+            let _ = flusher.join();
+        }
     }
 }
 
@@ -542,35 +634,71 @@ fn open_db(config: &StoreConfig) -> Result<DB> {
         db_opts.set_ratelimiter(config.background_bytes_per_sec as i64, 100_000, 10);
     }
 
-    let cache = Cache::new_lru_cache(config.block_cache_bytes)?;
-    let cf_opts = |bloom: bool, prefix: Option<usize>| {
+    // Two caches sized for their use: point reads of objects take most of
+    // the block cache; the digests, hints and meta families are scanned in
+    // runs (anti-entropy leaves, handoff) and get a small one of their own,
+    // so a scan never evicts the objects' hot blocks.
+    let small_cache_bytes = (config.block_cache_bytes / 8).max(MIN_SMALL_CACHE_BYTES);
+    let objects_cache = Cache::new_lru_cache(
+        config
+            .block_cache_bytes
+            .saturating_sub(small_cache_bytes)
+            .max(MIN_SMALL_CACHE_BYTES),
+    )?;
+    let small_cache = Cache::new_lru_cache(small_cache_bytes)?;
+    let small_write_buffer = (config.write_buffer_bytes / 4).max(MIN_SMALL_WRITE_BUFFER_BYTES);
+
+    // `objects`: tuned for point lookups (RocksDB's OptimizeForPointLookup
+    // without its private cache). Whole-key bloom filters on every level
+    // (format 5 full filters), so a read touches one data block per level
+    // at most and a miss usually none; `optimize_filters_for_hits` stays
+    // off because misses (a replica that lacks a key) matter. Index and
+    // filter blocks live in the block cache, bounded, with level 0's and
+    // the top level's pinned so that a burst of data blocks never evicts
+    // them. A hash index inside each data block finds a key without a
+    // binary search.
+    let objects_opts = {
         let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&cache);
+        table.set_block_cache(&objects_cache);
+        table.set_format_version(5);
+        table.set_bloom_filter(10.0, false);
+        table.set_whole_key_filtering(true);
         table.set_cache_index_and_filter_blocks(true);
-        if bloom {
-            table.set_bloom_filter(10.0, false);
-        }
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        table.set_pin_top_level_index_and_filter(true);
+        table.set_data_block_index_type(rocksdb::DataBlockIndexType::BinaryAndHash);
+        table.set_data_block_hash_ratio(0.75);
         let mut o = Options::default();
         o.set_block_based_table_factory(&table);
         o.set_write_buffer_size(config.write_buffer_bytes);
-        if bloom {
-            // A bloom filter over the memtable's keys: a point read of a
-            // key that is not in the memtable skips the skiplist search
-            // (it showed in profiles of the read path).
-            o.set_memtable_whole_key_filtering(true);
-            o.set_memtable_prefix_bloom_ratio(0.05);
-        }
+        // A bloom filter over the memtable's keys: a point read of a key
+        // that is not in the memtable skips the skiplist search.
+        o.set_memtable_whole_key_filtering(true);
+        o.set_memtable_prefix_bloom_ratio(0.05);
+        o.set_level_compaction_dynamic_level_bytes(true);
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        if let Some(len) = prefix {
-            o.set_prefix_extractor(rocksdb::SliceTransform::create_fixed_prefix(len));
-        }
+        o
+    };
+    // The other families: scanned in key order, small, written rarely
+    // (digests: in batches, see the crate documentation).
+    let small_opts = || {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&small_cache);
+        table.set_format_version(5);
+        table.set_block_size(16 << 10);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        let mut o = Options::default();
+        o.set_block_based_table_factory(&table);
+        o.set_write_buffer_size(small_write_buffer);
+        o.set_compression_type(rocksdb::DBCompressionType::Lz4);
         o
     };
     let cfs = vec![
-        ColumnFamilyDescriptor::new(CF_OBJECTS, cf_opts(true, None)),
-        ColumnFamilyDescriptor::new(CF_DIGESTS, cf_opts(false, None)),
-        ColumnFamilyDescriptor::new(CF_HINTS, cf_opts(false, None)),
-        ColumnFamilyDescriptor::new(CF_META, cf_opts(false, None)),
+        ColumnFamilyDescriptor::new(CF_OBJECTS, objects_opts),
+        ColumnFamilyDescriptor::new(CF_DIGESTS, small_opts()),
+        ColumnFamilyDescriptor::new(CF_HINTS, small_opts()),
+        ColumnFamilyDescriptor::new(CF_META, small_opts()),
     ];
     Ok(DB::open_cf_descriptors(&db_opts, &config.path, cfs)?)
 }
@@ -613,20 +741,206 @@ fn hint_totals(db: &DB) -> Result<(u64, u64)> {
 
 /// A key's stored object.
 fn read_object(db: &DB, key: &KeyRef<'_>) -> Result<Option<Object>> {
-    match db.get_pinned_cf(cf(db, CF_OBJECTS), object_key(key.partition, key.key))? {
+    read_object_at(db, &object_key(key.partition, key.key))
+}
+
+/// The stored object under an object key (partition BE ‖ key).
+fn read_object_at(db: &DB, okey: &[u8]) -> Result<Option<Object>> {
+    match db.get_pinned_cf(cf(db, CF_OBJECTS), okey)? {
         Some(bytes) => Ok(Some(decode_object(&bytes)?)),
         None => Ok(None),
     }
 }
 
-/// A key's digest as the `digests` family holds it.
-fn read_digest(db: &DB, key: &KeyRef<'_>) -> Result<Option<u64>> {
-    Ok(db
-        .get_pinned_cf(cf(db, CF_DIGESTS), digest_key(key.hash, key.key))?
-        .and_then(|v| {
-            v.get(..8)
-                .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-        }))
+/// Bytes an object is accounted for in the [`ObjectCache`]: its key, its
+/// approximate size and a fixed overhead for the entry and its allocations.
+fn cached_bytes(okey: &[u8], object: &Object) -> u32 {
+    let bytes = okey.len() + object.byte_size() + OBJECT_CACHE_ENTRY_OVERHEAD;
+    u32::try_from(bytes).unwrap_or(u32::MAX)
+}
+
+/// Decoded objects by object key, bounded in bytes: a read served from it
+/// skips RocksDB and the decode. Only ever holds what the `objects` family
+/// holds: it is written through under the key's lock by every change, and
+/// filled on a read miss under that lock too (so a fill never puts back a
+/// value a concurrent write replaced).
+struct ObjectCache {
+    cache: moka::sync::Cache<Vec<u8>, Arc<Object>>,
+}
+
+impl ObjectCache {
+    /// A cache of at most `bytes` (`None` when 0).
+    fn new(bytes: u64) -> Option<ObjectCache> {
+        (bytes > 0).then(|| ObjectCache {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(bytes)
+                .weigher(|k: &Vec<u8>, v: &Arc<Object>| cached_bytes(k, v))
+                .build(),
+        })
+    }
+
+    fn get(&self, okey: &[u8]) -> Option<Arc<Object>> {
+        self.cache.get(okey)
+    }
+
+    /// Records what the `objects` family now holds for `okey`.
+    fn set(&self, okey: Vec<u8>, object: Option<&Object>) {
+        match object {
+            Some(o) => self.cache.insert(okey, Arc::new(o.clone())),
+            None => self.cache.invalidate(&okey),
+        }
+    }
+
+    fn forget(&self, okey: &[u8]) {
+        self.cache.invalidate(okey);
+    }
+
+    fn clear(&self) {
+        self.cache.invalidate_all();
+    }
+}
+
+/// Whether the digest index is known to agree with the objects (the
+/// "digests clean" marker is in `meta`); if it is not, rebuilds it from the
+/// objects first. Returns whether the marker is (still) set.
+fn digests_at_open(db: &DB, key_hash: fn(&[u8]) -> u64) -> Result<bool> {
+    if db
+        .get_cf(cf(db, CF_META), META_DIGESTS_CLEAN.as_bytes())?
+        .is_some()
+    {
+        return Ok(true);
+    }
+    let started = Instant::now();
+    let (objects, skipped) = rebuild_digests(db, key_hash)?;
+    tracing::info!(
+        objects,
+        skipped,
+        took_ms = started.elapsed().as_millis() as u64,
+        "rebuilt the digest index from the objects (the store was not closed cleanly)"
+    );
+    Ok(false)
+}
+
+/// Rewrites the `digests` family from the `objects` family: every stored
+/// digest is deleted, then one is written per decodable object (the WAL is
+/// off for both: an interruption leaves the marker unset, so the next open
+/// rebuilds again). Returns (objects indexed, undecodable objects skipped).
+fn rebuild_digests(db: &DB, key_hash: fn(&[u8]) -> u64) -> Result<(u64, u64)> {
+    let dcf = cf(db, CF_DIGESTS);
+    let mut no_wal = WriteOptions::default();
+    no_wal.disable_wal(true);
+    let mut batch = WriteBatch::default();
+    for item in db.iterator_cf(dcf, IteratorMode::Start) {
+        let (k, _) = item?;
+        batch.delete_cf(dcf, k);
+        if batch.len() >= DIGEST_BATCH {
+            db.write_opt(std::mem::take(&mut batch), &no_wal)?;
+        }
+    }
+    let (mut objects, mut skipped) = (0, 0);
+    for item in db.iterator_cf(cf(db, CF_OBJECTS), IteratorMode::Start) {
+        let (k, v) = item?;
+        let Some(key) = k.get(4..) else { continue };
+        match decode_object(&v) {
+            Ok(o) => {
+                batch.put_cf(
+                    dcf,
+                    digest_key(key_hash(key), key),
+                    o.digest().to_le_bytes(),
+                );
+                objects += 1;
+            }
+            Err(e) => {
+                skipped += 1;
+                tracing::warn!(error = %e, "an undecodable object is left out of the digest index");
+            }
+        }
+        if batch.len() >= DIGEST_BATCH {
+            db.write_opt(std::mem::take(&mut batch), &no_wal)?;
+        }
+    }
+    db.write_opt(batch, &no_wal)?;
+    Ok((objects, skipped))
+}
+
+/// Digest index changes waiting for the background flusher, coalesced per
+/// key: the `digests` family is written in batches off the write path.
+#[derive(Default)]
+struct DigestQueue {
+    /// Digest key (hash BE ‖ key) to its newest digest (`None`: removed).
+    pending: Mutex<HashMap<Vec<u8>, Option<u64>>>,
+    /// Wakes the flusher before its interval when a batch is full, or to
+    /// stop.
+    wake: Condvar,
+    /// One flush at a time, so an older batch never lands after a newer one.
+    flushing: Mutex<()>,
+    /// The store is being dropped: the flusher ends.
+    stop: AtomicBool,
+}
+
+impl DigestQueue {
+    /// Queues a key's new digest (called under the key's lock, after its
+    /// object was written).
+    fn push(&self, digest_key: Vec<u8>, digest: Option<u64>) {
+        let mut pending = self.pending.lock();
+        pending.insert(digest_key, digest);
+        if pending.len() == DIGEST_BATCH {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Writes every queued change to the `digests` family in one batch
+    /// without the WAL. On failure the changes go back in the queue (behind
+    /// any newer change of the same key).
+    fn flush(&self, db: &DB) -> std::result::Result<(), rocksdb::Error> {
+        let _one = self.flushing.lock();
+        let taken = std::mem::take(&mut *self.pending.lock());
+        if taken.is_empty() {
+            return Ok(());
+        }
+        let dcf = cf(db, CF_DIGESTS);
+        let mut batch = WriteBatch::default();
+        for (k, d) in &taken {
+            match d {
+                Some(d) => batch.put_cf(dcf, k, d.to_le_bytes()),
+                None => batch.delete_cf(dcf, k),
+            }
+        }
+        let mut no_wal = WriteOptions::default();
+        no_wal.disable_wal(true);
+        if let Err(e) = db.write_opt(batch, &no_wal) {
+            let mut pending = self.pending.lock();
+            for (k, d) in taken {
+                pending.entry(k).or_insert(d);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The flusher thread: every [`DIGEST_FLUSH_INTERVAL`], or as soon as
+    /// [`DIGEST_BATCH`] keys are queued, flushes the queue into the open
+    /// database (skipped while it is being reopened, which clears the
+    /// queue).
+    fn run_flusher(&self, db: &ArcSwapOption<DB>) {
+        loop {
+            {
+                let mut pending = self.pending.lock();
+                if pending.len() < DIGEST_BATCH && !self.stop.load(Ordering::Acquire) {
+                    self.wake.wait_for(&mut pending, DIGEST_FLUSH_INTERVAL);
+                }
+            }
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            let guard = db.load();
+            if let Some(db) = guard.as_deref()
+                && let Err(e) = self.flush(db)
+            {
+                tracing::warn!(error = %e, "writing queued digests failed; retrying");
+            }
+        }
+    }
 }
 
 impl Store {
@@ -771,6 +1085,14 @@ impl Store {
         let db = open_db(&self.config)?;
         check_format(&db)?;
         let (hints, bytes) = hint_totals(&db)?;
+        // Queued digests are of writes the objects family holds: a rebuild
+        // (if the marker is gone, as it is after any digest change) covers
+        // them.
+        self.digests.pending.lock().clear();
+        if let Some(c) = &self.objects {
+            c.clear();
+        }
+        *self.digests_clean.write() = digests_at_open(&db, self.config.key_hash)?;
         let reconciled = self.reconcile(&db)?;
         self.hint_count.store(hints, Ordering::Relaxed);
         self.hint_bytes.store(bytes, Ordering::Relaxed);
@@ -810,7 +1132,7 @@ impl Store {
                 key: &key,
             };
             let _guard = self.locks[(hash as usize) % LOCK_STRIPES].lock();
-            let stored = read_digest(db, &kr)?;
+            let stored = read_object(db, &kr)?.map(|o| o.digest());
             if stored != known {
                 listener.digest_changed(&kr, known, stored);
                 told += 1;
@@ -819,48 +1141,119 @@ impl Store {
         Ok(told)
     }
 
+    /// A guard under which the digest index may lag the objects: clears
+    /// the "digests clean" marker (synced) if it is set. Held across a write
+    /// of an object and the queueing of its digest, so that
+    /// [`Store::flush`] never marks the index clean in between.
+    fn digests_dirty(&self, db: &DB) -> Result<RwLockReadGuard<'_, bool>> {
+        let clean = self.digests_clean.read();
+        if !*clean {
+            return Ok(clean);
+        }
+        drop(clean);
+        let mut clean = self.digests_clean.write();
+        if *clean {
+            let mut synced = WriteOptions::default();
+            synced.set_sync(true);
+            db.delete_cf_opt(cf(db, CF_META), META_DIGESTS_CLEAN.as_bytes(), &synced)
+                .map_err(|e| self.write_failed(e))?;
+            *clean = false;
+        }
+        Ok(RwLockWriteGuard::downgrade(clean))
+    }
+
+    /// Writes the queued digest changes now (a scan of the digest index
+    /// must see every write that returned before it).
+    fn flush_digests(&self, db: &DB) -> Result<()> {
+        self.digests.flush(db).map_err(|e| self.write_failed(e))
+    }
+
     /// Reads a key's stored object.
     pub fn get(&self, key: &KeyRef<'_>) -> Result<Option<Object>> {
-        read_object(&*self.handle()?, key)
+        let db = self.handle()?;
+        let Some(cache) = &self.objects else {
+            return read_object(&db, key);
+        };
+        let okey = object_key(key.partition, key.key);
+        if let Some(o) = cache.get(&okey) {
+            return Ok(Some((*o).clone()));
+        }
+        let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
+        if let Some(o) = cache.get(&okey) {
+            return Ok(Some((*o).clone()));
+        }
+        let stored = read_object_at(&db, &okey)?;
+        if let Some(o) = &stored {
+            cache.set(okey, Some(o));
+        }
+        Ok(stored)
+    }
+
+    /// Bytes the object cache holds now, after its pending evictions, and
+    /// its bound (both 0 without a cache): for metrics and tests.
+    pub fn object_cache_bytes(&self) -> (u64, u64) {
+        match &self.objects {
+            Some(c) => {
+                c.cache.run_pending_tasks();
+                (
+                    c.cache.weighted_size(),
+                    c.cache.policy().max_capacity().unwrap_or(0),
+                )
+            }
+            None => (0, 0),
+        }
     }
 
     /// Atomically replaces a key's object by `f(current)` under the key's
     /// lock. Returning `None` removes the key. Writes only if the state
-    /// changed; the digest index is updated in the same batch.
+    /// changed; the key's new digest is queued for the digest index (see
+    /// the crate documentation). The current object is read from the object
+    /// cache when it holds the key.
     pub fn update<F>(&self, key: &KeyRef<'_>, f: F) -> Result<Updated>
     where
         F: FnOnce(Option<Object>) -> Option<Object>,
     {
         let db = self.handle()?;
         let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
-        let current = read_object(&db, key)?;
+        let okey = object_key(key.partition, key.key);
+        let (current, cached) = match self.objects.as_ref().and_then(|c| c.get(&okey)) {
+            Some(o) => (Some((*o).clone()), true),
+            None => (read_object_at(&db, &okey)?, false),
+        };
         let old_digest = current.as_ref().map(|o| o.digest());
         let next = f(current);
         let new_digest = next.as_ref().map(|o| o.digest());
         if old_digest == new_digest {
+            if !cached && let (Some(c), Some(o)) = (&self.objects, &next) {
+                c.set(okey, Some(o));
+            }
             return Ok(Updated {
                 object: next,
                 changed: false,
             });
         }
         self.writable()?;
-        let okey = object_key(key.partition, key.key);
-        let dkey = digest_key(key.hash, key.key);
-        let mut batch = WriteBatch::default();
-        match (&next, new_digest) {
-            (Some(obj), Some(d)) => {
-                batch.put_cf(cf(&db, CF_OBJECTS), &okey, encode_object(obj));
-                batch.put_cf(cf(&db, CF_DIGESTS), &dkey, d.to_le_bytes());
+        let _dirty = self.digests_dirty(&db)?;
+        let written = match &next {
+            Some(obj) => db.put_cf_opt(
+                cf(&db, CF_OBJECTS),
+                &okey,
+                encode_object(obj),
+                &self.write_opts,
+            ),
+            None => db.delete_cf_opt(cf(&db, CF_OBJECTS), &okey, &self.write_opts),
+        };
+        if let Err(e) = written {
+            if let Some(c) = &self.objects {
+                c.forget(&okey);
             }
-            _ => {
-                batch.delete_cf(cf(&db, CF_OBJECTS), &okey);
-                batch.delete_cf(cf(&db, CF_DIGESTS), &dkey);
-            }
-        }
-        if let Err(e) = db.write_opt(batch, &self.write_opts) {
             self.note_uncertain(key, old_digest);
             return Err(self.write_failed(e));
         }
+        if let Some(c) = &self.objects {
+            c.set(okey, next.as_ref());
+        }
+        self.digests.push(digest_key(key.hash, key.key), new_digest);
         if self.uncertain_any.load(Ordering::Acquire) {
             // A later write of the key succeeded: the listener sees it now.
             self.uncertain.lock().remove(key.key);
@@ -1009,6 +1402,7 @@ impl Store {
         mut f: F,
     ) -> Result<()> {
         let db = self.handle()?;
+        self.flush_digests(&db)?;
         let start = lo.to_be_bytes();
         let mut opts = ReadOptions::default();
         if let Some(next) = hi.checked_add(1) {
@@ -1333,9 +1727,23 @@ impl Store {
         self.writable()?;
         let db = self.handle()?;
         self.sync_wal()?;
+        let mut clean = self.digests_clean.write();
+        self.flush_digests(&db)?;
         for name in ALL_CFS {
             db.flush_cf(cf(&db, name))
                 .map_err(|e| self.write_failed(e))?;
+        }
+        if !*clean {
+            let mut synced = WriteOptions::default();
+            synced.set_sync(true);
+            db.put_cf_opt(
+                cf(&db, CF_META),
+                META_DIGESTS_CLEAN.as_bytes(),
+                [1],
+                &synced,
+            )
+            .map_err(|e| self.write_failed(e))?;
+            *clean = true;
         }
         Ok(())
     }
