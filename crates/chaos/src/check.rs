@@ -273,12 +273,7 @@ fn covers(ctx: Option<&VersionVector>, dot: &Dot) -> bool {
 
 /// The count a quorum parameter stands for out of `n`.
 pub fn quorum_count(q: &str, n: usize) -> Option<usize> {
-    match q {
-        "one" => Some(1),
-        "quorum" => Some(n / 2 + 1),
-        "all" => Some(n),
-        other => other.parse().ok(),
-    }
+    dynkv_rpc::messages::Quorum::from_word(q).map(|q| q.required(n))
 }
 
 /// An operation with what the checker derives from it once.

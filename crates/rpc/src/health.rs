@@ -30,6 +30,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+use crate::latency::{LatencyEstimate, LatencyHistogram};
+
 /// A breaker's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,6 +71,7 @@ struct PeerState {
     probe_in_flight: AtomicBool,
     last_ok_ms: AtomicU64,
     transitions: AtomicU64,
+    latency: parking_lot::Mutex<LatencyHistogram>,
 }
 
 /// One peer as shown by `/admin/cluster`.
@@ -325,6 +328,21 @@ impl PeerHealth {
             self.set(node, &s, BreakerState::Open);
         }
         open && was == BreakerState::Closed
+    }
+
+    /// Records how long an answered call to `node` took, for
+    /// [`PeerHealth::latency`] (this node itself is not tracked).
+    pub fn record_latency(&self, node: &NodeId, took: Duration) {
+        if let Some(s) = self.state(node) {
+            s.latency.lock().record(took);
+        }
+    }
+
+    /// `node`'s recent call latency (mean and p99), or `None` if no call
+    /// to it has been timed yet (or it is this node): the coordinator asks
+    /// the fastest replicas first and times speculative reads by it.
+    pub fn latency(&self, node: &NodeId) -> Option<LatencyEstimate> {
+        self.peers.load().get(node)?.latency.lock().estimate()
     }
 
     /// Every peer's state, sorted by id.
