@@ -82,7 +82,6 @@ use tokio::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use dynkv_repair::{ReplicaReply, plan_read_repair, should_repair};
 use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::messages::listing::{component_prefix, split_component};
 use dynkv_rpc::messages::{
@@ -94,9 +93,6 @@ use dynkv_rpc::{
 };
 use dynkv_storage::{KeyRef, Store};
 use dynkv_vclock::{DvvSet, Object, VersionVector};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 pub use metrics::QuorumMetrics;
@@ -956,7 +952,8 @@ impl Coordinator {
 
     /// Sends a coordinated object to `others` (hinting through `spares` for
     /// the unreachable ones) and answers once `w` copies, this node's own
-    /// included, are acknowledged; replication goes on after the answer.
+    /// included, are acknowledged; replication goes on after the answer
+    /// (a [`strategy`] call: a failed copy goes to the next spare at once).
     #[allow(clippy::too_many_arguments)]
     async fn replicate_and_wait(
         self: &Arc<Self>,
@@ -968,40 +965,108 @@ impl Coordinator {
         sloppy: bool,
         deadline: Instant,
     ) -> Result<WriteOutcome, QuorumError> {
-        let mut acked = 1;
         if others.is_empty() {
             return Ok(outcome);
         }
-        let (tx, mut rx) = mpsc::channel(others.len() + 1);
-        let this = self.clone();
-        let obj = outcome.object.clone();
-        tokio::spawn(async move { this.replicate(key, obj, others, spares, deadline, tx).await });
+        let spares: Vec<NodeId> = spares
+            .into_iter()
+            .filter(|f| self.health.is_up(f))
+            .collect();
+        let mut plan = HintPlan {
+            spares: spares.into_iter(),
+        };
+        let mut targets = Vec::with_capacity(others.len());
         let mut detail = Vec::new();
-        while acked < w {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(Ack::Primary(_))) => acked += 1,
-                Ok(Some(Ack::Hinted { .. })) if sloppy => acked += 1,
-                Ok(Some(Ack::Hinted { owner, via })) => {
-                    detail.push((owner, format!("only hinted on {via} (sloppy=false)")))
-                }
-                Ok(Some(Ack::Failed(node, e))) => detail.push((node, e)),
-                Ok(None) | Err(_) => break,
+        for p in others {
+            let primary = CopyTarget {
+                node: p,
+                owner: None,
+            };
+            if self.health.is_up(&primary.node) {
+                targets.push(primary);
+            } else if let Some(hint) = plan.replace(&primary) {
+                targets.push(hint);
+            } else {
+                detail.push((primary.node, "down, and no fallback left".to_string()));
             }
         }
+        let call = strategy::RequestStrategy {
+            // This node's own copy is the first acknowledgement.
+            quorum: w.saturating_sub(1),
+            deadline,
+            speculative_delay: None,
+            straggler_deadline: deadline + self.config.rpc_timeout,
+        };
+        let this = self.clone();
+        let object = outcome.object.clone();
+        let send =
+            move |t: CopyTarget| -> futures::future::BoxFuture<'static, Result<Stored, RpcError>> {
+                let (this, key, object) = (this.clone(), key.clone(), object.clone());
+                Box::pin(async move { this.send_copy(t, key, object, deadline).await })
+            };
+        let out = strategy::try_call_many(
+            &call,
+            targets,
+            plan,
+            send,
+            |t: &CopyTarget, _: &Stored| t.owner.is_none() || sloppy,
+            |_: &[(CopyTarget, Stored)]| true,
+            None,
+        )
+        .await;
+        let acked = 1 + out.counted;
         if acked >= w {
-            Ok(outcome)
-        } else {
-            self.metrics
-                .quorum_failures
-                .get_or_create(&metrics::OpLabels { op: "write" })
-                .inc();
-            Err(QuorumError::NotEnough {
-                op: "write",
-                needed: w,
-                acked,
-                detail,
-            })
+            return Ok(outcome);
         }
+        for (t, _) in out.successes {
+            if let Some(owner) = t.owner.filter(|_| !sloppy) {
+                detail.push((owner, format!("only hinted on {} (sloppy=false)", t.node)));
+            }
+        }
+        detail.extend(
+            out.failures
+                .into_iter()
+                .map(|(t, e)| (t.node, e.to_string())),
+        );
+        self.metrics
+            .quorum_failures
+            .get_or_create(&metrics::OpLabels { op: "write" })
+            .inc();
+        Err(QuorumError::NotEnough {
+            op: "write",
+            needed: w,
+            acked,
+            detail,
+        })
+    }
+
+    /// Sends one copy of a write: to a primary ([`Replicate`]), or as a
+    /// hint for its owner to a fallback ([`StoreHint`], kept in place when
+    /// the fallback is this node).
+    async fn send_copy(
+        &self,
+        target: CopyTarget,
+        key: Bytes,
+        object: Object,
+        deadline: Instant,
+    ) -> Result<Stored, RpcError> {
+        let Some(owner) = target.owner else {
+            let req = Replicate { key, object };
+            return self
+                .call(&target.node, &req, self.rpc_deadline(deadline))
+                .await;
+        };
+        let req = StoreHint { owner, key, object };
+        let r = if target.node == self.me {
+            self.replica.store_hint(req).await.map_err(RpcError::Remote)
+        } else {
+            self.call(&target.node, &req, self.rpc_deadline(deadline))
+                .await
+        };
+        if r.is_ok() {
+            self.metrics.hints_sent.inc();
+        }
+        r
     }
 
     /// Merges the other reachable primaries' copies of a key into the local
@@ -1031,101 +1096,6 @@ impl Coordinator {
                 warn!(error = %e, "cannot merge a replica's copy before an idempotent write");
             }
         }
-    }
-
-    /// Sends the coordinated object to the other primaries, replacing each
-    /// unreachable one by the next free fallback (as a hint). Runs to the
-    /// end even after the client was answered.
-    async fn replicate(
-        self: Arc<Self>,
-        key: Bytes,
-        object: Object,
-        primaries: Vec<NodeId>,
-        fallbacks: Vec<NodeId>,
-        deadline: Instant,
-        acks: mpsc::Sender<Ack>,
-    ) {
-        let mut spare = fallbacks.into_iter().filter(|f| self.health.is_up(f));
-        let mut inflight = FuturesUnordered::new();
-        let replicate = Replicate {
-            key: key.clone(),
-            object: object.clone(),
-        };
-        for p in primaries {
-            if self.health.is_up(&p) {
-                let this = self.clone();
-                let req = replicate.clone();
-                inflight.push(Box::pin(async move {
-                    let r = this.call(&p, &req, this.rpc_deadline(deadline)).await;
-                    (p, None::<NodeId>, r)
-                }) as futures::future::BoxFuture<'static, _>);
-            } else if let Some(f) = spare.next() {
-                inflight.push(
-                    self.clone()
-                        .hint_via(f, p, key.clone(), object.clone(), deadline),
-                );
-            } else {
-                let _ = acks
-                    .send(Ack::Failed(p, "down, and no fallback left".into()))
-                    .await;
-            }
-        }
-        while let Some((node, owner, result)) = inflight.next().await {
-            match (owner, result) {
-                (None, Ok(Stored {})) => {
-                    let _ = acks.send(Ack::Primary(node)).await;
-                }
-                (Some(owner), Ok(Stored {})) => {
-                    self.metrics.hints_sent.inc();
-                    let _ = acks.send(Ack::Hinted { owner, via: node }).await;
-                }
-                (owner, Err(e)) => {
-                    let why = e.to_string();
-                    let primary = owner.unwrap_or(node.clone());
-                    // Give the failed replica's copy to the next fallback.
-                    match spare.next() {
-                        Some(f) if Instant::now() < deadline => {
-                            debug!(%primary, via = %f, %why, "replica failed; hinting");
-                            inflight.push(self.clone().hint_via(
-                                f,
-                                primary,
-                                key.clone(),
-                                object.clone(),
-                                deadline,
-                            ));
-                        }
-                        _ => {
-                            let _ = acks.send(Ack::Failed(primary, why)).await;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn hint_via(
-        self: Arc<Self>,
-        fallback: NodeId,
-        owner: NodeId,
-        key: Bytes,
-        object: Object,
-        deadline: Instant,
-    ) -> futures::future::BoxFuture<'static, (NodeId, Option<NodeId>, Result<Stored, RpcError>)>
-    {
-        Box::pin(async move {
-            let req = StoreHint {
-                owner: owner.clone(),
-                key,
-                object,
-            };
-            let r = if fallback == self.me {
-                self.replica.store_hint(req).await.map_err(RpcError::Remote)
-            } else {
-                self.call(&fallback, &req, self.rpc_deadline(deadline))
-                    .await
-            };
-            (fallback, Some(owner), r)
-        })
     }
 
     /// Registers the key-value, hint, listing, reaping and ping endpoints
@@ -1271,11 +1241,32 @@ fn listed(
     }
 }
 
-/// What happened to one replica of a write.
-enum Ack {
-    Primary(#[allow(dead_code)] NodeId),
-    Hinted { owner: NodeId, via: NodeId },
-    Failed(NodeId, String),
+/// One copy of a write: a primary, or a fallback keeping a hint for
+/// `owner`.
+#[derive(Clone, Debug)]
+struct CopyTarget {
+    node: NodeId,
+    owner: Option<NodeId>,
+}
+
+/// Where a write's failed copies go: the next fallback held up, as a hint
+/// for the copy's owner. A write asks no extra replica.
+struct HintPlan {
+    spares: std::vec::IntoIter<NodeId>,
+}
+
+impl strategy::CallPlan<CopyTarget> for HintPlan {
+    fn replace(&mut self, failed: &CopyTarget) -> Option<CopyTarget> {
+        let owner = failed.owner.clone().unwrap_or_else(|| failed.node.clone());
+        self.spares.next().map(|node| CopyTarget {
+            node,
+            owner: Some(owner),
+        })
+    }
+
+    fn extra(&mut self) -> Option<CopyTarget> {
+        None
+    }
 }
 
 /// Microseconds since the Unix epoch, for `Content::modified_micros`.
