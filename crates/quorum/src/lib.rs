@@ -80,7 +80,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::messages::listing::{component_prefix, split_component};
@@ -94,6 +93,8 @@ use dynkv_rpc::{
 use dynkv_storage::{KeyRef, Store};
 use dynkv_vclock::{DvvSet, Object, VersionVector};
 use tracing::{debug, warn};
+
+use strategy::CallPlan;
 
 pub use metrics::QuorumMetrics;
 pub use read::SpeculativeRetry;
@@ -1255,7 +1256,7 @@ struct HintPlan {
     spares: std::vec::IntoIter<NodeId>,
 }
 
-impl strategy::CallPlan<CopyTarget> for HintPlan {
+impl CallPlan<CopyTarget> for HintPlan {
     fn replace(&mut self, failed: &CopyTarget) -> Option<CopyTarget> {
         let owner = failed.owner.clone().unwrap_or_else(|| failed.node.clone());
         self.spares.next().map(|node| CopyTarget {

@@ -301,10 +301,10 @@ impl Coordinator {
     fn read_plan(&self, placement: &Placement, sloppy: bool) -> ReadPlan {
         let mut primaries = placement.primaries.clone();
         primaries.sort_by_key(|p| {
-            let local = *p != self.me;
+            let remote = *p != self.me;
             let down = !self.health.is_up(p);
             let mean = self.health.latency(p).map_or(Duration::ZERO, |l| l.mean);
-            (local, down, mean)
+            (remote, down, mean)
         });
         let fallbacks = if sloppy {
             placement

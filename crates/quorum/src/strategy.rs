@@ -92,13 +92,9 @@ where
     C: FnMut(&K, &T) -> bool,
     N: FnMut(&[(K, T)]) -> bool,
 {
-    let ask = std::sync::Arc::new(ask);
-    let send = {
-        let ask = ask.clone();
-        move |k: K| -> BoxFuture<'static, Answer<K, T, E>> {
-            let call = ask(k.clone());
-            Box::pin(async move { (k, call.await) })
-        }
+    let send = move |k: K| -> BoxFuture<'static, Answer<K, T, E>> {
+        let call = ask(k.clone());
+        Box::pin(async move { (k, call.await) })
     };
     let mut inflight: Inflight<K, T, E> = FuturesUnordered::new();
     let mut out = CallOutcome {
@@ -193,8 +189,10 @@ async fn drain<K, T, E, P, S>(
     stragglers: Option<mpsc::UnboundedSender<Answer<K, T, E>>>,
 ) where
     K: Clone + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
     P: CallPlan<K>,
-    S: Fn(K) -> BoxFuture<'static, Answer<K, T, E>>,
+    S: Fn(K) -> BoxFuture<'static, Answer<K, T, E>> + Send + 'static,
 {
     while let Ok(Some((k, r))) = tokio::time::timeout_at(until, inflight.next()).await {
         if r.is_err()
@@ -409,7 +407,7 @@ mod tests {
             Spares(vec!["b", "c"]),
             ask,
             |_, _| true,
-            |s: &[(&str, u32)]| s.iter().any(|(k, _)| *k == "c"),
+            |s: &[(&'static str, u32)]| s.iter().any(|(k, _)| *k == "c"),
             None,
         )
         .await;

@@ -406,6 +406,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn latency_is_kept_per_peer_and_not_for_this_node() {
+        let h = PeerHealth::new("n1".into(), ["n1".into(), "n2".into(), "n3".into()], 2);
+        let (me, n2, n3): (NodeId, NodeId, NodeId) = ("n1".into(), "n2".into(), "n3".into());
+        assert_eq!(h.latency(&n2), None, "nothing timed yet");
+        for _ in 0..10 {
+            h.record_latency(&n2, Duration::from_millis(2));
+            h.record_latency(&n3, Duration::from_millis(40));
+            h.record_latency(&me, Duration::from_millis(1));
+        }
+        let (fast, slow) = (h.latency(&n2).unwrap(), h.latency(&n3).unwrap());
+        assert!(fast.mean < slow.mean);
+        assert!(fast.p99 < slow.p99);
+        assert_eq!(h.latency(&me), None);
+    }
+
+    #[test]
     fn closed_open_half_open_closed() {
         let h = PeerHealth::new("n1".into(), ["n1".into(), "n2".into()], 2)
             .with_cooldown(Duration::from_millis(50));
