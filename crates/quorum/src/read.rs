@@ -79,6 +79,10 @@ pub(crate) struct ReadTarget {
     pub(crate) hint_for: Option<NodeId>,
 }
 
+/// The digest reads of one read, running in their own task: each node
+/// that answered, with its digest (`None`: it has no copy).
+type DigestReads = tokio::task::JoinHandle<Vec<(NodeId, Option<u64>)>>;
+
 /// One replica's full reply, kept for read repair.
 #[derive(Clone, Debug)]
 struct Reply {
@@ -387,7 +391,7 @@ impl Coordinator {
         key: Bytes,
         mut replies: Vec<Reply>,
         mut late: mpsc::UnboundedReceiver<Answer<ReadTarget, Option<Object>, String>>,
-        digests: Option<tokio::task::JoinHandle<Vec<(NodeId, Option<u64>)>>>,
+        digests: Option<DigestReads>,
         until: Instant,
     ) {
         while let Ok(Some((t, r))) = tokio::time::timeout_at(until, late.recv()).await {
