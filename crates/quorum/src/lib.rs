@@ -35,7 +35,7 @@
 //!   transport, when a target is this node.
 //! - [`strategy`]: one quorum call (send to k targets, return at q answers,
 //!   replace failures, speculate, let stragglers finish in the background),
-//!   used by reads.
+//!   used by reads ([`read`]) and by the replication of writes.
 //!
 //! ## Deletes
 //! A DELETE is a write of a tombstone. Tombstones are removed later by the
@@ -68,7 +68,7 @@ pub mod handoff;
 pub mod idempotency;
 mod local_write;
 mod metrics;
-mod read;
+pub mod read;
 pub mod reaper;
 pub mod replica;
 #[cfg(test)]

@@ -159,14 +159,18 @@ where
             }
             Ok(None) => {}
             Err(_) if next_speculation.is_some() && Instant::now() < strategy.deadline => {
-                if let Some(t) = plan.extra() {
-                    inflight.push(send(t));
-                    out.asked += 1;
-                }
-                next_speculation = strategy
-                    .speculative_delay
-                    .map(|d| Instant::now() + d)
-                    .filter(|at| *at < strategy.deadline);
+                // One more target per delay, until none is left.
+                next_speculation = match plan.extra() {
+                    Some(t) => {
+                        inflight.push(send(t));
+                        out.asked += 1;
+                        strategy
+                            .speculative_delay
+                            .map(|d| Instant::now() + d)
+                            .filter(|at| *at < strategy.deadline)
+                    }
+                    None => None,
+                };
             }
             Err(_) => break,
         }
