@@ -188,7 +188,7 @@ impl AntiEntropy {
         f: impl FnOnce(&TreeSet, &dynkv_storage::Store) -> dynkv_storage::Result<T> + Send + 'static,
     ) -> Result<T, String> {
         let trees = self.trees.clone();
-        let store = self.coord.store().clone();
+        let store = self.coord.replica().store().clone();
         tokio::task::spawn_blocking(move || f(&trees, &store))
             .await
             .map_err(|e| e.to_string())?
@@ -223,7 +223,7 @@ impl AntiEntropy {
 
     /// Merges objects into the local store; returns how many changed it.
     async fn merge_local(&self, items: Vec<(Bytes, Object)>) -> Result<u64, String> {
-        let ring = self.coord.ring();
+        let ring = self.coord.replica().ring();
         let changed = self
             .blocking(move |_, s| {
                 let mut n = 0;
@@ -386,7 +386,7 @@ impl AntiEntropy {
                 tokio::time::sleep(self.config.batch_pause).await;
             }
             let fetched = self.fetch(peer, batch, &mut stats).await?;
-            let ring = self.coord.ring();
+            let ring = self.coord.replica().ring();
             let batch_keys = batch.to_vec();
             let mine: Vec<Option<Object>> = self
                 .blocking(move |_, s| {
@@ -430,9 +430,9 @@ impl AntiEntropy {
     /// The (partition, peer) pairs this node exchanges: every partition it
     /// replicates, with every other replica the failure detector holds up.
     pub fn pairs(&self) -> Vec<(u32, NodeId)> {
-        let ring = self.coord.ring();
+        let ring = self.coord.replica().ring();
         let me = self.coord.node_id();
-        let n = self.coord.effective_n();
+        let n = self.coord.replica().effective_n();
         let mut out = Vec::new();
         for p in ring.partitions_replicated_by(me, n) {
             for peer in ring.preference_list(p, n) {
@@ -598,7 +598,7 @@ impl Worker for AntiEntropyWorker {
             return Ok(WorkerState::Idle);
         };
         if last_rebuild.elapsed() >= aae.config.rebuild_interval {
-            for p in 0..aae.coord.ring().partitions() {
+            for p in 0..aae.coord.replica().ring().partitions() {
                 aae.trees.invalidate(p);
             }
             self.last_rebuild = Some(Instant::now());
@@ -686,7 +686,7 @@ impl Handler<AaeFetch> for AntiEntropy {
         req: AaeFetch,
         _: CallContext,
     ) -> Result<Objects, RemoteError> {
-        let ring = self.coord.ring();
+        let ring = self.coord.replica().ring();
         let AaeFetch { keys } = req;
         self.blocking(move |_, s| {
             keys.iter()

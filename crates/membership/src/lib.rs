@@ -134,7 +134,7 @@ impl Membership {
         config: MembershipConfig,
         static_members: &[(NodeId, String)],
     ) -> Result<Arc<Self>, String> {
-        let partitions = coord.ring().partitions();
+        let partitions = coord.replica().ring().partitions();
         let stored = coord
             .store()
             .get_meta(META_STATE)
@@ -181,11 +181,11 @@ impl Membership {
                 self.book.insert(id.clone(), m.addr.clone());
             }
         }
-        if *self.coord.ring() != s.ring {
-            self.coord.set_ring(s.ring.clone());
+        if *self.coord.replica().ring() != s.ring {
+            self.coord.replica().set_ring(s.ring.clone());
         }
-        if self.coord.next_ring().as_deref() != s.next.as_ref() {
-            self.coord.set_next_ring(s.next.clone());
+        if self.coord.replica().next_ring().as_deref() != s.next.as_ref() {
+            self.coord.replica().set_next_ring(s.next.clone());
         }
     }
 
@@ -198,7 +198,12 @@ impl Membership {
         let cur = self.state.load_full();
         let next = f(&cur)?;
         if next != *cur {
-            if let Err(e) = self.coord.store().put_meta(META_STATE, &next.encode()) {
+            if let Err(e) = self
+                .coord
+                .replica()
+                .store()
+                .put_meta(META_STATE, &next.encode())
+            {
                 warn!(error = %e, "cannot persist the cluster state");
             }
             let switched = next.ring != cur.ring;
@@ -451,7 +456,7 @@ impl Membership {
 
     /// Streams one partition to its new replica, from the persisted cursor.
     async fn transfer(&self, state: &ClusterState, t: &Transfer) -> Result<u64, String> {
-        let store = self.coord.store().clone();
+        let store = self.coord.replica().store().clone();
         let cursor_key = Self::cursor_key(state, t);
         let mut cursor: Option<Vec<u8>> = store.get_meta(&cursor_key).map_err(|e| e.to_string())?;
         if cursor.as_deref() == Some(b"\xffdone") {
@@ -526,13 +531,13 @@ impl Membership {
             return;
         }
         *self.switched_at.lock() = None;
-        let ring = self.coord.ring();
-        let n = self.coord.effective_n();
+        let ring = self.coord.replica().ring();
+        let n = self.coord.replica().effective_n();
         let keep: std::collections::BTreeSet<u32> = ring
             .partitions_replicated_by(self.me(), n)
             .into_iter()
             .collect();
-        let store = self.coord.store().clone();
+        let store = self.coord.replica().store().clone();
         let partitions = ring.partitions();
         let r = tokio::task::spawn_blocking(move || {
             let mut dropped = 0u64;
@@ -653,8 +658,8 @@ impl Handler<Handoff> for Membership {
         _: CallContext,
     ) -> Result<Repaired, RemoteError> {
         let Handoff { partition, items } = req;
-        let ring = self.coord.ring();
-        let store = self.coord.store().clone();
+        let ring = self.coord.replica().ring();
+        let store = self.coord.replica().store().clone();
         let merged = tokio::task::spawn_blocking(move || {
             let mut n = 0;
             for (k, o) in &items {

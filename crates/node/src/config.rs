@@ -181,6 +181,10 @@ pub struct QuorumSection {
     /// `idempotency_window_s`).
     #[serde(deserialize_with = "de::duration")]
     pub idempotency_window: Duration,
+    /// When a read asks one more replica because its first replies are
+    /// slow: `p99` (of the slowest replica asked), `<n>ms` or `none`.
+    #[serde(deserialize_with = "de::speculative_retry")]
+    pub speculative_retry: dynkv_quorum::SpeculativeRetry,
 }
 
 /// RocksDB, durability and tombstone reaping.
@@ -306,7 +310,9 @@ pub struct HandoffSection {
 pub struct ReadRepairSection {
     /// Repair stale replicas a read found.
     pub enabled: bool,
-    /// Fraction of reads repaired, 0 to 1.
+    /// Fraction of reads that also ask the replicas not read in full for a
+    /// digest, to repair them, 0 to 1 (replicas read in full are repaired
+    /// whenever they disagree).
     pub chance: f64,
     /// How long late replies are awaited for repair (was `wait_ms`).
     #[serde(deserialize_with = "de::duration")]
@@ -523,7 +529,7 @@ impl Config {
         }
         for (key, q) in [("quorum.r", self.quorum.r), ("quorum.w", self.quorum.w)] {
             if let Quorum::Count(c) = q
-                && (c == 0 || c as usize > n)
+                && q.required_of(n).is_err()
             {
                 return bad(format!(
                     "{} must be one, quorum, all or a number from 1 to {n} ({}), got {c}",

@@ -77,6 +77,7 @@ impl Config {
             blocking_store: self.storage.sync_writes,
             read_repair: self.read_repair.enabled,
             read_repair_chance: self.read_repair.chance,
+            speculative_retry: self.quorum.speculative_retry,
             read_repair_wait: self.read_repair.wait,
             max_hints: self.handoff.max_hints,
             max_hint_bytes: self.handoff.max_hint_bytes,

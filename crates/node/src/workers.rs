@@ -66,7 +66,7 @@ pub fn start(
     // A write that fails for lack of space (or any I/O error) leaves the
     // store refusing writes; this brings it back once space returns.
     rt.spawn(StorageRecovery {
-        store: coord.store().clone(),
+        store: coord.replica().store().clone(),
         metrics: storage_metrics,
     });
     if cfg.storage.reap_interval.is_zero() {
@@ -88,7 +88,7 @@ pub fn start(
             "periodic WAL sync on"
         );
         rt.spawn(WalSync {
-            store: coord.store().clone(),
+            store: coord.replica().store().clone(),
             metrics: coord.metrics().clone(),
             interval: sync,
             next: Instant::now() + sync,
@@ -114,7 +114,7 @@ impl Worker for FailureDetector {
     }
 
     async fn work(&mut self, cx: &Context) -> StepResult {
-        let ring = self.coord.ring();
+        let ring = self.coord.replica().ring();
         let peers: Vec<_> = ring
             .members()
             .iter()

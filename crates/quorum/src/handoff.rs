@@ -122,7 +122,7 @@ impl Worker for HandoffWorker {
     }
 
     async fn work(&mut self, cx: &Context) -> StepResult {
-        let pending = self.coord.store().hint_count();
+        let pending = self.coord.replica().store().hint_count();
         cx.set("pending", pending);
         if pending > 0 {
             cx.busy_with(format!("delivering {pending} hints"));
@@ -131,7 +131,7 @@ impl Worker for HandoffWorker {
             .await
             .map_err(|e| format!("hinted handoff pass failed: {e}"))?;
         cx.count("delivered", delivered);
-        cx.set("pending", self.coord.store().hint_count());
+        cx.set("pending", self.coord.replica().store().hint_count());
         Ok(WorkerState::Idle)
     }
 }
@@ -143,7 +143,7 @@ pub async fn pass(
     state: &mut HandoffState,
 ) -> Result<u64, String> {
     let backoff = &mut state.owners;
-    let store = coord.store().clone();
+    let store = coord.replica().store().clone();
     coord.metrics().hints_pending.set(store.hint_count() as i64);
     coord.metrics().hint_bytes.set(store.hint_bytes() as i64);
     if store.hint_count() == 0 {
@@ -174,7 +174,7 @@ pub async fn pass(
         if let Some(cutoff) = expiry {
             for h in old {
                 // As on delivery: retire the fallback actor first.
-                if let Err(e) = coord.retire_fallback_actor(&h.object) {
+                if let Err(e) = coord.replica().retire_fallback_actor(&h.object) {
                     warn!(error = %e, "cannot persist the fallback generation; keeping an expired hint");
                     continue;
                 }
@@ -198,7 +198,7 @@ pub async fn pass(
             .into_iter()
             .filter(|h| {
                 let owner = NodeId::from(h.owner.as_str());
-                let gone = !coord.ring().contains(&owner);
+                let gone = !coord.replica().ring().contains(&owner);
                 (gone || coord.health().is_up(&owner))
                     && backoff
                         .get(&owner)
@@ -255,7 +255,7 @@ async fn deliver(coord: &Arc<Coordinator>, hint: Hint) -> (NodeId, bool) {
     };
     // An owner that has left the ring no longer replicates the key: the
     // hint goes to the key's current primaries instead.
-    let targets: Vec<NodeId> = if coord.ring().contains(&owner) {
+    let targets: Vec<NodeId> = if coord.replica().ring().contains(&owner) {
         vec![owner.clone()]
     } else {
         coord.placement(&hint.key).primaries
@@ -274,12 +274,12 @@ async fn deliver(coord: &Arc<Coordinator>, hint: Hint) -> (NodeId, bool) {
             hash: dynkv_ring::key_hash(&hint.key),
             key: &hint.key,
         };
-        all_stored &= coord.store().merge(&kr, &req.object).is_ok();
+        all_stored &= coord.replica().store().merge(&kr, &req.object).is_ok();
     }
     // A hint may hold the only local copy of dots this node issued as a
     // fallback coordinator: retire that actor before the hint goes, so a
     // later fallback write here never claims to have seen their values.
-    if all_stored && let Err(e) = coord.retire_fallback_actor(&req.object) {
+    if all_stored && let Err(e) = coord.replica().retire_fallback_actor(&req.object) {
         warn!(error = %e, "cannot persist the fallback generation; keeping the hint");
         return (owner, false);
     }

@@ -23,11 +23,19 @@
 //!    background: answering early never cancels it.
 //!
 //! ## Reads
-//! The coordinator asks all N replicas (with `sloppy`, a fallback stands in
-//! for each primary believed down), answers after R replies with their
-//! `sync`, and keeps collecting late replies in the background; when all are
-//! in (or the read-repair deadline passes) it runs read repair
-//! (`dynkv-repair`) without the client waiting for it.
+//! The coordinator asks R replicas, this node first when it holds the key
+//! and then the fastest, answers with the `sync` of their replies, and asks
+//! one more replica when they are slow (speculative retry). Read repair
+//! runs in the background, never waited for: see the `read` module.
+//!
+//! ## Layout
+//! - [`Replica`]: this node's copies (store, ring, local reads and writes,
+//!   the replica endpoints). Anything that only touches local data uses it
+//!   directly; the coordinator calls it in place, never through the
+//!   transport, when a target is this node.
+//! - [`strategy`]: one quorum call (send to k targets, return at q answers,
+//!   replace failures, speculate, let stragglers finish in the background),
+//!   used by reads ([`read`]) and by the replication of writes.
 //!
 //! ## Deletes
 //! A DELETE is a write of a tombstone. Tombstones are removed later by the
@@ -60,18 +68,19 @@ pub mod handoff;
 pub mod idempotency;
 mod local_write;
 mod metrics;
+pub mod read;
 pub mod reaper;
+pub mod replica;
 #[cfg(test)]
 mod sim_nodes;
+pub mod strategy;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
-use dynkv_repair::{ReplicaReply, plan_read_repair, should_repair};
 use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::messages::listing::{component_prefix, split_component};
 use dynkv_rpc::messages::{
@@ -83,12 +92,13 @@ use dynkv_rpc::{
 };
 use dynkv_storage::{KeyRef, Store};
 use dynkv_vclock::{DvvSet, Object, VersionVector};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use strategy::CallPlan;
+
 pub use metrics::QuorumMetrics;
+pub use read::SpeculativeRetry;
+pub use replica::Replica;
 
 /// Label values of the coordinator's metric families, for callers that read
 /// them back (tests, admin views).
@@ -122,8 +132,13 @@ pub struct CoordinatorConfig {
     pub blocking_store: bool,
     /// Read repair on or off.
     pub read_repair: bool,
-    /// Fraction of reads that are repaired (Cassandra's read_repair_chance).
+    /// Fraction of reads that also ask the primaries not read in full for
+    /// their digest, to repair them (Cassandra's
+    /// `dclocal_read_repair_chance`); the replicas read in full are
+    /// repaired whenever they disagree.
     pub read_repair_chance: f64,
+    /// When a read asks one more replica because its replies are slow.
+    pub speculative_retry: SpeculativeRetry,
     /// How long after a read late replies are awaited for read repair.
     pub read_repair_wait: Duration,
     /// Most hints this node keeps; past it, new hints are refused (counted)
@@ -157,7 +172,8 @@ impl Default for CoordinatorConfig {
             rpc_timeout: Duration::from_secs(1),
             blocking_store: false,
             read_repair: true,
-            read_repair_chance: 1.0,
+            read_repair_chance: 0.1,
+            speculative_retry: SpeculativeRetry::P99,
             read_repair_wait: Duration::from_secs(2),
             max_hints: 1_000_000,
             max_hint_bytes: 1 << 30,
@@ -380,33 +396,17 @@ pub struct Placement {
 /// The coordinator of one node. Shared as `Arc<Coordinator>`.
 pub struct Coordinator {
     me: NodeId,
-    ring: ArcSwap<Ring>,
-    next_ring: arc_swap::ArcSwapOption<Ring>,
-    store: Arc<Store>,
+    /// This node's copies, served in place when a target is this node.
+    replica: Arc<Replica>,
     transport: Arc<dyn Transport>,
     health: Arc<PeerHealth>,
     config: CoordinatorConfig,
     metrics: Arc<QuorumMetrics>,
     repair_slots: Arc<tokio::sync::Semaphore>,
-    /// This incarnation's actor (see [`epoch`]).
-    actor: String,
     /// Serialise fallback coordination per key (striped).
     fallback_locks: Vec<tokio::sync::Mutex<()>>,
-    /// Dots of `actor` up to here may exist without being stored here.
-    floor: std::sync::atomic::AtomicU64,
-    /// Generation of the actor used for fallback coordination (see
-    /// [`Coordinator::fallback_actor`]).
-    fallback_generation: std::sync::atomic::AtomicU64,
     /// What the tombstone reaper did (see [`reaper`]).
     reaper_status: std::sync::Mutex<reaper::ReaperStatus>,
-}
-
-/// One replica's reply to a read, kept for read repair.
-#[derive(Clone, Debug)]
-struct Reply {
-    node: NodeId,
-    hint_for: Option<NodeId>,
-    object: Option<Arc<Object>>,
 }
 
 impl Coordinator {
@@ -442,19 +442,22 @@ impl Coordinator {
         metrics: Arc<QuorumMetrics>,
         epoch: &epoch::Epoch,
     ) -> Arc<Self> {
+        let replica = Arc::new(Replica::new(
+            me.clone(),
+            ring,
+            store,
+            &config,
+            metrics.clone(),
+            epoch,
+        ));
         Arc::new(Coordinator {
             repair_slots: Arc::new(tokio::sync::Semaphore::new(
                 config.read_repair_concurrency.max(1),
             )),
-            actor: epoch.actor.clone(),
-            floor: std::sync::atomic::AtomicU64::new(epoch.floor),
-            fallback_generation: std::sync::atomic::AtomicU64::new(epoch.fallback_generation),
             fallback_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             reaper_status: Default::default(),
             me,
-            ring: ArcSwap::from_pointee(ring),
-            next_ring: arc_swap::ArcSwapOption::empty(),
-            store,
+            replica,
             transport,
             health,
             config,
@@ -462,117 +465,44 @@ impl Coordinator {
         })
     }
 
+    /// This node's replica: local reads and writes, no network.
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
     /// This node's id.
     pub fn node_id(&self) -> &NodeId {
         &self.me
     }
 
-    /// The actor of the writes this node coordinates (`<id>#<incarnation>`).
+    /// Shorthand for [`Replica::actor`].
     pub fn actor(&self) -> &str {
-        &self.actor
+        self.replica.actor()
     }
 
-    /// The actor of writes this node coordinates as a fallback:
-    /// `<actor>~<generation>`. A fallback numbers a key's versions from the
-    /// hints it holds for the key; once such a hint is handed off and
-    /// deleted, the live values of its dots are no longer here, and a
-    /// later write numbered after them would claim to have seen them and
-    /// overwrite them on merge. So a hint holding dots of the current
-    /// fallback actor is deleted only after the generation moves on
-    /// ([`Coordinator::retire_fallback_actor`]): later fallback writes are a
-    /// new actor, concurrent with the old values (Riak retires a fallback
-    /// vnode's actor the same way, by its epoch).
+    /// Shorthand for [`Replica::fallback_actor`].
     pub fn fallback_actor(&self) -> String {
-        let g = self
-            .fallback_generation
-            .load(std::sync::atomic::Ordering::Acquire);
-        format!("{}~{g}", self.actor)
+        self.replica.fallback_actor()
     }
 
-    /// Moves fallback coordination to a new actor (persisted first) if
-    /// `object` holds dots of the current one: call it before deleting a
-    /// hint (delivered or expired).
-    pub fn retire_fallback_actor(&self, object: &Object) -> dynkv_storage::Result<()> {
-        use std::sync::atomic::Ordering;
-        let current = self.fallback_actor();
-        if object.join().get(&current) == 0 {
-            return Ok(());
-        }
-        let next = self.fallback_generation.load(Ordering::Acquire) + 1;
-        epoch::save_fallback_generation(&self.store, next)?;
-        self.fallback_generation.fetch_max(next, Ordering::AcqRel);
-        Ok(())
-    }
-
-    /// The counter floor of this node's actor.
+    /// Shorthand for [`Replica::floor`].
     pub fn floor(&self) -> u64 {
-        self.floor.load(std::sync::atomic::Ordering::Acquire)
+        self.replica.floor()
     }
 
-    /// Raises the counter floor to `counter` (persisted first): call it
-    /// before deleting the last local copy of dots of this actor that hold
-    /// only tombstones (a reaped key), so a later write is numbered above
-    /// them and supersedes them on a replica that has not reaped yet.
-    pub fn raise_floor(&self, counter: u64) -> dynkv_storage::Result<()> {
-        use std::sync::atomic::Ordering;
-        let mut cur = self.floor.load(Ordering::Acquire);
-        while counter > cur {
-            epoch::save_floor(&self.store, counter)?;
-            match self
-                .floor
-                .compare_exchange(cur, counter, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => break,
-                Err(now) => cur = now,
-            }
-        }
-        // A racing lower raise may have persisted after a higher one.
-        let now = self.floor.load(Ordering::Acquire);
-        if now > counter {
-            epoch::save_floor(&self.store, now)?;
-        }
-        Ok(())
-    }
-
-    /// The current ring.
+    /// Shorthand for [`Replica::ring`].
     pub fn ring(&self) -> Arc<Ring> {
-        self.ring.load_full()
+        self.replica.ring()
     }
 
-    /// Installs a new ring (membership change).
-    pub fn set_ring(&self, ring: Ring) {
-        self.ring.store(Arc::new(ring));
-    }
-
-    /// Installs (or clears) the ring a membership change is moving to.
-    /// While set, writes are also sent to the key's future replicas, so
-    /// that nothing written during an ownership transfer is missed.
-    pub fn set_next_ring(&self, next: Option<Ring>) {
-        self.next_ring.store(next.map(Arc::new));
-    }
-
-    /// The ring a membership change is moving to, if any.
+    /// Shorthand for [`Replica::next_ring`].
     pub fn next_ring(&self) -> Option<Arc<Ring>> {
-        self.next_ring.load_full()
+        self.replica.next_ring()
     }
 
-    /// Future replicas of a key that are not current ones (empty when no
-    /// membership change is under way).
-    pub fn incoming_replicas(&self, placement: &Placement) -> Vec<NodeId> {
-        let Some(next) = self.next_ring.load_full() else {
-            return Vec::new();
-        };
-        let n = self.config.n_val.min(next.members().len());
-        next.preference_list(placement.partition, n)
-            .into_iter()
-            .filter(|t| !placement.primaries.contains(t) && **t != self.me)
-            .cloned()
-            .collect()
-    }
-
-    /// The local store.
+    /// Shorthand for [`Replica::store`].
     pub fn store(&self) -> &Arc<Store> {
-        &self.store
+        self.replica.store()
     }
 
     /// The failure detector's table.
@@ -595,90 +525,32 @@ impl Coordinator {
         &self.metrics
     }
 
-    /// Replicas per key with the current membership: N, or fewer while the
-    /// cluster has fewer than N nodes.
+    /// Shorthand for [`Replica::effective_n`].
     pub fn effective_n(&self) -> usize {
-        self.config
-            .n_val
-            .min(self.ring.load().members().len())
-            .max(1)
+        self.replica.effective_n()
     }
 
-    /// The key's partition, hash, primaries and fallbacks.
+    /// Shorthand for [`Replica::placement`].
     pub fn placement(&self, key: &[u8]) -> Placement {
-        self.placement_n(key, None)
+        self.replica.placement(key)
     }
 
-    /// [`Coordinator::placement`] for a key kept on `n_val` replicas when
-    /// that is fewer than the cluster's N (per-namespace replication, as
-    /// Riak's bucket `n_val`): the first `n_val` nodes of the same ring walk
-    /// are its primaries and the rest are fallbacks.
+    /// Shorthand for [`Replica::placement_n`].
     pub fn placement_n(&self, key: &[u8], n_val: Option<usize>) -> Placement {
-        let ring = self.ring.load();
-        let hash = dynkv_ring::key_hash(key);
-        let partition = ring.partition_of_hash(hash);
-        let walk = ring.walk(partition);
-        let n = n_val
-            .map_or(self.config.n_val, |n| n.clamp(1, self.config.n_val))
-            .min(walk.len());
-        Placement {
-            partition,
-            hash,
-            primaries: walk[..n].iter().map(|n| (*n).clone()).collect(),
-            fallbacks: walk[n..].iter().map(|n| (*n).clone()).collect(),
-        }
+        self.replica.placement_n(key, n_val)
     }
 
-    fn key_ref<'a>(&self, key: &'a [u8]) -> KeyRef<'a> {
-        let hash = dynkv_ring::key_hash(key);
-        KeyRef {
-            partition: self.ring.load().partition_of_hash(hash),
-            hash,
-            key,
-        }
+    /// Shorthand for [`Replica::local_view`].
+    pub async fn local_view(
+        &self,
+        key: &[u8],
+    ) -> Result<(Option<Object>, Vec<(NodeId, Object)>), QuorumError> {
+        self.replica.local_view(key).await
     }
 
-    /// Runs a store call inline, or on the blocking pool when every write
-    /// fsyncs (so a disk flush never stalls an async worker). A full disk
-    /// becomes [`QuorumError::InsufficientStorage`] naming this node
-    /// (counted in `dynkv_writes_refused{outcome="insufficient_storage"}`),
-    /// a store being reopened [`QuorumError::Unavailable`], anything else
-    /// [`QuorumError::Storage`].
-    async fn with_store<T, F>(&self, f: F) -> Result<T, QuorumError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> dynkv_storage::Result<T> + Send + 'static,
-    {
-        let r = if self.config.blocking_store {
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || f(&store))
-                .await
-                .map_err(|e| QuorumError::Storage(e.to_string()))?
-        } else {
-            f(&self.store)
-        };
-        r.map_err(|e| match e {
-            dynkv_storage::StoreError::NoSpace(detail) => {
-                self.metrics
-                    .writes_refused
-                    .get_or_create(&metrics::OutcomeLabels {
-                        outcome: "insufficient_storage",
-                    })
-                    .inc();
-                QuorumError::InsufficientStorage {
-                    node: self.me.clone(),
-                    detail,
-                }
-            }
-            dynkv_storage::StoreError::Unavailable(why) => {
-                self.metrics.storage_errors.inc();
-                QuorumError::Unavailable(format!("{}: storage unavailable: {why}", self.me))
-            }
-            e => {
-                self.metrics.storage_errors.inc();
-                QuorumError::Storage(e.to_string())
-            }
-        })
+    /// Shorthand for [`Replica::merge`].
+    pub async fn replicate_local(&self, key: Bytes, object: Object) -> Result<(), QuorumError> {
+        self.replica.merge(key, object).await
     }
 
     /// Sends one request to a peer, feeding the failure detector.
@@ -694,11 +566,13 @@ impl Coordinator {
         // A call dropped before its outcome (its caller stopped waiting)
         // must not leave a half-open breaker waiting for a verdict forever.
         let mut pending = dynkv_rpc::health::PendingCall::new(&self.health, to);
+        let started = Instant::now();
         let r = self.transport.call(to, req, timeout).await;
         pending.settled();
         match &r {
             // An answer, even a refusal, shows the peer is alive.
             Ok(_) | Err(RpcError::Remote(_) | RpcError::Protocol(_)) => {
+                self.health.record_latency(to, started.elapsed());
                 if self.health.record_success(to) {
                     tracing::info!(peer = %to, "peer is up");
                 }
@@ -785,13 +659,10 @@ impl Coordinator {
         let deadline = Instant::now() + Duration::from_millis(req.timeout_ms);
         let placement = self.placement_n(&req.key, req.n_val.map(|n| n as usize));
         let n = placement.primaries.len();
-        let w = req.w.required(n);
-        if w == 0 || w > n {
-            return Err(QuorumError::BadRequest(format!(
-                "w={} asks for {w} of {n} replicas",
-                req.w
-            )));
-        }
+        let w = req
+            .w
+            .required_of(n)
+            .map_err(|e| QuorumError::BadRequest(format!("w={e}")))?;
         Ok((placement, w, deadline))
     }
 
@@ -852,21 +723,6 @@ impl Coordinator {
         )))
     }
 
-    /// Whether a local write step replayed an earlier attempt; a refusal
-    /// is counted by its code and returned.
-    fn applied(&self, step: local_write::Step) -> Result<bool, QuorumError> {
-        match step {
-            local_write::Step::Applied { replayed } => Ok(replayed),
-            local_write::Step::Refused(e) => {
-                self.metrics
-                    .writes_refused
-                    .get_or_create(&metrics::OutcomeLabels { outcome: e.code() })
-                    .inc();
-                Err(e)
-            }
-        }
-    }
-
     /// Coordinates a sloppy write on this node as a fallback: numbers it
     /// from the hints held here for the key (and the counter floor), keeps
     /// it as a hint for every primary, and hints the other primaries'
@@ -888,6 +744,7 @@ impl Coordinator {
         let (partition, hash) = (placement.partition, placement.hash);
         let (key, primaries) = (req.key.clone(), placement.primaries.clone());
         let held = self
+            .replica
             .with_store(move |s| {
                 let kr = KeyRef {
                     partition,
@@ -919,7 +776,7 @@ impl Coordinator {
             max_object_bytes: self.config.max_object_bytes,
         };
         let (next, step) = local_write::apply(held, &write, now_micros());
-        let replayed = self.applied(step)?;
+        let replayed = self.replica.applied(step)?;
         let Some(object) = next else {
             return Err(QuorumError::Storage("the write left no object".into()));
         };
@@ -927,13 +784,14 @@ impl Coordinator {
             // A hint for every primary, so each gets the write from this
             // node when it returns even if no other fallback took a copy.
             for p in &placement.primaries {
-                self.store_hint(StoreHint {
-                    owner: p.clone(),
-                    key: req.key.clone(),
-                    object: object.clone(),
-                })
-                .await
-                .map_err(|e| QuorumError::Unavailable(e.to_string()))?;
+                self.replica
+                    .store_hint(StoreHint {
+                        owner: p.clone(),
+                        key: req.key.clone(),
+                        object: object.clone(),
+                    })
+                    .await
+                    .map_err(|e| QuorumError::Unavailable(e.to_string()))?;
             }
             self.metrics.fallback_coordinated.inc();
         }
@@ -1024,11 +882,9 @@ impl Coordinator {
             self.pull_from_primaries(&req.key, &placement, deadline)
                 .await;
         }
-        let key = req.key.clone();
-        let (partition, hash) = (placement.partition, placement.hash);
         let write = local_write::LocalWrite {
-            actor: self.actor.clone(),
-            floor: self.floor(),
+            actor: self.replica.actor.clone(),
+            floor: self.replica.floor(),
             context: req.context.clone(),
             content: req.content.clone(),
             idempotency_key: req.idempotency_key.clone(),
@@ -1037,24 +893,11 @@ impl Coordinator {
             max_siblings: self.config.max_siblings,
             max_object_bytes: self.config.max_object_bytes,
         };
-        let (updated, step) = self
-            .with_store(move |s| {
-                let kr = KeyRef {
-                    partition,
-                    hash,
-                    key: &key,
-                };
-                let mut step = None;
-                let u = s.update(&kr, |cur| {
-                    let (next, st) = local_write::apply(cur, &write, now_micros());
-                    step = Some(st);
-                    next
-                })?;
-                Ok((u, step.expect("the update ran")))
-            })
+        let (updated, replayed) = self
+            .replica
+            .coordinate_local(&placement, req.key.clone(), write)
             .await?;
-        let replayed = self.applied(step)?;
-        let Some(object) = updated.object else {
+        let Some(object) = updated else {
             return Err(QuorumError::Storage("the write left no object".into()));
         };
         if object.sibling_count() > self.config.warn_siblings {
@@ -1075,7 +918,7 @@ impl Coordinator {
             .collect();
         // During an ownership transfer the future replicas get the write
         // too (not counted toward W).
-        let incoming = self.incoming_replicas(&placement);
+        let incoming = self.replica.incoming_replicas(&placement);
         if !incoming.is_empty() {
             let this = self.clone();
             let req = Replicate {
@@ -1098,8 +941,8 @@ impl Coordinator {
     /// What a coordinated write answers: the object and the dot it got.
     fn outcome(&self, object: Object, replayed: bool) -> WriteOutcome {
         let dot = (!replayed).then(|| {
-            let counter = object.join().get(&self.actor);
-            (self.actor.clone(), counter)
+            let actor = self.replica.actor();
+            (actor.to_string(), object.join().get(actor))
         });
         WriteOutcome {
             object,
@@ -1110,7 +953,8 @@ impl Coordinator {
 
     /// Sends a coordinated object to `others` (hinting through `spares` for
     /// the unreachable ones) and answers once `w` copies, this node's own
-    /// included, are acknowledged; replication goes on after the answer.
+    /// included, are acknowledged; replication goes on after the answer
+    /// (a [`strategy`] call: a failed copy goes to the next spare at once).
     #[allow(clippy::too_many_arguments)]
     async fn replicate_and_wait(
         self: &Arc<Self>,
@@ -1122,40 +966,108 @@ impl Coordinator {
         sloppy: bool,
         deadline: Instant,
     ) -> Result<WriteOutcome, QuorumError> {
-        let mut acked = 1;
         if others.is_empty() {
             return Ok(outcome);
         }
-        let (tx, mut rx) = mpsc::channel(others.len() + 1);
-        let this = self.clone();
-        let obj = outcome.object.clone();
-        tokio::spawn(async move { this.replicate(key, obj, others, spares, deadline, tx).await });
+        let spares: Vec<NodeId> = spares
+            .into_iter()
+            .filter(|f| self.health.is_up(f))
+            .collect();
+        let mut plan = HintPlan {
+            spares: spares.into_iter(),
+        };
+        let mut targets = Vec::with_capacity(others.len());
         let mut detail = Vec::new();
-        while acked < w {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(Ack::Primary(_))) => acked += 1,
-                Ok(Some(Ack::Hinted { .. })) if sloppy => acked += 1,
-                Ok(Some(Ack::Hinted { owner, via })) => {
-                    detail.push((owner, format!("only hinted on {via} (sloppy=false)")))
-                }
-                Ok(Some(Ack::Failed(node, e))) => detail.push((node, e)),
-                Ok(None) | Err(_) => break,
+        for p in others {
+            let primary = CopyTarget {
+                node: p,
+                owner: None,
+            };
+            if self.health.is_up(&primary.node) {
+                targets.push(primary);
+            } else if let Some(hint) = plan.replace(&primary) {
+                targets.push(hint);
+            } else {
+                detail.push((primary.node, "down, and no fallback left".to_string()));
             }
         }
+        let call = strategy::RequestStrategy {
+            // This node's own copy is the first acknowledgement.
+            quorum: w.saturating_sub(1),
+            deadline,
+            speculative_delay: None,
+            straggler_deadline: deadline + self.config.rpc_timeout,
+        };
+        let this = self.clone();
+        let object = outcome.object.clone();
+        let send =
+            move |t: CopyTarget| -> futures::future::BoxFuture<'static, Result<Stored, RpcError>> {
+                let (this, key, object) = (this.clone(), key.clone(), object.clone());
+                Box::pin(async move { this.send_copy(t, key, object, deadline).await })
+            };
+        let out = strategy::try_call_many(
+            &call,
+            targets,
+            plan,
+            send,
+            |t: &CopyTarget, _: &Stored| t.owner.is_none() || sloppy,
+            |_: &[(CopyTarget, Stored)]| true,
+            None,
+        )
+        .await;
+        let acked = 1 + out.counted;
         if acked >= w {
-            Ok(outcome)
-        } else {
-            self.metrics
-                .quorum_failures
-                .get_or_create(&metrics::OpLabels { op: "write" })
-                .inc();
-            Err(QuorumError::NotEnough {
-                op: "write",
-                needed: w,
-                acked,
-                detail,
-            })
+            return Ok(outcome);
         }
+        for (t, _) in out.successes {
+            if let Some(owner) = t.owner.filter(|_| !sloppy) {
+                detail.push((owner, format!("only hinted on {} (sloppy=false)", t.node)));
+            }
+        }
+        detail.extend(
+            out.failures
+                .into_iter()
+                .map(|(t, e)| (t.node, e.to_string())),
+        );
+        self.metrics
+            .quorum_failures
+            .get_or_create(&metrics::OpLabels { op: "write" })
+            .inc();
+        Err(QuorumError::NotEnough {
+            op: "write",
+            needed: w,
+            acked,
+            detail,
+        })
+    }
+
+    /// Sends one copy of a write: to a primary ([`Replicate`]), or as a
+    /// hint for its owner to a fallback ([`StoreHint`], kept in place when
+    /// the fallback is this node).
+    async fn send_copy(
+        &self,
+        target: CopyTarget,
+        key: Bytes,
+        object: Object,
+        deadline: Instant,
+    ) -> Result<Stored, RpcError> {
+        let Some(owner) = target.owner else {
+            let req = Replicate { key, object };
+            return self
+                .call(&target.node, &req, self.rpc_deadline(deadline))
+                .await;
+        };
+        let req = StoreHint { owner, key, object };
+        let r = if target.node == self.me {
+            self.replica.store_hint(req).await.map_err(RpcError::Remote)
+        } else {
+            self.call(&target.node, &req, self.rpc_deadline(deadline))
+                .await
+        };
+        if r.is_ok() {
+            self.metrics.hints_sent.inc();
+        }
+        r
     }
 
     /// Merges the other reachable primaries' copies of a key into the local
@@ -1180,455 +1092,22 @@ impl Coordinator {
             if let Ok(ReadReply {
                 object: Some(o), ..
             }) = reply
-                && let Err(e) = self.store.merge(&kr, &o)
+                && let Err(e) = self.replica.store.merge(&kr, &o)
             {
                 warn!(error = %e, "cannot merge a replica's copy before an idempotent write");
             }
         }
     }
 
-    /// Sends the coordinated object to the other primaries, replacing each
-    /// unreachable one by the next free fallback (as a hint). Runs to the
-    /// end even after the client was answered.
-    async fn replicate(
-        self: Arc<Self>,
-        key: Bytes,
-        object: Object,
-        primaries: Vec<NodeId>,
-        fallbacks: Vec<NodeId>,
-        deadline: Instant,
-        acks: mpsc::Sender<Ack>,
-    ) {
-        let mut spare = fallbacks.into_iter().filter(|f| self.health.is_up(f));
-        let mut inflight = FuturesUnordered::new();
-        let replicate = Replicate {
-            key: key.clone(),
-            object: object.clone(),
-        };
-        for p in primaries {
-            if self.health.is_up(&p) {
-                let this = self.clone();
-                let req = replicate.clone();
-                inflight.push(Box::pin(async move {
-                    let r = this.call(&p, &req, this.rpc_deadline(deadline)).await;
-                    (p, None::<NodeId>, r)
-                }) as futures::future::BoxFuture<'static, _>);
-            } else if let Some(f) = spare.next() {
-                inflight.push(
-                    self.clone()
-                        .hint_via(f, p, key.clone(), object.clone(), deadline),
-                );
-            } else {
-                let _ = acks
-                    .send(Ack::Failed(p, "down, and no fallback left".into()))
-                    .await;
-            }
-        }
-        while let Some((node, owner, result)) = inflight.next().await {
-            match (owner, result) {
-                (None, Ok(Stored {})) => {
-                    let _ = acks.send(Ack::Primary(node)).await;
-                }
-                (Some(owner), Ok(Stored {})) => {
-                    self.metrics.hints_sent.inc();
-                    let _ = acks.send(Ack::Hinted { owner, via: node }).await;
-                }
-                (owner, Err(e)) => {
-                    let why = e.to_string();
-                    let primary = owner.unwrap_or(node.clone());
-                    // Give the failed replica's copy to the next fallback.
-                    match spare.next() {
-                        Some(f) if Instant::now() < deadline => {
-                            debug!(%primary, via = %f, %why, "replica failed; hinting");
-                            inflight.push(self.clone().hint_via(
-                                f,
-                                primary,
-                                key.clone(),
-                                object.clone(),
-                                deadline,
-                            ));
-                        }
-                        _ => {
-                            let _ = acks.send(Ack::Failed(primary, why)).await;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    fn hint_via(
-        self: Arc<Self>,
-        fallback: NodeId,
-        owner: NodeId,
-        key: Bytes,
-        object: Object,
-        deadline: Instant,
-    ) -> futures::future::BoxFuture<'static, (NodeId, Option<NodeId>, Result<Stored, RpcError>)>
-    {
-        Box::pin(async move {
-            let req = StoreHint {
-                owner: owner.clone(),
-                key,
-                object,
-            };
-            let r = if fallback == self.me {
-                self.store_hint(req).await.map_err(RpcError::Remote)
-            } else {
-                self.call(&fallback, &req, self.rpc_deadline(deadline))
-                    .await
-            };
-            (fallback, Some(owner), r)
-        })
-    }
-
-    /// A client GET: the `sync` of R replies (`None` if no replica has the key).
-    pub async fn get(
-        self: &Arc<Self>,
-        key: Bytes,
-        opts: ReadOptions,
-    ) -> Result<Option<Object>, QuorumError> {
-        let timeout = opts.timeout.unwrap_or(self.config.default_timeout);
-        let deadline = Instant::now() + timeout;
-        let placement = self.placement_n(&key, opts.n_val);
-        let n = placement.primaries.len();
-        let r = opts.r.unwrap_or(self.config.default_r).required(n);
-        if r == 0 || r > n {
-            return Err(QuorumError::BadRequest(format!(
-                "r asks for {r} of {n} replicas"
-            )));
-        }
-        if placement.primaries.len() == 1 && placement.primaries[0] == self.me {
-            // The only replica is this node: read it in place (no fan-out
-            // task, no read repair to plan).
-            let o = self.read_local(key, None).await?;
-            let seen = o.as_ref().map(|o| o.join()).unwrap_or_default();
-            if opts.after.as_ref().is_some_and(|ctx| !seen.descends(ctx)) {
-                self.metrics.stale_reads.inc();
-                return Err(QuorumError::Stale { answered: 1 });
-            }
-            return Ok(o);
-        }
-        // Targets: every primary; with sloppy, a fallback stands in for each
-        // primary believed down or failing during this read.
-        let targets: Vec<NodeId> = placement.primaries.clone();
-        let spare: Vec<NodeId> = if opts.sloppy {
-            placement
-                .fallbacks
-                .iter()
-                .filter(|f| self.health.is_up(f))
-                .cloned()
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let (tx, mut rx) = mpsc::channel(targets.len() * 2 + 1);
-        let this = self.clone();
-        tokio::spawn(async move { this.read_fanout(key, targets, spare, deadline, tx).await });
-
-        let mut merged: Option<Object> = None;
-        let mut detail = Vec::new();
-        let (mut counted, mut answered) = (0, 0);
-        // A session read also needs the merge to descend from its context.
-        let caught_up = |m: &Option<Object>| match &opts.after {
-            None => true,
-            Some(ctx) => m
-                .as_ref()
-                .map(|o| o.join())
-                .unwrap_or_default()
-                .descends(ctx),
-        };
-        while counted < r || !caught_up(&merged) {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(Ok(reply))) => {
-                    answered += 1;
-                    if reply.hint_for.is_none() || opts.sloppy {
-                        counted += 1;
-                    }
-                    if let Some(o) = reply.object.as_deref() {
-                        merged = Some(match merged {
-                            Some(m) => DvvSet::sync(&m, o),
-                            None => o.clone(),
-                        });
-                    }
-                }
-                Ok(Some(Err((node, e)))) => detail.push((node, e)),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        if counted < r {
-            self.metrics
-                .quorum_failures
-                .get_or_create(&metrics::OpLabels { op: "read" })
-                .inc();
-            return Err(QuorumError::NotEnough {
-                op: "read",
-                needed: r,
-                acked: counted,
-                detail,
-            });
-        }
-        if !caught_up(&merged) {
-            self.metrics.stale_reads.inc();
-            return Err(QuorumError::Stale { answered });
-        }
-        if let Some(m) = &merged {
-            self.metrics.siblings.observe(m.sibling_count() as f64);
-        }
-        Ok(merged)
-    }
-
-    /// Asks every target, streams replies to the waiting request, then runs
-    /// read repair over all replies (including the late ones).
-    async fn read_fanout(
-        self: Arc<Self>,
-        key: Bytes,
-        primaries: Vec<NodeId>,
-        spare: Vec<NodeId>,
-        deadline: Instant,
-        tx: mpsc::Sender<Result<Reply, (NodeId, String)>>,
-    ) {
-        let mut spare = spare.into_iter();
-        let mut inflight = FuturesUnordered::new();
-        let ask = |node: NodeId, hint_for: Option<NodeId>| {
-            let this = self.clone();
-            let key = key.clone();
-            async move {
-                let r = if node == this.me {
-                    this.read_local(key, hint_for.clone())
-                        .await
-                        .map_err(|e| RpcError::Remote(e.into()))
-                } else {
-                    let req = Read {
-                        key,
-                        hint_for: hint_for.clone(),
-                        digest_only: false,
-                    };
-                    this.call(&node, &req, this.rpc_deadline(deadline))
-                        .await
-                        .map(|r| r.object)
-                };
-                (node, hint_for, r)
-            }
-        };
-        for p in primaries {
-            if self.health.is_up(&p) {
-                inflight.push(ask(p, None));
-            } else if let Some(f) = spare.next() {
-                inflight.push(ask(f, Some(p)));
-            } else {
-                inflight.push(ask(p, None));
-            }
-        }
-        let repair = self.config.read_repair
-            && should_repair(self.config.read_repair_chance, rand::random::<f64>());
-        let repair_deadline = deadline.max(Instant::now() + self.config.read_repair_wait);
-        let mut all = Vec::new();
-        loop {
-            let next = tokio::time::timeout_at(repair_deadline, inflight.next()).await;
-            let Ok(Some((node, hint_for, result))) = next else {
-                break;
-            };
-            let item = match result {
-                Ok(o) => {
-                    let reply = Reply {
-                        node,
-                        hint_for,
-                        object: o.map(Arc::new),
-                    };
-                    all.push(reply.clone());
-                    Ok(reply)
-                }
-                Err(e) => {
-                    let why = e.to_string();
-                    // A failed primary is replaced by the next fallback.
-                    if hint_for.is_none()
-                        && Instant::now() < deadline
-                        && let Some(f) = spare.next()
-                    {
-                        inflight.push(ask(f, Some(node.clone())));
-                    }
-                    Err((node, why))
-                }
-            };
-            // The request may have answered already; late replies are for repair.
-            let _ = tx.try_send(item);
-        }
-        drop(tx);
-        if repair {
-            // Bulkhead: a bounded number of repairs at once; past it, skip.
-            match self.repair_slots.clone().try_acquire_owned() {
-                Ok(_permit) => self.read_repair(key, all).await,
-                Err(_) => {
-                    self.metrics
-                        .read_repairs
-                        .get_or_create(&metrics::OutcomeLabels { outcome: "skipped" })
-                        .inc();
-                }
-            }
-        }
-    }
-
-    async fn read_repair(self: &Arc<Self>, key: Bytes, replies: Vec<Reply>) {
-        let views: Vec<ReplicaReply<'_>> = replies
-            .iter()
-            .map(|r| ReplicaReply {
-                node: &r.node,
-                object: r.object.as_deref(),
-                hint_for: r.hint_for.as_ref(),
-            })
-            .collect();
-        let Some(plan) = plan_read_repair(&views) else {
-            return;
-        };
-        if plan.stale.is_empty() {
-            return;
-        }
-        let req = Replicate {
-            key: key.clone(),
-            object: plan.merged,
-        };
-        let key = &key;
-        let sends = plan.stale.iter().map(|node| {
-            let req = req.clone();
-            async move {
-                let ok = if *node == self.me {
-                    self.replicate_local(req.key, req.object).await.is_ok()
-                } else {
-                    self.call(node, &req, self.config.rpc_timeout).await.is_ok()
-                };
-                let outcome = if ok { "repaired" } else { "failed" };
-                self.metrics
-                    .read_repairs
-                    .get_or_create(&metrics::OutcomeLabels { outcome })
-                    .inc();
-                debug!(node = %node, key = %String::from_utf8_lossy(key), outcome, "read repair");
-            }
-        });
-        futures::future::join_all(sends).await;
-    }
-
-    /// What this node stores for a key, without asking anyone: its own
-    /// replica and every hint it keeps for it.
-    pub async fn local_view(
-        &self,
-        key: &[u8],
-    ) -> Result<(Option<Object>, Vec<(NodeId, Object)>), QuorumError> {
-        let kr = self.key_ref(key);
-        let (partition, hash, key) = (kr.partition, kr.hash, key.to_vec());
-        let owners: Vec<NodeId> = self.ring.load().members().to_vec();
-        self.with_store(move |s| {
-            let kr = KeyRef {
-                partition,
-                hash,
-                key: &key,
-            };
-            let own = s.get(&kr)?;
-            let mut hints = Vec::new();
-            for o in owners {
-                if let Some(h) = s.get_hint(o.as_str(), &kr)? {
-                    hints.push((o, h));
-                }
-            }
-            Ok((own, hints))
-        })
-        .await
-    }
-
-    /// A key with its ring coordinates, owned so it can move into a store job.
-    fn placed(&self, key: Bytes) -> PlacedKey {
-        let kr = self.key_ref(&key);
-        PlacedKey {
-            partition: kr.partition,
-            hash: kr.hash,
-            key,
-        }
-    }
-
-    /// This node's replica of a key, merged with what it keeps as a hint
-    /// for `hint_for` (a fallback answering a sloppy read in place of that
-    /// primary).
-    pub async fn read_local(
-        &self,
-        key: Bytes,
-        hint_for: Option<NodeId>,
-    ) -> Result<Option<Object>, QuorumError> {
-        let key = self.placed(key);
-        self.with_store(move |s| {
-            let kr = key.key_ref();
-            let own = s.get(&kr)?;
-            let hint = match &hint_for {
-                Some(owner) => s.get_hint(owner.as_str(), &kr)?,
-                None => None,
-            };
-            Ok(match (own, hint) {
-                (Some(a), Some(b)) => Some(DvvSet::sync(&a, &b)),
-                (a, b) => a.or(b),
-            })
-        })
-        .await
-    }
-
-    /// Merges an object into this node's replica (`sync`).
-    pub async fn replicate_local(&self, key: Bytes, object: Object) -> Result<(), QuorumError> {
-        let key = self.placed(key);
-        self.with_store(move |s| s.merge(&key.key_ref(), &object))
-            .await
-            .map(|_| ())
-    }
-
-    /// Keeps an object durably for an unreachable owner, unless the hint
-    /// store is full: past `max_hints` hints or `max_hint_bytes` bytes (the
-    /// write then counts this copy as failed and relies on the other
-    /// replicas, and anti-entropy later). Hints are stored for an owner
-    /// however long it has been down; each expires `handoff.hint_window`
-    /// after its creation (see [`handoff`]).
-    async fn store_hint(&self, req: StoreHint) -> Result<Stored, RemoteError> {
-        use dynkv_storage::{HintBound, HintLimits, HintPut};
-        let limits = HintLimits {
-            max_hints: self.config.max_hints,
-            max_bytes: self.config.max_hint_bytes,
-        };
-        let StoreHint { owner, key, object } = req;
-        let key = self.placed(key);
-        let put = self
-            .with_store(move |s| {
-                s.put_hint_bounded(owner.as_str(), &key.key_ref(), &object, limits)
-            })
-            .await?;
-        self.metrics.hint_bytes.set(self.store.hint_bytes() as i64);
-        match put {
-            HintPut::Created => {
-                self.metrics.hints_stored.inc();
-            }
-            HintPut::Merged => {}
-            HintPut::Refused(HintBound::Count) => {
-                self.metrics.hint_refused("count");
-                return Err(RemoteError::HintsFull {
-                    node: self.me.clone(),
-                    max: self.config.max_hints,
-                });
-            }
-            HintPut::Refused(HintBound::Bytes) => {
-                self.metrics.hint_refused("bytes");
-                return Err(RemoteError::HintBytesFull {
-                    node: self.me.clone(),
-                    max: self.config.max_hint_bytes,
-                });
-            }
-        }
-        Ok(Stored {})
-    }
-
     /// Registers the key-value, hint, listing, reaping and ping endpoints
     /// this coordinator serves.
     pub fn register(self: &Arc<Self>, d: &mut Dispatcher) {
         d.register::<Ping, _>(self.clone())
-            .register::<Read, _>(self.clone())
-            .register::<Replicate, _>(self.clone())
+            .register::<Read, _>(self.replica.clone())
+            .register::<Replicate, _>(self.replica.clone())
             .register::<Coordinate, _>(self.clone())
             .register::<CoordinateFallback, _>(self.clone())
-            .register::<StoreHint, _>(self.clone())
+            .register::<StoreHint, _>(self.replica.clone())
             .register::<ListKeys, _>(self.clone())
             .register::<ListNamespaces, _>(self.clone())
             .register::<dynkv_rpc::messages::ReapCheck, _>(self.clone())
@@ -1641,48 +1120,6 @@ impl Handler<Ping> for Coordinator {
         Ok(Pong {
             node: self.me.clone(),
         })
-    }
-}
-
-impl Handler<Read> for Coordinator {
-    async fn handle(
-        self: Arc<Self>,
-        req: Read,
-        ctx: CallContext,
-    ) -> Result<ReadReply, RemoteError> {
-        let object = self.read_local(req.key, req.hint_for).await?;
-        // Digests are a version-2 answer: an older peer gets the object.
-        if req.digest_only && ctx.version >= 2 {
-            return Ok(ReadReply {
-                digest: object.as_ref().map(|o| o.digest()),
-                object: None,
-            });
-        }
-        Ok(ReadReply {
-            object,
-            digest: None,
-        })
-    }
-}
-
-impl Handler<Replicate> for Coordinator {
-    async fn handle(
-        self: Arc<Self>,
-        req: Replicate,
-        _: CallContext,
-    ) -> Result<Stored, RemoteError> {
-        self.replicate_local(req.key, req.object).await?;
-        Ok(Stored {})
-    }
-}
-
-impl Handler<StoreHint> for Coordinator {
-    async fn handle(
-        self: Arc<Self>,
-        req: StoreHint,
-        _: CallContext,
-    ) -> Result<Stored, RemoteError> {
-        self.store_hint(req).await
     }
 }
 
@@ -1718,7 +1155,7 @@ impl Handler<CoordinateFallback> for Coordinator {
 
 impl Handler<ListKeys> for Coordinator {
     async fn handle(self: Arc<Self>, req: ListKeys, _: CallContext) -> Result<Keys, RemoteError> {
-        let store = self.store.clone();
+        let store = self.replica.store.clone();
         let scan = tokio::task::spawn_blocking(move || {
             store.scan_keys(
                 req.partition,
@@ -1738,7 +1175,7 @@ impl Handler<ListNamespaces> for Coordinator {
         req: ListNamespaces,
         _: CallContext,
     ) -> Result<Keys, RemoteError> {
-        let store = self.store.clone();
+        let store = self.replica.store.clone();
         let scan = tokio::task::spawn_blocking(move || {
             let prefix = &req.prefix[..];
             let after = req.after.as_deref().map(|c| component_prefix(prefix, c));
@@ -1781,14 +1218,15 @@ mod planted_bug {
             hash: p.hash,
             key: &req.key,
         };
-        let cur = c.store.get(&kr).ok()?.unwrap_or_default();
-        let object = DvvSet::update(&req.context, &cur, &c.actor, req.content.clone());
-        let counter = object.join().get(&c.actor);
+        let cur = c.replica.store.get(&kr).ok()?.unwrap_or_default();
+        let actor = c.replica.actor();
+        let object = DvvSet::update(&req.context, &cur, actor, req.content.clone());
+        let counter = object.join().get(actor);
         warn!("planted bug: acknowledging a write without storing it");
         Some(WriteOutcome {
             object,
             replayed: false,
-            dot: Some((c.actor.clone(), counter)),
+            dot: Some((actor.to_string(), counter)),
         })
     }
 }
@@ -1804,28 +1242,32 @@ fn listed(
     }
 }
 
-/// An owned key and its ring coordinates.
-struct PlacedKey {
-    partition: u32,
-    hash: u64,
-    key: Bytes,
+/// One copy of a write: a primary, or a fallback keeping a hint for
+/// `owner`.
+#[derive(Clone, Debug)]
+struct CopyTarget {
+    node: NodeId,
+    owner: Option<NodeId>,
 }
 
-impl PlacedKey {
-    fn key_ref(&self) -> KeyRef<'_> {
-        KeyRef {
-            partition: self.partition,
-            hash: self.hash,
-            key: &self.key,
-        }
+/// Where a write's failed copies go: the next fallback held up, as a hint
+/// for the copy's owner. A write asks no extra replica.
+struct HintPlan {
+    spares: std::vec::IntoIter<NodeId>,
+}
+
+impl CallPlan<CopyTarget> for HintPlan {
+    fn replace(&mut self, failed: &CopyTarget) -> Option<CopyTarget> {
+        let owner = failed.owner.clone().unwrap_or_else(|| failed.node.clone());
+        self.spares.next().map(|node| CopyTarget {
+            node,
+            owner: Some(owner),
+        })
     }
-}
 
-/// What happened to one replica of a write.
-enum Ack {
-    Primary(#[allow(dead_code)] NodeId),
-    Hinted { owner: NodeId, via: NodeId },
-    Failed(NodeId, String),
+    fn extra(&mut self) -> Option<CopyTarget> {
+        None
+    }
 }
 
 /// Microseconds since the Unix epoch, for `Content::modified_micros`.

@@ -624,11 +624,11 @@ impl Coordinator {
 
     /// Raises the floor on the blocking pool (it fsyncs).
     async fn raise_floor_blocking(self: &Arc<Self>, counter: u64) -> Result<(), RemoteError> {
-        if counter <= self.floor() {
+        if counter <= self.replica.floor() {
             return Ok(());
         }
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.raise_floor(counter))
+        tokio::task::spawn_blocking(move || this.replica.raise_floor(counter))
             .await
             .map_err(|e| RemoteError::Storage(e.to_string()))?
             .map_err(|e| {
@@ -649,7 +649,7 @@ impl Handler<ReapCheck> for Coordinator {
         let top = req
             .items
             .iter()
-            .map(|(_, clock)| clock.get(&self.actor))
+            .map(|(_, clock)| clock.get(self.replica.actor()))
             .max()
             .unwrap_or(0);
         self.raise_floor_blocking(top).await?;
@@ -657,11 +657,11 @@ impl Handler<ReapCheck> for Coordinator {
             .items
             .into_iter()
             .map(|(key, _)| {
-                let kr = self.key_ref(&key);
+                let kr = self.replica.key_ref(&key);
                 (kr.partition, kr.hash, key)
             })
             .collect();
-        let store = self.store.clone();
+        let store = self.replica.store.clone();
         let statuses = tokio::task::spawn_blocking(move || {
             let owners = store.hint_owners()?;
             placed
@@ -700,13 +700,13 @@ impl Handler<Reap> for Coordinator {
             .items
             .into_iter()
             .map(|(key, digest)| {
-                let kr = self.key_ref(&key);
+                let kr = self.replica.key_ref(&key);
                 (kr.partition, kr.hash, key, digest)
             })
             .collect();
         // The floor first, over the objects that are still the ones checked.
-        let store = self.store.clone();
-        let (actor, items) = (self.actor.clone(), placed);
+        let store = self.replica.store.clone();
+        let (actor, items) = (self.replica.actor.clone(), placed);
         let (items, top) = tokio::task::spawn_blocking(move || {
             let mut top = 0;
             for (partition, hash, key, digest) in &items {
@@ -729,7 +729,7 @@ impl Handler<Reap> for Coordinator {
         self.raise_floor_blocking(top).await?;
         let this = self.clone();
         let removed = tokio::task::spawn_blocking(move || {
-            let floor = this.floor();
+            let floor = this.replica.floor();
             let mut removed = 0u64;
             for (partition, hash, key, digest) in &items {
                 let kr = KeyRef {
@@ -739,11 +739,11 @@ impl Handler<Reap> for Coordinator {
                 };
                 // Compare-and-delete: only the very tombstone checked, and
                 // only if its dots of this actor are under the floor.
-                let u = this.store.update(&kr, |cur| match cur {
+                let u = this.replica.store.update(&kr, |cur| match cur {
                     Some(o)
                         if o.digest() == *digest
                             && o.is_deleted()
-                            && o.join().get(&this.actor) <= floor =>
+                            && o.join().get(this.replica.actor()) <= floor =>
                     {
                         None
                     }

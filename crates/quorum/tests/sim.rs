@@ -19,6 +19,8 @@ fn cluster(k: usize) -> Cluster {
         k,
         CoordinatorConfig {
             read_repair_wait: Duration::from_millis(500),
+            // These tests expect every replica a read could reach repaired.
+            read_repair_chance: 1.0,
             ..test_config()
         },
     )

@@ -30,6 +30,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+use crate::latency::{LatencyEstimate, LatencyHistogram};
+
 /// A breaker's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,6 +71,7 @@ struct PeerState {
     probe_in_flight: AtomicBool,
     last_ok_ms: AtomicU64,
     transitions: AtomicU64,
+    latency: parking_lot::Mutex<LatencyHistogram>,
 }
 
 /// One peer as shown by `/admin/cluster`.
@@ -327,6 +330,21 @@ impl PeerHealth {
         open && was == BreakerState::Closed
     }
 
+    /// Records how long an answered call to `node` took, for
+    /// [`PeerHealth::latency`] (this node itself is not tracked).
+    pub fn record_latency(&self, node: &NodeId, took: Duration) {
+        if let Some(s) = self.state(node) {
+            s.latency.lock().record(took);
+        }
+    }
+
+    /// `node`'s recent call latency (mean and p99), or `None` if no call
+    /// to it has been timed yet (or it is this node): the coordinator asks
+    /// the fastest replicas first and times speculative reads by it.
+    pub fn latency(&self, node: &NodeId) -> Option<LatencyEstimate> {
+        self.peers.load().get(node)?.latency.lock().estimate()
+    }
+
     /// Every peer's state, sorted by id.
     pub fn snapshot(&self) -> Vec<PeerView> {
         let mut v: Vec<PeerView> = self
@@ -386,6 +404,22 @@ impl Drop for PendingCall<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_is_kept_per_peer_and_not_for_this_node() {
+        let h = PeerHealth::new("n1".into(), ["n1".into(), "n2".into(), "n3".into()], 2);
+        let (me, n2, n3): (NodeId, NodeId, NodeId) = ("n1".into(), "n2".into(), "n3".into());
+        assert_eq!(h.latency(&n2), None, "nothing timed yet");
+        for _ in 0..10 {
+            h.record_latency(&n2, Duration::from_millis(2));
+            h.record_latency(&n3, Duration::from_millis(40));
+            h.record_latency(&me, Duration::from_millis(1));
+        }
+        let (fast, slow) = (h.latency(&n2).unwrap(), h.latency(&n3).unwrap());
+        assert!(fast.mean < slow.mean);
+        assert!(fast.p99 < slow.p99);
+        assert_eq!(h.latency(&me), None);
+    }
 
     #[test]
     fn closed_open_half_open_closed() {

@@ -30,6 +30,7 @@ pub mod dispatch;
 pub mod frame;
 pub mod handshake;
 pub mod health;
+pub mod latency;
 pub mod messages;
 pub mod metrics;
 pub mod net;
@@ -41,6 +42,7 @@ pub mod wire;
 
 pub use dispatch::{CallContext, Dispatcher, Handler};
 pub use health::{BreakerMetrics, BreakerState, PeerHealth, PeerView};
+pub use latency::LatencyEstimate;
 pub use metrics::InternodeMetrics;
 pub use net::{NetConfig, NetTransport, PeerStatus};
 pub use secret::{ClusterSecret, token_matches};

@@ -11,6 +11,7 @@ use std::convert::Infallible;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use dynkv_rpc::messages::Quorum;
+use dynkv_rpc::messages::kv::majority;
 
 /// A request's query parameters, decoded as a form is (`+` is a space,
 /// then `%XX`); when a name is repeated the last value counts.
@@ -57,11 +58,11 @@ impl QuorumParam {
     pub fn resolve(self, n: usize, fallback: QuorumParam) -> usize {
         match self {
             QuorumParam::Default => match fallback {
-                QuorumParam::Default => n / 2 + 1,
+                QuorumParam::Default => majority(n),
                 f => f.resolve(n, QuorumParam::Default),
             },
             QuorumParam::One => 1,
-            QuorumParam::Quorum => n / 2 + 1,
+            QuorumParam::Quorum => majority(n),
             QuorumParam::All => n,
             QuorumParam::Num(k) => k as usize,
         }

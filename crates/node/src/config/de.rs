@@ -45,6 +45,14 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     d.deserialize_any(V)
 }
 
+/// When a read asks one more replica: `p99`, `<n>ms` or `none`.
+pub fn speculative_retry<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<dynkv_quorum::SpeculativeRetry, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    dynkv_quorum::SpeculativeRetry::parse(&s).map_err(de::Error::custom)
+}
+
 /// Parses a humantime duration, saying what is allowed when it is not one.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| {
@@ -64,16 +72,14 @@ pub fn quorum<'de, D: Deserializer<'de>>(d: D) -> Result<Quorum, D::Error> {
         }
 
         fn visit_str<E: de::Error>(self, s: &str) -> Result<Quorum, E> {
-            match s.trim().to_ascii_lowercase().as_str() {
-                "one" => Ok(Quorum::One),
-                "quorum" => Ok(Quorum::Majority),
-                "all" => Ok(Quorum::All),
-                other => match other.parse::<u64>() {
-                    Ok(n) => self.visit_u64(n),
-                    Err(_) => Err(E::custom(format!(
-                        "must be one, quorum, all or a number of replicas, got {s:?}"
-                    ))),
-                },
+            if let Some(q) = Quorum::from_word(s) {
+                return Ok(q);
+            }
+            match s.trim().parse::<u64>() {
+                Ok(n) => self.visit_u64(n),
+                Err(_) => Err(E::custom(format!(
+                    "must be one, quorum, all or a number of replicas, got {s:?}"
+                ))),
             }
         }
 

@@ -26,33 +26,57 @@ pub enum Quorum {
     Count(u32),
 }
 
+/// A majority of `n` replicas (`n / 2 + 1`): the one formula every
+/// quorum word `quorum` resolves through.
+pub fn majority(n: usize) -> usize {
+    n / 2 + 1
+}
+
 impl Quorum {
-    /// The number of replies this quorum needs out of `n` replicas.
+    /// The number of replies this quorum needs out of `n` replicas, without
+    /// a range check (see [`Quorum::required_of`]).
     pub fn required(self, n: usize) -> usize {
         match self {
             Quorum::One => 1,
-            Quorum::Majority => n / 2 + 1,
+            Quorum::Majority => majority(n),
             Quorum::All => n,
             Quorum::Count(c) => c as usize,
         }
     }
 
+    /// The number of replies this quorum needs out of `n` replicas, or why
+    /// `n` replicas cannot give it: the one range check of R and W.
+    pub fn required_of(self, n: usize) -> Result<usize, String> {
+        let q = self.required(n);
+        if q == 0 || q > n {
+            return Err(format!("{self} asks for {q} of {n} replicas"));
+        }
+        Ok(q)
+    }
+
+    /// A quorum word (`one`, `quorum`, `all`, any case) or a count of at
+    /// least 1, without checking the count against N: the one parser of
+    /// the words (query parameters, config, checker).
+    pub fn from_word(s: &str) -> Option<Quorum> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "one" => Some(Quorum::One),
+            "quorum" => Some(Quorum::Majority),
+            "all" => Some(Quorum::All),
+            other => match other.parse::<u32>() {
+                Ok(c) if c >= 1 => Some(Quorum::Count(c)),
+                _ => None,
+            },
+        }
+    }
+
     /// Parses the query-parameter form; the error says what is allowed.
     pub fn parse(s: &str, n: usize) -> Result<Quorum, String> {
-        let q = match s.to_ascii_lowercase().as_str() {
-            "one" => Quorum::One,
-            "quorum" => Quorum::Majority,
-            "all" => Quorum::All,
-            other => match other.parse::<u32>() {
-                Ok(c) if c >= 1 && (c as usize) <= n => Quorum::Count(c),
-                _ => {
-                    return Err(format!(
-                        "must be one, quorum, all or a number from 1 to {n}, got {s:?}"
-                    ));
-                }
-            },
-        };
-        Ok(q)
+        match Quorum::from_word(s) {
+            Some(q) if q.required_of(n).is_ok() => Ok(q),
+            _ => Err(format!(
+                "must be one, quorum, all or a number from 1 to {n}, got {s:?}"
+            )),
+        }
     }
 }
 
