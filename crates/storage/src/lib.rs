@@ -36,7 +36,9 @@
 //! there reads nothing from RocksDB. It is written through under the key's
 //! lock by every change (a failed write forgets the key), and a read miss
 //! fills it under that lock too, so it never holds a value the `objects`
-//! family does not. Scans read RocksDB. A reopen empties it.
+//! family does not. Scans read RocksDB. A reopen empties it. It is off by
+//! default: on a uniform 50/50 load over more keys than it holds, its upkeep
+//! cost more CPU per request than the reads it saved (docs/PERFORMANCE.md).
 //!
 //! ## Concurrent writers to one key
 //! Every change to a key is a read-modify-write (`sync` the incoming object
@@ -403,7 +405,7 @@ impl StoreConfig {
             write_buffer_bytes: 32 << 20,
             background_bytes_per_sec: 0,
             key_hash: xxhash_rust::xxh3::xxh3_64,
-            object_cache_bytes: 64 << 20,
+            object_cache_bytes: 0,
         }
     }
 }
