@@ -86,10 +86,11 @@ say "$ scripts/partition.sh heal"
 "$PARTITION" heal | sed 's/^/     /'
 cut=0
 wait_for 20 "$COORD believes $STALE up again" sees "$COORD" "$STALE" up || fail "$COORD still believes $STALE down"
-say "A quorum read through $COORD asks all three replicas; after answering it"
-say "sends the merged value to any replica that is behind (read repair)."
-say "Hinted handoff (the copy a fallback kept for $STALE) and anti-entropy"
-say "(Merkle-tree exchanges) would bring it v2 without any read as well."
+say "A quorum read through $COORD asks two replicas in full and, for a share of"
+say "reads (read_repair.chance), the third for a digest; after answering it sends"
+say "the merged value to any replica found behind (read repair). Hinted handoff"
+say "(the copy a fallback kept for $STALE) and anti-entropy (Merkle-tree"
+say "exchanges) bring it v2 without any read as well."
 req GET "$COORD" "/kv/$KEY?r=quorum"
 check "the read answers v2" "$BODY" v2
 wait_for 30 "$STALE stores v2" holds "$STALE" "$KEY" v2 || fail "$STALE still stores '$(local_values "$STALE" "$KEY")'"

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Cluster, cluster_with, test_config};
+use common::{Cluster, cluster_with, read_opts, test_config, values};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,41 +11,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use dynkv_quorum::{Coordinator, CoordinatorConfig, ReadOptions, SpeculativeRetry};
 use dynkv_rpc::messages::{Quorum, WriteRequest};
-use dynkv_vclock::{Content, Object, VersionVector};
+use dynkv_vclock::VersionVector;
 use tokio::time::Instant;
 
 fn write(key: &Bytes, value: &str, ctx: VersionVector, w: Quorum) -> WriteRequest {
-    WriteRequest {
-        key: key.clone(),
-        content: Content::value(value.to_string(), "text/plain", 0),
-        context: ctx,
-        w,
-        sloppy: false,
-        timeout_ms: 1500,
-        idempotency_key: None,
-        n_val: None,
-        supersede: false,
-    }
-}
-
-fn values(o: &Option<Object>) -> Vec<String> {
-    let mut v: Vec<String> = o
-        .iter()
-        .flat_map(|o| o.live_values())
-        .map(|c| String::from_utf8(c.value.to_vec()).unwrap())
-        .collect();
-    v.sort();
-    v
+    common::write(key, value, ctx, w, false)
 }
 
 fn read(r: Quorum) -> ReadOptions {
-    ReadOptions {
-        r: Some(r),
-        sloppy: false,
-        timeout: Some(Duration::from_secs(1)),
-        after: None,
-        n_val: None,
-    }
+    read_opts(r, false)
 }
 
 fn node<'a>(c: &'a Cluster, id: &str) -> &'a Arc<Coordinator> {

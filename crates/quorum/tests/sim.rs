@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Cluster, cluster_with, dispatcher, test_config};
+use common::{Cluster, cluster_with, dispatcher, read_opts, test_config, values, write};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,11 @@ use dynkv_quorum::handoff::{self, HandoffConfig, HandoffState};
 use dynkv_quorum::{Coordinator, CoordinatorConfig, QuorumError, ReadOptions};
 use dynkv_ring::NodeId;
 use dynkv_rpc::messages::{Quorum, WriteRequest};
-use dynkv_vclock::{Content, Object, VersionVector};
+use dynkv_vclock::VersionVector;
+
+fn read(r: Quorum) -> ReadOptions {
+    read_opts(r, true)
+}
 
 fn cluster(k: usize) -> Cluster {
     cluster_with(
@@ -39,40 +43,6 @@ impl Cluster {
             .map(|i| Bytes::from(format!("key-{i}")))
             .find(|k| self.nodes[0].placement(k).primaries[pos].as_str() == id)
             .unwrap()
-    }
-}
-
-fn write(key: &Bytes, value: &str, ctx: VersionVector, w: Quorum, sloppy: bool) -> WriteRequest {
-    WriteRequest {
-        key: key.clone(),
-        content: Content::value(value.to_string(), "text/plain", 0),
-        context: ctx,
-        w,
-        sloppy,
-        timeout_ms: 1500,
-        idempotency_key: None,
-        n_val: None,
-        supersede: false,
-    }
-}
-
-fn values(o: &Option<Object>) -> Vec<String> {
-    let mut v: Vec<String> = o
-        .iter()
-        .flat_map(|o| o.live_values())
-        .map(|c| String::from_utf8(c.value.to_vec()).unwrap())
-        .collect();
-    v.sort();
-    v
-}
-
-fn read(r: Quorum) -> ReadOptions {
-    ReadOptions {
-        r: Some(r),
-        sloppy: true,
-        timeout: Some(Duration::from_secs(1)),
-        after: None,
-        n_val: None,
     }
 }
 

@@ -4,8 +4,11 @@
 use std::collections::HashMap;
 
 use dynkv_storage::{KeyRef, Store, StoreConfig};
-use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
+use dynkv_vclock::{DvvSet, Object};
 use proptest::prelude::*;
+
+mod common;
+use common::obj;
 
 fn key(k: &[u8]) -> KeyRef<'_> {
     KeyRef {
@@ -13,15 +16,6 @@ fn key(k: &[u8]) -> KeyRef<'_> {
         hash: xxhash_rust::xxh3::xxh3_64(k),
         key: k,
     }
-}
-
-fn obj(actor: &str, v: &str) -> Object {
-    DvvSet::update(
-        &VersionVector::new(),
-        &Object::new(),
-        actor,
-        Content::value(v.to_string(), "text/plain", 1),
-    )
 }
 
 fn open(dir: &tempfile::TempDir, cache_bytes: u64) -> Store {

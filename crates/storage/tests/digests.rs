@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 
 use dynkv_storage::{KeyRef, Store, StoreConfig};
-use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
+
+mod common;
+use common::obj;
 
 /// The store's hash of a key in these tests (what `key_hash` is set to).
 fn test_hash(k: &[u8]) -> u64 {
@@ -17,15 +19,6 @@ fn key(k: &[u8]) -> KeyRef<'_> {
         hash: test_hash(k),
         key: k,
     }
-}
-
-fn obj(actor: &str, v: &str) -> Object {
-    DvvSet::update(
-        &VersionVector::new(),
-        &Object::new(),
-        actor,
-        Content::value(v.to_string(), "text/plain", 1),
-    )
 }
 
 fn open(dir: &tempfile::TempDir) -> Store {

@@ -5,29 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use dynkv_storage::{HINT_FORMAT_V2, HintBound, HintLimits, HintPut, KeyRef, Store, StoreConfig};
-use dynkv_vclock::{Content, DvvSet, Object, VersionVector, encode_object};
+use dynkv_storage::{HINT_FORMAT_V2, HintBound, HintLimits, HintPut};
+use dynkv_vclock::{DvvSet, Object, encode_object};
 
-fn key(partition: u32, k: &[u8]) -> KeyRef<'_> {
-    KeyRef {
-        partition,
-        hash: (partition as u64) << 58 | (k.len() as u64),
-        key: k,
-    }
-}
-
-fn obj(actor: &str, v: &str) -> Object {
-    DvvSet::update(
-        &VersionVector::new(),
-        &Object::new(),
-        actor,
-        Content::value(v.to_string(), "text/plain", 1),
-    )
-}
-
-fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open(&StoreConfig::new(dir.path()), None).unwrap()
-}
+mod common;
+use common::{key_in as key, obj, open_default as open};
 
 /// The stored key of a hint: owner length, owner, partition, key.
 fn raw_hint_key(owner: &str, partition: u32, k: &[u8]) -> Vec<u8> {

@@ -3,28 +3,10 @@
 use std::sync::{Arc, Mutex};
 
 use dynkv_storage::{KeyRef, Store, StoreConfig, WriteListener};
-use dynkv_vclock::{Content, DvvSet, Object, VersionVector};
+use dynkv_vclock::{Content, DvvSet, VersionVector};
 
-fn key(partition: u32, k: &[u8]) -> KeyRef<'_> {
-    KeyRef {
-        partition,
-        hash: (partition as u64) << 58 | (k.len() as u64),
-        key: k,
-    }
-}
-
-fn obj(actor: &str, v: &str) -> Object {
-    DvvSet::update(
-        &VersionVector::new(),
-        &Object::new(),
-        actor,
-        Content::value(v.to_string(), "text/plain", 1),
-    )
-}
-
-fn open(dir: &tempfile::TempDir) -> Store {
-    Store::open(&StoreConfig::new(dir.path()), None).unwrap()
-}
+mod common;
+use common::{key_in as key, obj, open_default as open};
 
 #[test]
 fn put_get_and_survive_reopen() {

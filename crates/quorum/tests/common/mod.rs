@@ -1,6 +1,8 @@
 //! In-process clusters of coordinators over the fault-injecting SimNetwork,
 //! shared by the quorum crate's integration tests.
 
+#![allow(dead_code)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,5 +66,48 @@ pub fn cluster_with(k: usize, config: CoordinatorConfig) -> Cluster {
         net,
         nodes,
         _dirs: dirs,
+    }
+}
+
+/// A client write of `value` over context `ctx`.
+pub fn write(
+    key: &bytes::Bytes,
+    value: &str,
+    ctx: dynkv_vclock::VersionVector,
+    w: dynkv_rpc::messages::Quorum,
+    sloppy: bool,
+) -> dynkv_rpc::messages::WriteRequest {
+    dynkv_rpc::messages::WriteRequest {
+        key: key.clone(),
+        content: dynkv_vclock::Content::value(value.to_string(), "text/plain", 0),
+        context: ctx,
+        w,
+        sloppy,
+        timeout_ms: 1500,
+        idempotency_key: None,
+        n_val: None,
+        supersede: false,
+    }
+}
+
+/// The live values of a read, sorted.
+pub fn values(o: &Option<dynkv_vclock::Object>) -> Vec<String> {
+    let mut v: Vec<String> = o
+        .iter()
+        .flat_map(|o| o.live_values())
+        .map(|c| String::from_utf8(c.value.to_vec()).unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Read options asking `r` replicas within a second.
+pub fn read_opts(r: dynkv_rpc::messages::Quorum, sloppy: bool) -> dynkv_quorum::ReadOptions {
+    dynkv_quorum::ReadOptions {
+        r: Some(r),
+        sloppy,
+        timeout: Some(std::time::Duration::from_secs(1)),
+        after: None,
+        n_val: None,
     }
 }
