@@ -254,20 +254,23 @@ impl Coordinator {
         .await;
         let merged = merge_all(out.successes.iter().filter_map(|(_, o)| o.as_ref()));
         if self.config.read_repair {
-            let replies: Vec<Reply> = out
-                .successes
-                .iter()
-                .map(|(t, o)| Reply {
-                    node: t.node.clone(),
-                    hint_for: t.hint_for.clone(),
-                    object: o.clone().map(Arc::new),
-                })
-                .collect();
-            let disagree = replies.iter().any(|r| {
-                r.object.as_ref().map(|o| o.digest()) != merged.as_ref().map(|o| o.digest())
-            });
             let late_possible = out.asked > out.successes.len() + out.failures.len();
-            if disagree || digests.is_some() || late_possible {
+            let disagree = || {
+                let want = merged.as_ref().map(|o| o.digest());
+                out.successes
+                    .iter()
+                    .any(|(_, o)| o.as_ref().map(|o| o.digest()) != want)
+            };
+            if digests.is_some() || late_possible || disagree() {
+                let replies: Vec<Reply> = out
+                    .successes
+                    .iter()
+                    .map(|(t, o)| Reply {
+                        node: t.node.clone(),
+                        hint_for: t.hint_for.clone(),
+                        object: o.clone().map(Arc::new),
+                    })
+                    .collect();
                 let this = self.clone();
                 tokio::spawn(async move {
                     this.repair_after_read(key, replies, late_rx, digests, repair_deadline)
