@@ -182,6 +182,10 @@ impl TreeSet {
 
 impl WriteListener for TreeSet {
     fn digest_changed(&self, key: &KeyRef<'_>, _old: Option<u64>, _new: Option<u64>) {
+        self.merged(key);
+    }
+
+    fn merged(&self, key: &KeyRef<'_>) {
         let Some(p) = self.parts.get(key.partition as usize) else {
             return;
         };

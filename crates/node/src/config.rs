@@ -202,6 +202,9 @@ pub struct StorageSection {
     pub write_buffer_mb: usize,
     /// Decoded objects kept in memory, MiB (0: no object cache).
     pub object_cache_mb: u64,
+    /// A replica applies a replicated write as a RocksDB merge operand
+    /// (no read on the write path) instead of a read-modify-write.
+    pub deferred_merges: bool,
     /// Rate limit of flushes and compactions, MiB/s (0: unlimited).
     pub background_mb_per_sec: u64,
     /// Age of a tombstone before it may be reaped (was

@@ -42,6 +42,7 @@ impl Config {
             background_bytes_per_sec: self.storage.background_mb_per_sec << 20,
             key_hash: dynkv_ring::key_hash,
             object_cache_bytes: self.storage.object_cache_mb << 20,
+            deferred_merges: self.storage.deferred_merges,
         }
     }
 

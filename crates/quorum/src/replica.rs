@@ -367,6 +367,14 @@ impl Replica {
             .map(|_| ())
     }
 
+    /// The replica step of a write another node coordinated (see
+    /// [`Store::merge_replicated`]): nobody needs the merged object back.
+    pub async fn merge_replicated(&self, key: Bytes, object: Object) -> Result<(), QuorumError> {
+        let key = self.placed(key);
+        self.with_store(move |s| s.merge_replicated(&key.key_ref(), &object))
+            .await
+    }
+
     /// The hint this node keeps for `owner` of a key, if any.
     pub async fn get_hint(&self, owner: NodeId, key: Bytes) -> Result<Option<Object>, QuorumError> {
         let key = self.placed(key);
@@ -490,7 +498,7 @@ impl Handler<Replicate> for Replica {
         req: Replicate,
         _: CallContext,
     ) -> Result<Stored, RemoteError> {
-        self.merge(req.key, req.object).await?;
+        self.merge_replicated(req.key, req.object).await?;
         Ok(Stored {})
     }
 }

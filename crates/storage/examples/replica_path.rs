@@ -5,8 +5,11 @@
 //! ```text
 //! cargo run --release -p dynkv-storage --example replica_path -- \
 //!     [--keys 10000,100000] [--ops 200000] [--threads 1,2] [--json FILE] [--dir DIR]
-//!     [--object-cache-mb N]
+//!     [--object-cache-mb N] [--merge deferred|read]
 //! ```
+//!
+//! `--merge` picks how the replica step applies an object
+//! (`StoreConfig::deferred_merges`; the store's default is `deferred`).
 //!
 //! Prints µs/op and ops/s per kind, per key count and thread count, and
 //! writes the same table as JSON with `--json`. The timed loop is the
@@ -36,6 +39,7 @@ struct Args {
     json: Option<PathBuf>,
     dir: Option<PathBuf>,
     object_cache_mb: Option<u64>,
+    deferred_merges: Option<bool>,
 }
 
 fn parse_args() -> Args {
@@ -46,6 +50,7 @@ fn parse_args() -> Args {
         json: None,
         dir: None,
         object_cache_mb: None,
+        deferred_merges: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,6 +67,7 @@ fn parse_args() -> Args {
             "--json" => args.json = Some(value.into()),
             "--dir" => args.dir = Some(value.into()),
             "--object-cache-mb" => args.object_cache_mb = Some(value.parse().expect("a number")),
+            "--merge" => args.deferred_merges = Some(value == "deferred"),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -153,7 +159,9 @@ fn run_mix(store: &Store, versions: &[AtomicU64], ops: u64, seed: u64) -> Tally 
             let counter = versions[i as usize].fetch_add(1, Ordering::Relaxed) + 1;
             let incoming = version(counter, r);
             let started = Instant::now();
-            store.merge(&key.key_ref(), &incoming).expect("merge");
+            store
+                .merge_replicated(&key.key_ref(), &incoming)
+                .expect("merge");
             t.merge_time += started.elapsed();
             t.merges += 1;
         }
@@ -188,6 +196,9 @@ fn main() {
         let mut config = StoreConfig::new(&dir);
         if let Some(mb) = args.object_cache_mb {
             config.object_cache_bytes = mb << 20;
+        }
+        if let Some(deferred) = args.deferred_merges {
+            config.deferred_merges = deferred;
         }
         let store = Arc::new(Store::open(&config, None).expect("open"));
         let started = Instant::now();

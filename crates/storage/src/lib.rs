@@ -41,14 +41,22 @@
 //! cost more CPU per request than the reads it saved (docs/PERFORMANCE.md).
 //!
 //! ## Concurrent writers to one key
-//! Every change to a key is a read-modify-write (`sync` the incoming object
-//! into the stored one). [`Store::update`] serialises those per key with a
-//! fixed array of striped mutexes chosen by key hash, held only for the
-//! read, the merge and the write. We chose striped locks over a RocksDB merge
-//! operator because the coordinator needs the merged object back at once (to
-//! replicate it and to answer with its context), and a merge operator would
-//! make every read pay for merging; the stripes are bounded memory and two
-//! keys rarely share one.
+//! A change that needs the result is a read-modify-write: the coordinator's
+//! own write (it replicates the merged object and answers with its
+//! context), read repair, handoff and anti-entropy. [`Store::update`]
+//! serialises those per key with a fixed array of striped mutexes chosen by
+//! key hash, held only for the read, the merge and the write; the stripes
+//! are bounded memory and two keys rarely share one.
+//!
+//! The replica step of a coordinated write needs no result, so by default
+//! ([`StoreConfig::deferred_merges`]) it reads nothing:
+//! [`Store::merge_deferred`] writes the incoming object as a merge operand
+//! and RocksDB's merge operator ([`sync_operands`]) applies the DVVSet
+//! `sync` when the key is next read, flushed or compacted. It takes the
+//! key's lock for the write alone, so an operand never lands between an
+//! update's read and its write (that write would hide it). A read of a key
+//! with operands pending pays their merge once per read until a flush or
+//! compaction folds them in; docs/PERFORMANCE.md measures both ways.
 //!
 //! ## Durability
 //! The write-ahead log is always on. By default a write returns once RocksDB
@@ -134,7 +142,7 @@ use dynkv_vclock::{DvvSet, Object, ObjectDecodeError, decode_object, encode_obje
 use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, LogLevel,
-    Options, ReadOptions, WriteBatch, WriteOptions,
+    MergeOperands, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 const CF_OBJECTS: &str = "objects";
@@ -162,6 +170,11 @@ const MAX_UNCERTAIN: usize = 10_000;
 const HEALTHY: u8 = 0;
 const NO_SPACE: u8 = 1;
 const FAILED: u8 = 2;
+
+/// Name of the `objects` family's merge operator ([`sync_operands`]).
+/// RocksDB records it in the database's options; a new operator with other
+/// semantics needs a new name.
+const OBJECT_MERGE_OPERATOR: &str = "dynkv.dvvset-sync.v1";
 
 /// Number of key-lock stripes: enough that unrelated hot keys rarely
 /// contend, small enough to be a fixed 32 KiB.
@@ -393,6 +406,9 @@ pub struct StoreConfig {
     /// Bytes of decoded objects kept in memory for reads and for the read
     /// of a read-modify-write (0: no object cache).
     pub object_cache_bytes: u64,
+    /// Apply the replica step of a coordinated write as a deferred merge
+    /// ([`Store::merge_deferred`]) instead of a read-modify-write.
+    pub deferred_merges: bool,
 }
 
 impl StoreConfig {
@@ -406,6 +422,7 @@ impl StoreConfig {
             background_bytes_per_sec: 0,
             key_hash: xxhash_rust::xxh3::xxh3_64,
             object_cache_bytes: 0,
+            deferred_merges: true,
         }
     }
 }
@@ -426,6 +443,11 @@ pub struct KeyRef<'a> {
 pub trait WriteListener: Send + Sync {
     /// `old`/`new` are `None` when the key was absent / was removed.
     fn digest_changed(&self, key: &KeyRef<'_>, old: Option<u64>, new: Option<u64>);
+
+    /// A deferred merge ([`Store::merge_deferred`]) may have changed the
+    /// key's digest; neither the old nor the new one is known on the write
+    /// path (the digest index learns the new one in the background).
+    fn merged(&self, key: &KeyRef<'_>);
 }
 
 /// What [`Store::update`] did.
@@ -679,6 +701,9 @@ fn open_db(config: &StoreConfig) -> Result<DB> {
         o.set_memtable_prefix_bloom_ratio(0.05);
         o.set_level_compaction_dynamic_level_bytes(true);
         o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Always set, whichever way replicas apply objects: a database
+        // written with deferred merges must stay readable.
+        o.set_merge_operator_associative(OBJECT_MERGE_OPERATOR, sync_operands);
         o
     };
     // The other families: scanned in key order, small, written rarely
@@ -703,6 +728,38 @@ fn open_db(config: &StoreConfig) -> Result<DB> {
         ColumnFamilyDescriptor::new(CF_META, small_opts()),
     ];
     Ok(DB::open_cf_descriptors(&db_opts, &config.path, cfs)?)
+}
+
+/// The `objects` family's merge operator: its operands are objects that
+/// [`Store::merge_deferred`] wrote without reading the stored one, and the
+/// merge is the DVVSet `sync` they would have had. `sync` is associative
+/// and commutative, so RocksDB may fold operands together in any grouping
+/// (partial merges in compaction) and the result is the same.
+///
+/// A merge must not fail: RocksDB would report the key corrupt on every
+/// read and stop compactions. A stored object or operand that does not
+/// decode (only a damaged disk makes one) is dropped with an error log, and
+/// anti-entropy restores the key from the other replicas.
+fn sync_operands(key: &[u8], existing: Option<&[u8]>, operands: &MergeOperands) -> Option<Vec<u8>> {
+    let decode = |bytes: &[u8], what: &str| match decode_object(bytes) {
+        Ok(o) => Some(o),
+        Err(e) => {
+            tracing::error!(key = ?String::from_utf8_lossy(key), error = %e, "dropping an undecodable {what} in a merge");
+            None
+        }
+    };
+    let mut merged = existing.and_then(|b| decode(b, "stored object"));
+    for operand in operands {
+        if let Some(incoming) = decode(operand, "merge operand") {
+            merged = Some(match merged {
+                Some(current) => DvvSet::sync(&current, &incoming),
+                None => incoming,
+            });
+        }
+    }
+    // Nothing decoded: an empty object, which reads as a key with no
+    // versions, rather than a merge failure.
+    Some(encode_object(&merged.unwrap_or_default()))
 }
 
 /// Checks (or, in a new database, writes) the layout version.
@@ -865,12 +922,25 @@ fn rebuild_digests(db: &DB, key_hash: fn(&[u8]) -> u64) -> Result<(u64, u64)> {
     Ok((objects, skipped))
 }
 
+/// A key's queued change to the digest index.
+#[derive(Clone, Copy, Debug)]
+enum DigestChange {
+    /// The key's object now has this digest.
+    Set(u64),
+    /// The key was removed.
+    Removed,
+    /// A deferred merge ([`Store::merge_deferred`]) changed the key's object
+    /// (stored in this partition) to a state nobody has read yet: the
+    /// flusher reads it, and so computes the digest off the write path.
+    Recompute(u32),
+}
+
 /// Digest index changes waiting for the background flusher, coalesced per
 /// key: the `digests` family is written in batches off the write path.
 #[derive(Default)]
 struct DigestQueue {
-    /// Digest key (hash BE ‖ key) to its newest digest (`None`: removed).
-    pending: Mutex<HashMap<Vec<u8>, Option<u64>>>,
+    /// Digest key (hash BE ‖ key) to its newest change.
+    pending: Mutex<HashMap<Vec<u8>, DigestChange>>,
     /// Wakes the flusher before its interval when a batch is full, or to
     /// stop.
     wake: Condvar,
@@ -883,9 +953,9 @@ struct DigestQueue {
 impl DigestQueue {
     /// Queues a key's new digest (called under the key's lock, after its
     /// object was written).
-    fn push(&self, digest_key: Vec<u8>, digest: Option<u64>) {
+    fn push(&self, digest_key: Vec<u8>, change: DigestChange) {
         let mut pending = self.pending.lock();
-        pending.insert(digest_key, digest);
+        pending.insert(digest_key, change);
         if pending.len() == DIGEST_BATCH {
             self.wake.notify_one();
         }
@@ -902,15 +972,31 @@ impl DigestQueue {
         }
         let dcf = cf(db, CF_DIGESTS);
         let mut batch = WriteBatch::default();
-        for (k, d) in &taken {
-            match d {
-                Some(d) => batch.put_cf(dcf, k, d.to_le_bytes()),
-                None => batch.delete_cf(dcf, k),
+        let written = (|| {
+            for (k, d) in &taken {
+                let digest = match *d {
+                    DigestChange::Set(d) => Some(d),
+                    DigestChange::Removed => None,
+                    DigestChange::Recompute(partition) => {
+                        let okey = object_key(partition, &k[8..]);
+                        match db.get_pinned_cf(cf(db, CF_OBJECTS), okey)? {
+                            // An object that does not decode has no digest
+                            // until it is repaired; its reads report it.
+                            Some(v) => decode_object(&v).ok().map(|o| o.digest()),
+                            None => None,
+                        }
+                    }
+                };
+                match digest {
+                    Some(d) => batch.put_cf(dcf, k, d.to_le_bytes()),
+                    None => batch.delete_cf(dcf, k),
+                }
             }
-        }
-        let mut no_wal = WriteOptions::default();
-        no_wal.disable_wal(true);
-        if let Err(e) = db.write_opt(batch, &no_wal) {
+            let mut no_wal = WriteOptions::default();
+            no_wal.disable_wal(true);
+            db.write_opt(batch, &no_wal)
+        })();
+        if let Err(e) = written {
             let mut pending = self.pending.lock();
             for (k, d) in taken {
                 pending.entry(k).or_insert(d);
@@ -1255,7 +1341,8 @@ impl Store {
         if let Some(c) = &self.objects {
             c.set(okey, next.as_ref());
         }
-        self.digests.push(digest_key(key.hash, key.key), new_digest);
+        let change = new_digest.map_or(DigestChange::Removed, DigestChange::Set);
+        self.digests.push(digest_key(key.hash, key.key), change);
         if self.uncertain_any.load(Ordering::Acquire) {
             // A later write of the key succeeded: the listener sees it now.
             self.uncertain.lock().remove(key.key);
@@ -1277,6 +1364,56 @@ impl Store {
             Some(cur) => Some(DvvSet::sync(&cur, incoming)),
             None => Some(incoming.clone()),
         })
+    }
+
+    /// Merges an object that came from another replica into the stored one
+    /// without reading it: the object is written as a merge operand of the
+    /// `objects` family and RocksDB applies the DVVSet `sync` when the key
+    /// is next read, flushed or compacted ([`sync_operands`]). The replica
+    /// path of a coordinated write, where nobody needs the merged object
+    /// back. The key's lock is held for the write only, so a concurrent
+    /// [`Store::update`] (a read then a put) never overwrites the operand;
+    /// the digest index learns the new digest from the background flusher.
+    pub fn merge_deferred(&self, key: &KeyRef<'_>, incoming: &Object) -> Result<()> {
+        let db = self.handle()?;
+        self.writable()?;
+        let operand = encode_object(incoming);
+        let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
+        let okey = object_key(key.partition, key.key);
+        let _dirty = self.digests_dirty(&db)?;
+        let written = db.merge_cf_opt(cf(&db, CF_OBJECTS), &okey, operand, &self.write_opts);
+        if let Some(c) = &self.objects {
+            c.forget(&okey);
+        }
+        if let Err(e) = written {
+            // Whether the operand landed is known after a reopen: the
+            // listener is told then if the stored digest is not the
+            // absent key's.
+            self.note_uncertain(key, None);
+            return Err(self.write_failed(e));
+        }
+        self.digests.push(
+            digest_key(key.hash, key.key),
+            DigestChange::Recompute(key.partition),
+        );
+        if self.uncertain_any.load(Ordering::Acquire) {
+            self.uncertain.lock().remove(key.key);
+        }
+        if let Some(l) = &self.listener {
+            l.merged(key);
+        }
+        Ok(())
+    }
+
+    /// The replica step of a coordinated write: the incoming object is
+    /// merged into the stored one, deferred or read first as
+    /// [`StoreConfig::deferred_merges`] says.
+    pub fn merge_replicated(&self, key: &KeyRef<'_>, incoming: &Object) -> Result<()> {
+        if self.config.deferred_merges {
+            self.merge_deferred(key, incoming)
+        } else {
+            self.merge(key, incoming).map(|_| ())
+        }
     }
 
     /// Removes a key outright (tombstone reaping only: a normal DELETE is a
@@ -2029,6 +2166,9 @@ mod tests {
     impl WriteListener for Recorder {
         fn digest_changed(&self, key: &KeyRef<'_>, old: Option<u64>, new: Option<u64>) {
             self.0.lock().push((key.key.to_vec(), old, new));
+        }
+        fn merged(&self, key: &KeyRef<'_>) {
+            panic!("no deferred merge in these tests: {:?}", key.key);
         }
     }
 

@@ -92,6 +92,9 @@ fn digest_index_follows_objects() {
         fn digest_changed(&self, key: &KeyRef<'_>, old: Option<u64>, new: Option<u64>) {
             self.0.lock().unwrap().push((key.key.to_vec(), old, new));
         }
+        fn merged(&self, key: &KeyRef<'_>) {
+            panic!("no deferred merge in this test: {:?}", key.key);
+        }
     }
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(Log(Mutex::new(Vec::new())));
