@@ -183,3 +183,36 @@ async fn a_session_read_asks_more_replicas_until_one_has_its_context() {
         .unwrap();
     assert_eq!(values(&session), vec!["v2"]);
 }
+
+/// Replicas that apply replicated writes as deferred merges keep every
+/// concurrent write as a sibling, like replicas that read first.
+#[tokio::test]
+async fn deferred_merges_keep_concurrent_writes_as_siblings() {
+    let c = common::cluster_with_stores(3, quiet(), |s| s.deferred_merges = true);
+    let key = Bytes::from_static(b"deferred");
+    let (a, b) = tokio::join!(
+        c.nodes[0].put(write(&key, "a", VersionVector::new(), Quorum::All)),
+        c.nodes[1].put(write(&key, "b", VersionVector::new(), Quorum::All)),
+    );
+    a.unwrap();
+    b.unwrap();
+    // R=1 at each node reads its own copy in place.
+    for n in &c.nodes {
+        let got = n.get(key.clone(), read(Quorum::One)).await.unwrap();
+        assert_eq!(values(&got), vec!["a", "b"], "at {}", n.node_id());
+    }
+    // A write over the merged context supersedes both everywhere.
+    let seen = c.nodes[2]
+        .get(key.clone(), read(Quorum::All))
+        .await
+        .unwrap()
+        .unwrap();
+    c.nodes[2]
+        .put(write(&key, "c", seen.join(), Quorum::All))
+        .await
+        .unwrap();
+    for n in &c.nodes {
+        let got = n.get(key.clone(), read(Quorum::One)).await.unwrap();
+        assert_eq!(values(&got), vec!["c"], "at {}", n.node_id());
+    }
+}

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! `--merge` picks how the replica step applies an object
-//! (`StoreConfig::deferred_merges`; the store's default is `deferred`).
+//! (`StoreConfig::deferred_merges`; the store's default is `read`).
 //!
 //! Prints µs/op and ops/s per kind, per key count and thread count, and
 //! writes the same table as JSON with `--json`. The timed loop is the

@@ -48,15 +48,19 @@
 //! key hash, held only for the read, the merge and the write; the stripes
 //! are bounded memory and two keys rarely share one.
 //!
-//! The replica step of a coordinated write needs no result, so by default
-//! ([`StoreConfig::deferred_merges`]) it reads nothing:
+//! The replica step of a coordinated write needs no result, so it may read
+//! nothing ([`StoreConfig::deferred_merges`]):
 //! [`Store::merge_deferred`] writes the incoming object as a merge operand
 //! and RocksDB's merge operator ([`sync_operands`]) applies the DVVSet
 //! `sync` when the key is next read, flushed or compacted. It takes the
 //! key's lock for the write alone, so an operand never lands between an
 //! update's read and its write (that write would hide it). A read of a key
 //! with operands pending pays their merge once per read until a flush or
-//! compaction folds them in; docs/PERFORMANCE.md measures both ways.
+//! compaction folds them in, and so does the digest index's background
+//! update. That is why it is off by default: the read a replica step saves
+//! is cheap (the key is usually in the memtable or its bloom filter says
+//! no), and the merges paid later cost more (docs/PERFORMANCE.md, seventh
+//! run).
 //!
 //! ## Durability
 //! The write-ahead log is always on. By default a write returns once RocksDB
@@ -422,7 +426,7 @@ impl StoreConfig {
             background_bytes_per_sec: 0,
             key_hash: xxhash_rust::xxh3::xxh3_64,
             object_cache_bytes: 0,
-            deferred_merges: true,
+            deferred_merges: false,
         }
     }
 }

@@ -40,6 +40,16 @@ pub fn dispatcher(c: &Arc<Coordinator>) -> Arc<Dispatcher> {
 
 /// Starts `k` nodes, each coordinating with `config`.
 pub fn cluster_with(k: usize, config: CoordinatorConfig) -> Cluster {
+    cluster_with_stores(k, config, |_| {})
+}
+
+/// Starts `k` nodes, each coordinating with `config`, their stores opened
+/// with the default settings as `store` changes them.
+pub fn cluster_with_stores(
+    k: usize,
+    config: CoordinatorConfig,
+    store: impl Fn(&mut StoreConfig),
+) -> Cluster {
     let ids: Vec<NodeId> = (1..=k).map(|i| NodeId::from(format!("n{i}"))).collect();
     let ring = Ring::new(ids.clone(), 16).unwrap();
     let net = SimNetwork::new();
@@ -47,7 +57,9 @@ pub fn cluster_with(k: usize, config: CoordinatorConfig) -> Cluster {
     let mut dirs = Vec::new();
     for id in &ids {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(&StoreConfig::new(dir.path()), None).unwrap());
+        let mut store_config = StoreConfig::new(dir.path());
+        store(&mut store_config);
+        let store = Arc::new(Store::open(&store_config, None).unwrap());
         let health = Arc::new(PeerHealth::new(id.clone(), ids.clone(), 1));
         let c = Coordinator::new(
             id.clone(),
