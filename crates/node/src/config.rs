@@ -196,8 +196,10 @@ pub struct StorageSection {
     /// `sync_writes` (was `sync_interval_ms`).
     #[serde(deserialize_with = "de::duration")]
     pub sync_interval: Duration,
-    /// RocksDB block cache, MiB.
-    pub block_cache_mb: usize,
+    /// RocksDB block cache, MiB; `None` ("auto"): a quarter of the
+    /// memory the node may use ([`StorageSection::block_cache_bytes`]).
+    #[serde(deserialize_with = "de::mib_or_auto")]
+    pub block_cache_mb: Option<usize>,
     /// RocksDB memtable size per column family, MiB.
     pub write_buffer_mb: usize,
     /// Decoded objects kept in memory, MiB (0: no object cache).
@@ -221,6 +223,54 @@ pub struct StorageSection {
     pub reap_settle: Duration,
     /// Keys per reaping check message, 1 to 100000.
     pub reap_batch: usize,
+}
+
+/// Smallest block cache "auto" picks, MiB: the fixed size before it.
+const MIN_AUTO_BLOCK_CACHE_MB: u64 = 64;
+
+impl StorageSection {
+    /// The RocksDB block cache in bytes. "auto" takes a quarter of the
+    /// memory the node may use (the cgroup's limit if it has one, else the
+    /// machine's), at least 64 MiB, as Riak gives its LevelDB caches a
+    /// share of the machine's memory: a fixed small cache made every read
+    /// of a data set larger than it decompress a block from the page cache
+    /// (docs/PERFORMANCE.md, seventh run, "Scaling with data"). RocksDB
+    /// fills the cache only as blocks are read, so a small data set costs
+    /// no more memory than before.
+    pub fn block_cache_bytes(&self) -> usize {
+        let mib = match self.block_cache_mb {
+            Some(mib) => mib as u64,
+            None => (usable_memory_bytes().unwrap_or(0) >> 20) / 4,
+        };
+        let mib = if self.block_cache_mb.is_none() {
+            mib.max(MIN_AUTO_BLOCK_CACHE_MB)
+        } else {
+            mib
+        };
+        usize::try_from(mib << 20).unwrap_or(usize::MAX)
+    }
+}
+
+/// The memory this process may use: the cgroup (v2) limit if one is set,
+/// else the machine's total; `None` where neither can be read.
+fn usable_memory_bytes() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| parse_meminfo_total(&m));
+    let limit = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    match (total, limit) {
+        (Some(t), Some(l)) => Some(t.min(l)),
+        (t, l) => t.or(l),
+    }
+}
+
+/// `MemTotal` of /proc/meminfo, in bytes.
+fn parse_meminfo_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// Request and object limits, and the client bulkhead.
@@ -793,6 +843,32 @@ mod tests {
         assert_eq!(c.quorum.idempotency_window, Duration::from_secs(600));
         assert_eq!(c.handoff.hint_window, Duration::from_secs(3 * 3600));
         assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    }
+
+    #[test]
+    fn the_block_cache_is_a_size_or_auto() {
+        let auto = defaults();
+        assert_eq!(auto.storage.block_cache_mb, None);
+        let machine = usable_memory_bytes().expect("this machine's memory is readable");
+        assert_eq!(
+            auto.storage.block_cache_bytes() as u64,
+            (machine / 4 >> 20).max(MIN_AUTO_BLOCK_CACHE_MB) << 20
+        );
+        for given in ["128", " 128 "] {
+            let c = load_env(&[("DYNKV__STORAGE__BLOCK_CACHE_MB", given)]).unwrap();
+            assert_eq!(c.storage.block_cache_bytes(), 128 << 20);
+        }
+        for bad in ["0", "lots", "-5"] {
+            let e = load_env(&[("DYNKV__STORAGE__BLOCK_CACHE_MB", bad)]).unwrap_err();
+            assert!(e.to_string().contains("block_cache_mb"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn meminfo_total_is_read_in_bytes() {
+        let m = "MemFree:  100 kB\nMemTotal:       24576000 kB\nCached: 5 kB\n";
+        assert_eq!(parse_meminfo_total(m), Some(24_576_000 * 1024));
+        assert_eq!(parse_meminfo_total("nothing here"), None);
     }
 
     #[test]

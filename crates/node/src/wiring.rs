@@ -37,7 +37,7 @@ impl Config {
         StoreConfig {
             path: self.node.data_dir.clone(),
             sync_writes: self.storage.sync_writes,
-            block_cache_bytes: self.storage.block_cache_mb << 20,
+            block_cache_bytes: self.storage.block_cache_bytes(),
             write_buffer_bytes: self.storage.write_buffer_mb << 20,
             background_bytes_per_sec: self.storage.background_mb_per_sec << 20,
             key_hash: dynkv_ring::key_hash,

@@ -186,6 +186,9 @@ const LOCK_STRIPES: usize = 4096;
 
 /// Least block cache of the small column families (digests, hints, meta).
 const MIN_SMALL_CACHE_BYTES: usize = 8 << 20;
+/// Largest cache of the small families: their working set (a digest per
+/// key, hints, metadata) stays small when the objects' cache is large.
+const MAX_SMALL_CACHE_BYTES: usize = 256 << 20;
 /// Least memtable of the small column families.
 const MIN_SMALL_WRITE_BUFFER_BYTES: usize = 4 << 20;
 
@@ -666,7 +669,8 @@ fn open_db(config: &StoreConfig) -> Result<DB> {
     // the block cache; the digests, hints and meta families are scanned in
     // runs (anti-entropy leaves, handoff) and get a small one of their own,
     // so a scan never evicts the objects' hot blocks.
-    let small_cache_bytes = (config.block_cache_bytes / 8).max(MIN_SMALL_CACHE_BYTES);
+    let small_cache_bytes =
+        (config.block_cache_bytes / 8).clamp(MIN_SMALL_CACHE_BYTES, MAX_SMALL_CACHE_BYTES);
     let objects_cache = Cache::new_lru_cache(
         config
             .block_cache_bytes

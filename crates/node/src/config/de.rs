@@ -45,6 +45,47 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     d.deserialize_any(V)
 }
 
+/// A cache size: a number of MiB (as a number or a string, which is how
+/// environment overrides arrive), or `"auto"` (`None`: sized from the
+/// machine's memory when the node starts).
+pub fn mib_or_auto<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    struct V;
+    impl Visitor<'_> for V {
+        type Value = Option<usize>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a number of MiB or \"auto\"")
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Option<usize>, E> {
+            let s = s.trim();
+            if s.eq_ignore_ascii_case("auto") {
+                return Ok(None);
+            }
+            s.parse::<u64>()
+                .map_err(|_| E::custom(format!("{s:?} is neither a number of MiB nor \"auto\"")))
+                .and_then(|n| self.visit_u64(n))
+        }
+
+        fn visit_u64<E: de::Error>(self, n: u64) -> Result<Option<usize>, E> {
+            match usize::try_from(n) {
+                Ok(n) if n >= 1 => Ok(Some(n)),
+                _ => Err(E::custom(format!(
+                    "{n} MiB is out of range: at least 1, or \"auto\""
+                ))),
+            }
+        }
+
+        fn visit_i64<E: de::Error>(self, n: i64) -> Result<Option<usize>, E> {
+            match u64::try_from(n) {
+                Ok(n) => self.visit_u64(n),
+                Err(_) => Err(E::custom(format!("{n} is negative: a cache size is not"))),
+            }
+        }
+    }
+    d.deserialize_any(V)
+}
+
 /// When a read asks one more replica: `p99`, `<n>ms` or `none`.
 pub fn speculative_retry<'de, D: Deserializer<'de>>(
     d: D,
