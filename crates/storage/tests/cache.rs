@@ -3,25 +3,15 @@
 
 use std::collections::HashMap;
 
-use dynkv_storage::{KeyRef, Store, StoreConfig};
+use dynkv_storage::Store;
 use dynkv_vclock::{DvvSet, Object};
 use proptest::prelude::*;
 
 mod common;
-use common::obj;
-
-fn key(k: &[u8]) -> KeyRef<'_> {
-    KeyRef {
-        partition: k.first().copied().unwrap_or(0) as u32 % 4,
-        hash: xxhash_rust::xxh3::xxh3_64(k),
-        key: k,
-    }
-}
+use common::{obj, open_with, spread_key as key};
 
 fn open(dir: &tempfile::TempDir, cache_bytes: u64) -> Store {
-    let mut config = StoreConfig::new(dir.path());
-    config.object_cache_bytes = cache_bytes;
-    Store::open(&config, None).unwrap()
+    open_with(dir, cache_bytes, false)
 }
 
 /// One step of a random history.

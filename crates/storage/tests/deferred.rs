@@ -6,26 +6,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use dynkv_storage::{KeyRef, Store, StoreConfig};
+use dynkv_storage::Store;
 use dynkv_vclock::{DvvSet, Object};
 use proptest::prelude::*;
 
 mod common;
-use common::obj;
-
-fn key(k: &[u8]) -> KeyRef<'_> {
-    KeyRef {
-        partition: k.first().copied().unwrap_or(0) as u32 % 4,
-        hash: xxhash_rust::xxh3::xxh3_64(k),
-        key: k,
-    }
-}
+use common::{obj, open_with, spread_key as key};
 
 fn open(dir: &tempfile::TempDir, cache_bytes: u64) -> Store {
-    let mut config = StoreConfig::new(dir.path());
-    config.object_cache_bytes = cache_bytes;
-    config.deferred_merges = true;
-    Store::open(&config, None).unwrap()
+    open_with(dir, cache_bytes, true)
 }
 
 /// One step of a random history.
@@ -79,9 +68,7 @@ proptest! {
         let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
         let mut deferred = open(&dirs[0], 0);
         let mut cached = open(&dirs[1], 1_000);
-        let mut config = StoreConfig::new(dirs[2].path());
-        config.deferred_merges = false;
-        let read_first = Store::open(&config, None).unwrap();
+        let read_first = open_with(&dirs[2], 0, false);
         let mut model: HashMap<Vec<u8>, Object> = HashMap::new();
         for op in ops {
             match op {

@@ -23,6 +23,25 @@ pub fn key_in(partition: u32, k: &[u8]) -> KeyRef<'_> {
     }
 }
 
+/// A key spread over four partitions by its first byte, with its real
+/// hash: for tests that hold many keys in several partitions.
+pub fn spread_key(k: &[u8]) -> KeyRef<'_> {
+    KeyRef {
+        partition: k.first().copied().unwrap_or(0) as u32 % 4,
+        hash: xxhash_rust::xxh3::xxh3_64(k),
+        key: k,
+    }
+}
+
+/// A store in `dir` with an object cache of `cache_bytes` (0: none),
+/// applying replica steps as deferred merges or not.
+pub fn open_with(dir: &tempfile::TempDir, cache_bytes: u64, deferred_merges: bool) -> Store {
+    let mut config = StoreConfig::new(dir.path());
+    config.object_cache_bytes = cache_bytes;
+    config.deferred_merges = deferred_merges;
+    Store::open(&config, None).unwrap()
+}
+
 /// A store with the default settings in `dir`.
 pub fn open_default(dir: &tempfile::TempDir) -> Store {
     Store::open(&StoreConfig::new(dir.path()), None).unwrap()
