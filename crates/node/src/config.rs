@@ -240,14 +240,9 @@ impl StorageSection {
     pub fn block_cache_bytes(&self) -> usize {
         let mib = match self.block_cache_mb {
             Some(mib) => mib as u64,
-            None => (usable_memory_bytes().unwrap_or(0) >> 20) / 4,
+            None => ((usable_memory_bytes().unwrap_or(0) / 4) >> 20).max(MIN_AUTO_BLOCK_CACHE_MB),
         };
-        let mib = if self.block_cache_mb.is_none() {
-            mib.max(MIN_AUTO_BLOCK_CACHE_MB)
-        } else {
-            mib
-        };
-        usize::try_from(mib << 20).unwrap_or(usize::MAX)
+        usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 }
 
@@ -852,7 +847,7 @@ mod tests {
         let machine = usable_memory_bytes().expect("this machine's memory is readable");
         assert_eq!(
             auto.storage.block_cache_bytes() as u64,
-            (machine / 4 >> 20).max(MIN_AUTO_BLOCK_CACHE_MB) << 20
+            ((machine / 4) >> 20).max(MIN_AUTO_BLOCK_CACHE_MB) << 20
         );
         for given in ["128", " 128 "] {
             let c = load_env(&[("DYNKV__STORAGE__BLOCK_CACHE_MB", given)]).unwrap();
