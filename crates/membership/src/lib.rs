@@ -521,7 +521,8 @@ impl Membership {
     }
 
     /// After a ring switch and its grace period, drops the partitions this
-    /// node no longer replicates.
+    /// node no longer replicates. A pass that fails is tried again after
+    /// another grace period, until one completes.
     async fn maybe_cleanup(&self) {
         let due = self
             .switched_at
@@ -566,8 +567,17 @@ impl Membership {
                 info!(objects = n, "dropped partitions no longer replicated here")
             }
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => warn!(error = %e, "cleanup after a ring switch failed"),
-            Err(e) => warn!(error = %e, "cleanup after a ring switch failed"),
+            Ok(Err(e)) => self.cleanup_failed(&e.to_string()),
+            Err(e) => self.cleanup_failed(&e.to_string()),
+        }
+    }
+
+    /// Schedules another cleanup pass after a failed one.
+    fn cleanup_failed(&self, error: &str) {
+        warn!(error, retry_in = ?self.config.cleanup_grace, "cleanup after a ring switch failed; will retry");
+        let mut at = self.switched_at.lock();
+        if at.is_none() {
+            *at = Some(Instant::now());
         }
     }
 

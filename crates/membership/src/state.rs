@@ -34,6 +34,13 @@ use dynkv_ring::{NodeId, PartitionMove, Ring};
 use dynkv_security::{Command, SecurityState};
 use serde::{Deserialize, Serialize};
 
+/// Largest version counter a gossiped state may carry (membership's or any
+/// security entry's). Each change adds one, so no real cluster comes near
+/// it; a state above it (corrupt, or sent by a broken or hostile peer) is
+/// refused, because a counter at `u64::MAX` would win every merge and
+/// leave no room for another change.
+pub const MAX_VERSION_COUNTER: u64 = 1 << 62;
+
 /// First byte of an encoded state without security rules (still read).
 pub const STATE_FORMAT_V1: u8 = 1;
 /// First byte of an encoded state with its security rules.
@@ -169,7 +176,8 @@ impl ClusterState {
 
     fn bumped(&self, by: &NodeId) -> ClusterState {
         let mut s = self.clone();
-        s.version = (self.version.0 + 1, by.clone());
+        // Never wraps: decoding refuses counters near the top.
+        s.version = (self.version.0.saturating_add(1), by.clone());
         s
     }
 
@@ -197,7 +205,10 @@ impl ClusterState {
         Ok(s)
     }
 
-    /// Stages `id` at `addr` as joining.
+    /// Stages `id` at `addr` as joining. Refused while a change is in
+    /// progress (as leaves and commits are): a join staged against the
+    /// transition's state would outrank, by version, the `finish` another
+    /// node makes concurrently. A joiner retries until the change is done.
     pub fn stage_join(
         &self,
         by: &NodeId,
@@ -219,6 +230,9 @@ impl ClusterState {
                 return Ok(s);
             }
             return Err(ChangeError::AlreadyMember(id.clone()));
+        }
+        if self.next.is_some() {
+            return Err(ChangeError::InProgress);
         }
         let mut s = self.bumped(by);
         s.members.insert(
@@ -407,6 +421,13 @@ impl ClusterState {
         {
             return Err("next ring has another partition count".into());
         }
+        if s.version.0 > MAX_VERSION_COUNTER || s.security.version() > MAX_VERSION_COUNTER {
+            return Err(format!(
+                "version counter out of range (membership {}, security {}; at most {MAX_VERSION_COUNTER})",
+                s.version.0,
+                s.security.version()
+            ));
+        }
         Ok(s)
     }
 }
@@ -459,6 +480,45 @@ mod tests {
         assert!(done.ring.contains(&n4));
         assert_eq!(done.members[&n4].status, MemberStatus::Valid);
         assert!(done.next.is_none());
+    }
+
+    #[test]
+    fn no_new_join_is_staged_while_a_change_runs() {
+        let running = ClusterState::initial(&ids(3), 16)
+            .unwrap()
+            .stage_join(&"n1".into(), &"n4".into(), "x:4", 16)
+            .unwrap()
+            .commit(&"n1".into())
+            .unwrap();
+        assert_eq!(
+            running.stage_join(&"n2".into(), &"n5".into(), "x:5", 16),
+            Err(ChangeError::InProgress)
+        );
+        // The joiner of the running change asking again is answered.
+        let again = running
+            .stage_join(&"n2".into(), &"n4".into(), "x:44", 16)
+            .unwrap();
+        assert_eq!(again.members[&NodeId::from("n4")].addr, "x:44");
+        assert_eq!(again.next, running.next);
+        // Once it finishes, the next join is taken.
+        let done = complete(running, 3);
+        assert!(
+            done.stage_join(&"n2".into(), &"n5".into(), "x:5", 16)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn gossip_with_a_counter_out_of_range_is_refused() {
+        let mut s = ClusterState::initial(&ids(3), 16).unwrap();
+        s.version.0 = MAX_VERSION_COUNTER;
+        assert_eq!(ClusterState::decode(&s.encode()), Ok(s.clone()));
+        s.version.0 = u64::MAX;
+        let e = ClusterState::decode(&s.encode()).unwrap_err();
+        assert!(e.contains("out of range"), "{e}");
+        // Even an unchecked state never wraps to a lower version.
+        let bumped = s.stage_leave(&"n1".into(), &"n2".into()).unwrap();
+        assert_eq!(bumped.version.0, u64::MAX);
     }
 
     #[test]

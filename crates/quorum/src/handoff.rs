@@ -198,7 +198,7 @@ pub async fn pass(
             .into_iter()
             .filter(|h| {
                 let owner = NodeId::from(h.owner.as_str());
-                let gone = !coord.replica().ring().contains(&owner);
+                let gone = !coord.replica().in_ring_or_next(&owner);
                 (gone || coord.health().is_up(&owner))
                     && backoff
                         .get(&owner)
@@ -254,8 +254,9 @@ async fn deliver(coord: &Arc<Coordinator>, hint: Hint) -> (NodeId, bool) {
         object: hint.object,
     };
     // An owner that has left the ring no longer replicates the key: the
-    // hint goes to the key's current primaries instead.
-    let targets: Vec<NodeId> = if coord.replica().ring().contains(&owner) {
+    // hint goes to the key's current primaries instead. A future replica
+    // (in the ring a running change moves to) gets its own hints.
+    let targets: Vec<NodeId> = if coord.replica().in_ring_or_next(&owner) {
         vec![owner.clone()]
     } else {
         coord.placement(&hint.key).primaries

@@ -917,7 +917,10 @@ impl Coordinator {
             .cloned()
             .collect();
         // During an ownership transfer the future replicas get the write
-        // too (not counted toward W).
+        // too (not counted toward W). One that does not take it gets a hint
+        // kept here, which handoff delivers to it (not to the current
+        // primaries), so a write made while its partition is streamed to
+        // it is never missed by the new replica.
         let incoming = self.replica.incoming_replicas(&placement);
         if !incoming.is_empty() {
             let this = self.clone();
@@ -929,7 +932,20 @@ impl Coordinator {
                 let sends = incoming
                     .iter()
                     .map(|t| this.call(t, &req, this.config.rpc_timeout));
-                futures::future::join_all(sends).await;
+                let replies = futures::future::join_all(sends).await;
+                for (target, reply) in incoming.into_iter().zip(replies) {
+                    if let Err(e) = reply {
+                        debug!(%target, error = %e, "a future replica missed a write; hinting it");
+                        let hint = StoreHint {
+                            owner: target.clone(),
+                            key: req.key.clone(),
+                            object: req.object.clone(),
+                        };
+                        if let Err(e) = this.replica.store_hint(hint).await {
+                            warn!(%target, error = %e, "cannot keep a hint for a future replica; anti-entropy and the transfer will bring it the write");
+                        }
+                    }
+                }
             });
         }
         let outcome = self.outcome(object, replayed);

@@ -204,6 +204,17 @@ impl Replica {
             .collect()
     }
 
+    /// Whether `node` is in the ring requests use or in the one a running
+    /// change moves to: a hint for it is delivered to it, not rerouted.
+    pub fn in_ring_or_next(&self, node: &NodeId) -> bool {
+        self.ring.load().contains(node)
+            || self
+                .next_ring
+                .load()
+                .as_deref()
+                .is_some_and(|next| next.contains(node))
+    }
+
     /// Replicas per key with the current membership: N, or fewer while the
     /// cluster has fewer than N nodes.
     pub fn effective_n(&self) -> usize {

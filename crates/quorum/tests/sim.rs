@@ -504,3 +504,50 @@ async fn a_fallback_coordinates_and_never_reuses_a_dot_after_handoff() {
         .unwrap();
     assert_eq!(values(&own), vec!["a", "b"], "both blind writes kept");
 }
+
+/// During a membership change, a future replica that misses a write gets a
+/// hint, and handoff delivers it to that node (not to the current
+/// primaries) once it answers.
+#[tokio::test]
+async fn a_future_replica_that_misses_a_write_gets_it_by_handoff() {
+    let c = cluster(4);
+    let ids = |k: usize| (1..=k).map(|i| NodeId::from(format!("n{i}")));
+    let (three, four) = (
+        dynkv_ring::Ring::new(ids(3), 16).unwrap(),
+        dynkv_ring::Ring::new(ids(4), 16).unwrap(),
+    );
+    for n in &c.nodes {
+        n.replica().set_ring(three.clone());
+        n.replica().set_next_ring(Some(four.clone()));
+    }
+    let n1 = &c.nodes[0];
+    let n4 = NodeId::from("n4");
+    let key = (0..10_000)
+        .map(|i| Bytes::from(format!("key-{i}")))
+        .find(|k| {
+            let p = n1.placement(k);
+            p.primaries.contains(n1.node_id())
+                && four.preference_list(p.partition, 3).contains(&&n4)
+        })
+        .expect("a key that moves to n4");
+    c.net.isolate("n4");
+    n1.put(write(&key, "v", VersionVector::new(), Quorum::All, false))
+        .await
+        .unwrap();
+    // The copy to n4 fails in the background and leaves a hint.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while n1.store().hint_count() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no hint for n4");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(n1.store().hint_counts_by_owner().unwrap()["n4"], 1);
+    c.net.heal();
+    n1.health().record_success(&n4);
+    let delivered = handoff::pass(n1, &HandoffConfig::default(), &mut HandoffState::default())
+        .await
+        .unwrap();
+    assert_eq!(delivered, 1);
+    assert_eq!(n1.store().hint_count(), 0);
+    let (own, _) = c.node("n4").local_view(&key).await.unwrap();
+    assert_eq!(values(&own), vec!["v"]);
+}

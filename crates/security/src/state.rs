@@ -435,7 +435,7 @@ impl SecurityState {
     /// stamp (version + 1, by).
     pub fn apply(&self, by: &str, cmd: &Command) -> Result<SecurityState, CommandError> {
         let stamp = Stamp {
-            counter: self.version() + 1,
+            counter: self.version().saturating_add(1),
             node: by.to_string(),
         };
         let lww = |value| Lww {
