@@ -1098,7 +1098,18 @@ mod tests {
                 Vec::<String>::new(),
                 "read repair"
             );
-            // Read repair gave n3 the tombstone: now it goes.
+            // Read repair gives n3 the tombstone (in the background: the
+            // read answers first).
+            let held_by_n1 = nodes.local(1, &key).await;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while nodes.local(3, &key).await != held_by_n1 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "n3 was never repaired"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Now it goes.
             let r = reap_pass(&nodes, &key, &config, &mut memory).await;
             assert_eq!(r.reaped_keys, 1, "{r:?}");
             for i in 1..=3 {
