@@ -943,6 +943,30 @@ enum DigestChange {
     Recompute(u32),
 }
 
+impl DigestChange {
+    /// The digest the index should hold for `digest_key` (hash BE ‖ key)
+    /// after this change (`None`: no entry). A recompute reads the object,
+    /// which applies its pending merge operands.
+    fn digest(
+        self,
+        db: &DB,
+        digest_key: &[u8],
+    ) -> std::result::Result<Option<u64>, rocksdb::Error> {
+        Ok(match self {
+            DigestChange::Set(d) => Some(d),
+            DigestChange::Removed => None,
+            DigestChange::Recompute(partition) => {
+                let okey = object_key(partition, &digest_key[8..]);
+                // An object that does not decode has no digest until it is
+                // repaired; its reads report it.
+                db.get_pinned_cf(cf(db, CF_OBJECTS), okey)?
+                    .and_then(|v| decode_object(&v).ok())
+                    .map(|o| o.digest())
+            }
+        })
+    }
+}
+
 /// Digest index changes waiting for the background flusher, coalesced per
 /// key: the `digests` family is written in batches off the write path.
 #[derive(Default)]
@@ -980,30 +1004,18 @@ impl DigestQueue {
         }
         let dcf = cf(db, CF_DIGESTS);
         let mut batch = WriteBatch::default();
-        let written = (|| {
-            for (k, d) in &taken {
-                let digest = match *d {
-                    DigestChange::Set(d) => Some(d),
-                    DigestChange::Removed => None,
-                    DigestChange::Recompute(partition) => {
-                        let okey = object_key(partition, &k[8..]);
-                        match db.get_pinned_cf(cf(db, CF_OBJECTS), okey)? {
-                            // An object that does not decode has no digest
-                            // until it is repaired; its reads report it.
-                            Some(v) => decode_object(&v).ok().map(|o| o.digest()),
-                            None => None,
-                        }
-                    }
-                };
-                match digest {
+        let mut no_wal = WriteOptions::default();
+        no_wal.disable_wal(true);
+        let written = taken
+            .iter()
+            .try_for_each(|(k, change)| {
+                match change.digest(db, k)? {
                     Some(d) => batch.put_cf(dcf, k, d.to_le_bytes()),
                     None => batch.delete_cf(dcf, k),
                 }
-            }
-            let mut no_wal = WriteOptions::default();
-            no_wal.disable_wal(true);
-            db.write_opt(batch, &no_wal)
-        })();
+                Ok(())
+            })
+            .and_then(|()| db.write_opt(batch, &no_wal));
         if let Err(e) = written {
             let mut pending = self.pending.lock();
             for (k, d) in taken {
@@ -1098,6 +1110,19 @@ impl Store {
             );
         }
         e
+    }
+
+    /// The lock every change of a key is made under (one of the stripes).
+    fn key_lock(&self, hash: u64) -> parking_lot::MutexGuard<'_, ()> {
+        self.locks[(hash as usize) % LOCK_STRIPES].lock()
+    }
+
+    /// A write of `key` succeeded: an earlier failed one is no longer
+    /// uncertain (the listener sees this one).
+    fn written(&self, key: &KeyRef<'_>) {
+        if self.uncertain_any.load(Ordering::Acquire) {
+            self.uncertain.lock().remove(key.key);
+        }
     }
 
     /// Remembers that a write of `key` failed while the listener knew it as
@@ -1227,7 +1252,7 @@ impl Store {
                 hash,
                 key: &key,
             };
-            let _guard = self.locks[(hash as usize) % LOCK_STRIPES].lock();
+            let _guard = self.key_lock(hash);
             let stored = read_object(db, &kr)?.map(|o| o.digest());
             if stored != known {
                 listener.digest_changed(&kr, known, stored);
@@ -1274,7 +1299,7 @@ impl Store {
         if let Some(o) = cache.get(&okey) {
             return Ok(Some((*o).clone()));
         }
-        let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
+        let _guard = self.key_lock(key.hash);
         if let Some(o) = cache.get(&okey) {
             return Ok(Some((*o).clone()));
         }
@@ -1310,7 +1335,7 @@ impl Store {
         F: FnOnce(Option<Object>) -> Option<Object>,
     {
         let db = self.handle()?;
-        let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
+        let _guard = self.key_lock(key.hash);
         let okey = object_key(key.partition, key.key);
         let (current, cached) = match self.objects.as_ref().and_then(|c| c.get(&okey)) {
             Some(o) => (Some((*o).clone()), true),
@@ -1351,10 +1376,7 @@ impl Store {
         }
         let change = new_digest.map_or(DigestChange::Removed, DigestChange::Set);
         self.digests.push(digest_key(key.hash, key.key), change);
-        if self.uncertain_any.load(Ordering::Acquire) {
-            // A later write of the key succeeded: the listener sees it now.
-            self.uncertain.lock().remove(key.key);
-        }
+        self.written(key);
         if let Some(l) = &self.listener {
             l.digest_changed(key, old_digest, new_digest);
         }
@@ -1386,7 +1408,7 @@ impl Store {
         let db = self.handle()?;
         self.writable()?;
         let operand = encode_object(incoming);
-        let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
+        let _guard = self.key_lock(key.hash);
         let okey = object_key(key.partition, key.key);
         let _dirty = self.digests_dirty(&db)?;
         let written = db.merge_cf_opt(cf(&db, CF_OBJECTS), &okey, operand, &self.write_opts);
@@ -1404,9 +1426,7 @@ impl Store {
             digest_key(key.hash, key.key),
             DigestChange::Recompute(key.partition),
         );
-        if self.uncertain_any.load(Ordering::Acquire) {
-            self.uncertain.lock().remove(key.key);
-        }
+        self.written(key);
         if let Some(l) = &self.listener {
             l.merged(key);
         }
@@ -1593,7 +1613,7 @@ impl Store {
         limits: HintLimits,
     ) -> Result<HintPut> {
         let db = self.handle()?;
-        let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
+        let _guard = self.key_lock(key.hash);
         let hkey = hint_key(owner, key.partition, key.key);
         let cf = cf(&db, CF_HINTS);
         let existing = match db.get_pinned_cf(cf, &hkey)? {
@@ -1711,7 +1731,7 @@ impl Store {
         delivered_digest: u64,
     ) -> Result<bool> {
         let db = self.handle()?;
-        let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
+        let _guard = self.key_lock(key.hash);
         let hkey = hint_key(owner, key.partition, key.key);
         let cf = cf(&db, CF_HINTS);
         let Some(bytes) = db.get_pinned_cf(cf, &hkey)? else {
@@ -1740,7 +1760,7 @@ impl Store {
         cutoff: SystemTime,
     ) -> Result<bool> {
         let db = self.handle()?;
-        let _guard = self.locks[(key.hash as usize) % LOCK_STRIPES].lock();
+        let _guard = self.key_lock(key.hash);
         let hkey = hint_key(owner, key.partition, key.key);
         let cf = cf(&db, CF_HINTS);
         let Some(bytes) = db.get_pinned_cf(cf, &hkey)? else {
