@@ -1,5 +1,6 @@
 //! Membership administration: `/admin/members`, `/admin/plan`,
-//! `/admin/join`, `/admin/leave`, `/admin/commit`. They change (or reveal)
+//! `/admin/join`, `/admin/leave`, `/admin/commit`, `/admin/transfers` and
+//! `/admin/transfer-limit`. They change (or reveal)
 //! the cluster's shape, so every one requires the admin token (derived
 //! from the cluster secret: `dynkv admin` computes it) in `X-Dynkv-Token`.
 
@@ -26,11 +27,13 @@ pub trait MembershipAdmin: Send + Sync + 'static {
     /// Makes this node join the cluster of the member at `seed` (`host:port`).
     fn join(&self, seed: String) -> BoxFuture<'static, Result<Value, String>>;
     /// Stages `node` (default: this node) to leave.
-    fn leave(&self, node: Option<String>) -> Result<Value, String>;
+    fn leave(&self, node: Option<String>) -> BoxFuture<'static, Result<Value, String>>;
     /// Commits the staged changes.
     fn commit(&self) -> BoxFuture<'static, Result<Value, String>>;
-    /// This node's outbound ownership transfers.
+    /// The running change's transfers, this node's streams and the cleanup.
     fn transfers(&self) -> Value;
+    /// Sets how many streams this node runs at once (run time).
+    fn set_transfer_limit(&self, limit: usize);
     /// The security rules in force on this node (read on every request).
     fn security(&self) -> Arc<dynkv_security::SecurityState>;
     /// Applies a security change here and spreads it to every member.
@@ -48,6 +51,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/join", post(join))
         .route("/admin/leave", post(leave))
         .route("/admin/commit", post(commit))
+        .route("/admin/transfers", get(transfers))
+        .route("/admin/transfer-limit", post(transfer_limit))
 }
 
 fn authorised(
@@ -140,7 +145,7 @@ async fn leave(
         Err(e) => return e.into_response(),
     };
     let node = body.map(|Json(b)| b).unwrap_or_default().node;
-    match m.leave(node) {
+    match m.leave(node).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => refused(e),
     }
@@ -157,5 +162,48 @@ async fn commit(
             Err(e) => refused(e),
         },
         Err(e) => e.into_response(),
+    }
+}
+
+async fn transfers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    granted: Option<Extension<AdminAuthorised>>,
+) -> Response {
+    match authorised(&state, &headers, granted) {
+        Ok(m) => Json(m.transfers()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Body of `POST /admin/transfer-limit`.
+#[derive(Deserialize)]
+struct LimitBody {
+    limit: usize,
+}
+
+/// Most streams a node may be told to run at once.
+const MAX_TRANSFER_LIMIT: usize = 64;
+
+async fn transfer_limit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    granted: Option<Extension<AdminAuthorised>>,
+    body: Option<Json<LimitBody>>,
+) -> Response {
+    let m = match authorised(&state, &headers, granted) {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    match body {
+        Some(Json(LimitBody { limit })) if limit <= MAX_TRANSFER_LIMIT => {
+            m.set_transfer_limit(limit);
+            Json(serde_json::json!({ "transfer_limit": limit })).into_response()
+        }
+        _ => ApiError::bad_request(
+            "bad_body",
+            format!("send {{\"limit\": N}} with N from 0 (pause) to {MAX_TRANSFER_LIMIT}"),
+        )
+        .into_response(),
     }
 }

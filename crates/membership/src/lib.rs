@@ -19,36 +19,56 @@
 //!   [`Membership::change_security`] applies an operator's change and
 //!   spreads it at once.
 //!
+//! ## One order of changes
+//! Joins, leaves and commits are made by the claimant
+//! ([`ClusterState::claimant`]); any node takes the operator's request and
+//! forwards it ([`ClaimantChange`]), so concurrent requests are applied one
+//! at a time and a second commit is refused while the first runs. See
+//! [`state`] for why, and for the epoch that keeps a stale node from
+//! rolling a committed ring back.
+//!
 //! ## Ownership handoff
 //! When a change is committed, every partition whose replica set changes
-//! must reach its new replicas. For each such (partition, target), a
-//! current replica (preferring one that is leaving that partition, else the
-//! first one this node believes up) streams the partition's objects in key
-//! order, in paced batches of `transfer_batch`, and the target `sync`s them.
-//! The source persists its cursor after each acknowledged batch, so a
-//! transfer resumes where it stopped after a crash of either side. Two
-//! sources streaming the same partition (when nodes disagree about who is
-//! up) is harmless: merging is idempotent.
+//! must reach its new replicas. For each such (partition, target), **every
+//! current replica** streams its copy of the partition in key order, in
+//! paced batches of `transfer_batch`, and the target `sync`s them: a write
+//! acknowledged by any of them reaches the new owner. A transfer is
+//! complete when every source that is up has streamed (at least one must).
+//! A source persists its cursor after each acknowledged batch, so a
+//! transfer resumes where it stopped after a crash of either side; merging
+//! is idempotent, so overlapping streams are harmless. At most
+//! `transfer_limit` streams run at once on a node (changeable at run time,
+//! as Riak's `transfer-limit`).
 //!
 //! **During the transfer** requests keep using the current ring, whose
 //! replicas hold everything; writes are also sent to the future replicas
-//! (the coordinator's `next_ring`), so a key written after the stream passed
-//! it is not missed. When every transfer is done the state switches to the
-//! next ring; only then, after `cleanup_grace`, does a node drop the
-//! partitions it no longer replicates: an old owner never drops data before
-//! its new owner acknowledged the whole partition.
+//! (the coordinator's `next_ring`; one that misses a write gets a hint), so
+//! a key written after the stream passed it is not missed. A leaving node
+//! hands its hints to members that stay before the change finishes. When
+//! every transfer is complete the state switches to the next ring. A
+//! replica refuses requests for keys it does not replicate in its rings,
+//! so a node still routing with the old ring leaves no copy behind. Only
+//! once every member has installed the new ring, and after
+//! `cleanup_grace`, does a former owner hand what it still holds of the
+//! partitions it lost to their owners and drop it; the pass is retried
+//! until it completes, and tombstones are reaped only after every member
+//! has done it (an old copy handed on after its tombstone was reaped would
+//! bring the key back).
 
 pub mod state;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use dynkv_quorum::Coordinator;
 use dynkv_ring::NodeId;
-use dynkv_rpc::messages::{ClusterStateReply, Gossip, Handoff, Join, Repaired};
+use dynkv_rpc::messages::{
+    ClaimantChange, ClusterStateReply, Gossip, Handoff, Join, Repaired, StoreHint, Stored,
+};
 use dynkv_rpc::retry::Backoff;
 use dynkv_rpc::{AddressBook, CallContext, Dispatcher, Handler, RemoteError, RpcError};
 use dynkv_runtime::{Context, StepResult, Worker, WorkerState};
@@ -101,7 +121,7 @@ impl Default for MembershipConfig {
     }
 }
 
-/// Progress of one outbound transfer, for `/admin/cluster`.
+/// Progress of one outbound transfer, for `/admin/transfers`.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct TransferProgress {
     /// Objects sent and acknowledged.
@@ -110,6 +130,22 @@ pub struct TransferProgress {
     pub done: bool,
     /// Last error, if the transfer is retrying.
     pub error: Option<String>,
+    /// When this node started streaming it (for the rate).
+    #[serde(skip)]
+    pub started: Option<Instant>,
+    /// When it last sent a batch or finished.
+    #[serde(skip)]
+    pub last: Option<Instant>,
+}
+
+impl TransferProgress {
+    /// Objects per second since the stream started.
+    fn rate(&self) -> f64 {
+        match (self.started, self.last) {
+            (Some(a), Some(b)) if b > a => self.objects as f64 / (b - a).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
 }
 
 /// One node's membership.
@@ -124,6 +160,8 @@ pub struct Membership {
     change: Mutex<()>,
     transfers: Mutex<BTreeMap<(u32, NodeId), TransferProgress>>,
     switched_at: Mutex<Option<Instant>>,
+    /// Streams this node runs at once (`transfer_limit`; 0 pauses them).
+    transfer_limit: AtomicUsize,
 }
 
 impl Membership {
@@ -151,6 +189,7 @@ impl Membership {
             }
             None => ClusterState::initial(static_members, partitions).map_err(|e| e.to_string())?,
         };
+        let limit = config.transfer_concurrency;
         let m = Arc::new(Membership {
             coord,
             book,
@@ -159,9 +198,14 @@ impl Membership {
             state: ArcSwap::from_pointee(state.clone()),
             change: Mutex::new(()),
             transfers: Mutex::new(BTreeMap::new()),
-            switched_at: Mutex::new(None),
+            // A restarted node that has not cleaned up after the last
+            // change does it a grace period after it starts.
+            switched_at: Mutex::new(Some(Instant::now())),
+            transfer_limit: AtomicUsize::new(limit),
         });
         m.apply(&state);
+        // Records that this node runs the state's epoch.
+        let _ = m.update(|s| Ok(s.clone()));
         Ok(m)
     }
 
@@ -187,6 +231,7 @@ impl Membership {
         if self.coord.replica().next_ring().as_deref() != s.next.as_ref() {
             self.coord.replica().set_next_ring(s.next.clone());
         }
+        self.coord.replica().set_ring_settled(s.settled());
     }
 
     /// Replaces the state with `f(current)` if that changes it; persists and applies it.
@@ -196,7 +241,11 @@ impl Membership {
     {
         let _g = self.change.lock();
         let cur = self.state.load_full();
-        let next = f(&cur)?;
+        let mut next = f(&cur)?;
+        if next.members.contains_key(self.me()) && !next.applied.contains(self.me()) {
+            // `apply` below installs its rings before anyone can read this.
+            next = next.record_applied(self.me());
+        }
         if next != *cur {
             if let Err(e) = self
                 .coord
@@ -234,10 +283,11 @@ impl Membership {
     }
 
     /// Registers the membership endpoints this node serves: `Gossip`,
-    /// `Join` and `Handoff`.
+    /// `Join`, `ClaimantChange` and `Handoff`.
     pub fn register(self: &Arc<Self>, d: &mut Dispatcher) {
         d.register::<Gossip, _>(self.clone())
             .register::<Join, _>(self.clone())
+            .register::<ClaimantChange, _>(self.clone())
             .register::<Handoff, _>(self.clone());
     }
 
@@ -269,23 +319,94 @@ impl Membership {
         Ok(adopted)
     }
 
-    /// Stages `node` (default: this node) to leave.
-    pub fn stage_leave(&self, node: Option<NodeId>) -> Result<Arc<ClusterState>, ChangeError> {
-        let me = self.me().clone();
-        let node = node.unwrap_or_else(|| me.clone());
-        self.update(|s| s.stage_leave(&me, &node))
+    /// Stages `node` (default: this node) to leave, through the claimant.
+    pub async fn stage_leave(
+        &self,
+        node: Option<NodeId>,
+    ) -> Result<Arc<ClusterState>, ChangeError> {
+        let node = node.unwrap_or_else(|| self.me().clone());
+        self.change(ClaimantChange::Leave { node }).await
     }
 
-    /// Commits the staged changes.
-    pub fn commit(&self) -> Result<Arc<ClusterState>, ChangeError> {
-        let me = self.me().clone();
-        let s = self.update(|s| s.commit(&me))?;
+    /// Commits the staged changes, through the claimant.
+    pub async fn commit(&self) -> Result<Arc<ClusterState>, ChangeError> {
+        let s = self.change(ClaimantChange::Commit).await?;
         info!(
             version = s.version.0,
+            epoch = s.epoch,
             transfers = s.required_transfers(self.config.n_val).len(),
             "membership change committed"
         );
         Ok(s)
+    }
+
+    /// Makes `change` here if this node is the claimant, else asks the
+    /// claimant and adopts its answer; either way spreads the result.
+    async fn change(&self, change: ClaimantChange) -> Result<Arc<ClusterState>, ChangeError> {
+        let claimant = self.state().claimant().clone();
+        if claimant == *self.me() {
+            if change == ClaimantChange::Commit {
+                // A claimant restored from an old disk first learns what
+                // the members know (a newer epoch makes it refuse).
+                self.gossip_all().await;
+            }
+            let s = self.change_as_claimant(&change)?;
+            self.gossip_all().await;
+            return Ok(s);
+        }
+        let reply = self
+            .coord
+            .call_peer(&claimant, &change, self.config.rpc_timeout)
+            .await;
+        match reply {
+            Ok(ClusterStateReply(bytes)) => {
+                let theirs = ClusterState::decode(&bytes).map_err(ChangeError::Claimant)?;
+                self.merge_in(&theirs);
+                Ok(self.state())
+            }
+            Err(RpcError::Remote(RemoteError::Refused(why))) => Err(ChangeError::Claimant(why)),
+            Err(e) => Err(ChangeError::Claimant(format!(
+                "the claimant {claimant} (the node that makes membership changes) cannot be reached: {e}; retry when it is back"
+            ))),
+        }
+    }
+
+    /// Applies `change` as the claimant (refused if this node is not it).
+    fn change_as_claimant(
+        &self,
+        change: &ClaimantChange,
+    ) -> Result<Arc<ClusterState>, ChangeError> {
+        let me = self.me().clone();
+        let s = self.update(|s| {
+            let claimant = s.claimant();
+            if *claimant != me {
+                return Err(ChangeError::NotClaimant(claimant.clone()));
+            }
+            match change {
+                ClaimantChange::Join(j) => s.stage_join(&me, &j.node, &j.addr, j.partitions),
+                ClaimantChange::Leave { node } => s.stage_leave(&me, node),
+                ClaimantChange::Commit => s.commit(&me),
+            }
+        })?;
+        info!(
+            ?change,
+            version = s.version.0,
+            epoch = s.epoch,
+            "membership change made as claimant"
+        );
+        Ok(s)
+    }
+
+    /// The number of streams this node runs at once.
+    pub fn transfer_limit(&self) -> usize {
+        self.transfer_limit.load(Ordering::Relaxed)
+    }
+
+    /// Changes [`Membership::transfer_limit`] at run time (0 pauses this
+    /// node's outbound transfers; running batches finish).
+    pub fn set_transfer_limit(&self, limit: usize) {
+        self.transfer_limit.store(limit, Ordering::Relaxed);
+        info!(limit, "transfer limit changed");
     }
 
     /// The security rules in force on this node.
@@ -360,9 +481,10 @@ impl Membership {
     }
 
     /// One step of the transfer loop: runs this node's share of the
-    /// transfers of the current transition, finishes the transition when
-    /// all are done, and drops partitions no longer replicated after a
-    /// switch.
+    /// streams of the current transition (at most the transfer limit),
+    /// hands a leaving node's hints over, marks complete the transfers
+    /// every up source has streamed, finishes the transition when all are,
+    /// and cleans up after a switch.
     async fn transfer_step(
         &self,
         failures: &mut BTreeMap<(u32, NodeId), (u32, Instant)>,
@@ -370,19 +492,20 @@ impl Membership {
     ) {
         let state = self.state();
         if state.next.is_none() {
-            self.maybe_cleanup().await;
+            self.maybe_cleanup(cx).await;
             return;
         }
-        let mine: Vec<Transfer> = state
-            .pending_transfers(self.config.n_val)
+        let me = self.me().clone();
+        let n_val = self.config.n_val;
+        let mine: Vec<Transfer> = self
+            .my_streams(&state)
             .into_iter()
-            .filter(|t| self.is_designated_source(t))
             .filter(|t| {
                 failures
                     .get(&(t.partition, t.target.clone()))
                     .is_none_or(|(_, at)| *at <= Instant::now())
             })
-            .take(self.config.transfer_concurrency.max(1))
+            .take(self.transfer_limit())
             .collect();
         if !mine.is_empty() {
             let names: Vec<String> = mine
@@ -396,15 +519,17 @@ impl Membership {
         let runs = mine
             .iter()
             .map(|t| async move { (t.clone(), this.transfer(st, t).await) });
+        let mut progressed = false;
         for (t, result) in futures::future::join_all(runs).await {
             let id = (t.partition, t.target.clone());
             match result {
                 Ok(objects) => {
                     failures.remove(&id);
-                    let _ = self.update(|s| Ok(s.record_done(t.partition, &t.target)));
+                    let _ = self.update(|s| Ok(s.record_streamed(t.partition, &t.target, &me)));
+                    progressed = true;
                     cx.count("partitions_handed_off", 1);
                     cx.count("objects_sent", objects);
-                    info!(partition = t.partition, target = %t.target, objects, "partition handed off");
+                    info!(partition = t.partition, target = %t.target, objects, "partition streamed");
                 }
                 Err(e) => {
                     let n = failures.get(&id).map_or(0, |f| f.0) + 1;
@@ -423,25 +548,131 @@ impl Membership {
                 }
             }
         }
-        let me = self.me().clone();
-        let n_val = self.config.n_val;
-        if self.state().pending_transfers(n_val).is_empty()
-            && let Ok(s) = self.update(|s| Ok(s.finish(&me, n_val).unwrap_or_else(|| s.clone())))
-            && s.next.is_none()
-        {
-            self.gossip_all().await;
-        } else if !mine.is_empty() {
+        progressed |= self.maybe_hand_over_hints(cx).await;
+        let is_up = |n: &NodeId| *n == me || self.coord.health().is_up(n);
+        let before = self.state();
+        let _ = self.update(|s| {
+            let s = s.record_complete(n_val, is_up);
+            Ok(s.finish(&me, n_val, is_up).unwrap_or(s))
+        });
+        let after = self.state();
+        if after.next.is_none() {
+            info!(epoch = after.epoch, "membership change finished");
+        }
+        if progressed || after.done != before.done || after.next.is_none() {
             // Spread progress quickly.
             self.gossip_all().await;
         }
     }
 
-    /// Whether this node should stream `t`: the first of its sources this node believes up.
-    fn is_designated_source(&self, t: &Transfer) -> bool {
-        t.sources
-            .iter()
-            .find(|s| self.coord.health().is_up(s))
-            .is_some_and(|s| s == self.me())
+    /// The streams of the running transition this node still owes: it is
+    /// a current replica of the partition and has not streamed it yet.
+    fn my_streams(&self, state: &ClusterState) -> Vec<Transfer> {
+        let me = self.me();
+        state
+            .pending_transfers(self.config.n_val)
+            .into_iter()
+            .filter(|t| {
+                t.sources.contains(me)
+                    && !state
+                        .streamed
+                        .contains(&(t.partition, t.target.clone(), me.clone()))
+            })
+            .collect()
+    }
+
+    /// A leaving node, once its streams are done, hands every hint it
+    /// holds to a member that stays (which delivers it to its owner
+    /// later), then records that it owes none. True when it recorded so.
+    async fn maybe_hand_over_hints(&self, cx: &Context) -> bool {
+        let state = self.state();
+        let me = self.me().clone();
+        let leaving = state
+            .members
+            .get(&me)
+            .is_some_and(|m| m.status == MemberStatus::Leaving);
+        if !leaving || state.hints_handed.contains(&me) || !self.my_streams(&state).is_empty() {
+            return false;
+        }
+        let Some(next) = state.next.clone() else {
+            return false;
+        };
+        let store = self.coord.replica().store().clone();
+        let mut cursor: Option<(String, u32, Vec<u8>)> = None;
+        let mut handed = 0u64;
+        loop {
+            let batch = match store.hints(
+                None,
+                cursor
+                    .as_ref()
+                    .map(|(o, p, k)| (o.as_str(), *p, k.as_slice())),
+                256,
+            ) {
+                Ok(b) => b,
+                Err(e) => {
+                    cx.error(format!("cannot read hints to hand over: {e}"));
+                    return false;
+                }
+            };
+            let Some(last) = batch.last() else { break };
+            cursor = Some((last.owner.clone(), last.partition, last.key.clone()));
+            for h in batch {
+                let owner = NodeId::from(h.owner.as_str());
+                // A member that stays, is up and is not the owner keeps it.
+                let keepers: Vec<&NodeId> = next
+                    .members()
+                    .iter()
+                    .filter(|m| **m != me && **m != owner && self.coord.health().is_up(m))
+                    .collect();
+                let Some(keeper) = keepers
+                    .get(dynkv_ring::key_hash(&h.key) as usize % keepers.len().max(1))
+                    .copied()
+                else {
+                    cx.error("no member that stays is up to take the hints".to_string());
+                    return false;
+                };
+                let digest = h.object.digest();
+                let req = StoreHint {
+                    owner: owner.clone(),
+                    key: Bytes::from(h.key.clone()),
+                    object: h.object,
+                };
+                let sent: Result<Stored, _> = self
+                    .coord
+                    .call_peer(keeper, &req, self.config.rpc_timeout)
+                    .await;
+                if let Err(e) = sent {
+                    cx.error(format!(
+                        "handing a hint for {owner} to {keeper} failed: {e}"
+                    ));
+                    return false;
+                }
+                if let Err(e) = self.coord.replica().retire_fallback_actor(&req.object) {
+                    warn!(error = %e, "cannot persist the fallback generation; keeping the hint");
+                    return false;
+                }
+                let kr = KeyRef {
+                    partition: h.partition,
+                    hash: dynkv_ring::key_hash(&h.key),
+                    key: &h.key,
+                };
+                if let Err(e) = store.remove_hint_if_unchanged(&h.owner, &kr, digest) {
+                    warn!(error = %e, "cannot drop a handed-over hint");
+                    return false;
+                }
+                handed += 1;
+            }
+        }
+        if store.hint_count() > 0 {
+            // Some changed while being handed over: the next step retries.
+            return false;
+        }
+        if handed > 0 {
+            info!(hints = handed, "handed hints over before leaving");
+        }
+        cx.count("hints_handed_over", handed);
+        let _ = self.update(|s| Ok(s.record_hints_handed(&me)));
+        true
     }
 
     /// Names the transfer's persisted cursor after the target ring, so a
@@ -463,7 +694,12 @@ impl Membership {
             return Ok(0);
         }
         let id = (t.partition, t.target.clone());
-        self.transfers.lock().entry(id.clone()).or_default();
+        self.transfers
+            .lock()
+            .entry(id.clone())
+            .or_default()
+            .started
+            .get_or_insert_with(Instant::now);
         let mut sent = 0;
         loop {
             let (s2, after, batch, p) = (
@@ -508,6 +744,7 @@ impl Membership {
                 let p = tr.entry(id.clone()).or_default();
                 p.objects += count;
                 p.error = None;
+                p.last = Some(Instant::now());
             }
             if !self.config.transfer_pause.is_zero() {
                 tokio::time::sleep(self.config.transfer_pause).await;
@@ -516,69 +753,130 @@ impl Membership {
         store
             .put_meta(&cursor_key, b"\xffdone")
             .map_err(|e| e.to_string())?;
-        self.transfers.lock().entry(id).or_default().done = true;
+        let mut tr = self.transfers.lock();
+        let p = tr.entry(id).or_default();
+        p.done = true;
+        p.last = Some(Instant::now());
         Ok(sent)
     }
 
-    /// After a ring switch and its grace period, drops the partitions this
-    /// node no longer replicates. A pass that fails is tried again after
-    /// another grace period, until one completes.
-    async fn maybe_cleanup(&self) {
+    /// After a ring switch, once every member has installed the new ring
+    /// and after the grace period: hands what this node still holds of
+    /// the partitions it no longer replicates to their owners, drops it,
+    /// and records the cleanup in the state. A pass that fails is tried
+    /// again after another grace period, until one completes.
+    async fn maybe_cleanup(&self, cx: &Context) {
+        let state = self.state();
+        let me = self.me().clone();
+        if state.next.is_some() || state.cleaned.contains(&me) || !state.applied_everywhere() {
+            return;
+        }
         let due = self
             .switched_at
             .lock()
-            .is_some_and(|at| at.elapsed() >= self.config.cleanup_grace);
+            .is_none_or(|at| at.elapsed() >= self.config.cleanup_grace);
         if !due {
             return;
         }
-        *self.switched_at.lock() = None;
-        let ring = self.coord.replica().ring();
+        cx.busy_with("handing on and dropping partitions no longer replicated here");
+        match self.clean_up(&state).await {
+            Ok(dropped) => {
+                if dropped > 0 {
+                    info!(
+                        objects = dropped,
+                        "handed on and dropped partitions no longer replicated here"
+                    );
+                }
+                cx.count("objects_handed_on", dropped);
+                let _ = self.update(|s| {
+                    Ok(if s.epoch == state.epoch {
+                        s.record_cleaned(&me)
+                    } else {
+                        s.clone()
+                    })
+                });
+                self.gossip_all().await;
+            }
+            Err(e) => {
+                cx.error(format!(
+                    "cleanup after a ring switch failed (will retry): {e}"
+                ));
+                self.cleanup_failed(&e);
+            }
+        }
+    }
+
+    /// One cleanup pass: every object of a partition `state`'s ring does
+    /// not give this node is merged into the partition's replicas (they
+    /// may have missed it: written by a node still on the old ring, or
+    /// hinted here), then removed here. Returns how many were handed on.
+    async fn clean_up(&self, state: &ClusterState) -> Result<u64, String> {
+        let ring = &state.ring;
         let n = self.coord.replica().effective_n();
-        let keep: std::collections::BTreeSet<u32> = ring
-            .partitions_replicated_by(self.me(), n)
-            .into_iter()
-            .collect();
+        let me = self.me();
+        let keep: std::collections::BTreeSet<u32> =
+            ring.partitions_replicated_by(me, n).into_iter().collect();
         let store = self.coord.replica().store().clone();
-        let partitions = ring.partitions();
-        let r = tokio::task::spawn_blocking(move || {
-            let mut dropped = 0u64;
-            for p in (0..partitions).filter(|p| !keep.contains(p)) {
-                loop {
-                    let batch = store.scan_partition(p, None, 512)?;
-                    if batch.is_empty() {
-                        break;
-                    }
-                    for (k, _) in batch {
-                        let hash = dynkv_ring::key_hash(&k);
-                        store.remove(&KeyRef {
+        let mut handed = 0u64;
+        for p in (0..ring.partitions()).filter(|p| !keep.contains(p)) {
+            let owners: Vec<NodeId> = ring
+                .preference_list(p, n)
+                .into_iter()
+                .filter(|o| *o != me)
+                .cloned()
+                .collect();
+            loop {
+                let s2 = store.clone();
+                let batch = tokio::task::spawn_blocking(move || s2.scan_partition(p, None, 256))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                if batch.is_empty() {
+                    break;
+                }
+                let items: Vec<_> = batch
+                    .iter()
+                    .map(|(k, o)| (Bytes::from(k.clone()), o.clone()))
+                    .collect();
+                for owner in &owners {
+                    for items in dynkv_rpc::messages::split_by_bytes(
+                        items.clone(),
+                        self.config.max_message_bytes,
+                    ) {
+                        let req = Handoff {
                             partition: p,
-                            hash,
-                            key: &k,
-                        })?;
-                        dropped += 1;
+                            items,
+                        };
+                        let Repaired(_) = self
+                            .coord
+                            .call_peer(owner, &req, self.config.rpc_timeout)
+                            .await
+                            .map_err(|e| format!("handing partition {p} on to {owner}: {e}"))?;
                     }
                 }
+                let s2 = store.clone();
+                handed += tokio::task::spawn_blocking(move || {
+                    for (k, _) in &batch {
+                        s2.remove(&KeyRef {
+                            partition: p,
+                            hash: dynkv_ring::key_hash(k),
+                            key: k,
+                        })?;
+                    }
+                    Ok::<u64, dynkv_storage::StoreError>(batch.len() as u64)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
             }
-            Ok::<u64, dynkv_storage::StoreError>(dropped)
-        })
-        .await;
-        match r {
-            Ok(Ok(n)) if n > 0 => {
-                info!(objects = n, "dropped partitions no longer replicated here")
-            }
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => self.cleanup_failed(&e.to_string()),
-            Err(e) => self.cleanup_failed(&e.to_string()),
         }
+        Ok(handed)
     }
 
     /// Schedules another cleanup pass after a failed one.
     fn cleanup_failed(&self, error: &str) {
         warn!(error, retry_in = ?self.config.cleanup_grace, "cleanup after a ring switch failed; will retry");
-        let mut at = self.switched_at.lock();
-        if at.is_none() {
-            *at = Some(Instant::now());
-        }
+        *self.switched_at.lock() = Some(Instant::now());
     }
 
     /// The members view (`/admin/members`).
@@ -587,6 +885,9 @@ impl Membership {
         let n = self.config.n_val;
         json!({
             "version": s.version.0,
+            "epoch": s.epoch,
+            "claimant": s.claimant(),
+            "settled": s.settled(),
             "members": s.members.iter().map(|(id, m)| json!({
                 "id": id,
                 "addr": m.addr,
@@ -622,10 +923,81 @@ impl Membership {
         }))
     }
 
-    /// Outbound transfers of this node (`/admin/cluster`).
+    /// The transfers view (`/admin/transfers`, `dynkv admin transfers`,
+    /// as `riak-admin transfers`): every transfer of the running change
+    /// with the sources that streamed it and, when it waits, on what; this
+    /// node's outbound streams with their progress and rate; the transfer
+    /// limit; and the cleanup after the last change.
     pub fn transfers_view(&self) -> serde_json::Value {
-        let tr = self.transfers.lock();
-        json!(tr.iter().map(|((p, t), prog)| json!({"partition": p, "to": t, "objects": prog.objects, "done": prog.done, "error": prog.error})).collect::<Vec<_>>())
+        let s = self.state();
+        let me = self.me();
+        let is_up = |n: &NodeId| n == me || self.coord.health().is_up(n);
+        let local = self.transfers.lock().clone();
+        let pending = s.pending_transfers(self.config.n_val).len();
+        let rows: Vec<serde_json::Value> = s
+            .required_transfers(self.config.n_val)
+            .into_iter()
+            .map(|t| {
+                let key = (t.partition, t.target.clone());
+                let complete = s.done.contains(&key);
+                let streamed: Vec<&NodeId> = t
+                    .sources
+                    .iter()
+                    .filter(|src| {
+                        s.streamed
+                            .contains(&(t.partition, t.target.clone(), (*src).clone()))
+                    })
+                    .collect();
+                let waiting: Vec<&NodeId> = t
+                    .sources
+                    .iter()
+                    .filter(|src| !streamed.contains(src) && is_up(src))
+                    .collect();
+                let mine = local.get(&key);
+                let blocker = if complete {
+                    None
+                } else if !is_up(&t.target) {
+                    Some(format!("the target {} is down", t.target))
+                } else if streamed.is_empty() && waiting.is_empty() {
+                    Some("every source is down".to_string())
+                } else if let Some(e) = mine.and_then(|m| m.error.clone()) {
+                    Some(e)
+                } else if t.sources.contains(me)
+                    && !streamed.contains(&me)
+                    && mine.is_none_or(|m| m.started.is_none())
+                {
+                    Some("waiting for a transfer slot here".to_string())
+                } else {
+                    None
+                };
+                json!({
+                    "partition": t.partition,
+                    "target": t.target,
+                    "sources": t.sources,
+                    "streamed_by": streamed,
+                    "waiting_for": waiting,
+                    "complete": complete,
+                    "objects_sent_here": mine.map(|m| m.objects),
+                    "rate_per_s_here": mine.map(|m| (m.rate() * 10.0).round() / 10.0),
+                    "blocker": blocker,
+                })
+            })
+            .collect();
+        json!({
+            "node": me,
+            "epoch": s.epoch,
+            "in_progress": s.next.is_some(),
+            "transfer_limit": self.transfer_limit(),
+            "transfers_total": rows.len(),
+            "transfers_pending": pending,
+            "transfers": rows,
+            "hints_owed_by": s.leavers_owing_hints(is_up),
+            "cleanup": {
+                "applied": s.applied,
+                "cleaned": s.cleaned,
+                "settled": s.settled(),
+            },
+        })
     }
 }
 
@@ -652,11 +1024,34 @@ impl Handler<Join> for Membership {
             addr,
             partitions,
         } = req;
-        let me = self.me().clone();
         let s = self
-            .update(|s| s.stage_join(&me, &node, &addr, partitions))
+            .change(ClaimantChange::Join(Join {
+                node: node.clone(),
+                addr: addr.clone(),
+                partitions,
+            }))
+            .await
             .map_err(|e| RemoteError::Refused(e.to_string()))?;
         info!(%node, %addr, "staged a join");
+        Ok(ClusterStateReply(Bytes::from(s.encode())))
+    }
+}
+
+impl Handler<ClaimantChange> for Membership {
+    async fn handle(
+        self: Arc<Self>,
+        req: ClaimantChange,
+        _: CallContext,
+    ) -> Result<ClusterStateReply, RemoteError> {
+        if req == ClaimantChange::Commit {
+            self.gossip_all().await;
+        }
+        let s = self
+            .change_as_claimant(&req)
+            .map_err(|e| RemoteError::Refused(e.to_string()))?;
+        // Spread it without holding up the answer.
+        let m = self.clone();
+        tokio::spawn(async move { m.gossip_all().await });
         Ok(ClusterStateReply(Bytes::from(s.encode())))
     }
 }

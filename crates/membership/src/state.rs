@@ -17,10 +17,33 @@
 //!    joiners become valid, leavers are removed, and old replicas may drop
 //!    what they no longer replicate.
 //!
-//! Merging (gossip) keeps the state with the higher version (a counter and
-//! the id of the node that made the change, so concurrent changes resolve
-//! the same way everywhere); transfer completions of the same transition
-//! are unioned, so each node's progress reaches everyone whatever the order.
+//! ## One agreed order of changes
+//! Every change to membership (staging a join or a leave, committing) is
+//! made by one node, the **claimant** ([`ClusterState::claimant`]: the
+//! lowest id among the valid members of the current ring), as in Riak's
+//! `riak_core_claimant`; other nodes forward the request to it and it
+//! applies them one at a time, so two commits issued at once are
+//! serialised (the second is refused: a change is in progress). Each ring
+//! transition (a commit, then its finish) adds one to the state's
+//! **epoch**, and merging compares the epoch before the version: a node
+//! with a stale view (it missed a commit or a finish, or was restored from
+//! an old disk) can only lose a merge against a newer ring, never roll one
+//! back, whatever its version counter says. A finish may be made by any
+//! node, but only from the one committed transition, so every finisher
+//! makes the same ring.
+//!
+//! Why a claimant and not a consensus log (Raft, Cassandra's transactional
+//! metadata): membership changes are rare, operator-driven and may wait
+//! for a node to come back, while a replicated log would add a second
+//! durable log, elections and their failure modes to every node for them.
+//! The claimant gives one order of changes with the gossip we already
+//! have; its cost is that changes wait while the claimant is unreachable
+//! (requests are refused with a clear error, nothing is lost).
+//!
+//! Merging (gossip) keeps the state with the higher (epoch, version); the
+//! progress of the same transition (transfers streamed and finished, hints
+//! handed over, nodes that applied or cleaned up after the epoch) is
+//! unioned, so each node's progress reaches everyone whatever the order.
 //!
 //! The security rules ([`SecurityState`]: users, sources, grants, tokens)
 //! ride along with their own clock: each of their entries is a
@@ -43,8 +66,10 @@ pub const MAX_VERSION_COUNTER: u64 = 1 << 62;
 
 /// First byte of an encoded state without security rules (still read).
 pub const STATE_FORMAT_V1: u8 = 1;
-/// First byte of an encoded state with its security rules.
+/// First byte of an encoded state with its security rules, before epochs.
 pub const STATE_FORMAT_V2: u8 = 2;
+/// First byte of an encoded state with its epoch and transition progress.
+pub const STATE_FORMAT_V3: u8 = 3;
 
 /// Where a member stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,21 +137,40 @@ pub enum ChangeError {
     /// The ring refused.
     #[error("ring: {0}")]
     Ring(String),
+    /// This node is not the claimant, so it makes no change itself.
+    #[error("{0} is the claimant (the node that makes membership changes); ask it or any node")]
+    NotClaimant(NodeId),
+    /// The claimant refused the change, or could not be asked.
+    #[error("{0}")]
+    Claimant(String),
 }
 
 /// The gossiped cluster state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterState {
-    /// (counter, author): the greater wins on merge.
+    /// (counter, author): the greater wins on merge within one epoch.
     pub version: (u64, NodeId),
+    /// Ring transitions so far (a commit and a finish add one each); it
+    /// orders merges before `version`, so no stale view undoes a ring.
+    pub epoch: u64,
     /// Every member, with its address and status.
     pub members: BTreeMap<NodeId, Member>,
     /// The ring requests use.
     pub ring: Ring,
     /// The ring a committed change is moving to.
     pub next: Option<Ring>,
-    /// Transfers finished towards `next`: (partition, target).
+    /// Transfers complete towards `next`: (partition, target).
     pub done: BTreeSet<(u32, NodeId)>,
+    /// Copies streamed towards `next`: (partition, target, source). A
+    /// transfer is complete once every source that is up has streamed.
+    pub streamed: BTreeSet<(u32, NodeId, NodeId)>,
+    /// Leaving members that handed their hints to members that stay.
+    pub hints_handed: BTreeSet<NodeId>,
+    /// Members that installed this epoch's rings.
+    pub applied: BTreeSet<NodeId>,
+    /// Members that, in this epoch, handed on and dropped what the ring
+    /// no longer gives them (tombstones are reaped only after all did).
+    pub cleaned: BTreeSet<NodeId>,
     /// Users, sources, grants and tokens (their own clock; see the module docs).
     pub security: SecurityState,
 }
@@ -139,6 +183,35 @@ struct ClusterStateV1 {
     ring: Ring,
     next: Option<Ring>,
     done: BTreeSet<(u32, NodeId)>,
+}
+
+/// A state in format 2, before epochs and transition progress.
+#[derive(Deserialize)]
+struct ClusterStateV2 {
+    version: (u64, NodeId),
+    members: BTreeMap<NodeId, Member>,
+    ring: Ring,
+    next: Option<Ring>,
+    done: BTreeSet<(u32, NodeId)>,
+    security: SecurityState,
+}
+
+impl ClusterStateV2 {
+    fn upgrade(self) -> ClusterState {
+        ClusterState {
+            version: self.version,
+            epoch: 0,
+            members: self.members,
+            ring: self.ring,
+            next: self.next,
+            done: self.done,
+            streamed: BTreeSet::new(),
+            hints_handed: BTreeSet::new(),
+            applied: BTreeSet::new(),
+            cleaned: BTreeSet::new(),
+            security: self.security,
+        }
+    }
 }
 
 fn effective_n(n_val: usize, ring: &Ring) -> usize {
@@ -169,9 +242,40 @@ impl ClusterState {
                 .collect(),
             ring,
             next: None,
+            epoch: 0,
             done: BTreeSet::new(),
+            streamed: BTreeSet::new(),
+            hints_handed: BTreeSet::new(),
+            applied: BTreeSet::new(),
+            cleaned: BTreeSet::new(),
             security: SecurityState::default(),
         })
+    }
+
+    /// The node that makes every membership change (see the module docs):
+    /// the lowest id among the ring's members that are not leaving, else
+    /// the lowest id in the ring.
+    pub fn claimant(&self) -> &NodeId {
+        let ring = self.ring.members();
+        ring.iter()
+            .filter(|id| {
+                self.members
+                    .get(*id)
+                    .is_some_and(|m| m.status == MemberStatus::Valid)
+            })
+            .min()
+            .or_else(|| ring.iter().min())
+            .expect("a ring has members")
+    }
+
+    /// Starts a new epoch: the progress of the last one is forgotten.
+    fn next_epoch(&mut self) {
+        self.epoch = self.epoch.saturating_add(1);
+        self.done.clear();
+        self.streamed.clear();
+        self.hints_handed.clear();
+        self.applied.clear();
+        self.cleaned.clear();
     }
 
     fn bumped(&self, by: &NodeId) -> ClusterState {
@@ -181,20 +285,58 @@ impl ClusterState {
         s
     }
 
-    /// The gossip merge: the newer version wins; completions of the same
-    /// transition are unioned. Commutative, associative and idempotent.
+    /// What orders two states: the epoch first, then the version.
+    fn order(&self) -> (u64, &(u64, NodeId)) {
+        (self.epoch, &self.version)
+    }
+
+    /// The gossip merge: the newer (epoch, version) wins; the progress of
+    /// the same epoch is unioned. Commutative, associative and idempotent.
     pub fn merge(&self, other: &ClusterState) -> ClusterState {
-        let (winner, loser) = if other.version > self.version {
+        let (winner, loser) = if other.order() > self.order() {
             (other, self)
         } else {
             (self, other)
         };
         let mut m = winner.clone();
-        if winner.next.is_some() && winner.next == loser.next && winner.ring == loser.ring {
+        if winner.epoch == loser.epoch && winner.next == loser.next && winner.ring == loser.ring {
             m.done.extend(loser.done.iter().cloned());
+            m.streamed.extend(loser.streamed.iter().cloned());
+            m.hints_handed.extend(loser.hints_handed.iter().cloned());
+            m.applied.extend(loser.applied.iter().cloned());
+            m.cleaned.extend(loser.cleaned.iter().cloned());
         }
         m.security = self.security.merge(&other.security);
         m
+    }
+
+    /// Notes that `node` installed this epoch's rings.
+    pub fn record_applied(&self, node: &NodeId) -> ClusterState {
+        let mut s = self.clone();
+        s.applied.insert(node.clone());
+        s
+    }
+
+    /// Notes that `node` cleaned up after this epoch's ring.
+    pub fn record_cleaned(&self, node: &NodeId) -> ClusterState {
+        let mut s = self.clone();
+        s.cleaned.insert(node.clone());
+        s
+    }
+
+    /// Whether every member installed this epoch's rings: only then may a
+    /// former owner hand on and drop data (no member still routes to it).
+    pub fn applied_everywhere(&self) -> bool {
+        self.members.keys().all(|m| self.applied.contains(m))
+    }
+
+    /// Whether the ring is settled: no change runs and every member has
+    /// cleaned up after the last one, so no old copy is left anywhere that
+    /// a reaped tombstone could let back in.
+    pub fn settled(&self) -> bool {
+        // Epoch 0 is the ring the cluster was formed with: nothing moved.
+        self.next.is_none()
+            && (self.epoch == 0 || self.members.keys().all(|m| self.cleaned.contains(m)))
     }
 
     /// Applies a security change made on node `by` (the membership version
@@ -318,7 +460,7 @@ impl ClusterState {
         }
         let mut s = self.bumped(by);
         s.next = Some(next);
-        s.done.clear();
+        s.next_epoch();
         Ok(s)
     }
 
@@ -349,13 +491,67 @@ impl ClusterState {
         out
     }
 
-    /// Records a finished transfer (no version change: completions merge by union).
+    /// Records that `source` streamed its copy of `partition` to `target`
+    /// (no version change: progress merges by union).
+    pub fn record_streamed(
+        &self,
+        partition: u32,
+        target: &NodeId,
+        source: &NodeId,
+    ) -> ClusterState {
+        let mut s = self.clone();
+        if s.next.is_some() {
+            s.streamed
+                .insert((partition, target.clone(), source.clone()));
+        }
+        s
+    }
+
+    /// Marks complete every transfer whose sources have all streamed, or
+    /// at least one has and the others are down (`is_up`): the new replica
+    /// then holds every write an old replica that is up acknowledged.
+    pub fn record_complete(&self, n_val: usize, is_up: impl Fn(&NodeId) -> bool) -> ClusterState {
+        let mut s = self.clone();
+        for t in self.pending_transfers(n_val) {
+            let streamed = |src: &NodeId| {
+                self.streamed
+                    .contains(&(t.partition, t.target.clone(), src.clone()))
+            };
+            let any = t.sources.iter().any(streamed);
+            if any && t.sources.iter().all(|src| streamed(src) || !is_up(src)) {
+                s.done.insert((t.partition, t.target));
+            }
+        }
+        s
+    }
+
+    /// Records a complete transfer (as [`ClusterState::record_complete`] would).
     pub fn record_done(&self, partition: u32, target: &NodeId) -> ClusterState {
         let mut s = self.clone();
         if s.next.is_some() {
             s.done.insert((partition, target.clone()));
         }
         s
+    }
+
+    /// Notes that leaving member `node` handed its hints over.
+    pub fn record_hints_handed(&self, node: &NodeId) -> ClusterState {
+        let mut s = self.clone();
+        if s.next.is_some() {
+            s.hints_handed.insert(node.clone());
+        }
+        s
+    }
+
+    /// Leaving members that are up and still hold hints to hand over.
+    pub fn leavers_owing_hints(&self, is_up: impl Fn(&NodeId) -> bool) -> Vec<NodeId> {
+        self.members
+            .iter()
+            .filter(|(id, m)| {
+                m.status == MemberStatus::Leaving && !self.hints_handed.contains(*id) && is_up(id)
+            })
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Transfers still missing.
@@ -366,13 +562,22 @@ impl ClusterState {
             .collect()
     }
 
-    /// Switches to the next ring once every transfer is done.
-    pub fn finish(&self, by: &NodeId, n_val: usize) -> Option<ClusterState> {
+    /// Switches to the next ring once every transfer is done and every
+    /// leaving member that is up (`is_up`) handed its hints over (a dead
+    /// leaver does not block the change: its hints wait for it to return).
+    pub fn finish(
+        &self,
+        by: &NodeId,
+        n_val: usize,
+        is_up: impl Fn(&NodeId) -> bool,
+    ) -> Option<ClusterState> {
         let next = self.next.clone()?;
-        if !self.pending_transfers(n_val).is_empty() {
+        if !self.pending_transfers(n_val).is_empty() || !self.leavers_owing_hints(is_up).is_empty()
+        {
             return None;
         }
         let mut s = self.bumped(by);
+        s.next_epoch();
         s.members
             .retain(|id, m| m.status != MemberStatus::Leaving || next.contains(id));
         for (id, m) in s.members.iter_mut() {
@@ -382,13 +587,12 @@ impl ClusterState {
         }
         s.ring = next;
         s.next = None;
-        s.done.clear();
         Some(s)
     }
 
     /// Encodes with the format version byte.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![STATE_FORMAT_V2];
+        let mut out = vec![STATE_FORMAT_V3];
         postcard::to_io(self, &mut out).expect("writing to a Vec cannot fail");
         out
     }
@@ -397,11 +601,16 @@ impl ClusterState {
     pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
         let (&v, body) = bytes.split_first().ok_or("empty cluster state")?;
         let (s, rest): (ClusterState, &[u8]) = match v {
-            STATE_FORMAT_V2 => postcard::take_from_bytes(body).map_err(|e| e.to_string())?,
+            STATE_FORMAT_V3 => postcard::take_from_bytes(body).map_err(|e| e.to_string())?,
+            STATE_FORMAT_V2 => {
+                let (o, rest): (ClusterStateV2, &[u8]) =
+                    postcard::take_from_bytes(body).map_err(|e| e.to_string())?;
+                (o.upgrade(), rest)
+            }
             STATE_FORMAT_V1 => {
                 let (o, rest): (ClusterStateV1, &[u8]) =
                     postcard::take_from_bytes(body).map_err(|e| e.to_string())?;
-                let s = ClusterState {
+                let s = ClusterStateV2 {
                     version: o.version,
                     members: o.members,
                     ring: o.ring,
@@ -409,7 +618,7 @@ impl ClusterState {
                     done: o.done,
                     security: SecurityState::default(),
                 };
-                (s, rest)
+                (s.upgrade(), rest)
             }
             v => return Err(format!("unknown cluster state format {v}")),
         };
@@ -421,10 +630,14 @@ impl ClusterState {
         {
             return Err("next ring has another partition count".into());
         }
-        if s.version.0 > MAX_VERSION_COUNTER || s.security.version() > MAX_VERSION_COUNTER {
+        if s.version.0 > MAX_VERSION_COUNTER
+            || s.epoch > MAX_VERSION_COUNTER
+            || s.security.version() > MAX_VERSION_COUNTER
+        {
             return Err(format!(
-                "version counter out of range (membership {}, security {}; at most {MAX_VERSION_COUNTER})",
+                "version counter out of range (membership {}, epoch {}, security {}; at most {MAX_VERSION_COUNTER})",
                 s.version.0,
+                s.epoch,
                 s.security.version()
             ));
         }
@@ -451,7 +664,10 @@ mod tests {
         for t in s.required_transfers(n) {
             s = s.record_done(t.partition, &t.target);
         }
-        s.finish(&"n1".into(), n).expect("all done")
+        for leaver in s.leavers_owing_hints(|_| true) {
+            s = s.record_hints_handed(&leaver);
+        }
+        s.finish(&"n1".into(), n, |_| true).expect("all done")
     }
 
     #[test]
@@ -473,7 +689,7 @@ mod tests {
         // With N=3 on 4 nodes, n4 replicates 3/4 of the partitions.
         assert_eq!(transfers.len(), 48);
         assert!(
-            s.finish(&"n1".into(), 3).is_none(),
+            s.finish(&"n1".into(), 3, |_| true).is_none(),
             "not before the transfers"
         );
         let done = complete(s, 3);
@@ -557,13 +773,124 @@ mod tests {
         assert_eq!(m.done.len(), 2);
         assert_eq!(m, b.merge(&a));
         assert_eq!(m.merge(&m), m);
-        let newer = ClusterState::initial(&ids(3), 16)
-            .unwrap()
-            .bumped(&"n9".into())
-            .bumped(&"n9".into())
-            .bumped(&"n9".into());
+        let newer = m.bumped(&"n9".into());
         assert_eq!(m.merge(&newer).version, newer.version);
         assert_eq!(newer.merge(&m).version, newer.version);
+        // A higher version from an older epoch never wins.
+        let stale = (0..5).fold(ClusterState::initial(&ids(3), 16).unwrap(), |s, _| {
+            s.bumped(&"n9".into())
+        });
+        assert!(stale.version > m.version);
+        assert_eq!(m.merge(&stale), m);
+        assert_eq!(stale.merge(&m), m);
+    }
+
+    #[test]
+    fn a_stale_view_cannot_roll_a_finished_change_back() {
+        let running = ClusterState::initial(&ids(3), 16)
+            .unwrap()
+            .stage_join(&"n1".into(), &"n4".into(), "x:4", 16)
+            .unwrap()
+            .commit(&"n1".into())
+            .unwrap();
+        assert_eq!(running.epoch, 1);
+        let finished = complete(running.clone(), 3);
+        assert_eq!(finished.epoch, 2);
+        // A node that missed the finish answers the joiner again and again,
+        // outgrowing the finish's version counter.
+        let mut stale = running.clone();
+        for i in 0..10 {
+            stale = stale
+                .stage_join(&"n2".into(), &"n4".into(), &format!("x:{i}"), 16)
+                .unwrap();
+        }
+        assert!(stale.version > finished.version);
+        for m in [finished.merge(&stale), stale.merge(&finished)] {
+            assert_eq!(m.ring, finished.ring);
+            assert!(m.next.is_none());
+            assert_eq!(m.epoch, 2);
+        }
+    }
+
+    #[test]
+    fn a_transfer_completes_when_every_source_that_is_up_streamed() {
+        let s = ClusterState::initial(&ids(3), 16)
+            .unwrap()
+            .stage_join(&"n1".into(), &"n4".into(), "x:4", 16)
+            .unwrap()
+            .commit(&"n1".into())
+            .unwrap();
+        let t = s.required_transfers(3)[0].clone();
+        assert_eq!(t.sources.len(), 3);
+        let one = s.record_streamed(t.partition, &t.target, &t.sources[0]);
+        let all_up = one.record_complete(3, |_| true);
+        assert!(!all_up.done.contains(&(t.partition, t.target.clone())));
+        // The sources that did not stream are down: one copy is enough.
+        let rest_down = one.record_complete(3, |n| *n == t.sources[0]);
+        assert!(rest_down.done.contains(&(t.partition, t.target.clone())));
+        // Nobody streamed: never complete, whoever is down.
+        assert!(s.record_complete(3, |_| false).done.is_empty());
+        let every = t.sources.iter().fold(s.clone(), |s, src| {
+            s.record_streamed(t.partition, &t.target, src)
+        });
+        let every = every.record_complete(3, |_| true);
+        assert!(every.done.contains(&(t.partition, t.target.clone())));
+    }
+
+    #[test]
+    fn a_leaver_that_is_up_hands_its_hints_over_before_the_finish() {
+        let s = ClusterState::initial(&ids(4), 16)
+            .unwrap()
+            .stage_leave(&"n1".into(), &"n2".into())
+            .unwrap()
+            .commit(&"n1".into())
+            .unwrap();
+        let s = s
+            .required_transfers(3)
+            .iter()
+            .fold(s.clone(), |s, t| s.record_done(t.partition, &t.target));
+        let n2: NodeId = "n2".into();
+        assert_eq!(s.leavers_owing_hints(|_| true), vec![n2.clone()]);
+        assert!(s.finish(&"n1".into(), 3, |_| true).is_none());
+        // A dead leaver does not block the change.
+        assert!(s.finish(&"n1".into(), 3, |n| *n != n2).is_some());
+        let handed = s.record_hints_handed(&n2);
+        let done = handed.finish(&"n1".into(), 3, |_| true).unwrap();
+        assert!(!done.members.contains_key(&n2));
+    }
+
+    #[test]
+    fn the_claimant_is_the_lowest_valid_member_of_the_ring() {
+        let s = ClusterState::initial(&ids(3), 16).unwrap();
+        assert_eq!(s.claimant().as_str(), "n1");
+        let leaving = s.stage_leave(&"n1".into(), &"n1".into()).unwrap();
+        assert_eq!(leaving.claimant().as_str(), "n2");
+        // A joiner is not in the ring yet, whatever its id.
+        let joining = s.stage_join(&"n1".into(), &"a0".into(), "x", 16).unwrap();
+        assert_eq!(joining.claimant().as_str(), "n1");
+    }
+
+    #[test]
+    fn settled_once_every_member_cleaned_up_after_the_change() {
+        let s = ClusterState::initial(&ids(3), 16).unwrap();
+        assert!(s.settled(), "the ring the cluster formed with");
+        let running = s
+            .stage_join(&"n1".into(), &"n4".into(), "x:4", 16)
+            .unwrap()
+            .commit(&"n1".into())
+            .unwrap();
+        assert!(!running.settled());
+        let done = complete(running, 3);
+        assert!(!done.settled() && !done.applied_everywhere());
+        let mut d = done.clone();
+        for n in done.members.keys() {
+            d = d.record_applied(n);
+        }
+        assert!(d.applied_everywhere() && !d.settled());
+        for n in done.members.keys() {
+            d = d.record_cleaned(n);
+        }
+        assert!(d.settled());
     }
 
     #[test]
@@ -622,5 +949,124 @@ mod tests {
             s.stage_join(&"n1".into(), &"n1".into(), "a", 16),
             Err(ChangeError::AlreadyMember(_))
         ));
+    }
+
+    mod order {
+        //! Property: with every change made by the claimant of its own
+        //! view (as `Membership` does), whatever the gossip order, the
+        //! finishes by any node and nodes restored from old snapshots,
+        //! each epoch names one ring transition only, and full gossip
+        //! converges on the newest epoch ever reached.
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            Gossip(usize, usize),
+            Join(usize, usize),
+            Leave(usize, usize),
+            Commit(usize),
+            Progress(usize),
+            Restore(usize, usize),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (0..6usize, 0..6usize).prop_map(|(a, b)| Op::Gossip(a, b)),
+                1 => (0..6usize, 3..6usize).prop_map(|(a, b)| Op::Join(a, b)),
+                1 => (0..6usize, 0..6usize).prop_map(|(a, b)| Op::Leave(a, b)),
+                2 => (0..6usize).prop_map(Op::Commit),
+                2 => (0..6usize).prop_map(Op::Progress),
+                1 => (0..6usize, 0..40usize).prop_map(|(a, b)| Op::Restore(a, b)),
+            ]
+        }
+
+        fn id(i: usize) -> NodeId {
+            NodeId::from(format!("n{}", i + 1))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+            #[test]
+            fn each_epoch_is_one_transition_and_none_rolls_back(ops in proptest::collection::vec(op(), 1..80)) {
+                let first = ClusterState::initial(&ids(3), 16).unwrap();
+                // Nodes 4..6 start alone (as a joiner does) and adopt the
+                // cluster's state when they join.
+                let mut nodes: Vec<ClusterState> = vec![first.clone(); 6];
+                let mut history: Vec<Vec<ClusterState>> = vec![vec![first.clone()]; 6];
+                let mut seen: BTreeMap<u64, (Ring, Option<Ring>)> = BTreeMap::new();
+                let mut top = 0;
+                for op in ops {
+                    match op {
+                        Op::Gossip(a, b) => {
+                            let m = nodes[a].merge(&nodes[b]);
+                            nodes[a] = m.clone();
+                            nodes[b] = m;
+                        }
+                        Op::Join(a, b) | Op::Leave(a, b) => {
+                            let c = nodes[a].claimant().clone();
+                            let ci = (1..=6).position(|k| NodeId::from(format!("n{k}")) == c).unwrap();
+                            if nodes[ci].claimant() == &c {
+                                let r = match op {
+                                    Op::Join(..) => nodes[ci].stage_join(&c, &id(b), "x", 16),
+                                    _ => nodes[ci].stage_leave(&c, &id(b)),
+                                };
+                                if let Ok(s) = r {
+                                    nodes[ci] = s;
+                                }
+                            }
+                        }
+                        Op::Commit(a) => {
+                            let c = nodes[a].claimant().clone();
+                            let ci = (1..=6).position(|k| NodeId::from(format!("n{k}")) == c).unwrap();
+                            // The claimant learns what every member knows first.
+                            for j in 0..6 {
+                                nodes[ci] = nodes[ci].merge(&nodes[j]);
+                            }
+                            if nodes[ci].claimant() == &c
+                                && let Ok(s) = nodes[ci].commit(&c)
+                            {
+                                nodes[ci] = s;
+                            }
+                        }
+                        Op::Progress(a) => {
+                            let mut s = nodes[a].clone();
+                            for t in s.required_transfers(3) {
+                                s = s.record_done(t.partition, &t.target);
+                            }
+                            for l in s.leavers_owing_hints(|_| true) {
+                                s = s.record_hints_handed(&l);
+                            }
+                            if let Some(f) = s.finish(&id(a), 3, |_| true) {
+                                s = f;
+                            }
+                            nodes[a] = s;
+                        }
+                        Op::Restore(a, back) => {
+                            // What a node made was spread before its disk
+                            // went back (a change is gossiped before it
+                            // is acknowledged).
+                            let b = (a + 1) % 6;
+                            nodes[b] = nodes[b].merge(&nodes[a]);
+                            let h = &history[a];
+                            nodes[a] = h[h.len().saturating_sub(1 + back)].clone();
+                        }
+                    }
+                    for (i, s) in nodes.iter().enumerate() {
+                        let rings = (s.ring.clone(), s.next.clone());
+                        let known = seen.entry(s.epoch).or_insert_with(|| rings.clone());
+                        prop_assert_eq!(&*known, &rings, "epoch {} names two transitions", s.epoch);
+                        top = top.max(s.epoch);
+                        history[i].push(s.clone());
+                    }
+                }
+                // Full gossip converges on the newest epoch.
+                let all = nodes.iter().fold(nodes[0].clone(), |m, s| m.merge(s));
+                prop_assert_eq!(all.epoch, top);
+                for s in &nodes {
+                    prop_assert_eq!(s.merge(&all).epoch, top);
+                }
+            }
+        }
     }
 }

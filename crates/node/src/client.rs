@@ -446,6 +446,18 @@ pub enum AdminCommand {
     Commit,
     /// Show members, their status and the transition under way.
     Members,
+    /// Show what the running membership change moves, as `riak-admin
+    /// transfers`: per partition its sources, progress, rate and what it
+    /// waits on; with --limit, set how many streams the node given by
+    /// --node runs at once (0 pauses them).
+    Transfers {
+        /// New transfer limit of the node given by --node.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Print the JSON of `/admin/transfers` as it is.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a new random cluster secret (hex) for `cluster.secret_file`.
     Secret,
     /// Make a private CA and a node certificate for the public listeners
@@ -531,6 +543,12 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
         AdminCommand::Plan => http.get(format!("{base}/admin/plan")),
         AdminCommand::Commit => http.post(format!("{base}/admin/commit")),
         AdminCommand::Compact => http.post(format!("{base}/admin/compact")),
+        AdminCommand::Transfers {
+            limit: Some(limit), ..
+        } => http
+            .post(format!("{base}/admin/transfer-limit"))
+            .json(&serde_json::json!({ "limit": limit })),
+        AdminCommand::Transfers { limit: None, .. } => http.get(format!("{base}/admin/transfers")),
         AdminCommand::Members
         | AdminCommand::Secret
         | AdminCommand::Certs { .. }
@@ -547,6 +565,13 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
             let v: serde_json::Value = resp.json().await.unwrap_or_default();
             match a.command {
                 AdminCommand::Plan => print_plan(&v),
+                AdminCommand::Transfers { json: true, .. } => {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
+                }
+                AdminCommand::Transfers { limit: Some(_), .. } => {
+                    println!("transfer limit set to {}", v["transfer_limit"])
+                }
+                AdminCommand::Transfers { .. } => print_transfers(&v),
                 AdminCommand::Compact => println!(
                     "{}: SST files {} -> {} bytes in {} ms",
                     v["node"].as_str().unwrap_or("?"),
@@ -732,4 +757,77 @@ fn print_plan(v: &serde_json::Value) {
     if v["in_progress"] == true {
         println!("a change is in progress: wait for its transfers before committing another");
     }
+}
+
+/// Prints `/admin/transfers` as a table, as `riak-admin transfers` does.
+fn print_transfers(v: &serde_json::Value) {
+    println!(
+        "epoch {}, {}; transfer limit {} on {}",
+        v["epoch"],
+        if v["in_progress"] == true {
+            format!(
+                "{} of {} transfers pending",
+                v["transfers_pending"], v["transfers_total"]
+            )
+        } else {
+            "no change in progress".to_string()
+        },
+        v["transfer_limit"],
+        v["node"].as_str().unwrap_or("?")
+    );
+    let names = |x: &serde_json::Value| {
+        x.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
+    let rows = v["transfers"].as_array().cloned().unwrap_or_default();
+    if !rows.is_empty() {
+        println!(
+            "{:>9}  {:<8} {:<14} {:<14} {:>9} {:>9}  waiting on",
+            "partition", "to", "sources", "streamed", "sent", "obj/s"
+        );
+    }
+    for t in rows.iter().filter(|t| t["complete"] != true) {
+        println!(
+            "{:>9}  {:<8} {:<14} {:<14} {:>9} {:>9}  {}",
+            t["partition"],
+            t["target"].as_str().unwrap_or("?"),
+            names(&t["sources"]),
+            names(&t["streamed_by"]),
+            t["objects_sent_here"]
+                .as_u64()
+                .map_or("-".into(), |n| n.to_string()),
+            t["rate_per_s_here"]
+                .as_f64()
+                .map_or("-".into(), |r| format!("{r:.0}")),
+            t["blocker"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("sources {}", names(&t["waiting_for"])))
+        );
+    }
+    let done = rows.iter().filter(|t| t["complete"] == true).count();
+    if done > 0 {
+        println!("{done} transfers complete");
+    }
+    let owed = names(&v["hints_owed_by"]);
+    if !owed.is_empty() {
+        println!("leaving nodes still handing over hints: {owed}");
+    }
+    let c = &v["cleanup"];
+    println!(
+        "cleanup after the last change: {} (applied by {}; cleaned up by {})",
+        if c["settled"] == true {
+            "done"
+        } else {
+            "pending"
+        },
+        names(&c["applied"]),
+        names(&c["cleaned"])
+    );
 }

@@ -148,24 +148,30 @@ impl MembershipAdmin for MembershipAdminView {
         })
     }
 
-    fn leave(&self, node: Option<String>) -> Result<serde_json::Value, String> {
-        self.membership
-            .stage_leave(node.map(NodeId::from))
-            .map_err(|e| e.to_string())?;
-        Ok(self.membership.members_view())
+    fn leave(&self, node: Option<String>) -> BoxFuture<'static, Result<serde_json::Value, String>> {
+        let m = self.membership.clone();
+        Box::pin(async move {
+            m.stage_leave(node.map(NodeId::from))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(m.members_view())
+        })
     }
 
     fn commit(&self) -> BoxFuture<'static, Result<serde_json::Value, String>> {
         let m = self.membership.clone();
         Box::pin(async move {
-            m.commit().map_err(|e| e.to_string())?;
-            m.gossip_all().await;
+            m.commit().await.map_err(|e| e.to_string())?;
             Ok(m.members_view())
         })
     }
 
     fn transfers(&self) -> serde_json::Value {
         self.membership.transfers_view()
+    }
+
+    fn set_transfer_limit(&self, limit: usize) {
+        self.membership.set_transfer_limit(limit);
     }
 
     fn security(&self) -> Arc<dynkv_security::SecurityState> {

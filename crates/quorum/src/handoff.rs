@@ -198,7 +198,7 @@ pub async fn pass(
             .into_iter()
             .filter(|h| {
                 let owner = NodeId::from(h.owner.as_str());
-                let gone = !coord.replica().in_ring_or_next(&owner);
+                let gone = !coord.replica().is_replica_of(&owner, &h.key);
                 (gone || coord.health().is_up(&owner))
                     && backoff
                         .get(&owner)
@@ -253,10 +253,11 @@ async fn deliver(coord: &Arc<Coordinator>, hint: Hint) -> (NodeId, bool) {
         key: hint.key.clone().into(),
         object: hint.object,
     };
-    // An owner that has left the ring no longer replicates the key: the
-    // hint goes to the key's current primaries instead. A future replica
-    // (in the ring a running change moves to) gets its own hints.
-    let targets: Vec<NodeId> = if coord.replica().in_ring_or_next(&owner) {
+    // An owner that no longer replicates the key (it left, or the key's
+    // partition moved away from it) would keep the copy where no read
+    // looks: the hint goes to the key's current primaries instead. A future
+    // replica (in the ring a running change moves to) gets its own hints.
+    let targets: Vec<NodeId> = if coord.replica().is_replica_of(&owner, &hint.key) {
         vec![owner.clone()]
     } else {
         coord.placement(&hint.key).primaries

@@ -424,8 +424,9 @@ pub async fn pass(
         ..Default::default()
     };
     let mut next = HashMap::new();
-    if coord.next_ring().is_some() {
-        report.note = Some("a membership change is under way".into());
+    if !coord.replica().ring_settled() {
+        report.note =
+            Some("a membership change is under way or not yet cleaned up on every node".into());
         memory.confirmed.clear();
         return report;
     }
@@ -475,7 +476,7 @@ pub async fn pass(
             while pending.len() >= config.batch.max(1) || (exhausted && !pending.is_empty()) {
                 let take = pending.len().min(config.batch.max(1));
                 let chunk: Vec<(Bytes, Object)> = pending.drain(..take).collect();
-                if coord.next_ring().is_some() {
+                if !coord.replica().ring_settled() {
                     report.note = Some("a membership change is under way".into());
                     break 'partitions;
                 }

@@ -14,7 +14,7 @@
 //! because they number versions stored here.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::Bytes;
@@ -34,6 +34,8 @@ pub struct Replica {
     pub(crate) me: NodeId,
     ring: ArcSwap<Ring>,
     next_ring: ArcSwapOption<Ring>,
+    /// See [`Replica::ring_settled`].
+    ring_settled: AtomicBool,
     pub(crate) store: Arc<Store>,
     pub(crate) metrics: Arc<QuorumMetrics>,
     /// Replicas per key, cluster-wide.
@@ -83,6 +85,7 @@ impl Replica {
             me,
             ring: ArcSwap::from_pointee(ring),
             next_ring: ArcSwapOption::empty(),
+            ring_settled: AtomicBool::new(true),
             store,
             metrics,
             n_val: config.n_val,
@@ -204,15 +207,44 @@ impl Replica {
             .collect()
     }
 
-    /// Whether `node` is in the ring requests use or in the one a running
-    /// change moves to: a hint for it is delivered to it, not rerouted.
-    pub fn in_ring_or_next(&self, node: &NodeId) -> bool {
-        self.ring.load().contains(node)
-            || self
-                .next_ring
-                .load()
-                .as_deref()
-                .is_some_and(|next| next.contains(node))
+    /// Tells the reaper whether every node has cleaned up after the last
+    /// ring change (see [`Replica::ring_settled`]).
+    pub fn set_ring_settled(&self, settled: bool) {
+        self.ring_settled.store(settled, Ordering::Relaxed);
+    }
+
+    /// Whether no ring change runs and every node has handed on and
+    /// dropped its former copies: until then a reaped tombstone could be
+    /// undone by an old copy still on its way (true without membership).
+    pub fn ring_settled(&self) -> bool {
+        self.ring_settled.load(Ordering::Relaxed) && self.next_ring.load().is_none()
+    }
+
+    /// Whether `node` replicates `key` in the ring requests use or in the
+    /// one a running change moves to (with the cluster's N, so a namespace
+    /// kept on fewer replicas is covered too).
+    pub fn is_replica_of(&self, node: &NodeId, key: &[u8]) -> bool {
+        let hash = dynkv_ring::key_hash(key);
+        let in_ring = |ring: &Ring| {
+            let n = self.n_val.min(ring.members().len()).max(1);
+            ring.preference_list(ring.partition_of_hash(hash), n)
+                .contains(&node)
+        };
+        in_ring(&self.ring.load()) || self.next_ring.load().as_deref().is_some_and(in_ring)
+    }
+
+    /// Refuses a request for a key this node does not replicate in its
+    /// rings: the sender routed with another ring (stale, or ahead of this
+    /// node's), and serving it would leave a copy where no read or
+    /// anti-entropy exchange looks, or answer a read from a former copy.
+    fn check_replica(&self, key: &[u8]) -> Result<(), RemoteError> {
+        if self.is_replica_of(&self.me, key) {
+            Ok(())
+        } else {
+            Err(RemoteError::NotReplica {
+                node: self.me.clone(),
+            })
+        }
     }
 
     /// Replicas per key with the current membership: N, or fewer while the
@@ -489,6 +521,9 @@ impl Handler<Read> for Replica {
         req: Read,
         ctx: CallContext,
     ) -> Result<ReadReply, RemoteError> {
+        if req.hint_for.is_none() {
+            self.check_replica(&req.key)?;
+        }
         // Digests are a version-2 answer: an older peer gets the object.
         if req.digest_only && ctx.version >= 2 {
             return Ok(ReadReply {
@@ -509,6 +544,7 @@ impl Handler<Replicate> for Replica {
         req: Replicate,
         _: CallContext,
     ) -> Result<Stored, RemoteError> {
+        self.check_replica(&req.key)?;
         self.merge_replicated(req.key, req.object).await?;
         Ok(Stored {})
     }

@@ -551,3 +551,77 @@ async fn a_future_replica_that_misses_a_write_gets_it_by_handoff() {
     let (own, _) = c.node("n4").local_view(&key).await.unwrap();
     assert_eq!(values(&own), vec!["v"]);
 }
+
+/// A node routing with a ring its peer has moved past is refused, not
+/// served: the former owner keeps no copy that no read would find, and
+/// gives no answer from one.
+#[tokio::test]
+async fn a_request_routed_with_a_stale_ring_is_refused() {
+    let c = cluster(4);
+    let ids = |k: usize| (1..=k).map(|i| NodeId::from(format!("n{i}")));
+    let (three, four) = (
+        dynkv_ring::Ring::new(ids(3), 16).unwrap(),
+        dynkv_ring::Ring::new(ids(4), 16).unwrap(),
+    );
+    // n1 still routes with three nodes; the others have switched to four.
+    for n in &c.nodes {
+        n.replica().set_ring(four.clone());
+    }
+    let n1 = &c.nodes[0];
+    n1.replica().set_ring(three.clone());
+    let n4 = NodeId::from("n4");
+    let (key, moved_from) = (0..10_000)
+        .map(|i| Bytes::from(format!("key-{i}")))
+        .find_map(|k| {
+            let p = three.partition_of_hash(dynkv_ring::key_hash(&k));
+            let old = three.preference_list(p, 3);
+            let new = four.preference_list(p, 3);
+            let gone = old
+                .iter()
+                .find(|o| !new.contains(o) && o.as_str() != "n1")?;
+            (new.contains(&&n4)).then(|| (k, (*gone).clone()))
+        })
+        .expect("a key that moved from a node other than n1 to n4");
+    let obj = dynkv_vclock::Object::default();
+    let refused = n1
+        .call_peer(
+            &moved_from,
+            &dynkv_rpc::messages::Replicate {
+                key: key.clone(),
+                object: obj,
+            },
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(dynkv_rpc::RpcError::Remote(dynkv_rpc::RemoteError::NotReplica { ref node })) if *node == moved_from
+        ),
+        "{refused:?}"
+    );
+    let read = n1
+        .call_peer(
+            &moved_from,
+            &dynkv_rpc::messages::Read {
+                key: key.clone(),
+                hint_for: None,
+                digest_only: false,
+            },
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(read.is_err(), "a former owner answered a read: {read:?}");
+    // The new owner takes it.
+    let taken = n1
+        .call_peer(
+            &n4,
+            &dynkv_rpc::messages::Replicate {
+                key,
+                object: dynkv_vclock::Object::default(),
+            },
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(taken.is_ok(), "{taken:?}");
+}

@@ -196,6 +196,14 @@ pub enum RemoteError {
     /// The write's context names versions no replica issued.
     #[error("bad context: {0}")]
     BadContext(String),
+    /// The peer does not replicate the key in its rings: the sender routed
+    /// with a ring the peer has moved past (or not reached yet), so the
+    /// request goes elsewhere instead of leaving a copy no read will find.
+    #[error("{node} does not replicate this key in its ring (rings differ; retry once they agree)")]
+    NotReplica {
+        /// The refusing node.
+        node: NodeId,
+    },
     /// The write would leave too many siblings.
     #[error("the write would leave {count} siblings (limit {max})")]
     TooManySiblings {
@@ -301,6 +309,7 @@ impl RemoteError {
             RemoteError::ObjectTooLarge { .. } => 14,
             RemoteError::HintBytesFull { .. } => 15,
             RemoteError::InsufficientStorage { .. } => 16,
+            RemoteError::NotReplica { .. } => 17,
             RemoteError::Other { code, .. } => *code,
         }
     }
@@ -365,6 +374,7 @@ impl WireForm for RemoteError {
                 w.b = shape_pack(*theirs);
             }
             RemoteError::UnknownEndpoint(id) => w.a = *id as u64,
+            RemoteError::NotReplica { node } => w.node = node.to_string(),
             RemoteError::Overloaded => {}
             RemoteError::TooLarge { bytes, max } => {
                 w.a = *bytes;
@@ -425,6 +435,9 @@ impl WireForm for RemoteError {
             16 => RemoteError::InsufficientStorage {
                 node: NodeId::from(w.node),
                 message: w.message,
+            },
+            17 => RemoteError::NotReplica {
+                node: NodeId::from(w.node),
             },
             code => RemoteError::Other {
                 code,
@@ -487,6 +500,9 @@ mod tests {
             RemoteError::InsufficientStorage {
                 node: NodeId::from("n2"),
                 message: "IO error: No space left on device".into(),
+            },
+            RemoteError::NotReplica {
+                node: NodeId::from("n3"),
             },
             RemoteError::Other {
                 code: 999,

@@ -443,6 +443,8 @@ mod tests {
             "/admin/members",
             "/admin/security",
             "/admin/join",
+            "/admin/transfers",
+            "/admin/transfer-limit",
         ] {
             assert_eq!(need(Method::GET, p), admin, "{p}");
         }

@@ -146,6 +146,89 @@ impl Endpoint for Handoff {
     type Response = Repaired;
 }
 
+/// A membership change sent to the claimant, the one node that makes
+/// them, so every change is applied in one order (see `dynkv-membership`).
+/// Answer: [`ClusterStateReply`] with the claimant's state after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimantChange {
+    /// Stage a node's join (as asked of a seed by [`Join`]).
+    Join(Join),
+    /// Stage a member's leave.
+    Leave {
+        /// The member.
+        node: NodeId,
+    },
+    /// Commit the staged changes.
+    Commit,
+}
+
+/// The protobuf form of a [`ClaimantChange`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireClaimantChange {
+    /// 1 join, 2 leave, 3 commit.
+    #[prost(uint32, tag = "1")]
+    pub op: u32,
+    /// The joining or leaving node.
+    #[prost(string, tag = "2")]
+    pub node: String,
+    /// A joiner's address.
+    #[prost(string, tag = "3")]
+    pub addr: String,
+    /// A joiner's partition count.
+    #[prost(uint32, tag = "4")]
+    pub partitions: u32,
+}
+
+impl WireForm for ClaimantChange {
+    type Wire = WireClaimantChange;
+
+    fn to_wire(&self) -> WireClaimantChange {
+        match self {
+            ClaimantChange::Join(j) => WireClaimantChange {
+                op: 1,
+                node: j.node.to_string(),
+                addr: j.addr.clone(),
+                partitions: j.partitions,
+            },
+            ClaimantChange::Leave { node } => WireClaimantChange {
+                op: 2,
+                node: node.to_string(),
+                ..Default::default()
+            },
+            ClaimantChange::Commit => WireClaimantChange {
+                op: 3,
+                ..Default::default()
+            },
+        }
+    }
+
+    fn from_wire(w: WireClaimantChange) -> Result<Self, WireError> {
+        Ok(match w.op {
+            1 => ClaimantChange::Join(Join {
+                node: required_node(w.node, "change.node")?,
+                addr: w.addr,
+                partitions: w.partitions,
+            }),
+            2 => ClaimantChange::Leave {
+                node: required_node(w.node, "change.node")?,
+            },
+            3 => ClaimantChange::Commit,
+            op => {
+                return Err(WireError::Invalid(format!(
+                    "unknown membership change {op}"
+                )));
+            }
+        })
+    }
+}
+
+impl Endpoint for ClaimantChange {
+    const ID: u16 = 43;
+    const NAME: &'static str = "claimant_change";
+    const CLASS: Class = Class::Interactive;
+    type Response = ClusterStateReply;
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testutil::{self, round_trip};
@@ -166,6 +249,15 @@ mod tests {
             addr: "10.0.0.5:7000".into(),
             partitions: 64,
         });
+        round_trip(ClaimantChange::Join(Join {
+            node: NodeId::from("n5"),
+            addr: "10.0.0.5:7000".into(),
+            partitions: 64,
+        }));
+        round_trip(ClaimantChange::Leave {
+            node: NodeId::from("n2"),
+        });
+        round_trip(ClaimantChange::Commit);
         round_trip(Handoff {
             partition: 3,
             items: vec![

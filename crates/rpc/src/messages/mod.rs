@@ -22,7 +22,7 @@
 //! | 10–19 | [`kv`]          | [`Read`], [`Replicate`], [`Coordinate`], [`CoordinateFallback`] |
 //! | 20–29 | [`hints`]       | [`StoreHint`]                                     |
 //! | 30–39 | [`aae`]         | [`AaeHashes`], [`AaeKeys`], [`AaeFetch`], [`AaeRepair`] |
-//! | 40–49 | [`membership`]  | [`Gossip`], [`Join`], [`Handoff`]                 |
+//! | 40–49 | [`membership`]  | [`Gossip`], [`Join`], [`Handoff`], [`ClaimantChange`] |
 //! | 50–59 | [`listing`]     | [`ListKeys`], [`ListNamespaces`]                  |
 //! | 60–69 | [`reap`]        | [`ReapCheck`], [`Reap`]                           |
 //!
@@ -108,7 +108,7 @@ pub use kv::{
     WriteRequest,
 };
 pub use listing::{Keys, ListKeys, ListNamespaces};
-pub use membership::{ClusterStateReply, Gossip, Handoff, Join};
+pub use membership::{ClaimantChange, ClusterStateReply, Gossip, Handoff, Join};
 pub use reap::{Reap, ReapCheck, ReapStatus, ReapStatuses, Reaped};
 
 /// Every endpoint as `(ID, NAME)`, in ID order. IDs are never reused: an
@@ -127,6 +127,7 @@ pub const ENDPOINT_IDS: &[(u16, &str)] = &[
     (Gossip::ID, Gossip::NAME),
     (Join::ID, Join::NAME),
     (Handoff::ID, Handoff::NAME),
+    (ClaimantChange::ID, ClaimantChange::NAME),
     (ListKeys::ID, ListKeys::NAME),
     (ListNamespaces::ID, ListNamespaces::NAME),
     (ReapCheck::ID, ReapCheck::NAME),
@@ -321,11 +322,12 @@ mod tests {
         range::<Gossip>(40..=49);
         range::<Join>(40..=49);
         range::<Handoff>(40..=49);
+        range::<ClaimantChange>(40..=49);
         range::<ListKeys>(50..=59);
         range::<ListNamespaces>(50..=59);
         range::<ReapCheck>(60..=69);
         range::<Reap>(60..=69);
-        assert_eq!(ENDPOINT_IDS.len(), 17);
+        assert_eq!(ENDPOINT_IDS.len(), 18);
     }
 
     #[test]
