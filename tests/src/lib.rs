@@ -1086,4 +1086,111 @@ impl Cluster {
         })
         .await
     }
+
+    /// `/admin/members` of each of `nodes`, in that order (a node that does
+    /// not answer 200 gives `{"unreachable": <status>}`), so a test can
+    /// compare what every node believes.
+    pub async fn members_views(&self, nodes: &[usize]) -> Vec<serde_json::Value> {
+        let mut views = Vec::with_capacity(nodes.len());
+        for &i in nodes {
+            let url = format!("{}/admin/members", self.url(i));
+            let r = self
+                .http
+                .get(url)
+                .header("x-dynkv-token", self.admin_token())
+                .send()
+                .await;
+            views.push(match r {
+                Ok(r) if r.status() == StatusCode::OK => r.json_value().await,
+                Ok(r) => serde_json::json!({ "unreachable": r.status().as_u16() }),
+                Err(e) => serde_json::json!({ "unreachable": e.to_string() }),
+            });
+        }
+        views
+    }
+
+    /// Whether `nodes` agree on the ring: the same version, the same member
+    /// ids with the same statuses and `partitions_owned`, and the same
+    /// answer to "is a change running". `Ok` carries the common
+    /// [`ring_summary`]; `Err` names each node's summary where they differ.
+    pub async fn ring_agreed(&self, nodes: &[usize]) -> Result<serde_json::Value, String> {
+        let views = self.members_views(nodes).await;
+        let summaries: Vec<serde_json::Value> = views.iter().map(ring_summary).collect();
+        if summaries.windows(2).all(|w| w[0] == w[1]) {
+            Ok(summaries.into_iter().next().unwrap_or_default())
+        } else {
+            let each: Vec<String> = nodes
+                .iter()
+                .zip(&summaries)
+                .map(|(i, s)| format!("n{i}: {s}"))
+                .collect();
+            Err(format!(
+                "the nodes disagree on the ring:\n{}",
+                each.join("\n")
+            ))
+        }
+    }
+
+    /// Polls [`Cluster::ring_agreed`] on `nodes` until they agree with no
+    /// change running, or `limit` passes (then the last disagreement).
+    pub async fn wait_ring_agreed(
+        &self,
+        nodes: &[usize],
+        limit: Duration,
+    ) -> Result<serde_json::Value, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let last = self.ring_agreed(nodes).await;
+            match last {
+                Ok(s) if s["transition"] == false => return Ok(s),
+                Ok(s) if Instant::now() >= deadline => {
+                    return Err(format!("still changing: {s}"));
+                }
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+/// What nodes must agree on about the ring, from one `/admin/members`
+/// view: `version`, `members` as `[{id, status, partitions_owned}]` in id
+/// order, and `transition` (whether a change is running; its progress
+/// counts differ from node to node while it runs and are left out).
+pub fn ring_summary(view: &serde_json::Value) -> serde_json::Value {
+    if !view["unreachable"].is_null() {
+        return view.clone();
+    }
+    let mut members: Vec<serde_json::Value> = view["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "id": m["id"],
+                        "status": m["status"],
+                        "partitions_owned": m["partitions_owned"],
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    members.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    serde_json::json!({
+        "version": view["version"],
+        "members": members,
+        "transition": !view["transition"].is_null(),
+    })
+}
+
+/// The member ids of a [`ring_summary`] (or of a members view), in order.
+pub fn member_ids(view: &serde_json::Value) -> Vec<String> {
+    view["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
