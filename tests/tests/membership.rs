@@ -345,13 +345,23 @@ async fn two_commits_at_once_leave_one_agreed_ring() {
         .filter(|(_, (s, _))| *s == StatusCode::OK)
         .map(|(_, (_, body))| body)
         .collect();
-    assert!(
-        !accepted.is_empty(),
-        "both commits were refused: {:?}",
-        replies
+    // The claimant makes every change: one commit wins, the other is
+    // refused because a change is then in progress.
+    assert_eq!(
+        accepted.len(),
+        1,
+        "exactly one commit must be accepted: {replies:?}"
     );
-    // Each accepted commit names the ring it moves to; two accepted
-    // commits must move to the same one.
+    assert!(
+        replies
+            .iter()
+            .any(|(_, (s, body))| *s == StatusCode::CONFLICT
+                && body["error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("in progress"))),
+        "the other commit is refused as a change in progress: {replies:?}"
+    );
+    // Each accepted commit names the ring it moves to.
     let target = |v: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
         v["members"]
             .as_array()
