@@ -44,7 +44,7 @@ pub const MEMBERSHIP_WINDOW_MS: u64 = 25_000;
 
 /// When the change's handoff fault lands, ms after the change's step
 /// (starting a joiner and committing take a second or two).
-const HANDOFF_FAULT_AFTER_MS: (u64, u64) = (3_000, 6_000);
+const HANDOFF_FAULT_AFTER_MS: (u64, u64) = (2_000, 5_000);
 /// How long a handoff fault is held, ms.
 const HANDOFF_FAULT_HOLD_MS: (u64, u64) = (2_000, 5_000);
 
