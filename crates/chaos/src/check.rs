@@ -149,10 +149,57 @@ pub struct Report {
     /// (every primary stores nothing: reaped).
     #[serde(default)]
     pub keys_reaped: u64,
+    /// Faults (kill, pause, network) injected while a membership
+    /// handoff was running.
+    #[serde(default)]
+    pub faults_during_handoff: u64,
+    /// The same by kind.
+    #[serde(default)]
+    pub faults_during_handoff_by_kind: BTreeMap<String, u64>,
+    /// Membership commits accepted and refused (a refused racing commit is
+    /// correct behaviour, not a failure).
+    #[serde(default)]
+    pub commits: CommitCounts,
+    /// Whether every running member reported the same ring at the end.
+    #[serde(default)]
+    pub ring: RingAgreement,
     /// Whether every check passed.
     pub passed: bool,
     /// One sentence per failed check.
     pub failures: Vec<String>,
+}
+
+/// Membership commit outcomes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CommitCounts {
+    /// Commits a node accepted.
+    pub accepted: u64,
+    /// Commits refused (or unanswered), with the first few reasons.
+    pub refused: u64,
+    /// Examples of refusals, `n<i>: <error>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refusals: Vec<String>,
+}
+
+/// The final ring agreement check.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RingAgreement {
+    /// Whether the history holds ring views (older ones do not).
+    pub checked: bool,
+    /// Nodes whose view was read.
+    pub nodes: u64,
+    /// Whether all of them report the same version, members, statuses and
+    /// partitions owned, with no change in progress.
+    pub agreed: bool,
+    /// The agreed (or first node's) version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// The agreed (or first node's) members, `id status partitions`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// Nodes whose view differs from the first node's, and how.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disagreements: Vec<Violation>,
 }
 
 /// Counts of one kind of operation.
@@ -313,6 +360,26 @@ pub fn check(history: &History) -> Report {
         } else {
             report.faults_failed += 1;
         }
+        if f.ok && f.during_handoff && f.action.is_fault() {
+            report.faults_during_handoff += 1;
+            *report
+                .faults_during_handoff_by_kind
+                .entry(f.action.name().to_string())
+                .or_default() += 1;
+        }
+        if let Action::Commit { node, accepted } = f.action {
+            if accepted {
+                report.commits.accepted += 1;
+            } else {
+                report.commits.refused += 1;
+                if report.commits.refusals.len() < MAX_EXAMPLES {
+                    report
+                        .commits
+                        .refusals
+                        .push(format!("n{node}: {}", f.detail));
+                }
+            }
+        }
     }
 
     let empty = crate::history::FinalState::default();
@@ -322,6 +389,7 @@ pub fn check(history: &History) -> Report {
             .failures
             .push("the history has no final state".to_string());
     }
+    report.ring = ring_agreement(&fin.rings);
     report.convergence.converged = fin.converged;
     report.convergence.time_ms = fin.convergence_ms;
     report.convergence.polls = fin.polls;
@@ -431,6 +499,12 @@ pub fn check(history: &History) -> Report {
             r.crashes.len()
         ));
     }
+    if r.ring.checked && !r.ring.agreed {
+        r.failures.push(format!(
+            "the {} running members do not report the same ring",
+            r.ring.nodes
+        ));
+    }
     if r.writes.lost > 0 {
         r.failures
             .push(format!("{} acknowledged writes lost", r.writes.lost));
@@ -468,6 +542,53 @@ pub fn check(history: &History) -> Report {
     }
     r.passed = r.failures.is_empty();
     report
+}
+
+/// Compares every node's final view of the ring with the first one's.
+fn ring_agreement(views: &[crate::history::RingView]) -> RingAgreement {
+    let Some(first) = views.first() else {
+        return RingAgreement::default();
+    };
+    let show = |v: &crate::history::RingView| -> Vec<String> {
+        v.members
+            .iter()
+            .map(|m| format!("{} {} {}", m.id, m.status, m.partitions_owned))
+            .collect()
+    };
+    let mut out = RingAgreement {
+        checked: true,
+        nodes: views.len() as u64,
+        version: first.version,
+        members: show(first),
+        ..RingAgreement::default()
+    };
+    for v in views {
+        let why = if let Some(e) = &v.error {
+            Some(e.clone())
+        } else if v.transition {
+            Some("still reports a membership change in progress".to_string())
+        } else if v.version != first.version || v.members != first.members {
+            Some(format!(
+                "version {:?} members [{}], n{} has version {:?} members [{}]",
+                v.version,
+                show(v).join(", "),
+                first.node,
+                first.version,
+                show(first).join(", ")
+            ))
+        } else {
+            None
+        };
+        if let Some(detail) = why {
+            out.disagreements.push(Violation {
+                key: format!("n{}", v.node),
+                op: None,
+                detail,
+            });
+        }
+    }
+    out.agreed = out.disagreements.is_empty();
+    out
 }
 
 /// The agreed final object of a key.
@@ -1196,6 +1317,7 @@ pub fn disturbances(faults: &[FaultEvent]) -> Vec<(u64, u64)> {
     let mut down: HashMap<usize, u64> = HashMap::new();
     let mut paused: HashMap<usize, u64> = HashMap::new();
     let mut full: HashMap<usize, u64> = HashMap::new();
+    let mut membership: Option<u64> = None;
     for f in faults {
         match &f.action {
             Action::Partition { .. } | Action::Isolate { .. } | Action::Cut { .. } => {
@@ -1238,14 +1360,28 @@ pub fn disturbances(faults: &[FaultEvent]) -> Vec<(u64, u64)> {
                 }
             }
             // A membership change moves preference lists: its whole
-            // transition counts as a disturbance.
-            Action::Join { .. } | Action::Leave { .. } => {
+            // transition, from its step to the await that saw the handoff
+            // done, counts as a disturbance.
+            Action::Join { .. }
+            | Action::Leave { .. }
+            | Action::JoinAndLeave { .. }
+            | Action::RacingCommits { .. } => {
+                membership.get_or_insert(f.start_us);
                 out.push((f.start_us, f.end_us + SETTLE_US));
             }
+            Action::AwaitHandoff => {
+                if let Some(s) = membership.take() {
+                    out.push((s, f.end_us + SETTLE_US));
+                }
+            }
+            // Recorded as the concrete fault; commits happen inside a
+            // change's step.
+            Action::Commit { .. } | Action::HandoffFault { .. } | Action::HandoffHeal => {}
             Action::HealAll => {
                 let starts: Vec<u64> = net
                     .take()
                     .into_iter()
+                    .chain(membership.take())
                     .chain(down.drain().map(|(_, s)| s))
                     .chain(paused.drain().map(|(_, s)| s))
                     .chain(full.drain().map(|(_, s)| s))
@@ -1258,6 +1394,7 @@ pub fn disturbances(faults: &[FaultEvent]) -> Vec<(u64, u64)> {
     }
     for s in net
         .into_iter()
+        .chain(membership)
         .chain(down.into_values())
         .chain(paused.into_values())
         .chain(full.into_values())

@@ -216,6 +216,32 @@ impl Op {
     }
 }
 
+/// Which node of a membership change a handoff fault is aimed at.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffRole {
+    /// The joining node (it receives partitions).
+    Joiner,
+    /// The leaving node (it gives its partitions away).
+    Leaver,
+    /// A current replica streaming a moving partition (a member with an
+    /// unfinished outbound transfer when one is seen, else any valid
+    /// member other than the joiner).
+    Source,
+}
+
+/// What a handoff fault does: none of them loses data.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffFaultKind {
+    /// `kill -9`, restarted on its disk at the heal.
+    Kill,
+    /// SIGSTOP, SIGCONT at the heal.
+    Pause,
+    /// Cut off from every other node (proxied nodes only, i.e. sources).
+    Isolate,
+}
+
 /// Something the nemesis did.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -261,17 +287,61 @@ pub enum Action {
     /// End of the fault phase: heal, resume and restart everything.
     HealAll,
     /// Live membership: start node `node` (a new one), stage its join and
-    /// commit; the event ends when the ownership handoff has finished.
+    /// commit; the event ends when a commit was accepted (the handoff then
+    /// runs until the next [`Action::AwaitHandoff`]), so that faults can
+    /// land during it.
     Join {
         /// The new node's number.
         node: usize,
     },
     /// Live membership: stage `node`'s leave and commit; the event ends
-    /// when its data has moved and the ring has switched.
+    /// when a commit was accepted, like [`Action::Join`].
     Leave {
         /// The node.
         node: usize,
     },
+    /// Racing changes: start node `join`, stage its join and the leave of
+    /// `leave`, and commit both at once.
+    JoinAndLeave {
+        /// The new node's number.
+        join: usize,
+        /// The node that leaves.
+        leave: usize,
+    },
+    /// Racing commits: stage `leave`'s leave, then commit it on two
+    /// different nodes at the same moment. One commit suffices; a refused
+    /// second one is correct (each outcome is an [`Action::Commit`]).
+    RacingCommits {
+        /// The node that leaves.
+        leave: usize,
+    },
+    /// One commit of a staged membership change through `node`, and its
+    /// outcome (recorded, never planned). A refusal is an outcome, not a
+    /// failed action: `detail` holds the error.
+    Commit {
+        /// The node asked.
+        node: usize,
+        /// Whether it accepted the commit.
+        accepted: bool,
+    },
+    /// Planned: a fault that loses no data, aimed at a node that takes part
+    /// in the running membership handoff (chosen when it lands). Recorded
+    /// as the concrete [`Action::Kill`], [`Action::Pause`] or
+    /// [`Action::Isolate`] with `during_handoff` set.
+    HandoffFault {
+        /// Which node of the change.
+        role: HandoffRole,
+        /// What is done to it.
+        kind: HandoffFaultKind,
+        /// Picks among several candidates for the role.
+        pick: u32,
+    },
+    /// Planned: heals the last [`Action::HandoffFault`] (recorded as the
+    /// concrete restart, resume or network heal).
+    HandoffHeal,
+    /// Waits (bounded) until the running membership change has finished
+    /// its handoff and switched rings: the end of the change's window.
+    AwaitHandoff,
     /// Lose a node's disk: `kill -9`, remove its data directory. The node
     /// stays down until a [`Action::Restart`] starts it, empty, under the
     /// same id.
@@ -343,6 +413,15 @@ impl Action {
             Action::HealAll => "heal_all",
             Action::Join { .. } => "join",
             Action::Leave { .. } => "leave",
+            Action::JoinAndLeave { .. } => "join_and_leave",
+            Action::RacingCommits { .. } => "racing_commits",
+            Action::Commit { accepted: true, .. } => "commit_accepted",
+            Action::Commit {
+                accepted: false, ..
+            } => "commit_refused",
+            Action::HandoffFault { .. } => "handoff_fault",
+            Action::HandoffHeal => "handoff_heal",
+            Action::AwaitHandoff => "await_handoff",
             Action::WipeDisk { .. } => "wipe_disk",
             Action::PowerCut { torn: false, .. } => "power_cut",
             Action::PowerCut { torn: true, .. } => "power_cut_torn",
@@ -367,6 +446,18 @@ impl Action {
         }
     }
 
+    /// True for the steps that commit a membership change (its handoff
+    /// runs from then until the next [`Action::AwaitHandoff`]).
+    pub fn changes_membership(&self) -> bool {
+        matches!(
+            self,
+            Action::Join { .. }
+                | Action::Leave { .. }
+                | Action::JoinAndLeave { .. }
+                | Action::RacingCommits { .. }
+        )
+    }
+
     /// True for the faults that take data a node had acknowledged away
     /// from it (a wiped disk, a power cut).
     pub fn loses_data(&self) -> bool {
@@ -384,6 +475,9 @@ impl Action {
                 | Action::Pause { .. }
                 | Action::Join { .. }
                 | Action::Leave { .. }
+                | Action::JoinAndLeave { .. }
+                | Action::RacingCommits { .. }
+                | Action::HandoffFault { .. }
                 | Action::WipeDisk { .. }
                 | Action::PowerCut { .. }
                 | Action::DiskFull { .. }
@@ -413,6 +507,44 @@ pub struct FaultEvent {
     /// something to say (what a power cut dropped).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// Whether a membership handoff was running when it was injected (a
+    /// node reported a transition in progress).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub during_handoff: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One node's view of the ring (`/admin/members`) at the end of a run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RingView {
+    /// The node asked.
+    pub node: usize,
+    /// Its cluster state's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// Its members, sorted by id.
+    #[serde(default)]
+    pub members: Vec<RingMember>,
+    /// Whether it still reported a change in progress.
+    #[serde(default)]
+    pub transition: bool,
+    /// Why it could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One member as a node sees it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RingMember {
+    /// Node id.
+    pub id: String,
+    /// `valid`, `joining` or `leaving`.
+    pub status: String,
+    /// Partitions it owns in the current ring.
+    pub partitions_owned: u64,
 }
 
 /// The cluster after healing.
@@ -442,6 +574,10 @@ pub struct FinalState {
     pub snapshot_ms: Option<u64>,
     /// Per key.
     pub keys: BTreeMap<String, FinalKey>,
+    /// Every running member's view of the ring after healing (empty in
+    /// histories from before it was recorded: not checked then).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rings: Vec<RingView>,
 }
 
 /// One key's final state, as every node saw it.

@@ -14,6 +14,13 @@
 //! skewed wall clock are flags that layer reads on every call of the
 //! running node (`dynkv_tests::faults`).
 //!
+//! Membership changes commit and return: their handoff runs while later
+//! steps go on, so a [`Action::HandoffFault`] lands during it (aimed at
+//! the joiner, the leaver or a transfer source), and the change's window
+//! ends at an [`Action::AwaitHandoff`]. Every commit attempt is recorded
+//! with its outcome ([`Action::Commit`]); a refused commit is retried
+//! through other nodes, bounded in time.
+//!
 //! The nemesis never panics on a fault that did not take (a node that does
 //! not come back within the bound is recorded as a failed action and left
 //! for the final heal), so a run always reaches the checker.
@@ -24,13 +31,27 @@ use std::time::{Duration, Instant};
 use dynkv_tests::Cluster;
 use dynkv_tests::faults::Unsynced;
 
-use crate::history::{Action, FaultEvent, Record, Recorder};
+use crate::history::{
+    Action, FaultEvent, HandoffFaultKind, HandoffRole, Record, Recorder, RingMember, RingView,
+};
 use crate::schedule::Step;
 
 /// How long a restarted node may take to answer `/health`.
 const RESTART_BOUND: Duration = Duration::from_secs(30);
 /// How long a membership change may take to finish its handoff.
 const MEMBERSHIP_BOUND: Duration = Duration::from_secs(90);
+/// How long a change's commit is retried through other nodes after
+/// refusals (e.g. while the claimant is unreachable).
+const COMMIT_BOUND: Duration = Duration::from_secs(60);
+/// Pause between rounds of commit attempts.
+const COMMIT_RETRY: Duration = Duration::from_secs(2);
+
+/// The membership change whose handoff may be running, and who takes part.
+#[derive(Clone, Debug, Default)]
+struct Change {
+    joiner: Option<usize>,
+    leaver: Option<usize>,
+}
 
 /// The fault injector and what it has broken so far.
 pub struct Nemesis<'a> {
@@ -45,12 +66,21 @@ pub struct Nemesis<'a> {
     left: BTreeSet<usize>,
     /// Nodes found dead that nothing killed, not restarted yet.
     crashed: BTreeSet<usize>,
+    /// The last committed change, until its handoff is awaited.
+    change: Option<Change>,
+    /// The handoff fault in force: its node and kind.
+    handoff_fault: Option<(usize, HandoffFaultKind)>,
+    /// Nodes the run started with (the ones with link proxies).
+    original: usize,
     http: reqwest::Client,
+    /// For membership commands, which may wait on another node.
+    admin_http: reqwest::Client,
 }
 
 impl<'a> Nemesis<'a> {
     /// A nemesis for `cluster`; timestamps are relative to `t0`.
     pub fn new(cluster: &'a mut Cluster, recorder: &'a Recorder, t0: Instant) -> Self {
+        let original = cluster.nodes.len();
         Nemesis {
             cluster,
             recorder,
@@ -60,9 +90,17 @@ impl<'a> Nemesis<'a> {
             disk_or_clock: BTreeSet::new(),
             left: BTreeSet::new(),
             crashed: BTreeSet::new(),
+            change: None,
+            handoff_fault: None,
+            original,
             http: reqwest::Client::builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(2))
+                .build()
+                .expect("HTTP client"),
+            admin_http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(10))
                 .build()
                 .expect("HTTP client"),
         }
@@ -106,6 +144,7 @@ impl<'a> Nemesis<'a> {
                 action: Action::Died { node: i },
                 ok: true,
                 detail: self.cluster.log_tail(i),
+                during_handoff: false,
             }));
         }
     }
@@ -158,11 +197,22 @@ impl<'a> Nemesis<'a> {
                 Ok(())
             }
             Action::HealAll => self.heal_all().await,
-            Action::Join { node } => self.join(*node).await,
-            Action::Leave { node } => {
-                self.left.insert(*node);
-                self.leave(*node).await
+            Action::Join { node } => self.join(*node, None).await,
+            Action::Leave { node } => self.leave(&[*node]).await,
+            Action::JoinAndLeave { join, leave } => self.join(*join, Some(*leave)).await,
+            Action::RacingCommits { leave } => self.racing_commits(*leave).await,
+            Action::HandoffFault { role, kind, pick } => {
+                return self.handoff_fault(*role, *kind, *pick).await;
             }
+            Action::HandoffHeal => return self.handoff_heal().await,
+            Action::AwaitHandoff => {
+                let r = self.wait_no_transition().await;
+                self.change = None;
+                r
+            }
+            Action::Commit { node, .. } => Err(format!(
+                "n{node}: `commit` is recorded by the membership steps, not planned"
+            )),
             Action::WipeDisk { node } => {
                 self.paused.remove(node);
                 self.cluster.kill(*node);
@@ -200,6 +250,10 @@ impl<'a> Nemesis<'a> {
             }
             Action::Died { node } => Err(format!("n{node}: `died` is observed, not injected")),
         };
+        let during_handoff = action.is_fault()
+            && !action.changes_membership()
+            && self.change.is_some()
+            && self.transition_in_progress().await;
         let (ok, detail) = match result {
             Ok(()) => (true, note),
             Err(e) => (false, e),
@@ -210,7 +264,154 @@ impl<'a> Nemesis<'a> {
             action: action.clone(),
             ok,
             detail,
+            during_handoff,
         }));
+    }
+
+    /// Records one event that happened between `start_us` and now.
+    fn record(&self, start_us: u64, action: Action, result: Result<String, String>, during: bool) {
+        let (ok, detail) = match result {
+            Ok(d) => (true, d),
+            Err(e) => (false, e),
+        };
+        self.recorder.record(Record::Nemesis(FaultEvent {
+            start_us,
+            end_us: self.now_us(),
+            action,
+            ok,
+            detail,
+            during_handoff: during,
+        }));
+    }
+
+    /// Original nodes neither killed nor paused, first to last.
+    fn answering(&self) -> Vec<usize> {
+        (1..=self.original)
+            .filter(|i| !self.killed.contains(i) && !self.paused.contains(i))
+            .collect()
+    }
+
+    /// Injects a fault that loses no data into the running handoff, on the
+    /// node of the change that `role` names, and records it as the
+    /// concrete kill, pause or isolation.
+    async fn handoff_fault(&mut self, role: HandoffRole, kind: HandoffFaultKind, pick: u32) {
+        self.notice_deaths();
+        let start_us = self.now_us();
+        let during = self.change.is_some() && self.transition_in_progress().await;
+        let change = self.change.clone().unwrap_or_default();
+        let target = match role {
+            HandoffRole::Joiner => change.joiner,
+            HandoffRole::Leaver => change.leaver,
+            HandoffRole::Source => None,
+        }
+        .filter(|n| !self.killed.contains(n) && !self.paused.contains(n));
+        let (node, why) = match target {
+            Some(n) => (n, format!("{role:?} of the change").to_lowercase()),
+            None => {
+                // A real source when one is seen (a node with an unfinished
+                // outbound transfer), else any answering original member.
+                let candidates: Vec<usize> = self
+                    .answering()
+                    .into_iter()
+                    .filter(|n| Some(*n) != change.leaver)
+                    .collect();
+                let mut sources = Vec::new();
+                for &n in &candidates {
+                    if self.sends_transfers(n).await {
+                        sources.push(n);
+                    }
+                }
+                let (list, why) = if sources.is_empty() {
+                    (candidates, "a member (no unfinished transfer seen)")
+                } else {
+                    (sources, "a transfer source")
+                };
+                if list.is_empty() {
+                    self.record(
+                        start_us,
+                        Action::HandoffFault { role, kind, pick },
+                        Err("no node to aim at".into()),
+                        during,
+                    );
+                    return;
+                }
+                (list[pick as usize % list.len()], why.to_string())
+            }
+        };
+        // Only proxied nodes can be cut off.
+        let kind = if kind == HandoffFaultKind::Isolate && node > self.original {
+            HandoffFaultKind::Kill
+        } else {
+            kind
+        };
+        let action = match kind {
+            HandoffFaultKind::Kill => {
+                self.paused.remove(&node);
+                self.cluster.kill(node);
+                self.killed.insert(node);
+                Action::Kill { node }
+            }
+            HandoffFaultKind::Pause => {
+                self.cluster.pause(node);
+                self.paused.insert(node);
+                Action::Pause { node }
+            }
+            HandoffFaultKind::Isolate => {
+                self.cluster.isolate(node);
+                Action::Isolate { node }
+            }
+        };
+        self.handoff_fault = Some((node, kind));
+        let detail = format!(
+            "aimed at the handoff: {why}{}",
+            if during {
+                ""
+            } else {
+                " (no transition seen running)"
+            }
+        );
+        self.record(start_us, action, Ok(detail), during);
+    }
+
+    /// Heals the handoff fault in force, if any.
+    async fn handoff_heal(&mut self) {
+        let Some((node, kind)) = self.handoff_fault.take() else {
+            return;
+        };
+        let start_us = self.now_us();
+        let (action, result) = match kind {
+            HandoffFaultKind::Kill => (Action::Restart { node }, self.restart(node).await),
+            HandoffFaultKind::Pause => {
+                self.cluster.resume(node);
+                self.paused.remove(&node);
+                (Action::Resume { node }, Ok(()))
+            }
+            HandoffFaultKind::Isolate => {
+                self.cluster.heal();
+                (Action::HealNetwork, Ok(()))
+            }
+        };
+        let during = self.change.is_some() && self.transition_in_progress().await;
+        self.record(
+            start_us,
+            action,
+            result.map(|()| "heals the handoff fault".to_string()),
+            during,
+        );
+    }
+
+    /// Whether node `n` reports an outbound transfer not yet acknowledged.
+    async fn sends_transfers(&self, n: usize) -> bool {
+        let url = format!("{}/admin/cluster", self.cluster.url(n));
+        let Ok(r) = self.http.get(&url).send().await else {
+            return false;
+        };
+        let Ok(v) = r.json::<serde_json::Value>().await else {
+            return false;
+        };
+        v["transfers"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["done"] == false))
     }
 
     /// A node that died during a disk or clock fault is started again when
@@ -248,87 +449,255 @@ impl<'a> Nemesis<'a> {
         Ok(())
     }
 
-    /// Starts a new node, joins it through n1 and commits; waits for the
-    /// handoff to finish.
-    async fn join(&mut self, node: usize) -> Result<(), String> {
+    /// Starts node `node` (a new one), stages its join through an original
+    /// member, and with `leave` also that node's leave on the same member;
+    /// then commits both at once. Returns once a commit was accepted: the
+    /// handoff runs on.
+    async fn join(&mut self, node: usize, leave: Option<usize>) -> Result<(), String> {
         if self.cluster.nodes.len() + 1 != node {
             return Err(format!("n{node} is not the next node number"));
         }
         self.wait_no_transition().await?;
+        let via = *self.answering().first().ok_or("no original node answers")?;
         let i = self.cluster.start_joiner().await;
-        // The seed is n1's internode address (its cluster port).
-        let seed = self.cluster.node(1).cluster_addr();
+        // The seed is a member's internode address (its cluster port).
+        let seed = self.cluster.node(via).cluster_addr();
         let (s, v) = self
-            .cluster
-            .admin(i, "join", serde_json::json!({ "seed": seed }))
+            .admin_post(i, "join", serde_json::json!({ "seed": seed }))
             .await;
-        if !s.is_success() {
-            return Err(format!("join refused: {v}"));
+        if s != Some(200) && !matches!(s, Some(s) if (200..300).contains(&s)) {
+            return Err(format!("join of n{node} through n{via} refused: {v}"));
         }
-        self.commit().await?;
-        self.wait_no_transition().await
+        let leaver = match leave {
+            Some(l) => {
+                self.left.insert(l);
+                let (s, v) = self
+                    .admin_post(via, "leave", serde_json::json!({ "node": format!("n{l}") }))
+                    .await;
+                if !matches!(s, Some(s) if (200..300).contains(&s)) {
+                    return Err(format!("leave of n{l} staged on n{via} refused: {v}"));
+                }
+                Some(l)
+            }
+            None => None,
+        };
+        self.change = Some(Change {
+            joiner: Some(node),
+            leaver,
+        });
+        self.commit_retrying(&[via]).await
     }
 
-    /// Stages `node`'s leave and commits; waits for the handoff to finish.
-    async fn leave(&mut self, node: usize) -> Result<(), String> {
+    /// Stages the leave of `nodes` and commits; returns once a commit was
+    /// accepted.
+    async fn leave(&mut self, nodes: &[usize]) -> Result<(), String> {
         self.wait_no_transition().await?;
+        let via = *self.answering().first().ok_or("no original node answers")?;
+        for &node in nodes {
+            self.left.insert(node);
+            let (s, v) = self
+                .admin_post(
+                    via,
+                    "leave",
+                    serde_json::json!({ "node": format!("n{node}") }),
+                )
+                .await;
+            if !matches!(s, Some(s) if (200..300).contains(&s)) {
+                return Err(format!("leave of n{node} refused: {v}"));
+            }
+        }
+        self.change = Some(Change {
+            joiner: None,
+            leaver: nodes.first().copied(),
+        });
+        self.commit_retrying(&[via]).await
+    }
+
+    /// Stages `leave`'s leave on one node, waits until a second node sees
+    /// it staged, then commits on both at the same moment. Each outcome is
+    /// recorded; one accepted commit is the expected result (a refused
+    /// second one is correct). Without any, retries through other nodes.
+    async fn racing_commits(&mut self, leave: usize) -> Result<(), String> {
+        self.wait_no_transition().await?;
+        let answering = self.answering();
+        let (Some(&a), Some(&b)) = (answering.first(), answering.last()) else {
+            return Err("no original node answers".into());
+        };
+        self.left.insert(leave);
         let (s, v) = self
-            .cluster
-            .admin(
-                1,
+            .admin_post(
+                a,
                 "leave",
-                serde_json::json!({ "node": format!("n{node}") }),
+                serde_json::json!({ "node": format!("n{leave}") }),
             )
             .await;
-        if !s.is_success() {
-            return Err(format!("leave refused: {v}"));
+        if !matches!(s, Some(s) if (200..300).contains(&s)) {
+            return Err(format!("leave of n{leave} refused: {v}"));
         }
-        self.commit().await?;
-        self.wait_no_transition().await
+        self.change = Some(Change {
+            joiner: None,
+            leaver: Some(leave),
+        });
+        // Gossip spreads the staged leave to b (bounded; the race goes on
+        // regardless, b then has nothing to commit or is refused).
+        let id = format!("n{leave}");
+        dynkv_tests::poll(Duration::from_secs(10), || async {
+            let v = self.members(b).await;
+            v.and_then(|v| {
+                v["members"].as_array().map(|m| {
+                    m.iter()
+                        .any(|m| m["id"] == id.as_str() && m["status"] == "leaving")
+                })
+            })
+            .unwrap_or(false)
+        })
+        .await;
+        let t = self.now_us();
+        let (ra, rb) = tokio::join!(
+            self.admin_post(a, "commit", serde_json::Value::Null),
+            self.admin_post(b, "commit", serde_json::Value::Null)
+        );
+        let mut accepted = 0;
+        for (node, (s, v)) in [(a, ra), (b, rb)] {
+            let ok = matches!(s, Some(s) if (200..300).contains(&s));
+            accepted += usize::from(ok);
+            self.record_commit(t, node, ok, s, &v);
+        }
+        if accepted > 0 {
+            return Ok(());
+        }
+        self.commit_retrying(&[a, b]).await
     }
 
-    /// Commits the staged change through a node that answers.
-    async fn commit(&self) -> Result<(), String> {
+    /// Records one commit attempt and its outcome.
+    fn record_commit(
+        &self,
+        start_us: u64,
+        node: usize,
+        accepted: bool,
+        status: Option<u16>,
+        body: &serde_json::Value,
+    ) {
+        let detail = match (accepted, status) {
+            (true, _) => String::new(),
+            (false, Some(s)) => format!("refused: {s} {body}"),
+            (false, None) => format!("no answer: {body}"),
+        };
+        self.record(
+            start_us,
+            Action::Commit { node, accepted },
+            Ok(detail),
+            false,
+        );
+    }
+
+    /// Commits the staged change: through `first` and then every other
+    /// answering node, in rounds, until one accepts or a transition is seen
+    /// running (a commit whose answer was lost), bounded by
+    /// [`COMMIT_BOUND`]. Every attempt is recorded.
+    async fn commit_retrying(&self, first: &[usize]) -> Result<(), String> {
+        let deadline = Instant::now() + COMMIT_BOUND;
         let mut last = String::new();
+        loop {
+            let mut order: Vec<usize> = first.to_vec();
+            order.extend(self.answering().into_iter().filter(|n| !first.contains(n)));
+            for node in order {
+                if self.killed.contains(&node) || self.paused.contains(&node) {
+                    continue;
+                }
+                let t = self.now_us();
+                let (s, v) = self
+                    .admin_post(node, "commit", serde_json::Value::Null)
+                    .await;
+                let ok = matches!(s, Some(s) if (200..300).contains(&s));
+                self.record_commit(t, node, ok, s, &v);
+                if ok {
+                    return Ok(());
+                }
+                last = format!("n{node}: {v}");
+                if self.transition_in_progress().await {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no commit accepted within {COMMIT_BOUND:?}; last refusal {last}"
+                ));
+            }
+            tokio::time::sleep(COMMIT_RETRY).await;
+        }
+    }
+
+    /// POSTs a membership command to node `i` with the admin token:
+    /// the status (none without an answer) and the body.
+    async fn admin_post(
+        &self,
+        i: usize,
+        command: &str,
+        body: serde_json::Value,
+    ) -> (Option<u16>, serde_json::Value) {
+        let url = format!("{}/admin/{command}", self.cluster.url(i));
+        let r = self
+            .admin_http
+            .post(url)
+            .json(&body)
+            .header("x-dynkv-token", self.cluster.admin_token())
+            .send()
+            .await;
+        match r {
+            Ok(r) => {
+                let s = r.status().as_u16();
+                let b = r.bytes().await.unwrap_or_default();
+                let v = serde_json::from_slice(&b).unwrap_or_else(|_| {
+                    serde_json::Value::String(String::from_utf8_lossy(&b).into())
+                });
+                (Some(s), v)
+            }
+            Err(e) => (None, serde_json::Value::String(e.to_string())),
+        }
+    }
+
+    /// Node `i`'s `/admin/members`, if it answers.
+    async fn members(&self, i: usize) -> Option<serde_json::Value> {
+        let url = format!("{}/admin/members", self.cluster.url(i));
+        let r = self
+            .http
+            .get(&url)
+            .header("x-dynkv-token", self.cluster.admin_token())
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        let b = r.bytes().await.ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    /// Whether the first answering node reports a membership change in
+    /// progress.
+    async fn transition_in_progress(&self) -> bool {
         for i in 1..=self.cluster.nodes.len() {
-            if self.killed.contains(&i) || self.paused.contains(&i) {
+            if self.killed.contains(&i) || self.paused.contains(&i) || self.left.contains(&i) {
                 continue;
             }
-            let (s, v) = self
-                .cluster
-                .admin(i, "commit", serde_json::Value::Null)
-                .await;
-            if s.is_success() {
-                return Ok(());
+            if let Some(v) = self.members(i).await {
+                return !v["transition"].is_null();
             }
-            last = v.to_string();
         }
-        Err(format!("commit refused: {last}"))
+        false
     }
 
     /// Waits (bounded) until a node that answers reports no membership change in progress.
     async fn wait_no_transition(&self) -> Result<(), String> {
-        let token = self.cluster.admin_token();
         let done = dynkv_tests::poll(MEMBERSHIP_BOUND, || async {
             for i in 1..=self.cluster.nodes.len() {
-                if self.killed.contains(&i) || self.paused.contains(&i) {
+                if self.killed.contains(&i) || self.paused.contains(&i) || self.left.contains(&i) {
                     continue;
                 }
-                let url = format!("{}/admin/members", self.cluster.url(i));
-                let Ok(r) = self
-                    .http
-                    .get(&url)
-                    .header("x-dynkv-token", &token)
-                    .send()
-                    .await
-                else {
-                    continue;
-                };
-                let Ok(b) = r.bytes().await else { continue };
-                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else {
-                    continue;
-                };
-                return v["transition"].is_null();
+                if let Some(v) = self.members(i).await {
+                    return v["transition"].is_null();
+                }
             }
             false
         })
@@ -339,6 +708,33 @@ impl<'a> Nemesis<'a> {
             Err(format!(
                 "membership change still in progress after {MEMBERSHIP_BOUND:?}"
             ))
+        }
+    }
+
+    /// Every running member's view of the ring (`/admin/members`), polled
+    /// until they agree or `bound` passes (gossip spreads the last
+    /// switch); nodes made to leave are not asked.
+    pub async fn ring_views(&mut self, bound: Duration) -> Vec<RingView> {
+        let deadline = Instant::now() + bound;
+        loop {
+            let mut views = Vec::new();
+            for i in 1..=self.cluster.nodes.len() {
+                if self.left.contains(&i) || !self.cluster.is_running(i) {
+                    continue;
+                }
+                views.push(match self.members(i).await {
+                    Some(v) => ring_view(i, &v),
+                    None => RingView {
+                        node: i,
+                        error: Some("/admin/members did not answer".into()),
+                        ..RingView::default()
+                    },
+                });
+            }
+            if rings_agree(&views) || Instant::now() >= deadline {
+                return views;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
@@ -383,7 +779,17 @@ impl<'a> Nemesis<'a> {
                 }
             }
         }
+        self.handoff_fault = None;
         for i in 1..=self.cluster.nodes.len() {
+            if self.left.contains(&i) {
+                // A node made to leave may have stopped on its own once its
+                // data moved; one the nemesis killed is started again so a
+                // leave still running can finish, but it owes no answer.
+                if self.killed.contains(&i) {
+                    let _ = self.restart(i).await;
+                }
+                continue;
+            }
             if self.killed.contains(&i) || !self.cluster.is_running(i) {
                 self.killed.insert(i);
                 if let Err(e) = self.restart(i).await {
@@ -397,6 +803,7 @@ impl<'a> Nemesis<'a> {
         if let Err(e) = self.wait_no_transition().await {
             errors.push(e);
         }
+        self.change = None;
         if errors.is_empty() {
             Ok(())
         } else {
@@ -417,7 +824,7 @@ impl<'a> Nemesis<'a> {
     pub async fn wait_all_see_all_up(&self, bound: Duration) -> bool {
         let n = self.cluster.nodes.len();
         dynkv_tests::poll(bound, || async {
-            for i in 1..=n {
+            for i in (1..=n).filter(|i| !self.left.contains(i)) {
                 let url = format!("{}/admin/cluster", self.cluster.url(i));
                 let Ok(r) = self.http.get(&url).send().await else {
                     return false;
@@ -439,4 +846,42 @@ impl<'a> Nemesis<'a> {
         })
         .await
     }
+}
+
+/// One node's ring as `/admin/members` shows it.
+fn ring_view(node: usize, v: &serde_json::Value) -> RingView {
+    let mut members: Vec<RingMember> = v["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|m| RingMember {
+                    id: m["id"].as_str().unwrap_or_default().to_string(),
+                    status: m["status"].as_str().unwrap_or_default().to_string(),
+                    partitions_owned: m["partitions_owned"].as_u64().unwrap_or(0),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    members.sort();
+    RingView {
+        node,
+        version: v["version"].as_u64(),
+        members,
+        transition: !v["transition"].is_null(),
+        error: None,
+    }
+}
+
+/// Whether every view was read and all report the same version, members,
+/// statuses and partitions owned, with no change in progress.
+pub fn rings_agree(views: &[RingView]) -> bool {
+    let Some(first) = views.first() else {
+        return false;
+    };
+    views.iter().all(|v| {
+        v.error.is_none()
+            && !v.transition
+            && v.version == first.version
+            && v.members == first.members
+    })
 }

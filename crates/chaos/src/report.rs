@@ -38,6 +38,28 @@ pub fn render(r: &Report) -> String {
             String::new()
         }
     );
+    if r.commits.accepted + r.commits.refused > 0 || r.faults_during_handoff > 0 {
+        let by_kind: Vec<String> = r
+            .faults_during_handoff_by_kind
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "membership         commits accepted {}, refused {} (a refused racing commit is expected); faults during handoff {}{}",
+            r.commits.accepted,
+            r.commits.refused,
+            r.faults_during_handoff,
+            if by_kind.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", by_kind.join(", "))
+            }
+        );
+        for e in &r.commits.refusals {
+            let _ = writeln!(s, "    refused {e}");
+        }
+    }
     if !r.disk_full_answers.is_empty() {
         let a: Vec<String> = r
             .disk_full_answers
@@ -148,6 +170,22 @@ pub fn render(r: &Report) -> String {
         }
     );
     examples(&mut s, &q.examples);
+    let g = &r.ring;
+    if g.checked {
+        let _ = writeln!(
+            s,
+            "RING AGREEMENT     {} of {} running members: version {}, [{}]",
+            if g.agreed {
+                "agreed by all".to_string()
+            } else {
+                format!("{} disagree", g.disagreements.len())
+            },
+            g.nodes,
+            g.version.map_or("?".to_string(), |v| v.to_string()),
+            g.members.join(", ")
+        );
+        examples(&mut s, &g.disagreements);
+    }
     let _ = writeln!(
         s,
         "VERDICT            {}",

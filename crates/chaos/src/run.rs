@@ -75,11 +75,17 @@ impl Default for RunConfig {
 /// Node settings of a chaos cluster on top of the harness's fast failure
 /// detection: anti-entropy exchanges often enough that a 5-node cluster
 /// compares every partition pair within seconds rather than a minute, so
-/// that what handoff and read repair miss is healed within the bound.
+/// that what handoff and read repair miss is healed within the bound; and
+/// ownership transfers slowed (one object a batch, a pause between
+/// batches) so that a membership change's handoff lasts long enough for a
+/// fault to land during it (a join's handoff, from many sources, takes
+/// seconds; a leave's, mostly from the leaving node, tens of seconds).
 pub const CHAOS_NODE_SETTINGS: &[(&str, &str)] = &[
     ("DYNKV__ANTIENTROPY__EXCHANGE_INTERVAL_MS", "200"),
     ("DYNKV__ANTIENTROPY__CONCURRENCY", "4"),
     ("DYNKV__LIMITS__MAX_INFLIGHT_REQUESTS", "4096"),
+    ("DYNKV__MEMBERSHIP__TRANSFER_BATCH", "1"),
+    ("DYNKV__MEMBERSHIP__TRANSFER_PAUSE", "400ms"),
 ];
 
 /// The node settings of `reap` (reaping off: `reap_interval_ms = 0`).
@@ -239,6 +245,7 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
     // The fault phase.
     let healed_us;
     let clients_done;
+    let rings;
     {
         let mut nemesis = Nemesis::new(&mut cluster, &recorder, t0);
         let deadline = tokio::time::Instant::from(t0 + cfg.duration);
@@ -258,6 +265,13 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
         if !nemesis.wait_all_see_all_up(Duration::from_secs(30)).await {
             say!(cfg, "some node still sees a peer down after 30 s");
         }
+        rings = nemesis.ring_views(Duration::from_secs(30)).await;
+        say!(
+            cfg,
+            "ring views of {} nodes; agreed: {}",
+            rings.len(),
+            crate::nemesis::rings_agree(&rings)
+        );
     }
     recorder.flush();
     let ops = workload.started.load(Ordering::Relaxed);
@@ -357,6 +371,7 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
         polls,
         snapshot_ms,
         keys: final_keys,
+        rings,
     }));
     recorder.flush();
 
@@ -367,7 +382,7 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
             d.join("report.json"),
             serde_json::to_vec_pretty(&report).expect("serialisable"),
         )?;
-        for i in 1..=cfg.nodes {
+        for i in 1..=cluster.nodes.len() {
             let _ = std::fs::copy(cluster.node(i).log_path(), d.join(format!("n{i}.log")));
         }
     }

@@ -19,16 +19,49 @@
 //! that repair has put back the lost replica before another goes. They are
 //! drawn from their own random stream: turning them off leaves the rest of a
 //! seed's schedule as it was.
+//!
+//! Membership changes (with [`FaultMix::membership`]): a join at a quarter
+//! of the run, a join racing a leave at two fifths, and a leave committed on
+//! two nodes at the same moment at three fifths. Each opens a window of
+//! [`MEMBERSHIP_WINDOW_MS`] in which the episodes hold network faults only
+//! and no disk fault, and in which one fault that loses no data (`kill -9`,
+//! a pause or an isolation) is aimed at a node of the change while its
+//! handoff runs ([`Action::HandoffFault`]). The window closes with an
+//! [`Action::AwaitHandoff`] before the first episode that may lose data, so
+//! a wiped disk or a power cut never meets a running handoff. The changes
+//! draw from a third stream.
 
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::history::Action;
+use crate::history::{Action, HandoffFaultKind, HandoffRole};
 
-/// How long after a membership change no process fault is planned, ms.
+/// How long after a membership change no episode process fault and no
+/// disk fault is planned, ms (the change's own handoff fault lands in it).
 pub const MEMBERSHIP_WINDOW_MS: u64 = 25_000;
+
+/// When the change's handoff fault lands, ms after the change's step
+/// (starting a joiner and committing take a second or two).
+const HANDOFF_FAULT_AFTER_MS: (u64, u64) = (2_000, 5_000);
+/// How long a handoff fault is held, ms.
+const HANDOFF_FAULT_HOLD_MS: (u64, u64) = (2_000, 5_000);
+
+/// The membership changes of a run on `nodes` nodes lasting `duration_ms`,
+/// with when they start: nodes `nodes + 1` and `nodes + 2` join and leave
+/// again, so the original nodes stay members throughout.
+pub fn membership_changes(duration_ms: u64, nodes: usize) -> Vec<(u64, Action)> {
+    let (a, b) = (nodes + 1, nodes + 2);
+    vec![
+        (duration_ms / 4, Action::Join { node: a }),
+        (
+            duration_ms * 2 / 5,
+            Action::JoinAndLeave { join: b, leave: a },
+        ),
+        (duration_ms * 3 / 5, Action::RacingCommits { leave: b }),
+    ]
+}
 
 /// One planned action, `at_ms` after the run starts.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -55,8 +88,8 @@ pub struct FaultMix {
     /// Fault-free time at the start, ms (the cluster warms up, clients
     /// create the keys).
     pub warmup_ms: u64,
-    /// Live membership changes: a new node joins at a quarter of the run
-    /// and leaves again at three fifths, while the other faults go on.
+    /// Live membership changes ([`membership_changes`]), each with a fault
+    /// aimed at its handoff, while the other faults go on.
     pub membership: bool,
     /// Lose a node's disk: kill it, wipe its data dir, restart it empty
     /// under the same id at the end of the episode.
@@ -163,19 +196,30 @@ pub fn generate(seed: u64, duration_ms: u64, nodes: usize, mix: &FaultMix) -> Ve
     let all: Vec<usize> = (1..=nodes).collect();
     let mut t = mix.warmup_ms;
     let end = duration_ms.saturating_sub(1_000);
-    // Membership changes get windows without process faults: a killed or
-    // paused transfer source would stall the handoff the nemesis waits for.
-    let (join_at, leave_at) = (duration_ms / 4, duration_ms * 3 / 5);
-    let reserved = |from: u64, to: u64| {
-        mix.membership
-            && [join_at, leave_at]
-                .iter()
-                .any(|&m| from < m + MEMBERSHIP_WINDOW_MS && to + 1_000 > m)
+    // Membership changes get windows without episode process faults and
+    // disk faults: the change's own handoff fault is the only node fault
+    // in it, and nothing that loses data meets a handoff.
+    let changes = if mix.membership && nodes >= 3 {
+        membership_changes(duration_ms, nodes)
+    } else {
+        Vec::new()
     };
+    let change_times: Vec<u64> = changes.iter().map(|(m, _)| *m).collect();
+    let reserved = |from: u64, to: u64| {
+        change_times
+            .iter()
+            .any(|&m| from < m + MEMBERSHIP_WINDOW_MS && to + 1_000 > m)
+    };
+    // Episode starts outside every window: a change's window closes before
+    // the first of them after it.
+    let mut open_starts = Vec::new();
     while nodes >= 2 && t + mix.episode_ms.0 <= end {
         let len = rng
             .random_range(mix.episode_ms.0..=mix.episode_ms.1)
             .min(end - t);
+        if !reserved(t, t + len) {
+            open_starts.push(t);
+        }
         let mut net = mix.network && rng.random_bool(0.75);
         let mut proc_fault = (mix.kill || mix.pause) && rng.random_bool(0.55);
         // A disk or clock fault for this episode (never in a membership
@@ -280,16 +324,71 @@ pub fn generate(seed: u64, duration_ms: u64, nodes: usize, mix: &FaultMix) -> Ve
         }
         t += len + rng.random_range(mix.gap_ms.0..=mix.gap_ms.1);
     }
-    if mix.membership && nodes >= 2 {
-        let joiner = nodes + 1;
+    let mut mrng = StdRng::seed_from_u64(seed ^ 0x6d65_6d62_6572_7368);
+    for (i, (m, action)) in changes.iter().enumerate() {
+        let m = *m;
+        // The window closes before the next change, before the first
+        // episode that may hold a disk fault, and before the end.
+        let next = change_times.get(i + 1).copied().unwrap_or(end);
+        let first_open = open_starts
+            .iter()
+            .copied()
+            .find(|&t| t >= m + MEMBERSHIP_WINDOW_MS)
+            .unwrap_or(end);
+        let close = next.min(first_open).min(end).saturating_sub(1).max(m);
+        // When the next change comes first, it waits for this handoff
+        // itself (and its own window goes on): no await then.
+        let await_here = first_open.min(end) <= next;
+        let roles: &[HandoffRole] = match action {
+            Action::Join { .. } => &[HandoffRole::Joiner, HandoffRole::Source],
+            Action::JoinAndLeave { .. } => &[
+                HandoffRole::Joiner,
+                HandoffRole::Leaver,
+                HandoffRole::Source,
+            ],
+            _ => &[HandoffRole::Leaver, HandoffRole::Source],
+        };
+        let role = *roles.choose(&mut mrng).expect("roles");
+        // Only the original nodes have link proxies: only a source can be
+        // isolated.
+        let kinds: Vec<HandoffFaultKind> = [
+            (mix.kill, HandoffFaultKind::Kill),
+            (mix.pause, HandoffFaultKind::Pause),
+            (
+                mix.network && role == HandoffRole::Source,
+                HandoffFaultKind::Isolate,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(on, k)| on.then_some(k))
+        .collect();
+        let fault_at = m + mrng.random_range(HANDOFF_FAULT_AFTER_MS.0..=HANDOFF_FAULT_AFTER_MS.1);
+        let heal_at = (fault_at
+            + mrng.random_range(HANDOFF_FAULT_HOLD_MS.0..=HANDOFF_FAULT_HOLD_MS.1))
+        .min(close.saturating_sub(1));
+        let pick: u32 = mrng.random();
         steps.push(Step {
-            at_ms: join_at,
-            action: Action::Join { node: joiner },
+            at_ms: m,
+            action: action.clone(),
         });
-        steps.push(Step {
-            at_ms: leave_at,
-            action: Action::Leave { node: joiner },
-        });
+        if let Some(&kind) = kinds.choose(&mut mrng)
+            && heal_at > fault_at
+        {
+            steps.push(Step {
+                at_ms: fault_at,
+                action: Action::HandoffFault { role, kind, pick },
+            });
+            steps.push(Step {
+                at_ms: heal_at,
+                action: Action::HandoffHeal,
+            });
+        }
+        if await_here {
+            steps.push(Step {
+                at_ms: close,
+                action: Action::AwaitHandoff,
+            });
+        }
     }
     // Stable: a heal planned at the same instant as a fault of the next
     // episode keeps its place before it.
@@ -372,7 +471,7 @@ mod tests {
             let steps = generate(seed, 90_000, 5, &FaultMix::default());
             assert!(!steps.is_empty());
             let (mut net, mut killed, mut paused) = (0i32, Vec::new(), Vec::new());
-            let mut disk = 0i32;
+            let (mut disk, mut handoff) = (0i32, 0i32);
             for s in &steps {
                 assert!(s.at_ms < 90_000);
                 match &s.action {
@@ -388,11 +487,21 @@ mod tests {
                     Action::Died { .. } => panic!("a schedule never plans a death"),
                     Action::DiskFull { .. } | Action::ClockSkew { .. } => disk += 1,
                     Action::DiskFree { .. } | Action::ClockReset { .. } => disk -= 1,
-                    Action::HealAll | Action::Join { .. } | Action::Leave { .. } => {}
+                    Action::HandoffFault { .. } => handoff += 1,
+                    Action::HandoffHeal => handoff -= 1,
+                    Action::Commit { .. } => panic!("a schedule never plans a commit alone"),
+                    Action::HealAll
+                    | Action::Join { .. }
+                    | Action::Leave { .. }
+                    | Action::JoinAndLeave { .. }
+                    | Action::RacingCommits { .. }
+                    | Action::AwaitHandoff => {}
                 }
                 assert!((0..=1).contains(&net), "overlapping network faults");
+                assert!((0..=1).contains(&handoff), "overlapping handoff faults");
             }
             assert_eq!(net, 0);
+            assert_eq!(handoff, 0);
             assert_eq!(disk, 0);
             assert!(killed.is_empty() && paused.is_empty());
         }
@@ -411,6 +520,12 @@ mod tests {
                 | Action::PowerCut { node, .. }
                 | Action::DiskFull { node }
                 | Action::ClockSkew { node, .. } => now.push(*node),
+                // The node is chosen when it lands: one impaired node.
+                Action::HandoffFault {
+                    kind: HandoffFaultKind::Kill | HandoffFaultKind::Pause,
+                    ..
+                } => now.push(usize::MAX),
+                Action::HandoffHeal => now.retain(|&n| n != usize::MAX),
                 Action::Restart { node }
                 | Action::Resume { node }
                 | Action::DiskFree { node }
@@ -455,13 +570,42 @@ mod tests {
         }
     }
 
+    /// The membership windows of a schedule: from each change's step
+    /// (less a second) to its window's end and to the await that closes
+    /// the handoff (or the end of the run), whichever is later.
+    fn membership_windows(steps: &[Step], duration_ms: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut open: Option<u64> = None;
+        for s in steps {
+            if s.action.changes_membership() {
+                open.get_or_insert(s.at_ms);
+            }
+            if s.action == Action::AwaitHandoff
+                && let Some(from) = open.take()
+            {
+                out.push((from.saturating_sub(1_000), s.at_ms));
+            }
+        }
+        if let Some(from) = open {
+            out.push((from.saturating_sub(1_000), duration_ms));
+        }
+        for (m, _) in membership_changes(duration_ms, 5) {
+            out.push((m.saturating_sub(1_000), m + MEMBERSHIP_WINDOW_MS));
+        }
+        out
+    }
+
     #[test]
-    fn data_losing_faults_are_spaced_and_stay_out_of_membership_changes() {
+    fn data_losing_faults_stay_out_of_handoffs_and_lossless_faults_land_in_them() {
         let mix = FaultMix::default();
+        let mut seeds_with_handoff_faults = 0;
         for seed in 0..100 {
             let steps = generate(seed, 180_000, 5, &mix);
+            let windows = membership_windows(&steps, 180_000);
+            let inside = |at: u64| windows.iter().any(|&(a, b)| at >= a && at <= b);
             let mut last_restart: Option<u64> = None;
             let mut lost: Option<usize> = None;
+            let mut handoff_faults = 0;
             for s in &steps {
                 match s.action {
                     Action::WipeDisk { node } | Action::PowerCut { node, .. } => {
@@ -474,23 +618,88 @@ mod tests {
                             );
                         }
                         lost = Some(node);
-                        let (join, leave) = (180_000 / 4, 180_000 * 3 / 5);
-                        for m in [join, leave] {
-                            assert!(
-                                !(s.at_ms + 1_000 > m && s.at_ms < m + MEMBERSHIP_WINDOW_MS),
-                                "seed {seed}: data lost at {} ms, in the membership window at {m}",
-                                s.at_ms
-                            );
-                        }
+                        assert!(
+                            !inside(s.at_ms),
+                            "seed {seed}: data lost at {} ms, in a membership window {windows:?}",
+                            s.at_ms
+                        );
                     }
                     Action::Restart { node } if lost == Some(node) => {
+                        // Nor is a node without its data still down when a
+                        // window opens.
+                        assert!(
+                            !windows.iter().any(|&(a, b)| s.at_ms > a && s.at_ms <= b),
+                            "seed {seed}: n{node} restarted after losing data at {} ms, in {windows:?}",
+                            s.at_ms
+                        );
                         last_restart = Some(s.at_ms);
                         lost = None;
+                    }
+                    Action::HandoffFault { .. } | Action::HandoffHeal => {
+                        assert!(
+                            inside(s.at_ms),
+                            "seed {seed}: handoff step at {} ms outside {windows:?}",
+                            s.at_ms
+                        );
+                        handoff_faults += usize::from(s.action != Action::HandoffHeal);
                     }
                     _ => {}
                 }
             }
+            if handoff_faults > 0 {
+                seeds_with_handoff_faults += 1;
+            }
         }
+        assert!(
+            seeds_with_handoff_faults >= 90,
+            "kill/pause/partition faults land in a handoff in only {seeds_with_handoff_faults} of 100 seeds"
+        );
+    }
+
+    #[test]
+    fn every_run_with_membership_has_the_racing_changes() {
+        for seed in 0..100 {
+            for duration_ms in [60_000, 180_000] {
+                let steps = generate(seed, duration_ms, 5, &FaultMix::default());
+                let changes: Vec<&Action> = steps
+                    .iter()
+                    .map(|s| &s.action)
+                    .filter(|a| a.changes_membership())
+                    .collect();
+                assert_eq!(
+                    changes,
+                    vec![
+                        &Action::Join { node: 6 },
+                        &Action::JoinAndLeave { join: 7, leave: 6 },
+                        &Action::RacingCommits { leave: 7 },
+                    ],
+                    "seed {seed}, {duration_ms} ms"
+                );
+                // The original five stay members throughout: at least
+                // three valid members at all times.
+                assert!(steps.iter().all(|s| match s.action {
+                    Action::Leave { node }
+                    | Action::JoinAndLeave { leave: node, .. }
+                    | Action::RacingCommits { leave: node } => node > 5,
+                    _ => true,
+                }));
+                // The last change's handoff is awaited before the end.
+                assert!(
+                    steps.iter().any(|s| s.action == Action::AwaitHandoff),
+                    "seed {seed}: no await"
+                );
+            }
+        }
+        let off = FaultMix {
+            membership: false,
+            ..FaultMix::default()
+        };
+        assert!(
+            generate(1, 180_000, 5, &off)
+                .iter()
+                .all(|s| !s.action.changes_membership()
+                    && !matches!(s.action, Action::HandoffFault { .. } | Action::AwaitHandoff))
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use dynkv_chaos::check::{check, disturbances};
 use dynkv_chaos::history::{
     Action, FaultEvent, FinalKey, FinalState, History, ObjectView, Op, OpKind, Outcome,
-    ReapSettings, RunInfo,
+    ReapSettings, RingMember, RingView, RunInfo,
 };
 use dynkv_vclock::{ContextKey, VersionVector, encode_context};
 
@@ -135,6 +135,7 @@ fn history(ops: Vec<Op>, fk: FinalKey) -> History {
             polls: 1,
             snapshot_ms: None,
             keys,
+            rings: Vec::new(),
         }),
     }
 }
@@ -372,6 +373,7 @@ fn read_your_quorum_separates_strict_and_sloppy_misses() {
         action: Action::Kill { node: 2 },
         ok: true,
         detail: String::new(),
+        during_handoff: false,
     });
     let r = check(&h);
     assert_eq!(r.read_your_quorum.strict_checked, 0);
@@ -385,6 +387,7 @@ fn disturbances_last_from_fault_to_heal_plus_settling() {
         action,
         ok: true,
         detail: String::new(),
+        during_handoff: false,
     };
     let d = disturbances(&[
         ev(1_000, Action::Isolate { node: 1 }),
@@ -418,6 +421,7 @@ fn a_history_survives_a_round_trip_through_its_file() {
         },
         ok: true,
         detail: String::new(),
+        during_handoff: false,
     });
     let dir = std::env::temp_dir().join(format!("dynkv-chaos-rt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -442,6 +446,7 @@ fn event(t: u64, action: Action) -> FaultEvent {
         action,
         ok: true,
         detail: String::new(),
+        during_handoff: false,
     }
 }
 
@@ -493,6 +498,7 @@ fn a_node_that_died_on_its_own_fails_the_run_and_names_the_fault_it_died_in() {
         .push(event(5_000_000, Action::DiskFull { node: 2 }));
     h.faults.push(FaultEvent {
         detail: "INFO ready\ndynkv: writable_file_writer.h:312: Assertion failed.\n".into(),
+        during_handoff: false,
         ..event(7_000_000, Action::Died { node: 2 })
     });
     h.faults
@@ -520,6 +526,7 @@ fn a_lost_write_names_the_disk_faults_that_came_after_it() {
     h.faults.push(event(500, Action::WipeDisk { node: 3 }));
     h.faults.push(FaultEvent {
         detail: "dropped 4096 B from 2 of 9 files: 000004.log 5000→904 (synced 904)".into(),
+        during_handoff: false,
         ..event(
             2_500_000,
             Action::PowerCut {
@@ -798,5 +805,111 @@ fn with_reaping_a_read_may_miss_a_delete_only_late_enough_and_never_show_an_old_
         r.read_your_quorum.strict_violations, 2,
         "{:?}",
         r.read_your_quorum
+    );
+}
+
+fn ring(node: usize, version: u64, owned: &[(&str, u64)]) -> RingView {
+    RingView {
+        node,
+        version: Some(version),
+        members: owned
+            .iter()
+            .map(|(id, p)| RingMember {
+                id: id.to_string(),
+                status: "valid".into(),
+                partitions_owned: *p,
+            })
+            .collect(),
+        transition: false,
+        error: None,
+    }
+}
+
+#[test]
+fn every_member_must_report_the_same_ring_at_the_end() {
+    let owned = [("n1", 22), ("n2", 21), ("n3", 21)];
+    let mut h = history(Vec::new(), agreed(&ctx(&[("n1", 1)]), &[], 0));
+    // Histories from before ring views were recorded are not checked.
+    let r = check(&h);
+    assert!(!r.ring.checked && r.passed, "{:?}", r.failures);
+
+    let fin = h.final_state.as_mut().unwrap();
+    fin.rings = (1..=3).map(|i| ring(i, 9, &owned)).collect();
+    let r = check(&h);
+    assert!(
+        r.ring.checked && r.ring.agreed && r.passed,
+        "{:?}",
+        r.failures
+    );
+    assert_eq!(r.ring.version, Some(9));
+    assert_eq!(
+        r.ring.members,
+        vec!["n1 valid 22", "n2 valid 21", "n3 valid 21"]
+    );
+
+    // A node behind on the version, one owning other partitions, one still
+    // in a transition, one that did not answer: each is a disagreement.
+    for change in [
+        |v: &mut RingView| v.version = Some(8),
+        |v: &mut RingView| v.members[0].partitions_owned = 21,
+        |v: &mut RingView| v.members[2].status = "leaving".into(),
+        |v: &mut RingView| v.transition = true,
+        |v: &mut RingView| v.error = Some("no answer".into()),
+    ] {
+        let mut h = h.clone();
+        change(&mut h.final_state.as_mut().unwrap().rings[2]);
+        let r = check(&h);
+        assert!(!r.ring.agreed && !r.passed);
+        assert_eq!(r.ring.disagreements.len(), 1);
+        assert_eq!(r.ring.disagreements[0].key, "n3");
+    }
+}
+
+#[test]
+fn faults_during_a_handoff_and_commit_outcomes_are_counted_and_a_refusal_is_no_failure() {
+    let mut h = history(Vec::new(), agreed(&ctx(&[("n1", 1)]), &[], 0));
+    let during = |t, action| FaultEvent {
+        during_handoff: true,
+        ..event(t, action)
+    };
+    h.faults = vec![
+        event(1_000, Action::RacingCommits { leave: 5 }),
+        event(
+            1_100,
+            Action::Commit {
+                node: 1,
+                accepted: true,
+            },
+        ),
+        FaultEvent {
+            detail: "refused: 409 membership_refused".into(),
+            ..event(
+                1_100,
+                Action::Commit {
+                    node: 3,
+                    accepted: false,
+                },
+            )
+        },
+        during(2_000, Action::Kill { node: 5 }),
+        during(3_000, Action::Restart { node: 5 }),
+        during(4_000, Action::Isolate { node: 2 }),
+        during(5_000, Action::HealNetwork),
+        event(6_000, Action::Pause { node: 1 }),
+        event(7_000, Action::Resume { node: 1 }),
+        event(60_000_000, Action::AwaitHandoff),
+    ];
+    let r = check(&h);
+    assert!(r.passed, "{:?}", r.failures);
+    assert_eq!(r.faults_failed, 0);
+    assert_eq!(r.faults_during_handoff, 2);
+    assert_eq!(r.faults_during_handoff_by_kind.get("kill"), Some(&1));
+    assert_eq!(r.faults_during_handoff_by_kind.get("isolate"), Some(&1));
+    assert_eq!((r.commits.accepted, r.commits.refused), (1, 1));
+    // The change disturbs from its step to the await that saw it done.
+    let d = disturbances(&h.faults);
+    assert!(
+        d.iter().any(|&(a, b)| a <= 1_000 && b >= 60_000_000),
+        "{d:?}"
     );
 }
