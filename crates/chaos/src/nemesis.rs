@@ -400,7 +400,7 @@ impl<'a> Nemesis<'a> {
         );
     }
 
-    /// Whether node `n` reports an outbound transfer not yet acknowledged.
+    /// Whether node `n` still owes a stream of the running change.
     async fn sends_transfers(&self, n: usize) -> bool {
         let url = format!("{}/admin/cluster", self.cluster.url(n));
         let Ok(r) = self.http.get(&url).send().await else {
@@ -409,9 +409,18 @@ impl<'a> Nemesis<'a> {
         let Ok(v) = r.json::<serde_json::Value>().await else {
             return false;
         };
-        v["transfers"]
-            .as_array()
-            .is_some_and(|t| t.iter().any(|t| t["done"] == false))
+        // A source still owes a stream when it is among a pending
+        // transfer's `waiting_for` (the sources that are up and have not
+        // streamed their copy yet).
+        let me = format!("n{n}");
+        v["transfers"]["transfers"].as_array().is_some_and(|t| {
+            t.iter().any(|t| {
+                t["complete"] == false
+                    && t["waiting_for"]
+                        .as_array()
+                        .is_some_and(|w| w.iter().any(|x| x == me.as_str()))
+            })
+        })
     }
 
     /// A node that died during a disk or clock fault is started again when
