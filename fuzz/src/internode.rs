@@ -23,10 +23,10 @@ use dynkv_rpc::handshake::{
     HandshakeError, Hello, Initiator, MAX_HANDSHAKE_MESSAGE, accept_first, initiate, respond,
 };
 use dynkv_rpc::messages::{
-    AaeFetch, AaeHashes, AaeKeys, AaeRepair, ClusterStateReply, Coordinate, CoordinateFallback,
-    ENDPOINT_IDS, Gossip, Handoff, Hashes, Join, KeyDigests, Keys, ListKeys, ListNamespaces,
-    Objects, Ping, Pong, Quorum, Read, ReadReply, Reap, ReapCheck, Repaired, Replicate, StoreHint,
-    WriteOutcome, WriteRequest,
+    AaeFetch, AaeHashes, AaeKeys, AaeRepair, ClaimantChange, ClusterStateReply, Coordinate,
+    CoordinateFallback, ENDPOINT_IDS, Gossip, Handoff, Hashes, Join, KeyDigests, Keys, ListKeys,
+    ListNamespaces, Objects, Ping, Pong, Quorum, Read, ReadReply, Reap, ReapCheck, Repaired,
+    Replicate, StoreHint, WriteOutcome, WriteRequest,
 };
 use dynkv_rpc::{
     CallContext, ClusterSecret, Dispatcher, Endpoint, Handler, Message, PROTOCOL_VERSION,
@@ -403,6 +403,7 @@ endpoints!(
     Gossip,
     Join,
     Handoff,
+    ClaimantChange,
     ListKeys,
     ListNamespaces,
     ReapCheck,
@@ -681,6 +682,9 @@ pub fn seed_requests() -> Vec<(u16, Bytes)> {
         r(Handoff {
             partition: 5,
             items: vec![(Bytes::from_static(b"k"), object("k"))],
+        }),
+        r(ClaimantChange::Leave {
+            node: NodeId::from("n2"),
         }),
         r(ListKeys {
             partition: 9,
