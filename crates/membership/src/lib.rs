@@ -206,7 +206,30 @@ impl Membership {
         m.apply(&state);
         // Records that this node runs the state's epoch.
         let _ = m.update(|s| Ok(s.clone()));
+        m.learn_rings_from_refusals();
         Ok(m)
+    }
+
+    /// When a peer refuses a request because their rings differ, gossips
+    /// with it at once (one such exchange at a time), so this node routes
+    /// the next requests with the newer ring instead of waiting for a
+    /// gossip round. A peer whose ring is older learns ours the same way.
+    fn learn_rings_from_refusals(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.coord.on_ring_mismatch(Box::new(move |peer| {
+            let Some(m) = weak.upgrade() else { return };
+            if busy.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            let (peer, busy) = (peer.clone(), busy.clone());
+            tokio::spawn(async move {
+                if let Err(e) = m.gossip_with(&peer).await {
+                    debug!(%peer, error = %e, "gossip after a ring mismatch failed");
+                }
+                busy.store(false, Ordering::Release);
+            });
+        }));
     }
 
     /// The current state.

@@ -407,7 +407,15 @@ pub struct Coordinator {
     fallback_locks: Vec<tokio::sync::Mutex<()>>,
     /// What the tombstone reaper did (see [`reaper`]).
     reaper_status: std::sync::Mutex<reaper::ReaperStatus>,
+    /// Told which peer refused a request as `NotReplica` (see
+    /// [`Coordinator::on_ring_mismatch`]).
+    ring_mismatch: arc_swap::ArcSwapOption<RingMismatchHook>,
 }
+
+/// What a node does when a peer refuses a request because their rings
+/// differ: membership pulls the cluster state from that peer at once, so
+/// the next request is routed with the ring the peer has.
+pub type RingMismatchHook = Box<dyn Fn(&NodeId) + Send + Sync>;
 
 impl Coordinator {
     /// A coordinator for node `me`.
@@ -456,6 +464,7 @@ impl Coordinator {
             )),
             fallback_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             reaper_status: Default::default(),
+            ring_mismatch: arc_swap::ArcSwapOption::empty(),
             me,
             replica,
             transport,
@@ -579,6 +588,11 @@ impl Coordinator {
             }
             Err(_) => {}
         }
+        if let Err(RpcError::Remote(RemoteError::NotReplica { .. })) = &r
+            && let Some(hook) = self.ring_mismatch.load().as_deref()
+        {
+            hook(to);
+        }
         if let Err(e) = &r {
             self.metrics
                 .internode_errors
@@ -589,6 +603,14 @@ impl Coordinator {
             }
         }
         r
+    }
+
+    /// Installs what to do when a peer refuses a request because it does
+    /// not replicate the key in its rings (the rings differ): the request
+    /// fails over like any refused replica, and the hook lets this node
+    /// learn the peer's ring before the next one.
+    pub fn on_ring_mismatch(&self, hook: RingMismatchHook) {
+        self.ring_mismatch.store(Some(Arc::new(hook)));
     }
 
     /// Sends one request to a peer outside any client request (background

@@ -582,6 +582,10 @@ async fn a_request_routed_with_a_stale_ring_is_refused() {
             (new.contains(&&n4)).then(|| (k, (*gone).clone()))
         })
         .expect("a key that moved from a node other than n1 to n4");
+    // n1 is told who refused, to learn that peer's ring.
+    let told = Arc::new(std::sync::Mutex::new(Vec::<NodeId>::new()));
+    let t2 = told.clone();
+    n1.on_ring_mismatch(Box::new(move |peer| t2.lock().unwrap().push(peer.clone())));
     let obj = dynkv_vclock::Object::default();
     let refused = n1
         .call_peer(
@@ -612,6 +616,7 @@ async fn a_request_routed_with_a_stale_ring_is_refused() {
         )
         .await;
     assert!(read.is_err(), "a former owner answered a read: {read:?}");
+    assert_eq!(*told.lock().unwrap(), vec![moved_from.clone(); 2]);
     // The new owner takes it.
     let taken = n1
         .call_peer(
