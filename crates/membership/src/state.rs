@@ -660,6 +660,16 @@ mod tests {
             .collect()
     }
 
+    /// Three nodes with n4's join committed: the transition most tests run.
+    fn join_of_n4_committed() -> ClusterState {
+        ClusterState::initial(&ids(3), 16)
+            .unwrap()
+            .stage_join(&"n1".into(), &"n4".into(), "x:4", 16)
+            .unwrap()
+            .commit(&"n1".into())
+            .unwrap()
+    }
+
     fn complete(mut s: ClusterState, n: usize) -> ClusterState {
         for t in s.required_transfers(n) {
             s = s.record_done(t.partition, &t.target);
@@ -700,12 +710,7 @@ mod tests {
 
     #[test]
     fn no_new_join_is_staged_while_a_change_runs() {
-        let running = ClusterState::initial(&ids(3), 16)
-            .unwrap()
-            .stage_join(&"n1".into(), &"n4".into(), "x:4", 16)
-            .unwrap()
-            .commit(&"n1".into())
-            .unwrap();
+        let running = join_of_n4_committed();
         assert_eq!(
             running.stage_join(&"n2".into(), &"n5".into(), "x:5", 16),
             Err(ChangeError::InProgress)
@@ -760,12 +765,7 @@ mod tests {
 
     #[test]
     fn merge_prefers_newer_and_unions_progress() {
-        let base = ClusterState::initial(&ids(3), 16)
-            .unwrap()
-            .stage_join(&"n1".into(), &"n4".into(), "x:1", 16)
-            .unwrap()
-            .commit(&"n1".into())
-            .unwrap();
+        let base = join_of_n4_committed();
         let tr = base.required_transfers(3);
         let a = base.record_done(tr[0].partition, &tr[0].target);
         let b = base.record_done(tr[1].partition, &tr[1].target);
@@ -787,12 +787,7 @@ mod tests {
 
     #[test]
     fn a_stale_view_cannot_roll_a_finished_change_back() {
-        let running = ClusterState::initial(&ids(3), 16)
-            .unwrap()
-            .stage_join(&"n1".into(), &"n4".into(), "x:4", 16)
-            .unwrap()
-            .commit(&"n1".into())
-            .unwrap();
+        let running = join_of_n4_committed();
         assert_eq!(running.epoch, 1);
         let finished = complete(running.clone(), 3);
         assert_eq!(finished.epoch, 2);
@@ -814,12 +809,7 @@ mod tests {
 
     #[test]
     fn a_transfer_completes_when_every_source_that_is_up_streamed() {
-        let s = ClusterState::initial(&ids(3), 16)
-            .unwrap()
-            .stage_join(&"n1".into(), &"n4".into(), "x:4", 16)
-            .unwrap()
-            .commit(&"n1".into())
-            .unwrap();
+        let s = join_of_n4_committed();
         let t = s.required_transfers(3)[0].clone();
         assert_eq!(t.sources.len(), 3);
         let one = s.record_streamed(t.partition, &t.target, &t.sources[0]);

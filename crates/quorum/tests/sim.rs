@@ -511,11 +511,7 @@ async fn a_fallback_coordinates_and_never_reuses_a_dot_after_handoff() {
 #[tokio::test]
 async fn a_future_replica_that_misses_a_write_gets_it_by_handoff() {
     let c = cluster(4);
-    let ids = |k: usize| (1..=k).map(|i| NodeId::from(format!("n{i}")));
-    let (three, four) = (
-        dynkv_ring::Ring::new(ids(3), 16).unwrap(),
-        dynkv_ring::Ring::new(ids(4), 16).unwrap(),
-    );
+    let (three, four) = (ring_of(3), ring_of(4));
     for n in &c.nodes {
         n.replica().set_ring(three.clone());
         n.replica().set_next_ring(Some(four.clone()));
@@ -558,11 +554,7 @@ async fn a_future_replica_that_misses_a_write_gets_it_by_handoff() {
 #[tokio::test]
 async fn a_request_routed_with_a_stale_ring_is_refused() {
     let c = cluster(4);
-    let ids = |k: usize| (1..=k).map(|i| NodeId::from(format!("n{i}")));
-    let (three, four) = (
-        dynkv_ring::Ring::new(ids(3), 16).unwrap(),
-        dynkv_ring::Ring::new(ids(4), 16).unwrap(),
-    );
+    let (three, four) = (ring_of(3), ring_of(4));
     // n1 still routes with three nodes; the others have switched to four.
     for n in &c.nodes {
         n.replica().set_ring(four.clone());
@@ -629,4 +621,9 @@ async fn a_request_routed_with_a_stale_ring_is_refused() {
         )
         .await;
     assert!(taken.is_ok(), "{taken:?}");
+}
+
+/// The ring of nodes n1..=nk (16 partitions): before and after a join.
+fn ring_of(k: usize) -> dynkv_ring::Ring {
+    dynkv_ring::Ring::new((1..=k).map(|i| NodeId::from(format!("n{i}"))), 16).unwrap()
 }
