@@ -1055,8 +1055,9 @@ impl Cluster {
         i
     }
 
-    /// Calls a membership endpoint of node `i` (`members`, `plan`: GET;
-    /// `join`, `leave`, `commit`: POST with `body`) with the cluster's admin
+    /// Calls a membership endpoint of node `i` (`members`, `plan`,
+    /// `transfers`: GET; `join`, `leave`, `commit`, `transfer-limit`: POST
+    /// with `body`) with the cluster's admin
     /// token. A join's `seed` is a member's [`Node::cluster_addr`].
     pub async fn admin(
         &self,
@@ -1066,7 +1067,7 @@ impl Cluster {
     ) -> (StatusCode, serde_json::Value) {
         let url = format!("{}/admin/{command}", self.url(i));
         let req = match command {
-            "members" | "plan" => self.http.get(url),
+            "members" | "plan" | "transfers" => self.http.get(url),
             _ => self.http.post(url).json(&body),
         };
         let r = req

@@ -459,3 +459,72 @@ async fn a_node_down_through_a_change_adopts_the_new_ring_when_it_returns() {
     );
     all_readable(&c, 1, &expected).await;
 }
+
+/// `dynkv admin transfers` names every transfer of a change and what it
+/// waits on; a transfer limit of 0, set at run time, holds every stream
+/// until it is raised; once the change is done, every node cleans up and
+/// the ring is reported settled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transfers_view_names_what_moves_and_a_zero_limit_holds_it() {
+    let mut c = Cluster::start(3, slow_handoff()).await;
+    let expected = load_keys(&c, "k", 2000, &[1, 2, 3]).await;
+    for i in 1..=3 {
+        let (s, v) = c.admin(i, "transfer-limit", json!({ "limit": 0 })).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["transfer_limit"], 0);
+    }
+    let (s, v) = c.admin(1, "transfer-limit", json!({ "limit": 1000 })).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["code"], "bad_body", "{v}");
+    assert!(v["error"].is_string(), "{v}");
+
+    let n4 = c.start_joiner().await;
+    let seed = c.node(1).cluster_addr();
+    let (s, v) = c.admin(n4, "join", json!({ "seed": seed })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = c.admin(1, "commit", json!(null)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let in_progress = poll(Duration::from_secs(10), || async {
+        c.admin(1, "transfers", json!(null)).await.1["in_progress"] == true
+    })
+    .await;
+    assert!(in_progress, "the change never showed in /admin/transfers");
+
+    // Every limit is 0: nothing streams, and the view says why.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (s, v) = c.admin(1, "transfers", json!(null)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let rows = v["transfers"].as_array().expect("transfers").clone();
+    assert!(!rows.is_empty(), "{v}");
+    assert_eq!(v["transfers_pending"], v["transfers_total"], "{v}");
+    for t in &rows {
+        assert_eq!(t["target"], "n4", "{t}");
+        assert_eq!(t["complete"], false, "{t}");
+        assert_eq!(t["streamed_by"], json!([]), "{t}");
+        assert_eq!(t["sources"].as_array().map(Vec::len), Some(3), "{t}");
+        assert_eq!(t["blocker"], "waiting for a transfer slot here", "{t}");
+    }
+
+    // Raised again, the streams run to the end and every node cleans up.
+    for i in 1..=3 {
+        assert_eq!(
+            c.admin(i, "transfer-limit", json!({ "limit": 2 })).await.0,
+            StatusCode::OK
+        );
+    }
+    wait_all_transitions_done(&c, &[1, 2, 3, n4], Duration::from_secs(90)).await;
+    let settled = poll(Duration::from_secs(30), || async {
+        let mut all = true;
+        for i in [1, 2, 3, n4] {
+            all &= c.admin(i, "transfers", json!(null)).await.1["cleanup"]["settled"] == true;
+        }
+        all
+    })
+    .await;
+    assert!(
+        settled,
+        "the cleanup after the change never settled: {}",
+        c.admin(1, "transfers", json!(null)).await.1
+    );
+    all_readable(&c, n4, &expected).await;
+}
