@@ -18,6 +18,7 @@
 //! | [`OrSet`] | sets with removal, add-wins, without tombstones | `riak_dt_orswot` |
 //! | [`Flag`] | on/off switch where enable wins | `riak_dt_od_flag` |
 //! | [`Register`] | a single value, last writer wins | `riak_dt_lwwreg` |
+//! | [`Map`] | documents of independently changing typed fields | `riak_dt_map` |
 //! | [`Hll`] | approximate count of distinct elements in fixed space | Riak's `hll` data type (`hll_precision`) |
 //!
 //! The crate is pure: no I/O, no clocks, no randomness; callers supply
@@ -32,6 +33,7 @@ mod counter;
 mod flag;
 mod gset;
 mod hll;
+mod map;
 mod orset;
 mod register;
 mod vv;
@@ -40,6 +42,7 @@ pub use counter::Counter;
 pub use flag::Flag;
 pub use gset::GSet;
 pub use hll::{DEFAULT_PRECISION, Hll, InvalidPrecision, MAX_PRECISION, MIN_PRECISION};
+pub use map::{Field, FieldType, Map, Value};
 pub use orset::OrSet;
 pub use register::Register;
 pub use vv::{Dot, VersionVector};

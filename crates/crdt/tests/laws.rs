@@ -6,7 +6,7 @@
 
 use std::fmt::Debug;
 
-use dynkv_crdt::{Convergent, Counter, Flag, GSet, Hll, OrSet, Register};
+use dynkv_crdt::{Convergent, Counter, FieldType, Flag, GSet, Hll, Map, OrSet, Register, Value};
 use proptest::prelude::*;
 
 const ACTORS: [&str; 3] = ["a", "b", "c"];
@@ -166,5 +166,63 @@ proptest! {
             |x: &mut Hll, _, e| x.add(&[e; 3]),
         );
         check_laws(&a, &b, &c, Hll::estimate);
+    }
+
+    #[test]
+    fn map_laws(ops in ops()) {
+        let [a, b, c] = run(
+            Default::default(),
+            &ops,
+            |x: &mut Map, actor, e, n| {
+                let (name, kind) = map_field(e);
+                x.update(actor, name, kind, |v| update_value(v, actor, e, n));
+            },
+            |x: &mut Map, ctx, e| {
+                let (name, kind) = map_field(e);
+                let _ = x.remove(name, kind, &ctx.context());
+            },
+        );
+        check_laws(&a, &b, &c, Map::value);
+    }
+}
+
+/// Five fields of the five types, two sharing a name.
+fn map_field(e: u8) -> (&'static str, FieldType) {
+    match e % 5 {
+        0 => ("x", FieldType::Counter),
+        1 => ("x", FieldType::Set),
+        2 => ("r", FieldType::Register),
+        3 => ("f", FieldType::Flag),
+        _ => ("m", FieldType::Map),
+    }
+}
+
+/// An update of an embedded value, nesting one level for maps.
+fn update_value(v: &mut Value, actor: &str, e: u8, n: i64) {
+    match v {
+        Value::Counter(c) => c.increment(actor, n),
+        Value::Set(s) => {
+            if n > 0 {
+                s.add(actor, vec![n as u8]);
+            } else {
+                let ctx = s.context();
+                let _ = s.remove(&[n.unsigned_abs() as u8], &ctx);
+            }
+        }
+        Value::Register(r) => r.assign(vec![e], n.unsigned_abs(), actor),
+        Value::Flag(f) => {
+            if n >= 0 {
+                f.enable(actor);
+            } else {
+                let ctx = f.context();
+                let _ = f.disable(&ctx);
+            }
+        }
+        Value::Map(m) => {
+            let kind = map_field((n.unsigned_abs() % 4) as u8).1;
+            m.update(actor, "inner", kind, |inner| {
+                update_value(inner, actor, e, n)
+            });
+        }
     }
 }

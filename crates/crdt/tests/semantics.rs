@@ -1,8 +1,8 @@
 //! What each type means: the Riak 2.x behaviours callers rely on.
 
 use dynkv_crdt::{
-    Convergent, Counter, Flag, GSet, Hll, InvalidPrecision, OrSet, Precondition, Register,
-    VersionVector,
+    Convergent, Counter, FieldType, Flag, GSet, Hll, InvalidPrecision, Map, OrSet, Precondition,
+    Register, Value, VersionVector,
 };
 
 fn merged<T: Convergent + Clone>(x: &T, y: &T) -> T {
@@ -220,4 +220,90 @@ fn hll_precision_is_validated() {
     assert_eq!(Hll::default().precision(), 14);
     assert_eq!(Hll::default().registers().len(), 1 << 14);
     assert_eq!(Hll::default().estimate(), 0);
+}
+
+fn counter_of(m: &Map, name: &str) -> Option<i64> {
+    match m.get(name, FieldType::Counter)? {
+        Value::Counter(c) => Some(c.value()),
+        other => panic!("not a counter: {other:?}"),
+    }
+}
+
+#[test]
+fn map_fields_are_keyed_by_name_and_type_and_merge_their_values() {
+    let mut a = Map::new();
+    let mut b = Map::new();
+    a.update("a", "n", FieldType::Counter, |v| {
+        if let Value::Counter(c) = v {
+            c.increment("a", 2);
+        }
+    });
+    b.update("b", "n", FieldType::Counter, |v| {
+        if let Value::Counter(c) = v {
+            c.increment("b", 3);
+        }
+    });
+    b.update("b", "n", FieldType::Register, |v| {
+        if let Value::Register(r) = v {
+            r.assign(b"name".to_vec(), 1, "b");
+        }
+    });
+    let ab = merged(&a, &b);
+    assert_eq!(ab.len(), 2);
+    assert_eq!(counter_of(&ab, "n"), Some(5));
+    assert_eq!(
+        ab.get("n", FieldType::Register),
+        Some(Value::Register({
+            let mut r = Register::new();
+            r.assign(b"name".to_vec(), 1, "b");
+            r
+        }))
+    );
+}
+
+#[test]
+fn map_remove_needs_context_and_concurrent_update_wins() {
+    let mut a = Map::new();
+    let bump = |v: &mut Value| {
+        if let Value::Counter(c) = v {
+            c.increment("a", 1);
+        }
+    };
+    a.update("a", "n", FieldType::Counter, bump);
+    assert_eq!(
+        a.remove("other", FieldType::Counter, &a.context()),
+        Err(Precondition::NotPresent)
+    );
+    let mut b = a.clone();
+    let ctx = b.context();
+    b.remove("n", FieldType::Counter, &ctx).unwrap();
+    assert!(b.is_empty());
+    // Removal without a concurrent update sticks.
+    assert!(merged(&a, &b).is_empty());
+    // An update concurrent with the removal keeps the field.
+    a.update("a", "n", FieldType::Counter, bump);
+    let ab = merged(&a, &b);
+    assert_eq!(counter_of(&ab, "n"), Some(2));
+    assert_eq!(ab, merged(&b, &a));
+}
+
+#[test]
+fn map_nests_maps() {
+    let mut a = Map::new();
+    a.update("a", "profile", FieldType::Map, |v| {
+        if let Value::Map(m) = v {
+            m.update("a", "tags", FieldType::Set, |v| {
+                if let Value::Set(s) = v {
+                    s.add("a", b"rust".to_vec());
+                }
+            });
+        }
+    });
+    let Some(Value::Map(profile)) = a.get("profile", FieldType::Map) else {
+        panic!("profile missing");
+    };
+    let Some(Value::Set(tags)) = profile.get("tags", FieldType::Set) else {
+        panic!("tags missing");
+    };
+    assert!(tags.contains(b"rust"));
 }
