@@ -28,6 +28,20 @@
 //! [`Convergent::merge`] folds `other` into `self` in place
 //! (`self := self ⊔ other`): replicas merge incoming state without cloning
 //! their own.
+//!
+//! ## Where it differs from riak_dt
+//! - A remove (set element, map field) or flag disable whose context has
+//!   seen updates this replica has not is refused with
+//!   [`Precondition::UnseenContext`] instead of being deferred until they
+//!   arrive; retrying at a caught-up replica gives the same outcome.
+//! - The dotted types keep at most one dot per actor per element, since an
+//!   actor's new add supersedes its older one.
+//!
+//! ## Laws (checked by the property tests in `tests/laws.rs`)
+//! For every type, on states reached by random histories over three
+//! replicas: merge is commutative, associative and idempotent, and every
+//! update is inflationary (merging the state before it into the state
+//! after it changes nothing).
 
 mod counter;
 mod flag;
