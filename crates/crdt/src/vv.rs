@@ -1,0 +1,103 @@
+//! Version vectors and dots, the causal bookkeeping of the dotted types.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Actor, Convergent};
+
+/// One update event: the `counter`-th update minted by `actor`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Dot {
+    /// Who minted it.
+    pub actor: Actor,
+    /// Its sequence number at that actor, from 1.
+    pub counter: u64,
+}
+
+/// Per actor, the number of its updates seen: a summary of causal history
+/// that doubles as the client's context for removes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionVector(BTreeMap<Actor, u64>);
+
+impl VersionVector {
+    /// An empty vector: nothing seen.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many updates of `actor` have been seen (0 if none).
+    pub fn get(&self, actor: &str) -> u64 {
+        self.0.get(actor).copied().unwrap_or(0)
+    }
+
+    /// Mints the next dot of `actor`, recording it as seen.
+    pub fn next_dot(&mut self, actor: &str) -> Dot {
+        let counter = match self.0.get_mut(actor) {
+            Some(c) => {
+                *c += 1;
+                *c
+            }
+            None => {
+                self.0.insert(actor.to_owned(), 1);
+                1
+            }
+        };
+        Dot {
+            actor: actor.to_owned(),
+            counter,
+        }
+    }
+
+    /// Whether the dot `(actor, counter)` is in this history.
+    pub fn contains(&self, actor: &str, counter: u64) -> bool {
+        self.get(actor) >= counter
+    }
+
+    /// Whether every update `other` has seen is seen here too.
+    pub fn descends(&self, other: &VersionVector) -> bool {
+        other.0.iter().all(|(a, &c)| self.get(a) >= c)
+    }
+
+    /// The (actor, count) pairs, by actor.
+    pub fn iter(&self) -> impl Iterator<Item = (&Actor, u64)> {
+        self.0.iter().map(|(a, &c)| (a, c))
+    }
+}
+
+impl Convergent for VersionVector {
+    fn merge(&mut self, other: &Self) {
+        for (a, &c) in &other.0 {
+            let mine = self.0.entry(a.clone()).or_insert(0);
+            *mine = (*mine).max(c);
+        }
+    }
+}
+
+/// The dots of one element (or flag), at most one per actor: a newer add by
+/// an actor supersedes its older one, which its clock has already seen.
+pub(crate) type Dots = BTreeMap<Actor, u64>;
+
+/// The ORSWOT merge of one element's dots: a dot survives when both sides
+/// hold it, or when one side holds it and the other's clock has not seen it
+/// (the other simply has not received it yet, rather than removed it).
+pub(crate) fn merge_dots(
+    mine: &Dots,
+    my_clock: &VersionVector,
+    theirs: &Dots,
+    their_clock: &VersionVector,
+) -> Dots {
+    let mut out = Dots::new();
+    for (actor, &c) in mine {
+        if theirs.get(actor) == Some(&c) || !their_clock.contains(actor, c) {
+            out.insert(actor.clone(), c);
+        }
+    }
+    for (actor, &c) in theirs {
+        if mine.get(actor) == Some(&c) || !my_clock.contains(actor, c) {
+            let e = out.entry(actor.clone()).or_insert(c);
+            *e = (*e).max(c);
+        }
+    }
+    out
+}
