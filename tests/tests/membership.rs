@@ -44,6 +44,14 @@ async fn load_keys(c: &Cluster, prefix: &str, n: usize, via: &[usize]) -> BTreeM
         .collect()
 }
 
+/// Gossip every 200 ms and a 1 s cleanup grace: changes spread and settle
+/// quickly.
+fn quick_gossip() -> ClusterOptions {
+    ClusterOptions::default()
+        .set("DYNKV__MEMBERSHIP__GOSSIP_INTERVAL_MS", "200")
+        .set("DYNKV__MEMBERSHIP__CLEANUP_GRACE_MS", "1000")
+}
+
 /// Settings that make a handoff slow enough (small paced batches, one
 /// transfer at a time per node) to be caught under way.
 fn slow_handoff() -> ClusterOptions {
@@ -136,10 +144,7 @@ async fn traffic(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_joins_under_load_then_one_leaves_and_nothing_is_lost() {
-    let opts = ClusterOptions::default()
-        .set("DYNKV__MEMBERSHIP__GOSSIP_INTERVAL_MS", "200")
-        .set("DYNKV__MEMBERSHIP__CLEANUP_GRACE_MS", "1000");
-    let mut c = Cluster::start(3, opts).await;
+    let mut c = Cluster::start(3, quick_gossip()).await;
     load(&c, KEYS).await;
     let mut expected: BTreeMap<String, String> = (0..KEYS)
         .map(|i| (format!("k{i}"), format!("v{i}")))
@@ -304,10 +309,7 @@ async fn a_handoff_interrupted_by_kill_9_of_the_leaving_source_resumes_after_its
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_commits_at_once_leave_one_agreed_ring() {
-    let opts = ClusterOptions::default()
-        .set("DYNKV__MEMBERSHIP__GOSSIP_INTERVAL_MS", "200")
-        .set("DYNKV__MEMBERSHIP__CLEANUP_GRACE_MS", "1000");
-    let mut c = Cluster::start(3, opts).await;
+    let mut c = Cluster::start(3, quick_gossip()).await;
     let expected = load_keys(&c, "k", 2000, &[1, 2, 3]).await;
 
     let n4 = c.start_joiner().await;
@@ -407,10 +409,7 @@ async fn two_commits_at_once_leave_one_agreed_ring() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_down_through_a_change_adopts_the_new_ring_when_it_returns() {
-    let opts = ClusterOptions::default()
-        .set("DYNKV__MEMBERSHIP__GOSSIP_INTERVAL_MS", "200")
-        .set("DYNKV__MEMBERSHIP__CLEANUP_GRACE_MS", "1000");
-    let mut c = Cluster::start(3, opts).await;
+    let mut c = Cluster::start(3, quick_gossip()).await;
     let mut expected = load_keys(&c, "k", 2000, &[1, 2, 3]).await;
     let (_, old_view) = c.admin(3, "members", json!(null)).await;
 

@@ -228,25 +228,14 @@ fn merge_versions(
 
 impl Convergent for Map {
     fn merge(&mut self, other: &Self) {
-        let empty = Versions::new();
-        let mut merged = BTreeMap::new();
-        for (key, mine) in &self.entries {
-            let theirs = other.entries.get(key).unwrap_or(&empty);
-            let v = merge_versions(mine, &self.clock, theirs, &other.clock);
-            if !v.is_empty() {
-                merged.insert(key.clone(), v);
-            }
-        }
-        for (key, theirs) in &other.entries {
-            if self.entries.contains_key(key) {
-                continue;
-            }
-            let v = merge_versions(&empty, &self.clock, theirs, &other.clock);
-            if !v.is_empty() {
-                merged.insert(key.clone(), v);
-            }
-        }
-        self.entries = merged;
+        self.entries = crate::vv::merge_keyed(
+            &self.entries,
+            &self.clock,
+            &other.entries,
+            &other.clock,
+            merge_versions,
+            Versions::is_empty,
+        );
         self.clock.merge(&other.clock);
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::vv::{Dots, merge_dots};
+use crate::vv::{Dots, merge_dots, merge_keyed};
 use crate::{Convergent, Precondition, VersionVector};
 
 /// A set with add and remove where a concurrent add wins over a remove
@@ -81,25 +81,14 @@ impl OrSet {
 
 impl Convergent for OrSet {
     fn merge(&mut self, other: &Self) {
-        let mut merged = BTreeMap::new();
-        let empty = Dots::new();
-        for (elem, mine) in &self.entries {
-            let theirs = other.entries.get(elem).unwrap_or(&empty);
-            let dots = merge_dots(mine, &self.clock, theirs, &other.clock);
-            if !dots.is_empty() {
-                merged.insert(elem.clone(), dots);
-            }
-        }
-        for (elem, theirs) in &other.entries {
-            if self.entries.contains_key(elem) {
-                continue;
-            }
-            let dots = merge_dots(&empty, &self.clock, theirs, &other.clock);
-            if !dots.is_empty() {
-                merged.insert(elem.clone(), dots);
-            }
-        }
-        self.entries = merged;
+        self.entries = merge_keyed(
+            &self.entries,
+            &self.clock,
+            &other.entries,
+            &other.clock,
+            merge_dots,
+            Dots::is_empty,
+        );
         self.clock.merge(&other.clock);
     }
 }

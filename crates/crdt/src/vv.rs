@@ -78,6 +78,34 @@ impl Convergent for VersionVector {
 /// an actor supersedes its older one, which its clock has already seen.
 pub(crate) type Dots = BTreeMap<Actor, u64>;
 
+/// The ORSWOT merge of two keyed collections (set elements, map fields):
+/// every key's entries merged by `merge_one` against both clocks, keys
+/// whose merge is left empty dropped (removed on one side after the other
+/// saw them). Shared by [`crate::OrSet`] and [`crate::Map`].
+pub(crate) fn merge_keyed<K: Ord + Clone, V: Default>(
+    mine: &BTreeMap<K, V>,
+    my_clock: &VersionVector,
+    theirs: &BTreeMap<K, V>,
+    their_clock: &VersionVector,
+    merge_one: impl Fn(&V, &VersionVector, &V, &VersionVector) -> V,
+    is_empty: impl Fn(&V) -> bool,
+) -> BTreeMap<K, V> {
+    let empty = V::default();
+    let mut merged = BTreeMap::new();
+    let keys = mine
+        .keys()
+        .chain(theirs.keys().filter(|k| !mine.contains_key(*k)));
+    for key in keys {
+        let a = mine.get(key).unwrap_or(&empty);
+        let b = theirs.get(key).unwrap_or(&empty);
+        let v = merge_one(a, my_clock, b, their_clock);
+        if !is_empty(&v) {
+            merged.insert(key.clone(), v);
+        }
+    }
+    merged
+}
+
 /// The ORSWOT merge of one element's dots: a dot survives when both sides
 /// hold it, or when one side holds it and the other's clock has not seen it
 /// (the other simply has not received it yet, rather than removed it).
