@@ -63,6 +63,15 @@ fn slow_handoff() -> ClusterOptions {
         .set("DYNKV__ANTIENTROPY__ENABLED", "false")
 }
 
+/// Starts a new node and stages its join through n1; returns its number.
+async fn start_and_stage_a_joiner(c: &mut Cluster) -> usize {
+    let n = c.start_joiner().await;
+    let seed = c.node(1).cluster_addr();
+    let (s, v) = c.admin(n, "join", json!({ "seed": seed })).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    n
+}
+
 /// Waits until node `i` reports a transition with at least `started`
 /// transfers done and at least `left` still pending.
 async fn wait_handoff_under_way(c: &Cluster, i: usize, started: u64, left: u64) -> bool {
@@ -232,12 +241,7 @@ async fn a_handoff_interrupted_by_kill_9_of_the_receiver_resumes() {
     let expected: BTreeMap<String, String> = (0..4000)
         .map(|i| (format!("k{i}"), format!("v{i}")))
         .collect();
-    let n4 = c.start_joiner().await;
-    let seed = c.node(1).cluster_addr();
-    assert_eq!(
-        c.admin(n4, "join", json!({ "seed": seed })).await.0,
-        StatusCode::OK
-    );
+    let n4 = start_and_stage_a_joiner(&mut c).await;
     assert_eq!(c.admin(1, "commit", json!(null)).await.0, StatusCode::OK);
     // Wait until the transfer is under way but far from done.
     assert!(
@@ -312,10 +316,7 @@ async fn two_commits_at_once_leave_one_agreed_ring() {
     let mut c = Cluster::start(3, quick_gossip()).await;
     let expected = load_keys(&c, "k", 2000, &[1, 2, 3]).await;
 
-    let n4 = c.start_joiner().await;
-    let seed = c.node(1).cluster_addr();
-    let (s, v) = c.admin(n4, "join", json!({ "seed": seed })).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    let n4 = start_and_stage_a_joiner(&mut c).await;
     // Both committers know the staged join, so both have something to commit.
     let staged = poll(Duration::from_secs(20), || async {
         let (_, v) = c.admin(2, "members", json!(null)).await;
@@ -414,10 +415,7 @@ async fn a_node_down_through_a_change_adopts_the_new_ring_when_it_returns() {
     let (_, old_view) = c.admin(3, "members", json!(null)).await;
 
     c.kill(3);
-    let n4 = c.start_joiner().await;
-    let seed = c.node(1).cluster_addr();
-    let (s, v) = c.admin(n4, "join", json!({ "seed": seed })).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    let n4 = start_and_stage_a_joiner(&mut c).await;
     let (s, v) = c.admin(1, "commit", json!(null)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     // n3 being down must not hold the change up: its partitions have other
@@ -477,10 +475,7 @@ async fn the_transfers_view_names_what_moves_and_a_zero_limit_holds_it() {
     assert_eq!(v["code"], "bad_body", "{v}");
     assert!(v["error"].is_string(), "{v}");
 
-    let n4 = c.start_joiner().await;
-    let seed = c.node(1).cluster_addr();
-    let (s, v) = c.admin(n4, "join", json!({ "seed": seed })).await;
-    assert_eq!(s, StatusCode::OK, "{v}");
+    let n4 = start_and_stage_a_joiner(&mut c).await;
     let (s, v) = c.admin(1, "commit", json!(null)).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let in_progress = poll(Duration::from_secs(10), || async {

@@ -368,12 +368,7 @@ impl Membership {
     async fn change(&self, change: ClaimantChange) -> Result<Arc<ClusterState>, ChangeError> {
         let claimant = self.state().claimant().clone();
         if claimant == *self.me() {
-            if change == ClaimantChange::Commit {
-                // A claimant restored from an old disk first learns what
-                // the members know (a newer epoch makes it refuse).
-                self.gossip_all().await;
-            }
-            let s = self.change_as_claimant(&change)?;
+            let s = self.change_as_claimant(&change).await?;
             self.gossip_all().await;
             return Ok(s);
         }
@@ -395,10 +390,15 @@ impl Membership {
     }
 
     /// Applies `change` as the claimant (refused if this node is not it).
-    fn change_as_claimant(
+    /// Before a commit it learns what the members know: a claimant restored
+    /// from an old disk then sees the newer epoch and refuses.
+    async fn change_as_claimant(
         &self,
         change: &ClaimantChange,
     ) -> Result<Arc<ClusterState>, ChangeError> {
+        if *change == ClaimantChange::Commit {
+            self.gossip_all().await;
+        }
         let me = self.me().clone();
         let s = self.update(|s| {
             let claimant = s.claimant();
@@ -572,7 +572,7 @@ impl Membership {
             }
         }
         progressed |= self.maybe_hand_over_hints(cx).await;
-        let is_up = |n: &NodeId| *n == me || self.coord.health().is_up(n);
+        let is_up = |n: &NodeId| self.believes_up(n);
         let before = self.state();
         let _ = self.update(|s| {
             let s = s.record_complete(n_val, is_up);
@@ -588,6 +588,13 @@ impl Membership {
         }
     }
 
+    /// Whether this node takes `n` to be up: itself always, a peer as the
+    /// failure detector says. What decides a transfer complete, a leaver's
+    /// hints owed, and where a leaver's hints go.
+    fn believes_up(&self, n: &NodeId) -> bool {
+        n == self.me() || self.coord.health().is_up(n)
+    }
+
     /// The streams of the running transition this node still owes: it is
     /// a current replica of the partition and has not streamed it yet.
     fn my_streams(&self, state: &ClusterState) -> Vec<Transfer> {
@@ -595,12 +602,7 @@ impl Membership {
         state
             .pending_transfers(self.config.n_val)
             .into_iter()
-            .filter(|t| {
-                t.sources.contains(me)
-                    && !state
-                        .streamed
-                        .contains(&(t.partition, t.target.clone(), me.clone()))
-            })
+            .filter(|t| t.sources.contains(me) && !state.has_streamed(t, me))
             .collect()
     }
 
@@ -645,7 +647,7 @@ impl Membership {
                 let keepers: Vec<&NodeId> = next
                     .members()
                     .iter()
-                    .filter(|m| **m != me && **m != owner && self.coord.health().is_up(m))
+                    .filter(|m| **m != me && **m != owner && self.believes_up(m))
                     .collect();
                 let Some(keeper) = keepers
                     .get(dynkv_ring::key_hash(&h.key) as usize % keepers.len().max(1))
@@ -954,7 +956,7 @@ impl Membership {
     pub fn transfers_view(&self) -> serde_json::Value {
         let s = self.state();
         let me = self.me();
-        let is_up = |n: &NodeId| n == me || self.coord.health().is_up(n);
+        let is_up = |n: &NodeId| self.believes_up(n);
         let local = self.transfers.lock().clone();
         let pending = s.pending_transfers(self.config.n_val).len();
         let rows: Vec<serde_json::Value> = s
@@ -966,10 +968,7 @@ impl Membership {
                 let streamed: Vec<&NodeId> = t
                     .sources
                     .iter()
-                    .filter(|src| {
-                        s.streamed
-                            .contains(&(t.partition, t.target.clone(), (*src).clone()))
-                    })
+                    .filter(|src| s.has_streamed(&t, src))
                     .collect();
                 let waiting: Vec<&NodeId> = t
                     .sources
@@ -1066,11 +1065,9 @@ impl Handler<ClaimantChange> for Membership {
         req: ClaimantChange,
         _: CallContext,
     ) -> Result<ClusterStateReply, RemoteError> {
-        if req == ClaimantChange::Commit {
-            self.gossip_all().await;
-        }
         let s = self
             .change_as_claimant(&req)
+            .await
             .map_err(|e| RemoteError::Refused(e.to_string()))?;
         // Spread it without holding up the answer.
         let m = self.clone();

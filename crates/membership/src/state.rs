@@ -92,9 +92,9 @@ pub struct Member {
     pub status: MemberStatus,
 }
 
-/// A transfer the transition needs: `partition`'s data must reach `target`,
-/// from one of `sources` (in order of preference: replicas that are
-/// leaving the partition first).
+/// A transfer the transition needs: `partition`'s data must reach `target`
+/// from every one of `sources` that is up (the current replicas, those
+/// leaving the partition listed first).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transfer {
     /// The partition.
@@ -513,10 +513,7 @@ impl ClusterState {
     pub fn record_complete(&self, n_val: usize, is_up: impl Fn(&NodeId) -> bool) -> ClusterState {
         let mut s = self.clone();
         for t in self.pending_transfers(n_val) {
-            let streamed = |src: &NodeId| {
-                self.streamed
-                    .contains(&(t.partition, t.target.clone(), src.clone()))
-            };
+            let streamed = |src: &NodeId| self.has_streamed(&t, src);
             let any = t.sources.iter().any(streamed);
             if any && t.sources.iter().all(|src| streamed(src) || !is_up(src)) {
                 s.done.insert((t.partition, t.target));
@@ -525,7 +522,15 @@ impl ClusterState {
         s
     }
 
-    /// Records a complete transfer (as [`ClusterState::record_complete`] would).
+    /// Whether `source` has streamed its copy for transfer `t`.
+    pub fn has_streamed(&self, t: &Transfer, source: &NodeId) -> bool {
+        self.streamed
+            .contains(&(t.partition, t.target.clone(), source.clone()))
+    }
+
+    /// Records a complete transfer (as [`ClusterState::record_complete`]
+    /// would), for tests that skip the streams.
+    #[cfg(test)]
     pub fn record_done(&self, partition: u32, target: &NodeId) -> ClusterState {
         let mut s = self.clone();
         if s.next.is_some() {
