@@ -199,7 +199,7 @@ impl Replica {
         let Some(next) = self.next_ring.load_full() else {
             return Vec::new();
         };
-        let n = self.n_val.min(next.members().len());
+        let n = self.n_in(&next);
         next.preference_list(placement.partition, n)
             .into_iter()
             .filter(|t| !placement.primaries.contains(t) && **t != self.me)
@@ -226,8 +226,7 @@ impl Replica {
     pub fn is_replica_of(&self, node: &NodeId, key: &[u8]) -> bool {
         let hash = dynkv_ring::key_hash(key);
         let in_ring = |ring: &Ring| {
-            let n = self.n_val.min(ring.members().len()).max(1);
-            ring.preference_list(ring.partition_of_hash(hash), n)
+            ring.preference_list(ring.partition_of_hash(hash), self.n_in(ring))
                 .contains(&node)
         };
         in_ring(&self.ring.load()) || self.next_ring.load().as_deref().is_some_and(in_ring)
@@ -250,7 +249,12 @@ impl Replica {
     /// Replicas per key with the current membership: N, or fewer while the
     /// cluster has fewer than N nodes.
     pub fn effective_n(&self) -> usize {
-        self.n_val.min(self.ring.load().members().len()).max(1)
+        self.n_in(&self.ring.load())
+    }
+
+    /// Replicas per key in `ring`: N, or fewer while it has fewer members.
+    fn n_in(&self, ring: &Ring) -> usize {
+        self.n_val.min(ring.members().len()).max(1)
     }
 
     /// The key's partition, hash, primaries and fallbacks.
