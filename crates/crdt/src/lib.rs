@@ -44,19 +44,23 @@
 //! after it changes nothing).
 
 mod counter;
+pub mod datatype;
 mod flag;
 mod gset;
 mod hll;
 mod map;
+pub mod op;
 mod orset;
 mod register;
 mod vv;
 
 pub use counter::Counter;
+pub use datatype::{CONTENT_TYPE, DataType, DecodeError, Kind};
 pub use flag::Flag;
 pub use gset::GSet;
 pub use hll::{DEFAULT_PRECISION, Hll, InvalidPrecision, MAX_PRECISION, MIN_PRECISION};
 pub use map::{Field, FieldType, Map, Value};
+pub use op::{FieldOp, MapOp, Op, SetOp, Update, UpdateError};
 pub use orset::OrSet;
 pub use register::Register;
 pub use vv::{Dot, VersionVector};
