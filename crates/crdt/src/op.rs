@@ -474,7 +474,7 @@ mod tests {
             m.get("counter", FieldType::Counter),
             Some(Value::Counter({
                 let mut c = crate::Counter::new();
-                c.increment("x", 2);
+                c.increment("a", 2);
                 c
             }))
         );
