@@ -51,6 +51,7 @@ impl From<QuorumError> for ApiError {
             QuorumError::ObjectTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             QuorumError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             QuorumError::InsufficientStorage { .. } => StatusCode::INSUFFICIENT_STORAGE,
+            QuorumError::Precondition(_) => StatusCode::PRECONDITION_FAILED,
         };
         let quorum = match &e {
             QuorumError::NotEnough { needed, acked, .. } => Some((*needed, *acked)),

@@ -332,6 +332,7 @@ async fn write(
         idempotency_key,
         n_val: None,
         supersede: false,
+        datatype_op: None,
     };
     let outcome = state.coord.put(req).await?;
     let object = &outcome.object;

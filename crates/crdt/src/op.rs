@@ -38,6 +38,9 @@ pub struct Update {
     pub op: Op,
     /// What the client had read (removes need it).
     pub context: Option<VersionVector>,
+    /// The precision of a sketch this update creates (the bucket's
+    /// `hll_precision`); ignored by other types and by existing sketches.
+    pub hll_precision: u8,
 }
 
 /// An operation on one top-level type.
@@ -208,15 +211,15 @@ impl NestedRemoves {
 }
 
 /// Applies `update` on behalf of `actor` at time `now` (register
-/// timestamps) to `state` (`None`: nothing stored yet, a new sketch gets
-/// `hll_precision`), returning the new state. On error nothing changes.
+/// timestamps) to `state` (`None`: nothing stored yet), returning the new
+/// state. On error nothing changes.
 pub fn apply(
     state: Option<DataType>,
     update: &Update,
     actor: &str,
     now: u64,
-    hll_precision: u8,
 ) -> Result<DataType, UpdateError> {
+    let hll_precision = update.hll_precision;
     let kind = update.op.kind();
     let mut state = match state {
         Some(s) => s,
@@ -367,19 +370,16 @@ mod tests {
     }
 
     fn upd(op: Op, context: Option<VersionVector>) -> Update {
-        Update { op, context }
+        Update {
+            op,
+            context,
+            hll_precision: 14,
+        }
     }
 
     #[test]
     fn set_removes_need_a_context_or_something_to_remove() {
-        let s = apply(
-            None,
-            &upd(Op::Set(set_op(&["X", "Y"], &[])), None),
-            "a",
-            1,
-            14,
-        )
-        .unwrap();
+        let s = apply(None, &upd(Op::Set(set_op(&["X", "Y"], &[])), None), "a", 1).unwrap();
         let ctx = s.context();
         // Without a context, removing what is absent is riak_dt's precondition.
         let e = apply(
@@ -387,7 +387,6 @@ mod tests {
             &upd(Op::Set(set_op(&[], &["Q"])), None),
             "a",
             1,
-            14,
         );
         assert_eq!(e, Err(UpdateError::NotPresent("Q".into())));
         assert_eq!(e.unwrap_err().to_string(), "{precondition,{not_present,Q}}");
@@ -397,7 +396,6 @@ mod tests {
             &upd(Op::Set(set_op(&[], &["Q"])), Some(ctx.clone())),
             "a",
             1,
-            14,
         )
         .unwrap();
         assert_eq!(elems(&s2), ["X", "Y"]);
@@ -407,7 +405,6 @@ mod tests {
             &upd(Op::Set(set_op(&["X"], &["X"])), Some(ctx.clone())),
             "a",
             1,
-            14,
         )
         .unwrap();
         assert_eq!(elems(&s3), ["X", "Y"]);
@@ -416,7 +413,6 @@ mod tests {
             &upd(Op::Set(set_op(&[], &["X"])), Some(ctx)),
             "a",
             1,
-            14,
         )
         .unwrap();
         assert_eq!(elems(&s4), ["Y"]);
@@ -424,7 +420,7 @@ mod tests {
 
     #[test]
     fn a_context_ahead_of_the_replica_is_refused() {
-        let s = apply(None, &upd(Op::Set(set_op(&["X"], &[])), None), "a", 1, 14).unwrap();
+        let s = apply(None, &upd(Op::Set(set_op(&["X"], &[])), None), "a", 1).unwrap();
         let mut ahead = s.context();
         ahead.next_dot("b");
         let e = apply(
@@ -432,7 +428,6 @@ mod tests {
             &upd(Op::Set(set_op(&[], &["X"])), Some(ahead)),
             "a",
             1,
-            14,
         );
         assert_eq!(e, Err(UpdateError::UnseenContext));
     }
@@ -451,7 +446,6 @@ mod tests {
             ),
             "a",
             1,
-            14,
         )
         .unwrap();
         let ctx = m.context();
@@ -466,7 +460,6 @@ mod tests {
             ),
             "a",
             2,
-            14,
         )
         .unwrap();
         let DataType::Map(m) = m else { panic!() };
@@ -482,9 +475,9 @@ mod tests {
 
     #[test]
     fn wrong_types_and_mismatched_fields_are_refused() {
-        let c = apply(None, &upd(Op::Counter(1), None), "a", 1, 14).unwrap();
+        let c = apply(None, &upd(Op::Counter(1), None), "a", 1).unwrap();
         assert!(matches!(
-            apply(Some(c), &upd(Op::Set(SetOp::default()), None), "a", 1, 14),
+            apply(Some(c), &upd(Op::Set(SetOp::default()), None), "a", 1),
             Err(UpdateError::WrongType {
                 stored: "counter",
                 op: "set"
@@ -495,7 +488,7 @@ mod tests {
             update: vec![(("f".into(), FieldType::Flag), FieldOp::Counter(1))],
         };
         assert!(matches!(
-            apply(None, &upd(Op::Map(bad), None), "a", 1, 14),
+            apply(None, &upd(Op::Map(bad), None), "a", 1),
             Err(UpdateError::Malformed(_))
         ));
     }
@@ -515,8 +508,8 @@ mod tests {
         assert_eq!(Update::decode(&u.encode()).unwrap(), u);
         assert!(Update::decode(&[]).is_err() && Update::decode(&[7]).is_err());
         // Two actors add concurrently; merging in either order agrees.
-        let a = apply(None, &upd(Op::Set(set_op(&["x"], &[])), None), "a", 1, 14).unwrap();
-        let b = apply(None, &upd(Op::Set(set_op(&["y"], &[])), None), "b", 1, 14).unwrap();
+        let a = apply(None, &upd(Op::Set(set_op(&["x"], &[])), None), "a", 1).unwrap();
+        let b = apply(None, &upd(Op::Set(set_op(&["y"], &[])), None), "b", 1).unwrap();
         let (mut ab, mut ba) = (a.clone(), b.clone());
         ab.merge(&b);
         ba.merge(&a);

@@ -63,6 +63,7 @@
 //! snapshots, the store serialises writers per key, and fan-out runs on
 //! spawned tasks that report through channels.
 
+pub mod datatype;
 pub mod epoch;
 pub mod handoff;
 pub mod idempotency;
@@ -250,6 +251,12 @@ pub enum QuorumError {
         /// What its store said.
         detail: String,
     },
+    /// A data type operation's precondition failed at the coordinating
+    /// replica (a remove of what is not there, a context this replica has
+    /// not caught up with, an operation for another type): nothing was
+    /// written (412).
+    #[error("{0}")]
+    Precondition(String),
 }
 
 fn detail_suffix(detail: &[(NodeId, String)]) -> String {
@@ -273,6 +280,7 @@ impl QuorumError {
             QuorumError::ObjectTooLarge { .. } => "object_too_large",
             QuorumError::Storage(_) => "storage_error",
             QuorumError::InsufficientStorage { .. } => "insufficient_storage",
+            QuorumError::Precondition(_) => "precondition_failed",
         }
     }
 
@@ -311,6 +319,7 @@ impl QuorumError {
                     detail: message,
                 }
             }
+            RemoteError::Precondition(m) => QuorumError::Precondition(m),
             other => QuorumError::Unavailable(other.to_string()),
         }
     }
@@ -349,6 +358,7 @@ impl From<QuorumError> for RemoteError {
                 node,
                 message: detail,
             },
+            QuorumError::Precondition(m) => RemoteError::Precondition(m),
         }
     }
 }
@@ -700,6 +710,14 @@ impl Coordinator {
         deadline: Instant,
         why: String,
     ) -> Result<WriteOutcome, QuorumError> {
+        if req.datatype_op.is_some() {
+            // A fallback's actor numbers from the hints it holds, which
+            // need not hold its own earlier data type dots: only a primary
+            // mints them, from the states it stores.
+            return Err(QuorumError::Unavailable(format!(
+                "{why}; a data type update needs a primary replica of the key"
+            )));
+        }
         let order: Vec<NodeId> = placement
             .fallbacks
             .iter()
@@ -759,6 +777,11 @@ impl Coordinator {
         if placement.primaries.is_empty() {
             return Err(QuorumError::Unavailable("the key has no primary".into()));
         }
+        if req.datatype_op.is_some() {
+            return Err(QuorumError::Unavailable(
+                "a data type update needs a primary replica of the key".into(),
+            ));
+        }
         // Numbering and storing happen under one lock per key: two
         // fallback writes of a key here must not take the same dot.
         let stripe = (placement.hash as usize) % self.fallback_locks.len();
@@ -793,6 +816,7 @@ impl Coordinator {
             content: req.content.clone(),
             idempotency_key: req.idempotency_key.clone(),
             supersede: req.supersede,
+            datatype_op: req.datatype_op.clone(),
             window: self.config.idempotency_window,
             max_siblings: self.config.max_siblings,
             max_object_bytes: self.config.max_object_bytes,
@@ -911,6 +935,7 @@ impl Coordinator {
             content: req.content.clone(),
             idempotency_key: req.idempotency_key.clone(),
             supersede: req.supersede,
+            datatype_op: req.datatype_op.clone(),
             window: self.config.idempotency_window,
             max_siblings: self.config.max_siblings,
             max_object_bytes: self.config.max_object_bytes,

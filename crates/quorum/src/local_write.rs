@@ -14,6 +14,11 @@
 //!   repeat. (A context may still claim versions of another actor it never
 //!   saw; signing contexts so that only the cluster's own are accepted is
 //!   the answer to that.)
+//! - **Data type operations are applied here** ([`datatype`]): the
+//!   operation is applied with this replica's actor to the merge of every
+//!   live sibling stored here, under the store's per-key atomicity, and the
+//!   result supersedes all of them: each actor's dots are minted in one
+//!   causal chain, never from a state read elsewhere.
 //! - **Caps** (Riak's `max_siblings`, and an object size limit): a write
 //!   that would leave more siblings or more bytes than allowed is refused
 //!   with nothing stored, so no object ever outgrows what replication,
@@ -44,6 +49,9 @@ pub(crate) struct LocalWrite {
     pub idempotency_key: Option<String>,
     /// Replace every sibling stored here (Riak `allow_mult=false`).
     pub supersede: bool,
+    /// A data type operation (encoded `dynkv_crdt::Update`) whose result
+    /// becomes the content's value.
+    pub datatype_op: Option<bytes::Bytes>,
     /// How long idempotency records last.
     pub window: Duration,
     /// Most siblings a write may leave.
@@ -85,11 +93,19 @@ pub(crate) fn apply(stored: Option<Object>, w: &LocalWrite, now: u64) -> (Option
         ));
         return (unchanged(cur), Step::Refused(e));
     }
-    // Superseding writes have seen everything stored here.
-    let context = if w.supersede {
+    // Superseding writes (and data type updates, which merge every
+    // sibling) have seen everything stored here.
+    let context = if w.supersede || w.datatype_op.is_some() {
         w.context.merge(&known)
     } else {
         w.context.clone()
+    };
+    let content = match &w.datatype_op {
+        None => w.content.clone(),
+        Some(op) => match crate::datatype::apply(&cur, op, &w.actor, now, &w.content) {
+            Ok(c) => c,
+            Err(e) => return (unchanged(cur), Step::Refused(e)),
+        },
     };
     if let Some(k) = &w.idempotency_key
         && idempotency::seen(&cur, k, now, w.window)
@@ -100,7 +116,7 @@ pub(crate) fn apply(stored: Option<Object>, w: &LocalWrite, now: u64) -> (Option
         &context,
         &cur,
         &w.actor,
-        w.content.clone(),
+        content,
         w.idempotency_key.as_deref(),
         now,
         w.window,
@@ -138,6 +154,7 @@ mod tests {
             content: Content::value(value.to_string(), "text/plain", 1),
             idempotency_key: None,
             supersede: false,
+            datatype_op: None,
             window: Duration::from_secs(600),
             max_siblings: 3,
             max_object_bytes: 1 << 20,

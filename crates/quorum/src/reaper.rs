@@ -942,6 +942,7 @@ mod tests {
                     idempotency_key: None,
                     n_val: None,
                     supersede: false,
+                    datatype_op: None,
                 };
                 self.node(i).put(req).await.unwrap().object
             }
@@ -1082,6 +1083,7 @@ mod tests {
                 idempotency_key: None,
                 n_val: None,
                 supersede: false,
+                datatype_op: None,
             };
             nodes.node(1).put(req).await.unwrap();
             let config = now_config();

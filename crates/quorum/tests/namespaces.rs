@@ -50,6 +50,7 @@ fn write(key: &[u8], value: &str, n_val: Option<u32>, supersede: bool) -> WriteR
         idempotency_key: None,
         n_val,
         supersede,
+        datatype_op: None,
     }
 }
 

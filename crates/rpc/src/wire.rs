@@ -237,6 +237,10 @@ pub enum RemoteError {
         /// The limit.
         max: u64,
     },
+    /// A data type operation's precondition failed at the coordinator
+    /// (riak_dt's `{precondition, ...}`): nothing was written.
+    #[error("{0}")]
+    Precondition(String),
     /// An error code this build does not know (a newer peer).
     #[error("remote error {code}: {message}")]
     Other {
@@ -310,6 +314,7 @@ impl RemoteError {
             RemoteError::HintBytesFull { .. } => 15,
             RemoteError::InsufficientStorage { .. } => 16,
             RemoteError::NotReplica { .. } => 17,
+            RemoteError::Precondition(_) => 18,
             RemoteError::Other { code, .. } => *code,
         }
     }
@@ -354,7 +359,8 @@ impl WireForm for RemoteError {
             | RemoteError::BadRequest(s)
             | RemoteError::Storage(s)
             | RemoteError::Refused(s)
-            | RemoteError::BadContext(s) => w.message = s.clone(),
+            | RemoteError::BadContext(s)
+            | RemoteError::Precondition(s) => w.message = s.clone(),
             RemoteError::TooManySiblings { count: a, max: b }
             | RemoteError::ObjectTooLarge { bytes: a, max: b } => {
                 w.a = *a;
@@ -439,6 +445,7 @@ impl WireForm for RemoteError {
             17 => RemoteError::NotReplica {
                 node: NodeId::from(w.node),
             },
+            18 => RemoteError::Precondition(w.message),
             code => RemoteError::Other {
                 code,
                 message: w.message,
@@ -504,6 +511,7 @@ mod tests {
             RemoteError::NotReplica {
                 node: NodeId::from("n3"),
             },
+            RemoteError::Precondition("{precondition,{not_present,x}}".into()),
             RemoteError::Other {
                 code: 999,
                 message: "new".into(),

@@ -217,6 +217,7 @@ impl RiakError {
                 Self::new(StatusCode::INSUFFICIENT_STORAGE, e.to_string())
             }
             QuorumError::Unavailable(m) => Self::new(StatusCode::SERVICE_UNAVAILABLE, m),
+            QuorumError::Precondition(m) => Self::new(StatusCode::PRECONDITION_FAILED, m),
             e @ (QuorumError::NotEnough { .. } | QuorumError::Stale { .. }) => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
             }

@@ -641,6 +641,7 @@ async fn write(
         idempotency_key: None,
         n_val: Some(n as u32),
         supersede: props.resolves_siblings(),
+        datatype_op: None,
     };
     state
         .coord

@@ -117,6 +117,7 @@ async fn write_stored(state: &AppState, bucket: &[u8], content: Content) -> Resu
         idempotency_key: None,
         n_val: None,
         supersede: true,
+        datatype_op: None,
     };
     state
         .coord

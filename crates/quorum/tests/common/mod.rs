@@ -99,6 +99,7 @@ pub fn write(
         idempotency_key: None,
         n_val: None,
         supersede: false,
+        datatype_op: None,
     }
 }
 

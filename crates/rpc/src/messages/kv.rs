@@ -403,6 +403,11 @@ pub struct WriteRequest {
     /// context had seen them all (Riak buckets with `allow_mult=false` or
     /// `last_write_wins`): repeated writes then never pile up siblings.
     pub supersede: bool,
+    /// A convergent data type operation (`dynkv_crdt::Update`, encoded):
+    /// the coordinating primary applies it with its own actor to the merge
+    /// of the states it holds and stores the result as `content`'s value,
+    /// superseding them. `None`: an ordinary write of `content`.
+    pub datatype_op: Option<Bytes>,
 }
 
 /// The protobuf form of a [`WriteRequest`].
@@ -435,6 +440,10 @@ pub struct WireWriteRequest {
     /// Replace every sibling the coordinator holds.
     #[prost(bool, tag = "9")]
     pub supersede: bool,
+    /// A data type operation (absent: an ordinary write, as older nodes
+    /// send).
+    #[prost(bytes = "bytes", optional, tag = "10")]
+    pub datatype_op: Option<Bytes>,
 }
 
 impl WireForm for WriteRequest {
@@ -451,6 +460,7 @@ impl WireForm for WriteRequest {
             idempotency_key: self.idempotency_key.clone(),
             n_val: self.n_val,
             supersede: self.supersede,
+            datatype_op: self.datatype_op.clone(),
         }
     }
 
@@ -470,6 +480,7 @@ impl WireForm for WriteRequest {
             idempotency_key: w.idempotency_key,
             n_val: w.n_val,
             supersede: w.supersede,
+            datatype_op: w.datatype_op,
         })
     }
 }
@@ -779,6 +790,7 @@ mod tests {
             idempotency_key: Some("idem-1".into()),
             n_val: Some(2),
             supersede: true,
+            datatype_op: None,
         }
     }
 
@@ -911,10 +923,20 @@ mod tests {
             n_val: None,
             sloppy: false,
             supersede: false,
+            datatype_op: None,
             content: Content::tombstone(1),
             ..write_request()
         };
         round_trip(Coordinate(blind));
+        let datatype = WriteRequest {
+            datatype_op: Some(Bytes::from_static(b"\x01op")),
+            ..write_request()
+        };
+        round_trip(Coordinate(datatype));
+        // An older node's write has no operation: an ordinary write.
+        let mut older = write_request().to_wire();
+        older.datatype_op = None;
+        assert_eq!(WriteRequest::from_wire(older).unwrap().datatype_op, None);
         round_trip(WriteOutcome {
             object: testutil::object(),
             replayed: false,
