@@ -26,6 +26,17 @@ impl VersionVector {
         Self::default()
     }
 
+    /// A vector from (actor, count) pairs (the greatest count per actor;
+    /// zero counts are dropped): how a client's context comes back.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (Actor, u64)>) -> Self {
+        let mut m = BTreeMap::new();
+        for (a, c) in pairs.into_iter().filter(|(_, c)| *c > 0) {
+            let e = m.entry(a).or_insert(0);
+            *e = c.max(*e);
+        }
+        VersionVector(m)
+    }
+
     /// How many updates of `actor` have been seen (0 if none).
     pub fn get(&self, actor: &str) -> u64 {
         self.0.get(actor).copied().unwrap_or(0)

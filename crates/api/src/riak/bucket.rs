@@ -41,6 +41,11 @@ pub struct BucketProps {
     pub notfound_ok: bool,
     /// With `notfound_ok=false`, stop at a majority of "not found".
     pub basic_quorum: bool,
+    /// The convergent data type the bucket holds (`counter`, `set`,
+    /// `gset`, `map`, `hll`), if any.
+    pub datatype: Option<String>,
+    /// Precision of the bucket's HyperLogLogs (Riak's default: 14).
+    pub hll_precision: Option<u8>,
     /// Every property explicitly set, as stored (unknown ones included).
     set: Map<String, Value>,
 }
@@ -60,6 +65,8 @@ impl BucketProps {
             pw: QuorumParam::Num(0),
             notfound_ok: true,
             basic_quorum: false,
+            datatype: None,
+            hll_precision: None,
             set: Map::new(),
         }
     }
@@ -131,7 +138,23 @@ impl BucketProps {
                 "precommit" | "postcommit" if v.as_array().is_some_and(|a| !a.is_empty()) => {
                     Some(bad("commit hooks are not supported by dynkv"))
                 }
-                "datatype" => Some(bad("datatypes are not supported by dynkv")),
+                "datatype" => match v
+                    .as_str()
+                    .filter(|s| dynkv_crdt::Kind::from_name(s).is_some())
+                {
+                    Some(t) => {
+                        p.datatype = Some(t.to_string());
+                        None
+                    }
+                    None => Some(bad("must be one of counter, set, gset, map, hll")),
+                },
+                "hll_precision" => match v.as_u64() {
+                    Some(n @ 4..=16) => {
+                        p.hll_precision = Some(n as u8);
+                        None
+                    }
+                    _ => Some(bad("must be an integer from 4 to 16")),
+                },
                 "consistent" | "write_once" if as_bool(v) == Some(true) => {
                     Some(bad("not supported by dynkv"))
                 }

@@ -48,9 +48,12 @@
 //! `GET|HEAD|PUT|POST|DELETE /buckets/{b}/keys/{k}`, `POST /buckets/{b}/keys`,
 //! `GET /buckets/{b}/keys?keys=true|stream`, `GET|PUT|DELETE
 //! /buckets/{b}/props`, `GET /buckets?buckets=true|stream`, the same under
-//! `/types/default/...`, and `GET /ping`, `/stats`, `/`.
+//! `/types/default/...`, `GET|POST /types/{t}/buckets/{b}/datatypes/{k}`
+//! and `POST /types/{t}/buckets/{b}/datatypes` ([`datatypes`]), and
+//! `GET /ping`, `/stats`, `/`.
 
 pub mod bucket;
+pub mod datatypes;
 mod info;
 pub mod listing;
 pub mod namespace;
@@ -64,7 +67,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use dynkv_quorum::QuorumError;
 
 use crate::AppState;
@@ -89,7 +92,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .put(observed(m, "riak_props", props::put))
         .delete(observed(m, "riak_props", props::delete));
     let buckets = get(observed(m, "riak_list_buckets", listing::buckets));
+    let datatype = get(observed(m, "riak_dt_fetch", datatypes::fetch)).post(observed(
+        m,
+        "riak_dt_update",
+        datatypes::update,
+    ));
+    let new_datatype = post(observed(m, "riak_dt_update", datatypes::update_new));
     let objects = Router::new()
+        .route("/types/{type}/buckets/{bucket}/datatypes/{key}", datatype)
+        .route("/types/{type}/buckets/{bucket}/datatypes", new_datatype)
         .route("/buckets/{bucket}/keys/{key}", object.clone())
         .route("/types/{type}/buckets/{bucket}/keys/{key}", object)
         .route("/buckets/{bucket}/keys", keys.clone())

@@ -90,7 +90,7 @@ fn visible<'a>(riak: &Riak, o: &'a Object, props: &BucketProps) -> Vec<&'a Conte
 }
 
 /// Replicas of a bucket's keys with the current membership.
-fn bucket_n(state: &AppState, props: &BucketProps) -> usize {
+pub(super) fn bucket_n(state: &AppState, props: &BucketProps) -> usize {
     props.n_val.min(state.coord.effective_n()).max(1)
 }
 
@@ -104,7 +104,7 @@ fn n_val_violation(n: usize) -> RiakError {
 // Reads.
 
 /// Validated read parameters.
-struct ReadParams {
+pub(super) struct ReadParams {
     r: usize,
     pr: usize,
     timeout: Duration,
@@ -112,7 +112,7 @@ struct ReadParams {
     basic_quorum: bool,
 }
 
-fn read_params(
+pub(super) fn read_params(
     state: &AppState,
     props: &BucketProps,
     q: &Params,
@@ -137,7 +137,7 @@ fn read_params(
 }
 
 /// Reads a key with Riak's R, PR, notfound_ok and basic_quorum.
-async fn read(
+pub(super) async fn read(
     state: &AppState,
     key: &Bytes,
     p: &ReadParams,
@@ -499,13 +499,13 @@ fn check_preconditions(
 }
 
 /// Validated write parameters.
-struct WriteParams {
-    required: usize,
-    pw: usize,
-    timeout: Duration,
+pub(super) struct WriteParams {
+    pub(super) required: usize,
+    pub(super) pw: usize,
+    pub(super) timeout: Duration,
 }
 
-fn write_params(
+pub(super) fn write_params(
     state: &AppState,
     props: &BucketProps,
     q: &Params,

@@ -154,7 +154,15 @@ pub fn parse_vclock(
     if s.is_empty() {
         return Ok(None);
     }
-    let decoded = if s.len() > MAX_CONTEXT_TOKEN_LEN {
+    decode_vclock(s, key).map(Some).map_err(|e| {
+        RiakError::bad_request(format!("bad_context: Invalid X-Riak-Vclock header: {e}"))
+    })
+}
+
+/// Decodes and verifies a context in `X-Riak-Vclock`'s form (also a data
+/// type's `"context"`).
+pub fn decode_vclock(s: &str, key: &ContextKey) -> Result<VersionVector, ContextError> {
+    if s.len() > MAX_CONTEXT_TOKEN_LEN {
         Err(ContextError::TooLong(s.len()))
     } else {
         STANDARD_ANY_PAD
@@ -162,10 +170,7 @@ pub fn parse_vclock(
             .or_else(|_| URL_SAFE_ANY_PAD.decode(s))
             .map_err(|_| ContextError::NotBase64)
             .and_then(|payload| decode_context_payload(&payload, key))
-    };
-    decoded.map(Some).map_err(|e| {
-        RiakError::bad_request(format!("bad_context: Invalid X-Riak-Vclock header: {e}"))
-    })
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,263 @@
+//! Convergent data types over HTTP, as `riak_kv_wm_crdt` serves them:
+//! `GET /types/{t}/buckets/{b}/datatypes/{k}` (fetch) and
+//! `POST /types/{t}/buckets/{b}/datatypes[/{k}]` (update; without a key
+//! the server picks one and answers `201` with `Location`).
+//!
+//! ## Where the work happens
+//! A fetch is an ordinary quorum read whose siblings (concurrent states)
+//! are merged with the CRDT merge ([`dynkv_quorum::datatype::merged_state`]).
+//! An update is an ordinary write carrying the operation
+//! ([`dynkv_rpc::messages::WriteRequest::datatype_op`]): the coordinating
+//! primary applies it with its own actor to the merge of the states it
+//! holds, and replicates the result with the request's W. This node never
+//! applies an operation to a state it read from others.
+//!
+//! ## Contexts
+//! A set's or map's answer carries `"context"`: its version vector, signed
+//! and encoded exactly like `X-Riak-Vclock`, so a client cannot forge one
+//! (a forged or altered context is a 400 `bad_context`). Removes with a
+//! context remove what it saw; without one, what the coordinator holds,
+//! and removing what is not there is `412` with riak_dt's
+//! `{precondition,{not_present,X}}` (Riak itself answers 500 with that
+//! text).
+//!
+//! ## Parameters
+//! Fetch: `r`, `pr`, `notfound_ok`, `basic_quorum`, `timeout`,
+//! `include_context` (default true). Update: `w`, `dw`, `pw`, `timeout`,
+//! `returnbody` (default false, as in Riak), `include_context`.
+//!
+//! ## Which type a bucket holds
+//! [`bucket_datatype`] reads the bucket's `datatype` and `hll_precision`
+//! properties; a bucket without one answers Riak's 400 `Bucket datatype
+//! 'undefined' is not a supported type.`
+
+mod json;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dynkv_crdt::{DEFAULT_PRECISION, DataType, Kind, Update};
+use dynkv_quorum::datatype::merged_state;
+use dynkv_rpc::messages::{Quorum, WriteRequest};
+use dynkv_vclock::{Content, ContextKey, Object};
+
+use super::RiakError;
+use super::bucket::BucketProps;
+use super::object::{bucket_n, read, read_params, write_params};
+use super::request::{Target, decode_vclock, vclock_header};
+use super::shared::Riak;
+use crate::AppState;
+use crate::http::codec::{quote_plus, random_id};
+use crate::http::input;
+use crate::http::params::Params;
+
+/// The data type a bucket holds and its sketches' precision, from its
+/// properties; `None`: not a data type bucket.
+pub fn bucket_datatype(props: &BucketProps) -> Option<(Kind, u8)> {
+    let kind = Kind::from_name(props.datatype.as_deref()?)?;
+    Some((kind, props.hll_precision.unwrap_or(DEFAULT_PRECISION)))
+}
+
+/// The bucket's type, or Riak's refusal.
+fn datatype_of(props: &BucketProps) -> Result<(Kind, u8), RiakError> {
+    bucket_datatype(props).ok_or_else(|| {
+        RiakError::bad_request("Bucket datatype 'undefined' is not a supported type.")
+    })
+}
+
+/// The signed context token of a state.
+fn context_token(state: &DataType, key: &ContextKey) -> String {
+    let vv = dynkv_vclock::VersionVector::from_pairs(
+        state.context().iter().map(|(a, c)| (a.clone(), c)),
+    );
+    vclock_header(&vv, key)
+        .to_str()
+        .expect("base64 is ASCII")
+        .to_string()
+}
+
+/// A client's context token, verified.
+fn parse_context(token: &str, key: &ContextKey) -> Result<dynkv_crdt::VersionVector, RiakError> {
+    let vv = decode_vclock(token.trim(), key)
+        .map_err(|e| RiakError::bad_request(format!("bad_context: Invalid context: {e}")))?;
+    Ok(dynkv_crdt::VersionVector::from_pairs(
+        vv.entries().iter().cloned(),
+    ))
+}
+
+/// The path of a new key's data type (`Location`).
+fn location(t: &Target, key: &[u8]) -> String {
+    format!(
+        "/types/{}/buckets/{}/datatypes/{}",
+        quote_plus(BUCKET_TYPE),
+        quote_plus(&t.bucket),
+        quote_plus(key)
+    )
+}
+
+/// The bucket type of data type routes until typed buckets carry theirs.
+const BUCKET_TYPE: &[u8] = b"default";
+
+/// A JSON answer.
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The fetch answer of `object` (404 with Riak's body when it holds no
+/// live state).
+fn answer(
+    state: &AppState,
+    kind: Kind,
+    object: Option<&Object>,
+    include_context: bool,
+    status: StatusCode,
+) -> Result<Response, RiakError> {
+    let merged = match object.map(merged_state).transpose() {
+        Ok(m) => m.flatten(),
+        Err(e) => return Err(RiakError::new(StatusCode::CONFLICT, e)),
+    };
+    let Some(s) = merged else {
+        return Ok(json_response(StatusCode::NOT_FOUND, &json::not_found(kind)));
+    };
+    let context = (include_context && json::has_context(s.kind()))
+        .then(|| context_token(&s, &state.context_key));
+    Ok(json_response(status, &json::fetch_answer(&s, context)))
+}
+
+/// `GET /types/{t}/buckets/{b}/datatypes/{k}`.
+pub async fn fetch(
+    State(state): State<AppState>,
+    Extension(riak): Extension<Riak>,
+    t: Target,
+    q: Params,
+) -> Result<Response, RiakError> {
+    let props = riak.props(&state, &t.bucket).await?;
+    let (kind, _) = datatype_of(&props)?;
+    let include_context = q.flag_or_default("include_context")?.unwrap_or(true);
+    let n = bucket_n(&state, &props);
+    let p = read_params(&state, &props, &q, n)?;
+    let key = Bytes::from(t.internal_key());
+    let object = read(&state, &key, &p, n).await?;
+    answer(
+        &state,
+        kind,
+        object.as_ref(),
+        include_context,
+        StatusCode::OK,
+    )
+}
+
+/// `POST /types/{t}/buckets/{b}/datatypes/{k}`.
+pub async fn update(
+    State(state): State<AppState>,
+    Extension(riak): Extension<Riak>,
+    t: Target,
+    q: Params,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RiakError> {
+    apply(&state, &riak, t, false, &q, &headers, body).await
+}
+
+/// `POST /types/{t}/buckets/{b}/datatypes`: a new key chosen by the server.
+pub async fn update_new(
+    State(state): State<AppState>,
+    Extension(riak): Extension<Riak>,
+    mut t: Target,
+    q: Params,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RiakError> {
+    t.key = Some(random_id().into_bytes());
+    apply(&state, &riak, t, true, &q, &headers, body).await
+}
+
+async fn apply(
+    state: &AppState,
+    riak: &Riak,
+    t: Target,
+    created: bool,
+    q: &Params,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, RiakError> {
+    let json_body = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    if !json_body {
+        return Err(RiakError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "Data type updates must be sent as application/json",
+        ));
+    }
+    let props = riak.props(state, &t.bucket).await?;
+    let (kind, hll_precision) = datatype_of(&props)?;
+    let body = input::body(body, state.limits.max_value_bytes)?;
+    let parsed =
+        json::parse_update(kind, &body).map_err(|e| RiakError::bad_request(e.to_string()))?;
+    let context = match &parsed.context {
+        Some(token) => Some(parse_context(token, &state.context_key).inspect_err(|_| {
+            state.metrics.bad_contexts.inc();
+        })?),
+        None => None,
+    };
+    let returnbody = q.flag_or_default("returnbody")?.unwrap_or(false);
+    let include_context = q.flag_or_default("include_context")?.unwrap_or(true);
+    let n = bucket_n(state, &props);
+    let wp = write_params(state, &props, q, n, false)?;
+    let op = Update {
+        op: parsed.op,
+        context,
+        hll_precision,
+    };
+    let req = WriteRequest {
+        key: Bytes::from(t.internal_key()),
+        content: Content::value(Bytes::new(), dynkv_crdt::CONTENT_TYPE, 0),
+        context: dynkv_vclock::VersionVector::new(),
+        w: Quorum::Count(wp.required as u32),
+        sloppy: wp.pw == 0,
+        timeout_ms: wp.timeout.as_millis() as u64,
+        idempotency_key: None,
+        n_val: Some(n as u32),
+        supersede: false,
+        datatype_op: Some(Bytes::from(op.encode())),
+    };
+    let outcome = state
+        .coord
+        .put(req)
+        .await
+        .map_err(|e| RiakError::write(e, wp.pw > 0))?;
+    // A new key's answer always has a body: Riak clients read the key
+    // from `Location` and the state from the body of a 201.
+    let mut r = if returnbody || created {
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        answer(state, kind, Some(&outcome.object), include_context, status)?
+    } else {
+        StatusCode::NO_CONTENT.into_response()
+    };
+    if created {
+        let key = t.key.as_deref().unwrap_or_default();
+        if let Ok(v) = HeaderValue::from_str(&location(&t, key)) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+    }
+    Ok(r)
+}
