@@ -1,0 +1,272 @@
+//! Riak data types across real `dynkv` processes: concurrent set and map
+//! updates through different nodes on both sides of a partition converge,
+//! once it heals, to exactly what the operations imply (no lost update, no
+//! resurrected element), and contexts cannot be forged.
+
+use std::time::Duration;
+
+use dynkv_tests::{Cluster, ClusterOptions, StatusCode, poll};
+use serde_json::{Value, json};
+
+/// The data type URL of `bucket`/`key` on node `i`.
+fn dt_url(c: &Cluster, i: usize, bucket: &str, key: &str, query: &str) -> String {
+    format!(
+        "{}/types/default/buckets/{bucket}/datatypes/{key}?{query}",
+        c.url(i)
+    )
+}
+
+async fn set_datatype(c: &Cluster, bucket: &str, datatype: &str) {
+    let r = c
+        .http
+        .put(format!("{}/buckets/{bucket}/props", c.url(1)))
+        .json(&json!({"props": {"datatype": datatype, "allow_mult": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
+/// POSTs an operation through node `i`; returns the status and body.
+async fn update(
+    c: &Cluster,
+    i: usize,
+    bucket: &str,
+    key: &str,
+    query: &str,
+    op: Value,
+) -> (StatusCode, String) {
+    let r = c
+        .http
+        .post(dt_url(c, i, bucket, key, query))
+        .json(&op)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.text().await.unwrap())
+}
+
+async fn fetch(c: &Cluster, i: usize, bucket: &str, key: &str, query: &str) -> (StatusCode, Value) {
+    let r = c
+        .http
+        .get(dt_url(c, i, bucket, key, query))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    let v = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    (status, v)
+}
+
+async fn ok(c: &Cluster, i: usize, bucket: &str, key: &str, query: &str, op: Value) {
+    let (status, body) = update(c, i, bucket, key, query, op.clone()).await;
+    assert!(status.is_success(), "n{i} {op}: {status} {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_updates_across_a_partition_merge_exactly() {
+    let c = Cluster::start(3, ClusterOptions::default().proxied()).await;
+    set_datatype(&c, "sets", "set").await;
+    set_datatype(&c, "maps", "map").await;
+    ok(
+        &c,
+        1,
+        "sets",
+        "k",
+        "w=all",
+        json!({"add_all": ["a", "b", "c"]}),
+    )
+    .await;
+    ok(
+        &c,
+        1,
+        "maps",
+        "k",
+        "w=all",
+        json!({"update": {
+        "n_counter": 1,
+        "tags_set": {"add_all": ["x", "y"]},
+        "f_flag": "enable",
+        "r_register": {"assign": "v0"}}}),
+    )
+    .await;
+    let (_, s0) = fetch(&c, 1, "sets", "k", "r=all").await;
+    let (_, m0) = fetch(&c, 1, "maps", "k", "r=all").await;
+    assert_eq!(s0["value"], json!(["a", "b", "c"]));
+    let (sctx, mctx) = (s0["context"].clone(), m0["context"].clone());
+
+    c.partition(&[&[1], &[2, 3]]);
+    // n1's side.
+    ok(
+        &c,
+        1,
+        "sets",
+        "k",
+        "w=1&dw=1",
+        json!({"remove": "a", "add": "d", "context": sctx}),
+    )
+    .await;
+    ok(
+        &c,
+        1,
+        "maps",
+        "k",
+        "w=1&dw=1",
+        json!({"context": mctx, "update": {
+        "n_counter": {"increment": 2},
+        "tags_set": {"remove": "x"},
+        "r_register": {"assign": "left"}}}),
+    )
+    .await;
+    // n2 and n3's side: a concurrent re-add of the element n1 removed, a
+    // remove of a field n1 updated, a flag disable.
+    ok(
+        &c,
+        2,
+        "sets",
+        "k",
+        "w=2",
+        json!({"remove": "b", "add_all": ["e", "a"], "context": sctx}),
+    )
+    .await;
+    ok(&c, 3, "sets", "k", "w=2", json!({"add": "f"})).await;
+    ok(
+        &c,
+        2,
+        "maps",
+        "k",
+        "w=2",
+        json!({"context": mctx, "remove": ["r_register"], "update": {
+        "n_counter": 3,
+        "tags_set": {"add": "z"},
+        "f_flag": "disable"}}),
+    )
+    .await;
+    // Each side sees only its own updates.
+    let (_, left) = fetch(&c, 1, "sets", "k", "r=1").await;
+    assert_eq!(left["value"], json!(["b", "c", "d"]));
+    let (_, right) = fetch(&c, 3, "sets", "k", "r=2").await;
+    assert_eq!(right["value"], json!(["a", "c", "e", "f"]));
+
+    c.heal();
+    for i in 1..=3 {
+        c.wait_sees_all_up(i).await;
+    }
+    let want_set = json!(["a", "c", "d", "e", "f"]);
+    let want_map = json!({
+        "n_counter": 6,
+        "tags_set": ["y", "z"],
+        "f_flag": false,
+        "r_register": "left"});
+    let converged = poll(Duration::from_secs(30), || async {
+        let mut all = true;
+        for i in 1..=3 {
+            let (_, s) = fetch(&c, i, "sets", "k", "r=all").await;
+            let (_, m) = fetch(&c, i, "maps", "k", "r=all").await;
+            all &= s["value"] == want_set && m["value"] == want_map;
+        }
+        all
+    })
+    .await;
+    let (_, s) = fetch(&c, 2, "sets", "k", "r=all").await;
+    let (_, m) = fetch(&c, 2, "maps", "k", "r=all").await;
+    assert!(converged, "set {s}, map {m}");
+
+    // The merged state takes further updates through any node, and a remove
+    // with a context of the merged state removes exactly what it saw.
+    ok(
+        &c,
+        3,
+        "sets",
+        "k",
+        "w=all",
+        json!({"remove_all": ["a", "f"], "context": s["context"]}),
+    )
+    .await;
+    for i in 1..=3 {
+        let (_, s) = fetch(&c, i, "sets", "k", "r=all").await;
+        assert_eq!(s["value"], json!(["c", "d", "e"]), "n{i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn riak_answers_for_data_types() {
+    let c = Cluster::start(3, ClusterOptions::default()).await;
+    set_datatype(&c, "sets", "set").await;
+    set_datatype(&c, "counters", "counter").await;
+    // Not found, as riak_kv_wm_crdt answers it.
+    let (status, v) = fetch(&c, 1, "sets", "none", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(v, json!({"type": "set", "error": "notfound"}));
+    // A remove without a context of something absent: riak_dt's precondition.
+    ok(&c, 1, "sets", "k", "", json!({"add": "a"})).await;
+    let (status, body) = update(&c, 2, "sets", "k", "", json!({"remove": "zz"})).await;
+    assert_eq!(status, StatusCode::PRECONDITION_FAILED, "{body}");
+    assert!(body.contains("{precondition,{not_present,zz}}"), "{body}");
+    // A forged context changes nothing.
+    let (_, v) = fetch(&c, 1, "sets", "k", "").await;
+    let mut forged = v["context"].as_str().unwrap().to_string();
+    forged.replace_range(4..6, if &forged[4..6] == "AA" { "BB" } else { "AA" });
+    let (status, body) = update(
+        &c,
+        1,
+        "sets",
+        "k",
+        "",
+        json!({"remove": "a", "context": forged}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.starts_with("bad_context"), "{body}");
+    // include_context=false leaves it out; returnbody answers the state.
+    let (_, v) = fetch(&c, 1, "sets", "k", "include_context=false").await;
+    assert_eq!(v, json!({"type": "set", "value": ["a"]}));
+    let (status, body) = update(
+        &c,
+        3,
+        "counters",
+        "k",
+        "returnbody=true",
+        json!({"decrement": 3}),
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, r#"{"type":"counter","value":-3}"#)
+    );
+    // A server-chosen key: 201 with Location.
+    let r = c
+        .http
+        .post(format!(
+            "{}/types/default/buckets/counters/datatypes",
+            c.url(2)
+        ))
+        .json(&json!(7))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let key = location.rsplit('/').next().unwrap();
+    assert_eq!(fetch(&c, 1, "counters", key, "").await.1["value"], json!(7));
+    // Bad operations and buckets without a datatype are 400s.
+    let (status, body) = update(&c, 1, "sets", "k", "", json!({"add": 5})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.starts_with("Invalid operation on datatype 'set'"),
+        "{body}"
+    );
+    let (status, body) = update(&c, 1, "plain", "k", "", json!(1)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Delete goes through the object API; the key then reads as not found.
+    let d = c
+        .http
+        .delete(format!("{}/types/default/buckets/sets/keys/k", c.url(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(d.status(), StatusCode::NO_CONTENT);
+    assert_eq!(fetch(&c, 2, "sets", "k", "").await.0, StatusCode::NOT_FOUND);
+}
