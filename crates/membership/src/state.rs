@@ -986,6 +986,43 @@ mod tests {
     }
 
     #[test]
+    fn format_3_states_decode_without_bucket_types_and_types_merge_on_their_own_clock() {
+        let s = ClusterState::initial(&ids(2), 16).unwrap();
+        let mut v3 = vec![STATE_FORMAT_V3];
+        let old = (
+            &s.version,
+            &s.epoch,
+            &s.members,
+            &s.ring,
+            &s.next,
+            &s.done,
+            &s.streamed,
+            &s.hints_handed,
+            &s.applied,
+            &s.cleaned,
+            &s.security,
+        );
+        postcard::to_io(&old, &mut v3).unwrap();
+        assert_eq!(ClusterState::decode(&v3).unwrap(), s);
+
+        let create = TypeCommand::Create {
+            name: "maps".into(),
+            props: serde_json::json!({"datatype": "map"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        };
+        let typed = s.change_bucket_type(&"n2".into(), &create).unwrap();
+        assert_eq!(typed.version, s.version, "membership's clock does not move");
+        let moved = s.stage_join(&"n1".into(), &"n3".into(), "x:1", 16).unwrap();
+        for m in [moved.merge(&typed), typed.merge(&moved)] {
+            assert!(m.bucket_types.get("maps").is_some());
+            assert_eq!(m.version, moved.version);
+        }
+        assert_eq!(ClusterState::decode(&typed.encode()).unwrap(), typed);
+    }
+
+    #[test]
     fn format_1_states_still_decode() {
         let s = ClusterState::initial(&ids(2), 16).unwrap();
         let mut v1 = vec![STATE_FORMAT_V1];
