@@ -578,7 +578,7 @@ async fn store(
         })?
         .unwrap_or_default();
     let returnbody = q.flag_or_default("returnbody")?.unwrap_or(false);
-    let props = riak.props(state, &t).await?;
+    let props = riak.props(state, t).await?;
     let n = bucket_n(state, &props);
     let wp = write_params(state, &props, q, n, false)?;
     let key = Bytes::from(t.internal_key());
