@@ -1056,8 +1056,9 @@ impl Cluster {
     }
 
     /// Calls a membership endpoint of node `i` (`members`, `plan`,
-    /// `transfers`: GET; `join`, `leave`, `commit`, `transfer-limit`: POST
-    /// with `body`) with the cluster's admin
+    /// `transfers`, `bucket-types`: GET; `join`, `leave`, `commit`,
+    /// `transfer-limit`, `bucket-types/T/VERB`: POST with `body`, none when
+    /// it is null) with the cluster's admin
     /// token. A join's `seed` is a member's [`Node::cluster_addr`].
     pub async fn admin(
         &self,
@@ -1067,7 +1068,8 @@ impl Cluster {
     ) -> (StatusCode, serde_json::Value) {
         let url = format!("{}/admin/{command}", self.url(i));
         let req = match command {
-            "members" | "plan" | "transfers" => self.http.get(url),
+            "members" | "plan" | "transfers" | "bucket-types" => self.http.get(url),
+            _ if body.is_null() => self.http.post(url),
             _ => self.http.post(url).json(&body),
         };
         let r = req

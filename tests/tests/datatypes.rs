@@ -8,23 +8,37 @@ use std::time::Duration;
 use dynkv_tests::{Cluster, ClusterOptions, StatusCode, poll};
 use serde_json::{Value, json};
 
-/// The data type URL of `bucket`/`key` on node `i`.
+/// The data type URL of `key` on node `i`, in bucket `b` of the bucket
+/// type `bucket` (made by [`set_datatype`]).
 fn dt_url(c: &Cluster, i: usize, bucket: &str, key: &str, query: &str) -> String {
     format!(
-        "{}/types/default/buckets/{bucket}/datatypes/{key}?{query}",
+        "{}/types/{bucket}/buckets/b/datatypes/{key}?{query}",
         c.url(i)
     )
 }
 
-async fn set_datatype(c: &Cluster, bucket: &str, datatype: &str) {
-    let r = c
-        .http
-        .put(format!("{}/buckets/{bucket}/props", c.url(1)))
-        .json(&json!({"props": {"datatype": datatype, "allow_mult": true}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+async fn set_datatype(c: &Cluster, btype: &str, datatype: &str) {
+    let (s, v) = c
+        .admin(
+            1,
+            &format!("bucket-types/{btype}/create"),
+            json!({"props": {"datatype": datatype}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = c
+        .admin(1, &format!("bucket-types/{btype}/activate"), Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    // Every node learns the type by gossip.
+    for i in 1..=c.nodes.len() {
+        let url = format!("{}/types/{btype}/props", c.url(i));
+        let known = poll(Duration::from_secs(10), || async {
+            matches!(c.http.get(&url).send().await, Ok(r) if r.status().is_success())
+        })
+        .await;
+        assert!(known, "n{i} never learned bucket type {btype}");
+    }
 }
 
 /// POSTs an operation through node `i`; returns the status and body.
@@ -240,7 +254,7 @@ async fn riak_answers_for_data_types() {
     let r = c
         .http
         .post(format!(
-            "{}/types/default/buckets/counters/datatypes",
+            "{}/types/counters/buckets/b/datatypes",
             c.url(2)
         ))
         .json(&json!(7))
@@ -258,12 +272,29 @@ async fn riak_answers_for_data_types() {
         body.starts_with("Invalid operation on datatype 'set'"),
         "{body}"
     );
-    let (status, body) = update(&c, 1, "plain", "k", "", json!(1)).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (s, _) = c.admin(1, "bucket-types/plain/create", json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    c.admin(1, "bucket-types/plain/activate", Value::Null).await;
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            let (status, body) = update(&c, 1, "plain", "k", "", json!(1)).await;
+            status == StatusCode::BAD_REQUEST
+                && body.starts_with("Bucket datatype 'undefined' is not a supported type.")
+        })
+        .await
+    );
+    let r = c
+        .http
+        .post(format!("{}/types/default/buckets/b/datatypes/k", c.url(1)))
+        .json(&json!(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::MOVED_PERMANENTLY);
     // Delete goes through the object API; the key then reads as not found.
     let d = c
         .http
-        .delete(format!("{}/types/default/buckets/sets/keys/k", c.url(1)))
+        .delete(format!("{}/types/sets/buckets/b/keys/k", c.url(1)))
         .send()
         .await
         .unwrap();

@@ -559,3 +559,140 @@ async fn conditional_writes_and_unmet_quorums_answer_as_riak_does() {
     .json();
     assert_eq!(map["riak_kv_wm_buckets"], "/buckets");
 }
+
+#[tokio::test]
+async fn bucket_types_are_agreed_inherited_and_namespaces_of_their_own() {
+    let c = Cluster::start(3, ClusterOptions::default()).await;
+    // Created and activated through n1 (as `dynkv admin bucket-type` does).
+    let (s, _) = c
+        .admin(
+            1,
+            "bucket-types/nosib/create",
+            serde_json::json!({"props": {"allow_mult": false, "n_val": 2}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    // Not usable before it is active.
+    let typed = |i, b: &str, k: &str| format!("{}/types/nosib/buckets/{b}/keys/{k}", c.url(i));
+    let r = send(c.http.get(typed(2, "b", "k"))).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    let (s, v) = c
+        .admin(1, "bucket-types/nosib/activate", serde_json::Value::Null)
+        .await;
+    assert_eq!((s, v["active"].clone()), (StatusCode::OK, true.into()));
+    let (s, _) = c
+        .admin(1, "bucket-types/nosib/activate", serde_json::Value::Null)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, v) = c
+        .admin(
+            2,
+            "bucket-types/maps/create",
+            serde_json::json!({"props": {"datatype": "tree"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
+    // Every node learns the type by gossip, and its buckets inherit it.
+    for i in [2, 3] {
+        assert!(
+            poll(Duration::from_secs(10), || async {
+                send(c.http.get(format!("{}/types/nosib/props", c.url(i))))
+                    .await
+                    .status
+                    == StatusCode::OK
+            })
+            .await,
+            "n{i} never learnt the type"
+        );
+    }
+    let p = send(
+        c.http
+            .get(format!("{}/types/nosib/buckets/b/props", c.url(3))),
+    )
+    .await
+    .json()["props"]
+        .clone();
+    assert_eq!(
+        (p["allow_mult"].clone(), p["n_val"].clone()),
+        (false.into(), 2.into())
+    );
+    // A bucket of another type starts from allow_mult=true.
+    let (s, _) = c
+        .admin(3, "bucket-types/multi/create", serde_json::json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    c.admin(3, "bucket-types/multi/activate", serde_json::Value::Null)
+        .await;
+
+    // A typed bucket is its own namespace: b/k of nosib is not b/k of default.
+    let put = |url: String, v: &'static str| {
+        send(c.http.put(url).header("content-type", "text/plain").body(v))
+    };
+    assert_eq!(
+        put(typed(1, "b", "k"), "typed").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        put_text(&c, 1, "b", "k", "plain").await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(send(c.http.get(typed(2, "b", "k"))).await.text(), "typed");
+    assert_eq!(
+        send(c.http.get(obj(&c, 3, "b", "k", ""))).await.text(),
+        "plain"
+    );
+    let keys = send(
+        c.http
+            .get(format!("{}/types/nosib/buckets/b/keys?keys=true", c.url(3))),
+    )
+    .await
+    .json();
+    assert_eq!(keys["keys"], serde_json::json!(["k"]));
+    let buckets = send(
+        c.http
+            .get(format!("{}/types/nosib/buckets?buckets=true", c.url(2))),
+    )
+    .await
+    .json();
+    assert_eq!(buckets["buckets"], serde_json::json!(["b"]));
+
+    // Updating the type reaches its buckets; what creation fixed stays.
+    let r = send(
+        c.http
+            .put(format!("{}/types/nosib/props", c.url(2)))
+            .header("content-type", "application/json")
+            .body(r#"{"props":{"allow_mult":true}}"#),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let r = send(
+        c.http
+            .put(format!("{}/types/nosib/props", c.url(2)))
+            .header("content-type", "application/json")
+            .body(r#"{"props":{"write_once":true}}"#),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            send(
+                c.http
+                    .get(format!("{}/types/nosib/buckets/b/props", c.url(1))),
+            )
+            .await
+            .json()["props"]["allow_mult"]
+                == true
+        })
+        .await
+    );
+    let (s, v) = c.admin(3, "bucket-types", serde_json::Value::Null).await;
+    assert_eq!(s, StatusCode::OK);
+    let names: Vec<&str> = v["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "multi", "nosib"]);
+}

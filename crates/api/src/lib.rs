@@ -151,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(members::router())
         .merge(security::router())
+        .merge(riak::types::admin_router())
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,

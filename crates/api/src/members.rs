@@ -41,6 +41,15 @@ pub trait MembershipAdmin: Send + Sync + 'static {
         &self,
         cmd: dynkv_security::Command,
     ) -> BoxFuture<'static, Result<Arc<dynkv_security::SecurityState>, String>>;
+    /// One bucket type as this node knows it (read on typed requests).
+    fn bucket_type(&self, name: &str) -> Option<dynkv_btypes::TypeEntry>;
+    /// Every bucket type but `default`.
+    fn bucket_types(&self) -> dynkv_btypes::BucketTypes;
+    /// Applies a bucket-type change here and spreads it to every member.
+    fn change_bucket_type(
+        &self,
+        cmd: dynkv_btypes::TypeCommand,
+    ) -> BoxFuture<'static, Result<dynkv_btypes::BucketTypes, String>>;
 }
 
 /// The membership routes.

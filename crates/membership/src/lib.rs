@@ -454,6 +454,30 @@ impl Membership {
         Ok(self.security())
     }
 
+    /// The bucket types the cluster agrees on, as this node knows them.
+    pub fn bucket_types(&self) -> dynkv_btypes::BucketTypes {
+        self.state().bucket_types.clone()
+    }
+
+    /// One bucket type (read on requests to typed buckets: no copy of the
+    /// others).
+    pub fn bucket_type(&self, name: &str) -> Option<dynkv_btypes::TypeEntry> {
+        self.state().bucket_types.get(name).cloned()
+    }
+
+    /// Applies an operator's bucket-type change here, then gossips it to
+    /// every member at once (as [`Membership::change_security`]).
+    pub async fn change_bucket_type(
+        &self,
+        cmd: &dynkv_btypes::TypeCommand,
+    ) -> Result<dynkv_btypes::BucketTypes, ChangeError> {
+        let me = self.me().clone();
+        self.update(|s| s.change_bucket_type(&me, cmd))?;
+        info!(bucket_type = cmd.name(), "bucket types changed");
+        self.gossip_all().await;
+        Ok(self.bucket_types())
+    }
+
     /// Gossips with one peer (or `to`), merging its answer.
     pub async fn gossip_with(&self, to: &NodeId) -> Result<(), String> {
         let req = Gossip {

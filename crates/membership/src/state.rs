@@ -53,6 +53,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use dynkv_btypes::{BucketTypes, TypeCommand};
 use dynkv_ring::{NodeId, PartitionMove, Ring};
 use dynkv_security::{Command, SecurityState};
 use serde::{Deserialize, Serialize};
@@ -68,8 +69,11 @@ pub const MAX_VERSION_COUNTER: u64 = 1 << 62;
 pub const STATE_FORMAT_V1: u8 = 1;
 /// First byte of an encoded state with its security rules, before epochs.
 pub const STATE_FORMAT_V2: u8 = 2;
-/// First byte of an encoded state with its epoch and transition progress.
+/// First byte of an encoded state with its epoch and transition progress,
+/// before bucket types.
 pub const STATE_FORMAT_V3: u8 = 3;
+/// First byte of an encoded state with its bucket types.
+pub const STATE_FORMAT_V4: u8 = 4;
 
 /// Where a member stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +118,9 @@ pub enum ChangeError {
     /// Nothing staged.
     #[error("nothing to commit: stage a join or a leave first")]
     NothingStaged,
+    /// A bucket-type change was refused.
+    #[error(transparent)]
+    BucketType(#[from] dynkv_btypes::TypeError),
     /// Unknown node.
     #[error("{0} is not a member")]
     NotMember(NodeId),
@@ -173,6 +180,43 @@ pub struct ClusterState {
     pub cleaned: BTreeSet<NodeId>,
     /// Users, sources, grants and tokens (their own clock; see the module docs).
     pub security: SecurityState,
+    /// Bucket types (their own clock, type by type, like `security`).
+    pub bucket_types: BucketTypes,
+}
+
+/// A state in format 3, before bucket types.
+#[derive(Deserialize)]
+struct ClusterStateV3 {
+    version: (u64, NodeId),
+    epoch: u64,
+    members: BTreeMap<NodeId, Member>,
+    ring: Ring,
+    next: Option<Ring>,
+    done: BTreeSet<(u32, NodeId)>,
+    streamed: BTreeSet<(u32, NodeId, NodeId)>,
+    hints_handed: BTreeSet<NodeId>,
+    applied: BTreeSet<NodeId>,
+    cleaned: BTreeSet<NodeId>,
+    security: SecurityState,
+}
+
+impl ClusterStateV3 {
+    fn upgrade(self) -> ClusterState {
+        ClusterState {
+            version: self.version,
+            epoch: self.epoch,
+            members: self.members,
+            ring: self.ring,
+            next: self.next,
+            done: self.done,
+            streamed: self.streamed,
+            hints_handed: self.hints_handed,
+            applied: self.applied,
+            cleaned: self.cleaned,
+            security: self.security,
+            bucket_types: BucketTypes::default(),
+        }
+    }
 }
 
 /// A state in format 1, before it carried security rules.
@@ -210,6 +254,7 @@ impl ClusterStateV2 {
             applied: BTreeSet::new(),
             cleaned: BTreeSet::new(),
             security: self.security,
+            bucket_types: BucketTypes::default(),
         }
     }
 }
@@ -249,6 +294,7 @@ impl ClusterState {
             applied: BTreeSet::new(),
             cleaned: BTreeSet::new(),
             security: SecurityState::default(),
+            bucket_types: BucketTypes::default(),
         })
     }
 
@@ -307,6 +353,7 @@ impl ClusterState {
             m.cleaned.extend(loser.cleaned.iter().cloned());
         }
         m.security = self.security.merge(&other.security);
+        m.bucket_types = self.bucket_types.merge(&other.bucket_types);
         m
     }
 
@@ -344,6 +391,18 @@ impl ClusterState {
     pub fn change_security(&self, by: &NodeId, cmd: &Command) -> Result<ClusterState, ChangeError> {
         let mut s = self.clone();
         s.security = self.security.apply(by.as_str(), cmd)?;
+        Ok(s)
+    }
+
+    /// Applies a bucket-type change made on node `by` (like security, bucket
+    /// types have their own clock).
+    pub fn change_bucket_type(
+        &self,
+        by: &NodeId,
+        cmd: &TypeCommand,
+    ) -> Result<ClusterState, ChangeError> {
+        let mut s = self.clone();
+        s.bucket_types = self.bucket_types.apply(by.as_str(), cmd)?;
         Ok(s)
     }
 
@@ -597,7 +656,7 @@ impl ClusterState {
 
     /// Encodes with the format version byte.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![STATE_FORMAT_V3];
+        let mut out = vec![STATE_FORMAT_V4];
         postcard::to_io(self, &mut out).expect("writing to a Vec cannot fail");
         out
     }
@@ -606,7 +665,12 @@ impl ClusterState {
     pub fn decode(bytes: &[u8]) -> Result<ClusterState, String> {
         let (&v, body) = bytes.split_first().ok_or("empty cluster state")?;
         let (s, rest): (ClusterState, &[u8]) = match v {
-            STATE_FORMAT_V3 => postcard::take_from_bytes(body).map_err(|e| e.to_string())?,
+            STATE_FORMAT_V4 => postcard::take_from_bytes(body).map_err(|e| e.to_string())?,
+            STATE_FORMAT_V3 => {
+                let (o, rest): (ClusterStateV3, &[u8]) =
+                    postcard::take_from_bytes(body).map_err(|e| e.to_string())?;
+                (o.upgrade(), rest)
+            }
             STATE_FORMAT_V2 => {
                 let (o, rest): (ClusterStateV2, &[u8]) =
                     postcard::take_from_bytes(body).map_err(|e| e.to_string())?;
@@ -638,12 +702,14 @@ impl ClusterState {
         if s.version.0 > MAX_VERSION_COUNTER
             || s.epoch > MAX_VERSION_COUNTER
             || s.security.version() > MAX_VERSION_COUNTER
+            || s.bucket_types.version() > MAX_VERSION_COUNTER
         {
             return Err(format!(
-                "version counter out of range (membership {}, epoch {}, security {}; at most {MAX_VERSION_COUNTER})",
+                "version counter out of range (membership {}, epoch {}, security {}, bucket types {}; at most {MAX_VERSION_COUNTER})",
                 s.version.0,
                 s.epoch,
-                s.security.version()
+                s.security.version(),
+                s.bucket_types.version()
             ));
         }
         Ok(s)
@@ -917,6 +983,43 @@ mod tests {
             assert_eq!(m.version, moved.version);
         }
         assert_eq!(ClusterState::decode(&secured.encode()).unwrap(), secured);
+    }
+
+    #[test]
+    fn format_3_states_decode_without_bucket_types_and_types_merge_on_their_own_clock() {
+        let s = ClusterState::initial(&ids(2), 16).unwrap();
+        let mut v3 = vec![STATE_FORMAT_V3];
+        let old = (
+            &s.version,
+            &s.epoch,
+            &s.members,
+            &s.ring,
+            &s.next,
+            &s.done,
+            &s.streamed,
+            &s.hints_handed,
+            &s.applied,
+            &s.cleaned,
+            &s.security,
+        );
+        postcard::to_io(&old, &mut v3).unwrap();
+        assert_eq!(ClusterState::decode(&v3).unwrap(), s);
+
+        let create = TypeCommand::Create {
+            name: "maps".into(),
+            props: serde_json::json!({"datatype": "map"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        };
+        let typed = s.change_bucket_type(&"n2".into(), &create).unwrap();
+        assert_eq!(typed.version, s.version, "membership's clock does not move");
+        let moved = s.stage_join(&"n1".into(), &"n3".into(), "x:1", 16).unwrap();
+        for m in [moved.merge(&typed), typed.merge(&moved)] {
+            assert!(m.bucket_types.get("maps").is_some());
+            assert_eq!(m.version, moved.version);
+        }
+        assert_eq!(ClusterState::decode(&typed.encode()).unwrap(), typed);
     }
 
     #[test]

@@ -494,6 +494,106 @@ pub enum AdminCommand {
     /// Bearer tokens for the native API.
     #[command(subcommand)]
     Token(crate::security_cli::TokenCommand),
+    /// Bucket types, as `riak-admin bucket-type`: named property sets
+    /// that buckets of the type inherit, kept in the cluster state.
+    #[command(subcommand, name = "bucket-type")]
+    BucketType(BucketTypeCommand),
+}
+
+/// `dynkv admin bucket-type ...`.
+#[derive(clap::Subcommand)]
+pub enum BucketTypeCommand {
+    /// Create a type (not usable until activated), e.g.
+    /// `create maps '{"props":{"datatype":"map"}}'`.
+    Create {
+        /// The type's name.
+        name: String,
+        /// `{"props": {...}}` (default: no properties beyond the defaults).
+        props: Option<String>,
+    },
+    /// Make a created type usable.
+    Activate {
+        /// The type's name.
+        name: String,
+    },
+    /// Change an active type's mutable properties.
+    Update {
+        /// The type's name.
+        name: String,
+        /// `{"props": {...}}`.
+        props: String,
+    },
+    /// List every type and whether it is active.
+    List,
+    /// Show a type's status and properties.
+    Status {
+        /// The type's name.
+        name: String,
+    },
+}
+
+impl BucketTypeCommand {
+    /// The request this command makes against `base`.
+    fn request(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let at = |name: &str, verb: &str| format!("{base}/admin/bucket-types/{name}/{verb}");
+        let body = |props: Option<&str>| -> Result<String, String> {
+            let Some(p) = props else {
+                return Ok("{}".into());
+            };
+            match serde_json::from_str::<serde_json::Value>(p) {
+                Ok(v) if v.is_object() => Ok(v.to_string()),
+                _ => Err(format!("not a JSON object {{\"props\": {{...}}}}: {p}")),
+            }
+        };
+        let json = |r: reqwest::RequestBuilder, b: String| {
+            r.header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b)
+        };
+        Ok(match self {
+            BucketTypeCommand::Create { name, props } => {
+                json(http.post(at(name, "create")), body(props.as_deref())?)
+            }
+            BucketTypeCommand::Update { name, props } => {
+                json(http.post(at(name, "update")), body(Some(props))?)
+            }
+            BucketTypeCommand::Activate { name } => http.post(at(name, "activate")),
+            BucketTypeCommand::List => http.get(format!("{base}/admin/bucket-types")),
+            BucketTypeCommand::Status { name } => {
+                http.get(format!("{base}/admin/bucket-types/{name}"))
+            }
+        })
+    }
+
+    /// Prints an answer as `riak-admin bucket-type` does.
+    fn print(&self, v: &serde_json::Value) {
+        let active = |v: &serde_json::Value| {
+            if v["active"] == serde_json::Value::Bool(true) {
+                "active"
+            } else {
+                "not active"
+            }
+        };
+        match self {
+            BucketTypeCommand::Create { name, .. } => println!("{name} created"),
+            BucketTypeCommand::Activate { name } => println!("{name} has been activated"),
+            BucketTypeCommand::Update { name, .. } => println!("{name} updated"),
+            BucketTypeCommand::List => {
+                for t in v["types"].as_array().into_iter().flatten() {
+                    println!("{} ({})", t["name"].as_str().unwrap_or("?"), active(t));
+                }
+            }
+            BucketTypeCommand::Status { name } => {
+                println!("{name} is {}\n", active(v));
+                for (k, p) in v["props"].as_object().into_iter().flatten() {
+                    println!("{k}: {p}");
+                }
+            }
+        }
+    }
 }
 
 /// `dynkv admin`.
@@ -549,6 +649,10 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
             .post(format!("{base}/admin/transfer-limit"))
             .json(&serde_json::json!({ "limit": limit })),
         AdminCommand::Transfers { limit: None, .. } => http.get(format!("{base}/admin/transfers")),
+        AdminCommand::BucketType(c) => match c.request(&http, &base) {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        },
         AdminCommand::Members
         | AdminCommand::Secret
         | AdminCommand::Certs { .. }
@@ -572,6 +676,7 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
                     println!("transfer limit set to {}", v["transfer_limit"])
                 }
                 AdminCommand::Transfers { .. } => print_transfers(&v),
+                AdminCommand::BucketType(c) => c.print(&v),
                 AdminCommand::Compact => println!(
                     "{}: SST files {} -> {} bytes in {} ms",
                     v["node"].as_str().unwrap_or("?"),

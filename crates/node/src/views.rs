@@ -185,4 +185,20 @@ impl MembershipAdmin for MembershipAdminView {
         let m = self.membership.clone();
         Box::pin(async move { m.change_security(&cmd).await.map_err(|e| e.to_string()) })
     }
+
+    fn bucket_type(&self, name: &str) -> Option<dynkv_btypes::TypeEntry> {
+        self.membership.bucket_type(name)
+    }
+
+    fn bucket_types(&self) -> dynkv_btypes::BucketTypes {
+        self.membership.bucket_types()
+    }
+
+    fn change_bucket_type(
+        &self,
+        cmd: dynkv_btypes::TypeCommand,
+    ) -> BoxFuture<'static, Result<dynkv_btypes::BucketTypes, String>> {
+        let m = self.membership.clone();
+        Box::pin(async move { m.change_bucket_type(&cmd).await.map_err(|e| e.to_string()) })
+    }
 }

@@ -8,9 +8,15 @@
 //! = `quorum`, `pr`, `pw` = 0, `notfound_ok=true`, `basic_quorum=false`.
 //! `n_val` may be lowered per bucket, never raised above the cluster's.
 //! Unknown properties are kept and echoed; ones naming a feature dynkv does
-//! not have (commit hooks, datatypes, strong consistency, write-once) are
-//! refused, as are malformed values (a JSON object naming each bad
-//! property, as Riak answers).
+//! not have (commit hooks, strong consistency) are refused, as are
+//! malformed values (a JSON object naming each bad property, as Riak
+//! answers).
+//!
+//! A bucket of a bucket type (`dynkv-btypes`) starts from the type's
+//! properties instead: [`BucketProps::from_set`] is given the type's set
+//! overlaid with the bucket's. `datatype` names the convergent data type
+//! of every key of the type's buckets; `write_once` buckets keep no
+//! siblings (each write supersedes, as last-write-wins does here).
 
 use serde_json::{Map, Value, json};
 
@@ -41,11 +47,13 @@ pub struct BucketProps {
     pub notfound_ok: bool,
     /// With `notfound_ok=false`, stop at a majority of "not found".
     pub basic_quorum: bool,
-    /// The convergent data type the bucket holds (`counter`, `set`,
-    /// `gset`, `map`, `hll`), if any.
+    /// The convergent data type of every key (`counter`, `set`, `map`,
+    /// `hll`, `gset`), fixed by the bucket type.
     pub datatype: Option<String>,
-    /// Precision of the bucket's HyperLogLogs (Riak's default: 14).
-    pub hll_precision: Option<u8>,
+    /// Registers of a HyperLogLog: 2^precision (4 to 16).
+    pub hll_precision: u8,
+    /// Objects are written once: no read before write, no siblings.
+    pub write_once: bool,
     /// Every property explicitly set, as stored (unknown ones included).
     set: Map<String, Value>,
 }
@@ -66,7 +74,8 @@ impl BucketProps {
             notfound_ok: true,
             basic_quorum: false,
             datatype: None,
-            hll_precision: None,
+            hll_precision: dynkv_btypes::DEFAULT_HLL_PRECISION as u8,
+            write_once: false,
             set: Map::new(),
         }
     }
@@ -90,20 +99,20 @@ impl BucketProps {
         for (k, v) in &set {
             let bad = |msg: &str| (k.clone(), Value::from(msg));
             let err = match k.as_str() {
-                "allow_mult" | "last_write_wins" | "notfound_ok" | "basic_quorum" => {
-                    match as_bool(v) {
-                        Some(b) => {
-                            *match k.as_str() {
-                                "allow_mult" => &mut p.allow_mult,
-                                "last_write_wins" => &mut p.last_write_wins,
-                                "notfound_ok" => &mut p.notfound_ok,
-                                _ => &mut p.basic_quorum,
-                            } = b;
-                            None
-                        }
-                        None => Some(bad("must be true or false")),
+                "allow_mult" | "last_write_wins" | "notfound_ok" | "basic_quorum"
+                | "write_once" => match as_bool(v) {
+                    Some(b) => {
+                        *match k.as_str() {
+                            "allow_mult" => &mut p.allow_mult,
+                            "last_write_wins" => &mut p.last_write_wins,
+                            "notfound_ok" => &mut p.notfound_ok,
+                            "write_once" => &mut p.write_once,
+                            _ => &mut p.basic_quorum,
+                        } = b;
+                        None
                     }
-                }
+                    None => Some(bad("must be true or false")),
+                },
                 "n_val" => match v.as_u64() {
                     Some(n) if n >= 1 && n as usize <= cluster_n => {
                         p.n_val = n as usize;
@@ -138,26 +147,24 @@ impl BucketProps {
                 "precommit" | "postcommit" if v.as_array().is_some_and(|a| !a.is_empty()) => {
                     Some(bad("commit hooks are not supported by dynkv"))
                 }
-                "datatype" => match v
-                    .as_str()
-                    .filter(|s| dynkv_crdt::Kind::from_name(s).is_some())
-                {
-                    Some(t) => {
-                        p.datatype = Some(t.to_string());
+                "datatype" => match v.as_str() {
+                    Some(d) if dynkv_btypes::DATATYPES.contains(&d) => {
+                        p.datatype = Some(d.to_string());
                         None
                     }
-                    None => Some(bad("must be one of counter, set, gset, map, hll")),
+                    _ => Some(bad(&format!(
+                        "must be one of {}",
+                        dynkv_btypes::DATATYPES.join(", ")
+                    ))),
                 },
                 "hll_precision" => match v.as_u64() {
                     Some(n @ 4..=16) => {
-                        p.hll_precision = Some(n as u8);
+                        p.hll_precision = n as u8;
                         None
                     }
                     _ => Some(bad("must be an integer from 4 to 16")),
                 },
-                "consistent" | "write_once" if as_bool(v) == Some(true) => {
-                    Some(bad("not supported by dynkv"))
-                }
+                "consistent" if as_bool(v) == Some(true) => Some(bad("not supported by dynkv")),
                 _ => None,
             };
             if let Some((k, msg)) = err {
@@ -200,7 +207,7 @@ impl BucketProps {
     /// True when the server resolves siblings for the client (the newest
     /// wins) instead of answering them.
     pub fn resolves_siblings(&self) -> bool {
-        !self.allow_mult || self.last_write_wins
+        !self.allow_mult || self.last_write_wins || self.write_once
     }
 
     /// `{"props": {...}}` as Riak shows it.
@@ -225,12 +232,17 @@ impl BucketProps {
             ("pw", quorum_json(self.pw)),
             ("notfound_ok", self.notfound_ok.into()),
             ("basic_quorum", self.basic_quorum.into()),
+            ("write_once", self.write_once.into()),
+            ("hll_precision", self.hll_precision.into()),
             ("dvv_enabled", true.into()),
             ("precommit", json!([])),
             ("postcommit", json!([])),
         ];
         for (k, v) in known {
             m.insert(k.into(), v);
+        }
+        if let Some(d) = &self.datatype {
+            m.insert("datatype".into(), d.as_str().into());
         }
         json!({ "props": m })
     }

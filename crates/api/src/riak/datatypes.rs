@@ -27,9 +27,11 @@
 //! `returnbody` (default false, as in Riak), `include_context`.
 //!
 //! ## Which type a bucket holds
-//! [`bucket_datatype`] reads the bucket's `datatype` and `hll_precision`
-//! properties; a bucket without one answers Riak's 400 `Bucket datatype
-//! 'undefined' is not a supported type.`
+//! [`bucket_datatype`] reads the `datatype` and `hll_precision` properties
+//! the bucket inherits from its bucket type; a bucket whose type names no
+//! datatype answers Riak's 400 `Bucket datatype 'undefined' is not a
+//! supported type.`, and the default bucket type Riak's 301 to the legacy
+//! counters URL.
 
 mod json;
 
@@ -38,7 +40,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use dynkv_crdt::{DEFAULT_PRECISION, DataType, Kind, Update};
+use dynkv_crdt::{DataType, Kind, Update};
 use dynkv_quorum::datatype::merged_state;
 use dynkv_rpc::messages::{Quorum, WriteRequest};
 use dynkv_vclock::{Content, ContextKey, Object};
@@ -57,11 +59,28 @@ use crate::http::params::Params;
 /// properties; `None`: not a data type bucket.
 pub fn bucket_datatype(props: &BucketProps) -> Option<(Kind, u8)> {
     let kind = Kind::from_name(props.datatype.as_deref()?)?;
-    Some((kind, props.hll_precision.unwrap_or(DEFAULT_PRECISION)))
+    Some((kind, props.hll_precision))
 }
 
-/// The bucket's type, or Riak's refusal.
-fn datatype_of(props: &BucketProps) -> Result<(Kind, u8), RiakError> {
+/// The data type of the target's bucket, or Riak's refusal: the default
+/// bucket type redirects to the legacy counters (301), a bucket whose type
+/// names no datatype is a 400.
+fn datatype_of(t: &Target, props: &BucketProps) -> Result<(Kind, u8), RiakError> {
+    if t.btype.is_none() {
+        let location = format!(
+            "/buckets/{}/counters/{}",
+            quote_plus(&t.bucket),
+            quote_plus(t.key.as_deref().unwrap_or_default())
+        );
+        let e = RiakError::new(
+            StatusCode::MOVED_PERMANENTLY,
+            "Counters in the default bucket-type should use the legacy URL",
+        );
+        return Err(match HeaderValue::from_str(&location) {
+            Ok(v) => e.with_header(header::LOCATION, v),
+            Err(_) => e,
+        });
+    }
     bucket_datatype(props).ok_or_else(|| {
         RiakError::bad_request("Bucket datatype 'undefined' is not a supported type.")
     })
@@ -91,14 +110,11 @@ fn parse_context(token: &str, key: &ContextKey) -> Result<dynkv_crdt::VersionVec
 fn location(t: &Target, key: &[u8]) -> String {
     format!(
         "/types/{}/buckets/{}/datatypes/{}",
-        quote_plus(BUCKET_TYPE),
+        quote_plus(t.type_name().as_bytes()),
         quote_plus(&t.bucket),
         quote_plus(key)
     )
 }
-
-/// The bucket type of data type routes until typed buckets carry theirs.
-const BUCKET_TYPE: &[u8] = b"default";
 
 /// A JSON answer.
 fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
@@ -138,8 +154,8 @@ pub async fn fetch(
     t: Target,
     q: Params,
 ) -> Result<Response, RiakError> {
-    let props = riak.props(&state, &t.bucket).await?;
-    let (kind, _) = datatype_of(&props)?;
+    let props = riak.props(&state, &t).await?;
+    let (kind, _) = datatype_of(&t, &props)?;
     let include_context = q.flag_or_default("include_context")?.unwrap_or(true);
     let n = bucket_n(&state, &props);
     let p = read_params(&state, &props, &q, n)?;
@@ -204,8 +220,8 @@ async fn apply(
             "Data type updates must be sent as application/json",
         ));
     }
-    let props = riak.props(state, &t.bucket).await?;
-    let (kind, hll_precision) = datatype_of(&props)?;
+    let props = riak.props(state, &t).await?;
+    let (kind, hll_precision) = datatype_of(&t, &props)?;
     let body = input::body(body, state.limits.max_value_bytes)?;
     let parsed =
         json::parse_update(kind, &body).map_err(|e| RiakError::bad_request(e.to_string()))?;

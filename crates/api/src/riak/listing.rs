@@ -48,7 +48,6 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::RiakError;
-use super::namespace;
 use super::request::{Target, listing_deadline};
 use super::shared::{Riak, Stats};
 use crate::AppState;
@@ -65,15 +64,16 @@ pub const CONCURRENCY: usize = 4;
 enum Listing {
     /// The keys of a bucket (its namespace prefix).
     Keys(Bytes),
-    /// The buckets that hold at least one live key.
-    Buckets,
+    /// The buckets that hold at least one live key (of the bucket type
+    /// whose keys start with this).
+    Buckets(Bytes),
 }
 
 impl Listing {
     fn field(&self) -> &'static str {
         match self {
             Listing::Keys(_) => "keys",
-            Listing::Buckets => "buckets",
+            Listing::Buckets(_) => "buckets",
         }
     }
 }
@@ -94,7 +94,7 @@ pub async fn keys(
     q: Params,
 ) -> Result<Response, RiakError> {
     let deadline = listing_deadline(&state, &q)?;
-    let what = Listing::Keys(Bytes::from(namespace::prefix(&t.bucket)));
+    let what = Listing::Keys(Bytes::from(t.bucket_prefix()));
     let stream = match q.get("keys") {
         Some("stream") => true,
         Some("true") => false,
@@ -109,14 +109,14 @@ pub async fn keys(
 pub async fn buckets(
     State(state): State<AppState>,
     Extension(riak): Extension<Riak>,
-    // Checks the bucket type of `/types/{t}/buckets`.
-    _: Target,
+    t: Target,
     q: Params,
 ) -> Result<Response, RiakError> {
     let deadline = listing_deadline(&state, &q)?;
     let stream = q.get("buckets") == Some("stream");
     Stats::bump(&riak.stats().bucket_listings);
-    Ok(answer(state.clone(), Listing::Buckets, deadline, stream).await)
+    let what = Listing::Buckets(Bytes::from(t.type_base()));
+    Ok(answer(state.clone(), what, deadline, stream).await)
 }
 
 fn names_json(field: &str, names: &[Vec<u8>]) -> serde_json::Value {
@@ -288,10 +288,10 @@ async fn list_partition(
                 };
                 coord.ask(&node, req, timeout).await
             }
-            Listing::Buckets => {
+            Listing::Buckets(base) => {
                 let req = ListNamespaces {
                     partition,
-                    prefix: Bytes::from_static(&[namespace::TAG]),
+                    prefix: base.clone(),
                     after: after.clone(),
                     limit: PAGE,
                 };
@@ -308,11 +308,11 @@ async fn list_partition(
                 let done = items.len() < PAGE as usize;
                 after = items.last().cloned();
                 let names: Vec<Vec<u8>> = match &what {
-                    Listing::Keys(_) => items
+                    Listing::Keys(prefix) => items
                         .iter()
-                        .filter_map(|k| namespace::split(k).map(|(_, name)| name.to_vec()))
+                        .filter_map(|k| k.strip_prefix(&prefix[..]).map(<[u8]>::to_vec))
                         .collect(),
-                    Listing::Buckets => {
+                    Listing::Buckets(_) => {
                         let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
                         items
                             .iter()

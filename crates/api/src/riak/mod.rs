@@ -61,6 +61,7 @@ pub mod object;
 pub mod props;
 pub mod request;
 pub mod shared;
+pub mod types;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -110,6 +111,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(objects)
         .route("/buckets/{bucket}/props", props.clone())
         .route("/types/{type}/buckets/{bucket}/props", props)
+        .route(
+            "/types/{type}/props",
+            get(observed(m, "riak_props", types::get)).put(observed(m, "riak_props", types::put)),
+        )
         .route("/buckets", buckets.clone())
         .route("/types/{type}/buckets", buckets)
         .route("/ping", get(info::ping))

@@ -14,6 +14,14 @@
 //!   the buckets a scan of distinct components after [`TAG`]
 //!   ([`ListNamespaces`]), which seeks past each bucket.
 //!
+//! ## Bucket types
+//! The layout above is the `default` type's. A bucket of another type `T`
+//! is namespaced one level deeper, `0xFD ‖ varint(len(T)) ‖ T ‖
+//! varint(len(bucket)) ‖ bucket ‖ key` ([`TYPED_TAG`], [`base`]): bucket
+//! `b` of type `T` is not bucket `b` of the default type (nor of another
+//! type), a type's buckets are listed by the same scan below its own
+//! prefix, and the default type's keys keep their bytes.
+//!
 //! These bytes are on disk and decide placement: they never change (the
 //! golden test below).
 //!
@@ -21,6 +29,35 @@
 //! [`ListNamespaces`]: dynkv_rpc::messages::ListNamespaces
 
 use dynkv_rpc::messages::listing::{component_prefix, split_component};
+
+/// First byte of every key of a bucket of a type other than `default`.
+pub const TYPED_TAG: u8 = 0xFD;
+
+/// What every key of a bucket type starts with, before its bucket
+/// component (`None`: the default type).
+pub fn base(btype: Option<&[u8]>) -> Vec<u8> {
+    match btype {
+        None => vec![TAG],
+        Some(t) => component_prefix(&[TYPED_TAG], t),
+    }
+}
+
+/// What every key of `bucket` of the type with [`base`] `base` starts with.
+pub fn prefix_in(base: &[u8], bucket: &[u8]) -> Vec<u8> {
+    component_prefix(base, bucket)
+}
+
+/// The internal key of `(bucket, name)` in the type with [`base`] `base`.
+pub fn key_in(base: &[u8], bucket: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut out = prefix_in(base, bucket);
+    out.extend_from_slice(name);
+    out
+}
+
+/// `(bucket, key)` of an internal key of the type with [`base`] `base`.
+pub fn split_in<'a>(base: &[u8], key: &'a [u8]) -> Option<(&'a [u8], &'a [u8])> {
+    split_component(base, key)
+}
 
 /// First byte of every namespaced key.
 pub const TAG: u8 = 0xFF;
@@ -61,6 +98,25 @@ mod tests {
         assert_eq!(&prefix(&[7; 16384])[..4], &[TAG, 0x80, 0x80, 0x01]);
         assert_eq!(prefix(&[7; 127])[1], 0x7f);
         assert_eq!(&prefix(&[7; 128])[1..3], &[0x80, 0x01]);
+    }
+
+    #[test]
+    fn typed_buckets_are_their_own_namespace() {
+        let maps = base(Some(b"maps"));
+        assert_eq!(maps, b"\xfd\x04maps");
+        assert_eq!(key_in(&maps, b"b", b"k"), b"\xfd\x04maps\x01bk");
+        assert_eq!(key_in(&base(None), b"b", b"k"), key(b"b", b"k"));
+        assert_ne!(key_in(&maps, b"b", b"k"), key(b"b", b"k"));
+        assert_ne!(
+            key_in(&maps, b"b", b"k"),
+            key_in(&base(Some(b"sets")), b"b", b"k")
+        );
+        assert_eq!(
+            split_in(&maps, &key_in(&maps, b"b", b"k")),
+            Some((&b"b"[..], &b"k"[..]))
+        );
+        assert_eq!(split_in(&maps, &key(b"b", b"k")), None);
+        assert!(key_in(&maps, b"b", b"k").starts_with(&prefix_in(&maps, b"b")));
     }
 
     #[test]

@@ -178,7 +178,7 @@ pub async fn get(
     q: Params,
     headers: HeaderMap,
 ) -> Result<Response, RiakError> {
-    let props = riak.props(&state, &t.bucket).await?;
+    let props = riak.props(&state, &t).await?;
     let n = bucket_n(&state, &props);
     let p = read_params(&state, &props, &q, n)?;
     Stats::bump(&riak.stats().gets);
@@ -578,7 +578,7 @@ async fn store(
         })?
         .unwrap_or_default();
     let returnbody = q.flag_or_default("returnbody")?.unwrap_or(false);
-    let props = riak.props(state, &t.bucket).await?;
+    let props = riak.props(state, t).await?;
     let n = bucket_n(state, &props);
     let wp = write_params(state, &props, q, n, false)?;
     let key = Bytes::from(t.internal_key());
@@ -659,7 +659,7 @@ pub async fn delete(
     q: Params,
     headers: HeaderMap,
 ) -> Result<Response, RiakError> {
-    let props = riak.props(&state, &t.bucket).await?;
+    let props = riak.props(&state, &t).await?;
     let n = bucket_n(&state, &props);
     let wp = write_params(&state, &props, &q, n, true)?;
     let key = Bytes::from(t.internal_key());
@@ -692,6 +692,7 @@ mod tests {
             bucket: b"b k".to_vec(),
             key: Some(b"k".to_vec()),
             typed: false,
+            btype: None,
         }
     }
 

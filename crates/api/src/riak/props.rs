@@ -36,51 +36,69 @@ use super::request::Target;
 use super::shared::Riak;
 use crate::AppState;
 use crate::http::siblings::newest;
+use dynkv_rpc::messages::listing::component_prefix;
 
-/// First byte of the key holding a bucket's properties.
+/// First byte of the key holding a default-type bucket's properties.
 pub const PROPS_TAG: u8 = 0xFE;
 
+/// First byte of the key holding the properties of a bucket of another
+/// type: `0xFC ‖ varint(len(type)) ‖ type ‖ bucket`.
+pub const TYPED_PROPS_TAG: u8 = 0xFC;
+
 /// The internal key of a bucket's properties.
-pub fn props_key(bucket: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(bucket.len() + 1);
-    k.push(PROPS_TAG);
-    k.extend_from_slice(bucket);
+pub fn props_key(t: &Target) -> Vec<u8> {
+    let mut k = match &t.btype {
+        None => vec![PROPS_TAG],
+        Some(name) => component_prefix(&[TYPED_PROPS_TAG], name.as_bytes()),
+    };
+    k.extend_from_slice(&t.bucket);
     k
 }
 
 impl Riak {
     /// A bucket's properties: cached, or read from the cluster.
-    pub async fn props(
-        &self,
-        state: &AppState,
-        bucket: &[u8],
-    ) -> Result<Arc<BucketProps>, RiakError> {
-        if let Some(p) = self.cached_props(bucket) {
+    pub async fn props(&self, state: &AppState, t: &Target) -> Result<Arc<BucketProps>, RiakError> {
+        if let Some(p) = self.cached_props(&props_key(t)) {
             return Ok(p);
         }
-        self.reload_props(state, bucket).await
+        self.reload_props(state, t).await
     }
 
     /// Reads a bucket's properties from the cluster and caches them.
     async fn reload_props(
         &self,
         state: &AppState,
-        bucket: &[u8],
+        t: &Target,
     ) -> Result<Arc<BucketProps>, RiakError> {
-        let set = read_stored(state, bucket).await?;
-        let cluster_n = state.coord.config().n_val;
-        let p = Arc::new(
-            BucketProps::from_set(set, cluster_n, false)
-                .unwrap_or_else(|_| BucketProps::defaults(cluster_n)),
-        );
-        self.cache_props(bucket, p.clone());
+        let set = read_stored(state, t).await?;
+        let p = Arc::new(effective(state, t, set));
+        self.cache_props(&props_key(t), p.clone());
         Ok(p)
     }
 }
 
+/// The properties of bucket type `t.btype` as set (none for `default`).
+pub fn type_set(state: &AppState, t: &Target) -> Map<String, Value> {
+    t.btype
+        .as_deref()
+        .and_then(|name| state.membership.as_ref()?.bucket_type(name))
+        .map(|e| e.props())
+        .unwrap_or_default()
+}
+
+/// A bucket's properties: the defaults, under its type's, under its own
+/// `set` (stored ones: invalid values are skipped, not refused).
+fn effective(state: &AppState, t: &Target, set: Map<String, Value>) -> BucketProps {
+    let cluster_n = state.coord.config().n_val;
+    let mut all = type_set(state, t);
+    all.extend(set);
+    BucketProps::from_set(all, cluster_n, false)
+        .unwrap_or_else(|_| BucketProps::defaults(cluster_n))
+}
+
 /// The properties explicitly set on a bucket (empty: none, or cleared).
-async fn read_stored(state: &AppState, bucket: &[u8]) -> Result<Map<String, Value>, RiakError> {
-    let key = Bytes::from(props_key(bucket));
+async fn read_stored(state: &AppState, t: &Target) -> Result<Map<String, Value>, RiakError> {
+    let key = Bytes::from(props_key(t));
     let read = |r| ReadOptions {
         r: Some(r),
         sloppy: true,
@@ -106,9 +124,9 @@ async fn read_stored(state: &AppState, bucket: &[u8]) -> Result<Map<String, Valu
 }
 
 /// Writes (or, with a tombstone, clears) a bucket's stored properties.
-async fn write_stored(state: &AppState, bucket: &[u8], content: Content) -> Result<(), RiakError> {
+async fn write_stored(state: &AppState, t: &Target, content: Content) -> Result<(), RiakError> {
     let req = WriteRequest {
-        key: Bytes::from(props_key(bucket)),
+        key: Bytes::from(props_key(t)),
         content,
         context: VersionVector::new(),
         w: Quorum::Majority,
@@ -133,7 +151,7 @@ pub async fn get(
     Extension(riak): Extension<Riak>,
     t: Target,
 ) -> Result<Response, RiakError> {
-    let p = riak.reload_props(&state, &t.bucket).await?;
+    let p = riak.reload_props(&state, &t).await?;
     Ok(Json(p.to_json(&t.bucket)).into_response())
 }
 
@@ -157,25 +175,41 @@ pub async fn put(
     let Some(Value::Object(new)) = doc.remove("props") else {
         return Err(malformed());
     };
-    let mut set = read_stored(&state, &t.bucket).await?;
+    let of_type = type_set(&state, &t);
+    let mut set = read_stored(&state, &t).await?;
+    let mut errors = Map::new();
     for (k, v) in new {
-        if k != "name" {
-            set.insert(k, v);
+        if k == "name" {
+            continue;
         }
+        // What a bucket type fixes, a bucket may only repeat.
+        let unset = if k == "datatype" {
+            Value::Null
+        } else {
+            Value::Bool(false)
+        };
+        if dynkv_btypes::IMMUTABLE.contains(&k.as_str()) && of_type.get(&k).unwrap_or(&unset) != &v
+        {
+            errors.insert(
+                k.clone(),
+                Value::from("is fixed by the bucket type: create a bucket type to set it"),
+            );
+        }
+        set.insert(k, v);
+    }
+    if !errors.is_empty() {
+        return Ok((StatusCode::BAD_REQUEST, Json(errors)).into_response());
     }
     let cluster_n = state.coord.config().n_val;
-    let props = match BucketProps::from_set(set.clone(), cluster_n, true) {
+    let mut all = of_type;
+    all.extend(set.clone());
+    let props = match BucketProps::from_set(all, cluster_n, true) {
         Ok(p) => p,
         Err(errors) => return Ok((StatusCode::BAD_REQUEST, Json(errors)).into_response()),
     };
     let value = Value::Object(set).to_string();
-    write_stored(
-        &state,
-        &t.bucket,
-        Content::value(value, "application/json", 0),
-    )
-    .await?;
-    riak.cache_props(&t.bucket, Arc::new(props));
+    write_stored(&state, &t, Content::value(value, "application/json", 0)).await?;
+    riak.cache_props(&props_key(&t), Arc::new(props));
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -185,8 +219,8 @@ pub async fn delete(
     Extension(riak): Extension<Riak>,
     t: Target,
 ) -> Result<Response, RiakError> {
-    write_stored(&state, &t.bucket, Content::tombstone(0)).await?;
-    let defaults = BucketProps::defaults(state.coord.config().n_val);
-    riak.cache_props(&t.bucket, Arc::new(defaults));
+    write_stored(&state, &t, Content::tombstone(0)).await?;
+    let defaults = effective(&state, &t, Map::new());
+    riak.cache_props(&props_key(&t), Arc::new(defaults));
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -18,7 +18,9 @@ use dynkv_vclock::{
     ContextError, ContextKey, VersionVector, context_payload, decode_context_payload,
 };
 
-use super::RiakError;
+use dynkv_btypes::DEFAULT_TYPE;
+
+use super::{RiakError, namespace};
 use crate::AppState;
 use crate::http::codec::{quote_plus, unquote_plus};
 use crate::http::input::check_name;
@@ -31,32 +33,33 @@ pub struct Target {
     pub bucket: Vec<u8>,
     /// Key bytes, when the path has one.
     pub key: Option<Vec<u8>>,
-    /// True when addressed as `/types/default/...` (answers use that form).
+    /// True when addressed as `/types/{t}/...` (answers use that form).
     pub typed: bool,
+    /// The bucket type when it is not `default` (checked to exist and be
+    /// active when the path was read).
+    pub btype: Option<String>,
 }
 
 impl Target {
     /// Decodes the path parameters the way Riak does (`+` is a space, then
     /// percent-decoding; keys may be any bytes) and checks the bucket type:
-    /// only `default` exists here.
+    /// `default`, or an active type of the cluster's.
     fn from_path(state: &AppState, params: &RawPathParams) -> Result<Target, RiakError> {
         let mut t = Target {
             bucket: Vec::new(),
             key: None,
             typed: false,
+            btype: None,
         };
         let mut bucket = None;
         for (name, raw) in params.iter() {
             let value = unquote_plus(raw);
             match name {
                 "type" => {
-                    if value != b"default" {
-                        return Err(RiakError::new(
-                            StatusCode::NOT_FOUND,
-                            format!("Unknown bucket type: {}", String::from_utf8_lossy(&value)),
-                        ));
-                    }
                     t.typed = true;
+                    if value != DEFAULT_TYPE.as_bytes() {
+                        t.btype = Some(active_type(state, &value)?);
+                    }
                 }
                 "bucket" => bucket = Some(value),
                 "key" => t.key = Some(value),
@@ -76,20 +79,66 @@ impl Target {
         Ok(t)
     }
 
+    /// What every internal key of this bucket type starts with.
+    pub fn type_base(&self) -> Vec<u8> {
+        namespace::base(self.btype.as_deref().map(str::as_bytes))
+    }
+
+    /// What every internal key of this bucket starts with.
+    pub fn bucket_prefix(&self) -> Vec<u8> {
+        namespace::prefix_in(&self.type_base(), &self.bucket)
+    }
+
     /// The internal key of this bucket and key.
     pub fn internal_key(&self) -> Vec<u8> {
-        super::namespace::key(&self.bucket, self.key.as_deref().unwrap_or_default())
+        namespace::key_in(
+            &self.type_base(),
+            &self.bucket,
+            self.key.as_deref().unwrap_or_default(),
+        )
+    }
+
+    /// The bucket type's name as a path shows it.
+    pub fn type_name(&self) -> &str {
+        self.btype.as_deref().unwrap_or(DEFAULT_TYPE)
     }
 
     /// The path of this bucket's key `key`, in the form the request used.
     pub fn key_path(&self, key: &[u8]) -> String {
-        let prefix = if self.typed { "/types/default" } else { "" };
+        let prefix = if self.typed {
+            format!("/types/{}", quote_plus(self.type_name().as_bytes()))
+        } else {
+            String::new()
+        };
         format!(
             "{prefix}/buckets/{}/keys/{}",
             quote_plus(&self.bucket),
             quote_plus(key)
         )
     }
+}
+
+/// The name of an existing, active bucket type, or Riak's 404.
+fn active_type(state: &AppState, name: &[u8]) -> Result<String, RiakError> {
+    let unknown = || {
+        RiakError::new(
+            StatusCode::NOT_FOUND,
+            format!("Unknown bucket type: {}", String::from_utf8_lossy(name)),
+        )
+    };
+    let name = std::str::from_utf8(name).map_err(|_| unknown())?;
+    let entry = state
+        .membership
+        .as_ref()
+        .and_then(|m| m.bucket_type(name))
+        .ok_or_else(unknown)?;
+    if !entry.active {
+        return Err(RiakError::new(
+            StatusCode::NOT_FOUND,
+            format!("Bucket type {name} is not active"),
+        ));
+    }
+    Ok(name.to_string())
 }
 
 /// The target of the path, or Riak's answer why there is none.
