@@ -2,7 +2,7 @@
 
 Only two kinds of reasons are allowed here: the test needs a Riak feature
 dynkv does not offer (legacy counters, secondary indexes, MapReduce,
-search, CRDT datatypes, the protocol-buffers transport), or it fails
+search, the protocol-buffers transport), or it fails
 because of the client itself (its packaging or its assumptions about the
 machine it runs on). Everything else must pass.
 
