@@ -43,8 +43,11 @@
 //! - [`target`]: requests per target kind, and the connection.
 //! - [`stats`]: histograms, the report and its summary.
 //! - [`cpu`]: CPU accounting from `/proc`.
+//! - [`growth`]: data type growth workloads (`--workload set-growth`,
+//!   `map-growth`): the cost of one update as a set or map grows.
 
 pub mod cpu;
+pub mod growth;
 pub mod spec;
 pub mod stats;
 pub mod target;
@@ -138,6 +141,19 @@ pub struct BenchArgs {
     /// Write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// kv (the GET/PUT mix above), or a data type growth run against the
+    /// first target: set-growth, map-growth (see [`growth`]).
+    #[arg(long, value_enum, default_value_t = growth::Workload::Kv)]
+    pub workload: growth::Workload,
+    /// Elements (set) or fields (map) a growth run adds.
+    #[arg(long, default_value_t = 10_000)]
+    pub elements: usize,
+    /// Updates per reported block of a growth run.
+    #[arg(long, default_value_t = 1_000)]
+    pub block: usize,
+    /// Bucket type of a growth run (its datatype must be set or map).
+    #[arg(long)]
+    pub bucket_type: Option<String>,
 }
 
 /// The latest context seen per key, shared by all clients so that any of
@@ -617,6 +633,9 @@ pub async fn execute(args: BenchArgs) -> Result<Report, String> {
 /// least one request succeeded (1 when none did, 2 on bad options), so
 /// scripts notice a run that measured nothing.
 pub async fn run(args: BenchArgs) -> ExitCode {
+    if args.workload != growth::Workload::Kv {
+        return run_growth(args).await;
+    }
     match execute(args).await {
         Ok(report) => {
             print!("{}", report.summary());
@@ -631,6 +650,60 @@ pub async fn run(args: BenchArgs) -> ExitCode {
             eprintln!("dynkv bench: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// A data type growth run ([`growth`]).
+async fn run_growth(args: BenchArgs) -> ExitCode {
+    let addr = match args.targets.first().map(|t| parse_target(t)) {
+        Some(Ok(a)) => a,
+        Some(Err(e)) => {
+            eprintln!("dynkv bench: {e}");
+            return ExitCode::from(2);
+        }
+        None => {
+            eprintln!("dynkv bench: no target");
+            return ExitCode::from(2);
+        }
+    };
+    if args.elements == 0 || args.block == 0 {
+        eprintln!("dynkv bench: --elements and --block must be at least 1");
+        return ExitCode::from(2);
+    }
+    let btype = args.bucket_type.clone().unwrap_or_else(|| {
+        if args.workload == growth::Workload::MapGrowth {
+            "maps".into()
+        } else {
+            "sets".into()
+        }
+    });
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    let key = format!("{}-{}-{now}", args.key_prefix, args.seed);
+    let report = growth::run(
+        args.workload,
+        &addr,
+        &btype,
+        &key,
+        args.elements,
+        args.block,
+        args.timeout,
+    )
+    .await;
+    print!("{}", report.summary());
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&report).expect("reports serialise");
+        if let Err(e) = std::fs::write(path, json) {
+            eprintln!("dynkv bench: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if report.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
