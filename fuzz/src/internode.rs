@@ -628,6 +628,7 @@ fn write_request() -> WriteRequest {
         idempotency_key: Some("idem-1".into()),
         n_val: Some(3),
         supersede: false,
+        datatype_op: None,
     }
 }
 
