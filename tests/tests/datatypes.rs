@@ -303,3 +303,52 @@ async fn riak_answers_for_data_types() {
     assert_eq!(d.status(), StatusCode::NO_CONTENT);
     assert_eq!(fetch(&c, 2, "sets", "k", "").await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_through_other_nodes_are_forwarded_to_a_primary() {
+    let c = Cluster::start(3, ClusterOptions::default()).await;
+    // One replica per key: two of the three nodes forward every update.
+    let (s, v) = c
+        .admin(
+            1,
+            "bucket-types/one/create",
+            json!({"props": {"datatype": "set", "n_val": 1}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    c.admin(1, "bucket-types/one/activate", Value::Null).await;
+    for i in 1..=3 {
+        let url = format!("{}/types/one/props", c.url(i));
+        assert!(
+            poll(Duration::from_secs(10), || async {
+                matches!(c.http.get(&url).send().await, Ok(r) if r.status().is_success())
+            })
+            .await
+        );
+    }
+    for k in 0..6 {
+        let key = format!("k{k}");
+        for i in 1..=3 {
+            ok(&c, i, "one", &key, "", json!({"add": format!("from-n{i}")})).await;
+        }
+        for i in 1..=3 {
+            let (status, v) = fetch(&c, i, "one", &key, "").await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(
+                v["value"],
+                json!(["from-n1", "from-n2", "from-n3"]),
+                "{key} via n{i}"
+            );
+        }
+        // A refused precondition comes back across the forward as Riak's 412.
+        for i in 1..=3 {
+            let (status, body) = update(&c, i, "one", &key, "", json!({"remove": "nope"})).await;
+            assert_eq!(
+                status,
+                StatusCode::PRECONDITION_FAILED,
+                "{key} via n{i}: {body}"
+            );
+            assert!(body.contains("not_present"), "{body}");
+        }
+    }
+}
