@@ -24,6 +24,13 @@
 //! The crate is pure: no I/O, no clocks, no randomness; callers supply
 //! actor ids and timestamps.
 //!
+//! ## Stored data types and operations
+//! [`DataType`] is the state a Riak bucket type's key holds (counter, set,
+//! gset, map, hll) with its versioned storage encoding ([`datatype`]);
+//! [`Update`] is a client's operation with its context, and
+//! [`op::apply`] is how the one replica that owns an actor applies it
+//! (removes before updates, riak_dt's preconditions) ([`op`]).
+//!
 //! ## Merge convention
 //! [`Convergent::merge`] folds `other` into `self` in place
 //! (`self := self ⊔ other`): replicas merge incoming state without cloning

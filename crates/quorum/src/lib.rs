@@ -52,6 +52,11 @@
 //! - A write may *supersede* ([`WriteRequest::supersede`]): the coordinator
 //!   applies it with the join of its own stored state as context, so it
 //!   replaces every sibling that replica holds (Riak's `allow_mult=false`).
+//! - A write may carry a convergent data type operation
+//!   ([`WriteRequest::datatype_op`], [`datatype`]): the coordinating
+//!   primary (never a fallback) applies it with its own actor to the CRDT
+//!   merge of every sibling it holds, inside the store's update of the key,
+//!   and the result supersedes them all.
 //! - [`ListKeys`] and [`ListNamespaces`] scan the local store of one
 //!   partition, for key and bucket listings: the keys with a prefix, and
 //!   the distinct length-delimited components after a prefix. The store
