@@ -49,6 +49,17 @@ impl Value {
         }
     }
 
+    /// The causal context of removes inside this value (a set's, a nested
+    /// map's or a flag's clock; empty for counters and registers).
+    pub fn context(&self) -> VersionVector {
+        match self {
+            Value::Set(s) => s.context(),
+            Value::Map(m) => m.context(),
+            Value::Flag(f) => f.context(),
+            Value::Counter(_) | Value::Register(_) => VersionVector::new(),
+        }
+    }
+
     /// The type of this value.
     pub fn kind(&self) -> FieldType {
         match self {
@@ -194,6 +205,32 @@ impl Map {
     /// The causal context to hand to a client with a read.
     pub fn context(&self) -> VersionVector {
         self.clock.clone()
+    }
+
+    /// What a client whose (top-level) context is `seen` observed of field
+    /// `(name, kind)`'s own state, for removes inside it: the join of the
+    /// contexts of the field's versions. Each version holds the field as
+    /// its update left it, so a client that saw every current version saw
+    /// exactly that much. `None` when `seen` misses a current version (the
+    /// field was updated since the client's read); an absent field gives
+    /// an empty context (nothing of it was seen).
+    pub fn field_context(
+        &self,
+        name: &str,
+        kind: FieldType,
+        seen: &VersionVector,
+    ) -> Option<VersionVector> {
+        let mut out = VersionVector::new();
+        let Some(versions) = self.entries.get(&(name.to_owned(), kind)) else {
+            return Some(out);
+        };
+        for (actor, (c, v)) in versions {
+            if !seen.contains(actor, *c) {
+                return None;
+            }
+            out.merge(&v.context());
+        }
+        Some(out)
     }
 }
 

@@ -17,10 +17,18 @@
 //! context did not see (or that is absent) is left alone, as Riak does. A
 //! remove *without* a context removes what this replica holds, and is
 //! refused with [`UpdateError::NotPresent`] when there is nothing to
-//! remove (riak_dt's `{precondition, {not_present, X}}`). Removes inside a
-//! map's fields (a nested set element, a nested map's field) are checked
-//! against the top-level context and remove what the coordinating replica
-//! holds for that field.
+//! remove (riak_dt's `{precondition, {not_present, X}}`).
+//!
+//! Removes inside a map's fields (a nested set's element, a nested map's
+//! field, a flag's disable) use what the client saw of that field
+//! ([`Map::field_context`]): the nested structures keep clocks of their
+//! own, which the top-level context does not name, but each version of a
+//! field holds the field as its update left it, so the versions the
+//! context covers say exactly what the client had read. When the field was
+//! updated since (a version the context has not seen), the remove is
+//! refused with [`UpdateError::FieldChanged`] rather than guessed: removing
+//! what is there now could remove an add the client never saw, and
+//! ignoring the remove would drop it silently.
 
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +112,12 @@ pub enum UpdateError {
         "precondition failed: the context has seen updates this replica has not received yet; retry shortly"
     )]
     UnseenContext,
+    /// A remove inside a map field that was updated after the context was
+    /// read.
+    #[error(
+        "precondition failed: the field {0} changed since the context was read; fetch it again and retry"
+    )]
+    FieldChanged(String),
     /// The operation is for another type than the one stored.
     #[error("the key holds a {stored}, not a {op}")]
     WrongType {
@@ -150,63 +164,23 @@ impl Update {
     }
 }
 
-/// How removes find what to remove: the client's context when it sent
-/// one, else what the replica holds (and then nothing there is an error).
-#[derive(Clone, Copy)]
-struct Removes<'a> {
-    context: Option<&'a VersionVector>,
-}
-
-impl Removes<'_> {
-    /// Runs one remove against `own` (the structure's own clock) and maps
-    /// its precondition to Riak's outcome.
-    fn run(
-        self,
-        own: VersionVector,
-        what: &[u8],
-        f: impl FnOnce(&VersionVector) -> Result<(), Precondition>,
-    ) -> Result<(), UpdateError> {
-        let ctx = self.context.cloned().unwrap_or(own);
-        match f(&ctx) {
-            Ok(()) => Ok(()),
-            Err(Precondition::NotPresent) if self.context.is_some() => Ok(()),
-            Err(Precondition::NotPresent) => Err(UpdateError::NotPresent(
-                String::from_utf8_lossy(what).into_owned(),
-            )),
-            Err(Precondition::UnseenContext) => Err(UpdateError::UnseenContext),
-        }
-    }
-
-    /// Removes below the top level: checked against the top-level context
-    /// already, they remove what this replica holds.
-    fn nested(self) -> NestedRemoves {
-        NestedRemoves {
-            with_context: self.context.is_some(),
-        }
-    }
-}
-
-/// See [`Removes::nested`].
-#[derive(Clone, Copy)]
-struct NestedRemoves {
-    with_context: bool,
-}
-
-impl NestedRemoves {
-    fn run(
-        self,
-        own: VersionVector,
-        what: &[u8],
-        f: impl FnOnce(&VersionVector) -> Result<(), Precondition>,
-    ) -> Result<(), UpdateError> {
-        match f(&own) {
-            Ok(()) => Ok(()),
-            Err(Precondition::NotPresent) if self.with_context => Ok(()),
-            Err(Precondition::NotPresent) => Err(UpdateError::NotPresent(
-                String::from_utf8_lossy(what).into_owned(),
-            )),
-            Err(Precondition::UnseenContext) => Err(UpdateError::UnseenContext),
-        }
+/// Runs one remove of `what` with the client's context `context` (else
+/// with `own`, what this replica holds) and maps its precondition to
+/// Riak's outcome: with a context, what it did not see is left alone.
+fn remove_with(
+    context: Option<&VersionVector>,
+    own: VersionVector,
+    what: &[u8],
+    f: impl FnOnce(&VersionVector) -> Result<(), Precondition>,
+) -> Result<(), UpdateError> {
+    let ctx = context.cloned().unwrap_or(own);
+    match f(&ctx) {
+        Ok(()) => Ok(()),
+        Err(Precondition::NotPresent) if context.is_some() => Ok(()),
+        Err(Precondition::NotPresent) => Err(UpdateError::NotPresent(
+            String::from_utf8_lossy(what).into_owned(),
+        )),
+        Err(Precondition::UnseenContext) => Err(UpdateError::UnseenContext),
     }
 }
 
@@ -233,38 +207,27 @@ pub fn apply(
             op: kind.name(),
         });
     }
-    let removes = Removes {
-        context: update.context.as_ref(),
-    };
+    let context = update.context.as_ref();
     match (&mut state, &update.op) {
         (DataType::Counter(c), Op::Counter(by)) => c.increment(actor, *by),
-        (DataType::Set(s), Op::Set(op)) => apply_set(s, op, actor, |s, e| {
-            removes.run(s.context(), e, |ctx| s.remove(e, ctx))
-        })?,
+        (DataType::Set(s), Op::Set(op)) => apply_set(s, op, actor, context)?,
         (DataType::GSet(s), Op::GSet(add)) => add.iter().for_each(|e| s.add(e.clone())),
         (DataType::Hll(h), Op::Hll(add)) => add.iter().for_each(|e| h.add(e)),
-        (DataType::Map(m), Op::Map(op)) => {
-            for field in &op.remove {
-                removes.run(m.context(), field.0.as_bytes(), |ctx| {
-                    m.remove(&field.0, field.1, ctx)
-                })?;
-            }
-            apply_map_updates(m, &op.update, actor, now, removes.nested())?;
-        }
+        (DataType::Map(m), Op::Map(op)) => apply_map(m, op, actor, now, context)?,
         _ => unreachable!("kinds checked above"),
     }
     Ok(state)
 }
 
-/// Removes then adds on a set; `remove` decides how one remove is done.
+/// Removes (with `context`, see [`remove_with`]) then adds on a set.
 fn apply_set(
     s: &mut OrSet,
     op: &SetOp,
     actor: &str,
-    mut remove: impl FnMut(&mut OrSet, &[u8]) -> Result<(), UpdateError>,
+    context: Option<&VersionVector>,
 ) -> Result<(), UpdateError> {
     for e in &op.remove {
-        remove(s, e)?;
+        remove_with(context, s.context(), e, |ctx| s.remove(e, ctx))?;
     }
     for e in &op.add {
         s.add(actor, e.clone());
@@ -272,41 +235,49 @@ fn apply_set(
     Ok(())
 }
 
-/// A nested map's operation: removes (what this replica holds), then
-/// updates.
-fn apply_nested_map(
+/// A map's operation at any depth, `context` being what the client saw of
+/// this map: field removes, then field updates, each field's own removes
+/// with what the client saw of that field.
+fn apply_map(
     m: &mut Map,
     op: &MapOp,
     actor: &str,
     now: u64,
-    removes: NestedRemoves,
+    context: Option<&VersionVector>,
 ) -> Result<(), UpdateError> {
     for field in &op.remove {
-        removes.run(m.context(), field.0.as_bytes(), |ctx| {
+        remove_with(context, m.context(), field.0.as_bytes(), |ctx| {
             m.remove(&field.0, field.1, ctx)
         })?;
     }
-    apply_map_updates(m, &op.update, actor, now, removes)
-}
-
-fn apply_map_updates(
-    m: &mut Map,
-    updates: &[(Field, FieldOp)],
-    actor: &str,
-    now: u64,
-    removes: NestedRemoves,
-) -> Result<(), UpdateError> {
-    for ((name, kind), fop) in updates {
+    for ((name, kind), fop) in &op.update {
         if !fits(*kind, fop) {
             return Err(UpdateError::Malformed(format!(
                 "operation does not fit field {name} of type {kind:?}"
             )));
         }
+        let seen = match context {
+            Some(ctx) if removes(fop) => Some(
+                m.field_context(name, *kind, ctx)
+                    .ok_or_else(|| UpdateError::FieldChanged(name.clone()))?,
+            ),
+            _ => None,
+        };
         m.update(actor, name, *kind, |v| {
-            apply_field(v, fop, actor, now, removes)
+            apply_field(v, fop, actor, now, seen.as_ref())
         })?;
     }
     Ok(())
+}
+
+/// Whether a field operation removes anything (and so needs a context).
+fn removes(op: &FieldOp) -> bool {
+    match op {
+        FieldOp::Set(s) => !s.remove.is_empty(),
+        FieldOp::Flag(enable) => !enable,
+        FieldOp::Map(m) => !m.remove.is_empty() || m.update.iter().any(|(_, f)| removes(f)),
+        FieldOp::Counter(_) | FieldOp::Register(_) | FieldOp::Touch => false,
+    }
 }
 
 /// Whether `op` is an operation on a field of type `kind`.
@@ -327,21 +298,19 @@ fn apply_field(
     op: &FieldOp,
     actor: &str,
     now: u64,
-    removes: NestedRemoves,
+    context: Option<&VersionVector>,
 ) -> Result<(), UpdateError> {
     match (v, op) {
         (_, FieldOp::Touch) => {}
         (Value::Counter(c), FieldOp::Counter(by)) => c.increment(actor, *by),
-        (Value::Set(s), FieldOp::Set(op)) => apply_set(s, op, actor, |s, e| {
-            removes.run(s.context(), e, |ctx| s.remove(e, ctx))
-        })?,
+        (Value::Set(s), FieldOp::Set(op)) => apply_set(s, op, actor, context)?,
         (Value::Register(r), FieldOp::Register(value)) => r.assign(value.clone(), now, actor),
         (Value::Flag(f), FieldOp::Flag(true)) => f.enable(actor),
         (Value::Flag(f), FieldOp::Flag(false)) => {
-            let ctx = f.context();
+            let ctx = context.cloned().unwrap_or_else(|| f.context());
             f.disable(&ctx).map_err(|_| UpdateError::UnseenContext)?
         }
-        (Value::Map(m), FieldOp::Map(op)) => apply_nested_map(m, op, actor, now, removes)?,
+        (Value::Map(m), FieldOp::Map(op)) => apply_map(m, op, actor, now, context)?,
         _ => unreachable!("checked by fits()"),
     }
     Ok(())
@@ -471,6 +440,63 @@ mod tests {
                 c
             }))
         );
+    }
+
+    fn tags(add: &[&str], remove: &[&str]) -> Op {
+        Op::Map(MapOp {
+            remove: vec![],
+            update: vec![(
+                ("tags".to_string(), FieldType::Set),
+                FieldOp::Set(set_op(add, remove)),
+            )],
+        })
+    }
+
+    fn tag_values(d: &DataType) -> Vec<String> {
+        let DataType::Map(m) = d else { panic!() };
+        match m.get("tags", FieldType::Set) {
+            Some(Value::Set(s)) => s
+                .value()
+                .map(|e| String::from_utf8(e.clone()).unwrap())
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    #[test]
+    fn nested_removes_remove_what_the_client_saw_of_the_field() {
+        let m = apply(None, &upd(tags(&["x", "y"], &[]), None), "a", 1).unwrap();
+        let ctx = m.context();
+        let removed = apply(
+            Some(m.clone()),
+            &upd(tags(&[], &["x"]), Some(ctx.clone())),
+            "a",
+            2,
+        )
+        .unwrap();
+        assert_eq!(tag_values(&removed), ["y"]);
+        // Another actor re-adds x concurrently; once merged here, the
+        // field has a version the client's context has not seen: the
+        // remove is refused, not applied to the unseen add nor dropped.
+        let readd = apply(Some(m.clone()), &upd(tags(&["x"], &[]), None), "b", 2).unwrap();
+        let mut merged = m.clone();
+        merged.merge(&readd);
+        assert_eq!(
+            apply(
+                Some(merged.clone()),
+                &upd(tags(&[], &["x"]), Some(ctx)),
+                "a",
+                3
+            ),
+            Err(UpdateError::FieldChanged("tags".into()))
+        );
+        // With the merged state's context the remove goes through.
+        let ctx = merged.context();
+        let done = apply(Some(merged), &upd(tags(&[], &["x"]), Some(ctx)), "a", 3).unwrap();
+        assert_eq!(tag_values(&done), ["y"]);
+        // Without a context: what is here, and nothing there is an error.
+        let e = apply(Some(done), &upd(tags(&[], &["q"]), None), "a", 4);
+        assert_eq!(e, Err(UpdateError::NotPresent("q".into())));
     }
 
     #[test]
