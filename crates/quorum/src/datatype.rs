@@ -7,7 +7,7 @@
 //! different coordinators, or during a partition) are kept as siblings by
 //! the storage layer like any concurrent values; they are merged with the
 //! CRDT merge by a reader ([`merged_state`]) and by the next update at a
-//! coordinator ([`apply`]), whose result supersedes every sibling it merged.
+//! coordinator (`apply`), whose result supersedes every sibling it merged.
 
 use bytes::Bytes;
 use dynkv_crdt::{Convergent, DataType, Update, UpdateError};
