@@ -311,7 +311,14 @@ fn apply_field(
             f.disable(&ctx).map_err(|_| UpdateError::UnseenContext)?
         }
         (Value::Map(m), FieldOp::Map(op)) => apply_map(m, op, actor, now, context)?,
-        _ => unreachable!("checked by fits()"),
+        // A stored field whose value is of another type than its key says
+        // (no replica writes one): refuse rather than guess.
+        (v, _) => {
+            return Err(UpdateError::Malformed(format!(
+                "a stored field holds a {:?}, not the field's type",
+                v.kind()
+            )));
+        }
     }
     Ok(())
 }
