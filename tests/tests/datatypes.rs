@@ -352,3 +352,33 @@ async fn updates_through_other_nodes_are_forwarded_to_a_primary() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hyperloglogs_and_grow_only_sets_through_several_nodes() {
+    let c = Cluster::start(3, ClusterOptions::default()).await;
+    set_datatype(&c, "hlls", "hll").await;
+    set_datatype(&c, "gsets", "gset").await;
+    for i in 1..=3 {
+        let users: Vec<String> = (0..40).map(|u| format!("user{}", u + 20 * i)).collect();
+        ok(&c, i, "hlls", "visits", "", json!({"add_all": users})).await;
+        ok(&c, i, "gsets", "seen", "", json!({"add": format!("id{i}")})).await;
+    }
+    // 80 distinct users (20..100); the default precision (14) counts
+    // that few exactly, with linear counting.
+    for i in 1..=3 {
+        let (_, v) = fetch(&c, i, "hlls", "visits", "").await;
+        assert_eq!(v, json!({"type": "hll", "value": 80}), "n{i}");
+        let (_, v) = fetch(&c, i, "gsets", "seen", "").await;
+        assert_eq!(
+            v,
+            json!({"type": "gset", "value": ["id1", "id2", "id3"]}),
+            "n{i}"
+        );
+    }
+    let (status, body) = update(&c, 1, "gsets", "seen", "", json!({"remove": "id1"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body.starts_with("Invalid operation on datatype 'gset'"),
+        "{body}"
+    );
+}
