@@ -79,6 +79,25 @@ async fn ok(c: &Cluster, i: usize, bucket: &str, key: &str, query: &str, op: Val
     assert!(status.is_success(), "n{i} {op}: {status} {body}");
 }
 
+/// Waits (up to 20 s) until node `i` believes every node of `gone` down.
+async fn sees_down(c: &Cluster, i: usize, gone: &[&str]) -> bool {
+    let url = format!("{}/admin/cluster", c.url(i));
+    poll(Duration::from_secs(20), || async {
+        let Ok(r) = c.http.get(&url).send().await else {
+            return false;
+        };
+        let v: Value = r.json().await.unwrap_or_default();
+        v["members"].as_array().is_some_and(|m| {
+            let down = m
+                .iter()
+                .filter(|m| gone.iter().any(|g| m["id"] == *g) && m["up"] == false)
+                .count();
+            down == gone.len()
+        })
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_updates_across_a_partition_merge_exactly() {
     let c = Cluster::start(3, ClusterOptions::default().proxied()).await;
@@ -112,6 +131,10 @@ async fn concurrent_updates_across_a_partition_merge_exactly() {
     let (sctx, mctx) = (s0["context"].clone(), m0["context"].clone());
 
     c.partition(&[&[1], &[2, 3]]);
+    // The cut is in effect once each side's failure detector says so.
+    for (i, gone) in [(1, &["n2", "n3"][..]), (2, &["n1"][..]), (3, &["n1"][..])] {
+        assert!(sees_down(&c, i, gone).await, "n{i} never saw {gone:?} down");
+    }
     // n1's side.
     ok(
         &c,
@@ -230,6 +253,26 @@ async fn riak_answers_for_data_types() {
         "k",
         "",
         json!({"remove": "a", "context": forged}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.starts_with("bad_context"), "{body}");
+    // An object's vclock (counting object versions) is not a data type
+    // context, though the cluster signed it.
+    let raw = c
+        .http
+        .get(format!("{}/types/sets/buckets/b/keys/k", c.url(1)))
+        .send()
+        .await
+        .unwrap();
+    let vclock = raw.headers()["x-riak-vclock"].to_str().unwrap().to_string();
+    let (status, body) = update(
+        &c,
+        1,
+        "sets",
+        "k",
+        "",
+        json!({"remove": "a", "context": vclock}),
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

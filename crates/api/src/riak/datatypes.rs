@@ -14,7 +14,8 @@
 //!
 //! ## Contexts
 //! A set's or map's answer carries `"context"`: its version vector, signed
-//! and encoded exactly like `X-Riak-Vclock`, so a client cannot forge one
+//! and encoded like `X-Riak-Vclock` (with a key derived for data types, so
+//! an object vclock is not taken for one), so a client cannot forge one
 //! (a forged or altered context is a 400 `bad_context`). Removes with a
 //! context remove what it saw; without one, what the coordinator holds,
 //! and removing what is not there is `412` with riak_dt's
@@ -86,6 +87,13 @@ fn datatype_of(t: &Target, props: &BucketProps) -> Result<(Kind, u8), RiakError>
     })
 }
 
+/// The key data type contexts are signed with: derived from the cluster's
+/// context key, so an object's `X-Riak-Vclock` (whose counters number
+/// object versions, not data type dots) is refused as a data type context.
+fn datatype_key(state: &AppState) -> ContextKey {
+    state.context_key.derive("riak data type context")
+}
+
 /// The signed context token of a state.
 fn context_token(state: &DataType, key: &ContextKey) -> String {
     let vv = dynkv_vclock::VersionVector::from_pairs(
@@ -143,7 +151,7 @@ fn answer(
         return Ok(json_response(StatusCode::NOT_FOUND, &json::not_found(kind)));
     };
     let context = (include_context && json::has_context(s.kind()))
-        .then(|| context_token(&s, &state.context_key));
+        .then(|| context_token(&s, &datatype_key(state)));
     Ok(json_response(status, &json::fetch_answer(&s, context)))
 }
 
@@ -226,7 +234,7 @@ async fn apply(
     let parsed =
         json::parse_update(kind, &body).map_err(|e| RiakError::bad_request(e.to_string()))?;
     let context = match &parsed.context {
-        Some(token) => Some(parse_context(token, &state.context_key).inspect_err(|_| {
+        Some(token) => Some(parse_context(token, &datatype_key(state)).inspect_err(|_| {
             state.metrics.bad_contexts.inc();
         })?),
         None => None,
