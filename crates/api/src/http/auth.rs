@@ -182,6 +182,7 @@ fn riak(method: &Method, bucket_type: Option<String>, rest: &[&str]) -> Need {
             Some(p) => grant(p, name(b)),
             None => Need::User,
         },
+        ["buckets", b, "index", ..] => grant(Permission::Index, name(b)),
         ["buckets", b, "props"] => match *method {
             Method::GET | Method::HEAD => grant(Permission::GetBucket, name(b)),
             _ => grant(Permission::SetBucket, name(b)),

@@ -47,10 +47,12 @@
 //! ## Routes
 //! `GET|HEAD|PUT|POST|DELETE /buckets/{b}/keys/{k}`, `POST /buckets/{b}/keys`,
 //! `GET /buckets/{b}/keys?keys=true|stream`, `GET|PUT|DELETE
-//! /buckets/{b}/props`, `GET /buckets?buckets=true|stream`, the same under
+//! /buckets/{b}/props`, `GET /buckets?buckets=true|stream`, `GET
+//! /buckets/{b}/index/{field}/{term}[/{to}]` (secondary indexes: [`index`]), the same under
 //! `/types/default/...`, and `GET /ping`, `/stats`, `/`.
 
 pub mod bucket;
+pub mod index;
 mod info;
 pub mod listing;
 pub mod namespace;
@@ -89,6 +91,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .put(observed(m, "riak_props", props::put))
         .delete(observed(m, "riak_props", props::delete));
     let buckets = get(observed(m, "riak_list_buckets", listing::buckets));
+    let index = get(observed(m, "riak_index", index::query));
     let objects = Router::new()
         .route("/buckets/{bucket}/keys/{key}", object.clone())
         .route("/types/{type}/buckets/{bucket}/keys/{key}", object)
@@ -99,6 +102,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(objects)
         .route("/buckets/{bucket}/props", props.clone())
         .route("/types/{type}/buckets/{bucket}/props", props)
+        .route("/buckets/{bucket}/index/{index}/{from}", index.clone())
+        .route("/buckets/{bucket}/index/{index}/{from}/{to}", index.clone())
+        .route(
+            "/types/{type}/buckets/{bucket}/index/{index}/{from}",
+            index.clone(),
+        )
+        .route(
+            "/types/{type}/buckets/{bucket}/index/{index}/{from}/{to}",
+            index,
+        )
         .route("/buckets", buckets.clone())
         .route("/types/{type}/buckets", buckets)
         .route("/ping", get(info::ping))

@@ -43,6 +43,15 @@ pub fn split(key: &[u8]) -> Option<(&[u8], &[u8])> {
     split_component(&[TAG], key)
 }
 
+/// The length of a namespaced key's bucket prefix: the *scope* its
+/// secondary index entries are grouped by (`dynkv_storage::StoreConfig::index_scope`),
+/// so that a query of one bucket's index is one range. `None` for any other
+/// key (native keys are never indexed). A bucket's scope is the internal key
+/// of its empty key name.
+pub fn scope_len(key: &[u8]) -> Option<usize> {
+    split(key).map(|(_, name)| key.len() - name.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +90,8 @@ mod tests {
         assert!(key(b"ab", b"\xff\xff\xff") < key(b"abc", b""));
         assert!(!key(b"abc", b"").starts_with(&prefix(b"ab")));
         assert_eq!(split(b"plain"), None);
+        assert_eq!(scope_len(&key(b"ab", b"k")), Some(prefix(b"ab").len()));
+        assert_eq!(scope_len(b"plain"), None);
         assert_eq!(split(&[TAG, 5, b'a']), None);
         assert_eq!(split(&[TAG, 0x80]), None);
         assert_eq!(

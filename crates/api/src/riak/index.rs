@@ -1,0 +1,555 @@
+//! Secondary index queries (Riak's 2i): `GET /buckets/{b}/index/{field}/{term}`
+//! (exact) and `GET /buckets/{b}/index/{field}/{from}/{to}` (range), the
+//! same under `/types/{t}/...`, as `riak_kv_wm_index` answers them.
+//!
+//! ## What is indexed
+//! A write's `X-Riak-Index-<field>: v1, v2` headers are kept in each
+//! sibling's metadata ([`object`](super::object)); every replica keeps, in
+//! the same RocksDB write batch as the object, one entry per `(field,
+//! term)` of each live sibling (`dynkv_storage::index`). Fields end in `_int`
+//! (integers, sorted numerically) or `_bin` (byte strings, sorted
+//! bytewise); `$bucket` (every key of the bucket) and `$key` (a range of
+//! key names) are answered from the keys themselves.
+//!
+//! ## How a query is answered
+//! Like a key listing ([`listing`](super::listing)) a query reads one
+//! replica of every partition (a *covering set*, R=1): each partition's
+//! replica is chosen in turn among its primaries, believed-up ones first,
+//! and the partitions given to one node are asked of it in one
+//! [`IndexQuery`] per page of [`PAGE`] entries. A node that fails has its
+//! partitions asked of their next replica (from the query's start: its
+//! partial answer is dropped); when a partition has no replica left the
+//! query fails with what each one answered. Answers are merged in (term,
+//! key) order, integers numerically, and deduplicated.
+//!
+//! ## Parameters and answers
+//! - `return_terms=true`: `{"results":[{"term":"key"},...]}` instead of
+//!   `{"keys":[...]}` (not for `$bucket`, whose terms are not kept).
+//! - `max_results=N`: at most N results, and when N were answered a
+//!   `"continuation"` (opaque base64: the last `(term, key)`) that the next
+//!   page passes back as `continuation=`. As in Riak, a page that ends
+//!   exactly at the last result still carries one; the page after it is
+//!   empty. Pages are stable: results are sorted by (term, key) and the
+//!   next page starts strictly after the last one.
+//! - `term_regex=R`: only terms the regular expression matches (anywhere
+//!   in the term); refused on `_int` fields, as in Riak.
+//! - `stream=true`: the answer is `multipart/mixed`, one
+//!   `application/json` part per batch of results, then a part with the
+//!   continuation if there is one, then the closing boundary; a failure
+//!   is a part `{"error":"..."}`. The results are gathered before the
+//!   first part is sent (so they are in order even without `max_results`).
+//! - `timeout=ms`: bounds the whole query (0 or absent: the listing
+//!   default); past it the answer is 503 `request timed out` (or an
+//!   error part when streaming).
+//!
+//! Bad requests are 400s in Riak's plain-text words: an unknown field type
+//! (`Invalid query: ...`), an `_int` term that is not an integer, a bad
+//! `max_results`, `return_terms`, `continuation`, `timeout` or regular
+//! expression.
+
+use std::collections::HashMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{RawPathParams, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use dynkv_quorum::index::{entry_order, is_term_of};
+use dynkv_ring::NodeId;
+use dynkv_rpc::messages::listing::{BUCKET_FIELD, KEY_FIELD};
+use dynkv_rpc::messages::{IndexEntries, IndexQuery};
+use serde_json::{Map, Value, json};
+
+use super::RiakError;
+use super::request::{Target, listing_deadline};
+use crate::AppState;
+use crate::http::codec::unquote_plus;
+use crate::http::params::Params;
+
+/// Entries asked of a replica per call.
+pub const PAGE: u32 = 1000;
+
+/// Results per part of a streamed answer.
+pub const STREAM_BATCH: usize = 100;
+
+/// Format byte of a continuation: `1 ‖ varint len(term) ‖ term ‖ key name`.
+const CONTINUATION_V1: u8 = 1;
+
+/// A `(term, key)` pair: the term as a client writes it, the whole stored
+/// key.
+type Entry = (Bytes, Bytes);
+
+/// A parsed index query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Query {
+    /// The index field (`*_bin`, `*_int`, `$bucket`, `$key`).
+    pub field: String,
+    /// Least term (inclusive).
+    pub from: Bytes,
+    /// Greatest term (inclusive).
+    pub to: Bytes,
+    /// Whether the path named one term (an exact query).
+    pub exact: bool,
+    /// Answer terms with the keys.
+    pub return_terms: bool,
+    /// Page size.
+    pub max_results: Option<usize>,
+    /// Resume after this `(term, key name)`.
+    pub continuation: Option<(Bytes, Bytes)>,
+    /// Term filter.
+    pub term_regex: Option<String>,
+    /// Answer as `multipart/mixed`.
+    pub stream: bool,
+}
+
+/// Riak's words for a bad `max_results` or `return_terms`.
+fn invalid(param: &str, value: &str, what: &str) -> RiakError {
+    RiakError::bad_request(format!("Invalid \"{param}\". \"{value}\" is not {what}"))
+}
+
+impl Query {
+    /// Reads the path (`field`, `from`, optional `to`, decoded the way
+    /// Riak decodes paths) and the query string.
+    pub fn parse(path: &[(String, Vec<u8>)], q: &Params) -> Result<Query, RiakError> {
+        let get = |n: &str| path.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let field = get("index").unwrap_or_default();
+        let field = String::from_utf8(field)
+            .map_err(|_| RiakError::bad_request("Invalid query: the index name is not UTF-8"))?;
+        let from = Bytes::from(get("from").unwrap_or_default());
+        let to = get("to").map(Bytes::from);
+        let exact = to.is_none();
+        let to = to.unwrap_or_else(|| from.clone());
+        let is_int = field.ends_with("_int");
+        if field != BUCKET_FIELD && field != KEY_FIELD && !is_int && !field.ends_with("_bin") {
+            return Err(RiakError::bad_request(format!(
+                "Invalid query: {{unknown_field_type,<<\"{field}\">>}}"
+            )));
+        }
+        for term in [&from, &to] {
+            if is_int && !is_term_of(&field, term) {
+                return Err(RiakError::bad_request(format!(
+                    "Invalid query: {{could_not_parse_integer,<<\"{}\">>}}",
+                    String::from_utf8_lossy(term)
+                )));
+            }
+        }
+        let return_terms = match q.get("return_terms") {
+            None => false,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(invalid("return_terms", v, "a boolean")),
+            },
+        };
+        let max_results = match q.get("max_results") {
+            None => None,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(invalid("max_results", v, "a positive integer")),
+            },
+        };
+        let continuation = q.get("continuation").map(decode_continuation).transpose()?;
+        let term_regex = q.get("term_regex").map(str::to_string);
+        if let Some(r) = &term_regex {
+            if is_int {
+                return Err(RiakError::bad_request(
+                    "Can not use term regular expressions on integer queries",
+                ));
+            }
+            regex::Regex::new(r).map_err(|e| {
+                RiakError::bad_request(format!("Invalid term regular expression {r:?} : {e}"))
+            })?;
+        }
+        Ok(Query {
+            return_terms: return_terms && field != BUCKET_FIELD,
+            field,
+            from,
+            to,
+            exact,
+            max_results,
+            continuation,
+            term_regex,
+            stream: q.get("stream") == Some("true"),
+        })
+    }
+}
+
+/// The continuation after `(term, key name)`: opaque base64 to clients.
+pub fn encode_continuation(term: &[u8], name: &[u8]) -> String {
+    let mut raw = vec![CONTINUATION_V1];
+    prost::encode_length_delimiter(term.len(), &mut raw).expect("a Vec grows as needed");
+    raw.extend_from_slice(term);
+    raw.extend_from_slice(name);
+    STANDARD.encode(raw)
+}
+
+/// Reads a continuation back; a 400 for anything [`encode_continuation`]
+/// did not make.
+pub fn decode_continuation(s: &str) -> Result<(Bytes, Bytes), RiakError> {
+    let bad = || RiakError::bad_request(format!("Invalid continuation: {s:?}"));
+    let raw = STANDARD.decode(s.trim()).map_err(|_| bad())?;
+    let Some((&CONTINUATION_V1, mut rest)) = raw.split_first() else {
+        return Err(bad());
+    };
+    let len = prost::decode_length_delimiter(&mut rest).map_err(|_| bad())?;
+    if rest.len() < len {
+        return Err(bad());
+    }
+    let (term, name) = rest.split_at(len);
+    Ok((Bytes::copy_from_slice(term), Bytes::copy_from_slice(name)))
+}
+
+/// `GET /buckets/{b}/index/{field}/{from}[/{to}]`.
+pub async fn query(
+    State(state): State<AppState>,
+    t: Target,
+    raw: RawPathParams,
+    q: Params,
+) -> Result<Response, RiakError> {
+    let path: Vec<(String, Vec<u8>)> = raw
+        .iter()
+        .map(|(k, v)| (k.to_string(), unquote_plus(v)))
+        .collect();
+    let query = Query::parse(&path, &q)?;
+    let deadline = match q.get("timeout") {
+        // The Riak client sends 0 for `infinity`.
+        Some("0") => listing_deadline(&state, &Params::parse(""))?,
+        _ => listing_deadline(&state, &q)?,
+    };
+    let scope = Bytes::from(
+        Target {
+            key: None,
+            ..t.clone()
+        }
+        .internal_key(),
+    );
+    let run = run(&state, &query, &scope);
+    let outcome = match tokio::time::timeout_at(deadline.into(), run).await {
+        Ok(r) => r,
+        Err(_) => Err(Failure::Timeout),
+    };
+    Ok(answer(&query, &scope, outcome))
+}
+
+/// Why a query has no answer.
+#[derive(Debug)]
+enum Failure {
+    /// Past its deadline.
+    Timeout,
+    /// A partition had no replica that answered (what each said).
+    Replicas(String),
+}
+
+/// The answer: JSON, or `multipart/mixed` parts when streaming.
+fn answer(query: &Query, scope: &[u8], outcome: Result<Vec<Entry>, Failure>) -> Response {
+    let name =
+        |key: &Bytes| String::from_utf8_lossy(key.strip_prefix(scope).unwrap_or(key)).into_owned();
+    let continuation = |entries: &[Entry]| match (query.max_results, entries.last()) {
+        (Some(max), Some((term, key))) if entries.len() == max => Some(encode_continuation(
+            term,
+            key.strip_prefix(scope).unwrap_or(key),
+        )),
+        _ => None,
+    };
+    let results = |entries: &[Entry]| -> Value {
+        if query.return_terms {
+            let items = entries
+                .iter()
+                .map(|(term, key)| {
+                    let mut m = Map::new();
+                    m.insert(
+                        String::from_utf8_lossy(term).into_owned(),
+                        Value::from(name(key)),
+                    );
+                    Value::Object(m)
+                })
+                .collect();
+            json!({ "results": Value::Array(items) })
+        } else {
+            json!({ "keys": entries.iter().map(|(_, k)| name(k)).collect::<Vec<_>>() })
+        }
+    };
+    if !query.stream {
+        return match outcome {
+            Ok(entries) => {
+                let mut doc = results(&entries);
+                if let Some(c) = continuation(&entries) {
+                    doc["continuation"] = Value::from(c);
+                }
+                let mut r = doc.to_string().into_response();
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                r
+            }
+            Err(Failure::Timeout) => RiakError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "request timed out",
+            )
+            .into_response(),
+            Err(Failure::Replicas(why)) => RiakError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("Error:\n{why}"),
+            )
+            .into_response(),
+        };
+    }
+    let boundary = format!("{:016x}", rand::random::<u64>());
+    let part =
+        |doc: Value| format!("\r\n--{boundary}\r\nContent-Type: application/json\r\n\r\n{doc}");
+    let mut parts: Vec<String> = Vec::new();
+    match outcome {
+        Ok(entries) => {
+            parts.extend(entries.chunks(STREAM_BATCH).map(|c| part(results(c))));
+            if let Some(c) = continuation(&entries) {
+                parts.push(part(json!({ "continuation": c })));
+            }
+        }
+        Err(Failure::Timeout) => parts.push(part(json!({ "error": "timeout" }))),
+        Err(Failure::Replicas(why)) => parts.push(part(json!({ "error": why }))),
+    }
+    parts.push(format!("\r\n--{boundary}--\r\n"));
+    let chunks = futures::stream::iter(
+        parts
+            .into_iter()
+            .map(|p| Ok::<_, std::convert::Infallible>(Bytes::from(p))),
+    );
+    let mut r = Response::new(Body::from_stream(chunks));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&format!("multipart/mixed;boundary={boundary}"))
+            .expect("a hex boundary is a valid header value"),
+    );
+    r
+}
+
+/// Asks a covering set of replicas and merges their answers: the first
+/// `max_results` entries after the continuation (all of them without a
+/// page size), in (term, key) order.
+async fn run(state: &AppState, query: &Query, scope: &Bytes) -> Result<Vec<Entry>, Failure> {
+    let coord = &state.coord;
+    let ring = coord.ring();
+    let n = coord.effective_n();
+    // Each partition's replicas, starting at a different one for each
+    // partition (spreading the work), believed-up ones first.
+    let mut pending: Vec<(u32, Vec<NodeId>, Vec<String>)> = (0..ring.partitions())
+        .map(|p| {
+            let replicas: Vec<NodeId> = ring.walk(p).into_iter().take(n).cloned().collect();
+            let len = replicas.len().max(1);
+            let mut order: Vec<NodeId> = (0..replicas.len())
+                .map(|i| replicas[(p as usize + i) % len].clone())
+                .collect();
+            order.sort_by_key(|r| !coord.health().is_up(r));
+            order.reverse();
+            (p, order, Vec::new())
+        })
+        .collect();
+    let after = query
+        .continuation
+        .as_ref()
+        .map(|(term, name)| (term.clone(), [&scope[..], &name[..]].concat().into()));
+    let mut found: Vec<Entry> = Vec::new();
+    while !pending.is_empty() {
+        // The partitions each node is asked for this round.
+        let mut groups: HashMap<NodeId, Vec<usize>> = HashMap::new();
+        for (i, (p, order, tried)) in pending.iter().enumerate() {
+            let Some(node) = order.last() else {
+                return Err(Failure::Replicas(format!(
+                    "no replica of partition {p} could be queried ({})",
+                    tried.join("; ")
+                )));
+            };
+            groups.entry(node.clone()).or_default().push(i);
+        }
+        let asks = groups.into_iter().map(|(node, members)| {
+            let partitions: Vec<u32> = members.iter().map(|&i| pending[i].0).collect();
+            let after = after.clone();
+            async move {
+                let got = ask_node(state, &node, query, scope, partitions, after).await;
+                (node, members, got)
+            }
+        });
+        let mut failed = Vec::new();
+        for (node, members, got) in futures::future::join_all(asks).await {
+            match got {
+                Ok(entries) => found.extend(entries),
+                Err(why) => {
+                    failed.extend(members.into_iter().map(|i| (i, format!("{node}: {why}"))))
+                }
+            }
+        }
+        let mut next = Vec::new();
+        for (i, why) in failed {
+            let (p, mut order, mut tried) = std::mem::take(&mut pending[i]);
+            order.pop();
+            tried.push(why);
+            next.push((p, order, tried));
+        }
+        pending = next;
+    }
+    found.sort_by(|a, b| entry_order(&query.field, a, b));
+    found.dedup();
+    if let Some(max) = query.max_results {
+        found.truncate(max);
+    }
+    Ok(found)
+}
+
+/// Asks one node for its entries in `partitions`, page by page: every
+/// entry after `after` (or the first `max_results`).
+async fn ask_node(
+    state: &AppState,
+    node: &NodeId,
+    query: &Query,
+    scope: &Bytes,
+    partitions: Vec<u32>,
+    mut after: Option<Entry>,
+) -> Result<Vec<Entry>, String> {
+    let coord = &state.coord;
+    let mut out: Vec<Entry> = Vec::new();
+    loop {
+        let limit = match query.max_results {
+            Some(max) => (max - out.len()).min(PAGE as usize) as u32,
+            None => PAGE,
+        };
+        let req = IndexQuery {
+            partitions: partitions.clone(),
+            scope: scope.clone(),
+            field: query.field.clone(),
+            from: query.from.clone(),
+            to: query.to.clone(),
+            after: after.clone(),
+            term_regex: query.term_regex.clone(),
+            limit,
+        };
+        match coord.ask(node, req, coord.config().rpc_timeout).await {
+            Ok(IndexEntries(items)) if items.len() > limit as usize => {
+                return Err(format!(
+                    "answered {} entries for a page of {limit}",
+                    items.len()
+                ));
+            }
+            Ok(IndexEntries(items)) => {
+                let done = items.len() < limit as usize;
+                after = items.last().cloned();
+                out.extend(items);
+                if done || query.max_results.is_some_and(|m| out.len() >= m) {
+                    return Ok(out);
+                }
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(path: &[(&str, &[u8])], qs: &str) -> Result<Query, RiakError> {
+        let path: Vec<(String, Vec<u8>)> = path
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect();
+        Query::parse(&path, &Params::parse(qs))
+    }
+
+    #[test]
+    fn queries_are_read_as_riak_reads_them() {
+        let q = parse(
+            &[("index", b"f_int"), ("from", b"-10000"), ("to", b"0")],
+            "return_terms=TRUE&max_results=2&stream=true",
+        )
+        .unwrap();
+        assert_eq!(
+            (q.from.as_ref(), q.to.as_ref()),
+            (&b"-10000"[..], &b"0"[..])
+        );
+        assert!(q.return_terms && q.stream && !q.exact);
+        assert_eq!(q.max_results, Some(2));
+        let q = parse(&[("index", b"f_bin"), ("from", b"v")], "term_regex=.*l2").unwrap();
+        assert!(q.exact && q.from == q.to);
+        assert_eq!(q.term_regex.as_deref(), Some(".*l2"));
+        // `$bucket` has no terms to return.
+        let q = parse(
+            &[("index", b"$bucket"), ("from", b"b")],
+            "return_terms=true",
+        )
+        .unwrap();
+        assert!(!q.return_terms);
+    }
+
+    #[test]
+    fn bad_queries_are_400s_in_riaks_words() {
+        for (path, qs, says) in [
+            (
+                &[("index", &b"field1"[..]), ("from", b"x")][..],
+                "",
+                "unknown_field_type",
+            ),
+            (
+                &[("index", b"f_int"), ("from", b"ten")],
+                "",
+                "could_not_parse_integer",
+            ),
+            (
+                &[("index", b"f_int"), ("from", b"1"), ("to", b"x")],
+                "",
+                "could_not_parse_integer",
+            ),
+            (
+                &[("index", b"f_bin"), ("from", b"a")],
+                "max_results=0",
+                "positive integer",
+            ),
+            (
+                &[("index", b"f_bin"), ("from", b"a")],
+                "max_results=-3",
+                "positive integer",
+            ),
+            (
+                &[("index", b"f_bin"), ("from", b"a")],
+                "return_terms=yes",
+                "boolean",
+            ),
+            (
+                &[("index", b"f_bin"), ("from", b"a")],
+                "continuation=%21%21",
+                "continuation",
+            ),
+            (
+                &[("index", b"f_bin"), ("from", b"a")],
+                "term_regex=%28",
+                "regular expression",
+            ),
+            (
+                &[("index", b"f_int"), ("from", b"1")],
+                "term_regex=1",
+                "integer queries",
+            ),
+        ] {
+            let e = parse(path, qs).unwrap_err();
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{qs}");
+            assert!(e.body.contains(says), "{qs}: {}", e.body);
+        }
+    }
+
+    #[test]
+    fn continuations_round_trip_and_refuse_garbage() {
+        let c = encode_continuation(b"val2", b"key\xff2");
+        assert_eq!(
+            decode_continuation(&c).unwrap(),
+            (Bytes::from_static(b"val2"), Bytes::from_static(b"key\xff2"))
+        );
+        let c = encode_continuation(b"", b"");
+        assert_eq!(
+            decode_continuation(&c).unwrap(),
+            (Bytes::new(), Bytes::new())
+        );
+        for bad in ["", "!!", "AA==", &STANDARD.encode([1, 9, b'a'])] {
+            assert!(decode_continuation(bad).is_err(), "{bad}");
+        }
+    }
+}
