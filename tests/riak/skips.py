@@ -1,7 +1,7 @@
 """Tests of the Riak client's suites that dynkv's CI skips, each with why.
 
 Only two kinds of reasons are allowed here: the test needs a Riak feature
-dynkv does not offer (legacy counters, secondary indexes, MapReduce,
+dynkv does not offer (legacy counters, MapReduce,
 search, CRDT datatypes, the protocol-buffers transport), or it fails
 because of the client itself (its packaging or its assumptions about the
 machine it runs on). Everything else must pass.

@@ -218,6 +218,9 @@ pub fn classify(method: &Method, path: &str) -> (Need, Style) {
             };
             (need, Style::Riak)
         }
+        // The one MapReduce job served is an index query; its bucket is in
+        // the body, so only a grant on any bucket covers it.
+        ["mapred"] => (Need::Grant(Permission::Index, None, None), Style::Riak),
         [""] | ["ping"] | ["stats"] => (Need::User, Style::Riak),
         _ => (Need::User, Style::Json),
     }

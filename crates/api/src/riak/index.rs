@@ -24,7 +24,8 @@
 //!
 //! ## Parameters and answers
 //! - `return_terms=true`: `{"results":[{"term":"key"},...]}` instead of
-//!   `{"keys":[...]}` (not for `$bucket`, whose terms are not kept).
+//!   `{"keys":[...]}` for range queries (as in Riak, not for exact queries,
+//!   whose one term the client adds itself, nor for `$bucket`).
 //! - `max_results=N`: at most N results, and when N were answered a
 //!   `"continuation"` (opaque base64: the last `(term, key)`) that the next
 //!   page passes back as `continuation=`. As in Riak, a page that ends
@@ -41,6 +42,14 @@
 //! - `timeout=ms`: bounds the whole query (0 or absent: the listing
 //!   default); past it the answer is 503 `request timed out` (or an
 //!   error part when streaming).
+//!
+//! ## MapReduce over an index, without phases
+//! `POST /mapred` with an index query as its inputs (`{"bucket": B,
+//! "index": F, "key": T}` or `"start"`/`"end"`) and no phases (`"query":
+//! []`) answers the matching `[[bucket, key], ...]`, which is what Riak
+//! answers a phaseless job and how Riak clients run index queries as
+//! MapReduce inputs ([`mapred`]). Any other job is refused: dynkv runs no
+//! MapReduce phases.
 //!
 //! Bad requests are 400s in Riak's plain-text words: an unknown field type
 //! (`Invalid query: ...`), an `_int` term that is not an integer, a bad
@@ -162,7 +171,8 @@ impl Query {
             })?;
         }
         Ok(Query {
-            return_terms: return_terms && field != BUCKET_FIELD,
+            // An exact query's term is the one asked: the client adds it.
+            return_terms: return_terms && !exact && field != BUCKET_FIELD,
             field,
             from,
             to,
@@ -230,6 +240,105 @@ pub async fn query(
         Err(_) => Err(Failure::Timeout),
     };
     Ok(answer(&query, &scope, outcome))
+}
+
+/// `POST /mapred`: a phaseless job whose inputs are an index query (see
+/// the module documentation); any other job is a 400 naming what is
+/// served.
+pub async fn mapred(State(state): State<AppState>, body: Bytes) -> Result<Response, RiakError> {
+    let job: Value = serde_json::from_slice(&body)
+        .map_err(|e| RiakError::bad_request(format!("Invalid MapReduce job: {e}")))?;
+    let (bucket, query) = mapred_query(&job)?;
+    let scope = Bytes::from(super::namespace::prefix(&bucket));
+    let deadline = listing_deadline(&state, &Params::parse(""))?;
+    let entries = match tokio::time::timeout_at(deadline.into(), run(&state, &query, &scope)).await
+    {
+        Ok(Ok(entries)) => entries,
+        Ok(Err(Failure::Replicas(why))) => {
+            return Err(RiakError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                format!("Error:\n{why}"),
+            ));
+        }
+        Ok(Err(Failure::Timeout)) | Err(_) => {
+            return Err(RiakError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "request timed out",
+            ));
+        }
+    };
+    let bucket = String::from_utf8_lossy(&bucket).into_owned();
+    let pairs: Vec<Value> = entries
+        .iter()
+        .map(|(_, key)| {
+            let name = key.strip_prefix(&scope[..]).unwrap_or(key);
+            json!([bucket, String::from_utf8_lossy(name)])
+        })
+        .collect();
+    let mut r = Value::Array(pairs).to_string().into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(r)
+}
+
+/// The bucket and index query of a phaseless MapReduce job over an index.
+fn mapred_query(job: &Value) -> Result<(Vec<u8>, Query), RiakError> {
+    let refuse = || {
+        RiakError::bad_request(
+            "MapReduce is not supported: only a job with no phases whose inputs are a secondary index query (bucket, index, key or start and end) is served",
+        )
+    };
+    if job
+        .get("query")
+        .and_then(Value::as_array)
+        .is_none_or(|q| !q.is_empty())
+    {
+        return Err(refuse());
+    }
+    let inputs = job
+        .get("inputs")
+        .and_then(Value::as_object)
+        .ok_or_else(refuse)?;
+    let bucket = match inputs.get("bucket") {
+        Some(Value::String(b)) => b.clone(),
+        Some(Value::Array(tb)) => match tb.as_slice() {
+            [Value::String(t), Value::String(b)] if t == "default" => b.clone(),
+            [Value::String(t), Value::String(_)] => {
+                return Err(RiakError::new(
+                    axum::http::StatusCode::NOT_FOUND,
+                    format!("Unknown bucket type: {t}"),
+                ));
+            }
+            _ => return Err(refuse()),
+        },
+        _ => return Err(refuse()),
+    };
+    let term = |name: &str| -> Option<Vec<u8>> {
+        match inputs.get(name)? {
+            Value::String(s) => Some(s.clone().into_bytes()),
+            Value::Number(n) => Some(n.to_string().into_bytes()),
+            _ => None,
+        }
+    };
+    let field = inputs
+        .get("index")
+        .and_then(Value::as_str)
+        .ok_or_else(refuse)?;
+    let mut path = vec![("index".to_string(), field.as_bytes().to_vec())];
+    match (term("key"), term("start"), term("end")) {
+        (Some(k), None, None) => path.push(("from".into(), k)),
+        (None, Some(from), Some(to)) => {
+            path.push(("from".into(), from));
+            path.push(("to".into(), to));
+        }
+        _ => return Err(refuse()),
+    }
+    Ok((
+        bucket.into_bytes(),
+        Query::parse(&path, &Params::parse(""))?,
+    ))
 }
 
 /// Why a query has no answer.
@@ -533,6 +642,34 @@ mod tests {
             let e = parse(path, qs).unwrap_err();
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{qs}");
             assert!(e.body.contains(says), "{qs}: {}", e.body);
+        }
+    }
+
+    #[test]
+    fn phaseless_index_jobs_are_the_only_mapreduce() {
+        let job = json!({"inputs": {"bucket": "b", "index": "f_int", "key": 1337}, "query": []});
+        let (bucket, q) = mapred_query(&job).unwrap();
+        assert_eq!(
+            (bucket.as_slice(), q.from.as_ref(), q.exact),
+            (&b"b"[..], &b"1337"[..], true)
+        );
+        let job = json!({"inputs": {"bucket": ["default", "b"], "index": "f_bin", "start": "a", "end": "c"}, "query": []});
+        let (_, q) = mapred_query(&job).unwrap();
+        assert_eq!(
+            (q.from.as_ref(), q.to.as_ref(), q.exact),
+            (&b"a"[..], &b"c"[..], false)
+        );
+        for bad in [
+            json!({"inputs": "b", "query": []}),
+            json!({"inputs": {"bucket": "b", "index": "f_bin", "key": "a"}, "query": [{"map": {}}]}),
+            json!({"inputs": {"bucket": "b", "index": "f_bin"}, "query": []}),
+            json!({"inputs": {"bucket": "b", "index": "nope", "key": "a"}, "query": []}),
+        ] {
+            assert_eq!(
+                mapred_query(&bad).unwrap_err().status,
+                axum::http::StatusCode::BAD_REQUEST,
+                "{bad}"
+            );
         }
     }
 

@@ -112,6 +112,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/types/{type}/buckets/{bucket}/index/{index}/{from}/{to}",
             index,
         )
+        .route(
+            "/mapred",
+            axum::routing::post(observed(m, "riak_mapred", index::mapred)),
+        )
         .route("/buckets", buckets.clone())
         .route("/types/{type}/buckets", buckets)
         .route("/ping", get(info::ping))
