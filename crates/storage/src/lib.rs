@@ -1,6 +1,6 @@
 //! # dynkv-storage: one node's durable state in RocksDB
 //!
-//! Everything a node keeps lives in one RocksDB database with four column
+//! Everything a node keeps lives in one RocksDB database with five column
 //! families, each laid out for the scans that use it:
 //!
 //! | column family | key | value | scanned by |
@@ -9,6 +9,7 @@
 //! | `digests` | key hash (u64 BE) ‖ key | object digest (u64 LE) | anti-entropy: a Merkle leaf is a contiguous hash range |
 //! | `hints` | owner len (u8) ‖ owner ‖ partition ‖ key | hint format byte ‖ created (unix ms, u64 LE) ‖ encoded [`Object`] | hinted handoff, per target node |
 //! | `meta` | name | bytes | node identity, ring state |
+//! | `index` | partition ‖ scope ‖ field ‖ term ‖ key (see [`index`]) | empty | secondary index queries: one (partition, scope, field) is a contiguous range in term order |
 //!
 //! Anti-entropy rebuilds its trees from the small `digests` family instead
 //! of reading every value.
@@ -28,6 +29,19 @@
 //! objects (one scan, hashing each key with [`StoreConfig::key_hash`]), as
 //! Riak's AAE rebuilds its hashtrees after a crash; so does
 //! [`Store::recover`].
+//!
+//! ## Secondary index entries, in the object's write batch
+//! An object's index entries (the `(field, term)` pairs of its live
+//! siblings' metadata, [`dynkv_vclock::Meta::indexes`]) are written in the
+//! same RocksDB write batch as the object by every change
+//! ([`Store::update`] computes the entries before and after and writes the
+//! difference), so the `index` family never disagrees with `objects`, even
+//! after a crash. [`Store::merge_deferred`] cannot know what its merge
+//! removes: it adds the incoming siblings' entries, and
+//! [`Store::scan_index`] then checks each entry it finds against the
+//! object. Which prefix of a key groups its entries (Riak's bucket) is
+//! [`StoreConfig::index_scope`]'s to say. A database written before the
+//! family existed is indexed once at open.
 //!
 //! ## Object cache
 //! Decoded objects are kept in a byte-bounded cache

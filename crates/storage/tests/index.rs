@@ -22,11 +22,13 @@ fn open(dir: &tempfile::TempDir, deferred: bool) -> Store {
 }
 
 fn content(v: &str, entries: &[(&str, &str)]) -> Content {
-    let mut meta = Meta::default();
-    meta.indexes = entries
-        .iter()
-        .map(|(f, t)| (f.to_string(), t.to_string()))
-        .collect();
+    let mut meta = Meta {
+        indexes: entries
+            .iter()
+            .map(|(f, t)| (f.to_string(), t.to_string()))
+            .collect(),
+        ..Meta::default()
+    };
     meta.normalize();
     Content::value(v.to_string(), "text/plain", 1).with_meta(meta)
 }
