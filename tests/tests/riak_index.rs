@@ -51,6 +51,38 @@ fn keys(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The parts of a streamed (`multipart/mixed`) answer through node `i`.
+async fn stream(c: &Cluster, i: usize, path: &str) -> Vec<Value> {
+    let r = c
+        .http
+        .get(format!("{}/buckets/{path}", c.url(i)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let ctype = r.headers()["content-type"].to_str().unwrap().to_string();
+    let boundary = ctype
+        .strip_prefix("multipart/mixed;boundary=")
+        .unwrap()
+        .to_string();
+    let body = r.text().await.unwrap();
+    assert!(body.ends_with(&format!("\r\n--{boundary}--\r\n")), "{body}");
+    body.split(&format!("\r\n--{boundary}"))
+        .filter_map(|p| {
+            p.split_once("\r\n\r\n")
+                .map(|(_, json)| serde_json::from_str(json).unwrap())
+        })
+        .collect()
+}
+
+/// Every key of a streamed answer, sorted (parts are sorted only within
+/// themselves).
+async fn stream_keys(c: &Cluster, i: usize, path: &str) -> Vec<String> {
+    let mut all: Vec<String> = stream(c, i, path).await.iter().flat_map(keys).collect();
+    all.sort();
+    all
+}
+
 fn names(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("k{i:02}")).collect()
 }
@@ -137,32 +169,20 @@ async fn queries_through_any_node_find_what_others_wrote() {
 
     // Streamed: multipart/mixed parts with the results, then the
     // continuation, then the closing boundary.
-    let r = c
-        .http
-        .get(format!(
-            "{}/buckets/b/index/num_int/-10/10?stream=true&max_results=4&return_terms=true",
-            c.url(3)
-        ))
-        .send()
-        .await
-        .unwrap();
-    let ctype = r.headers()["content-type"].to_str().unwrap().to_string();
-    let boundary = ctype
-        .strip_prefix("multipart/mixed;boundary=")
-        .unwrap()
-        .to_string();
-    let body = r.text().await.unwrap();
-    assert!(body.ends_with(&format!("\r\n--{boundary}--\r\n")), "{body}");
-    let parts: Vec<Value> = body
-        .split(&format!("\r\n--{boundary}"))
-        .filter_map(|p| {
-            p.split_once("\r\n\r\n")
-                .map(|(_, json)| serde_json::from_str(json).unwrap())
-        })
-        .collect();
-    assert_eq!(parts.len(), 2, "{body}");
+    let parts = stream(
+        &c,
+        3,
+        "b/index/num_int/-10/10?stream=true&max_results=4&return_terms=true",
+    )
+    .await;
+    assert_eq!(parts.len(), 2, "{parts:?}");
     assert_eq!(parts[0]["results"][0], serde_json::json!({"-10": "k00"}));
     assert!(parts[1]["continuation"].is_string());
+    // Without a page size, every replica's pages as they come.
+    assert_eq!(
+        stream_keys(&c, 2, "b/index/f_bin/v00/v99?stream=true").await,
+        names(0..20)
+    );
 
     // An update replaces the old term; a delete removes the key.
     put(&c, 2, "b", "k05", &[("f_bin", "moved".to_string())]).await;
@@ -213,6 +233,10 @@ async fn queries_through_any_node_find_what_others_wrote() {
     let mut want = names(0..20);
     want.retain(|k| k != "k05" && k != "k06");
     assert_eq!(keys(&query(&c, 3, "b/index/num_int/-100/100").await), want);
+    assert_eq!(
+        stream_keys(&c, 2, "b/index/num_int/-100/100?stream=true").await,
+        want
+    );
 }
 
 #[tokio::test]

@@ -37,8 +37,11 @@
 //! - `stream=true`: the answer is `multipart/mixed`, one
 //!   `application/json` part per batch of results, then a part with the
 //!   continuation if there is one, then the closing boundary; a failure
-//!   is a part `{"error":"..."}`. The results are gathered before the
-//!   first part is sent (so they are in order even without `max_results`).
+//!   is a part `{"error":"..."}`. Without `max_results` each page a
+//!   replica answers is sent as soon as it arrives, as Riak streams
+//!   (sorted within a part, not across parts; a replica that fails mid-way
+//!   is replaced by the next, resuming after the last entry sent); with
+//!   it the page is gathered and sorted first.
 //! - `timeout=ms`: bounds the whole query (0 or absent: the listing
 //!   default); past it the answer is 503 `request timed out` (or an
 //!   error part when streaming).
@@ -57,10 +60,11 @@
 //! expression.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawPathParams, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -68,7 +72,9 @@ use dynkv_quorum::index::{entry_order, is_term_of};
 use dynkv_ring::NodeId;
 use dynkv_rpc::messages::listing::{BUCKET_FIELD, KEY_FIELD};
 use dynkv_rpc::messages::{IndexEntries, IndexQuery};
+use futures::StreamExt;
 use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
 
 use super::RiakError;
 use super::request::{Target, listing_deadline};
@@ -234,12 +240,78 @@ pub async fn query(
         }
         .internal_key(),
     );
-    let run = run(&state, &query, &scope);
+    if query.stream && query.max_results.is_none() {
+        return Ok(stream_unpaged(state, query, scope, deadline));
+    }
+    let run = run(&state, &query, &scope, None);
     let outcome = match tokio::time::timeout_at(deadline.into(), run).await {
         Ok(r) => r,
         Err(_) => Err(Failure::Timeout),
     };
     Ok(answer(&query, &scope, outcome))
+}
+
+/// What the task of a streamed query reports.
+enum Event {
+    /// Entries, in order within the batch.
+    Batch(Vec<Entry>),
+    /// The query stopped.
+    Failed(Failure),
+}
+
+/// A streamed query without a page size, as Riak streams one: each page a
+/// replica answers is sent as a part as soon as it arrives, so no node
+/// holds the whole answer (and the parts are in order only within each
+/// one); a failure ends the stream with an error part.
+fn stream_unpaged(state: AppState, query: Query, scope: Bytes, deadline: Instant) -> Response {
+    let (tx, mut pages) = mpsc::channel::<Vec<Entry>>(4);
+    let (events_tx, events) = mpsc::channel::<Event>(4);
+    let task_query = query.clone();
+    let task_scope = scope.clone();
+    tokio::spawn(async move {
+        let run = run(&state, &task_query, &task_scope, Some(&tx));
+        let failure = match tokio::time::timeout_at(deadline.into(), run).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(f)) => Some(f),
+            Err(_) => Some(Failure::Timeout),
+        };
+        drop(tx);
+        if let Some(f) = failure {
+            let _ = events_tx.send(Event::Failed(f)).await;
+        }
+    });
+    // Pages first (the task sends them all before a failure), then the
+    // failure if any.
+    let mut events = Some(events);
+    let parts = futures::stream::poll_fn(move |cx| {
+        use std::task::Poll;
+        match pages.poll_recv(cx) {
+            Poll::Ready(Some(batch)) => return Poll::Ready(Some(Event::Batch(batch))),
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {}
+        }
+        match events.as_mut().map(|e| e.poll_recv(cx)) {
+            Some(Poll::Ready(Some(event))) => Poll::Ready(Some(event)),
+            Some(Poll::Pending) => Poll::Pending,
+            Some(Poll::Ready(None)) | None => {
+                events = None;
+                Poll::Ready(None)
+            }
+        }
+    });
+    let boundary = new_boundary();
+    let closing = Bytes::from(format!("\r\n--{boundary}--\r\n"));
+    let framing = boundary.clone();
+    let body = parts
+        .map(move |event| {
+            let doc = match event {
+                Event::Batch(entries) => results_json(&query, &scope, &entries),
+                Event::Failed(f) => failure_json(&f),
+            };
+            Ok::<_, std::convert::Infallible>(Bytes::from(part(&framing, &doc)))
+        })
+        .chain(futures::stream::once(async move { Ok(closing) }));
+    multipart_response(Body::from_stream(body), &boundary)
 }
 
 /// `POST /mapred`: a phaseless job whose inputs are an index query (see
@@ -251,22 +323,22 @@ pub async fn mapred(State(state): State<AppState>, body: Bytes) -> Result<Respon
     let (bucket, query) = mapred_query(&job)?;
     let scope = Bytes::from(super::namespace::prefix(&bucket));
     let deadline = listing_deadline(&state, &Params::parse(""))?;
-    let entries = match tokio::time::timeout_at(deadline.into(), run(&state, &query, &scope)).await
-    {
-        Ok(Ok(entries)) => entries,
-        Ok(Err(Failure::Replicas(why))) => {
-            return Err(RiakError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                format!("Error:\n{why}"),
-            ));
-        }
-        Ok(Err(Failure::Timeout)) | Err(_) => {
-            return Err(RiakError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "request timed out",
-            ));
-        }
-    };
+    let entries =
+        match tokio::time::timeout_at(deadline.into(), run(&state, &query, &scope, None)).await {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(Failure::Replicas(why))) => {
+                return Err(RiakError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("Error:\n{why}"),
+                ));
+            }
+            Ok(Err(Failure::Timeout)) | Err(_) => {
+                return Err(RiakError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "request timed out",
+                ));
+            }
+        };
     let bucket = String::from_utf8_lossy(&bucket).into_owned();
     let pairs: Vec<Value> = entries
         .iter()
@@ -307,7 +379,7 @@ fn mapred_query(job: &Value) -> Result<(Vec<u8>, Query), RiakError> {
             [Value::String(t), Value::String(b)] if t == "default" => b.clone(),
             [Value::String(t), Value::String(_)] => {
                 return Err(RiakError::new(
-                    axum::http::StatusCode::NOT_FOUND,
+                    StatusCode::NOT_FOUND,
                     format!("Unknown bucket type: {t}"),
                 ));
             }
@@ -350,10 +422,65 @@ enum Failure {
     Replicas(String),
 }
 
-/// The answer: JSON, or `multipart/mixed` parts when streaming.
+/// A key's name inside the bucket.
+fn key_name(scope: &[u8], key: &Bytes) -> String {
+    String::from_utf8_lossy(key.strip_prefix(scope).unwrap_or(key)).into_owned()
+}
+
+/// `{"keys":[...]}`, or `{"results":[{"term":"key"},...]}` with terms.
+fn results_json(query: &Query, scope: &[u8], entries: &[Entry]) -> Value {
+    if query.return_terms {
+        let items = entries
+            .iter()
+            .map(|(term, key)| {
+                let mut m = Map::new();
+                m.insert(
+                    String::from_utf8_lossy(term).into_owned(),
+                    Value::from(key_name(scope, key)),
+                );
+                Value::Object(m)
+            })
+            .collect();
+        json!({ "results": Value::Array(items) })
+    } else {
+        let keys: Vec<String> = entries.iter().map(|(_, k)| key_name(scope, k)).collect();
+        json!({ "keys": keys })
+    }
+}
+
+/// The error part of a streamed answer.
+fn failure_json(f: &Failure) -> Value {
+    match f {
+        Failure::Timeout => json!({ "error": "timeout" }),
+        Failure::Replicas(why) => json!({ "error": why }),
+    }
+}
+
+/// A fresh multipart boundary.
+fn new_boundary() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// One part of a streamed answer, as Riak frames it: the boundary, the
+/// part's content type and the JSON document.
+fn part(boundary: &str, doc: &Value) -> String {
+    format!("\r\n--{boundary}\r\nContent-Type: application/json\r\n\r\n{doc}")
+}
+
+/// A 200 `multipart/mixed` answer.
+fn multipart_response(body: Body, boundary: &str) -> Response {
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&format!("multipart/mixed;boundary={boundary}"))
+            .expect("a hex boundary is a valid header value"),
+    );
+    r
+}
+
+/// The answer of a gathered query: JSON, or `multipart/mixed` parts when
+/// streaming.
 fn answer(query: &Query, scope: &[u8], outcome: Result<Vec<Entry>, Failure>) -> Response {
-    let name =
-        |key: &Bytes| String::from_utf8_lossy(key.strip_prefix(scope).unwrap_or(key)).into_owned();
     let continuation = |entries: &[Entry]| match (query.max_results, entries.last()) {
         (Some(max), Some((term, key))) if entries.len() == max => Some(encode_continuation(
             term,
@@ -361,28 +488,10 @@ fn answer(query: &Query, scope: &[u8], outcome: Result<Vec<Entry>, Failure>) -> 
         )),
         _ => None,
     };
-    let results = |entries: &[Entry]| -> Value {
-        if query.return_terms {
-            let items = entries
-                .iter()
-                .map(|(term, key)| {
-                    let mut m = Map::new();
-                    m.insert(
-                        String::from_utf8_lossy(term).into_owned(),
-                        Value::from(name(key)),
-                    );
-                    Value::Object(m)
-                })
-                .collect();
-            json!({ "results": Value::Array(items) })
-        } else {
-            json!({ "keys": entries.iter().map(|(_, k)| name(k)).collect::<Vec<_>>() })
-        }
-    };
     if !query.stream {
         return match outcome {
             Ok(entries) => {
-                let mut doc = results(&entries);
+                let mut doc = results_json(query, scope, &entries);
                 if let Some(c) = continuation(&entries) {
                     doc["continuation"] = Value::from(c);
                 }
@@ -393,31 +502,29 @@ fn answer(query: &Query, scope: &[u8], outcome: Result<Vec<Entry>, Failure>) -> 
                 );
                 r
             }
-            Err(Failure::Timeout) => RiakError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "request timed out",
-            )
-            .into_response(),
-            Err(Failure::Replicas(why)) => RiakError::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                format!("Error:\n{why}"),
-            )
-            .into_response(),
+            Err(Failure::Timeout) => {
+                RiakError::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response()
+            }
+            Err(Failure::Replicas(why)) => {
+                RiakError::new(StatusCode::SERVICE_UNAVAILABLE, format!("Error:\n{why}"))
+                    .into_response()
+            }
         };
     }
-    let boundary = format!("{:016x}", rand::random::<u64>());
-    let part =
-        |doc: Value| format!("\r\n--{boundary}\r\nContent-Type: application/json\r\n\r\n{doc}");
+    let boundary = new_boundary();
     let mut parts: Vec<String> = Vec::new();
     match outcome {
         Ok(entries) => {
-            parts.extend(entries.chunks(STREAM_BATCH).map(|c| part(results(c))));
+            parts.extend(
+                entries
+                    .chunks(STREAM_BATCH)
+                    .map(|c| part(&boundary, &results_json(query, scope, c))),
+            );
             if let Some(c) = continuation(&entries) {
-                parts.push(part(json!({ "continuation": c })));
+                parts.push(part(&boundary, &json!({ "continuation": c })));
             }
         }
-        Err(Failure::Timeout) => parts.push(part(json!({ "error": "timeout" }))),
-        Err(Failure::Replicas(why)) => parts.push(part(json!({ "error": why }))),
+        Err(f) => parts.push(part(&boundary, &failure_json(&f))),
     }
     parts.push(format!("\r\n--{boundary}--\r\n"));
     let chunks = futures::stream::iter(
@@ -425,25 +532,41 @@ fn answer(query: &Query, scope: &[u8], outcome: Result<Vec<Entry>, Failure>) -> 
             .into_iter()
             .map(|p| Ok::<_, std::convert::Infallible>(Bytes::from(p))),
     );
-    let mut r = Response::new(Body::from_stream(chunks));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(&format!("multipart/mixed;boundary={boundary}"))
-            .expect("a hex boundary is a valid header value"),
-    );
-    r
+    multipart_response(Body::from_stream(chunks), &boundary)
 }
 
-/// Asks a covering set of replicas and merges their answers: the first
-/// `max_results` entries after the continuation (all of them without a
-/// page size), in (term, key) order.
-async fn run(state: &AppState, query: &Query, scope: &Bytes) -> Result<Vec<Entry>, Failure> {
+/// One partition still to be asked: its replicas not yet tried (the next
+/// one last), what the tried ones answered, and where to resume.
+#[derive(Default)]
+struct Pending {
+    partition: u32,
+    order: Vec<NodeId>,
+    tried: Vec<String>,
+    after: Option<Entry>,
+}
+
+/// Asks a covering set of replicas. Without a `sink` it merges their
+/// answers: the first `max_results` entries after the continuation (all
+/// of them without a page size), in (term, key) order. With one, every
+/// page is sent to it as it arrives (in order within a page) and nothing
+/// is kept; a replica that fails mid-way is replaced by the next one,
+/// resuming after the last entry sent.
+async fn run(
+    state: &AppState,
+    query: &Query,
+    scope: &Bytes,
+    sink: Option<&mpsc::Sender<Vec<Entry>>>,
+) -> Result<Vec<Entry>, Failure> {
     let coord = &state.coord;
     let ring = coord.ring();
     let n = coord.effective_n();
+    let after: Option<Entry> = query
+        .continuation
+        .as_ref()
+        .map(|(term, name)| (term.clone(), [&scope[..], &name[..]].concat().into()));
     // Each partition's replicas, starting at a different one for each
     // partition (spreading the work), believed-up ones first.
-    let mut pending: Vec<(u32, Vec<NodeId>, Vec<String>)> = (0..ring.partitions())
+    let mut pending: Vec<Pending> = (0..ring.partitions())
         .map(|p| {
             let replicas: Vec<NodeId> = ring.walk(p).into_iter().take(n).cloned().collect();
             let len = replicas.len().max(1);
@@ -452,31 +575,36 @@ async fn run(state: &AppState, query: &Query, scope: &Bytes) -> Result<Vec<Entry
                 .collect();
             order.sort_by_key(|r| !coord.health().is_up(r));
             order.reverse();
-            (p, order, Vec::new())
+            Pending {
+                partition: p,
+                order,
+                tried: Vec::new(),
+                after: after.clone(),
+            }
         })
         .collect();
-    let after = query
-        .continuation
-        .as_ref()
-        .map(|(term, name)| (term.clone(), [&scope[..], &name[..]].concat().into()));
     let mut found: Vec<Entry> = Vec::new();
     while !pending.is_empty() {
-        // The partitions each node is asked for this round.
-        let mut groups: HashMap<NodeId, Vec<usize>> = HashMap::new();
-        for (i, (p, order, tried)) in pending.iter().enumerate() {
-            let Some(node) = order.last() else {
+        // The partitions each node is asked for this round (those with the
+        // same resume position share a request).
+        let mut groups: HashMap<(NodeId, Option<Entry>), Vec<usize>> = HashMap::new();
+        for (i, p) in pending.iter().enumerate() {
+            let Some(node) = p.order.last() else {
                 return Err(Failure::Replicas(format!(
-                    "no replica of partition {p} could be queried ({})",
-                    tried.join("; ")
+                    "no replica of partition {} could be queried ({})",
+                    p.partition,
+                    p.tried.join("; ")
                 )));
             };
-            groups.entry(node.clone()).or_default().push(i);
+            groups
+                .entry((node.clone(), p.after.clone()))
+                .or_default()
+                .push(i);
         }
-        let asks = groups.into_iter().map(|(node, members)| {
-            let partitions: Vec<u32> = members.iter().map(|&i| pending[i].0).collect();
-            let after = after.clone();
+        let asks = groups.into_iter().map(|((node, after), members)| {
+            let partitions: Vec<u32> = members.iter().map(|&i| pending[i].partition).collect();
             async move {
-                let got = ask_node(state, &node, query, scope, partitions, after).await;
+                let got = ask_node(state, &node, query, scope, partitions, after, sink).await;
                 (node, members, got)
             }
         });
@@ -484,17 +612,23 @@ async fn run(state: &AppState, query: &Query, scope: &Bytes) -> Result<Vec<Entry
         for (node, members, got) in futures::future::join_all(asks).await {
             match got {
                 Ok(entries) => found.extend(entries),
-                Err(why) => {
-                    failed.extend(members.into_iter().map(|i| (i, format!("{node}: {why}"))))
+                Err(Stopped::ClientGone) => {
+                    return Err(Failure::Replicas("the client went away".into()));
                 }
+                Err(Stopped::Failed { why, resume }) => failed.extend(
+                    members
+                        .into_iter()
+                        .map(|i| (i, format!("{node}: {why}"), resume.clone())),
+                ),
             }
         }
         let mut next = Vec::new();
-        for (i, why) in failed {
-            let (p, mut order, mut tried) = std::mem::take(&mut pending[i]);
-            order.pop();
-            tried.push(why);
-            next.push((p, order, tried));
+        for (i, why, resume) in failed {
+            let mut p = std::mem::take(&mut pending[i]);
+            p.order.pop();
+            p.tried.push(why);
+            p.after = resume;
+            next.push(p);
         }
         pending = next;
     }
@@ -506,18 +640,39 @@ async fn run(state: &AppState, query: &Query, scope: &Bytes) -> Result<Vec<Entry
     Ok(found)
 }
 
+/// Why a node's part of a query stopped.
+enum Stopped {
+    /// The node failed (why), after sending what precedes `resume`.
+    Failed { why: String, resume: Option<Entry> },
+    /// The streamed answer's receiver is gone.
+    ClientGone,
+}
+
 /// Asks one node for its entries in `partitions`, page by page: every
-/// entry after `after` (or the first `max_results`).
+/// entry after `after` (or the first `max_results`), kept or sent to
+/// `sink`.
 async fn ask_node(
     state: &AppState,
     node: &NodeId,
     query: &Query,
     scope: &Bytes,
     partitions: Vec<u32>,
-    mut after: Option<Entry>,
-) -> Result<Vec<Entry>, String> {
+    start: Option<Entry>,
+    sink: Option<&mpsc::Sender<Vec<Entry>>>,
+) -> Result<Vec<Entry>, Stopped> {
     let coord = &state.coord;
     let mut out: Vec<Entry> = Vec::new();
+    let mut after = start.clone();
+    // Where a replacement resumes: where this node started, unless pages
+    // were already sent on.
+    let failed = |why: String, after: &Option<Entry>| Stopped::Failed {
+        why,
+        resume: if sink.is_some() {
+            after.clone()
+        } else {
+            start.clone()
+        },
+    };
     loop {
         let limit = match query.max_results {
             Some(max) => (max - out.len()).min(PAGE as usize) as u32,
@@ -533,22 +688,29 @@ async fn ask_node(
             term_regex: query.term_regex.clone(),
             limit,
         };
-        match coord.ask(node, req, coord.config().rpc_timeout).await {
+        let items = match coord.ask(node, req, coord.config().rpc_timeout).await {
             Ok(IndexEntries(items)) if items.len() > limit as usize => {
-                return Err(format!(
-                    "answered {} entries for a page of {limit}",
-                    items.len()
-                ));
+                let why = format!("answered {} entries for a page of {limit}", items.len());
+                return Err(failed(why, &after));
             }
-            Ok(IndexEntries(items)) => {
-                let done = items.len() < limit as usize;
-                after = items.last().cloned();
-                out.extend(items);
-                if done || query.max_results.is_some_and(|m| out.len() >= m) {
-                    return Ok(out);
+            Ok(IndexEntries(items)) => items,
+            Err(e) => return Err(failed(e.to_string(), &after)),
+        };
+        let done = items.len() < limit as usize;
+        if let Some(last) = items.last() {
+            after = Some(last.clone());
+        }
+        match sink {
+            Some(tx) if !items.is_empty() => {
+                if tx.send(items).await.is_err() {
+                    return Err(Stopped::ClientGone);
                 }
             }
-            Err(e) => return Err(e.to_string()),
+            Some(_) => {}
+            None => out.extend(items),
+        }
+        if done || query.max_results.is_some_and(|m| out.len() >= m) {
+            return Ok(out);
         }
     }
 }
@@ -640,7 +802,7 @@ mod tests {
             ),
         ] {
             let e = parse(path, qs).unwrap_err();
-            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{qs}");
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{qs}");
             assert!(e.body.contains(says), "{qs}: {}", e.body);
         }
     }
@@ -667,7 +829,7 @@ mod tests {
         ] {
             assert_eq!(
                 mapred_query(&bad).unwrap_err().status,
-                axum::http::StatusCode::BAD_REQUEST,
+                StatusCode::BAD_REQUEST,
                 "{bad}"
             );
         }
