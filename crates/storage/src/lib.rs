@@ -39,7 +39,7 @@
 //! after a crash. [`Store::merge_deferred`] cannot know what its merge
 //! removes: it adds the incoming siblings' entries, and
 //! [`Store::scan_index`] then checks each entry it finds against the
-//! object. Which prefix of a key groups its entries (Riak's bucket) is
+//! object, skipping and deleting those no live sibling carries. Which prefix of a key groups its entries (Riak's bucket) is
 //! [`StoreConfig::index_scope`]'s to say. A database written before the
 //! family existed is indexed once at open.
 //!
@@ -1635,8 +1635,8 @@ impl Store {
     /// Every entry stands for a live sibling that carries it. With
     /// [`StoreConfig::deferred_merges`] a replica's merge adds entries
     /// without knowing which ones the merge removes, so each entry found is
-    /// checked against the stored object (one read) and skipped unless a
-    /// live sibling still carries it.
+    /// checked against the stored object (one read) and skipped, and
+    /// deleted, unless a live sibling still carries it.
     pub fn scan_index(
         &self,
         partition: u32,
@@ -1698,11 +1698,29 @@ impl Store {
     }
 
     /// Whether a live sibling of the object under `key` carries the index
-    /// entry `entry` (see [`Store::scan_index`]).
+    /// entry `entry` (see [`Store::scan_index`]). An entry none carries is
+    /// deleted, under the key's lock (so a merge that adds it back at that
+    /// moment is never undone), unless the store refuses writes.
     fn entry_is_live(&self, db: &DB, partition: u32, entry: &[u8], key: &[u8]) -> Result<bool> {
-        let object = read_object_at(db, &object_key(partition, key))?;
         let scope = (self.config.index_scope)(key);
-        Ok(index::entries(partition, key, scope, object.as_ref()).contains(entry))
+        let carried = || -> Result<bool> {
+            let object = read_object_at(db, &object_key(partition, key))?;
+            Ok(index::entries(partition, key, scope, object.as_ref()).contains(entry))
+        };
+        if carried()? {
+            return Ok(true);
+        }
+        let _guard = self.key_lock((self.config.key_hash)(key));
+        if carried()? {
+            return Ok(true);
+        }
+        if self.writable().is_ok()
+            && let Err(e) = db.delete_cf_opt(cf(db, CF_INDEX), entry, &self.write_opts)
+        {
+            let e = self.write_failed(e);
+            tracing::warn!(error = %e, "could not delete a stale index entry");
+        }
+        Ok(false)
     }
 
     /// Up to `limit` distinct *groups* of keys of one partition that hold

@@ -167,6 +167,11 @@ fn deferred_merges_index_a_superset_and_queries_check_it() {
     let b = write("n1", &a, content("b", &[("f_bin", "young")]));
     s.merge_replicated(&k, &b).unwrap();
     assert_eq!(query(&s, "f_bin", "a", "z"), pairs(&[("young", "Sk")]));
+    // The query deleted the stale entry: a store that trusts its entries
+    // finds only the live one.
+    drop(s);
+    let s = open(&dir, false);
+    assert_eq!(query(&s, "f_bin", "a", "z"), pairs(&[("young", "Sk")]));
 }
 
 #[test]
