@@ -222,6 +222,29 @@ mod tests {
         assert!(encode_term("f_int", b"").is_none());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn integer_order_is_byte_order(a in proptest::prelude::any::<i128>(), b in proptest::prelude::any::<i128>()) {
+            let ea = encode_term("f_int", a.to_string().as_bytes()).unwrap();
+            let eb = encode_term("f_int", b.to_string().as_bytes()).unwrap();
+            proptest::prop_assert_eq!(ea.cmp(&eb), a.cmp(&b));
+        }
+
+        #[test]
+        fn string_order_is_byte_order_and_terms_delimit_themselves(
+            a in proptest::collection::vec(0u8..4, 0..6),
+            b in proptest::collection::vec(0u8..4, 0..6),
+            ka in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4),
+            kb in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4),
+        ) {
+            // Entries (term then key) sort by term first, whatever the keys.
+            let entry = |t: &[u8], k: &[u8]| [encode_term("f_bin", t).unwrap(), k.to_vec()].concat();
+            let (ea, eb) = (entry(&a, &ka), entry(&b, &kb));
+            proptest::prop_assert_eq!(ea.cmp(&eb), a.cmp(&b).then(ka.cmp(&kb)));
+            proptest::prop_assert_eq!(decode_term("f_bin", &ea), Some((a.clone(), ea.len() - ka.len())));
+        }
+    }
+
     #[test]
     fn terms_round_trip() {
         for (field, term) in [
