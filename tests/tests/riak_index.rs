@@ -278,3 +278,49 @@ async fn anti_entropy_brings_index_entries_with_their_objects() {
         names(0..30)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ownership_handoff_brings_index_entries_to_a_joining_node() {
+    // Only the handoff moves data: no anti-entropy, no read repair.
+    let mut c = Cluster::start(
+        3,
+        ClusterOptions::default()
+            .set("DYNKV__MEMBERSHIP__GOSSIP_INTERVAL_MS", "200")
+            .set("DYNKV__MEMBERSHIP__CLEANUP_GRACE_MS", "1000")
+            .set("DYNKV__ANTIENTROPY__ENABLED", "false")
+            .set("DYNKV__READ_REPAIR__ENABLED", "false"),
+    )
+    .await;
+    for i in 0..40usize {
+        put(
+            &c,
+            1 + i % 3,
+            "b",
+            &format!("k{i:02}"),
+            &[("n_int", i.to_string())],
+        )
+        .await;
+    }
+    let n4 = c.start_joiner().await;
+    let seed = c.node(1).cluster_addr();
+    let (s, v) = c
+        .admin(n4, "join", serde_json::json!({ "seed": seed }))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = c.admin(1, "commit", serde_json::json!(null)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for i in [1, 2, 3, n4] {
+        assert!(
+            c.wait_transition_done(i, Duration::from_secs(90)).await,
+            "n{i} still reports a change in progress"
+        );
+    }
+    // With n1 and n2 gone, every partition is answered by n3 or by n4, and
+    // n4 holds what it holds only through the handoff.
+    c.kill(1);
+    c.kill(2);
+    assert_eq!(
+        keys(&query(&c, n4, "b/index/n_int/0/100").await),
+        names(0..40)
+    );
+}
