@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the Riak Python client's own test suites (riak 2.7.0 from PyPI:
-# riak.tests.test_kv and riak.tests.test_client, over HTTP, then
+# riak.tests.test_kv, riak.tests.test_client and riak.tests.test_2i, over HTTP, then
 # riak.tests.test_security over HTTPS) against a fresh 3-node dynkv cluster, through dynkv's Riak-compatible API (docs/RIAK.md).
 #
 #   scripts/riak-tests.sh
@@ -12,12 +12,13 @@
 # 2. Builds the debug dynkv binary if needed and starts n1..n3 with
 #    scripts/cluster.sh in a temporary directory.
 # 3. Runs test_kv against n1, test_client against n2 (so requests are
-#    also forwarded between nodes), test_btypes against n3 and
-#    test_datatypes against n2, skipping only tests/riak/skips.py.
+#    also forwarded between nodes), test_btypes and test_2i (secondary
+#    indexes) against n3 and test_datatypes against n2, skipping only
+#    tests/riak/skips.py.
 #    Then restarts the cluster with TLS (the openssl engine, the client's
 #    cipher list) and security on, and runs test_security against n3 as
 #    riak-test (added to /etc/hosts when it does not resolve).
-# 4. Prints "test_kv: ...", "test_client: ...", "test_security: ..." and a total line
+# 4. Prints "test_kv: ...", "test_client: ...", "test_2i: ...", "test_security: ..." and a total line
 #    "riak: N passed, N failed, N skipped", stops the cluster, and exits
 #    non-zero if any test failed.
 #
@@ -162,6 +163,8 @@ say "riak.tests.test_btypes against n3"
 RIAK_TEST_HTTP_PORT=$((base + 3)) "$VENV/bin/python" tests/riak/run.py test_btypes riak.tests.test_btypes 2>&1 | tee -a "$log" || rc=1
 say "riak.tests.test_datatypes against n2"
 RIAK_TEST_HTTP_PORT=$((base + 2)) "$VENV/bin/python" tests/riak/run.py test_datatypes riak.tests.test_datatypes 2>&1 | tee -a "$log" || rc=1
+say "riak.tests.test_2i against n3"
+RIAK_TEST_HTTP_PORT=$((base + 3)) "$VENV/bin/python" tests/riak/run.py test_2i riak.tests.test_2i 2>&1 | tee -a "$log" || rc=1
 
 # --- 4. the security suite over HTTPS --------------------------------------
 # riak.tests.test_security with RUN_SECURITY=1 needs: the host name
@@ -210,7 +213,7 @@ sec() {
 }
 sec add-user riakpass password=Test1234
 sec add-source riakpass 127.0.0.1/32 password
-sec grant riak_kv.get,riak_kv.put,riak_kv.delete,riak_kv.list_keys,riak_kv.list_buckets,riak_core.get_bucket,riak_core.set_bucket on any to riakpass
+sec grant riak_kv.get,riak_kv.put,riak_kv.delete,riak_kv.list_keys,riak_kv.index,riak_kv.list_buckets,riak_core.get_bucket,riak_core.set_bucket on any to riakpass
 sec enable
 # Security is gossiped: wait until n3 refuses a request without credentials.
 for _ in $(seq 1 100); do
@@ -226,12 +229,12 @@ RUN_SECURITY=1 RIAK_TEST_HOST=riak-test RIAK_TEST_HTTP_PORT=$((base + 3)) \
 
 # --- 5. the count ------------------------------------------------------------
 read -r passed failed skipped < <(
-  sed -n 's/^test_[a-z]*: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped$/\1 \2 \3/p' "$log" |
-    awk '{p += $1; f += $2; s += $3; n++} END {print p + 0, (n == 5 ? f : f + 1) + 0, s + 0}'
+  sed -n 's/^test_[a-z0-9]*: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped$/\1 \2 \3/p' "$log" |
+    awk '{p += $1; f += $2; s += $3; n++} END {print p + 0, (n == 6 ? f : f + 1) + 0, s + 0}'
 )
 echo
 say "Riak client suites against dynkv, $(($(date +%s) - started)) s"
-grep -E '^test_[a-z]+: [0-9]+ passed' "$log"
+grep -E '^test_[a-z0-9]+: [0-9]+ passed' "$log"
 echo "riak: $passed passed, $failed failed, $skipped skipped"
 if [ "$rc" -eq 0 ] && [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then
   status=0

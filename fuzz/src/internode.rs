@@ -24,9 +24,9 @@ use dynkv_rpc::handshake::{
 };
 use dynkv_rpc::messages::{
     AaeFetch, AaeHashes, AaeKeys, AaeRepair, ClaimantChange, ClusterStateReply, Coordinate,
-    CoordinateFallback, ENDPOINT_IDS, Gossip, Handoff, Hashes, Join, KeyDigests, Keys, ListKeys,
-    ListNamespaces, Objects, Ping, Pong, Quorum, Read, ReadReply, Reap, ReapCheck, Repaired,
-    Replicate, StoreHint, WriteOutcome, WriteRequest,
+    CoordinateFallback, ENDPOINT_IDS, Gossip, Handoff, Hashes, IndexEntries, IndexQuery, Join,
+    KeyDigests, Keys, ListKeys, ListNamespaces, Objects, Ping, Pong, Quorum, Read, ReadReply, Reap,
+    ReapCheck, Repaired, Replicate, StoreHint, WriteOutcome, WriteRequest,
 };
 use dynkv_rpc::{
     CallContext, ClusterSecret, Dispatcher, Endpoint, Handler, Message, PROTOCOL_VERSION,
@@ -406,6 +406,7 @@ endpoints!(
     ClaimantChange,
     ListKeys,
     ListNamespaces,
+    IndexQuery,
     ReapCheck,
     Reap,
 );
@@ -699,6 +700,16 @@ pub fn seed_requests() -> Vec<(u16, Bytes)> {
             after: None,
             limit: 10,
         }),
+        r(IndexQuery {
+            partitions: vec![1, 2],
+            scope: Bytes::from_static(b"\xff\x01b"),
+            field: "f_bin".into(),
+            from: Bytes::from_static(b"a"),
+            to: Bytes::from_static(b"z"),
+            after: Some((Bytes::from_static(b"m"), Bytes::from_static(b"\xff\x01bk"))),
+            term_regex: Some("^v".into()),
+            limit: 10,
+        }),
     ]
 }
 
@@ -737,6 +748,10 @@ pub fn seed_answers() -> Vec<(bool, Bytes)> {
         (true, Objects(vec![Some(object("o")), None]).encode()),
         (true, Repaired(3).encode()),
         (true, Keys(vec![Bytes::from_static(b"ns\0a")]).encode()),
+        (
+            true,
+            IndexEntries(vec![(Bytes::from_static(b"t"), Bytes::from_static(b"k"))]).encode(),
+        ),
         (
             true,
             ClusterStateReply(Bytes::from_static(b"state")).encode(),

@@ -1,8 +1,8 @@
 """Tests of the Riak client's suites that dynkv's CI skips, each with why.
 
 Only two kinds of reasons are allowed here: the test needs a Riak feature
-dynkv does not offer (legacy counters, secondary indexes, MapReduce,
-search, the protocol-buffers transport), or it fails
+dynkv does not offer (legacy counters, MapReduce beyond a phaseless
+index query, search, the protocol-buffers transport), or it fails
 because of the client itself (its packaging or its assumptions about the
 machine it runs on). Everything else must pass.
 

@@ -43,6 +43,7 @@ impl Config {
             key_hash: dynkv_ring::key_hash,
             object_cache_bytes: self.storage.object_cache_mb << 20,
             deferred_merges: self.storage.deferred_merges,
+            index_scope: dynkv_api::riak::namespace::scope_len,
         }
     }
 

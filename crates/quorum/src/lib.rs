@@ -62,6 +62,8 @@
 //!   the distinct length-delimited components after a prefix. The store
 //!   only knows prefixes and groups; the encoding of a bucket is the
 //!   protocol adapter's.
+//! - [`IndexQuery`] scans the local secondary index entries of a set of
+//!   partitions ([`index`]).
 //!
 //! ## Concurrency
 //! No global lock: the ring and the peer table are atomically swapped
@@ -72,6 +74,7 @@ pub mod datatype;
 pub mod epoch;
 pub mod handoff;
 pub mod idempotency;
+pub mod index;
 mod local_write;
 mod metrics;
 pub mod read;
@@ -90,8 +93,8 @@ use bytes::Bytes;
 use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::messages::listing::{component_prefix, split_component};
 use dynkv_rpc::messages::{
-    Coordinate, CoordinateFallback, Keys, ListKeys, ListNamespaces, Ping, Pong, Quorum, Read,
-    ReadReply, Replicate, StoreHint, Stored, WriteOutcome, WriteRequest,
+    Coordinate, CoordinateFallback, IndexEntries, IndexQuery, Keys, ListKeys, ListNamespaces, Ping,
+    Pong, Quorum, Read, ReadReply, Replicate, StoreHint, Stored, WriteOutcome, WriteRequest,
 };
 use dynkv_rpc::{
     CallContext, Dispatcher, Endpoint, Handler, PeerHealth, RemoteError, RpcError, Transport,
@@ -1178,6 +1181,7 @@ impl Coordinator {
             .register::<StoreHint, _>(self.replica.clone())
             .register::<ListKeys, _>(self.clone())
             .register::<ListNamespaces, _>(self.clone())
+            .register::<IndexQuery, _>(self.clone())
             .register::<dynkv_rpc::messages::ReapCheck, _>(self.clone())
             .register::<dynkv_rpc::messages::Reap, _>(self.clone());
     }
@@ -1262,6 +1266,20 @@ impl Handler<ListNamespaces> for Coordinator {
         })
         .await;
         listed(scan)
+    }
+}
+
+impl Handler<IndexQuery> for Coordinator {
+    async fn handle(
+        self: Arc<Self>,
+        req: IndexQuery,
+        _: CallContext,
+    ) -> Result<IndexEntries, RemoteError> {
+        let store = self.replica.store.clone();
+        tokio::task::spawn_blocking(move || index::scan(&store, &req))
+            .await
+            .map_err(|e| RemoteError::Storage(e.to_string()))?
+            .map(IndexEntries)
     }
 }
 

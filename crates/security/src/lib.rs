@@ -8,7 +8,7 @@
 //!
 //! ## Layout
 //! - [`perm`]: the permissions ([`Permission`]: `riak_kv.get`, `riak_kv.put`,
-//!   `riak_kv.delete`, `riak_kv.list_keys`, `riak_kv.list_buckets`,
+//!   `riak_kv.delete`, `riak_kv.list_keys`, `riak_kv.index`, `riak_kv.list_buckets`,
 //!   `riak_core.get_bucket`, `riak_core.set_bucket`, and `dynkv.admin`) and
 //!   where they are granted ([`Scope`]: `any`, a bucket type, or a bucket
 //!   type and bucket).

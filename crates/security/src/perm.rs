@@ -19,6 +19,8 @@ pub enum Permission {
     Delete,
     /// List a bucket's keys.
     ListKeys,
+    /// Query a bucket's secondary indexes.
+    Index,
     /// List a bucket type's buckets.
     ListBuckets,
     /// Read bucket properties.
@@ -31,11 +33,12 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, in a stable order.
-    pub const ALL: [Permission; 8] = [
+    pub const ALL: [Permission; 9] = [
         Permission::Get,
         Permission::Put,
         Permission::Delete,
         Permission::ListKeys,
+        Permission::Index,
         Permission::ListBuckets,
         Permission::GetBucket,
         Permission::SetBucket,
@@ -49,6 +52,7 @@ impl Permission {
             Permission::Put => "riak_kv.put",
             Permission::Delete => "riak_kv.delete",
             Permission::ListKeys => "riak_kv.list_keys",
+            Permission::Index => "riak_kv.index",
             Permission::ListBuckets => "riak_kv.list_buckets",
             Permission::GetBucket => "riak_core.get_bucket",
             Permission::SetBucket => "riak_core.set_bucket",
@@ -73,7 +77,7 @@ impl Permission {
 /// A permission name that is not one of [`Permission::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown permission {0:?}; known: riak_kv.get, riak_kv.put, riak_kv.delete, riak_kv.list_keys, riak_kv.list_buckets, riak_core.get_bucket, riak_core.set_bucket, dynkv.admin"
+    "unknown permission {0:?}; known: riak_kv.get, riak_kv.put, riak_kv.delete, riak_kv.list_keys, riak_kv.index, riak_kv.list_buckets, riak_core.get_bucket, riak_core.set_bucket, dynkv.admin"
 )]
 pub struct UnknownPermission(pub String);
 

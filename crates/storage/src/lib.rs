@@ -1,6 +1,6 @@
 //! # dynkv-storage: one node's durable state in RocksDB
 //!
-//! Everything a node keeps lives in one RocksDB database with four column
+//! Everything a node keeps lives in one RocksDB database with five column
 //! families, each laid out for the scans that use it:
 //!
 //! | column family | key | value | scanned by |
@@ -9,6 +9,7 @@
 //! | `digests` | key hash (u64 BE) ‖ key | object digest (u64 LE) | anti-entropy: a Merkle leaf is a contiguous hash range |
 //! | `hints` | owner len (u8) ‖ owner ‖ partition ‖ key | hint format byte ‖ created (unix ms, u64 LE) ‖ encoded [`Object`] | hinted handoff, per target node |
 //! | `meta` | name | bytes | node identity, ring state |
+//! | `index` | partition ‖ scope ‖ field ‖ term ‖ key (see [`index`]) | empty | secondary index queries: one (partition, scope, field) is a contiguous range in term order |
 //!
 //! Anti-entropy rebuilds its trees from the small `digests` family instead
 //! of reading every value.
@@ -28,6 +29,19 @@
 //! objects (one scan, hashing each key with [`StoreConfig::key_hash`]), as
 //! Riak's AAE rebuilds its hashtrees after a crash; so does
 //! [`Store::recover`].
+//!
+//! ## Secondary index entries, in the object's write batch
+//! An object's index entries (the `(field, term)` pairs of its live
+//! siblings' metadata, [`dynkv_vclock::Meta::indexes`]) are written in the
+//! same RocksDB write batch as the object by every change
+//! ([`Store::update`] computes the entries before and after and writes the
+//! difference), so the `index` family never disagrees with `objects`, even
+//! after a crash. [`Store::merge_deferred`] cannot know what its merge
+//! removes: it adds the incoming siblings' entries, and
+//! [`Store::scan_index`] then checks each entry it finds against the
+//! object, skipping and deleting those no live sibling carries. Which prefix of a key groups its entries (Riak's bucket) is
+//! [`StoreConfig::index_scope`]'s to say. A database written before the
+//! family existed is indexed once at open.
 //!
 //! ## Object cache
 //! Decoded objects are kept in a byte-bounded cache
@@ -133,6 +147,8 @@
 //! opened once a test write in the data directory succeeded, and the WAL is
 //! synced through descriptors of our own ([`Store::sync_wal`]).
 
+pub mod index;
+
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Write;
@@ -153,8 +169,9 @@ const CF_OBJECTS: &str = "objects";
 const CF_DIGESTS: &str = "digests";
 const CF_HINTS: &str = "hints";
 const CF_META: &str = "meta";
+const CF_INDEX: &str = "index";
 /// Every column family, in the order they are opened.
-const ALL_CFS: [&str; 4] = [CF_OBJECTS, CF_DIGESTS, CF_HINTS, CF_META];
+const ALL_CFS: [&str; 5] = [CF_OBJECTS, CF_DIGESTS, CF_HINTS, CF_META, CF_INDEX];
 
 /// The file [`Store::recover`] (and open) writes, syncs and removes in the
 /// data directory to see whether it takes writes. RocksDB ignores files it
@@ -205,6 +222,11 @@ const META_DIGESTS_CLEAN: &str = "digests_clean";
 const DIGEST_BATCH: usize = 4096;
 /// How often the flusher writes the queued digest changes.
 const DIGEST_FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Meta key present once the `index` family holds the entries of every
+/// object: absent in a database written before the family existed, whose
+/// open builds them (once).
+const META_INDEX_BUILT: &str = "index_built_v1";
 
 /// Meta key holding the on-disk layout version, checked at open.
 const META_FORMAT: &str = "storage_format";
@@ -416,6 +438,16 @@ pub struct StoreConfig {
     /// Apply the replica step of a coordinated write as a deferred merge
     /// ([`Store::merge_deferred`]) instead of a read-modify-write.
     pub deferred_merges: bool,
+    /// The length of a key's *scope*, the prefix its secondary index
+    /// entries are grouped by (Riak: the bucket's namespace), or `None`
+    /// for a key whose object is never indexed ([`index`]). The default
+    /// puts every key in one empty scope.
+    pub index_scope: fn(&[u8]) -> Option<usize>,
+}
+
+/// [`StoreConfig::index_scope`] by default: one empty scope for every key.
+pub fn one_scope(_: &[u8]) -> Option<usize> {
+    Some(0)
 }
 
 impl StoreConfig {
@@ -430,6 +462,7 @@ impl StoreConfig {
             key_hash: xxhash_rust::xxh3::xxh3_64,
             object_cache_bytes: 0,
             deferred_merges: false,
+            index_scope: one_scope,
         }
     }
 }
@@ -581,6 +614,7 @@ impl Store {
         let mut write_opts = WriteOptions::default();
         write_opts.set_sync(config.sync_writes);
         check_format(&db)?;
+        index_at_open(&db, config.index_scope)?;
         let (hints, bytes) = hint_totals(&db)?;
         let clean = digests_at_open(&db, config.key_hash)?;
         let db = Arc::new(ArcSwapOption::from_pointee(db));
@@ -734,6 +768,7 @@ fn open_db(config: &StoreConfig) -> Result<DB> {
         ColumnFamilyDescriptor::new(CF_DIGESTS, small_opts()),
         ColumnFamilyDescriptor::new(CF_HINTS, small_opts()),
         ColumnFamilyDescriptor::new(CF_META, small_opts()),
+        ColumnFamilyDescriptor::new(CF_INDEX, small_opts()),
     ];
     Ok(DB::open_cf_descriptors(&db_opts, &config.path, cfs)?)
 }
@@ -865,6 +900,51 @@ impl ObjectCache {
     fn clear(&self) {
         self.cache.invalidate_all();
     }
+}
+
+/// Builds the `index` family from the objects unless it is known to hold
+/// every entry ([`META_INDEX_BUILT`]): a database written before the
+/// family existed. The entries and then the marker are written synced, so
+/// an interrupted build is started over at the next open.
+fn index_at_open(db: &DB, scope: fn(&[u8]) -> Option<usize>) -> Result<()> {
+    if db
+        .get_cf(cf(db, CF_META), META_INDEX_BUILT.as_bytes())?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let icf = cf(db, CF_INDEX);
+    let mut batch = WriteBatch::default();
+    let mut indexed = 0u64;
+    for item in db.iterator_cf(cf(db, CF_OBJECTS), IteratorMode::Start) {
+        let (k, v) = item?;
+        let (Some(p), Some(key)) = (k.get(..4), k.get(4..)) else {
+            continue;
+        };
+        let partition = u32::from_be_bytes(p.try_into().expect("4 bytes"));
+        // An object that does not decode is indexed once it is repaired.
+        let Ok(object) = decode_object(&v) else {
+            continue;
+        };
+        for entry in index::entries(partition, key, scope(key), Some(&object)) {
+            batch.put_cf(icf, entry, []);
+            indexed += 1;
+        }
+        if batch.len() >= DIGEST_BATCH {
+            db.write(std::mem::take(&mut batch))?;
+        }
+    }
+    batch.put_cf(cf(db, CF_META), META_INDEX_BUILT.as_bytes(), [1]);
+    let mut synced = WriteOptions::default();
+    synced.set_sync(true);
+    db.write_opt(batch, &synced)?;
+    if indexed > 0 {
+        tracing::info!(
+            indexed,
+            "built the secondary index entries of the stored objects"
+        );
+    }
+    Ok(())
 }
 
 /// Whether the digest index is known to agree with the objects (the
@@ -1342,6 +1422,8 @@ impl Store {
             None => (read_object_at(&db, &okey)?, false),
         };
         let old_digest = current.as_ref().map(|o| o.digest());
+        let scope = (self.config.index_scope)(key.key);
+        let old_entries = index::entries(key.partition, key.key, scope, current.as_ref());
         let next = f(current);
         let new_digest = next.as_ref().map(|o| o.digest());
         if old_digest == new_digest {
@@ -1355,15 +1437,21 @@ impl Store {
         }
         self.writable()?;
         let _dirty = self.digests_dirty(&db)?;
-        let written = match &next {
-            Some(obj) => db.put_cf_opt(
-                cf(&db, CF_OBJECTS),
-                &okey,
-                encode_object(obj),
-                &self.write_opts,
-            ),
-            None => db.delete_cf_opt(cf(&db, CF_OBJECTS), &okey, &self.write_opts),
-        };
+        // The object and its index entries change in one batch.
+        let mut batch = WriteBatch::default();
+        match &next {
+            Some(obj) => batch.put_cf(cf(&db, CF_OBJECTS), &okey, encode_object(obj)),
+            None => batch.delete_cf(cf(&db, CF_OBJECTS), &okey),
+        }
+        let new_entries = index::entries(key.partition, key.key, scope, next.as_ref());
+        let icf = cf(&db, CF_INDEX);
+        for gone in old_entries.difference(&new_entries) {
+            batch.delete_cf(icf, gone);
+        }
+        for added in new_entries.difference(&old_entries) {
+            batch.put_cf(icf, added, []);
+        }
+        let written = db.write_opt(batch, &self.write_opts);
         if let Err(e) = written {
             if let Some(c) = &self.objects {
                 c.forget(&okey);
@@ -1411,7 +1499,16 @@ impl Store {
         let _guard = self.key_lock(key.hash);
         let okey = object_key(key.partition, key.key);
         let _dirty = self.digests_dirty(&db)?;
-        let written = db.merge_cf_opt(cf(&db, CF_OBJECTS), &okey, operand, &self.write_opts);
+        // The stored object is not read, so the entries it loses to this
+        // merge are not known: the incoming siblings' entries are added (a
+        // superset) and a scan checks each against the object.
+        let mut batch = WriteBatch::default();
+        batch.merge_cf(cf(&db, CF_OBJECTS), &okey, operand);
+        let scope = (self.config.index_scope)(key.key);
+        for entry in index::entries(key.partition, key.key, scope, Some(incoming)) {
+            batch.put_cf(cf(&db, CF_INDEX), entry, []);
+        }
+        let written = db.write_opt(batch, &self.write_opts);
         if let Some(c) = &self.objects {
             c.forget(&okey);
         }
@@ -1491,6 +1588,139 @@ impl Store {
             out.push(k[4..].to_vec());
         }
         Ok(out)
+    }
+
+    /// Up to `limit` live keys (not only tombstones) of one partition that
+    /// start with `prefix`, from `start` (inclusive) on, in key order: the
+    /// scan of a key range (Riak's `$key` index and its `$bucket` index).
+    pub fn scan_keys_from(
+        &self,
+        partition: u32,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>> {
+        let db = self.handle()?;
+        let lower = object_key(partition, prefix);
+        let from = object_key(partition, start).max(lower.clone());
+        let mut opts = ReadOptions::default();
+        bound_to_prefix(&mut opts, &lower);
+        let mut out = Vec::new();
+        for item in db.iterator_cf_opt(
+            cf(&db, CF_OBJECTS),
+            opts,
+            IteratorMode::From(&from, Direction::Forward),
+        ) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if !k.starts_with(&lower) {
+                break;
+            }
+            if decode_object(&v)?.is_deleted() {
+                continue;
+            }
+            out.push(k[4..].to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` secondary index entries of one partition in `range`
+    /// (terms `from..=to` of one field of one scope), in (term, key) order,
+    /// strictly after the position `after` (a term and an object key) when
+    /// given, keeping only terms `keep` accepts. Answers `(term, object
+    /// key)`, the term as a client writes it (an integer in decimal).
+    ///
+    /// Every entry stands for a live sibling that carries it. With
+    /// [`StoreConfig::deferred_merges`] a replica's merge adds entries
+    /// without knowing which ones the merge removes, so each entry found is
+    /// checked against the stored object (one read) and skipped, and
+    /// deleted, unless a live sibling still carries it.
+    pub fn scan_index(
+        &self,
+        partition: u32,
+        range: &index::IndexRange,
+        after: Option<(&[u8], &[u8])>,
+        limit: usize,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let prefix = index::field_prefix(partition, &range.scope, &range.field);
+        let with = |enc: &[u8]| {
+            let mut k = prefix.clone();
+            k.extend_from_slice(enc);
+            k
+        };
+        let mut start = with(&range.from);
+        if let Some((term, key)) = after {
+            let Some(enc) = range.encode(term) else {
+                return Ok(Vec::new());
+            };
+            let mut resume = with(&enc);
+            resume.extend_from_slice(key.strip_prefix(&range.scope[..]).unwrap_or(key));
+            resume.push(0);
+            start = start.max(resume);
+        }
+        let db = self.handle()?;
+        let mut opts = ReadOptions::default();
+        // Every entry whose term is `to` starts with `prefix ‖ enc(to)`.
+        let upper = successor(&with(&range.to));
+        if let Some(u) = &upper {
+            opts.set_iterate_upper_bound(u.clone());
+        }
+        let mut out = Vec::new();
+        for item in db.iterator_cf_opt(
+            cf(&db, CF_INDEX),
+            opts,
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) || upper.as_deref().is_some_and(|u| &k[..] >= u) {
+                break;
+            }
+            let Some((term, used)) = index::decode_term(&range.field, &k[prefix.len()..]) else {
+                continue;
+            };
+            if !keep(&term) {
+                continue;
+            }
+            let mut key = range.scope.clone();
+            key.extend_from_slice(&k[prefix.len() + used..]);
+            if self.config.deferred_merges && !self.entry_is_live(&db, partition, &k, &key)? {
+                continue;
+            }
+            out.push((term, key));
+        }
+        Ok(out)
+    }
+
+    /// Whether a live sibling of the object under `key` carries the index
+    /// entry `entry` (see [`Store::scan_index`]). An entry none carries is
+    /// deleted, under the key's lock (so a merge that adds it back at that
+    /// moment is never undone), unless the store refuses writes.
+    fn entry_is_live(&self, db: &DB, partition: u32, entry: &[u8], key: &[u8]) -> Result<bool> {
+        let scope = (self.config.index_scope)(key);
+        let carried = || -> Result<bool> {
+            let object = read_object_at(db, &object_key(partition, key))?;
+            Ok(index::entries(partition, key, scope, object.as_ref()).contains(entry))
+        };
+        if carried()? {
+            return Ok(true);
+        }
+        let _guard = self.key_lock((self.config.key_hash)(key));
+        if carried()? {
+            return Ok(true);
+        }
+        if self.writable().is_ok()
+            && let Err(e) = db.delete_cf_opt(cf(db, CF_INDEX), entry, &self.write_opts)
+        {
+            let e = self.write_failed(e);
+            tracing::warn!(error = %e, "could not delete a stale index entry");
+        }
+        Ok(false)
     }
 
     /// Up to `limit` distinct *groups* of keys of one partition that hold
@@ -1827,7 +2057,7 @@ impl Store {
             return;
         }
         let Ok(db) = self.handle() else { return };
-        for name in [CF_OBJECTS, CF_DIGESTS] {
+        for name in [CF_OBJECTS, CF_DIGESTS, CF_INDEX] {
             db.compact_range_cf(cf(&db, name), None::<&[u8]>, None::<&[u8]>);
         }
     }

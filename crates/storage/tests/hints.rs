@@ -184,8 +184,12 @@ fn hints_in_the_format_before_creation_times_are_read() {
     {
         let mut opts = rocksdb::Options::default();
         opts.create_if_missing(false);
-        let db = rocksdb::DB::open_cf(&opts, dir.path(), ["objects", "digests", "hints", "meta"])
-            .unwrap();
+        let db = rocksdb::DB::open_cf(
+            &opts,
+            dir.path(),
+            ["objects", "digests", "hints", "meta", "index"],
+        )
+        .unwrap();
         db.put_cf(db.cf_handle("hints").unwrap(), &hkey, &old_value)
             .unwrap();
         db.flush_wal(true).unwrap();

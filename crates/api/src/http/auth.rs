@@ -182,6 +182,7 @@ fn riak(method: &Method, bucket_type: Option<String>, rest: &[&str]) -> Need {
             Some(p) => grant(p, name(b)),
             None => Need::User,
         },
+        ["buckets", b, "index", ..] => grant(Permission::Index, name(b)),
         ["buckets", b, "props"] => match *method {
             Method::GET | Method::HEAD => grant(Permission::GetBucket, name(b)),
             _ => grant(Permission::SetBucket, name(b)),
@@ -217,6 +218,9 @@ pub fn classify(method: &Method, path: &str) -> (Need, Style) {
             };
             (need, Style::Riak)
         }
+        // The one MapReduce job served is an index query; its bucket is in
+        // the body, so only a grant on any bucket covers it.
+        ["mapred"] => (Need::Grant(Permission::Index, None, None), Style::Riak),
         [""] | ["ping"] | ["stats"] => (Need::User, Style::Riak),
         _ => (Need::User, Style::Json),
     }

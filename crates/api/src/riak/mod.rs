@@ -47,13 +47,16 @@
 //! ## Routes
 //! `GET|HEAD|PUT|POST|DELETE /buckets/{b}/keys/{k}`, `POST /buckets/{b}/keys`,
 //! `GET /buckets/{b}/keys?keys=true|stream`, `GET|PUT|DELETE
-//! /buckets/{b}/props`, `GET /buckets?buckets=true|stream`, the same under
-//! `/types/default/...`, `GET|POST /types/{t}/buckets/{b}/datatypes/{k}`
-//! and `POST /types/{t}/buckets/{b}/datatypes` ([`datatypes`]), and
-//! `GET /ping`, `/stats`, `/`.
+//! /buckets/{b}/props`, `GET /buckets?buckets=true|stream`, `GET
+//! /buckets/{b}/index/{field}/{term}[/{to}]` (secondary indexes: [`index`]),
+//! the same under `/types/{t}/...`, `GET|PUT /types/{t}/props` ([`types`]),
+//! `GET|POST /types/{t}/buckets/{b}/datatypes/{k}` and `POST
+//! /types/{t}/buckets/{b}/datatypes` ([`datatypes`]), and `GET /ping`,
+//! `/stats`, `/`.
 
 pub mod bucket;
 pub mod datatypes;
+pub mod index;
 mod info;
 pub mod listing;
 pub mod namespace;
@@ -99,6 +102,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         datatypes::update,
     ));
     let new_datatype = post(observed(m, "riak_dt_update", datatypes::update_new));
+    let index = get(observed(m, "riak_index", index::query));
     let objects = Router::new()
         .route("/types/{type}/buckets/{bucket}/datatypes/{key}", datatype)
         .route("/types/{type}/buckets/{bucket}/datatypes", new_datatype)
@@ -114,6 +118,20 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(
             "/types/{type}/props",
             get(observed(m, "riak_props", types::get)).put(observed(m, "riak_props", types::put)),
+        )
+        .route("/buckets/{bucket}/index/{index}/{from}", index.clone())
+        .route("/buckets/{bucket}/index/{index}/{from}/{to}", index.clone())
+        .route(
+            "/types/{type}/buckets/{bucket}/index/{index}/{from}",
+            index.clone(),
+        )
+        .route(
+            "/types/{type}/buckets/{bucket}/index/{index}/{from}/{to}",
+            index,
+        )
+        .route(
+            "/mapred",
+            axum::routing::post(observed(m, "riak_mapred", index::mapred)),
         )
         .route("/buckets", buckets.clone())
         .route("/types/{type}/buckets", buckets)

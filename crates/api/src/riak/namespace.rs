@@ -80,6 +80,22 @@ pub fn split(key: &[u8]) -> Option<(&[u8], &[u8])> {
     split_component(&[TAG], key)
 }
 
+/// The length of a namespaced key's bucket prefix: the *scope* its
+/// secondary index entries are grouped by (`dynkv_storage::StoreConfig::index_scope`),
+/// so that a query of one bucket's index is one range. `None` for any other
+/// key (native keys are never indexed). A bucket's scope is the internal key
+/// of its empty key name.
+pub fn scope_len(key: &[u8]) -> Option<usize> {
+    let name = match key.first() {
+        Some(&TYPED_TAG) => {
+            let (_, rest) = split_component(&[TYPED_TAG], key)?;
+            split_in(&key[..key.len() - rest.len()], key)?.1
+        }
+        _ => split(key)?.1,
+    };
+    Some(key.len() - name.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +153,12 @@ mod tests {
         assert!(key(b"ab", b"\xff\xff\xff") < key(b"abc", b""));
         assert!(!key(b"abc", b"").starts_with(&prefix(b"ab")));
         assert_eq!(split(b"plain"), None);
+        assert_eq!(scope_len(&key(b"ab", b"k")), Some(prefix(b"ab").len()));
+        assert_eq!(scope_len(b"plain"), None);
+        let maps = base(Some(b"maps"));
+        let typed = key_in(&maps, b"ab", b"k");
+        assert_eq!(scope_len(&typed), Some(prefix_in(&maps, b"ab").len()));
+        assert_eq!(scope_len(&[TYPED_TAG, 4, b'm']), None);
         assert_eq!(split(&[TAG, 5, b'a']), None);
         assert_eq!(split(&[TAG, 0x80]), None);
         assert_eq!(

@@ -436,7 +436,7 @@ fn request_meta(headers: &HeaderMap) -> Result<Meta, RiakError> {
                 )));
             }
             for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
-                if int && v.trim_start_matches('-').parse::<u128>().is_err() {
+                if int && v.parse::<i128>().is_err() {
                     return Err(RiakError::bad_request(format!(
                         "Could not parse field '{field}', value '{v}'."
                     )));

@@ -1,6 +1,7 @@
 //! Listing (endpoint IDs 50–59): paged listings of the keys, and of the
 //! distinct key components (namespaces such as Riak's buckets), of a
-//! partition's local replica, on the bulk connection.
+//! partition's local replica, and secondary index queries over a set of
+//! partitions of one replica, on the bulk connection.
 
 use bytes::Bytes;
 
@@ -168,6 +169,156 @@ impl Endpoint for ListNamespaces {
     type Response = Keys;
 }
 
+/// Secondary index query: up to `limit` entries `(term, key)` of the local
+/// replica in the given partitions, whose key starts with `scope` and whose
+/// term of `field` is in `from..=to`, in (term, key) order, strictly after
+/// `after`. Answer: [`IndexEntries`] (fewer than `limit`: every partition
+/// is exhausted). Keys are whole stored keys (`scope ‖ name`).
+///
+/// Two fields name no stored index but the keys themselves, as Riak's do:
+/// [`BUCKET_FIELD`] (every live key of the scope; terms are empty) and
+/// [`KEY_FIELD`] (live keys whose name is in `from..=to`; the term is the
+/// name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexQuery {
+    /// The partitions to scan (each must be one this replica holds).
+    pub partitions: Vec<u32>,
+    /// The key prefix every answered key has (a bucket's namespace).
+    pub scope: Bytes,
+    /// The index field (`*_int`, `*_bin`, [`BUCKET_FIELD`], [`KEY_FIELD`]).
+    pub field: String,
+    /// Least term (inclusive), as a client writes it.
+    pub from: Bytes,
+    /// Greatest term (inclusive).
+    pub to: Bytes,
+    /// Resume strictly after this `(term, key)`.
+    pub after: Option<(Bytes, Bytes)>,
+    /// Only terms this regular expression matches (unanchored).
+    pub term_regex: Option<String>,
+    /// Most entries in the answer.
+    pub limit: u32,
+}
+
+/// The field of an [`IndexQuery`] over every live key of its scope.
+pub const BUCKET_FIELD: &str = "$bucket";
+/// The field of an [`IndexQuery`] over the names of the keys of its scope.
+pub const KEY_FIELD: &str = "$key";
+
+/// A `(term, key)` pair on the wire.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireIndexEntry {
+    /// The term.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub term: Bytes,
+    /// The key.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub key: Bytes,
+}
+
+/// The protobuf form of an [`IndexQuery`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireIndexQuery {
+    /// The partitions.
+    #[prost(uint32, repeated, tag = "1")]
+    pub partitions: Vec<u32>,
+    /// The key prefix.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub scope: Bytes,
+    /// The field.
+    #[prost(string, tag = "3")]
+    pub field: String,
+    /// Least term.
+    #[prost(bytes = "bytes", tag = "4")]
+    pub from: Bytes,
+    /// Greatest term.
+    #[prost(bytes = "bytes", tag = "5")]
+    pub to: Bytes,
+    /// Resume after this position (absent: from the start).
+    #[prost(message, optional, tag = "6")]
+    pub after: Option<WireIndexEntry>,
+    /// Term filter (absent: none).
+    #[prost(string, optional, tag = "7")]
+    pub term_regex: Option<String>,
+    /// Most entries.
+    #[prost(uint32, tag = "8")]
+    pub limit: u32,
+}
+
+impl WireForm for IndexQuery {
+    type Wire = WireIndexQuery;
+
+    fn to_wire(&self) -> WireIndexQuery {
+        WireIndexQuery {
+            partitions: self.partitions.clone(),
+            scope: self.scope.clone(),
+            field: self.field.clone(),
+            from: self.from.clone(),
+            to: self.to.clone(),
+            after: self
+                .after
+                .clone()
+                .map(|(term, key)| WireIndexEntry { term, key }),
+            term_regex: self.term_regex.clone(),
+            limit: self.limit,
+        }
+    }
+
+    fn from_wire(w: WireIndexQuery) -> Result<Self, WireError> {
+        Ok(IndexQuery {
+            partitions: w.partitions,
+            scope: w.scope,
+            field: w.field,
+            from: w.from,
+            to: w.to,
+            after: w.after.map(|e| (e.term, e.key)),
+            term_regex: w.term_regex,
+            limit: w.limit,
+        })
+    }
+}
+
+impl Endpoint for IndexQuery {
+    const ID: u16 = 52;
+    const NAME: &'static str = "index_query";
+    const CLASS: Class = Class::Bulk;
+    type Response = IndexEntries;
+}
+
+/// The `(term, key)` entries of an [`IndexQuery`], in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexEntries(pub Vec<(Bytes, Bytes)>);
+
+/// The protobuf form of [`IndexEntries`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireIndexEntries {
+    /// The entries, in order.
+    #[prost(message, repeated, tag = "1")]
+    pub entries: Vec<WireIndexEntry>,
+}
+
+impl WireForm for IndexEntries {
+    type Wire = WireIndexEntries;
+
+    fn to_wire(&self) -> WireIndexEntries {
+        WireIndexEntries {
+            entries: self
+                .0
+                .iter()
+                .map(|(term, key)| WireIndexEntry {
+                    term: term.clone(),
+                    key: key.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn from_wire(w: WireIndexEntries) -> Result<Self, WireError> {
+        Ok(IndexEntries(
+            w.entries.into_iter().map(|e| (e.term, e.key)).collect(),
+        ))
+    }
+}
+
 /// Keys or namespaces of a listing step, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Keys(pub Vec<Bytes>);
@@ -220,6 +371,31 @@ mod tests {
             after: None,
             limit: 10,
         });
+        round_trip(IndexQuery {
+            partitions: vec![0, 7, u32::MAX],
+            scope: Bytes::from_static(b"\xff\x01b"),
+            field: "f_int".into(),
+            from: Bytes::from_static(b"-10"),
+            to: Bytes::from_static(b"0"),
+            after: Some((Bytes::from_static(b"-3"), Bytes::from_static(b"\xff\x01bk"))),
+            term_regex: Some(".*l2".into()),
+            limit: 2,
+        });
+        round_trip(IndexQuery {
+            partitions: vec![],
+            scope: Bytes::new(),
+            field: String::new(),
+            from: Bytes::new(),
+            to: Bytes::new(),
+            after: None,
+            term_regex: None,
+            limit: 0,
+        });
+        round_trip(IndexEntries(vec![(
+            Bytes::from_static(b"t"),
+            Bytes::from_static(b"k"),
+        )]));
+        round_trip(IndexEntries(vec![]));
         round_trip(Keys(vec![Bytes::from_static(b"a"), Bytes::new()]));
         round_trip(Keys(vec![]));
     }
@@ -262,6 +438,8 @@ mod tests {
             let b = Bytes::from(raw);
             let _ = ListKeys::decode(b.clone());
             let _ = ListNamespaces::decode(b.clone());
+            let _ = IndexQuery::decode(b.clone());
+            let _ = IndexEntries::decode(b.clone());
             let _ = Keys::decode(b);
         }
     }

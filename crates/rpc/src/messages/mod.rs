@@ -23,7 +23,7 @@
 //! | 20–29 | [`hints`]       | [`StoreHint`]                                     |
 //! | 30–39 | [`aae`]         | [`AaeHashes`], [`AaeKeys`], [`AaeFetch`], [`AaeRepair`] |
 //! | 40–49 | [`membership`]  | [`Gossip`], [`Join`], [`Handoff`], [`ClaimantChange`] |
-//! | 50–59 | [`listing`]     | [`ListKeys`], [`ListNamespaces`]                  |
+//! | 50–59 | [`listing`]     | [`ListKeys`], [`ListNamespaces`], [`IndexQuery`]  |
 //! | 60–69 | [`reap`]        | [`ReapCheck`], [`Reap`]                           |
 //!
 //! Responses shared by several endpoints are defined once: [`Stored`] in
@@ -107,7 +107,7 @@ pub use kv::{
     Coordinate, CoordinateFallback, Quorum, Read, ReadReply, Replicate, Stored, WriteOutcome,
     WriteRequest,
 };
-pub use listing::{Keys, ListKeys, ListNamespaces};
+pub use listing::{IndexEntries, IndexQuery, Keys, ListKeys, ListNamespaces};
 pub use membership::{ClaimantChange, ClusterStateReply, Gossip, Handoff, Join};
 pub use reap::{Reap, ReapCheck, ReapStatus, ReapStatuses, Reaped};
 
@@ -130,6 +130,7 @@ pub const ENDPOINT_IDS: &[(u16, &str)] = &[
     (ClaimantChange::ID, ClaimantChange::NAME),
     (ListKeys::ID, ListKeys::NAME),
     (ListNamespaces::ID, ListNamespaces::NAME),
+    (IndexQuery::ID, IndexQuery::NAME),
     (ReapCheck::ID, ReapCheck::NAME),
     (Reap::ID, Reap::NAME),
 ];
@@ -325,9 +326,10 @@ mod tests {
         range::<ClaimantChange>(40..=49);
         range::<ListKeys>(50..=59);
         range::<ListNamespaces>(50..=59);
+        range::<IndexQuery>(50..=59);
         range::<ReapCheck>(60..=69);
         range::<Reap>(60..=69);
-        assert_eq!(ENDPOINT_IDS.len(), 18);
+        assert_eq!(ENDPOINT_IDS.len(), 19);
     }
 
     #[test]
@@ -335,6 +337,7 @@ mod tests {
         assert_eq!(AaeHashes::CLASS, Class::Bulk);
         assert_eq!(Handoff::CLASS, Class::Bulk);
         assert_eq!(ListKeys::CLASS, Class::Bulk);
+        assert_eq!(IndexQuery::CLASS, Class::Bulk);
         assert_eq!(ReapCheck::CLASS, Class::Bulk);
         assert_eq!(Reap::CLASS, Class::Bulk);
         assert_eq!(Ping::CLASS, Class::Interactive);
