@@ -324,3 +324,65 @@ async fn ownership_handoff_brings_index_entries_to_a_joining_node() {
         names(0..40)
     );
 }
+
+#[tokio::test]
+async fn a_typed_bucket_has_an_index_of_its_own() {
+    let c = Cluster::start(3, ClusterOptions::default()).await;
+    for verb in ["create", "activate"] {
+        let (s, v) = c
+            .admin(1, &format!("bucket-types/plain/{verb}"), Value::Null)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            c.http
+                .get(format!("{}/types/plain/props", c.url(2)))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == StatusCode::OK
+        })
+        .await
+    );
+    // The same bucket, key and term in the default type and in `plain`.
+    put(&c, 1, "b", "dflt", &[("f_bin", "x".to_string())]).await;
+    let r = c
+        .http
+        .put(format!("{}/types/plain/buckets/b/keys/typed?w=3", c.url(2)))
+        .header("content-type", "text/plain")
+        .header("x-riak-index-f_bin", "x")
+        .body("v")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let typed: Value = c
+        .http
+        .get(format!("{}/types/plain/buckets/b/index/f_bin/x", c.url(3)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys(&typed), ["typed"]);
+    assert_eq!(keys(&query(&c, 3, "b/index/f_bin/x").await), ["dflt"]);
+    // A phaseless job names the type as Riak's clients do.
+    let job = serde_json::json!({
+        "inputs": {"bucket": ["plain", "b"], "index": "f_bin", "key": "x"},
+        "query": []
+    });
+    let r = c
+        .http
+        .post(format!("{}/mapred", c.url(1)))
+        .header("content-type", "application/json")
+        .body(job.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("typed") && !body.contains("dflt"), "{body}");
+}
