@@ -11,11 +11,17 @@ use serde_json::Value;
 
 /// Writes `bucket/key` through node `i` with index headers.
 async fn put(c: &Cluster, i: usize, bucket: &str, key: &str, indexes: &[(&str, String)]) {
+    put_at(c, i, &format!("buckets/{bucket}/keys/{key}"), indexes).await
+}
+
+/// Writes the object at `path` (below the node's root) through node `i`
+/// with index headers.
+async fn put_at(c: &Cluster, i: usize, path: &str, indexes: &[(&str, String)]) {
     let mut rb = c
         .http
-        .put(format!("{}/buckets/{bucket}/keys/{key}?w=3", c.url(i)))
+        .put(format!("{}/{path}?w=3", c.url(i)))
         .header("content-type", "text/plain")
-        .body(format!("value of {key}"));
+        .body(format!("value of {path}"));
     for (field, value) in indexes {
         rb = rb.header(format!("x-riak-index-{field}"), value);
     }
@@ -30,9 +36,14 @@ async fn put(c: &Cluster, i: usize, bucket: &str, key: &str, indexes: &[(&str, S
 
 /// A query through node `i` (`path` after `/buckets/`), as JSON.
 async fn query(c: &Cluster, i: usize, path: &str) -> Value {
+    query_at(c, i, &format!("buckets/{path}")).await
+}
+
+/// A query through node `i` (`path` below the node's root), as JSON.
+async fn query_at(c: &Cluster, i: usize, path: &str) -> Value {
     let r = c
         .http
-        .get(format!("{}/buckets/{path}", c.url(i)))
+        .get(format!("{}/{path}", c.url(i)))
         .send()
         .await
         .unwrap();
@@ -348,25 +359,14 @@ async fn a_typed_bucket_has_an_index_of_its_own() {
     );
     // The same bucket, key and term in the default type and in `plain`.
     put(&c, 1, "b", "dflt", &[("f_bin", "x".to_string())]).await;
-    let r = c
-        .http
-        .put(format!("{}/types/plain/buckets/b/keys/typed?w=3", c.url(2)))
-        .header("content-type", "text/plain")
-        .header("x-riak-index-f_bin", "x")
-        .body("v")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let typed: Value = c
-        .http
-        .get(format!("{}/types/plain/buckets/b/index/f_bin/x", c.url(3)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    put_at(
+        &c,
+        2,
+        "types/plain/buckets/b/keys/typed",
+        &[("f_bin", "x".to_string())],
+    )
+    .await;
+    let typed = query_at(&c, 3, "types/plain/buckets/b/index/f_bin/x").await;
     assert_eq!(keys(&typed), ["typed"]);
     assert_eq!(keys(&query(&c, 3, "b/index/f_bin/x").await), ["dflt"]);
     // A phaseless job names the type as Riak's clients do.
