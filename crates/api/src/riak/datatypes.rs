@@ -34,13 +34,15 @@
 //! supported type.`, and the default bucket type Riak's 301 to the legacy
 //! counters URL.
 
-mod json;
+pub mod json;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use dynkv_crdt::{DataType, Kind, Update};
 use dynkv_quorum::datatype::merged_state;
 use dynkv_rpc::messages::{Quorum, WriteRequest};
@@ -49,7 +51,7 @@ use dynkv_vclock::{Content, ContextKey, Object};
 use super::RiakError;
 use super::bucket::BucketProps;
 use super::object::{bucket_n, read, read_params, write_params};
-use super::request::{Target, decode_vclock, vclock_header};
+use super::request::{Target, decode_vclock};
 use super::shared::Riak;
 use crate::AppState;
 use crate::http::codec::{quote_plus, random_id};
@@ -94,21 +96,37 @@ fn datatype_key(state: &AppState) -> ContextKey {
     state.context_key.derive("riak data type context")
 }
 
-/// The signed context token of a state.
-fn context_token(state: &DataType, key: &ContextKey) -> String {
+/// The signed context of a state, as raw bytes (HTTP sends them base64,
+/// protocol buffers as they are); `None` for types without a context
+/// (counters, hlls, gsets).
+pub fn context_bytes(app: &AppState, state: &DataType) -> Option<Vec<u8>> {
+    if !json::has_context(state.kind()) {
+        return None;
+    }
     let vv = dynkv_vclock::VersionVector::from_pairs(
         state.context().iter().map(|(a, c)| (a.clone(), c)),
     );
-    vclock_header(&vv, key)
-        .to_str()
-        .expect("base64 is ASCII")
-        .to_string()
+    Some(dynkv_vclock::context_payload(&vv, &datatype_key(app)))
 }
 
-/// A client's context token, verified.
-fn parse_context(token: &str, key: &ContextKey) -> Result<dynkv_crdt::VersionVector, RiakError> {
-    let vv = decode_vclock(token.trim(), key)
-        .map_err(|e| RiakError::bad_request(format!("bad_context: Invalid context: {e}")))?;
+/// A client's raw context bytes, verified: a forged or altered context
+/// is a 400 `bad_context` (and counted).
+pub fn verify_context(app: &AppState, raw: &[u8]) -> Result<dynkv_crdt::VersionVector, RiakError> {
+    let vv = dynkv_vclock::decode_context_payload(raw, &datatype_key(app)).map_err(|e| {
+        app.metrics.bad_contexts.inc();
+        RiakError::bad_request(format!("bad_context: Invalid context: {e}"))
+    })?;
+    Ok(dynkv_crdt::VersionVector::from_pairs(
+        vv.entries().iter().cloned(),
+    ))
+}
+
+/// A client's context token (base64, as HTTP carries it), verified.
+fn parse_context(app: &AppState, token: &str) -> Result<dynkv_crdt::VersionVector, RiakError> {
+    let vv = decode_vclock(token.trim(), &datatype_key(app)).map_err(|e| {
+        app.metrics.bad_contexts.inc();
+        RiakError::bad_request(format!("bad_context: Invalid context: {e}"))
+    })?;
     Ok(dynkv_crdt::VersionVector::from_pairs(
         vv.entries().iter().cloned(),
     ))
@@ -134,25 +152,107 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     r
 }
 
-/// The fetch answer of `object` (404 with Riak's body when it holds no
-/// live state).
+/// A data type bucket, resolved once per request: what every transport
+/// needs before it reads or writes a data type.
+pub struct DtBucket {
+    /// The type its bucket type declares.
+    pub kind: Kind,
+    /// Precision of its hll sketches.
+    pub hll_precision: u8,
+    props: std::sync::Arc<BucketProps>,
+}
+
+/// The data type bucket of `t`, or Riak's refusal (see [`datatype_of`]).
+pub async fn dt_bucket(state: &AppState, riak: &Riak, t: &Target) -> Result<DtBucket, RiakError> {
+    let props = riak.props(state, t).await?;
+    let (kind, hll_precision) = datatype_of(t, &props)?;
+    Ok(DtBucket {
+        kind,
+        hll_precision,
+        props,
+    })
+}
+
+/// The merged live state of an object's siblings (`None`: none live);
+/// states that do not merge are a 409.
+fn merged(object: Option<&Object>) -> Result<Option<DataType>, RiakError> {
+    match object.map(merged_state).transpose() {
+        Ok(m) => Ok(m.flatten()),
+        Err(e) => Err(RiakError::new(StatusCode::CONFLICT, e)),
+    }
+}
+
+/// Fetches the data type at `t` with the read options of `q` (`r`, `pr`,
+/// `notfound_ok`, `basic_quorum`, `timeout`): its merged state, `None`
+/// when it holds none. The core of every transport's fetch.
+pub async fn fetch_state(
+    state: &AppState,
+    b: &DtBucket,
+    t: &Target,
+    q: &Params,
+) -> Result<Option<DataType>, RiakError> {
+    let n = bucket_n(state, &b.props);
+    let p = read_params(state, &b.props, q, n)?;
+    let key = Bytes::from(t.internal_key());
+    let object = read(state, &key, &p, n).await?;
+    merged(object.as_ref())
+}
+
+/// Applies `op` to the data type at `t` with the write options of `q`
+/// (`w`, `dw`, `pw`, `timeout`) and the verified `context`; answers the
+/// state the coordinator wrote. The core of every transport's update.
+pub async fn update_state(
+    state: &AppState,
+    b: &DtBucket,
+    t: &Target,
+    op: dynkv_crdt::Op,
+    context: Option<dynkv_crdt::VersionVector>,
+    q: &Params,
+) -> Result<Option<DataType>, RiakError> {
+    let n = bucket_n(state, &b.props);
+    let wp = write_params(state, &b.props, q, n, false)?;
+    let op = Update {
+        op,
+        context,
+        hll_precision: b.hll_precision,
+    };
+    let req = WriteRequest {
+        key: Bytes::from(t.internal_key()),
+        content: Content::value(Bytes::new(), dynkv_crdt::CONTENT_TYPE, 0),
+        context: dynkv_vclock::VersionVector::new(),
+        w: Quorum::Count(wp.required as u32),
+        sloppy: wp.pw == 0,
+        timeout_ms: wp.timeout.as_millis() as u64,
+        idempotency_key: None,
+        n_val: Some(n as u32),
+        supersede: false,
+        datatype_op: Some(Bytes::from(op.encode())),
+    };
+    let outcome = state
+        .coord
+        .put(req)
+        .await
+        .map_err(|e| RiakError::write(e, wp.pw > 0))?;
+    merged(Some(&outcome.object))
+}
+
+/// The JSON fetch answer of a state (404 with Riak's body when there is
+/// none).
 fn answer(
     state: &AppState,
     kind: Kind,
-    object: Option<&Object>,
+    merged: Option<DataType>,
     include_context: bool,
     status: StatusCode,
-) -> Result<Response, RiakError> {
-    let merged = match object.map(merged_state).transpose() {
-        Ok(m) => m.flatten(),
-        Err(e) => return Err(RiakError::new(StatusCode::CONFLICT, e)),
-    };
+) -> Response {
     let Some(s) = merged else {
-        return Ok(json_response(StatusCode::NOT_FOUND, &json::not_found(kind)));
+        return json_response(StatusCode::NOT_FOUND, &json::not_found(kind));
     };
-    let context = (include_context && json::has_context(s.kind()))
-        .then(|| context_token(&s, &datatype_key(state)));
-    Ok(json_response(status, &json::fetch_answer(&s, context)))
+    let context = include_context
+        .then(|| context_bytes(state, &s))
+        .flatten()
+        .map(|raw| STANDARD.encode(raw));
+    json_response(status, &json::fetch_answer(&s, context))
 }
 
 /// `GET /types/{t}/buckets/{b}/datatypes/{k}`.
@@ -162,20 +262,16 @@ pub async fn fetch(
     t: Target,
     q: Params,
 ) -> Result<Response, RiakError> {
-    let props = riak.props(&state, &t).await?;
-    let (kind, _) = datatype_of(&t, &props)?;
+    let b = dt_bucket(&state, &riak, &t).await?;
     let include_context = q.flag_or_default("include_context")?.unwrap_or(true);
-    let n = bucket_n(&state, &props);
-    let p = read_params(&state, &props, &q, n)?;
-    let key = Bytes::from(t.internal_key());
-    let object = read(&state, &key, &p, n).await?;
-    answer(
+    let merged = fetch_state(&state, &b, &t, &q).await?;
+    Ok(answer(
         &state,
-        kind,
-        object.as_ref(),
+        b.kind,
+        merged,
         include_context,
         StatusCode::OK,
-    )
+    ))
 }
 
 /// `POST /types/{t}/buckets/{b}/datatypes/{k}`.
@@ -228,43 +324,17 @@ async fn apply(
             "Data type updates must be sent as application/json",
         ));
     }
-    let props = riak.props(state, &t).await?;
-    let (kind, hll_precision) = datatype_of(&t, &props)?;
+    let b = dt_bucket(state, riak, &t).await?;
     let body = input::body(body, state.limits.max_value_bytes)?;
     let parsed =
-        json::parse_update(kind, &body).map_err(|e| RiakError::bad_request(e.to_string()))?;
+        json::parse_update(b.kind, &body).map_err(|e| RiakError::bad_request(e.to_string()))?;
     let context = match &parsed.context {
-        Some(token) => Some(parse_context(token, &datatype_key(state)).inspect_err(|_| {
-            state.metrics.bad_contexts.inc();
-        })?),
+        Some(token) => Some(parse_context(state, token)?),
         None => None,
     };
     let returnbody = q.flag_or_default("returnbody")?.unwrap_or(false);
     let include_context = q.flag_or_default("include_context")?.unwrap_or(true);
-    let n = bucket_n(state, &props);
-    let wp = write_params(state, &props, q, n, false)?;
-    let op = Update {
-        op: parsed.op,
-        context,
-        hll_precision,
-    };
-    let req = WriteRequest {
-        key: Bytes::from(t.internal_key()),
-        content: Content::value(Bytes::new(), dynkv_crdt::CONTENT_TYPE, 0),
-        context: dynkv_vclock::VersionVector::new(),
-        w: Quorum::Count(wp.required as u32),
-        sloppy: wp.pw == 0,
-        timeout_ms: wp.timeout.as_millis() as u64,
-        idempotency_key: None,
-        n_val: Some(n as u32),
-        supersede: false,
-        datatype_op: Some(Bytes::from(op.encode())),
-    };
-    let outcome = state
-        .coord
-        .put(req)
-        .await
-        .map_err(|e| RiakError::write(e, wp.pw > 0))?;
+    let merged = update_state(state, &b, &t, parsed.op, context, q).await?;
     // A new key's answer always has a body: Riak clients read the key
     // from `Location` and the state from the body of a 201.
     let mut r = if returnbody || created {
@@ -273,7 +343,7 @@ async fn apply(
         } else {
             StatusCode::OK
         };
-        answer(state, kind, Some(&outcome.object), include_context, status)?
+        answer(state, b.kind, merged, include_context, status)
     } else {
         StatusCode::NO_CONTENT.into_response()
     };

@@ -93,7 +93,7 @@ const CONTINUATION_V1: u8 = 1;
 
 /// A `(term, key)` pair: the term as a client writes it, the whole stored
 /// key.
-type Entry = (Bytes, Bytes);
+pub type Entry = (Bytes, Bytes);
 
 /// A parsed index query.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,16 +123,67 @@ fn invalid(param: &str, value: &str, what: &str) -> RiakError {
     RiakError::bad_request(format!("Invalid \"{param}\". \"{value}\" is not {what}"))
 }
 
+/// A query's options, already typed: what each transport reads from its
+/// own request format.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Answer terms with the keys.
+    pub return_terms: bool,
+    /// Page size (0 is refused).
+    pub max_results: Option<u64>,
+    /// Resume after this `(term, key name)`.
+    pub continuation: Option<(Bytes, Bytes)>,
+    /// Term filter.
+    pub term_regex: Option<String>,
+    /// Answer in batches as they come.
+    pub stream: bool,
+}
+
 impl Query {
     /// Reads the path (`field`, `from`, optional `to`, decoded the way
     /// Riak decodes paths) and the query string.
     pub fn parse(path: &[(String, Vec<u8>)], q: &Params) -> Result<Query, RiakError> {
         let get = |n: &str| path.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         let field = get("index").unwrap_or_default();
-        let field = String::from_utf8(field)
-            .map_err(|_| RiakError::bad_request("Invalid query: the index name is not UTF-8"))?;
         let from = Bytes::from(get("from").unwrap_or_default());
         let to = get("to").map(Bytes::from);
+        let return_terms = match q.get("return_terms") {
+            None => false,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return Err(invalid("return_terms", v, "a boolean")),
+            },
+        };
+        let max_results = match q.get("max_results") {
+            None => None,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(invalid("max_results", v, "a positive integer")),
+            },
+        };
+        let continuation = q.get("continuation").map(decode_continuation).transpose()?;
+        let options = Options {
+            return_terms,
+            max_results,
+            continuation,
+            term_regex: q.get("term_regex").map(str::to_string),
+            stream: q.get("stream") == Some("true"),
+        };
+        Query::build(field, from, to, options)
+    }
+
+    /// Checks a query as Riak checks one, whatever transport it came by:
+    /// the field's type, integer terms, the page size and the regular
+    /// expression. `to` absent: an exact query for `from`.
+    pub fn build(
+        field: Vec<u8>,
+        from: Bytes,
+        to: Option<Bytes>,
+        o: Options,
+    ) -> Result<Query, RiakError> {
+        let field = String::from_utf8(field)
+            .map_err(|_| RiakError::bad_request("Invalid query: the index name is not UTF-8"))?;
         let exact = to.is_none();
         let to = to.unwrap_or_else(|| from.clone());
         let is_int = field.ends_with("_int");
@@ -149,24 +200,16 @@ impl Query {
                 )));
             }
         }
-        let return_terms = match q.get("return_terms") {
-            None => false,
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "true" => true,
-                "false" => false,
-                _ => return Err(invalid("return_terms", v, "a boolean")),
-            },
-        };
-        let max_results = match q.get("max_results") {
+        let max_results = match o.max_results {
             None => None,
-            Some(v) => match v.parse::<usize>() {
+            Some(n) => match usize::try_from(n) {
                 Ok(n) if n > 0 => Some(n),
-                _ => return Err(invalid("max_results", v, "a positive integer")),
+                _ => {
+                    return Err(invalid("max_results", &n.to_string(), "a positive integer"));
+                }
             },
         };
-        let continuation = q.get("continuation").map(decode_continuation).transpose()?;
-        let term_regex = q.get("term_regex").map(str::to_string);
-        if let Some(r) = &term_regex {
+        if let Some(r) = &o.term_regex {
             if is_int {
                 return Err(RiakError::bad_request(
                     "Can not use term regular expressions on integer queries",
@@ -178,15 +221,15 @@ impl Query {
         }
         Ok(Query {
             // An exact query's term is the one asked: the client adds it.
-            return_terms: return_terms && !exact && field != BUCKET_FIELD,
+            return_terms: o.return_terms && !exact && field != BUCKET_FIELD,
             field,
             from,
             to,
             exact,
             max_results,
-            continuation,
-            term_regex,
-            stream: q.get("stream") == Some("true"),
+            continuation: o.continuation,
+            term_regex: o.term_regex,
+            stream: o.stream,
         })
     }
 }
@@ -216,6 +259,152 @@ pub fn decode_continuation(s: &str) -> Result<(Bytes, Bytes), RiakError> {
     Ok((Bytes::copy_from_slice(term), Bytes::copy_from_slice(name)))
 }
 
+/// The keys' prefix an index query over `t`'s bucket looks in.
+pub fn scope_of(t: &Target) -> Bytes {
+    Bytes::from(
+        Target {
+            key: None,
+            ..t.clone()
+        }
+        .internal_key(),
+    )
+}
+
+/// A query's deadline from its `timeout` (0, which the Riak clients send
+/// for `infinity`, or absent: the listing default).
+pub fn deadline(state: &AppState, timeout_ms: Option<u64>) -> Result<Instant, RiakError> {
+    match timeout_ms {
+        None | Some(0) => listing_deadline(state, &Params::parse("")),
+        Some(ms) => listing_deadline(state, &Params::parse(&format!("timeout={ms}"))),
+    }
+}
+
+/// The answer of a gathered query: the results, `(term, key name)` in
+/// order, and the continuation of the next page when the page is full.
+#[derive(Debug, Default)]
+pub struct Page {
+    /// `(term, key name)` pairs.
+    pub results: Vec<Entry>,
+    /// Opaque (base64) resume point, only with a full page.
+    pub continuation: Option<String>,
+}
+
+/// What a streamed query sends, in order: batches, then a continuation
+/// if the page was full, or a failure that ends it.
+#[derive(Debug)]
+pub enum Event {
+    /// `(term, key name)` pairs, in order within the batch.
+    Batch(Vec<Entry>),
+    /// The continuation of a full page.
+    Continuation(String),
+    /// The query stopped.
+    Failed(Failure),
+}
+
+/// Entries with the scope stripped from their keys.
+fn named(scope: &[u8], entries: Vec<Entry>) -> Vec<Entry> {
+    entries
+        .into_iter()
+        .map(|(term, key)| {
+            let name = match key.strip_prefix(scope) {
+                Some(_) => key.slice(scope.len()..),
+                None => key,
+            };
+            (term, name)
+        })
+        .collect()
+}
+
+/// The page of entries a query gathered, with its continuation.
+fn page_of(query: &Query, scope: &[u8], entries: Vec<Entry>) -> Page {
+    let continuation = match (query.max_results, entries.last()) {
+        (Some(max), Some((term, key))) if entries.len() == max => Some(encode_continuation(
+            term,
+            key.strip_prefix(scope).unwrap_or(key),
+        )),
+        _ => None,
+    };
+    Page {
+        results: named(scope, entries),
+        continuation,
+    }
+}
+
+/// Answers a query whole (bounded by `deadline`): the core every
+/// transport's unstreamed query calls.
+pub async fn gather(
+    state: &AppState,
+    query: &Query,
+    scope: &Bytes,
+    deadline: Instant,
+) -> Result<Page, Failure> {
+    let run = run(state, query, scope, None);
+    match tokio::time::timeout_at(deadline.into(), run).await {
+        Ok(Ok(entries)) => Ok(page_of(query, scope, entries)),
+        Ok(Err(f)) => Err(f),
+        Err(_) => Err(Failure::Timeout),
+    }
+}
+
+/// Answers a query as a stream of [`Event`]s: the core every
+/// transport's streamed query calls. Without a page size each page a
+/// replica answers is sent as soon as it arrives, as Riak streams, so no
+/// node holds the whole answer (batches are in order only within each
+/// one); with one, the page is gathered and sorted first, then sent in
+/// batches of [`STREAM_BATCH`].
+pub fn stream(
+    state: AppState,
+    query: Query,
+    scope: Bytes,
+    deadline: Instant,
+) -> mpsc::Receiver<Event> {
+    let (events, rx) = mpsc::channel::<Event>(4);
+    tokio::spawn(async move {
+        if query.max_results.is_some() {
+            match gather(&state, &query, &scope, deadline).await {
+                Ok(page) => {
+                    for batch in page.results.chunks(STREAM_BATCH) {
+                        if events.send(Event::Batch(batch.to_vec())).await.is_err() {
+                            return;
+                        }
+                    }
+                    if let Some(c) = page.continuation {
+                        let _ = events.send(Event::Continuation(c)).await;
+                    }
+                }
+                Err(f) => {
+                    let _ = events.send(Event::Failed(f)).await;
+                }
+            }
+            return;
+        }
+        let (tx, mut pages) = mpsc::channel::<Vec<Entry>>(4);
+        let forward_scope = scope.clone();
+        let forward_events = events.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(batch) = pages.recv().await {
+                let batch = named(&forward_scope, batch);
+                if forward_events.send(Event::Batch(batch)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let run = run(&state, &query, &scope, Some(&tx));
+        let failure = match tokio::time::timeout_at(deadline.into(), run).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(f)) => Some(f),
+            Err(_) => Some(Failure::Timeout),
+        };
+        drop(tx);
+        // Every page is sent before the failure, if any.
+        let _ = forward.await;
+        if let Some(f) = failure {
+            let _ = events.send(Event::Failed(f)).await;
+        }
+    });
+    rx
+}
+
 /// `GET /buckets/{b}/index/{field}/{from}[/{to}]`.
 pub async fn query(
     State(state): State<AppState>,
@@ -233,79 +422,40 @@ pub async fn query(
         Some("0") => listing_deadline(&state, &Params::parse(""))?,
         _ => listing_deadline(&state, &q)?,
     };
-    let scope = Bytes::from(
-        Target {
-            key: None,
-            ..t.clone()
-        }
-        .internal_key(),
-    );
-    if query.stream && query.max_results.is_none() {
-        return Ok(stream_unpaged(state, query, scope, deadline));
+    let scope = scope_of(&t);
+    if query.stream {
+        let events = stream(state, query.clone(), scope, deadline);
+        return Ok(stream_response(events, query));
     }
-    let run = run(&state, &query, &scope, None);
-    let outcome = match tokio::time::timeout_at(deadline.into(), run).await {
-        Ok(r) => r,
-        Err(_) => Err(Failure::Timeout),
-    };
-    Ok(answer(&query, &scope, outcome))
-}
-
-/// What the task of a streamed query reports.
-enum Event {
-    /// Entries, in order within the batch.
-    Batch(Vec<Entry>),
-    /// The query stopped.
-    Failed(Failure),
-}
-
-/// A streamed query without a page size, as Riak streams one: each page a
-/// replica answers is sent as a part as soon as it arrives, so no node
-/// holds the whole answer (and the parts are in order only within each
-/// one); a failure ends the stream with an error part.
-fn stream_unpaged(state: AppState, query: Query, scope: Bytes, deadline: Instant) -> Response {
-    let (tx, mut pages) = mpsc::channel::<Vec<Entry>>(4);
-    let (events_tx, events) = mpsc::channel::<Event>(4);
-    let task_query = query.clone();
-    let task_scope = scope.clone();
-    tokio::spawn(async move {
-        let run = run(&state, &task_query, &task_scope, Some(&tx));
-        let failure = match tokio::time::timeout_at(deadline.into(), run).await {
-            Ok(Ok(_)) => None,
-            Ok(Err(f)) => Some(f),
-            Err(_) => Some(Failure::Timeout),
-        };
-        drop(tx);
-        if let Some(f) = failure {
-            let _ = events_tx.send(Event::Failed(f)).await;
-        }
-    });
-    // Pages first (the task sends them all before a failure), then the
-    // failure if any.
-    let mut events = Some(events);
-    let parts = futures::stream::poll_fn(move |cx| {
-        use std::task::Poll;
-        match pages.poll_recv(cx) {
-            Poll::Ready(Some(batch)) => return Poll::Ready(Some(Event::Batch(batch))),
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(None) => {}
-        }
-        match events.as_mut().map(|e| e.poll_recv(cx)) {
-            Some(Poll::Ready(Some(event))) => Poll::Ready(Some(event)),
-            Some(Poll::Pending) => Poll::Pending,
-            Some(Poll::Ready(None)) | None => {
-                events = None;
-                Poll::Ready(None)
+    Ok(match gather(&state, &query, &scope, deadline).await {
+        Ok(page) => {
+            let mut doc = results_json(&query, &page.results);
+            if let Some(c) = page.continuation {
+                doc["continuation"] = Value::from(c);
             }
+            let mut r = doc.to_string().into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
         }
-    });
+        Err(f) => f.into_error().into_response(),
+    })
+}
+
+/// A streamed answer as `multipart/mixed`: one `application/json` part
+/// per event, then the closing boundary.
+fn stream_response(mut events: mpsc::Receiver<Event>, query: Query) -> Response {
     let boundary = new_boundary();
     let closing = Bytes::from(format!("\r\n--{boundary}--\r\n"));
     let framing = boundary.clone();
+    let parts = futures::stream::poll_fn(move |cx| events.poll_recv(cx));
     let body = parts
         .map(move |event| {
             let doc = match event {
-                Event::Batch(entries) => results_json(&query, &scope, &entries),
+                Event::Batch(entries) => results_json(&query, &entries),
+                Event::Continuation(c) => json!({ "continuation": c }),
                 Event::Failed(f) => failure_json(&f),
             };
             Ok::<_, std::convert::Infallible>(Bytes::from(part(&framing, &doc)))
@@ -427,20 +577,31 @@ fn mapred_query(job: &Value) -> Result<(Option<String>, Vec<u8>, Query), RiakErr
 
 /// Why a query has no answer.
 #[derive(Debug)]
-enum Failure {
+pub enum Failure {
     /// Past its deadline.
     Timeout,
     /// A partition had no replica that answered (what each said).
     Replicas(String),
 }
 
-/// A key's name inside the bucket.
-fn key_name(scope: &[u8], key: &Bytes) -> String {
-    String::from_utf8_lossy(key.strip_prefix(scope).unwrap_or(key)).into_owned()
+impl Failure {
+    /// Riak's answer to it: 503 `request timed out`, or 503 with what
+    /// each replica said.
+    pub fn into_error(self) -> RiakError {
+        match self {
+            Failure::Timeout => {
+                RiakError::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out")
+            }
+            Failure::Replicas(why) => {
+                RiakError::new(StatusCode::SERVICE_UNAVAILABLE, format!("Error:\n{why}"))
+            }
+        }
+    }
 }
 
-/// `{"keys":[...]}`, or `{"results":[{"term":"key"},...]}` with terms.
-fn results_json(query: &Query, scope: &[u8], entries: &[Entry]) -> Value {
+/// `{"keys":[...]}`, or `{"results":[{"term":"key"},...]}` with terms,
+/// of `(term, key name)` pairs.
+fn results_json(query: &Query, entries: &[Entry]) -> Value {
     if query.return_terms {
         let items = entries
             .iter()
@@ -448,14 +609,17 @@ fn results_json(query: &Query, scope: &[u8], entries: &[Entry]) -> Value {
                 let mut m = Map::new();
                 m.insert(
                     String::from_utf8_lossy(term).into_owned(),
-                    Value::from(key_name(scope, key)),
+                    Value::from(String::from_utf8_lossy(key).into_owned()),
                 );
                 Value::Object(m)
             })
             .collect();
         json!({ "results": Value::Array(items) })
     } else {
-        let keys: Vec<String> = entries.iter().map(|(_, k)| key_name(scope, k)).collect();
+        let keys: Vec<String> = entries
+            .iter()
+            .map(|(_, k)| String::from_utf8_lossy(k).into_owned())
+            .collect();
         json!({ "keys": keys })
     }
 }
@@ -488,63 +652,6 @@ fn multipart_response(body: Body, boundary: &str) -> Response {
             .expect("a hex boundary is a valid header value"),
     );
     r
-}
-
-/// The answer of a gathered query: JSON, or `multipart/mixed` parts when
-/// streaming.
-fn answer(query: &Query, scope: &[u8], outcome: Result<Vec<Entry>, Failure>) -> Response {
-    let continuation = |entries: &[Entry]| match (query.max_results, entries.last()) {
-        (Some(max), Some((term, key))) if entries.len() == max => Some(encode_continuation(
-            term,
-            key.strip_prefix(scope).unwrap_or(key),
-        )),
-        _ => None,
-    };
-    if !query.stream {
-        return match outcome {
-            Ok(entries) => {
-                let mut doc = results_json(query, scope, &entries);
-                if let Some(c) = continuation(&entries) {
-                    doc["continuation"] = Value::from(c);
-                }
-                let mut r = doc.to_string().into_response();
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                );
-                r
-            }
-            Err(Failure::Timeout) => {
-                RiakError::new(StatusCode::SERVICE_UNAVAILABLE, "request timed out").into_response()
-            }
-            Err(Failure::Replicas(why)) => {
-                RiakError::new(StatusCode::SERVICE_UNAVAILABLE, format!("Error:\n{why}"))
-                    .into_response()
-            }
-        };
-    }
-    let boundary = new_boundary();
-    let mut parts: Vec<String> = Vec::new();
-    match outcome {
-        Ok(entries) => {
-            parts.extend(
-                entries
-                    .chunks(STREAM_BATCH)
-                    .map(|c| part(&boundary, &results_json(query, scope, c))),
-            );
-            if let Some(c) = continuation(&entries) {
-                parts.push(part(&boundary, &json!({ "continuation": c })));
-            }
-        }
-        Err(f) => parts.push(part(&boundary, &failure_json(&f))),
-    }
-    parts.push(format!("\r\n--{boundary}--\r\n"));
-    let chunks = futures::stream::iter(
-        parts
-            .into_iter()
-            .map(|p| Ok::<_, std::convert::Infallible>(Bytes::from(p))),
-    );
-    multipart_response(Body::from_stream(chunks), &boundary)
 }
 
 /// One partition still to be asked: its replicas not yet tried (the next
