@@ -13,3 +13,4 @@ pub mod auth;
 pub mod checks;
 pub mod http;
 pub mod internode;
+pub mod riakpb;

@@ -15,6 +15,9 @@ mod http;
 #[allow(dead_code)]
 #[path = "../../../fuzz/src/internode.rs"]
 mod internode;
+#[allow(dead_code)]
+#[path = "../../../fuzz/src/riakpb.rs"]
+mod riakpb;
 
 use std::path::{Path, PathBuf};
 
@@ -188,6 +191,7 @@ fn write_seeds() {
     for (target, seeds) in [
         ("internode_frame", internode::internode_seeds()),
         ("handshake", internode::handshake_seeds()),
+        ("riakpb_frame", riakpb::riakpb_seeds()),
     ] {
         let dir = root.join(target);
         std::fs::create_dir_all(&dir).unwrap();
@@ -195,4 +199,9 @@ fn write_seeds() {
             std::fs::write(dir.join(name), bytes).unwrap();
         }
     }
+}
+
+#[test]
+fn riakpb_frame_inputs() {
+    replay("riakpb_frame", riakpb::riakpb_frame);
 }
