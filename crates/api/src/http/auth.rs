@@ -183,6 +183,10 @@ fn riak(method: &Method, bucket_type: Option<String>, rest: &[&str]) -> Need {
             None => Need::User,
         },
         ["buckets", b, "index", ..] => grant(Permission::Index, name(b)),
+        ["buckets", b, "datatypes", ..] => match object_perm(method) {
+            Some(p) => grant(p, name(b)),
+            None => Need::User,
+        },
         ["buckets", b, "props"] => match *method {
             Method::GET | Method::HEAD => grant(Permission::GetBucket, name(b)),
             _ => grant(Permission::SetBucket, name(b)),
@@ -323,6 +327,34 @@ async fn authenticate(
                 }
             }
         },
+    }
+}
+
+/// Checks a user's password under `sec` for a peer (Riak's `RpbAuthReq`
+/// carries them bare): the same sources and password cache as Basic
+/// credentials. `Err` is the failure's reason for the metrics.
+pub async fn check_password(
+    state: &AppState,
+    sec: &SecurityState,
+    user: &str,
+    password: &str,
+    peer: Option<IpAddr>,
+) -> Result<(), &'static str> {
+    match sec.basic_requirement(user, peer) {
+        Err(d) => Err(d.reason()),
+        Ok(None) => Ok(()),
+        Ok(Some(phc)) => {
+            let cache_key = [b"pbc\0", user.as_bytes(), b"\0", password.as_bytes()].concat();
+            if state
+                .security
+                .verify(&cache_key, phc, password.to_string())
+                .await
+            {
+                Ok(())
+            } else {
+                Err(Denied::BadPassword.reason())
+            }
+        }
     }
 }
 

@@ -61,6 +61,7 @@ mod info;
 pub mod listing;
 pub mod namespace;
 pub mod object;
+pub mod pb;
 pub mod props;
 pub mod request;
 pub mod shared;

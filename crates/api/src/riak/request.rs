@@ -79,6 +79,36 @@ impl Target {
         Ok(t)
     }
 
+    /// The target of a request that names its bucket type, bucket and key
+    /// as fields (protocol buffers): the same checks as a path's (an
+    /// active type, names within the limits). An absent or empty type is
+    /// `default`.
+    pub fn from_parts(
+        state: &AppState,
+        btype: Option<&[u8]>,
+        bucket: &[u8],
+        key: Option<&[u8]>,
+    ) -> Result<Target, RiakError> {
+        let mut t = Target {
+            bucket: bucket.to_vec(),
+            key: key.map(<[u8]>::to_vec),
+            typed: false,
+            btype: None,
+        };
+        if let Some(name) = btype.filter(|n| !n.is_empty()) {
+            t.typed = true;
+            if name != DEFAULT_TYPE.as_bytes() {
+                t.btype = Some(active_type(state, name)?);
+            }
+        }
+        let max = state.limits.max_key_bytes;
+        check_name("bucket name", &t.bucket, max)?;
+        if let Some(k) = &t.key {
+            check_name("key name", k, max)?;
+        }
+        Ok(t)
+    }
+
     /// What every internal key of this bucket type starts with.
     pub fn type_base(&self) -> Vec<u8> {
         namespace::base(self.btype.as_deref().map(str::as_bytes))
