@@ -44,6 +44,42 @@ impl Target {
     /// Decodes the path parameters the way Riak does (`+` is a space, then
     /// percent-decoding; keys may be any bytes) and checks the bucket type:
     /// `default`, or an active type of the cluster's.
+    /// A target named by raw bytes (as PBC names it): `btype` `None` or
+    /// `default` is the default type; the names are checked as a path's are.
+    pub fn new(
+        state: &AppState,
+        btype: Option<&[u8]>,
+        bucket: &[u8],
+        key: Option<&[u8]>,
+    ) -> Result<Target, RiakError> {
+        let mut t = Target::of_type(state, btype)?;
+        t.bucket = bucket.to_vec();
+        t.key = key.map(<[u8]>::to_vec);
+        let max = state.limits.max_key_bytes;
+        check_name("bucket name", &t.bucket, max)?;
+        if let Some(k) = &t.key {
+            check_name("key name", k, max)?;
+        }
+        Ok(t)
+    }
+
+    /// A bucket type alone (for listing its buckets, reading its
+    /// properties): `None` or `default` is the default type.
+    pub fn of_type(state: &AppState, btype: Option<&[u8]>) -> Result<Target, RiakError> {
+        let mut t = Target {
+            bucket: Vec::new(),
+            key: None,
+            typed: btype.is_some(),
+            btype: None,
+        };
+        if let Some(name) = btype
+            && name != DEFAULT_TYPE.as_bytes()
+        {
+            t.btype = Some(active_type(state, name)?);
+        }
+        Ok(t)
+    }
+
     fn from_path(state: &AppState, params: &RawPathParams) -> Result<Target, RiakError> {
         let mut t = Target {
             bucket: Vec::new(),
