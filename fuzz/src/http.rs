@@ -114,6 +114,7 @@ impl Node {
             membership: None,
             context_key: dynkv_api::ContextKey::new([9; 32]),
             security: Default::default(),
+            riak: Default::default(),
         };
         let app = router(state);
         Node { rt, app, _dir: dir }

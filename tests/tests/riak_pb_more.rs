@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use dynkv_riakpb::codes;
 use dynkv_riakpb::messages::{
-    DtFetchReq, DtFetchResp, DtOp, DtUpdateReq, DtUpdateResp, RpbAuthReq, RpbErrorResp,
-    RpbGetReq, RpbIndexReq, RpbIndexResp, SetOp, rpb_index_req::IndexQueryType,
+    DtFetchReq, DtFetchResp, DtOp, DtUpdateReq, DtUpdateResp, RpbAuthReq, RpbErrorResp, RpbGetReq,
+    RpbIndexReq, RpbIndexResp, SetOp, rpb_index_req::IndexQueryType,
 };
 use dynkv_tests::{Cluster, ClusterOptions, StatusCode, poll};
 use openssl::ssl::{SslConnector, SslMethod};
@@ -51,7 +51,11 @@ async fn call<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// The words of an `RpbErrorResp`, or a panic naming what came instead.
 fn error_of(code: u8, body: &Bytes) -> String {
-    assert_eq!(code, codes::ERROR_RESP, "expected an error, got code {code}");
+    assert_eq!(
+        code,
+        codes::ERROR_RESP,
+        "expected an error, got code {code}"
+    );
     let e = RpbErrorResp::decode(body.clone()).unwrap();
     String::from_utf8_lossy(&e.errmsg).into_owned()
 }
@@ -62,7 +66,11 @@ async fn connect(c: &Cluster, i: usize) -> TcpStream {
 
 async fn make_type(c: &Cluster, name: &str, props: Value) {
     let (s, v) = c
-        .admin(1, &format!("bucket-types/{name}/create"), json!({ "props": props }))
+        .admin(
+            1,
+            &format!("bucket-types/{name}/create"),
+            json!({ "props": props }),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (s, v) = c
@@ -120,7 +128,11 @@ async fn index_queries_page_and_stream_over_pb() {
         assert_eq!(code, codes::INDEX_RESP);
         let r = RpbIndexResp::decode(body).unwrap();
         pages += 1;
-        got.extend(r.keys.iter().map(|k| String::from_utf8_lossy(k).into_owned()));
+        got.extend(
+            r.keys
+                .iter()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+        );
         match r.continuation {
             Some(c) if !r.keys.is_empty() => continuation = Some(c),
             _ => break,
@@ -159,7 +171,11 @@ async fn index_queries_page_and_stream_over_pb() {
         let (code, body) = recv(&mut s).await;
         assert_eq!(code, codes::INDEX_RESP);
         let r = RpbIndexResp::decode(body).unwrap();
-        streamed.extend(r.keys.iter().map(|k| String::from_utf8_lossy(k).into_owned()));
+        streamed.extend(
+            r.keys
+                .iter()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+        );
         if r.done == Some(true) {
             assert!(r.continuation.is_none());
             break;
@@ -178,7 +194,11 @@ async fn index_queries_page_and_stream_over_pb() {
         let (code, body) = recv(&mut s).await;
         assert_eq!(code, codes::INDEX_RESP);
         let r = RpbIndexResp::decode(body).unwrap();
-        streamed.extend(r.keys.iter().map(|k| String::from_utf8_lossy(k).into_owned()));
+        streamed.extend(
+            r.keys
+                .iter()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+        );
         if r.done == Some(true) {
             break r.continuation;
         }
@@ -236,7 +256,9 @@ fn fetch(btype: &str, key: &str) -> DtFetchReq {
 }
 
 fn strings(v: &[Bytes]) -> Vec<String> {
-    v.iter().map(|x| String::from_utf8_lossy(x).into_owned()).collect()
+    v.iter()
+        .map(|x| String::from_utf8_lossy(x).into_owned())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -252,7 +274,12 @@ async fn data_types_update_and_fetch_over_pb_through_two_nodes() {
     assert_eq!(code, codes::DT_FETCH_RESP);
     assert!(DtFetchResp::decode(body).unwrap().value.is_none());
 
-    let (code, body) = call(&mut n1, codes::DT_UPDATE_REQ, &set_update("s", &["a", "b"], &[], None)).await;
+    let (code, body) = call(
+        &mut n1,
+        codes::DT_UPDATE_REQ,
+        &set_update("s", &["a", "b"], &[], None),
+    )
+    .await;
     assert_eq!(code, codes::DT_UPDATE_RESP);
     let r = DtUpdateResp::decode(body).unwrap();
     assert_eq!(strings(&r.set_value), ["a", "b"]);
@@ -264,9 +291,17 @@ async fn data_types_update_and_fetch_over_pb_through_two_nodes() {
     let f = DtFetchResp::decode(body).unwrap();
     assert_eq!(strings(&f.value.as_ref().unwrap().set_value), ["a", "b"]);
     let context = f.context.clone().unwrap();
-    let (code, body) = call(&mut n2, codes::DT_UPDATE_REQ, &set_update("s", &[], &["a"], Some(context.clone()))).await;
+    let (code, body) = call(
+        &mut n2,
+        codes::DT_UPDATE_REQ,
+        &set_update("s", &[], &["a"], Some(context.clone())),
+    )
+    .await;
     assert_eq!(code, codes::DT_UPDATE_RESP);
-    assert_eq!(strings(&DtUpdateResp::decode(body).unwrap().set_value), ["b"]);
+    assert_eq!(
+        strings(&DtUpdateResp::decode(body).unwrap().set_value),
+        ["b"]
+    );
 
     // Over HTTP on n3 the state is the same.
     let v: Value = c
@@ -284,7 +319,12 @@ async fn data_types_update_and_fetch_over_pb_through_two_nodes() {
     let mut bad = context.to_vec();
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    let (code, body) = call(&mut n1, codes::DT_UPDATE_REQ, &set_update("s", &[], &["b"], Some(Bytes::from(bad)))).await;
+    let (code, body) = call(
+        &mut n1,
+        codes::DT_UPDATE_REQ,
+        &set_update("s", &[], &["b"], Some(Bytes::from(bad))),
+    )
+    .await;
     assert!(error_of(code, &body).contains("bad_context"));
 
     // A counter, with a key chosen by the server.
@@ -299,11 +339,21 @@ async fn data_types_update_and_fetch_over_pb_through_two_nodes() {
     };
     let (code, body) = call(&mut n1, codes::DT_UPDATE_REQ, &inc).await;
     assert_eq!(code, codes::DT_UPDATE_RESP);
-    let key = DtUpdateResp::decode(body).unwrap().key.expect("a chosen key");
+    let key = DtUpdateResp::decode(body)
+        .unwrap()
+        .key
+        .expect("a chosen key");
     let key = String::from_utf8(key.to_vec()).unwrap();
     let (code, body) = call(&mut n2, codes::DT_FETCH_REQ, &fetch("counters", &key)).await;
     assert_eq!(code, codes::DT_FETCH_RESP);
-    assert_eq!(DtFetchResp::decode(body).unwrap().value.unwrap().counter_value, Some(5));
+    assert_eq!(
+        DtFetchResp::decode(body)
+            .unwrap()
+            .value
+            .unwrap()
+            .counter_value,
+        Some(5)
+    );
 
     // The wrong operation for the bucket's type.
     let mut wrong = inc.clone();
@@ -317,7 +367,8 @@ fn pki(dir: &Path) -> String {
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    p.distinguished_name.push(rcgen::DnType::CommonName, "pb test CA");
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "pb test CA");
     let ca = p.self_signed(&ca_key).unwrap();
     let key = rcgen::KeyPair::generate().unwrap();
     let p = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
@@ -339,8 +390,14 @@ async fn starttls_then_auth_with_security_on() {
             ..ClusterOptions::default()
         }
         .tls(ca.clone())
-        .set("DYNKV__NODE__TLS_CERT", dir.path().join("node.pem").display())
-        .set("DYNKV__NODE__TLS_KEY", dir.path().join("node.key").display()),
+        .set(
+            "DYNKV__NODE__TLS_CERT",
+            dir.path().join("node.pem").display(),
+        )
+        .set(
+            "DYNKV__NODE__TLS_KEY",
+            dir.path().join("node.key").display(),
+        ),
     )
     .await;
     let sec = |verb: &'static str, body: Value| {
@@ -351,7 +408,11 @@ async fn starttls_then_auth_with_security_on() {
         }
     };
     sec("add-user", json!({"name": "alice", "password": "alice-pw"})).await;
-    sec("add-source", json!({"users": ["all"], "cidr": "127.0.0.1/32", "method": "password"})).await;
+    sec(
+        "add-source",
+        json!({"users": ["all"], "cidr": "127.0.0.1/32", "method": "password"}),
+    )
+    .await;
     sec("grant", json!({"permissions": ["riak_kv.get"], "bucket_type": "default", "bucket": "a", "users": ["alice"]})).await;
     sec("enable", json!({})).await;
 
@@ -359,14 +420,22 @@ async fn starttls_then_auth_with_security_on() {
     // Nothing before TLS, not even a ping.
     send(&mut tcp, codes::PING_REQ, &[]).await;
     let (code, body) = recv(&mut tcp).await;
-    assert_eq!(error_of(code, &body), "Security is enabled, please STARTTLS first");
+    assert_eq!(
+        error_of(code, &body),
+        "Security is enabled, please STARTTLS first"
+    );
     send(&mut tcp, codes::START_TLS, &[]).await;
     let (code, _) = recv(&mut tcp).await;
     assert_eq!(code, codes::START_TLS);
     let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
     let x509 = openssl::x509::X509::from_pem(ca.as_bytes()).unwrap();
     b.cert_store_mut().add_cert(x509).unwrap();
-    let ssl = b.build().configure().unwrap().into_ssl("localhost").unwrap();
+    let ssl = b
+        .build()
+        .configure()
+        .unwrap()
+        .into_ssl("localhost")
+        .unwrap();
     let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
     std::pin::Pin::new(&mut s).connect().await.unwrap();
 

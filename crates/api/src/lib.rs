@@ -124,6 +124,9 @@ pub struct AppState {
     pub context_key: ContextKey,
     /// Security enforcement (its rules come from `membership`).
     pub security: Arc<http::auth::SecurityGate>,
+    /// The Riak APIs' shared state (bucket property cache, `/stats`
+    /// counters): one per node, so HTTP and PBC see the same properties.
+    pub riak: riak::shared::Riak,
 }
 
 /// Header carrying the admin token of membership commands.

@@ -49,6 +49,16 @@ pub struct HttpMetrics {
     pub metadata_refused: Family<LimitLabels, Counter>,
     /// Requests refused by security, by reason.
     pub auth_failures: Family<AuthLabels, Counter>,
+    /// Riak PBC requests by message name (`RpbGetReq`, ...).
+    pub pb_requests: Family<PbLabels, Counter>,
+}
+
+/// Labels of a Riak PBC request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PbLabels {
+    /// The request's message name from Riak's table (`unknown` for a code
+    /// it does not name).
+    pub msg: &'static str,
 }
 
 /// Labels of a metadata limit refusal.
@@ -71,13 +81,24 @@ impl Default for HttpMetrics {
             bad_contexts: Counter::default(),
             metadata_refused: Family::default(),
             auth_failures: Family::default(),
+            pb_requests: Family::default(),
         }
     }
 }
 
 impl HttpMetrics {
+    /// Counts one Riak PBC request.
+    pub fn pb_request(&self, msg: &'static str) {
+        self.pb_requests.get_or_create(&PbLabels { msg }).inc();
+    }
+
     /// Adds every metric to `registry`.
     pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "dynkv_pb_requests",
+            "Riak PBC requests by message name",
+            self.pb_requests.clone(),
+        );
         registry.register(
             "dynkv_http_requests",
             "HTTP requests by operation and status",

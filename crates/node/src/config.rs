@@ -63,6 +63,8 @@ pub struct Config {
     pub membership: MembershipSection,
     /// `[internode]`: the internode transport.
     pub internode: InternodeSection,
+    /// `[riak]`: Riak's protocol buffers listener.
+    pub riak: RiakSection,
     /// Where each value came from, and the warnings of the load (not a
     /// setting).
     #[serde(skip)]
@@ -412,6 +414,19 @@ pub struct MembershipSection {
     pub cleanup_grace: Duration,
 }
 
+/// Riak's protocol buffers API (PBC).
+#[derive(Clone, Debug, Deserialize)]
+pub struct RiakSection {
+    /// Bind address (`host:port`) of the PBC listener; empty: no listener.
+    /// Its connections count toward `node.max_connections` separately
+    /// from HTTP's, and its requests toward `limits.max_inflight_requests`
+    /// with HTTP's.
+    pub pb_listen: String,
+    /// Largest PBC frame accepted (message code and body); a larger
+    /// declared length closes the connection before anything is allocated.
+    pub pb_max_frame_bytes: usize,
+}
+
 /// The internode transport.
 #[derive(Clone, Debug, Deserialize)]
 pub struct InternodeSection {
@@ -650,6 +665,7 @@ impl Config {
             ),
             ("internode.max_connections", i.max_connections == 0),
             ("internode.handshake_timeout", i.handshake_timeout.is_zero()),
+            ("riak.pb_max_frame_bytes", self.riak.pb_max_frame_bytes == 0),
         ] {
             if zero {
                 return bad(format!("{} must be positive", at(key)));

@@ -23,6 +23,7 @@ mod certs;
 mod client;
 mod config;
 mod listener;
+mod pb;
 mod security_cli;
 mod server;
 mod tls;

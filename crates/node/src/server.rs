@@ -62,15 +62,42 @@ pub async fn serve(
     info!(node = %cfg.node.id, listen = %public.local_addr()?, cluster_listen = %cfg.node.cluster_listen, tls = tls.as_ref().map_or("off", |t| t.engine()), members = cfg.members().len(), n_val = cfg.cluster.n_val, "dynkv node ready");
     let limits = listener::Limits::from_config(&cfg.node);
     let metrics = node.metrics.listener.clone();
+    // One signal stops both client listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let pb = if cfg.riak.pb_listen.is_empty() {
+        None
+    } else {
+        let l = tokio::net::TcpListener::bind(&cfg.riak.pb_listen).await?;
+        info!(pb_listen = %l.local_addr()?, "Riak PBC listener ready");
+        Some(tokio::spawn(crate::pb::serve(
+            l,
+            state.clone(),
+            tls.clone(),
+            cfg.node.max_connections,
+            cfg.riak.pb_max_frame_bytes,
+            metrics.clone(),
+            stopped(stop_rx.clone()),
+        )))
+    };
     listener::serve(
         public,
         dynkv_api::router(state),
         limits,
         tls,
         metrics,
-        shutdown_signal(),
+        stopped(stop_rx),
     )
     .await;
+    if let Some(pb) = pb {
+        let _ = pb.await;
+    }
 
     info!("shutting down");
     runtime.shutdown(WORKER_GRACE).await;

@@ -345,6 +345,7 @@ impl Node {
             security: Arc::new(dynkv_api::http::auth::SecurityGate::new(
                 crate::config::is_loopback(&cfg.node.listen),
             )),
+            riak: Default::default(),
         }
     }
 }

@@ -107,6 +107,13 @@ impl Params {
         )
     }
 
+    /// Parameters given as decoded name/value pairs (by an adapter that
+    /// has no query string, such as Riak's PBC); the last value of a name
+    /// counts.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Params {
+        Params(pairs.into_iter().collect())
+    }
+
     /// The raw value of a parameter.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str)

@@ -69,17 +69,8 @@ enum Listing {
     Buckets(Bytes),
 }
 
-impl Listing {
-    fn field(&self) -> &'static str {
-        match self {
-            Listing::Keys(_) => "keys",
-            Listing::Buckets(_) => "buckets",
-        }
-    }
-}
-
 /// What the listing task reports.
-enum Event {
+pub(super) enum Event {
     /// Some names (keys or buckets), each reported once.
     Batch(Vec<Vec<u8>>),
     /// The listing stopped: `timeout`, or why no replica answered.
@@ -94,15 +85,13 @@ pub async fn keys(
     q: Params,
 ) -> Result<Response, RiakError> {
     let deadline = listing_deadline(&state, &q)?;
-    let what = Listing::Keys(Bytes::from(t.bucket_prefix()));
     let stream = match q.get("keys") {
         Some("stream") => true,
         Some("true") => false,
         // Riak answers the (here: no) bucket properties without `keys`.
         _ => return Ok(Json(json!({})).into_response()),
     };
-    Stats::bump(&riak.stats().key_listings);
-    Ok(answer(state.clone(), what, deadline, stream).await)
+    Ok(answer(key_events(&state, &riak, &t, deadline), "keys", stream).await)
 }
 
 /// `GET /buckets?buckets=true|stream`.
@@ -114,9 +103,12 @@ pub async fn buckets(
 ) -> Result<Response, RiakError> {
     let deadline = listing_deadline(&state, &q)?;
     let stream = q.get("buckets") == Some("stream");
-    Stats::bump(&riak.stats().bucket_listings);
-    let what = Listing::Buckets(Bytes::from(t.type_base()));
-    Ok(answer(state.clone(), what, deadline, stream).await)
+    Ok(answer(
+        bucket_events(&state, &riak, &t, deadline),
+        "buckets",
+        stream,
+    )
+    .await)
 }
 
 fn names_json(field: &str, names: &[Vec<u8>]) -> serde_json::Value {
@@ -128,9 +120,33 @@ fn names_json(field: &str, names: &[Vec<u8>]) -> serde_json::Value {
 }
 
 /// Runs a listing and answers it, streamed or whole.
-async fn answer(state: AppState, what: Listing, deadline: Instant, stream: bool) -> Response {
-    let field = what.field();
-    let mut rx = start(state, what, deadline);
+/// Starts listing the keys of `t`'s bucket: batches of names until the
+/// channel closes, or a failure (the transport-neutral core of the HTTP
+/// key listing and the PBC `RpbListKeysReq`).
+pub(super) fn key_events(
+    state: &AppState,
+    riak: &Riak,
+    t: &Target,
+    deadline: Instant,
+) -> mpsc::Receiver<Event> {
+    Stats::bump(&riak.stats().key_listings);
+    let what = Listing::Keys(Bytes::from(t.bucket_prefix()));
+    start(state.clone(), what, deadline)
+}
+
+/// Starts listing the buckets of `t`'s type, as [`key_events`] does keys.
+pub(super) fn bucket_events(
+    state: &AppState,
+    riak: &Riak,
+    t: &Target,
+    deadline: Instant,
+) -> mpsc::Receiver<Event> {
+    Stats::bump(&riak.stats().bucket_listings);
+    let what = Listing::Buckets(Bytes::from(t.type_base()));
+    start(state.clone(), what, deadline)
+}
+
+async fn answer(mut rx: mpsc::Receiver<Event>, field: &'static str, stream: bool) -> Response {
     if stream {
         let chunks = futures::stream::unfold(rx, move |mut rx| async move {
             let chunk = match rx.recv().await? {

@@ -139,7 +139,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/ping", get(info::ping))
         .route("/stats", get(info::stats))
         .route("/", get(info::resources))
-        .layer(axum::Extension(shared::Riak::default()))
+        .layer(axum::Extension(state.riak.clone()))
         .layer(from_fn_with_state((state.clone(), REFUSALS), admit))
 }
 

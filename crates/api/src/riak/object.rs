@@ -47,6 +47,7 @@
 //! (`user`, `links`, `indexes`). Other metadata (idempotency records) is
 //! never shown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -79,7 +80,7 @@ pub fn etag(c: &Content) -> String {
 
 /// The siblings a read shows: all of them, or the newest alone for a
 /// bucket that resolves siblings.
-fn visible<'a>(riak: &Riak, o: &'a Object, props: &BucketProps) -> Vec<&'a Content> {
+pub(super) fn visible<'a>(riak: &Riak, o: &'a Object, props: &BucketProps) -> Vec<&'a Content> {
     let values = o.values();
     if values.len() > 1 && props.resolves_siblings() {
         Stats::bump(&riak.stats().siblings_resolved);
@@ -170,6 +171,24 @@ pub(super) async fn read(
     Ok(found)
 }
 
+/// A read of one key with the request's quorum parameters (`r`, `pr`,
+/// `notfound_ok`, `basic_quorum`, `timeout`): the transport-neutral core
+/// of the HTTP `GET` and the PBC `RpbGetReq`. `None`: nothing stored.
+pub(super) async fn fetch(
+    state: &AppState,
+    riak: &Riak,
+    t: &Target,
+    q: &Params,
+) -> Result<(Option<Object>, Arc<BucketProps>), RiakError> {
+    let props = riak.props(state, t).await?;
+    let n = bucket_n(state, &props);
+    let p = read_params(state, &props, q, n)?;
+    Stats::bump(&riak.stats().gets);
+    let key = Bytes::from(t.internal_key());
+    let object = read(state, &key, &p, n).await?;
+    Ok((object, props))
+}
+
 /// `GET` (and `HEAD`) of one key.
 pub async fn get(
     State(state): State<AppState>,
@@ -178,14 +197,8 @@ pub async fn get(
     q: Params,
     headers: HeaderMap,
 ) -> Result<Response, RiakError> {
-    let props = riak.props(&state, &t).await?;
-    let n = bucket_n(&state, &props);
-    let p = read_params(&state, &props, &q, n)?;
-    Stats::bump(&riak.stats().gets);
-    let key = Bytes::from(t.internal_key());
-    let object = read(&state, &key, &p, n)
-        .await?
-        .ok_or_else(RiakError::not_found)?;
+    let (object, props) = fetch(&state, &riak, &t, &q).await?;
+    let object = object.ok_or_else(RiakError::not_found)?;
     let vclock = vclock_header(&object.join(), &state.context_key);
     if let Some(vtag) = q.get("vtag") {
         let Some(c) = object.values().into_iter().find(|c| etag(c) == vtag) else {
@@ -429,24 +442,31 @@ fn request_meta(headers: &HeaderMap) -> Result<Meta, RiakError> {
         if let Some(m) = name.as_str().strip_prefix("x-riak-meta-") {
             meta.user.push((m.to_string(), value));
         } else if let Some(field) = name.as_str().strip_prefix("x-riak-index-") {
-            let int = field.ends_with("_int");
-            if !int && !field.ends_with("_bin") {
-                return Err(RiakError::bad_request(format!(
-                    "Unknown field type for field: '{field}'."
-                )));
-            }
             for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
-                if int && v.parse::<i128>().is_err() {
-                    return Err(RiakError::bad_request(format!(
-                        "Could not parse field '{field}', value '{v}'."
-                    )));
-                }
-                meta.indexes.push((field.to_string(), v.to_string()));
+                push_index(&mut meta, field, v)?;
             }
         }
     }
     meta.normalize();
     Ok(meta)
+}
+
+/// Adds one index entry to a write's metadata, refusing an unknown field
+/// type or an `_int` value that is not an integer (Riak's sentences).
+pub(super) fn push_index(meta: &mut Meta, field: &str, value: &str) -> Result<(), RiakError> {
+    let int = field.ends_with("_int");
+    if !int && !field.ends_with("_bin") {
+        return Err(RiakError::bad_request(format!(
+            "Unknown field type for field: '{field}'."
+        )));
+    }
+    if int && value.parse::<i128>().is_err() {
+        return Err(RiakError::bad_request(format!(
+            "Could not parse field '{field}', value '{value}'."
+        )));
+    }
+    meta.indexes.push((field.to_string(), value.to_string()));
+    Ok(())
 }
 
 /// Whether a write carries conditions that need the current object.
@@ -569,33 +589,24 @@ async fn store(
     let value = input::body(body, state.limits.max_value_bytes)?;
     let content_type = request_content_type(headers)?;
     let meta = request_meta(headers)?;
-    input::check_metadata(&state.limits, &content_type, &meta).inspect_err(|e| {
-        state.metrics.metadata_refused(e.limit);
-    })?;
     let context = parse_vclock(headers, &state.context_key)
         .inspect_err(|_| {
             state.metrics.bad_contexts.inc();
         })?
         .unwrap_or_default();
     let returnbody = q.flag_or_default("returnbody")?.unwrap_or(false);
-    let props = riak.props(state, t).await?;
-    let n = bucket_n(state, &props);
-    let wp = write_params(state, &props, q, n, false)?;
-    let key = Bytes::from(t.internal_key());
-    if has_preconditions(headers) {
-        let rp = read_params(state, &props, q, n)?;
-        let current = read(state, &key, &rp, n).await?;
-        check_preconditions(riak, headers, current.as_ref(), &props)?;
-    }
-    let content = Content {
+    let precondition = if has_preconditions(headers) {
+        Precondition::Http(headers)
+    } else {
+        Precondition::None
+    };
+    let input = WriteInput {
         value,
         content_type,
-        deleted: false,
-        modified_micros: 0,
         meta,
+        context,
     };
-    let object = write(state, &props, key, content, context, &wp, n).await?;
-    Stats::bump(&riak.stats().puts);
+    let (object, props) = store_core(state, riak, t, q, input, precondition).await?;
     let location = t.key_path(t.key.as_deref().unwrap_or_default());
     let mut r = if returnbody {
         let vclock = vclock_header(&object.join(), &state.context_key);
@@ -619,6 +630,88 @@ async fn store(
         }
     }
     Ok(r)
+}
+
+/// What a client writes, decoded from its transport (headers and body, or
+/// an `RpbContent`).
+pub struct WriteInput {
+    /// The value.
+    pub value: Bytes,
+    /// Media type and charset.
+    pub content_type: String,
+    /// Links, user metadata and index entries, normalised.
+    pub meta: Meta,
+    /// The causal context the client read (empty: a blind write).
+    pub context: VersionVector,
+}
+
+/// A condition a write must meet against the current object, checked by a
+/// read just before the write (not atomically, as in Riak).
+pub enum Precondition<'a> {
+    /// None.
+    None,
+    /// HTTP's `If-Match`, `If-None-Match` and `If-Unmodified-Since`.
+    Http(&'a HeaderMap),
+    /// PBC's `if_none_match`: no live object may exist.
+    Absent,
+    /// PBC's `if_not_modified`: the object's context must be the write's.
+    Unmodified,
+}
+
+/// Stores one key: the transport-neutral core of the HTTP `PUT`/`POST` and
+/// the PBC `RpbPutReq` (metadata limits, quorum parameters `w`, `dw`, `pw`,
+/// `timeout`, the precondition, the bucket's sibling semantics). Answers
+/// the object as after the write.
+pub(super) async fn store_core(
+    state: &AppState,
+    riak: &Riak,
+    t: &Target,
+    q: &Params,
+    input: WriteInput,
+    precondition: Precondition<'_>,
+) -> Result<(Object, Arc<BucketProps>), RiakError> {
+    input::check_metadata(&state.limits, &input.content_type, &input.meta).inspect_err(|e| {
+        state.metrics.metadata_refused(e.limit);
+    })?;
+    let props = riak.props(state, t).await?;
+    let n = bucket_n(state, &props);
+    let wp = write_params(state, &props, q, n, false)?;
+    let key = Bytes::from(t.internal_key());
+    if !matches!(precondition, Precondition::None) {
+        let rp = read_params(state, &props, q, n)?;
+        let current = read(state, &key, &rp, n).await?;
+        let failed = |why: &str| RiakError::new(StatusCode::PRECONDITION_FAILED, why);
+        match precondition {
+            Precondition::None => {}
+            Precondition::Http(headers) => {
+                check_preconditions(riak, headers, current.as_ref(), &props)?;
+            }
+            Precondition::Absent => {
+                let live = current
+                    .as_ref()
+                    .is_some_and(|o| visible(riak, o, &props).iter().any(|c| !c.deleted));
+                if live {
+                    return Err(failed("match_found"));
+                }
+            }
+            Precondition::Unmodified => {
+                let same = current.as_ref().is_some_and(|o| o.join() == input.context);
+                if !same {
+                    return Err(failed("modified"));
+                }
+            }
+        }
+    }
+    let content = Content {
+        value: input.value,
+        content_type: input.content_type,
+        deleted: false,
+        modified_micros: 0,
+        meta: input.meta,
+    };
+    let object = write(state, &props, key, content, input.context, &wp, n).await?;
+    Stats::bump(&riak.stats().puts);
+    Ok((object, props))
 }
 
 /// One write through the coordinator, with the bucket's semantics.
@@ -659,28 +752,41 @@ pub async fn delete(
     q: Params,
     headers: HeaderMap,
 ) -> Result<Response, RiakError> {
-    let props = riak.props(&state, &t).await?;
-    let n = bucket_n(&state, &props);
-    let wp = write_params(&state, &props, &q, n, true)?;
-    let key = Bytes::from(t.internal_key());
     let vclock = parse_vclock(&headers, &state.context_key).inspect_err(|_| {
         state.metrics.bad_contexts.inc();
     })?;
+    delete_core(&state, &riak, &t, &q, vclock).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Deletes one key: the transport-neutral core of the HTTP `DELETE` and the
+/// PBC `RpbDelReq`. Without a vclock it deletes what a read finds (Riak's
+/// way), and answers "not found" when there is nothing.
+pub(super) async fn delete_core(
+    state: &AppState,
+    riak: &Riak,
+    t: &Target,
+    q: &Params,
+    vclock: Option<VersionVector>,
+) -> Result<(), RiakError> {
+    let props = riak.props(state, t).await?;
+    let n = bucket_n(state, &props);
+    let wp = write_params(state, &props, q, n, true)?;
+    let key = Bytes::from(t.internal_key());
     let context = match vclock {
         Some(c) => c,
         None => {
-            // Riak deletes what a read finds, and 404s when there is nothing.
-            let rp = read_params(&state, &props, &q, n)?;
-            let current = read(&state, &key, &rp, n).await?;
+            let rp = read_params(state, &props, q, n)?;
+            let current = read(state, &key, &rp, n).await?;
             match current {
-                Some(o) if visible(&riak, &o, &props).iter().any(|c| !c.deleted) => o.join(),
+                Some(o) if visible(riak, &o, &props).iter().any(|c| !c.deleted) => o.join(),
                 _ => return Err(RiakError::not_found()),
             }
         }
     };
-    write(&state, &props, key, Content::tombstone(0), context, &wp, n).await?;
+    write(state, &props, key, Content::tombstone(0), context, &wp, n).await?;
     Stats::bump(&riak.stats().deletes);
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ impl Riak {
     }
 
     /// Reads a bucket's properties from the cluster and caches them.
-    async fn reload_props(
+    pub(super) async fn reload_props(
         &self,
         state: &AppState,
         t: &Target,
@@ -175,8 +175,40 @@ pub async fn put(
     let Some(Value::Object(new)) = doc.remove("props") else {
         return Err(malformed());
     };
-    let of_type = type_set(&state, &t);
-    let mut set = read_stored(&state, &t).await?;
+    match set(&state, &riak, &t, new).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Err(PropsRefused::Invalid(errors)) => {
+            Ok((StatusCode::BAD_REQUEST, Json(errors)).into_response())
+        }
+        Err(PropsRefused::Failed(e)) => Err(e),
+    }
+}
+
+/// Why properties were not set.
+pub(super) enum PropsRefused {
+    /// Invalid properties, each with why.
+    Invalid(Map<String, Value>),
+    /// The cluster could not be read or written.
+    Failed(RiakError),
+}
+
+impl From<RiakError> for PropsRefused {
+    fn from(e: RiakError) -> Self {
+        PropsRefused::Failed(e)
+    }
+}
+
+/// Merges `new` over a bucket's stored properties, validates and stores
+/// them: the transport-neutral core of the HTTP `PUT .../props` and the
+/// PBC `RpbSetBucketReq`.
+pub(super) async fn set(
+    state: &AppState,
+    riak: &Riak,
+    t: &Target,
+    new: Map<String, Value>,
+) -> Result<(), PropsRefused> {
+    let of_type = type_set(state, t);
+    let mut set = read_stored(state, t).await?;
     let mut errors = Map::new();
     for (k, v) in new {
         if k == "name" {
@@ -198,19 +230,16 @@ pub async fn put(
         set.insert(k, v);
     }
     if !errors.is_empty() {
-        return Ok((StatusCode::BAD_REQUEST, Json(errors)).into_response());
+        return Err(PropsRefused::Invalid(errors));
     }
     let cluster_n = state.coord.config().n_val;
     let mut all = of_type;
     all.extend(set.clone());
-    let props = match BucketProps::from_set(all, cluster_n, true) {
-        Ok(p) => p,
-        Err(errors) => return Ok((StatusCode::BAD_REQUEST, Json(errors)).into_response()),
-    };
+    let props = BucketProps::from_set(all, cluster_n, true).map_err(PropsRefused::Invalid)?;
     let value = Value::Object(set).to_string();
-    write_stored(&state, &t, Content::value(value, "application/json", 0)).await?;
-    riak.cache_props(&props_key(&t), Arc::new(props));
-    Ok(StatusCode::NO_CONTENT.into_response())
+    write_stored(state, t, Content::value(value, "application/json", 0)).await?;
+    riak.cache_props(&props_key(t), Arc::new(props));
+    Ok(())
 }
 
 /// `DELETE /buckets/{b}/props`: back to the defaults.
@@ -219,8 +248,15 @@ pub async fn delete(
     Extension(riak): Extension<Riak>,
     t: Target,
 ) -> Result<Response, RiakError> {
-    write_stored(&state, &t, Content::tombstone(0)).await?;
-    let defaults = effective(&state, &t, Map::new());
-    riak.cache_props(&props_key(&t), Arc::new(defaults));
+    reset(&state, &riak, &t).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Clears a bucket's own properties (back to its type's): the core of the
+/// HTTP `DELETE .../props` and the PBC `RpbResetBucketReq`.
+pub(super) async fn reset(state: &AppState, riak: &Riak, t: &Target) -> Result<(), RiakError> {
+    write_stored(state, t, Content::tombstone(0)).await?;
+    let defaults = effective(state, t, Map::new());
+    riak.cache_props(&props_key(t), Arc::new(defaults));
+    Ok(())
 }

@@ -44,6 +44,42 @@ impl Target {
     /// Decodes the path parameters the way Riak does (`+` is a space, then
     /// percent-decoding; keys may be any bytes) and checks the bucket type:
     /// `default`, or an active type of the cluster's.
+    /// A target named by raw bytes (as PBC names it): `btype` `None` or
+    /// `default` is the default type; the names are checked as a path's are.
+    pub fn new(
+        state: &AppState,
+        btype: Option<&[u8]>,
+        bucket: &[u8],
+        key: Option<&[u8]>,
+    ) -> Result<Target, RiakError> {
+        let mut t = Target::of_type(state, btype)?;
+        t.bucket = bucket.to_vec();
+        t.key = key.map(<[u8]>::to_vec);
+        let max = state.limits.max_key_bytes;
+        check_name("bucket name", &t.bucket, max)?;
+        if let Some(k) = &t.key {
+            check_name("key name", k, max)?;
+        }
+        Ok(t)
+    }
+
+    /// A bucket type alone (for listing its buckets, reading its
+    /// properties): `None` or `default` is the default type.
+    pub fn of_type(state: &AppState, btype: Option<&[u8]>) -> Result<Target, RiakError> {
+        let mut t = Target {
+            bucket: Vec::new(),
+            key: None,
+            typed: btype.is_some(),
+            btype: None,
+        };
+        if let Some(name) = btype
+            && name != DEFAULT_TYPE.as_bytes()
+        {
+            t.btype = Some(active_type(state, name)?);
+        }
+        Ok(t)
+    }
+
     fn from_path(state: &AppState, params: &RawPathParams) -> Result<Target, RiakError> {
         let mut t = Target {
             bucket: Vec::new(),
@@ -76,36 +112,6 @@ impl Target {
             }
         }
         t.bucket = bucket.unwrap_or_default();
-        Ok(t)
-    }
-
-    /// The target of a request that names its bucket type, bucket and key
-    /// as fields (protocol buffers): the same checks as a path's (an
-    /// active type, names within the limits). An absent or empty type is
-    /// `default`.
-    pub fn from_parts(
-        state: &AppState,
-        btype: Option<&[u8]>,
-        bucket: &[u8],
-        key: Option<&[u8]>,
-    ) -> Result<Target, RiakError> {
-        let mut t = Target {
-            bucket: bucket.to_vec(),
-            key: key.map(<[u8]>::to_vec),
-            typed: false,
-            btype: None,
-        };
-        if let Some(name) = btype.filter(|n| !n.is_empty()) {
-            t.typed = true;
-            if name != DEFAULT_TYPE.as_bytes() {
-                t.btype = Some(active_type(state, name)?);
-            }
-        }
-        let max = state.limits.max_key_bytes;
-        check_name("bucket name", &t.bucket, max)?;
-        if let Some(k) = &t.key {
-            check_name("key name", k, max)?;
-        }
         Ok(t)
     }
 

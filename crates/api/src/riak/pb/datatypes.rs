@@ -24,7 +24,7 @@ use super::super::RiakError;
 use super::super::datatypes::{self, DtBucket};
 use super::super::request::Target;
 use super::super::shared::Riak;
-use super::{params, quorum};
+use super::params;
 use crate::AppState;
 use crate::http::codec::random_id;
 
@@ -35,15 +35,21 @@ pub async fn fetch(
     riak: &Riak,
     req: DtFetchReq,
 ) -> Result<DtFetchResp, RiakError> {
-    let t = Target::from_parts(state, Some(&req.r#type), &req.bucket, Some(&req.key))?;
+    let t = Target::new(
+        state,
+        Some(&req.r#type[..]).filter(|t| !t.is_empty()),
+        &req.bucket,
+        Some(&req.key),
+    )?;
     let b = datatypes::dt_bucket(state, riak, &t).await?;
-    let q = params(&[
-        ("r", req.r.map(quorum)),
-        ("pr", req.pr.map(quorum)),
-        ("basic_quorum", req.basic_quorum.map(|v| v.to_string())),
-        ("notfound_ok", req.notfound_ok.map(|v| v.to_string())),
-        ("timeout", req.timeout.map(|v| v.to_string())),
-    ]);
+    let q = params(
+        &[("r", req.r), ("pr", req.pr)],
+        &[
+            ("basic_quorum", req.basic_quorum),
+            ("notfound_ok", req.notfound_ok),
+        ],
+        req.timeout,
+    );
     let merged = datatypes::fetch_state(state, &b, &t, &q).await?;
     let context = match (&merged, req.include_context.unwrap_or(true)) {
         (Some(s), true) => datatypes::context_bytes(state, s).map(Bytes::from),
@@ -68,19 +74,23 @@ pub async fn update(
         .key
         .clone()
         .unwrap_or_else(|| Bytes::from(random_id().into_bytes()));
-    let t = Target::from_parts(state, Some(&req.r#type), &req.bucket, Some(&key))?;
+    let t = Target::new(
+        state,
+        Some(&req.r#type[..]).filter(|t| !t.is_empty()),
+        &req.bucket,
+        Some(&key),
+    )?;
     let b = datatypes::dt_bucket(state, riak, &t).await?;
     let op = op_of(&b, &req.op)?;
     let context = match req.context.as_ref().filter(|c| !c.is_empty()) {
         Some(raw) => Some(datatypes::verify_context(state, raw)?),
         None => None,
     };
-    let q = params(&[
-        ("w", req.w.map(quorum)),
-        ("dw", req.dw.map(quorum)),
-        ("pw", req.pw.map(quorum)),
-        ("timeout", req.timeout.map(|v| v.to_string())),
-    ]);
+    let q = params(
+        &[("w", req.w), ("dw", req.dw), ("pw", req.pw)],
+        &[],
+        req.timeout,
+    );
     let merged = datatypes::update_state(state, &b, &t, op, context, &q).await?;
     let mut resp = DtUpdateResp {
         key: chosen.then_some(key),

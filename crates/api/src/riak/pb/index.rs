@@ -132,7 +132,7 @@ pub fn query_of(req: &RpbIndexReq) -> Result<Query, RiakError> {
 
 /// `RpbIndexReq`: runs the query over the bucket it names.
 pub async fn query(state: &AppState, req: RpbIndexReq) -> Result<IndexAnswer, RiakError> {
-    let t = Target::from_parts(state, req.r#type.as_deref(), &req.bucket, None)?;
+    let t = Target::new(state, req.r#type.as_deref(), &req.bucket, None)?;
     let query = query_of(&req)?;
     let deadline = index::deadline(state, req.timeout.map(u64::from))?;
     let scope = index::scope_of(&t);
