@@ -124,6 +124,8 @@ pub struct Node {
     pub port: u16,
     /// Its internode (cluster) port: what peers, seeds and proxies use.
     pub cluster_port: u16,
+    /// Its Riak protocol buffers (PBC) port (`riak.pb_listen`).
+    pub pb_port: u16,
     /// `http` or `https`.
     scheme: &'static str,
     config: PathBuf,
@@ -418,6 +420,13 @@ impl Cluster {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
+            // The PBC listener binds its address itself: a port found free
+            // now (the node binds it at once).
+            let pb_port = port_of(&reserve_port());
+            env.push((
+                "DYNKV__RIAK__PB_LISTEN".into(),
+                format!("127.0.0.1:{pb_port}"),
+            ));
             env.extend(opts.env.iter().cloned());
             let faults = layer.as_ref().map(|l| {
                 faults::NodeFaults::create(l.clone(), &ndir.join("faults"), &ndir.join("data"))
@@ -427,6 +436,7 @@ impl Cluster {
                 id,
                 port: *port,
                 cluster_port: *cluster_port,
+                pb_port,
                 scheme: if opts.tls_ca.is_some() {
                     "https"
                 } else {
@@ -467,6 +477,11 @@ impl Cluster {
             c.wait_sees_all_up(i).await;
         }
         c
+    }
+
+    /// Node `i`'s Riak protocol buffers address (`127.0.0.1:<port>`).
+    pub fn pb_addr(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.nodes[i - 1].pb_port)
     }
 
     /// Node `i` (1-based).
@@ -1035,14 +1050,22 @@ impl Cluster {
             faults::NodeFaults::create(f.layer.clone(), &ndir.join("faults"), &ndir.join("data"))
                 .expect("fault files")
         });
+        let pb_port = port_of(&reserve_port());
+        let mut env = self.nodes[0].env.clone();
+        for (k, v) in env.iter_mut() {
+            if k == "DYNKV__RIAK__PB_LISTEN" {
+                *v = format!("127.0.0.1:{pb_port}");
+            }
+        }
         let mut node = Node {
             id,
             port,
             cluster_port,
+            pb_port,
             scheme: self.nodes[0].scheme,
             config,
             log: ndir.join("node.log"),
-            env: self.nodes[0].env.clone(),
+            env,
             bin: self.nodes[0].bin.clone(),
             child: None,
             data_dir: ndir.join("data"),
