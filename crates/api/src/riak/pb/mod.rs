@@ -251,7 +251,8 @@ impl Session {
     pub fn new(state: AppState) -> Self {
         Session {
             state,
-            client_id: Bytes::new(),
+            // Riak (with vnode vclocks) gives every connection 4 zero bytes.
+            client_id: Bytes::from_static(&[0; 4]),
         }
     }
 
