@@ -16,7 +16,8 @@
 # start, mode 600, reused afterwards; membership commands take it with
 # --secret-file). Public ports are $DYNKV_BASE_PORT+i (default 7070+i),
 # cluster ports $DYNKV_CLUSTER_BASE_PORT+i (default $DYNKV_BASE_PORT+100+i,
-# i.e. 7170+i). The binary is $DYNKV_BIN, else the release build, else the
+# i.e. 7170+i), Riak PBC ports $DYNKV_PB_BASE_PORT+i (default
+# $DYNKV_BASE_PORT+200+i, i.e. 7270+i; DYNKV_PB_BASE_PORT=off: none). The binary is $DYNKV_BIN, else the release build, else the
 # debug build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,7 @@ DIR="${DYNKV_CLUSTER_DIR:-./.cluster}"
 TARGET="${CARGO_TARGET_DIR:-target}"
 BASE_PORT="${DYNKV_BASE_PORT:-7070}"
 CLUSTER_BASE_PORT="${DYNKV_CLUSTER_BASE_PORT:-$((BASE_PORT + 100))}"
+PB_BASE_PORT="${DYNKV_PB_BASE_PORT:-$((BASE_PORT + 200))}"
 SECRET="$DIR/secret"
 
 bin() {
@@ -38,6 +40,8 @@ bin() {
 size() { cat "$DIR/size" 2>/dev/null || echo 0; }
 # Node i's public port (client API, admin, metrics) and cluster port (internode).
 port() { echo $((BASE_PORT + $1)); }
+# Node i's Riak PBC listener (empty when PBC is off).
+pbaddr() { if [ "$PB_BASE_PORT" = off ]; then echo ""; else echo "127.0.0.1:$((PB_BASE_PORT + $1))"; fi; }
 cport() { echo $((CLUSTER_BASE_PORT + $1)); }
 # Member entries name cluster addresses.
 members() {
@@ -83,6 +87,7 @@ start_node() {
   DYNKV__NODE__ID="n$i" \
   DYNKV__NODE__LISTEN="127.0.0.1:$(port "$i")" \
   DYNKV__NODE__CLUSTER_LISTEN="127.0.0.1:$(cport "$i")" \
+  DYNKV__RIAK__PB_LISTEN="$(pbaddr "$i")" \
   DYNKV__NODE__DATA_DIR="$DIR/n$i/data" \
   DYNKV__CLUSTER__MEMBERS="$members" \
   DYNKV__CLUSTER__SECRET_FILE="$SECRET" \

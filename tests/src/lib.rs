@@ -99,8 +99,18 @@ pub fn pass_listeners(
     http: std::net::TcpListener,
     cluster: std::net::TcpListener,
 ) {
+    pass_listeners_with_pb(cmd, http, cluster, None);
+}
+
+/// [`pass_listeners`], plus a Riak PBC listener as fd 5 (named `pb`).
+pub fn pass_listeners_with_pb(
+    cmd: &mut Command,
+    http: std::net::TcpListener,
+    cluster: std::net::TcpListener,
+    pb: Option<std::net::TcpListener>,
+) {
     use command_fds::{CommandFdExt, FdMapping};
-    cmd.fd_mappings(vec![
+    let mut fds = vec![
         FdMapping {
             parent_fd: http.into(),
             child_fd: 3,
@@ -109,10 +119,20 @@ pub fn pass_listeners(
             parent_fd: cluster.into(),
             child_fd: 4,
         },
-    ])
-    .expect("fds 3 and 4 are distinct");
-    cmd.env("LISTEN_FDS", "2")
-        .env("LISTEN_FDNAMES", "http:cluster")
+    ];
+    let names = if let Some(pb) = pb {
+        fds.push(FdMapping {
+            parent_fd: pb.into(),
+            child_fd: 5,
+        });
+        "http:cluster:pb"
+    } else {
+        "http:cluster"
+    };
+    let n = fds.len();
+    cmd.fd_mappings(fds).expect("fds 3, 4 and 5 are distinct");
+    cmd.env("LISTEN_FDS", n.to_string())
+        .env("LISTEN_FDNAMES", names)
         .env_remove("LISTEN_PID");
 }
 
@@ -124,8 +144,11 @@ pub struct Node {
     pub port: u16,
     /// Its internode (cluster) port: what peers, seeds and proxies use.
     pub cluster_port: u16,
-    /// Its Riak protocol buffers (PBC) port (`riak.pb_listen`).
-    pub pb_port: u16,
+    /// Its Riak PBC port, when the cluster was started with
+    /// [`ClusterOptions::riak_pb`].
+    pub pb_port: Option<u16>,
+    /// The PBC listener, held from [`reserve_port`] until the first spawn.
+    held_pb: Option<std::net::TcpListener>,
     /// `http` or `https`.
     scheme: &'static str,
     config: PathBuf,
@@ -198,7 +221,13 @@ impl Node {
                 bind("127.0.0.1", self.cluster_port),
             )
         });
-        pass_listeners(&mut cmd, http, cluster);
+        let pb = self.pb_port.map(|port| {
+            self.held_pb.take().unwrap_or_else(|| {
+                std::net::TcpListener::bind(("127.0.0.1", port))
+                    .unwrap_or_else(|e| panic!("{}: cannot bind port {port} again: {e}", self.id))
+            })
+        });
+        pass_listeners_with_pb(&mut cmd, http, cluster, pb);
         self.child = Some(cmd.spawn().expect("spawn dynkv"));
         // Dropping `cmd` closes the harness's copies: only the node holds
         // the ports now, and they refuse connections once it dies.
@@ -256,6 +285,8 @@ pub struct ClusterOptions {
     pub proxied: bool,
     /// The `dynkv` binary to run; `None` = [`dynkv_bin`].
     pub bin: Option<PathBuf>,
+    /// Give every node a Riak PBC listener.
+    pub riak_pb: bool,
     /// Run every node under the disk and clock fault layer ([`faults`]).
     pub fault_layer: bool,
     /// PEM of the CA that signed the nodes' certificates, when they serve
@@ -271,6 +302,7 @@ impl Default for ClusterOptions {
             proxied: false,
             bin: None,
             fault_layer: false,
+            riak_pb: false,
             tls_ca: None,
         }
     }
@@ -302,6 +334,12 @@ impl ClusterOptions {
     /// `node.tls_cert` and `node.tls_key` are set with [`Self::set`]).
     pub fn tls(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
         self.tls_ca = Some(ca_pem.into());
+        self
+    }
+
+    /// Gives every node a Riak PBC listener ([`Node::pb_port`]).
+    pub fn riak_pb(mut self) -> Self {
+        self.riak_pb = true;
         self
     }
 
@@ -420,23 +458,18 @@ impl Cluster {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            // The PBC listener binds its address itself: a port found free
-            // now (the node binds it at once).
-            let pb_port = port_of(&reserve_port());
-            env.push((
-                "DYNKV__RIAK__PB_LISTEN".into(),
-                format!("127.0.0.1:{pb_port}"),
-            ));
             env.extend(opts.env.iter().cloned());
             let faults = layer.as_ref().map(|l| {
                 faults::NodeFaults::create(l.clone(), &ndir.join("faults"), &ndir.join("data"))
                     .expect("fault files")
             });
+            let held_pb = opts.riak_pb.then(reserve_port);
             let mut node = Node {
                 id,
                 port: *port,
                 cluster_port: *cluster_port,
-                pb_port,
+                pb_port: held_pb.as_ref().map(port_of),
+                held_pb,
                 scheme: if opts.tls_ca.is_some() {
                     "https"
                 } else {
@@ -477,11 +510,6 @@ impl Cluster {
             c.wait_sees_all_up(i).await;
         }
         c
-    }
-
-    /// Node `i`'s Riak protocol buffers address (`127.0.0.1:<port>`).
-    pub fn pb_addr(&self, i: usize) -> String {
-        format!("127.0.0.1:{}", self.nodes[i - 1].pb_port)
     }
 
     /// Node `i` (1-based).
@@ -1050,22 +1078,16 @@ impl Cluster {
             faults::NodeFaults::create(f.layer.clone(), &ndir.join("faults"), &ndir.join("data"))
                 .expect("fault files")
         });
-        let pb_port = port_of(&reserve_port());
-        let mut env = self.nodes[0].env.clone();
-        for (k, v) in env.iter_mut() {
-            if k == "DYNKV__RIAK__PB_LISTEN" {
-                *v = format!("127.0.0.1:{pb_port}");
-            }
-        }
         let mut node = Node {
             id,
             port,
             cluster_port,
-            pb_port,
+            pb_port: None,
+            held_pb: None,
             scheme: self.nodes[0].scheme,
             config,
             log: ndir.join("node.log"),
-            env,
+            env: self.nodes[0].env.clone(),
             bin: self.nodes[0].bin.clone(),
             child: None,
             data_dir: ndir.join("data"),

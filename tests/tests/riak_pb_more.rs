@@ -61,7 +61,8 @@ fn error_of(code: u8, body: &Bytes) -> String {
 }
 
 async fn connect(c: &Cluster, i: usize) -> TcpStream {
-    TcpStream::connect(c.pb_addr(i)).await.unwrap()
+    let port = c.node(i).pb_port.expect("a cluster started with riak_pb()");
+    TcpStream::connect(("127.0.0.1", port)).await.unwrap()
 }
 
 async fn make_type(c: &Cluster, name: &str, props: Value) {
@@ -100,7 +101,7 @@ fn range(min: &str, max: &str) -> RpbIndexReq {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn index_queries_page_and_stream_over_pb() {
-    let c = Cluster::start(3, ClusterOptions::default()).await;
+    let c = Cluster::start(3, ClusterOptions::default().riak_pb()).await;
     for i in 0..25 {
         let r = c
             .http
@@ -263,7 +264,7 @@ fn strings(v: &[Bytes]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn data_types_update_and_fetch_over_pb_through_two_nodes() {
-    let c = Cluster::start(3, ClusterOptions::default()).await;
+    let c = Cluster::start(3, ClusterOptions::default().riak_pb()).await;
     make_type(&c, "sets", json!({"datatype": "set"})).await;
     make_type(&c, "counters", json!({"datatype": "counter"})).await;
     let mut n1 = connect(&c, 1).await;
@@ -389,6 +390,7 @@ async fn starttls_then_auth_with_security_on() {
             n_val: 1,
             ..ClusterOptions::default()
         }
+        .riak_pb()
         .tls(ca.clone())
         .set(
             "DYNKV__NODE__TLS_CERT",

@@ -375,12 +375,14 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
 /// Listening sockets handed over by the parent process, as in systemd
 /// socket activation: `LISTEN_FDS` descriptors from fd 3, named by
 /// `LISTEN_FDNAMES` (`http` for the public API, `cluster` for the
-/// internode listener; without names, in that order). `LISTEN_PID`, when
+/// internode listener, `pb` for Riak's PBC listener; without names, the
+/// first two in that order). `LISTEN_PID`, when
 /// set, must be this process. A listener not handed over is bound from the
 /// configured address.
 pub struct Inherited {
     http: Option<std::net::TcpListener>,
     cluster: Option<std::net::TcpListener>,
+    pb: Option<std::net::TcpListener>,
 }
 
 impl Inherited {
@@ -396,15 +398,17 @@ impl Inherited {
         let mut inherited = Inherited {
             http: None,
             cluster: None,
+            pb: None,
         };
         for idx in 0..fds.len() {
             let listener = fds.take_tcp_listener(idx)?;
             match (names.get(idx).map(String::as_str), listener) {
                 (Some("http"), Some(l)) => inherited.http = Some(l),
                 (Some("cluster"), Some(l)) => inherited.cluster = Some(l),
+                (Some("pb"), Some(l)) => inherited.pb = Some(l),
                 (name, _) => {
                     return Err(io::Error::other(format!(
-                        "inherited descriptor {} is named {name:?}; expected a TCP listener named http or cluster",
+                        "inherited descriptor {} is named {name:?}; expected a TCP listener named http, cluster or pb",
                         idx + 3
                     )));
                 }
@@ -416,6 +420,16 @@ impl Inherited {
     /// The public listener: inherited, or bound on `addr`.
     pub async fn http(&mut self, addr: &str) -> io::Result<TcpListener> {
         take_or_bind(self.http.take(), addr).await
+    }
+
+    /// The Riak PBC listener: inherited, or bound on `addr` when it is not
+    /// empty; `None`: PBC is off.
+    pub async fn pb(&mut self, addr: &str) -> io::Result<Option<TcpListener>> {
+        match self.pb.take() {
+            Some(l) => take_or_bind(Some(l), addr).await.map(Some),
+            None if addr.is_empty() => Ok(None),
+            None => TcpListener::bind(addr).await.map(Some),
+        }
     }
 
     /// The internode listener: inherited, or bound on `addr`.

@@ -71,20 +71,20 @@ pub async fn serve(
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let pb = if cfg.riak.pb_listen.is_empty() {
-        None
-    } else {
-        let l = tokio::net::TcpListener::bind(&cfg.riak.pb_listen).await?;
-        info!(pb_listen = %l.local_addr()?, "Riak PBC listener ready");
-        Some(tokio::spawn(crate::pb::serve(
-            l,
-            state.clone(),
-            tls.clone(),
-            cfg.node.max_connections,
-            cfg.riak.pb_max_frame_bytes,
-            metrics.clone(),
-            stopped(stop_rx.clone()),
-        )))
+    let pb = match inherited.pb(&cfg.riak.pb_listen).await? {
+        None => None,
+        Some(l) => {
+            info!(pb_listen = %l.local_addr()?, "Riak PBC listener ready");
+            Some(tokio::spawn(crate::pb::serve(
+                l,
+                state.clone(),
+                tls.clone(),
+                cfg.node.max_connections,
+                cfg.riak.pb_max_frame_bytes,
+                metrics.clone(),
+                stopped(stop_rx.clone()),
+            )))
+        }
     };
     listener::serve(
         public,

@@ -318,7 +318,8 @@ impl Session {
     pub fn new(state: AppState) -> Self {
         Session {
             state,
-            client_id: Bytes::new(),
+            // Riak (with vnode vclocks) gives every connection 4 zero bytes.
+            client_id: Bytes::from_static(&[0; 4]),
             gate: security::Gate::default(),
             tls_available: false,
             peer: None,
