@@ -25,9 +25,11 @@
 #    Then restarts the cluster with TLS (the openssl engine, the client's
 #    cipher list) and security on, and runs test_security against n3 as
 #    riak-test (added to /etc/hosts when it does not resolve).
-#    Then runs test_kv, test_client and test_btypes once more over Riak's
-#    protocol buffers API (RIAK_TEST_PROTOCOL=pbc, each node's
-#    riak.pb_listen port), printing "test_kv_pbc: ..." and so on.
+#    Then runs test_kv, test_client, test_btypes, test_datatypes and
+#    test_2i once more over Riak's protocol buffers API
+#    (RIAK_TEST_PROTOCOL=pbc, each node's riak.pb_listen port), and
+#    test_security over PBC (RpbStartTls, RpbAuthReq) after the HTTPS run,
+#    printing "test_kv_pbc: ..." and so on.
 # 4. Prints "test_kv: ...", "test_client: ...", "test_2i: ...", "test_security: ..." and a total line
 #    "riak: N passed, N failed, N skipped", stops the cluster, and exits
 #    non-zero if any test failed.
@@ -190,6 +192,8 @@ pbc() { # LABEL MODULE NODE
 pbc test_kv_pbc riak.tests.test_kv 1
 pbc test_client_pbc riak.tests.test_client 2
 pbc test_btypes_pbc riak.tests.test_btypes 3
+pbc test_datatypes_pbc riak.tests.test_datatypes 2
+pbc test_2i_pbc riak.tests.test_2i 3
 
 # --- 4. the security suite over HTTPS --------------------------------------
 # riak.tests.test_security with RUN_SECURITY=1 needs: the host name
@@ -251,6 +255,16 @@ RUN_SECURITY=1 RIAK_TEST_HOST=riak-test RIAK_TEST_HTTP_PORT=$((base + 3)) \
   RIAK_TEST_SECURITY_CERT="$tlsdir/riakuser.pem" RIAK_TEST_SECURITY_KEY="$tlsdir/riakuser.key" \
   RIAK_TEST_SECURITY_REVOKED="$tlsdir/none.crl" \
   "$VENV/bin/python" tests/riak/run.py test_security riak.tests.test_security 2>&1 | tee -a "$log" || rc=1
+suites=$((suites + 1))
+# And over PBC: RpbStartTls (TLS on the same connection, the node's
+# certificate), then RpbAuthReq, on n3's riak.pb_listen port.
+say "riak.tests.test_security over PBC"
+RUN_SECURITY=1 RIAK_TEST_PROTOCOL=pbc RIAK_TEST_HOST=riak-test \
+  RIAK_TEST_HTTP_PORT=$((base + 3)) RIAK_TEST_PB_PORT=$((base + 23)) \
+  RIAK_TEST_SECURITY_CACERT="$tlsdir/ca.pem" RIAK_TEST_SECURITY_BAD_CERT="$tlsdir/badca.pem" \
+  RIAK_TEST_SECURITY_CERT="$tlsdir/riakuser.pem" RIAK_TEST_SECURITY_KEY="$tlsdir/riakuser.key" \
+  RIAK_TEST_SECURITY_REVOKED="$tlsdir/none.crl" \
+  "$VENV/bin/python" tests/riak/run.py test_security_pbc riak.tests.test_security 2>&1 | tee -a "$log" || rc=1
 suites=$((suites + 1))
 
 # --- 5. the count ------------------------------------------------------------
