@@ -21,7 +21,7 @@ use dynkv_riakpb::messages::{
 use prost::bytes::Bytes;
 
 use super::super::RiakError;
-use super::super::datatypes::{self, DtBucket};
+use super::super::datatypes;
 use super::super::request::Target;
 use super::super::shared::Riak;
 use super::params;
@@ -81,7 +81,7 @@ pub async fn update(
         Some(&key),
     )?;
     let b = datatypes::dt_bucket(state, riak, &t).await?;
-    let op = op_of(&b, &req.op)?;
+    let op = op_of(b.kind, &req.op)?;
     let context = match req.context.as_ref().filter(|c| !c.is_empty()) {
         Some(raw) => Some(datatypes::verify_context(state, raw)?),
         None => None,
@@ -135,9 +135,9 @@ fn elements(v: &[Bytes]) -> Vec<Vec<u8>> {
     v.iter().map(|e| e.to_vec()).collect()
 }
 
-/// The operation a `DtOp` asks of a bucket of `b`'s type: exactly the
+/// The operation a `DtOp` asks of a bucket of type `kind`: exactly the
 /// type's own operation must be given.
-pub fn op_of(b: &DtBucket, op: &DtOp) -> Result<Op, RiakError> {
+pub fn op_of(kind: Kind, op: &DtOp) -> Result<Op, RiakError> {
     let given = [
         (op.counter_op.is_some(), "counter"),
         (op.set_op.is_some(), "set"),
@@ -146,7 +146,6 @@ pub fn op_of(b: &DtBucket, op: &DtOp) -> Result<Op, RiakError> {
         (op.gset_op.is_some(), "gset"),
     ];
     let named: Vec<&str> = given.iter().filter(|(g, _)| *g).map(|(_, n)| *n).collect();
-    let kind = b.kind;
     match (kind, op) {
         (
             Kind::Counter,
@@ -313,4 +312,138 @@ pub fn value_of(state: &DataType) -> DtValue {
         DataType::Map(m) => v.map_value = map_entries(m),
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use dynkv_riakpb::messages::{CounterOp, GSetOp};
+
+    use super::*;
+
+    fn bytes(v: &[&str]) -> Vec<Bytes> {
+        v.iter().map(|s| Bytes::from(s.to_string())).collect()
+    }
+
+    fn field(name: &str, t: MapFieldType) -> MapField {
+        MapField {
+            name: Bytes::from(name.to_string()),
+            r#type: t as i32,
+        }
+    }
+
+    #[test]
+    fn operations_convert_to_the_cores() {
+        let op = DtOp {
+            counter_op: Some(CounterOp {
+                increment: Some(-3),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(op_of(Kind::Counter, &op).unwrap(), Op::Counter(-3));
+        let op = DtOp {
+            set_op: Some(dynkv_riakpb::messages::SetOp {
+                adds: bytes(&["a"]),
+                removes: bytes(&["b"]),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            op_of(Kind::Set, &op).unwrap(),
+            Op::Set(SetOp {
+                add: vec![b"a".to_vec()],
+                remove: vec![b"b".to_vec()],
+            })
+        );
+        let op = DtOp {
+            gset_op: Some(GSetOp {
+                adds: bytes(&["x"]),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            op_of(Kind::GSet, &op).unwrap(),
+            Op::GSet(vec![b"x".to_vec()])
+        );
+        let op = DtOp {
+            map_op: Some(dynkv_riakpb::messages::MapOp {
+                removes: vec![field("gone", MapFieldType::Set)],
+                updates: vec![
+                    MapUpdate {
+                        field: field("hits", MapFieldType::Counter),
+                        counter_op: Some(CounterOp { increment: Some(2) }),
+                        ..Default::default()
+                    },
+                    MapUpdate {
+                        field: field("on", MapFieldType::Flag),
+                        flag_op: Some(FlagOp::Enable as i32),
+                        ..Default::default()
+                    },
+                    MapUpdate {
+                        field: field("name", MapFieldType::Register),
+                        register_op: Some(Bytes::from_static(b"v")),
+                        ..Default::default()
+                    },
+                ],
+            }),
+            ..Default::default()
+        };
+        let Op::Map(m) = op_of(Kind::Map, &op).unwrap() else {
+            panic!("a map operation");
+        };
+        assert_eq!(m.remove, vec![("gone".to_string(), FieldType::Set)]);
+        assert_eq!(
+            m.update,
+            vec![
+                (
+                    ("hits".to_string(), FieldType::Counter),
+                    FieldOp::Counter(2)
+                ),
+                (("on".to_string(), FieldType::Flag), FieldOp::Flag(true)),
+                (
+                    ("name".to_string(), FieldType::Register),
+                    FieldOp::Register(b"v".to_vec())
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_wrong_operation_or_none_is_refused() {
+        let counter = DtOp {
+            counter_op: Some(CounterOp { increment: Some(1) }),
+            ..Default::default()
+        };
+        let e = op_of(Kind::Set, &counter).unwrap_err();
+        assert!(e.body.contains("Operation type is `counter`"), "{}", e.body);
+        assert!(op_of(Kind::Set, &DtOp::default()).is_err());
+        let both = DtOp {
+            set_op: Some(Default::default()),
+            ..counter
+        };
+        assert!(op_of(Kind::Set, &both).is_err());
+        let bad_field = DtOp {
+            map_op: Some(dynkv_riakpb::messages::MapOp {
+                removes: vec![MapField {
+                    name: Bytes::from_static(b"f"),
+                    r#type: 42,
+                }],
+                updates: vec![],
+            }),
+            ..Default::default()
+        };
+        assert!(op_of(Kind::Map, &bad_field).is_err());
+    }
+
+    #[test]
+    fn states_convert_to_the_protocols_values() {
+        let mut c = dynkv_crdt::Counter::new();
+        c.increment("n1", 7);
+        assert_eq!(value_of(&DataType::Counter(c)).counter_value, Some(7));
+        let mut set = dynkv_crdt::OrSet::new();
+        set.add("n1", b"b".to_vec());
+        set.add("n1", b"a".to_vec());
+        assert_eq!(value_of(&DataType::Set(set)).set_value, bytes(&["a", "b"]));
+        let empty = DataType::new(Kind::Map, 14).unwrap();
+        assert!(value_of(&empty).map_value.is_empty());
+    }
 }
