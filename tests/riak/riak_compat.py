@@ -12,7 +12,9 @@ which Python 3.7 made private ("SSLSocket does not have a public
 constructor"). :func:`_https_connect` makes the same socket the supported
 way: the client's own ``configure_ssl_context`` (its TLS version, cipher
 list, CA file, client certificate and host-name check) wrapping the
-connected socket.
+connected socket. Its protocol buffers connection does the same after
+``RpbStartTls``; :func:`_pbc_ssl_handshake` wraps that socket the same
+way.
 
 Import it before anything from ``riak``: ``import riak_compat``.
 """
@@ -60,15 +62,39 @@ def _https_connect(self):
     self.sock = ssl_ctx.wrap_socket(sock, server_hostname=self.host)
 
 
+def _pbc_ssl_handshake(self):
+    """``TcpConnection._ssl_handshake`` through ``SSLContext.wrap_socket``:
+    the TLS handshake on the connection that sent ``RpbStartTls``."""
+    import ssl
+
+    from riak.security import SecurityError
+    from riak.transports.security import configure_ssl_context
+
+    credentials = self._client._credentials
+    if not credentials:
+        return None
+    try:
+        ssl_ctx = configure_ssl_context(credentials)
+        self._socket = ssl_ctx.wrap_socket(
+            self._socket, server_hostname=self._address[0]
+        )
+        return True
+    except (ssl.SSLError, Exception) as e:
+        raise SecurityError(e)
+
+
 def _patch_https():
-    """Installs :func:`_https_connect` once ``riak`` can be imported."""
+    """Installs :func:`_https_connect` and :func:`_pbc_ssl_handshake` once
+    ``riak`` can be imported."""
     from riak.security import USE_STDLIB_SSL
 
     if not USE_STDLIB_SSL:
         return
     import riak.transports.http as http
+    import riak.transports.tcp.connection as tcp
 
     http.RiakHTTPSConnection.connect = _https_connect
+    tcp.TcpConnection._ssl_handshake = _pbc_ssl_handshake
 
 
 _patch_https()

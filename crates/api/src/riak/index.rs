@@ -464,11 +464,12 @@ fn stream_response(mut events: mpsc::Receiver<Event>, query: Query) -> Response 
     multipart_response(Body::from_stream(body), &boundary)
 }
 
-/// `POST /mapred`: a phaseless job whose inputs are an index query (see
-/// the module documentation); any other job is a 400 naming what is
-/// served.
-pub async fn mapred(State(state): State<AppState>, body: Bytes) -> Result<Response, RiakError> {
-    let job: Value = serde_json::from_slice(&body)
+/// The answer of a MapReduce job (JSON, as every transport carries it):
+/// for a phaseless job over an index query, the matching `[[bucket, key],
+/// ...]`; any other job is a 400 naming what is served. The core of
+/// `POST /mapred` and `RpbMapRedReq`.
+pub async fn mapred_answer(state: &AppState, body: &[u8]) -> Result<Vec<Value>, RiakError> {
+    let job: Value = serde_json::from_slice(body)
         .map_err(|e| RiakError::bad_request(format!("Invalid MapReduce job: {e}")))?;
     let (btype, bucket, query) = mapred_query(&job)?;
     if let Some(t) = &btype {
@@ -486,9 +487,9 @@ pub async fn mapred(State(state): State<AppState>, body: Bytes) -> Result<Respon
     }
     let base = super::namespace::base(btype.as_deref().map(str::as_bytes));
     let scope = Bytes::from(super::namespace::prefix_in(&base, &bucket));
-    let deadline = listing_deadline(&state, &Params::parse(""))?;
+    let deadline = listing_deadline(state, &Params::parse(""))?;
     let entries =
-        match tokio::time::timeout_at(deadline.into(), run(&state, &query, &scope, None)).await {
+        match tokio::time::timeout_at(deadline.into(), run(state, &query, &scope, None)).await {
             Ok(Ok(entries)) => entries,
             Ok(Err(Failure::Replicas(why))) => {
                 return Err(RiakError::new(
@@ -511,6 +512,14 @@ pub async fn mapred(State(state): State<AppState>, body: Bytes) -> Result<Respon
             json!([bucket, String::from_utf8_lossy(name)])
         })
         .collect();
+    Ok(pairs)
+}
+
+/// `POST /mapred`: a phaseless job whose inputs are an index query (see
+/// the module documentation); any other job is a 400 naming what is
+/// served.
+pub async fn mapred(State(state): State<AppState>, body: Bytes) -> Result<Response, RiakError> {
+    let pairs = mapred_answer(&state, &body).await?;
     let mut r = Value::Array(pairs).to_string().into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -18,6 +18,7 @@
 //! - [`props`]: bucket and bucket type properties;
 //! - [`index`]: secondary index queries (streamed or whole);
 //! - [`datatypes`]: data type fetch and update;
+//! - [`mapred`]: the one MapReduce job served (phaseless, over an index);
 //! - [`security`]: the `RpbStartTls` / `RpbAuthReq` gate and the grant
 //!   each request needs.
 //!
@@ -42,6 +43,7 @@ pub mod datatypes;
 pub mod index;
 pub mod kv;
 pub mod listing;
+pub mod mapred;
 pub mod props;
 pub mod security;
 
@@ -435,6 +437,11 @@ impl Session {
                     }
                 }
             },
+            mapred::MAP_RED_REQ => {
+                for m in mapred::mapred(state, decode(body)?).await? {
+                    out.message(mapred::MAP_RED_RESP, &m);
+                }
+            }
             codes::DT_FETCH_REQ => {
                 let r = datatypes::fetch(state, &state.riak, decode(body)?).await?;
                 out.message(codes::DT_FETCH_RESP, &r);

@@ -163,6 +163,9 @@ pub fn need(code: u8, body: &[u8]) -> Need {
         codes::DT_UPDATE_REQ => {
             on::<DtUpdateReq>(body, Put, |m| (Some(&m.r#type), Some(&m.bucket)))
         }
+        // The one job served is an index query whose bucket is in the
+        // JSON body: as over HTTP, only a grant on any bucket covers it.
+        super::mapred::MAP_RED_REQ => Need::Grant(Index, None, None),
         _ => Need::User,
     }
 }
