@@ -10,7 +10,7 @@ use std::time::Duration;
 use dynkv_riakpb::codes;
 use dynkv_riakpb::messages::{
     DtFetchReq, DtFetchResp, DtOp, DtUpdateReq, DtUpdateResp, RpbAuthReq, RpbErrorResp, RpbGetReq,
-    RpbIndexReq, RpbIndexResp, SetOp, rpb_index_req::IndexQueryType,
+    RpbIndexReq, RpbIndexResp, RpbMapRedReq, RpbMapRedResp, SetOp, rpb_index_req::IndexQueryType,
 };
 use dynkv_tests::{Cluster, ClusterOptions, StatusCode, poll};
 use openssl::ssl::{SslConnector, SslMethod};
@@ -218,6 +218,22 @@ async fn index_queries_page_and_stream_over_pb() {
         .unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["keys"], json!(all[20..]));
+
+    // The phaseless MapReduce job over an index (what `client.index()`
+    // sends): phase 0 with the `[bucket, key]` pairs, then `done`.
+    let job = json!({"inputs": {"bucket": "ix", "index": "field_bin", "key": "v07"}, "query": []});
+    let req = RpbMapRedReq {
+        request: Bytes::from(job.to_string()),
+        content_type: Bytes::from_static(b"application/json"),
+    };
+    let (code, body) = call(&mut s, 23, &req).await;
+    assert_eq!(code, 24);
+    let r = RpbMapRedResp::decode(body).unwrap();
+    let pairs: Value = serde_json::from_slice(r.response.as_deref().unwrap()).unwrap();
+    assert_eq!(pairs, json!([["ix", "k07"]]));
+    let (code, body) = recv(&mut s).await;
+    assert_eq!(code, 24);
+    assert_eq!(RpbMapRedResp::decode(body).unwrap().done, Some(true));
 
     // Bad queries are errors in Riak's words; the connection stays usable.
     let mut q = range("a", "b");
