@@ -22,14 +22,17 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import riak_compat  # noqa: E402,F401  (must come before any riak import)
-from skips import SKIPS  # noqa: E402
+from skips import SKIPS, SKIPS_PBC  # noqa: E402
 
 
 def apply_skips(module_name):
     """Marks this module's listed tests as skipped; returns how many."""
     module = importlib.import_module(module_name)
     applied = 0
-    for test_id, reason in SKIPS.items():
+    skips = dict(SKIPS)
+    if os.environ.get("RIAK_TEST_PROTOCOL") == "pbc":
+        skips.update(SKIPS_PBC)
+    for test_id, reason in skips.items():
         mod, _, rest = test_id.rpartition(".")
         mod, _, cls_name = mod.rpartition(".")
         if mod != module_name:

@@ -14,7 +14,9 @@
 //! ## How a query is answered
 //! Like a key listing ([`listing`](super::listing)) a query reads one
 //! replica of every partition (a *covering set*, R=1): each partition's
-//! replica is chosen in turn among its primaries, believed-up ones first,
+//! replica is the one its writes through this node were applied on first
+//! (this node when it holds the partition, else its first primary),
+//! believed-up ones first,
 //! and the partitions given to one node are asked of it in one
 //! [`IndexQuery`] per page of [`PAGE`] entries. A node that fails has its
 //! partitions asked of their next replica (from the query's start: its
@@ -692,15 +694,21 @@ async fn run(
         .continuation
         .as_ref()
         .map(|(term, name)| (term.clone(), [&scope[..], &name[..]].concat().into()));
-    // Each partition's replicas, starting at a different one for each
-    // partition (spreading the work), believed-up ones first.
+    // Each partition's replicas in the order its writes are coordinated:
+    // this node first when it holds the partition (a write through it was
+    // applied here before it was acknowledged), then the primaries in
+    // preference order (a write through another node is forwarded to the
+    // first reachable one); believed-up ones first. So a client that
+    // writes and then queries through one node sees its write, which
+    // spreading the partitions over their replicas would not guarantee.
+    let me = coord.node_id();
     let mut pending: Vec<Pending> = (0..ring.partitions())
         .map(|p| {
-            let replicas: Vec<NodeId> = ring.walk(p).into_iter().take(n).cloned().collect();
-            let len = replicas.len().max(1);
-            let mut order: Vec<NodeId> = (0..replicas.len())
-                .map(|i| replicas[(p as usize + i) % len].clone())
-                .collect();
+            let mut order: Vec<NodeId> = ring.walk(p).into_iter().take(n).cloned().collect();
+            if let Some(i) = order.iter().position(|r| r == me) {
+                let own = order.remove(i);
+                order.insert(0, own);
+            }
             order.sort_by_key(|r| !coord.health().is_up(r));
             order.reverse();
             Pending {
