@@ -56,7 +56,13 @@ impl Pbc {
         self.recv().await.expect("an answer")
     }
 
-    async fn put(&mut self, bucket: &str, key: &str, value: &str, vclock: Option<Bytes>) -> RpbPutResp {
+    async fn put(
+        &mut self,
+        bucket: &str,
+        key: &str,
+        value: &str,
+        vclock: Option<Bytes>,
+    ) -> RpbPutResp {
         let req = RpbPutReq {
             bucket: Bytes::from(bucket.to_string()),
             key: Some(Bytes::from(key.to_string())),
@@ -114,7 +120,13 @@ async fn pbc_serves_objects_siblings_listings_and_props_across_nodes() {
     let f = a.call(codes::PING_REQ, &RpbGetReq::default()).await;
     assert_eq!(f.code, codes::PING_RESP);
     let put = a.put("fruit", "apple", "red", None).await;
-    assert_eq!(values(&RpbGetResp { content: put.content, ..Default::default() }), ["red"]);
+    assert_eq!(
+        values(&RpbGetResp {
+            content: put.content,
+            ..Default::default()
+        }),
+        ["red"]
+    );
     let got = b.get("fruit", "apple").await;
     assert_eq!(values(&got), ["red"]);
     assert_eq!(got.vclock, put.vclock);
@@ -185,7 +197,11 @@ async fn pbc_serves_objects_siblings_listings_and_props_across_nodes() {
         let f = b.recv().await.expect("a listing frame");
         assert_eq!(f.code, codes::LIST_KEYS_RESP, "{}", error_text(&f));
         let r = RpbListKeysResp::decode(f.body).unwrap();
-        keys.extend(r.keys.iter().map(|k| String::from_utf8_lossy(k).into_owned()));
+        keys.extend(
+            r.keys
+                .iter()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+        );
         if r.done == Some(true) {
             break;
         }
@@ -208,7 +224,11 @@ async fn pbc_serves_objects_siblings_listings_and_props_across_nodes() {
     big.send_raw(&(1u32 << 30).to_be_bytes()).await;
     big.send_raw(&[codes::PUT_REQ]).await;
     let f = big.recv().await.expect("an error before closing");
-    assert!(error_text(&f).contains("above the limit"), "{}", error_text(&f));
+    assert!(
+        error_text(&f).contains("above the limit"),
+        "{}",
+        error_text(&f)
+    );
     assert!(big.recv().await.is_none(), "the connection is closed");
     let mut again = Pbc::connect(&c, 3).await;
     assert_eq!(values(&again.get("fruit", "apple").await), ["red"]);

@@ -343,7 +343,12 @@ impl Conn {
             });
             self.connects += 1;
         }
-        let frame = req.into_body().collect().await.map_err(|_| Failure::Io)?.to_bytes();
+        let frame = req
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| Failure::Io)?
+            .to_bytes();
         let pb = self.pb.as_mut().expect("connected");
         let code = pb.call(&frame).await.map_err(|_| Failure::Io)?;
         let status = if code == dynkv_riakpb::codes::ERROR_RESP {
