@@ -4,6 +4,7 @@
 #
 #   scripts/bench-compare.sh              the comparison: bare axum server, dynkv N=1,
 #                                         dynkv 3 nodes R=W=2 / R=W=1 / R=W=2 with fsync,
+#                                         the Riak HTTP and PB APIs of one 3-node cluster,
 #                                         etcd 3 nodes, Redis (redis-benchmark, reference),
 #                                         and p99 at half of the peak rate
 #   scripts/bench-compare.sh --scaling    dynkv 3 nodes N=3 R=W=2 against value size,
@@ -30,7 +31,7 @@
 # Parameters (environment): BENCH_CONNECTIONS (64), BENCH_VALUE_SIZE (1024),
 # BENCH_KEYS (100000), BENCH_MIX (get=50,put=50,delete=0), BENCH_DURATION (20s),
 # BENCH_WARMUP (5s), BENCH_BASE_PORT (17100: the bare server on it, dynkv
-# nodes on +1.., their cluster ports on +41.., etcd on +11.. and +21..,
+# nodes on +1.., their cluster ports on +41.., their Riak PBC ports on +61.., etcd on +11.. and +21..,
 # Redis on +30), BENCH_WORK (/var/tmp/dynkv-bench: data dirs and logs),
 # BENCH_RESULTS, BENCH_DOC, BENCH_REDIS_REQUESTS (1000000),
 # BENCH_SCALING_VALUE_KEYS (10000: key space of the value-size series),
@@ -326,11 +327,12 @@ start_cluster() {
   rm -rf "$CLUSTER_DIR"
   CLUSTER_DIRS+=("$CLUSTER_DIR")
   env "$@" DYNKV_CLUSTER_DIR="$CLUSTER_DIR" DYNKV_BASE_PORT="$BASE" \
-    DYNKV_CLUSTER_BASE_PORT="$((BASE + 40))" DYNKV_BIN="$bin" \
+    DYNKV_CLUSTER_BASE_PORT="$((BASE + 40))" DYNKV_PB_BASE_PORT="$((BASE + 60))" DYNKV_BIN="$bin" \
     RUST_LOG="${RUST_LOG:-info}" "$tree/scripts/cluster.sh" start "$k" >&2
-  CLUSTER_TARGETS="" CLUSTER_PIDS=""
+  CLUSTER_TARGETS="" CLUSTER_PIDS="" PB_TARGETS=""
   for i in $(seq 1 "$k"); do
     CLUSTER_TARGETS="${CLUSTER_TARGETS:+$CLUSTER_TARGETS,}http://127.0.0.1:$((BASE + i))"
+    PB_TARGETS="${PB_TARGETS:+$PB_TARGETS,}127.0.0.1:$((BASE + 60 + i))"
     CLUSTER_PIDS="$CLUSTER_PIDS $(cat "$CLUSTER_DIR/n$i/pid")"
   done
 }
@@ -449,6 +451,19 @@ run_compare() {
     # shellcheck disable=SC2086
     bench dynkv-3-rw2-sync "dynkv 3 nodes N=3 R=W=2, sync_writes=true (fsync per write)" compare "$CLUSTER_PIDS" -- \
       --targets "$CLUSTER_TARGETS" --r 2 --w 2 $args
+    stop_dynkv
+  fi
+
+  # The Riak APIs of one cluster: HTTP and protocol buffers, the same
+  # load (R=W=2, bucket `bench`, blind writes), one after the other.
+  if wanted riak-http-3 || wanted riak-pb-3; then
+    start_dynkv 3
+    # shellcheck disable=SC2086
+    bench riak-http-3 "dynkv 3 nodes N=3 R=W=2, Riak HTTP API" compare "$CLUSTER_PIDS" -- \
+      --targets "$CLUSTER_TARGETS" --target-kind riak-http --r 2 --w 2 $args
+    # shellcheck disable=SC2086
+    bench riak-pb-3 "dynkv 3 nodes N=3 R=W=2, Riak PB API" compare "$CLUSTER_PIDS" -- \
+      --targets "$PB_TARGETS" --target-kind riak-pb --r 2 --w 2 $args
     stop_dynkv
   fi
 
@@ -861,7 +876,8 @@ def rss_cell(d):
 def compare_section():
     out = []
     bare = load("bare")
-    rows = ["bare", "dynkv-1", "dynkv-3-rw2", "dynkv-3-rw1", "dynkv-3-rw2-sync", "etcd-3"]
+    rows = ["bare", "dynkv-1", "dynkv-3-rw2", "dynkv-3-rw1", "dynkv-3-rw2-sync", "riak-http-3",
+            "riak-pb-3", "etcd-3"]
     out.append(machine("compare"))
     out.append("")
     d0 = bare or load("dynkv-1")

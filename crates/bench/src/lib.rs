@@ -522,7 +522,7 @@ pub async fn execute(args: BenchArgs) -> Result<Report, String> {
         keys: args.keys,
     });
     let mut conns: Vec<Conn> = (0..args.connections)
-        .map(|i| Conn::new(addrs[i % addrs.len()].clone()))
+        .map(|i| Conn::for_kind(addrs[i % addrs.len()].clone(), kind))
         .collect();
     eprintln!(
         "bench: {} {:?} target(s) {}, {} connections, mix get={} put={} delete={}, {} B values, {} keys ({:?}){}",

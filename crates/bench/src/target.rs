@@ -38,6 +38,29 @@ pub enum TargetKind {
     Bare,
     /// etcd's v3 HTTP/JSON gateway (`/v3/kv/put`, `/v3/kv/range`, `/v3/kv/deleterange`).
     Etcd,
+    /// The Riak HTTP API (`/buckets/bench/keys/{key}`), blind writes.
+    RiakHttp,
+    /// Riak's protocol buffers API (`RpbGetReq`, `RpbPutReq`, `RpbDelReq`
+    /// on bucket `bench`) on the targets' PBC ports, blind writes.
+    RiakPb,
+}
+
+/// The bucket of the Riak target kinds.
+pub const RIAK_BUCKET: &str = "bench";
+
+/// The path of a request that carries a PBC frame as its body: the
+/// connection of a `riak-pb` target writes the body as is.
+const PB_PATH: &str = "/riakpb";
+
+/// A quorum option as PBC encodes it (Riak's symbolic values).
+fn pb_quorum(v: &Option<String>) -> Option<u32> {
+    match v.as_deref()? {
+        "one" => Some(u32::MAX - 1),
+        "quorum" => Some(u32::MAX - 2),
+        "all" => Some(u32::MAX - 3),
+        "default" => Some(u32::MAX - 4),
+        n => n.parse().ok(),
+    }
 }
 
 /// Builds requests for one target kind; holds what is the same for every
@@ -48,6 +71,8 @@ pub struct RequestBuilder {
     value_b64: String,
     get_query: String,
     write_query: String,
+    r: Option<u32>,
+    w: Option<u32>,
 }
 
 fn query(params: &[(&str, &Option<String>)]) -> String {
@@ -76,6 +101,8 @@ impl RequestBuilder {
             value,
             get_query: query(&[("r", r)]),
             write_query: query(&[("w", w)]),
+            r: pb_quorum(r),
+            w: pb_quorum(w),
         }
     }
 
@@ -107,6 +134,69 @@ impl RequestBuilder {
                 }
                 b.body(Full::new(body)).expect("valid request")
             }
+            TargetKind::RiakHttp => {
+                let (method, q, body) = match op {
+                    Op::Get => (Method::GET, &self.get_query, Bytes::new()),
+                    Op::Put => (Method::PUT, &self.write_query, self.value.clone()),
+                    Op::Delete => (Method::DELETE, &self.write_query, Bytes::new()),
+                };
+                let mut b = Request::builder()
+                    .method(method)
+                    .uri(format!("/buckets/{RIAK_BUCKET}/keys/{key}{q}"))
+                    .header(HOST, host.clone());
+                if op == Op::Put {
+                    b = b.header(CONTENT_TYPE, "application/octet-stream");
+                }
+                b.body(Full::new(body)).expect("valid request")
+            }
+            TargetKind::RiakPb => {
+                use dynkv_riakpb::codes;
+                use dynkv_riakpb::frame::encode_message;
+                use dynkv_riakpb::messages::{RpbContent, RpbDelReq, RpbGetReq, RpbPutReq};
+                let bucket = Bytes::from_static(RIAK_BUCKET.as_bytes());
+                let k = Bytes::from(key.to_string());
+                let mut frame = bytes::BytesMut::new();
+                match op {
+                    Op::Get => {
+                        let m = RpbGetReq {
+                            bucket,
+                            key: k,
+                            r: self.r,
+                            ..Default::default()
+                        };
+                        encode_message(codes::GET_REQ, &m, &mut frame);
+                    }
+                    Op::Put => {
+                        let m = RpbPutReq {
+                            bucket,
+                            key: Some(k),
+                            content: RpbContent {
+                                value: self.value.clone(),
+                                content_type: Some(Bytes::from_static(b"application/octet-stream")),
+                                ..Default::default()
+                            },
+                            w: self.w,
+                            ..Default::default()
+                        };
+                        encode_message(codes::PUT_REQ, &m, &mut frame);
+                    }
+                    Op::Delete => {
+                        let m = RpbDelReq {
+                            bucket,
+                            key: k,
+                            w: self.w,
+                            ..Default::default()
+                        };
+                        encode_message(codes::DEL_REQ, &m, &mut frame);
+                    }
+                }
+                Request::builder()
+                    .method(Method::POST)
+                    .uri(PB_PATH)
+                    .header(HOST, host.clone())
+                    .body(Full::new(frame.freeze()))
+                    .expect("valid request")
+            }
             TargetKind::Etcd => {
                 let k = B64.encode(key);
                 let (path, body) = match op {
@@ -132,13 +222,13 @@ impl RequestBuilder {
     /// dynkv a read may also find siblings (300) or nothing (404).
     pub fn is_success(&self, op: Op, status: StatusCode) -> bool {
         match self.kind {
-            TargetKind::Dynkv => {
+            TargetKind::Dynkv | TargetKind::RiakHttp => {
                 status.is_success()
                     || (op == Op::Get
                         && (status == StatusCode::MULTIPLE_CHOICES
                             || status == StatusCode::NOT_FOUND))
             }
-            TargetKind::Bare | TargetKind::Etcd => status.is_success(),
+            TargetKind::Bare | TargetKind::Etcd | TargetKind::RiakPb => status.is_success(),
         }
     }
 }
@@ -182,6 +272,10 @@ pub struct Conn {
     /// `Host` header value for this target.
     pub host: HeaderValue,
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// A PBC connection (`riak-pb` targets) instead of HTTP.
+    pb: Option<PbConn>,
+    /// Whether this slot speaks PBC.
+    speaks_pb: bool,
     /// Connections opened so far (1 = never reconnected).
     pub connects: u64,
 }
@@ -222,8 +316,50 @@ impl Conn {
             addr,
             host,
             sender: None,
+            pb: None,
+            speaks_pb: false,
             connects: 0,
         }
+    }
+
+    /// A connection slot of `kind` for `addr`: PBC for `riak-pb`, else HTTP.
+    pub fn for_kind(addr: String, kind: TargetKind) -> Conn {
+        let mut c = Conn::new(addr);
+        c.speaks_pb = kind == TargetKind::RiakPb;
+        c
+    }
+
+    /// One PBC exchange: the request's body is a whole frame; the answer is
+    /// 200 unless the node answered `RpbErrorResp` (500).
+    async fn exchange_pb(&mut self, req: Request<Full<Bytes>>) -> Result<Answer, Failure> {
+        if self.pb.is_none() {
+            let stream = TcpStream::connect(&self.addr)
+                .await
+                .map_err(|_| Failure::Connect)?;
+            let _ = stream.set_nodelay(true);
+            self.pb = Some(PbConn {
+                stream,
+                buf: bytes::BytesMut::with_capacity(8 << 10),
+            });
+            self.connects += 1;
+        }
+        let frame = req
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| Failure::Io)?
+            .to_bytes();
+        let pb = self.pb.as_mut().expect("connected");
+        let code = pb.call(&frame).await.map_err(|_| Failure::Io)?;
+        let status = if code == dynkv_riakpb::codes::ERROR_RESP {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::OK
+        };
+        Ok(Answer {
+            status,
+            context: None,
+        })
     }
 
     async fn connect(&mut self) -> Result<(), Failure> {
@@ -243,6 +379,9 @@ impl Conn {
     }
 
     async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Result<Answer, Failure> {
+        if self.speaks_pb {
+            return self.exchange_pb(req).await;
+        }
         // A connection the server closed while idle is replaced silently:
         // that is keep-alive housekeeping, not a failed request.
         let ready = match self.sender.as_mut() {
@@ -276,8 +415,34 @@ impl Conn {
         };
         if out.is_err() {
             self.sender = None;
+            self.pb = None;
         }
         out
+    }
+}
+
+/// A PBC connection: one request frame out, one answer frame back.
+struct PbConn {
+    stream: TcpStream,
+    buf: bytes::BytesMut,
+}
+
+impl PbConn {
+    /// Writes `frame` and reads the answer; returns its message code.
+    async fn call(&mut self, frame: &[u8]) -> std::io::Result<u8> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.stream.write_all(frame).await?;
+        let dec = dynkv_riakpb::FrameDecoder::new(dynkv_riakpb::frame::DEFAULT_MAX_FRAME);
+        loop {
+            match dec.decode(&mut self.buf) {
+                Ok(Some(f)) => return Ok(f.code),
+                Ok(None) => {}
+                Err(e) => return Err(std::io::Error::other(e)),
+            }
+            if self.stream.read_buf(&mut self.buf).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
     }
 }
 

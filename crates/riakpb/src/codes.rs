@@ -8,11 +8,19 @@ pub const TABLE: &str = include_str!("../riak_pb_messages.csv");
 /// The name Riak gives a message code (`RpbGetReq`), if it has one: used to
 /// label metrics and log lines.
 pub fn name(code: u8) -> Option<&'static str> {
-    TABLE.lines().find_map(|line| {
-        let mut parts = line.split(',');
-        let c = parts.next()?.trim().parse::<u8>().ok()?;
-        (c == code).then(|| parts.next()).flatten()
-    })
+    static NAMES: std::sync::OnceLock<[Option<&'static str>; 256]> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let mut names = [None; 256];
+        for line in TABLE.lines() {
+            let mut parts = line.split(',');
+            if let (Some(c), Some(n)) = (parts.next(), parts.next())
+                && let Ok(c) = c.trim().parse::<u8>()
+            {
+                names[c as usize] = Some(n);
+            }
+        }
+        names
+    })[code as usize]
 }
 
 /// Any request may be answered with an error instead.
