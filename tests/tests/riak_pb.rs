@@ -212,10 +212,10 @@ async fn pbc_serves_objects_siblings_listings_and_props_across_nodes() {
 
     // An unknown code: Riak's error, and the connection stays usable.
     let mut out = BytesMut::new();
-    encode_frame(23, b"", &mut out);
+    encode_frame(27, b"", &mut out);
     b.send_raw(&out).await;
     let f = b.recv().await.unwrap();
-    assert_eq!(error_text(&f), "Unknown message code: 23");
+    assert_eq!(error_text(&f), "Unknown message code: 27");
     assert_eq!(values(&b.get("fruit", "apple").await), ["red"]);
 
     // A frame declaring 1 GiB: refused from its header, connection closed,
