@@ -9,6 +9,12 @@
 //! (`riak.pb_max_frame_bytes`, checked from the 4-byte header before any
 //! allocation). Requests share the node's in-flight limit with HTTP.
 //!
+//! TLS: connections start in clear, as Riak's do; `RpbStartTls` upgrades
+//! one in place with the node's TLS configuration (`node.tls_cert`, the
+//! public listener's, reloaded with it on SIGHUP), through the upgrade
+//! this module hands to the loop ([`starttls`]). A node without a
+//! certificate refuses `RpbStartTls`.
+//!
 //! Shutdown: on the signal the loop stops accepting, and open connections
 //! are closed after their current request or [`SHUTDOWN_GRACE`], whichever
 //! comes first (a PBC client reconnects, as it does when a Riak node stops).
