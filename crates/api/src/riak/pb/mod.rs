@@ -457,3 +457,37 @@ impl Session {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pbc_quorums_become_the_http_parameters() {
+        let q = params(
+            &[
+                ("r", Some(quorum::QUORUM)),
+                ("w", Some(2)),
+                ("pr", None),
+                ("dw", Some(quorum::DEFAULT)),
+            ],
+            &[("notfound_ok", Some(false))],
+            Some(1500),
+        );
+        assert_eq!(q.get("r"), Some("quorum"));
+        assert_eq!(q.get("w"), Some("2"));
+        assert_eq!(q.get("pr"), None);
+        assert_eq!(q.get("dw"), Some("default"));
+        assert_eq!(q.get("notfound_ok"), Some("false"));
+        assert_eq!(q.get("timeout"), Some("1500"));
+        assert_eq!(quorum::word(quorum::ONE), "one");
+        assert_eq!(quorum::word(quorum::ALL), "all");
+    }
+
+    #[test]
+    fn errors_carry_the_http_sentence_without_its_newline() {
+        let e = error_resp(&unknown_code(23));
+        assert_eq!(&e.errmsg[..], b"Unknown message code: 23");
+        assert_eq!(e.errcode, 0);
+    }
+}
