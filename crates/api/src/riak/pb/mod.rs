@@ -486,8 +486,8 @@ mod tests {
 
     #[test]
     fn errors_carry_the_http_sentence_without_its_newline() {
-        let e = error_resp(&unknown_code(23));
-        assert_eq!(&e.errmsg[..], b"Unknown message code: 23");
+        let e = error_resp(&unknown_code(27));
+        assert_eq!(&e.errmsg[..], b"Unknown message code: 27");
         assert_eq!(e.errcode, 0);
     }
 }
