@@ -694,22 +694,12 @@ async fn run(
         .continuation
         .as_ref()
         .map(|(term, name)| (term.clone(), [&scope[..], &name[..]].concat().into()));
-    // Each partition's replicas in the order its writes are coordinated:
-    // this node first when it holds the partition (a write through it was
-    // applied here before it was acknowledged), then the primaries in
-    // preference order (a write through another node is forwarded to the
-    // first reachable one); believed-up ones first. So a client that
-    // writes and then queries through one node sees its write, which
-    // spreading the partitions over their replicas would not guarantee.
-    let me = coord.node_id();
+    // Each partition's replicas in the order its writes are coordinated
+    // (`covering_order`), last first: candidates are popped.
     let mut pending: Vec<Pending> = (0..ring.partitions())
         .map(|p| {
-            let mut order: Vec<NodeId> = ring.walk(p).into_iter().take(n).cloned().collect();
-            if let Some(i) = order.iter().position(|r| r == me) {
-                let own = order.remove(i);
-                order.insert(0, own);
-            }
-            order.sort_by_key(|r| !coord.health().is_up(r));
+            let replicas: Vec<NodeId> = ring.walk(p).into_iter().take(n).cloned().collect();
+            let mut order = super::shared::covering_order(coord, replicas);
             order.reverse();
             Pending {
                 partition: p,

@@ -88,6 +88,27 @@ impl Stats {
     }
 }
 
+/// The order in which a covering read (key listing, 2i) asks a partition's
+/// `replicas` (given in preference order): this node first when it is one
+/// of them (a write through it was applied here before it was
+/// acknowledged), then the primaries in preference order (a write through
+/// another node is forwarded to the first reachable one), believed-up
+/// ones first. So a client that writes and then lists or queries through
+/// one node sees its write, which spreading partitions over their
+/// replicas would not guarantee (the last replica may still be applying
+/// it).
+pub fn covering_order(
+    coord: &dynkv_quorum::Coordinator,
+    mut replicas: Vec<dynkv_ring::NodeId>,
+) -> Vec<dynkv_ring::NodeId> {
+    if let Some(i) = replicas.iter().position(|r| r == coord.node_id()) {
+        let own = replicas.remove(i);
+        replicas.insert(0, own);
+    }
+    replicas.sort_by_key(|r| !coord.health().is_up(r));
+    replicas
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
