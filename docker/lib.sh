@@ -112,6 +112,15 @@ sees() {
   esac
 }
 
+# reaches A B: node A believes B up and would send to it (its circuit
+# breaker towards B is closed).
+reaches() {
+  local answer
+  answer=$(curl -fsS --max-time 2 "$(node_url "$1")/admin/cluster" 2>/dev/null |
+    json "[m['id'] for m in d['members'] if m['id'] == '$2' and m['up'] and m['breaker'] == 'closed']" 2>/dev/null) || return 1
+  [[ " $answer " == *" $2 "* ]]
+}
+
 # all_see_all: every running node answers and believes every node up.
 all_see_all() {
   local n all count

@@ -209,6 +209,12 @@ scripts/kill.sh --restart "$VICTIM"
 check "$VICTIM still holds the acknowledged 'before' after SIGKILL" "$(local_values "$VICTIM" "$KEY")" before
 scripts/partition.sh heal
 wait_for 30 "$VICTIM stores 'after' itself" holds "$VICTIM" "$KEY" after || fail "$VICTIM stores '$(local_values "$VICTIM" "$KEY")'"
+# A quorum read through the victim needs it to send to a peer again: its
+# breakers opened while it was cut off and close on their next probe.
+for peer in "${PREF[@]}"; do
+  [ "$peer" = "$VICTIM" ] && continue
+  wait_for 20 "$VICTIM reaches $peer again" reaches "$VICTIM" "$peer" || fail "$VICTIM does not reach $peer"
+done
 req GET "$VICTIM" "/kv/$KEY"
 check "a quorum read through the restarted $VICTIM answers 'after'" "$BODY" after
 req GET "$VICTIM" "/kv/$KEY?r=1"
