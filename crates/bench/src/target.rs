@@ -115,107 +115,103 @@ impl RequestBuilder {
         key: &str,
         context: Option<HeaderValue>,
     ) -> Request<Full<Bytes>> {
-        match self.kind {
+        // The native API takes our context header on writes; the Riak
+        // HTTP workload writes blind (one sibling per key with the
+        // bucket's allow_mult=false).
+        let (path, context) = match self.kind {
             TargetKind::Dynkv | TargetKind::Bare => {
-                let (method, q, body) = match op {
-                    Op::Get => (Method::GET, &self.get_query, Bytes::new()),
-                    Op::Put => (Method::PUT, &self.write_query, self.value.clone()),
-                    Op::Delete => (Method::DELETE, &self.write_query, Bytes::new()),
-                };
-                let mut b = Request::builder()
-                    .method(method)
-                    .uri(format!("/kv/{key}{q}"))
-                    .header(HOST, host.clone());
-                if op == Op::Put {
-                    b = b.header(CONTENT_TYPE, "application/octet-stream");
-                }
-                if let Some(c) = context.filter(|_| op != Op::Get) {
-                    b = b.header(CONTEXT_HEADER, c);
-                }
-                b.body(Full::new(body)).expect("valid request")
+                (format!("/kv/{key}"), context.filter(|_| op != Op::Get))
             }
-            TargetKind::RiakHttp => {
-                let (method, q, body) = match op {
-                    Op::Get => (Method::GET, &self.get_query, Bytes::new()),
-                    Op::Put => (Method::PUT, &self.write_query, self.value.clone()),
-                    Op::Delete => (Method::DELETE, &self.write_query, Bytes::new()),
+            TargetKind::RiakHttp => (format!("/buckets/{RIAK_BUCKET}/keys/{key}"), None),
+            TargetKind::RiakPb => return self.build_pb(host, op, key),
+            TargetKind::Etcd => return self.build_etcd(host, op, key),
+        };
+        let (method, q, body) = match op {
+            Op::Get => (Method::GET, &self.get_query, Bytes::new()),
+            Op::Put => (Method::PUT, &self.write_query, self.value.clone()),
+            Op::Delete => (Method::DELETE, &self.write_query, Bytes::new()),
+        };
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("{path}{q}"))
+            .header(HOST, host.clone());
+        if op == Op::Put {
+            b = b.header(CONTENT_TYPE, "application/octet-stream");
+        }
+        if let Some(c) = context {
+            b = b.header(CONTEXT_HEADER, c);
+        }
+        b.body(Full::new(body)).expect("valid request")
+    }
+
+    /// The PBC frame for `op` on `key`, carried as a request body.
+    fn build_pb(&self, host: &HeaderValue, op: Op, key: &str) -> Request<Full<Bytes>> {
+        use dynkv_riakpb::codes;
+        use dynkv_riakpb::frame::encode_message;
+        use dynkv_riakpb::messages::{RpbContent, RpbDelReq, RpbGetReq, RpbPutReq};
+        let bucket = Bytes::from_static(RIAK_BUCKET.as_bytes());
+        let k = Bytes::from(key.to_string());
+        let mut frame = bytes::BytesMut::new();
+        match op {
+            Op::Get => {
+                let m = RpbGetReq {
+                    bucket,
+                    key: k,
+                    r: self.r,
+                    ..Default::default()
                 };
-                let mut b = Request::builder()
-                    .method(method)
-                    .uri(format!("/buckets/{RIAK_BUCKET}/keys/{key}{q}"))
-                    .header(HOST, host.clone());
-                if op == Op::Put {
-                    b = b.header(CONTENT_TYPE, "application/octet-stream");
-                }
-                b.body(Full::new(body)).expect("valid request")
+                encode_message(codes::GET_REQ, &m, &mut frame);
             }
-            TargetKind::RiakPb => {
-                use dynkv_riakpb::codes;
-                use dynkv_riakpb::frame::encode_message;
-                use dynkv_riakpb::messages::{RpbContent, RpbDelReq, RpbGetReq, RpbPutReq};
-                let bucket = Bytes::from_static(RIAK_BUCKET.as_bytes());
-                let k = Bytes::from(key.to_string());
-                let mut frame = bytes::BytesMut::new();
-                match op {
-                    Op::Get => {
-                        let m = RpbGetReq {
-                            bucket,
-                            key: k,
-                            r: self.r,
-                            ..Default::default()
-                        };
-                        encode_message(codes::GET_REQ, &m, &mut frame);
-                    }
-                    Op::Put => {
-                        let m = RpbPutReq {
-                            bucket,
-                            key: Some(k),
-                            content: RpbContent {
-                                value: self.value.clone(),
-                                content_type: Some(Bytes::from_static(b"application/octet-stream")),
-                                ..Default::default()
-                            },
-                            w: self.w,
-                            ..Default::default()
-                        };
-                        encode_message(codes::PUT_REQ, &m, &mut frame);
-                    }
-                    Op::Delete => {
-                        let m = RpbDelReq {
-                            bucket,
-                            key: k,
-                            w: self.w,
-                            ..Default::default()
-                        };
-                        encode_message(codes::DEL_REQ, &m, &mut frame);
-                    }
-                }
-                Request::builder()
-                    .method(Method::POST)
-                    .uri(PB_PATH)
-                    .header(HOST, host.clone())
-                    .body(Full::new(frame.freeze()))
-                    .expect("valid request")
-            }
-            TargetKind::Etcd => {
-                let k = B64.encode(key);
-                let (path, body) = match op {
-                    Op::Get => ("/v3/kv/range", format!(r#"{{"key":"{k}"}}"#)),
-                    Op::Put => (
-                        "/v3/kv/put",
-                        format!(r#"{{"key":"{k}","value":"{}"}}"#, self.value_b64),
-                    ),
-                    Op::Delete => ("/v3/kv/deleterange", format!(r#"{{"key":"{k}"}}"#)),
+            Op::Put => {
+                let m = RpbPutReq {
+                    bucket,
+                    key: Some(k),
+                    content: RpbContent {
+                        value: self.value.clone(),
+                        content_type: Some(Bytes::from_static(b"application/octet-stream")),
+                        ..Default::default()
+                    },
+                    w: self.w,
+                    ..Default::default()
                 };
-                Request::builder()
-                    .method(Method::POST)
-                    .uri(path)
-                    .header(HOST, host.clone())
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(Full::new(Bytes::from(body)))
-                    .expect("valid request")
+                encode_message(codes::PUT_REQ, &m, &mut frame);
+            }
+            Op::Delete => {
+                let m = RpbDelReq {
+                    bucket,
+                    key: k,
+                    w: self.w,
+                    ..Default::default()
+                };
+                encode_message(codes::DEL_REQ, &m, &mut frame);
             }
         }
+        Request::builder()
+            .method(Method::POST)
+            .uri(PB_PATH)
+            .header(HOST, host.clone())
+            .body(Full::new(frame.freeze()))
+            .expect("valid request")
+    }
+
+    /// etcd's JSON gateway request for `op` on `key`.
+    fn build_etcd(&self, host: &HeaderValue, op: Op, key: &str) -> Request<Full<Bytes>> {
+        let k = B64.encode(key);
+        let (path, body) = match op {
+            Op::Get => ("/v3/kv/range", format!(r#"{{"key":"{k}"}}"#)),
+            Op::Put => (
+                "/v3/kv/put",
+                format!(r#"{{"key":"{k}","value":"{}"}}"#, self.value_b64),
+            ),
+            Op::Delete => ("/v3/kv/deleterange", format!(r#"{{"key":"{k}"}}"#)),
+        };
+        Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(HOST, host.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("valid request")
     }
 
     /// Whether `status` is a successful answer to `op` for this kind: for

@@ -41,7 +41,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tracing::{debug, info, warn};
@@ -107,6 +107,43 @@ impl Limits {
     }
 }
 
+/// The next connection on `listener` within the budget of `permits` (one
+/// over it is closed at once and counted as refused), with TCP_NODELAY
+/// set. Cancel-safe: it may lose a race in `select!` between connections.
+pub(crate) async fn admit(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+    metrics: &ListenerMetrics,
+    what: &str,
+) -> (
+    TcpStream,
+    std::net::SocketAddr,
+    tokio::sync::OwnedSemaphorePermit,
+) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors or memory: back off rather than spin.
+                warn!(error = %e, listener = what, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics.refused.inc();
+            drop(tcp);
+            continue;
+        };
+        if let Err(e) = tcp.set_nodelay(true) {
+            // Small answers must not wait for Nagle's algorithm (with
+            // delayed ACKs that stalls a keep-alive connection for tens of ms).
+            warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+        return (tcp, peer, permit);
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` completes, then lets the
 /// requests in flight finish.
 pub async fn serve(
@@ -126,28 +163,10 @@ pub async fn serve(
     let http = Arc::new(http);
     tokio::pin!(shutdown);
     loop {
-        let (tcp, peer) = tokio::select! {
+        let (tcp, peer, permit) = tokio::select! {
             _ = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of descriptors or memory: back off rather than spin.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            a = admit(&listener, &permits, &metrics, "HTTP") => a,
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            metrics.refused.inc();
-            drop(tcp);
-            continue;
-        };
-        if let Err(e) = tcp.set_nodelay(true) {
-            // Small answers must not wait for Nagle's algorithm (with
-            // delayed ACKs that stalls a keep-alive connection for tens of ms).
-            warn!(error = %e, "cannot set TCP_NODELAY");
-        }
         let (router, http, tls, metrics) =
             (router.clone(), http.clone(), tls.clone(), metrics.clone());
         let watcher = graceful.watcher();

@@ -27,7 +27,7 @@ use dynkv_api::AppState;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::listener::{ListenerMetrics, SHUTDOWN_GRACE};
 use crate::tls::Tls;
@@ -75,26 +75,11 @@ pub async fn serve(
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        let (tcp, peer) = tokio::select! {
+        let (tcp, peer, permit) = tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
-            r = listener.accept() => match r {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    warn!(error = %e, "PBC accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            a = crate::listener::admit(&listener, &permits, &metrics, "PBC") => a,
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            metrics.refused.inc();
-            drop(tcp);
-            continue;
-        };
-        if let Err(e) = tcp.set_nodelay(true) {
-            warn!(error = %e, "cannot set TCP_NODELAY");
-        }
         let (state, metrics) = (state.clone(), metrics.clone());
         let upgrade = tls.clone().map(|tls| starttls(tls, metrics.clone()));
         conns.spawn(async move {
