@@ -5,11 +5,10 @@
 //! ring, so their cost grows with the data in the whole cluster, and they
 //! are meant for development and operations, not for serving requests.
 //!
-//! A listing asks one replica of each partition (a *covering set*: this
-//! node when it is a replica, else the partition's first primary, so that
-//! a listing through a node finds what was just written through it;
-//! believed-down nodes are skipped; a replica that fails is replaced by the
-//! next one, resuming where it stopped). Each
+//! A listing asks one replica of each partition (a *covering set*: the
+//! replica is chosen in turn among the partition's primaries, so the work
+//! is spread over the cluster, and believed-down nodes are skipped; a replica
+//! that fails is replaced by the next one, resuming where it stopped). Each
 //! replica scans only its local store, in pages of [`PAGE`] keys
 //! ([`Request::ListKeys`], [`Request::ListNamespaces`]): keys of one bucket
 //! are contiguous in a partition, and distinct buckets are found by seeking
@@ -280,9 +279,17 @@ async fn list_partition(
     seen: Arc<Mutex<HashSet<Vec<u8>>>>,
 ) -> Result<(), String> {
     let coord = &state.coord;
-    // The replica most likely to hold what was just written through this
-    // node first (`covering_order`), believed-up replicas first.
-    let mut candidates = super::shared::covering_order(coord, replicas).into_iter();
+    // Spread the work: start at a different replica for each partition,
+    // and try believed-up replicas first. (2i queries ask this node or the
+    // first primary instead, `covering_order`; a listing does not, because
+    // on a cluster where this node holds every partition it would never
+    // leave the node, and a listing is an operator's tool, not a read.)
+    let len = replicas.len().max(1);
+    let mut order: Vec<NodeId> = (0..replicas.len())
+        .map(|i| replicas[(partition as usize + i) % len].clone())
+        .collect();
+    order.sort_by_key(|r| !coord.health().is_up(r));
+    let mut candidates = order.into_iter();
     let mut tried = Vec::new();
     let mut node = candidates
         .next()

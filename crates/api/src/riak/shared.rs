@@ -88,7 +88,7 @@ impl Stats {
     }
 }
 
-/// The order in which a covering read (key listing, 2i) asks a partition's
+/// The order in which a 2i query asks a partition's
 /// `replicas` (given in preference order): this node first when it is one
 /// of them (a write through it was applied here before it was
 /// acknowledged), then the primaries in preference order (a write through
