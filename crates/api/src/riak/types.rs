@@ -47,6 +47,16 @@ pub fn type_json(state: &AppState, name: &str, entry: Option<&TypeEntry>) -> Val
     doc
 }
 
+/// `{"name", "active", "props"}`: how the admin routes show a type, from
+/// its [`type_json`].
+fn status_json(name: &str, doc: &Value) -> Value {
+    json!({
+        "name": name,
+        "active": doc["props"]["active"],
+        "props": doc["props"],
+    })
+}
+
 /// Validates and applies a change to a type, made on this node.
 pub async fn change(state: &AppState, cmd: TypeCommand) -> Result<Value, Refused> {
     let membership = state.membership.clone().ok_or_else(|| {
@@ -186,18 +196,13 @@ async fn admin_list(
     granted: Option<axum::Extension<AdminAuthorised>>,
 ) -> Result<Response, ApiError> {
     admin_only(&state, &headers, granted)?;
-    let mut types = vec![json!({
-        "name": DEFAULT_TYPE,
-        "active": true,
-        "props": type_json(&state, DEFAULT_TYPE, None)["props"],
-    })];
+    let mut types = vec![status_json(
+        DEFAULT_TYPE,
+        &type_json(&state, DEFAULT_TYPE, None),
+    )];
     if let Some(m) = &state.membership {
         for (name, e) in m.bucket_types().iter() {
-            types.push(json!({
-                "name": name,
-                "active": e.active,
-                "props": type_json(&state, name, Some(e))["props"],
-            }));
+            types.push(status_json(name, &type_json(&state, name, Some(e))));
         }
     }
     Ok(Json(json!({ "types": types })).into_response())
@@ -220,12 +225,7 @@ async fn admin_status(
         ));
     }
     let doc = type_json(&state, &name, entry.as_ref());
-    Ok(Json(json!({
-        "name": name,
-        "active": doc["props"]["active"],
-        "props": doc["props"],
-    }))
-    .into_response())
+    Ok(Json(status_json(&name, &doc)).into_response())
 }
 
 /// `POST /admin/bucket-types/{name}/{create|activate|update}` with
@@ -264,12 +264,7 @@ async fn admin_change(
         }
     };
     match change(&state, cmd).await {
-        Ok(doc) => Ok(Json(json!({
-            "name": name,
-            "active": doc["props"]["active"],
-            "props": doc["props"],
-        }))
-        .into_response()),
+        Ok(doc) => Ok(Json(status_json(&name, &doc)).into_response()),
         Err(Refused(status, why)) => Err(ApiError::new(status, "bucket_type_refused", why)),
     }
 }
