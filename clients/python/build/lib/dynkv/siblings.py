@@ -119,11 +119,12 @@ def parse_multipart(body: bytes, content_type: str) -> list[Sibling]:
         if line_end < 0:
             raise ProtocolError("a multipart delimiter line does not end")
         part = piece[line_end + 2 :]
-        head, blank, value = part.partition(b"\r\n\r\n")
-        if not blank:
-            if part.endswith(b"\r\n") or part == b"":
-                head, value = part, b""
-            else:
+        if part.startswith(b"\r\n"):
+            # No headers: the blank line comes at once.
+            head, value = b"", part[2:]
+        else:
+            head, blank, value = part.partition(b"\r\n\r\n")
+            if not blank:
                 raise ProtocolError("a multipart part has no blank line after its headers")
         headers = {}
         for line in head.split(b"\r\n"):
