@@ -14,8 +14,12 @@
 #    the server's, routing to primaries checked in the nodes' metrics,
 #    failover when the owner is killed, modify under concurrent writers,
 #    a retried write after a cut connection, read-your-writes).
-# 4. Prints "python client: N passed, N failed, N skipped", stops the
-#    cluster and exits non-zero if any test failed or none ran.
+# 4. Restarts the cluster with TLS (a CA and node certificate made for the
+#    run) and security on, adds a user with a password and a bearer token,
+#    and runs clients/python/cluster_tests/test_secure.py (CA file, Basic
+#    and bearer authentication, 401s, an unknown CA refused).
+# 5. Prints "python client: N passed, N failed, N skipped", stops the
+#    cluster and exits non-zero if any test failed or a phase ran none.
 #
 # Environment: PYCLIENT_VENV (default /var/tmp/dynkv-pyclient-venv),
 # PYCLIENT_PYTHON (default python3, 3.9 or newer), DYNKV_BIN (default: the
@@ -126,20 +130,65 @@ export DYNKV_TEST_NODES="http://127.0.0.1:$((base + 1)),http://127.0.0.1:$((base
 
 say "cluster tests"
 crc=0
-(cd clients/python && timeout 600 "$VENV/bin/python" -m unittest discover -s cluster_tests -t . -v) >"$log" 2>&1 || crc=1
-grep -E ' \.\.\. (ok|FAIL|ERROR|skipped)' "$log" || true
-tail -n 4 "$log"
+(cd clients/python && timeout 600 "$VENV/bin/python" -m unittest cluster_tests.test_cluster -v) >"$log" 2>&1 || crc=1
+cat "$log"
 read -r cp cf cs < <(count)
-[ "$crc" -eq 0 ] || cat "$log"
 
-# --- 4. the count ------------------------------------------------------------
-passed=$((up + cp)) failed=$((uf + cf)) skipped=$((us + cs))
+# --- 4. the same cluster with TLS and security on ---------------------------
+# A CA and a node certificate for 127.0.0.1, made in the run's temporary
+# directory and never kept; a user with a password source and the /kv
+# grants, and a bearer token for it.
+say "cluster tests with TLS and security"
+tlsdir="$DYNKV_CLUSTER_DIR/tls"
+mkdir -p "$tlsdir"
+(
+  cd "$tlsdir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=dynkv test CA" \
+    -keyout ca.key -out ca.pem 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout node.key -out node.csr 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >node.ext
+  openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile node.ext -out node.pem 2>/dev/null
+)
+scripts/cluster.sh stop >/dev/null
+export DYNKV__NODE__TLS_CERT="$tlsdir/node.pem" DYNKV__NODE__TLS_KEY="$tlsdir/node.key"
+scripts/cluster.sh start 3 >/dev/null
+admin() {
+  SSL_CERT_FILE="$tlsdir/ca.pem" "$DYNKV_BIN" admin --node "https://127.0.0.1:$((base + 1))" \
+    --secret-file "$DYNKV_CLUSTER_DIR/secret" "$@"
+}
+password="$(openssl rand -hex 12)"
+admin security add-user pyclient "password=$password" >/dev/null
+admin security add-source pyclient 127.0.0.1/32 password >/dev/null
+admin security grant riak_kv.get,riak_kv.put,riak_kv.delete on kv to pyclient >/dev/null
+token="$(admin token create --user pyclient 2>/dev/null | grep -o 'dkv_[A-Za-z0-9_-]*' | head -n 1)"
+[ -n "$token" ] || { echo "no bearer token was printed" >&2; exit 1; }
+admin security enable >/dev/null
+# Security is gossiped: wait until every node refuses a request without credentials.
+for i in 1 2 3; do
+  for _ in $(seq 1 100); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$tlsdir/ca.pem" "https://127.0.0.1:$((base + i))/kv/probe" || true)
+    [ "$code" = 401 ] && break
+    sleep 0.1
+  done
+done
+src=0
+(cd clients/python &&
+  DYNKV_TEST_NODES="https://127.0.0.1:$((base + 1)),https://127.0.0.1:$((base + 2)),https://127.0.0.1:$((base + 3))" \
+  DYNKV_TEST_CA="$tlsdir/ca.pem" DYNKV_TEST_USER=pyclient DYNKV_TEST_PASSWORD="$password" DYNKV_TEST_TOKEN="$token" \
+    timeout 300 "$VENV/bin/python" -m unittest cluster_tests.test_secure -v) >"$log" 2>&1 || src=1
+cat "$log"
+read -r sp sf ss < <(count)
+
+# --- 5. the count ------------------------------------------------------------
+passed=$((up + cp + sp)) failed=$((uf + cf + sf)) skipped=$((us + cs + ss))
 [ "$rc" -eq 0 ] || [ "$uf" -gt 0 ] || failed=$((failed + 1))
 [ "$crc" -eq 0 ] || [ "$cf" -gt 0 ] || failed=$((failed + 1))
+[ "$src" -eq 0 ] || [ "$sf" -gt 0 ] || failed=$((failed + 1))
 echo
 say "Python client tests, $(($(date +%s) - started)) s"
 echo "python client: $passed passed, $failed failed, $skipped skipped"
-if [ "$failed" -eq 0 ] && [ "$up" -gt 0 ] && [ "$cp" -gt 0 ]; then
+if [ "$failed" -eq 0 ] && [ "$up" -gt 0 ] && [ "$cp" -gt 0 ] && [ "$sp" -gt 0 ] && [ "$ss" -eq 0 ]; then
   status=0
 fi
 exit "$status"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import threading
 import time
 import unittest
@@ -286,20 +287,28 @@ class SessionTest(unittest.TestCase):
 
     def test_read_your_writes_with_w1_r1_through_different_nodes(self):
         rec = Recorder()
-        rounds = 30
+        rounds = 60
         with client(routing=False, on_request=rec, w=1, r=1) as kv:
             for i in range(rounds):
                 key = unique("ryw")
                 kv.put(key, f"v{i}")
-                kv.put(key, f"v{i}-2")
-                self.assertEqual(kv.get(key).value, f"v{i}-2".encode())
+                self.assertEqual(kv.get(key).value, f"v{i}".encode())
         evs = rec.kv()
-        self.assertEqual(len(evs), 3 * rounds)
+        self.assertEqual(len(evs), 2 * rounds)
         # Round-robin over the three nodes: each read went to another node
         # than the write before it.
         for i in range(rounds):
-            put2, get = evs[3 * i + 1], evs[3 * i + 2]
-            self.assertNotEqual(put2.node, get.node)
+            self.assertNotEqual(evs[2 * i].node, evs[2 * i + 1].node)
+        # The same without a session, for comparison (printed, not
+        # asserted: how often a read misses depends on timing).
+        stale = 0
+        with client(routing=False, w=1, r=1, session=False) as kv:
+            for i in range(rounds):
+                key = unique("ryw")
+                kv.put(key, f"v{i}")
+                stale += kv.get(key).value != f"v{i}".encode()
+        print(f"\n  without a session {stale} of {rounds} reads through another node missed the write",
+              file=sys.stderr)
 
     def test_the_session_context_makes_a_write_replace_what_it_saw(self):
         key = unique("session")

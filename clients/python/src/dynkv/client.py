@@ -67,6 +67,8 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 DOT_HEADER = "X-Dynkv-Dot"
 
+#: Seconds between ring fetches while no node answers one.
+RING_RETRY = 1.0
 #: Most keys whose last context the session remembers.
 DEFAULT_SESSION_KEYS = 10_000
 #: Most idle connections kept per node.
@@ -304,6 +306,7 @@ class Client:
         self._ring: RingView | None = None
         self._ring_at = 0.0
         self._ring_stale = True
+        self._ring_retry_at = 0.0
         self._ring_lock = threading.Lock()
         self._down: dict[str, float] = {}
         self._down_lock = threading.Lock()
@@ -695,10 +698,12 @@ class Client:
     # The ring view.
 
     def _current_ring(self) -> RingView | None:
-        due = self._ring is None or self._ring_stale or (
-            time.monotonic() - self._ring_at >= self.ring_refresh
-        )
-        if due:
+        now = time.monotonic()
+        due = self._ring is None or self._ring_stale or now - self._ring_at >= self.ring_refresh
+        # After a fetch that no node answered, wait RING_RETRY before the
+        # next, so that a cluster without a ring view costs no extra
+        # request per operation.
+        if due and now >= self._ring_retry_at:
             self._refresh_ring(force=False)
         return self._ring
 
@@ -722,8 +727,11 @@ class Client:
         if not self._ring_lock.acquire(blocking=self._ring is None or force):
             return
         try:
-            if not force and self._ring is not None and not self._ring_stale and (
-                time.monotonic() - self._ring_at < self.ring_refresh
+            now = time.monotonic()
+            if not force and (
+                now < self._ring_retry_at
+                or (self._ring is not None and not self._ring_stale
+                    and now - self._ring_at < self.ring_refresh)
             ):
                 return
             errors = []
@@ -741,7 +749,7 @@ class Client:
                 self._ring_at = time.monotonic()
                 self._ring_stale = False
                 return
-            self._ring_at = time.monotonic()
+            self._ring_retry_at = time.monotonic() + RING_RETRY
             log.warning("no node answered the ring view: %s", "; ".join(errors))
         finally:
             self._ring_lock.release()
