@@ -11,7 +11,6 @@ import json
 import random
 import sys
 import threading
-import time
 import unittest
 import uuid
 

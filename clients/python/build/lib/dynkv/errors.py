@@ -36,7 +36,8 @@ class DynkvError(Exception):
         where = f" from {self.node}" if self.node else ""
         if self.status is None:
             return self.message
-        return f"{self.status} {self.code}{where}: {self.message}"
+        code = f" {self.code}" if self.code else ""
+        return f"{self.status}{code}{where}: {self.message}"
 
 
 class QuorumNotMet(DynkvError):

@@ -141,7 +141,10 @@ class RingView:
         for n in self.preference_lists[partition]:
             if n not in seen:
                 seen.append(n)
+        everyone = len(self._by_id)
         for i in range(1, self.partitions + 1):
+            if len(seen) >= everyone:
+                break
             owner = self.preference_lists[(partition + i) % self.partitions][0]
             if owner not in seen:
                 seen.append(owner)
