@@ -6,9 +6,10 @@
 # libssl-dev: the openssl TLS engine links the system libssl; openssl: the TLS
 # tests use its s_client as a legacy (TLS 1.2, DHE-RSA) client; iproute2: the
 # default-ports test runs a node in its own network namespace; wrk: HTTPS load
-# for the TLS engine measurements.
+# for the TLS engine measurements; chromium and fonts-dejavu-core: the
+# dashboard's browser test (scripts/ui-test.sh) and its screenshots.
 set -euo pipefail
-PACKAGES=(clang libclang-dev librocksdb-dev libsnappy-dev pkg-config curl tcpdump libssl-dev openssl iproute2 wrk)
+PACKAGES=(clang libclang-dev librocksdb-dev libsnappy-dev pkg-config curl tcpdump libssl-dev openssl iproute2 wrk chromium fonts-dejavu-core python3)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
