@@ -16,9 +16,13 @@ const $ = (id) => document.getElementById(id);
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
-    if (v !== undefined && v !== null) e.setAttribute(k, v);
+    if (v === undefined || v === null) continue;
+    // Through the CSS object model: the page's Content-Security-Policy
+    // refuses style attributes.
+    if (k === "style") e.style.cssText = v;
+    else e.setAttribute(k, v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c !== undefined && c !== null) e.append(c instanceof Node ? c : String(c));
   }
   return e;
@@ -86,7 +90,7 @@ function drawMembers(ov) {
       rows.push(["in flight", el("span", {}, `${s.inflight} of ${s.inflight_capacity}`,
         el("div", { class: "bar", role: "img", "aria-label": `${num(pct, 1)} % of the bulkhead` },
           el("span", { style: `width:${Math.min(100, pct)}%` })))]);
-      rows.push(["refused (bulkhead)", num(s.overloaded, 0)]);
+      rows.push(["refused", num(s.overloaded, 0) + " (bulkhead full)"]);
       const hints = s.hints.reduce((a, h) => a + h.count, 0);
       rows.push(["hints held", num(hints, 0)]);
     }
@@ -138,7 +142,7 @@ function drawRing(ov) {
   const counts = {};
   owners.forEach((o) => { counts[o] = (counts[o] || 0) + 1; });
   $("ring-legend").replaceChildren(...ids.map((id) =>
-    el("span", {}, el("span", { class: "cell " + cls(id), style: "display:inline-block;width:1.2rem" }, id.replace(/^\D+/, "") || id),
+    el("span", {}, el("span", { class: "cell swatch " + cls(id) }, id.replace(/^\D+/, "") || id),
       ` ${id}: ${counts[id] || 0} partitions`)));
   const moving = new Set();
   const transfers = (ov.transfers && ov.transfers.transfers) || [];
@@ -189,7 +193,7 @@ function drawHealing(ov) {
       }, `${p.partition}: ${age(p.last_exchange_unix_ms, now)}`);
     });
     aae.append(el("div", { class: "aae-row" }, el("b", {}, m.id),
-      cells.length ? el("div", { class: "grid", style: "grid-template-columns:repeat(auto-fill,minmax(4.2rem,1fr))" }, cells)
+      cells.length ? el("div", { class: "grid wide" }, cells)
         : el("span", {}, " – no exchange yet")));
   }
 }
@@ -274,7 +278,7 @@ async function refreshPbs(n) {
 }
 
 function drawPbs(curves) {
-  const W = 560, H = 280, L = 48, R = 12, T = 12, B = 40;
+  const W = 560, H = 280, L = 48, R = 24, T = 12, B = 40;
   const ts = curves[0].body.curve.map((p) => p.t_ms);
   const tMax = Math.max(...ts, 1);
   // Log axis in t; t=0 sits at the left edge, one decade left of the
@@ -294,12 +298,12 @@ function drawPbs(curves) {
     g.append(svg("text", { x: L - 4, y: yOf(p) + 4, "text-anchor": "end" }, num(p, 2)));
   }
   for (const t of ts) {
-    g.append(svg("text", { x: xOf(t), y: H - B + 14, "text-anchor": "middle" }, t === 0 ? "0" : num(t, 0)));
+    g.append(svg("text", { x: xOf(t), y: H - B + 14, "text-anchor": "middle" }, t === 0 ? "0" : t >= 1000 ? `${t / 1000}s` : String(t)));
   }
   g.append(svg("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
   g.append(svg("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B }));
   g.append(svg("line", { class: "target", x1: L, x2: W - R, y1: yOf(0.999), y2: yOf(0.999) }));
-  g.append(svg("text", { x: W - R, y: yOf(0.999) - 3, "text-anchor": "end" }, "99.9 %"));
+  g.append(svg("text", { x: L + 4, y: yOf(0.999) + 12, "text-anchor": "start" }, "99.9 %"));
   g.append(svg("text", { x: (L + W) / 2, y: H - 6, "text-anchor": "middle" }, "t since the write was acknowledged (ms, log scale)"));
   const body = $("pbs-table").tBodies[0];
   body.replaceChildren();
@@ -312,13 +316,12 @@ function drawPbs(curves) {
     });
     path.append(svg("title", {}, `R=${c.r} W=${c.w}`));
     g.append(path);
-    const last = c.body.curve[c.body.curve.length - 1];
-    const lx = Math.min(W - R - 2, xOf(last.t_ms));
-    g.append(svg("text", { x: lx, y: yOf(last.probability) - 4 - 10 * (i % 3), "text-anchor": "end", fill: colour }, `${c.r}/${c.w}`));
     const at0 = c.body.curve.find((p) => p.t_ms === 0);
+    // The curve's line as a sample, so the table is its legend.
+    const sample = svg("svg", { width: 44, height: 10, viewBox: "0 0 44 10", "aria-hidden": "true", class: "sample" });
+    sample.append(svg("line", { x1: 0, y1: 5, x2: 44, y2: 5, stroke: colour, "stroke-width": 2, "stroke-dasharray": DASHES[i % DASHES.length] }));
     body.append(el("tr", { "data-r": c.r, "data-w": c.w },
-      el("td", {}, el("span", { style: `color:${colour}` }, "— "), `${c.r}/${c.w}`, DASHES[i % DASHES.length] ? ` (dash ${DASHES[i % DASHES.length]})` : " (solid)"),
-      el("td", {}, c.r), el("td", {}, c.w),
+      el("td", {}, sample, ` R=${c.r} W=${c.w}`),
       el("td", {}, at0 ? num(at0.probability, 4) : "–"),
       el("td", {}, num(c.body.probability, 4)),
       el("td", {}, c.body.t_999_ms === null || c.body.t_999_ms === undefined ? "–" : num(c.body.t_999_ms, 1) + " ms")));
