@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use dynkv_tests::{Cluster, ClusterOptions, StatusCode, poll};
+use dynkv_tests::{Cluster, ClusterOptions, StatusCode};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -19,6 +19,22 @@ async fn overview(c: &Cluster, i: usize) -> Value {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     r.json().await.unwrap()
+}
+
+/// Polls node `i`'s overview until `cond` holds (at most [`WAIT`]);
+/// answers whether it did and the last overview seen.
+async fn overview_until(c: &Cluster, i: usize, cond: impl Fn(&Value) -> bool) -> (bool, Value) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = overview(c, i).await;
+        if cond(&v) {
+            return (true, v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return (false, v);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn member<'a>(v: &'a Value, id: &str) -> &'a Value {
@@ -105,7 +121,10 @@ async fn one_node_shows_every_member_and_a_killed_one_goes_down() {
         .iter()
         .find(|o| o["op"] == "get")
         .unwrap();
-    let (p50, p99) = (get["p50_ms"].as_f64().unwrap(), get["p99_ms"].as_f64().unwrap());
+    let (p50, p99) = (
+        get["p50_ms"].as_f64().unwrap(),
+        get["p99_ms"].as_f64().unwrap(),
+    );
     assert!(p50 > 0.0 && p50 <= p99, "{get}");
     assert!(get["rate"].as_f64().unwrap() > 0.0, "{get}");
     assert!(
@@ -114,7 +133,10 @@ async fn one_node_shows_every_member_and_a_killed_one_goes_down() {
         member(&v, "n3")
     );
     let owners = v["ring"]["owners"].as_array().unwrap();
-    assert_eq!(owners.len() as u64, v["ring"]["partitions"].as_u64().unwrap());
+    assert_eq!(
+        owners.len() as u64,
+        v["ring"]["partitions"].as_u64().unwrap()
+    );
     for id in ["n1", "n2", "n3"] {
         assert!(owners.iter().any(|o| o == id), "{id} owns no partition");
     }
@@ -122,15 +144,9 @@ async fn one_node_shows_every_member_and_a_killed_one_goes_down() {
     // Down: the page's node cannot reach n3 at once, and its failure
     // detector agrees soon after.
     c.kill(3);
-    let mut seen = Value::Null;
-    let down = poll(WAIT, || {
-        let c = &c;
-        let seen = &mut seen;
-        async move {
-            *seen = overview(c, 1).await;
-            let m = member(seen, "n3");
-            m["up"] == false && m["reachable"] == false
-        }
+    let (down, seen) = overview_until(&c, 1, |v| {
+        let m = member(v, "n3");
+        m["up"] == false && m["reachable"] == false
     })
     .await;
     assert!(down, "n3 never showed down: {seen}");
@@ -145,18 +161,15 @@ async fn one_node_shows_every_member_and_a_killed_one_goes_down() {
     for k in 0..20 {
         c.put(1, &format!("h{k}"), "v", "w=2", None).await;
     }
-    let mut last = Value::Null;
-    let hinted = poll(WAIT, || {
-        let c = &c;
-        let last = &mut last;
-        async move {
-            *last = overview(c, 2).await;
-            ["n1", "n2"].iter().any(|id| {
-                member(last, id)["summary"]["hints"]
-                    .as_array()
-                    .is_some_and(|h| h.iter().any(|h| h["owner"] == "n3" && h["count"].as_u64() > Some(0)))
-            })
-        }
+    let (hinted, last) = overview_until(&c, 2, |v| {
+        ["n1", "n2"].iter().any(|id| {
+            member(v, id)["summary"]["hints"]
+                .as_array()
+                .is_some_and(|h| {
+                    h.iter()
+                        .any(|h| h["owner"] == "n3" && h["count"].as_u64() > Some(0))
+                })
+        })
     })
     .await;
     assert!(hinted, "no hint for n3 shown: {last}");
@@ -184,7 +197,10 @@ async fn the_dashboard_is_served_by_every_node() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         assert!(
-            r.headers()["content-type"].to_str().unwrap().starts_with(ty),
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(ty),
             "{path}"
         );
     }

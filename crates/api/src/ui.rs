@@ -40,8 +40,14 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// The dashboard's routes (they need no state).
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/ui", get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }))
-        .route("/ui/", get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }))
+        .route(
+            "/ui",
+            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/ui/",
+            get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+        )
         .route(
             "/ui/ui.js",
             get(|| async { asset(UI_JS, "text/javascript; charset=utf-8") }),
@@ -92,12 +98,17 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!(resp.status(), StatusCode::OK, "{path}");
-            let ct = resp.headers()[header::CONTENT_TYPE].to_str().unwrap().to_string();
-            assert!(ct.starts_with(ty), "{path}: {ct}");
-            assert!(resp.headers()[header::CONTENT_SECURITY_POLICY]
+            let ct = resp.headers()[header::CONTENT_TYPE]
                 .to_str()
                 .unwrap()
-                .contains("script-src 'self'"));
+                .to_string();
+            assert!(ct.starts_with(ty), "{path}: {ct}");
+            assert!(
+                resp.headers()[header::CONTENT_SECURITY_POLICY]
+                    .to_str()
+                    .unwrap()
+                    .contains("script-src 'self'")
+            );
             let body = resp.into_body().collect().await.unwrap().to_bytes();
             let text = String::from_utf8(body.to_vec()).unwrap();
             assert!(text.contains(needle), "{path} lacks {needle}");
@@ -106,7 +117,11 @@ mod tests {
 
     #[test]
     fn the_page_loads_nothing_from_elsewhere() {
-        for (name, text) in [("index.html", INDEX_HTML), ("ui.js", UI_JS), ("ui.css", UI_CSS)] {
+        for (name, text) in [
+            ("index.html", INDEX_HTML),
+            ("ui.js", UI_JS),
+            ("ui.css", UI_CSS),
+        ] {
             for bad in ["http://", "https://", "//cdn", "<script>"] {
                 // The SVG namespace is an identifier, not a fetch.
                 let hits = text

@@ -130,13 +130,13 @@ fn op_counters(samples: &[Sample]) -> BTreeMap<String, OpCounters> {
                 _ => 0,
             };
             ops.entry(s.label("op").to_string()).or_default().by_class[class] += s.value as u64;
-        } else if s.name == LATENCY_BUCKET {
-            if let Some(le) = text_bound(s.label("le")) {
-                ops.entry(s.label("op").to_string())
-                    .or_default()
-                    .buckets
-                    .push((le, s.value as u64));
-            }
+        } else if s.name == LATENCY_BUCKET
+            && let Some(le) = text_bound(s.label("le"))
+        {
+            ops.entry(s.label("op").to_string())
+                .or_default()
+                .buckets
+                .push((le, s.value as u64));
         }
     }
     for c in ops.values_mut() {
@@ -221,7 +221,9 @@ impl Recent {
             .find(|x| now.duration_since(x.at) >= WINDOW)
             .or(r.front())
             .map(|x| (x.ops.clone(), now.duration_since(x.at)));
-        if r.back().is_none_or(|x| now.duration_since(x.at) >= MIN_SPACING) {
+        if r.back()
+            .is_none_or(|x| now.duration_since(x.at) >= MIN_SPACING)
+        {
             if r.len() >= MAX_READINGS {
                 r.pop_front();
             }
@@ -255,7 +257,8 @@ impl Recent {
             .ok()
             .and_then(Result::ok)
             .unwrap_or_default();
-        *self.hints.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), counts.clone()));
+        *self.hints.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), counts.clone()));
         counts
     }
 }
@@ -496,7 +499,10 @@ mod tests {
         assert_eq!(quantile(&hist(&[(1.0, 0), (f64::INFINITY, 0)]), 0.5), None);
         assert_eq!(quantile(&[], 0.5), None);
         // Everything past the last finite bound: its bound is the answer.
-        assert_eq!(quantile(&hist(&[(1.0, 0), (f64::INFINITY, 5)]), 0.99), Some(1.0));
+        assert_eq!(
+            quantile(&hist(&[(1.0, 0), (f64::INFINITY, 5)]), 0.99),
+            Some(1.0)
+        );
     }
 
     #[test]

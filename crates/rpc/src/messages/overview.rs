@@ -197,7 +197,9 @@ impl WireForm for NodeSummary {
 
     fn from_wire(w: NodeSummary) -> Result<Self, WireError> {
         if w.node.is_empty() {
-            return Err(WireError::Invalid("node_summary.node: missing node id".into()));
+            return Err(WireError::Invalid(
+                "node_summary.node: missing node id".into(),
+            ));
         }
         Ok(w)
     }
