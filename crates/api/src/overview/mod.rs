@@ -331,7 +331,7 @@ pub async fn summarize(state: &AppState) -> NodeSummary {
         .find(|(n, _)| *n == "aae")
         .map(|(_, v)| v.view())
         .unwrap_or(Value::Null);
-    let aae_partitions = aae["partitions"]
+    let mut aae_partitions: Vec<AaeProgress> = aae["partitions"]
         .as_object()
         .map(|ps| {
             ps.iter()
@@ -347,6 +347,8 @@ pub async fn summarize(state: &AppState) -> NodeSummary {
                 .collect()
         })
         .unwrap_or_default();
+    // The view keys partitions by their decimal name; the page wants ring order.
+    aae_partitions.sort_by_key(|p| p.partition);
     let capacity = state.limits.max_inflight as u64;
     NodeSummary {
         node: state.coord.node_id().to_string(),
