@@ -7,9 +7,11 @@
 # tests use its s_client as a legacy (TLS 1.2, DHE-RSA) client; iproute2: the
 # default-ports test runs a node in its own network namespace; wrk: HTTPS load
 # for the TLS engine measurements; python3, python3-venv: the Python client's
-# tests (scripts/python-client-tests.sh) install it into a virtualenv.
+# tests (scripts/python-client-tests.sh) install it into a virtualenv;
+# chromium and fonts-dejavu-core: the dashboard's browser test
+# (scripts/ui-test.sh) and its screenshots.
 set -euo pipefail
-PACKAGES=(clang libclang-dev librocksdb-dev libsnappy-dev pkg-config curl tcpdump libssl-dev openssl iproute2 wrk python3 python3-venv)
+PACKAGES=(clang libclang-dev librocksdb-dev libsnappy-dev pkg-config curl tcpdump libssl-dev openssl iproute2 wrk python3 python3-venv chromium fonts-dejavu-core)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

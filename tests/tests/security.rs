@@ -183,6 +183,9 @@ async fn users_sources_and_grants_guard_every_route_family() {
         (Method::GET, "/admin/members", None, OPS, &[200]),
         (Method::GET, "/admin/security", None, OPS, &[200]),
         (Method::GET, "/metrics", None, OPS, &[200]),
+        (Method::GET, "/ui", None, OPS, &[200]),
+        (Method::GET, "/ui/ui.js", None, OPS, &[200]),
+        (Method::GET, "/admin/overview", None, OPS, &[200]),
     ];
     for (m, path, body, granted, ok) in &routes {
         let node = 1 + path.len() % 3;

@@ -6,7 +6,9 @@
 //!   `/stats`, `/`) over the same coordinator ([`riak`]),
 //! - operator views under `/admin/...`, `/metrics` and `/health` ([`admin`]),
 //!   and membership commands ([`members`]),
-//! - security administration under `/admin/security` ([`security`]).
+//! - security administration under `/admin/security` ([`security`]),
+//! - the dashboard under `/ui` ([`ui`]) and the cluster-wide figures it
+//!   draws, `/admin/overview` ([`overview`]).
 //!
 //! When the cluster's security is on, one layer in front of all of them
 //! ([`http::auth`]) authenticates and authorises every request but
@@ -31,8 +33,10 @@ pub mod http;
 pub mod kv;
 pub mod members;
 mod metrics;
+pub mod overview;
 pub mod riak;
 pub mod security;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +131,9 @@ pub struct AppState {
     /// The Riak APIs' shared state (bucket property cache, `/stats`
     /// counters): one per node, so HTTP and PBC see the same properties.
     pub riak: riak::shared::Riak,
+    /// The recent readings of this node's counters that `/admin/overview`
+    /// and peers' overview requests answer rates from.
+    pub overview: Arc<overview::Recent>,
 }
 
 /// Header carrying the admin token of membership commands.
@@ -155,6 +162,7 @@ pub fn router(state: AppState) -> Router {
         .merge(members::router())
         .merge(security::router())
         .merge(riak::types::admin_router())
+        .merge(ui::router())
         .method_not_allowed_fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,

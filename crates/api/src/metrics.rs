@@ -51,6 +51,9 @@ pub struct HttpMetrics {
     pub auth_failures: Family<AuthLabels, Counter>,
     /// Riak PBC requests by message name (`RpbGetReq`, ...).
     pub pb_requests: Family<PbLabels, Counter>,
+    /// Summaries this node computed for a dashboard (its own page's or a
+    /// peer's `/admin/overview`): what an open page costs, in requests.
+    pub overview_summaries: Counter,
 }
 
 /// Labels of a Riak PBC request.
@@ -82,6 +85,7 @@ impl Default for HttpMetrics {
             metadata_refused: Family::default(),
             auth_failures: Family::default(),
             pb_requests: Family::default(),
+            overview_summaries: Counter::default(),
         }
     }
 }
@@ -98,6 +102,11 @@ impl HttpMetrics {
             "dynkv_pb_requests",
             "Riak PBC requests by message name",
             self.pb_requests.clone(),
+        );
+        registry.register(
+            "dynkv_overview_summaries",
+            "Summaries this node computed for a dashboard (/admin/overview, its own or a peer's)",
+            self.overview_summaries.clone(),
         );
         registry.register(
             "dynkv_http_requests",

@@ -38,11 +38,16 @@ pub async fn serve(
     }
 
     let runtime = Arc::new(Runtime::new());
+    let state = node.app_state(&cfg, &secret, &runtime);
+    // Peers ask for this node's overview (the dashboard's figures), which
+    // the API computes from its own state.
+    let mut dispatcher = std::mem::take(&mut node.dispatcher);
+    dispatcher.register::<dynkv_rpc::messages::Overview, _>(dynkv_api::overview::handler(&state));
     let cluster_listener = inherited.cluster(&cfg.node.cluster_listen).await?;
     runtime.spawn(Listener::new(
         cluster_listener,
         node.net.clone(),
-        node.dispatcher.clone(),
+        Arc::new(dispatcher),
         node.metrics.internode.clone(),
     ));
     crate::workers::start(
@@ -54,7 +59,6 @@ pub async fn serve(
         node.metrics.storage.clone(),
     );
 
-    let state = node.app_state(&cfg, &secret, &runtime);
     let public = inherited.http(&cfg.node.listen).await?;
     if let Some(tls) = &tls {
         tokio::spawn(listener::reload_on_sighup(tls.clone()));

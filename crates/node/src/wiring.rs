@@ -224,8 +224,9 @@ pub struct Node {
     pub transport: NetTransport,
     /// Its settings, for the listener.
     pub net: NetConfig,
-    /// What the internode listener serves.
-    pub dispatcher: Arc<Dispatcher>,
+    /// What the internode listener serves: every subsystem's endpoints;
+    /// `serve` adds the overview endpoint, which needs the API's state.
+    pub dispatcher: Dispatcher,
     /// Node addresses.
     pub book: Arc<AddressBook>,
     /// The metrics.
@@ -309,7 +310,7 @@ impl Node {
             membership,
             transport,
             net,
-            dispatcher: Arc::new(dispatcher),
+            dispatcher,
             book,
             metrics,
             context_key,
@@ -346,6 +347,7 @@ impl Node {
                 crate::config::is_loopback(&cfg.node.listen),
             )),
             riak: Default::default(),
+            overview: Default::default(),
         }
     }
 }

@@ -11,7 +11,8 @@
 //!    needs `riak_kv.get|put|delete` on bucket type `kv` (native keys have
 //!    no bucket: grant `on kv` or `on any`); the Riak routes need Riak's
 //!    permissions on their bucket type (`default` when the path names none)
-//!    and bucket; `/admin/*` and `/metrics` need `dynkv.admin`; anything
+//!    and bucket; `/admin/*`, `/metrics` and the dashboard (`/ui`) need
+//!    `dynkv.admin`; anything
 //!    else (`/ping`, `/stats`, unknown paths) needs a valid user only.
 //! 2. **Who is asking**: `Authorization: Basic` (checked by the source that
 //!    matches the user and the peer address) or `Bearer` (a token from
@@ -201,7 +202,9 @@ pub fn classify(method: &Method, path: &str) -> (Need, Style) {
     let default = || Some("default".to_string());
     match segs.as_slice() {
         ["health"] => (Need::Open, Style::Json),
-        ["metrics"] | ["admin", ..] => (Need::Grant(Permission::Admin, None, None), Style::Json),
+        ["metrics"] | ["admin", ..] | ["ui", ..] => {
+            (Need::Grant(Permission::Admin, None, None), Style::Json)
+        }
         ["kv", ..] => match object_perm(method) {
             Some(p) => (
                 Need::Grant(p, Some(KV_BUCKET_TYPE.to_string()), None),
@@ -481,6 +484,9 @@ mod tests {
             "/admin/join",
             "/admin/transfers",
             "/admin/transfer-limit",
+            "/admin/overview",
+            "/ui",
+            "/ui/ui.js",
         ] {
             assert_eq!(need(Method::GET, p), admin, "{p}");
         }

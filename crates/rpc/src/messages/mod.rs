@@ -25,6 +25,7 @@
 //! | 40–49 | [`membership`]  | [`Gossip`], [`Join`], [`Handoff`], [`ClaimantChange`] |
 //! | 50–59 | [`listing`]     | [`ListKeys`], [`ListNamespaces`], [`IndexQuery`]  |
 //! | 60–69 | [`reap`]        | [`ReapCheck`], [`Reap`]                           |
+//! | 70–79 | [`overview`]    | [`Overview`]                                      |
 //!
 //! Responses shared by several endpoints are defined once: [`Stored`] in
 //! [`kv`], [`Repaired`] in [`aae`], [`Keys`] in [`listing`],
@@ -98,6 +99,7 @@ pub mod hints;
 pub mod kv;
 pub mod listing;
 pub mod membership;
+pub mod overview;
 pub mod reap;
 
 pub use aae::{AaeFetch, AaeHashes, AaeKeys, AaeRepair, Hashes, KeyDigests, Objects, Repaired};
@@ -109,6 +111,7 @@ pub use kv::{
 };
 pub use listing::{IndexEntries, IndexQuery, Keys, ListKeys, ListNamespaces};
 pub use membership::{ClaimantChange, ClusterStateReply, Gossip, Handoff, Join};
+pub use overview::{NodeSummary, Overview};
 pub use reap::{Reap, ReapCheck, ReapStatus, ReapStatuses, Reaped};
 
 /// Every endpoint as `(ID, NAME)`, in ID order. IDs are never reused: an
@@ -133,6 +136,7 @@ pub const ENDPOINT_IDS: &[(u16, &str)] = &[
     (IndexQuery::ID, IndexQuery::NAME),
     (ReapCheck::ID, ReapCheck::NAME),
     (Reap::ID, Reap::NAME),
+    (Overview::ID, Overview::NAME),
 ];
 
 /// One `(key, object)` pair of a batch (anti-entropy repair, handoff).
@@ -329,7 +333,8 @@ mod tests {
         range::<IndexQuery>(50..=59);
         range::<ReapCheck>(60..=69);
         range::<Reap>(60..=69);
-        assert_eq!(ENDPOINT_IDS.len(), 19);
+        range::<Overview>(70..=79);
+        assert_eq!(ENDPOINT_IDS.len(), 20);
     }
 
     #[test]
