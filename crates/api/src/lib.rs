@@ -31,6 +31,7 @@ pub mod http;
 pub mod kv;
 pub mod members;
 mod metrics;
+pub mod pbs;
 pub mod riak;
 pub mod security;
 
