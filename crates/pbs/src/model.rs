@@ -294,8 +294,8 @@ pub fn predict(wars: &Wars, scenario: &Scenario, trials: usize, rng: &mut impl R
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use rand::SeedableRng;
     use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     fn exp_samples(mean_ms: f64, count: usize, seed: u64) -> Vec<f64> {
         let mut rng = StdRng::seed_from_u64(seed);
