@@ -998,7 +998,9 @@ impl Reply {
                 .strip_prefix(name)
                 .and_then(|p| p.strip_prefix('='))
                 .unwrap_or_else(|| panic!("X-Dynkv-Replicas: {h}"));
-            out[i] = v.parse().unwrap_or_else(|_| panic!("X-Dynkv-Replicas: {h}"));
+            out[i] = v
+                .parse()
+                .unwrap_or_else(|_| panic!("X-Dynkv-Replicas: {h}"));
         }
         out
     }

@@ -20,14 +20,20 @@ async fn pbs(c: &Cluster, i: usize, query: &str) -> (StatusCode, Value) {
 #[tokio::test]
 async fn admin_pbs_predicts_from_live_latencies() {
     // Counts must not halve while the test counts them.
-    let c = Cluster::start(3, ClusterOptions::default().set("DYNKV__PBS__HALF_LIFE", "1h")).await;
+    let c = Cluster::start(
+        3,
+        ClusterOptions::default().set("DYNKV__PBS__HALF_LIFE", "1h"),
+    )
+    .await;
 
     // Nothing measured yet.
     let (status, body) = pbs(&c, 1, "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["code"], "no_samples");
 
-    for bad in ["n=0", "n=65", "r=4", "w=0", "r=two", "t_ms=-1", "t_ms=abc", "n=2&r=3"] {
+    for bad in [
+        "n=0", "n=65", "r=4", "w=0", "r=two", "t_ms=-1", "t_ms=abc", "n=2&r=3",
+    ] {
         let (status, body) = pbs(&c, 1, bad).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert_eq!(body["code"], "bad_parameter", "{bad}");
@@ -45,7 +51,10 @@ async fn admin_pbs_predicts_from_live_latencies() {
 
     let (status, body) = pbs(&c, 1, "n=3&r=1&w=1&t_ms=10").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!((body["n"].as_u64(), body["r"].as_u64(), body["w"].as_u64()), (Some(3), Some(1), Some(1)));
+    assert_eq!(
+        (body["n"].as_u64(), body["r"].as_u64(), body["w"].as_u64()),
+        (Some(3), Some(1), Some(1))
+    );
     assert_eq!(body["t_ms"].as_f64(), Some(10.0));
     assert_eq!(body["trials"].as_u64(), Some(10_000));
     for letter in ["w", "a", "r", "s"] {
@@ -62,7 +71,9 @@ async fn admin_pbs_predicts_from_live_latencies() {
     let ts: Vec<f64> = curve.iter().map(|x| x["t_ms"].as_f64().unwrap()).collect();
     assert_eq!(
         ts,
-        vec![0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]
+        vec![
+            0.0, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0
+        ]
     );
     let ps: Vec<f64> = curve
         .iter()

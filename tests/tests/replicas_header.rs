@@ -32,7 +32,11 @@ async fn wait_seen(c: &Cluster, i: usize, j: usize, up: bool) {
             .any(|m| m["id"] == format!("n{j}") && m["up"] == up)
     })
     .await;
-    assert!(seen, "n{i} never saw n{j} {}", if up { "up" } else { "down" });
+    assert!(
+        seen,
+        "n{i} never saw n{j} {}",
+        if up { "up" } else { "down" }
+    );
 }
 
 #[tokio::test]
@@ -57,9 +61,7 @@ async fn reads_and_writes_report_their_replicas() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let [asked, answered, _, _] = missing.replica_report();
     assert!(asked >= 2 && answered >= 2, "{:?}", missing.replicas);
-    let del = c
-        .delete(1, "k", "w=all", get.context.as_deref())
-        .await;
+    let del = c.delete(1, "k", "w=all", get.context.as_deref()).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT, "{}", del.text());
     assert_eq!(del.replica_report(), [3, 3, 0, 0]);
     // A request refused before any replica is involved has none.
@@ -75,11 +77,24 @@ async fn reads_and_writes_report_their_replicas() {
     c.kill(3);
     wait_seen(&c, 1, 3, false).await;
     let strict = c
-        .put(1, "stale", "new", "w=all&sloppy=false&timeout_ms=1000", before.context.as_deref())
+        .put(
+            1,
+            "stale",
+            "new",
+            "w=all&sloppy=false&timeout_ms=1000",
+            before.context.as_deref(),
+        )
         .await;
-    assert_eq!(strict.status, StatusCode::SERVICE_UNAVAILABLE, "{}", strict.text());
+    assert_eq!(
+        strict.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        strict.text()
+    );
     assert_eq!(strict.replica_report(), [2, 2, 0, 0]);
-    let failed_read = c.get(1, "stale", "r=all&sloppy=false&timeout_ms=1000").await;
+    let failed_read = c
+        .get(1, "stale", "r=all&sloppy=false&timeout_ms=1000")
+        .await;
     assert_eq!(failed_read.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(failed_read.replica_report(), [3, 2, 0, 0]);
 
@@ -95,7 +110,10 @@ async fn reads_and_writes_report_their_replicas() {
         c.local_values(3, "stale").await == vec!["new".to_string()]
     })
     .await;
-    assert!(repaired, "n3 was reported repaired but still holds the old value");
+    assert!(
+        repaired,
+        "n3 was reported repaired but still holds the old value"
+    );
     let again = c.get(1, "stale", "r=all").await;
     assert_eq!(again.replica_report(), [3, 3, 0, 0]);
 }

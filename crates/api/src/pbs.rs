@@ -58,24 +58,18 @@ pub async fn pbs(State(state): State<AppState>, RawQuery(q): RawQuery) -> Respon
             _ => return bad(format!("n must be a number from 1 to {MAX_N}, got {s:?}")),
         },
     };
-    let quorum = |name: &str, default: Quorum| -> Result<usize, Response> {
+    // The message of a bad `r` or `w`, or the count it asks for.
+    let quorum = |name: &str, default: Quorum| -> Result<usize, String> {
         let q = match params.get(name) {
             None => default,
-            Some(s) => Quorum::parse(s, n).map_err(|e| bad(format!("{name} {e}")))?,
+            Some(s) => Quorum::parse(s, n).map_err(|e| format!("{name} {e}"))?,
         };
-        q.required_of(n).map_err(|e| {
-            bad(format!(
-                "{name} defaults to {default}, which {e}; pass {name} explicitly"
-            ))
-        })
+        q.required_of(n)
+            .map_err(|e| format!("{name} defaults to {default}, which {e}; pass {name} explicitly"))
     };
-    let r = match quorum("r", config.default_r) {
-        Ok(r) => r,
-        Err(resp) => return resp,
-    };
-    let w = match quorum("w", config.default_w) {
-        Ok(w) => w,
-        Err(resp) => return resp,
+    let (r, w) = match (quorum("r", config.default_r), quorum("w", config.default_w)) {
+        (Ok(r), Ok(w)) => (r, w),
+        (Err(e), _) | (_, Err(e)) => return bad(e),
     };
     let t_ms = match params.get("t_ms") {
         None => 0.0,
@@ -90,7 +84,11 @@ pub async fn pbs(State(state): State<AppState>, RawQuery(q): RawQuery) -> Respon
     };
     let recorder = state.coord.pbs().clone();
     let samples = recorder.samples();
-    let Some(wars) = recorder.wars(None).completed().filter(|_| !samples.is_empty()) else {
+    let Some(wars) = recorder
+        .wars(None)
+        .completed()
+        .filter(|_| !samples.is_empty())
+    else {
         let why = if recorder.enabled() {
             "no replica write or read has been measured on this node yet; write and read some keys first"
         } else {
@@ -114,13 +112,15 @@ pub async fn pbs(State(state): State<AppState>, RawQuery(q): RawQuery) -> Respon
     let prediction = match run {
         Ok(p) => p,
         Err(e) => {
-            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "pbs_failed", e.to_string())
-                .into_response();
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "pbs_failed",
+                e.to_string(),
+            )
+            .into_response();
         }
     };
-    let t_999 = prediction
-        .t_for(0.999)
-        .filter(|t| *t <= T_999_HORIZON_MS);
+    let t_999 = prediction.t_for(0.999).filter(|t| *t <= T_999_HORIZON_MS);
     let curve: Vec<_> = CURVE_T_MS
         .iter()
         .map(|t| json!({"t_ms": t, "probability": prediction.probability(*t)}))

@@ -63,7 +63,12 @@ fn main() {
         via: ReadVia::AnyNode { cluster: 3 },
     };
     let started = Instant::now();
-    let p = predict(&wars, &sc, 10_000, &mut rand::rngs::StdRng::seed_from_u64(1));
+    let p = predict(
+        &wars,
+        &sc,
+        10_000,
+        &mut rand::rngs::StdRng::seed_from_u64(1),
+    );
     println!(
         "predict, 10000 trials, N=3: {:.2} ms (P(t=0) = {:.3})",
         started.elapsed().as_secs_f64() * 1e3,

@@ -193,10 +193,18 @@ impl Recorder {
         }
         let (there, back_micros) = x.split();
         let epoch = at.unwrap_or_else(|| self.epoch_now());
-        let p = self.peer(peer, epoch);
-        p.decay_to(epoch);
-        p.hist[out as usize][bucket_of(there)].fetch_add(1, Ordering::Relaxed);
-        p.hist[back as usize][bucket_of(back_micros)].fetch_add(1, Ordering::Relaxed);
+        let count = |p: &PeerLatencies| {
+            p.decay_to(epoch);
+            p.hist[out as usize][bucket_of(there)].fetch_add(1, Ordering::Relaxed);
+            p.hist[back as usize][bucket_of(back_micros)].fetch_add(1, Ordering::Relaxed);
+        };
+        // The common case borrows from the loaded map: no reference count
+        // is touched, so threads recording for one peer share no counter
+        // but the histogram's.
+        if let Some(p) = self.peers.load().get(peer) {
+            return count(p);
+        }
+        count(&self.peer(peer, epoch));
     }
 
     /// The histograms of `peer`, added on its first sample.
@@ -260,7 +268,11 @@ impl Recorder {
         let sum = |l: Letter| -> u64 {
             peers
                 .values()
-                .map(|p| (0..BUCKETS).map(|i| p.count(l as usize, i, epoch)).sum::<u64>())
+                .map(|p| {
+                    (0..BUCKETS)
+                        .map(|i| p.count(l as usize, i, epoch))
+                        .sum::<u64>()
+                })
                 .sum()
         };
         Samples {

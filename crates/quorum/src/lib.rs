@@ -1088,8 +1088,10 @@ impl Coordinator {
         let outcome = self.outcome(object, replayed);
         let spares = placement.fallbacks;
         let copy = OwnCopy::Primary;
-        self.replicate_and_wait(req.key, outcome, others, spares, w, req.sloppy, copy, deadline)
-            .await
+        self.replicate_and_wait(
+            req.key, outcome, others, spares, w, req.sloppy, copy, deadline,
+        )
+        .await
     }
 
     /// What a coordinated write answers: the object and the dot it got.

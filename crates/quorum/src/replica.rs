@@ -543,7 +543,7 @@ impl Handler<Read> for Replica {
             object: self.read(req.key, req.hint_for).await?,
             digest: None,
             service_micros: Some(micros_since(started)),
-                received_micros: Some(received),
+            received_micros: Some(received),
         })
     }
 }
@@ -560,7 +560,7 @@ impl Handler<Replicate> for Replica {
         self.merge_replicated(req.key, req.object).await?;
         Ok(Stored {
             service_micros: Some(micros_since(started)),
-                received_micros: Some(received),
+            received_micros: Some(received),
         })
     }
 }

@@ -126,7 +126,7 @@ impl Handler<Read> for TestNode {
                 object: Some(object_of(number(arg)? as usize)),
                 digest: None,
                 service_micros: None,
-        received_micros: None,
+                received_micros: None,
             }),
             "version" => Ok(digest(ctx.version.into())),
             _ => Err(RemoteError::BadRequest(key)),

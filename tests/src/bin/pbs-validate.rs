@@ -154,7 +154,8 @@ async fn main() {
         let these: Vec<&Trial> = trials.iter().filter(|x| x.t == ti).collect();
         let n = these.len() as f64;
         let stale = these.iter().filter(|x| x.stale).count();
-        let mean_stale = |f: &dyn Fn(&Trial) -> f64| these.iter().map(|x| 1.0 - at(f(x))).sum::<f64>() / n;
+        let mean_stale =
+            |f: &dyn Fn(&Trial) -> f64| these.iter().map(|x| 1.0 - at(f(x))).sum::<f64>() / n;
         let predicted_stale = mean_stale(&|x| x.wait_ms);
         let predicted_hops = mean_stale(&|x| x.effective_ms);
         let (p_nominal, _) = predicted(&c, t).await;

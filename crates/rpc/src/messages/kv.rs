@@ -1357,8 +1357,8 @@ mod tests {
             ReadReply {
                 object: Some(o),
                 digest: None,
-            service_micros: None,
-            received_micros: None,
+                service_micros: None,
+                received_micros: None,
             }
         );
         let v1 = WireReadReplyV1 { object: None };
@@ -1367,7 +1367,8 @@ mod tests {
             v2,
             ReadReply {
                 object: None,
-                digest: None, service_micros: None,
+                digest: None,
+                service_micros: None,
                 received_micros: None
             }
         );
