@@ -728,6 +728,8 @@ pub fn seed_answers() -> Vec<(bool, Bytes)> {
             ReadReply {
                 object: Some(object("rr")),
                 digest: Some(42),
+                service_micros: Some(120),
+                received_micros: Some(1_700_000_000_000_000),
             }
             .encode(),
         ),
@@ -737,6 +739,7 @@ pub fn seed_answers() -> Vec<(bool, Bytes)> {
                 object: object("wo"),
                 replayed: false,
                 dot: Some(("n1".into(), 4)),
+                replicas: Default::default(),
             }
             .encode(),
         ),

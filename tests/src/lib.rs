@@ -292,6 +292,9 @@ pub struct ClusterOptions {
     /// PEM of the CA that signed the nodes' certificates, when they serve
     /// HTTPS: node URLs become `https://` and the client trusts it.
     pub tls_ca: Option<Vec<u8>>,
+    /// Hold every chunk on every internode link for this long (implies
+    /// `proxied`): a slow network.
+    pub link_delay: Option<proxy::LinkDelay>,
 }
 
 impl Default for ClusterOptions {
@@ -304,6 +307,7 @@ impl Default for ClusterOptions {
             fault_layer: false,
             riak_pb: false,
             tls_ca: None,
+            link_delay: None,
         }
     }
 }
@@ -312,6 +316,14 @@ impl ClusterOptions {
     /// Routes internode traffic through cuttable proxies.
     pub fn proxied(mut self) -> Self {
         self.proxied = true;
+        self
+    }
+
+    /// Routes internode traffic through proxies that delay every chunk
+    /// (see [`proxy::LinkDelay`]).
+    pub fn slow_links(mut self, delay: proxy::LinkDelay) -> Self {
+        self.proxied = true;
+        self.link_delay = Some(delay);
         self
     }
 
@@ -414,7 +426,9 @@ impl Cluster {
             for from in 1..=k {
                 for to in 1..=k {
                     if from != to {
-                        links.insert((from, to), LinkProxy::start(cluster_ports[to - 1]).await);
+                        let target = cluster_ports[to - 1];
+                        let proxy = LinkProxy::start_delayed(target, opts.link_delay).await;
+                        links.insert((from, to), proxy);
                     }
                 }
             }
@@ -933,6 +947,8 @@ pub struct Reply {
     pub retry_after: Option<String>,
     /// `X-Dynkv-Dot` (writes): `actor:counter` of the new version.
     pub dot: Option<String>,
+    /// `X-Dynkv-Replicas`: what the replicas did.
+    pub replicas: Option<String>,
 }
 
 impl Reply {
@@ -954,7 +970,9 @@ impl Reply {
             get("retry-after"),
             get("x-dynkv-dot"),
         );
+        let replicas = get("x-dynkv-replicas");
         Reply {
+            replicas,
             status: r.status(),
             context,
             content_type,
@@ -962,6 +980,29 @@ impl Reply {
             dot,
             body: r.bytes().await.unwrap_or_default(),
         }
+    }
+
+    /// `X-Dynkv-Replicas` as `[asked, answered, repaired, sloppy]`
+    /// (panics when the header is missing or malformed).
+    pub fn replica_report(&self) -> [u32; 4] {
+        let h = self
+            .replicas
+            .as_deref()
+            .unwrap_or_else(|| panic!("no X-Dynkv-Replicas on a {}: {}", self.status, self.text()));
+        let mut out = [0u32; 4];
+        let names = ["asked", "answered", "repaired", "sloppy"];
+        let parts: Vec<&str> = h.split(' ').collect();
+        assert_eq!(parts.len(), 4, "X-Dynkv-Replicas: {h}");
+        for (i, (part, name)) in parts.iter().zip(names).enumerate() {
+            let v = part
+                .strip_prefix(name)
+                .and_then(|p| p.strip_prefix('='))
+                .unwrap_or_else(|| panic!("X-Dynkv-Replicas: {h}"));
+            out[i] = v
+                .parse()
+                .unwrap_or_else(|_| panic!("X-Dynkv-Replicas: {h}"));
+        }
+        out
     }
 
     /// The body as text.

@@ -13,13 +13,43 @@
 //! accepted but never answered, so callers wait out their timeouts. Healing
 //! closes the black-holed connections (as a real network's timeouts
 //! eventually would) and relays again.
+//!
+//! A link may also be *slow* ([`LinkDelay`]): every chunk of bytes is held
+//! for a fixed delay plus an exponentially distributed jitter before it is
+//! relayed, in order (a chunk is never sent before the one ahead of it), as
+//! a long or congested route would. Both directions are delayed alike, so
+//! a round trip takes two such delays (cutting a slow link closes its open
+//! connections instead of black-holing them). The staleness validation
+//! (`pbs-validate`) uses it to make the latencies it predicts from
+//! measurable.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// How long a slow link holds each chunk: `base` plus an exponentially
+/// distributed jitter of mean `jitter`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkDelay {
+    /// The fixed part.
+    pub base: Duration,
+    /// The mean of the random part.
+    pub jitter: Duration,
+}
+
+impl LinkDelay {
+    /// One chunk's delay, from a uniform draw `u` in `[0, 1)`.
+    pub fn sample(&self, u: f64) -> Duration {
+        let jitter = -self.jitter.as_secs_f64() * (1.0 - u).ln();
+        self.base + Duration::from_secs_f64(jitter)
+    }
+}
 
 /// One directed link.
 pub struct LinkProxy {
@@ -34,6 +64,12 @@ impl LinkProxy {
     /// Starts a proxy on a free port forwarding to `127.0.0.1:target` (a
     /// node's cluster port).
     pub async fn start(target: u16) -> LinkProxy {
+        LinkProxy::start_delayed(target, None).await
+    }
+
+    /// Starts a proxy like [`LinkProxy::start`] whose connections hold
+    /// every chunk for `delay` (none: relay at once).
+    pub async fn start_delayed(target: u16, delay: Option<LinkDelay>) -> LinkProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (cut, cut_rx) = watch::channel(false);
@@ -50,7 +86,7 @@ impl LinkProxy {
                 }
                 relayed2.fetch_add(1, Ordering::Relaxed);
                 let rx = cut_rx.clone();
-                tokio::spawn(serve(inbound, target, rx));
+                tokio::spawn(serve(inbound, target, rx, delay));
             }
         });
         LinkProxy {
@@ -97,7 +133,12 @@ async fn wait_until(rx: &mut watch::Receiver<bool>, want: bool) {
     }
 }
 
-async fn serve(mut inbound: TcpStream, target: u16, mut cut: watch::Receiver<bool>) {
+async fn serve(
+    mut inbound: TcpStream,
+    target: u16,
+    mut cut: watch::Receiver<bool>,
+    delay: Option<LinkDelay>,
+) {
     if *cut.borrow_and_update() {
         // A black hole: hold the connection silently until healed, then drop it.
         wait_until(&mut cut, false).await;
@@ -109,6 +150,19 @@ async fn serve(mut inbound: TcpStream, target: u16, mut cut: watch::Receiver<boo
     };
     let _ = inbound.set_nodelay(true);
     let _ = outbound.set_nodelay(true);
+    if let Some(delay) = delay {
+        let (in_r, in_w) = inbound.into_split();
+        let (out_r, out_w) = outbound.into_split();
+        tokio::select! {
+            _ = async {
+                tokio::join!(delay_line(in_r, out_w, delay), delay_line(out_r, in_w, delay))
+            } => {}
+            _ = wait_until(&mut cut, true) => {
+                wait_until(&mut cut, false).await;
+            }
+        }
+        return;
+    }
     tokio::select! {
         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
         _ = wait_until(&mut cut, true) => {
@@ -117,4 +171,36 @@ async fn serve(mut inbound: TcpStream, target: u16, mut cut: watch::Receiver<boo
             wait_until(&mut cut, false).await;
         }
     }
+}
+
+/// Relays `from` to `to`, holding each chunk for a delay drawn from
+/// `delay`, in order.
+async fn delay_line(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: LinkDelay) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let reader = async move {
+        let mut last = Instant::now();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let at = (Instant::now() + delay.sample(rand::random::<f64>())).max(last);
+                    last = at;
+                    if tx.send((at, buf[..n].to_vec())).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    };
+    let writer = async move {
+        while let Some((at, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(at).await;
+            if to.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    };
+    tokio::join!(reader, writer);
 }

@@ -1,5 +1,5 @@
 //! Operator views: `/admin/cluster`, `/admin/ring`, `/admin/local/{key}`,
-//! `/admin/overview` ([`crate::overview`]), `/metrics`, `/health`. All read-only, all JSON except `/metrics`; and
+//! `/admin/overview` ([`crate::overview`]), `/admin/pbs` ([`crate::pbs`]), `/metrics`, `/health`. All read-only, all JSON except `/metrics`; and
 //! `POST /admin/compact` (behind the admin token), which compacts this
 //! node's store so the space of reaped tombstones comes back at once.
 
@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/local/{*key}", get(local))
         .route("/admin/compact", post(compact))
         .route("/admin/overview", get(crate::overview::route))
+        .route("/admin/pbs", get(crate::pbs::pbs))
         .route("/admin/{name}", get(view))
 }
 

@@ -11,6 +11,12 @@
 //! - PUT / DELETE: 204 with the new context; a DELETE writes a tombstone.
 //! - Query parameters: `r`, `w` (`one|quorum|all|1..N`), `sloppy`
 //!   (`true|false`), `timeout_ms`.
+//! - Every answer the coordinator gave, success or failure, carries
+//!   `X-Dynkv-Replicas: asked=A answered=B repaired=C sloppy=D`: what the
+//!   key's replicas did before the client was answered
+//!   ([`dynkv_rpc::messages::ReplicaReport`] defines each number). A
+//!   request refused before any replica is involved (a bad parameter, a
+//!   value too large) has no such header.
 
 use std::time::Duration;
 
@@ -24,7 +30,7 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use dynkv_quorum::ReadOptions;
-use dynkv_rpc::messages::{Quorum, WriteRequest};
+use dynkv_rpc::messages::{Quorum, ReplicaReport, WriteOutcome, WriteRequest};
 use dynkv_vclock::{Content, ContextKey, Object, VersionVector, decode_context, encode_context};
 
 use crate::http::admit::{Refusals, admit};
@@ -36,6 +42,18 @@ use crate::{ApiError, AppState};
 
 /// Header carrying the causal context token.
 pub const CONTEXT_HEADER: &str = "x-dynkv-context";
+
+/// Header reporting what the replicas did for the request.
+pub const REPLICAS_HEADER: &str = "x-dynkv-replicas";
+
+/// The coordinator's answer (or its error) with the replica report on it.
+fn reported(result: Result<Response, ApiError>, report: ReplicaReport) -> Response {
+    let mut resp = result.unwrap_or_else(IntoResponse::into_response);
+    if let Ok(v) = HeaderValue::from_str(&report.to_string()) {
+        resp.headers_mut().insert(REPLICAS_HEADER, v);
+    }
+    resp
+}
 
 /// The `/kv` routes. The body limit applies before the body is buffered.
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -241,8 +259,11 @@ async fn get_key(
         after: (!after.is_empty()).then_some(after),
         n_val: None,
     };
-    let object = state.coord.get(key, opts).await?;
-    Ok(render_object(object.as_ref(), &headers, &state.context_key))
+    let (result, report) = state.coord.get_reported(key, opts).await;
+    let answer = result
+        .map(|object| render_object(object.as_ref(), &headers, &state.context_key))
+        .map_err(ApiError::from);
+    Ok(reported(answer, report))
 }
 
 /// Renders a read: 200 / 300 / 404 as described in the module doc.
@@ -334,7 +355,15 @@ async fn write(
         supersede: false,
         datatype_op: None,
     };
-    let outcome = state.coord.put(req).await?;
+    let (result, report) = state.coord.put_reported(req).await;
+    let answer = result
+        .map(|outcome| render_write(state, &outcome))
+        .map_err(ApiError::from);
+    Ok(reported(answer, report))
+}
+
+/// Renders an acknowledged write: 204, or 200 with the siblings it left.
+fn render_write(state: &AppState, outcome: &WriteOutcome) -> Response {
     let object = &outcome.object;
     // A write that leaves siblings shows them (as Riak's returnbody does),
     // so the context it returns covers only what the client has been shown.
@@ -357,7 +386,7 @@ async fn write(
         resp.headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    Ok(resp)
+    resp
 }
 
 /// Header naming the version a write created, `actor:counter`.

@@ -34,6 +34,7 @@ pub mod kv;
 pub mod members;
 mod metrics;
 pub mod overview;
+pub mod pbs;
 pub mod riak;
 pub mod security;
 pub mod ui;

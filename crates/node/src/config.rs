@@ -57,6 +57,8 @@ pub struct Config {
     pub handoff: HandoffSection,
     /// `[read_repair]`: repair after reads.
     pub read_repair: ReadRepairSection,
+    /// `[pbs]`: latency recording for the staleness model.
+    pub pbs: PbsSection,
     /// `[antientropy]`: Merkle-tree exchanges.
     pub antientropy: AntiEntropySection,
     /// `[membership]`: live membership and ownership handoff.
@@ -369,6 +371,20 @@ pub struct ReadRepairSection {
     pub wait: Duration,
     /// Repairs running at once; past it reads are not repaired.
     pub concurrency: usize,
+}
+
+/// Latency recording for probabilistically bounded staleness
+/// (`GET /admin/pbs`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct PbsSection {
+    /// Record replica write and read latencies per peer.
+    pub record: bool,
+    /// Recorded counts halve this often, 1 second to 1 day.
+    #[serde(deserialize_with = "de::duration")]
+    pub half_life: Duration,
+    /// Place the split of a round trip with the replica's wall-clock stamp
+    /// (synchronised clocks); false: in halves.
+    pub clocks: bool,
 }
 
 /// Merkle-tree anti-entropy.
@@ -732,6 +748,14 @@ impl Config {
                 show(h.hint_window),
                 at("handoff.interval"),
                 show(h.interval)
+            ));
+        }
+        let half_life = self.pbs.half_life;
+        if half_life < Duration::from_secs(1) || half_life > Duration::from_secs(86_400) {
+            return bad(format!(
+                "{} must be from 1s to 1 day, got {}",
+                at("pbs.half_life"),
+                show(half_life)
             ));
         }
         if !(0.0..=1.0).contains(&self.read_repair.chance) {

@@ -88,6 +88,9 @@ impl Config {
             max_siblings: self.limits.max_siblings,
             warn_siblings: self.limits.warn_siblings,
             max_object_bytes: self.limits.max_object_bytes,
+            pbs_record: self.pbs.record,
+            pbs_half_life: self.pbs.half_life,
+            pbs_clocks: self.pbs.clocks,
         }
     }
 

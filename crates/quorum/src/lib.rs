@@ -94,7 +94,8 @@ use dynkv_ring::{NodeId, Ring};
 use dynkv_rpc::messages::listing::{component_prefix, split_component};
 use dynkv_rpc::messages::{
     Coordinate, CoordinateFallback, IndexEntries, IndexQuery, Keys, ListKeys, ListNamespaces, Ping,
-    Pong, Quorum, Read, ReadReply, Replicate, StoreHint, Stored, WriteOutcome, WriteRequest,
+    Pong, Quorum, Read, ReadReply, ReplicaReport, Replicate, StoreHint, Stored, WriteOutcome,
+    WriteRequest,
 };
 use dynkv_rpc::{
     CallContext, Dispatcher, Endpoint, Handler, PeerHealth, RemoteError, RpcError, Transport,
@@ -169,6 +170,15 @@ pub struct CoordinatorConfig {
     pub warn_siblings: usize,
     /// Largest object (every sibling with its metadata) a write may leave.
     pub max_object_bytes: usize,
+    /// Record the latencies of replica writes and reads for the staleness
+    /// model (`GET /admin/pbs`, [`dynkv_pbs`]).
+    pub pbs_record: bool,
+    /// How fast recorded latencies are forgotten: counts halve every
+    /// half-life.
+    pub pbs_half_life: Duration,
+    /// Place the split of a round trip with the replica's wall-clock stamp
+    /// (synchronised clocks), or split it in halves.
+    pub pbs_clocks: bool,
 }
 
 impl Default for CoordinatorConfig {
@@ -191,6 +201,9 @@ impl Default for CoordinatorConfig {
             max_siblings: 100,
             warn_siblings: 25,
             max_object_bytes: 50 << 20,
+            pbs_record: true,
+            pbs_half_life: Duration::from_secs(60),
+            pbs_clocks: true,
         }
     }
 }
@@ -428,6 +441,9 @@ pub struct Coordinator {
     /// Told which peer refused a request as `NotReplica` (see
     /// [`Coordinator::on_ring_mismatch`]).
     ring_mismatch: arc_swap::ArcSwapOption<RingMismatchHook>,
+    /// Latencies of replica writes and reads, per peer, for the staleness
+    /// model.
+    pbs: Arc<dynkv_pbs::Recorder>,
 }
 
 /// What a node does when a peer refuses a request because their rings
@@ -483,6 +499,10 @@ impl Coordinator {
             fallback_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
             reaper_status: Default::default(),
             ring_mismatch: arc_swap::ArcSwapOption::empty(),
+            pbs: Arc::new(dynkv_pbs::Recorder::new(
+                config.pbs_half_life,
+                config.pbs_record,
+            )),
             me,
             replica,
             transport,
@@ -550,6 +570,32 @@ impl Coordinator {
     /// The coordinator's metrics.
     pub fn metrics(&self) -> &Arc<QuorumMetrics> {
         &self.metrics
+    }
+
+    /// The latencies recorded for the staleness model (`/admin/pbs`).
+    pub fn pbs(&self) -> &Arc<dynkv_pbs::Recorder> {
+        &self.pbs
+    }
+
+    /// A replica request that started at `started` (monotonic) and `sent`
+    /// (wall clock, µs) and was answered with these stamps, for the
+    /// staleness model.
+    fn exchange(
+        &self,
+        started: Instant,
+        sent: u64,
+        service_micros: Option<u64>,
+        received_micros: Option<u64>,
+    ) -> dynkv_pbs::Exchange {
+        dynkv_pbs::Exchange {
+            rtt: started.elapsed(),
+            service: service_micros.map(Duration::from_micros),
+            there: self
+                .config
+                .pbs_clocks
+                .then(|| dynkv_pbs::Exchange::one_way(sent, received_micros))
+                .flatten(),
+        }
     }
 
     /// Shorthand for [`Replica::effective_n`].
@@ -670,6 +716,40 @@ impl Coordinator {
         deadline
             .saturating_duration_since(Instant::now())
             .min(self.config.rpc_timeout)
+    }
+
+    /// [`Coordinator::put`], with what the replicas did (the
+    /// `X-Dynkv-Replicas` header) whether the write succeeded or not.
+    ///
+    /// A write coordinated here reports exactly; one forwarded to a primary
+    /// reports what that primary's answer says, and when the primary
+    /// answers with a quorum failure, `answered` is the acknowledgements it
+    /// counted and `asked` those plus the replicas its failure names.
+    pub async fn put_reported(
+        self: &Arc<Self>,
+        req: WriteRequest,
+    ) -> (Result<WriteOutcome, QuorumError>, ReplicaReport) {
+        let run = async {
+            let r = self.put(req).await;
+            let here = WRITE_REPORT.with(|c| c.get());
+            let report = match &r {
+                Ok(outcome) => outcome.replicas,
+                Err(QuorumError::NotEnough { acked, detail, .. })
+                    if here == ReplicaReport::default() =>
+                {
+                    ReplicaReport {
+                        asked: (*acked + detail.len()) as u32,
+                        answered: *acked as u32,
+                        ..Default::default()
+                    }
+                }
+                Err(_) => here,
+            };
+            (r, report)
+        };
+        WRITE_REPORT
+            .scope(std::cell::Cell::new(ReplicaReport::default()), run)
+            .await
     }
 
     /// A client PUT or DELETE. Returns the coordinator's resulting object
@@ -855,6 +935,7 @@ impl Coordinator {
             object,
             replayed,
             dot,
+            replicas: ReplicaReport::default(),
         };
         let others: Vec<NodeId> = placement.primaries[1..].to_vec();
         let spares: Vec<NodeId> = placement
@@ -864,7 +945,8 @@ impl Coordinator {
             .cloned()
             .collect();
         // This node's hint counts as one (hinted) copy: fallback writes are sloppy.
-        self.replicate_and_wait(req.key, outcome, others, spares, w, true, deadline)
+        let copy = OwnCopy::Hinted;
+        self.replicate_and_wait(req.key, outcome, others, spares, w, true, copy, deadline)
             .await
     }
 
@@ -1005,8 +1087,11 @@ impl Coordinator {
         }
         let outcome = self.outcome(object, replayed);
         let spares = placement.fallbacks;
-        self.replicate_and_wait(req.key, outcome, others, spares, w, req.sloppy, deadline)
-            .await
+        let copy = OwnCopy::Primary;
+        self.replicate_and_wait(
+            req.key, outcome, others, spares, w, req.sloppy, copy, deadline,
+        )
+        .await
     }
 
     /// What a coordinated write answers: the object and the dot it got.
@@ -1019,6 +1104,7 @@ impl Coordinator {
             object,
             replayed,
             dot,
+            replicas: ReplicaReport::default(),
         }
     }
 
@@ -1026,18 +1112,31 @@ impl Coordinator {
     /// the unreachable ones) and answers once `w` copies, this node's own
     /// included, are acknowledged; replication goes on after the answer
     /// (a [`strategy`] call: a failed copy goes to the next spare at once).
+    ///
+    /// What the replicas did goes into the outcome's
+    /// [`WriteOutcome::replicas`] and, failed or not, into the report of
+    /// [`Coordinator::put_reported`].
     #[allow(clippy::too_many_arguments)]
     async fn replicate_and_wait(
         self: &Arc<Self>,
         key: Bytes,
-        outcome: WriteOutcome,
+        mut outcome: WriteOutcome,
         others: Vec<NodeId>,
         spares: Vec<NodeId>,
         w: usize,
         sloppy: bool,
+        own: OwnCopy,
         deadline: Instant,
     ) -> Result<WriteOutcome, QuorumError> {
+        let own_hinted = u32::from(own == OwnCopy::Hinted);
         if others.is_empty() {
+            outcome.replicas = ReplicaReport {
+                asked: 1,
+                answered: 1,
+                repaired: 0,
+                sloppy: own_hinted,
+            };
+            let _ = WRITE_REPORT.try_with(|c| c.set(outcome.replicas));
             return Ok(outcome);
         }
         let spares: Vec<NodeId> = spares
@@ -1086,6 +1185,14 @@ impl Coordinator {
             None,
         )
         .await;
+        let hinted = out.successes.iter().filter(|(t, _)| t.owner.is_some());
+        outcome.replicas = ReplicaReport {
+            asked: 1 + out.asked as u32,
+            answered: 1 + out.successes.len() as u32,
+            repaired: 0,
+            sloppy: own_hinted + hinted.count() as u32,
+        };
+        let _ = WRITE_REPORT.try_with(|c| c.set(outcome.replicas));
         let acked = 1 + out.counted;
         if acked >= w {
             return Ok(outcome);
@@ -1124,9 +1231,15 @@ impl Coordinator {
     ) -> Result<Stored, RpcError> {
         let Some(owner) = target.owner else {
             let req = Replicate { key, object };
-            return self
+            let (started, sent) = (Instant::now(), now_micros());
+            let r = self
                 .call(&target.node, &req, self.rpc_deadline(deadline))
                 .await;
+            if let Ok(stored) = &r {
+                let x = self.exchange(started, sent, stored.service_micros, stored.received_micros);
+                self.pbs.record_write(target.node.as_str(), x);
+            }
+            return r;
         };
         let req = StoreHint { owner, key, object };
         let r = if target.node == self.me {
@@ -1313,6 +1426,7 @@ mod planted_bug {
             object,
             replayed: false,
             dot: Some((actor.to_string(), counter)),
+            replicas: ReplicaReport::default(),
         })
     }
 }
@@ -1326,6 +1440,22 @@ fn listed(
         Ok(Err(e)) => Err(RemoteError::Storage(e.to_string())),
         Err(e) => Err(RemoteError::Storage(e.to_string())),
     }
+}
+
+tokio::task_local! {
+    /// The replica report of the write the current task coordinates,
+    /// scoped by [`Coordinator::put_reported`] so that it survives a
+    /// failed write (the error types carry no report).
+    static WRITE_REPORT: std::cell::Cell<ReplicaReport>;
+}
+
+/// What the coordinator's own copy of a write is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OwnCopy {
+    /// Stored as a primary's replica.
+    Primary,
+    /// Kept as hints by a fallback coordinator.
+    Hinted,
 }
 
 /// One copy of a write: a primary, or a fallback keeping a hint for

@@ -29,7 +29,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use dynkv_repair::{ReplicaReply, plan_read_repair, should_repair};
 use dynkv_ring::NodeId;
-use dynkv_rpc::messages::{Read, Replicate};
+use dynkv_rpc::messages::{Read, ReplicaReport, Replicate};
 use dynkv_vclock::{DvvSet, Object};
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
@@ -166,6 +166,28 @@ impl Coordinator {
         key: Bytes,
         opts: ReadOptions,
     ) -> Result<Option<Object>, QuorumError> {
+        self.get_reported(key, opts).await.0
+    }
+
+    /// [`Coordinator::get`], with what the replicas did before the answer
+    /// (the `X-Dynkv-Replicas` header; see [`ReplicaReport`]), whether
+    /// the read succeeded or not.
+    pub async fn get_reported(
+        self: &Arc<Self>,
+        key: Bytes,
+        opts: ReadOptions,
+    ) -> (Result<Option<Object>, QuorumError>, ReplicaReport) {
+        let mut report = ReplicaReport::default();
+        let r = self.read_with_report(key, opts, &mut report).await;
+        (r, report)
+    }
+
+    async fn read_with_report(
+        self: &Arc<Self>,
+        key: Bytes,
+        opts: ReadOptions,
+        report: &mut ReplicaReport,
+    ) -> Result<Option<Object>, QuorumError> {
         let timeout = opts.timeout.unwrap_or(self.config.default_timeout);
         let deadline = Instant::now() + timeout;
         let placement = self.replica.placement_n(&key, opts.n_val);
@@ -178,7 +200,9 @@ impl Coordinator {
         if placement.primaries.len() == 1 && placement.primaries[0] == self.me {
             // The only replica is this node: read it in place (no fan-out
             // task, no read repair to plan).
+            report.asked = 1;
             let o = self.replica.read(key, None).await?;
+            report.answered = 1;
             let seen = o.as_ref().map(|o| o.join()).unwrap_or_default();
             if opts.after.as_ref().is_some_and(|ctx| !seen.descends(ctx)) {
                 self.metrics.stale_reads.inc();
@@ -200,6 +224,7 @@ impl Coordinator {
             Vec::new()
         };
         let repair_deadline = deadline.max(Instant::now() + self.config.read_repair_wait);
+        report.asked = digest_targets.len() as u32;
         let digests = (!digest_targets.is_empty())
             .then(|| tokio::spawn(self.clone().read_digests(key.clone(), digest_targets)));
         let call = RequestStrategy {
@@ -226,10 +251,14 @@ impl Coordinator {
                     hint_for: t.hint_for,
                     digest_only: false,
                 };
-                this.call(&t.node, &req, this.rpc_deadline(deadline))
+                let (started, sent) = (Instant::now(), crate::now_micros());
+                let reply = this
+                    .call(&t.node, &req, this.rpc_deadline(deadline))
                     .await
-                    .map(|r| r.object)
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                let x = this.exchange(started, sent, reply.service_micros, reply.received_micros);
+                this.pbs.record_read(t.node.as_str(), x);
+                Ok(reply.object)
             })
         };
         let sloppy = opts.sloppy;
@@ -253,7 +282,22 @@ impl Coordinator {
         )
         .await;
         let merged = merge_all(out.successes.iter().filter_map(|(_, o)| o.as_ref()));
+        report.asked += out.asked as u32;
+        report.answered = out.successes.len() as u32;
+        report.sloppy = out
+            .successes
+            .iter()
+            .filter(|(t, _)| t.hint_for.is_some())
+            .count() as u32;
         if self.config.read_repair {
+            // The primaries read in full that are behind the merge: the
+            // ones read repair sends it to (plan_read_repair's rule).
+            let want = merged.as_ref().map(|o| o.digest());
+            report.repaired = out
+                .successes
+                .iter()
+                .filter(|(t, o)| t.hint_for.is_none() && o.as_ref().map(|o| o.digest()) != want)
+                .count() as u32;
             let late_possible = out.asked > out.successes.len() + out.failures.len();
             let disagree = || {
                 let want = merged.as_ref().map(|o| o.digest());

@@ -515,7 +515,7 @@ impl Replica {
                 });
             }
         }
-        Ok(Stored {})
+        Ok(Stored::default())
     }
 }
 
@@ -525,6 +525,8 @@ impl Handler<Read> for Replica {
         req: Read,
         ctx: CallContext,
     ) -> Result<ReadReply, RemoteError> {
+        let started = std::time::Instant::now();
+        let received = crate::now_micros();
         if req.hint_for.is_none() {
             self.check_replica(&req.key)?;
         }
@@ -533,11 +535,15 @@ impl Handler<Read> for Replica {
             return Ok(ReadReply {
                 digest: self.read_digest(req.key, req.hint_for).await?,
                 object: None,
+                service_micros: Some(micros_since(started)),
+                received_micros: Some(received),
             });
         }
         Ok(ReadReply {
             object: self.read(req.key, req.hint_for).await?,
             digest: None,
+            service_micros: Some(micros_since(started)),
+            received_micros: Some(received),
         })
     }
 }
@@ -548,10 +554,21 @@ impl Handler<Replicate> for Replica {
         req: Replicate,
         _: CallContext,
     ) -> Result<Stored, RemoteError> {
+        let started = std::time::Instant::now();
+        let received = crate::now_micros();
         self.check_replica(&req.key)?;
         self.merge_replicated(req.key, req.object).await?;
-        Ok(Stored {})
+        Ok(Stored {
+            service_micros: Some(micros_since(started)),
+            received_micros: Some(received),
+        })
     }
+}
+
+/// Microseconds since `started`: a replica's service time, reported on
+/// its answers for the staleness model (`dynkv-pbs`).
+fn micros_since(started: std::time::Instant) -> u64 {
+    started.elapsed().as_micros().min(u64::MAX as u128) as u64
 }
 
 impl Handler<StoreHint> for Replica {

@@ -118,6 +118,8 @@ fn main() {
     let reply = ReadReply {
         object: Some(object(1024)),
         digest: None,
+        service_micros: None,
+        received_micros: None,
     };
     let p = reply.encode();
     let enc = time(20_000, || {

@@ -67,6 +67,8 @@ fn digest(n: u64) -> ReadReply {
     ReadReply {
         object: None,
         digest: Some(n),
+        service_micros: None,
+        received_micros: None,
     }
 }
 
@@ -123,6 +125,8 @@ impl Handler<Read> for TestNode {
             "size" => Ok(ReadReply {
                 object: Some(object_of(number(arg)? as usize)),
                 digest: None,
+                service_micros: None,
+                received_micros: None,
             }),
             "version" => Ok(digest(ctx.version.into())),
             _ => Err(RemoteError::BadRequest(key)),

@@ -496,6 +496,65 @@ pub struct WriteOutcome {
     /// The dot `(coordinator, counter)` the new value got (`None` when
     /// replayed): lets a verifier tell which later writes saw this one.
     pub dot: Option<(String, u64)>,
+    /// What the coordinator's replicas did for this write, for the
+    /// client's `X-Dynkv-Replicas` header (all zero from a node that does
+    /// not report it).
+    pub replicas: ReplicaReport,
+}
+
+/// What the replicas of one client request did before the client was
+/// answered: the numbers of the `X-Dynkv-Replicas` header.
+///
+/// - `asked`: replicas the request was sent to: the coordinator's own
+///   copy included, replacements for failed replicas, speculative extra
+///   reads, fallbacks taking hints, and replicas asked for a digest only.
+/// - `answered`: replicas that answered successfully before the client
+///   was answered (for a write: acknowledged, its own copy included).
+/// - `repaired`: replicas a read found behind the merged answer, to which
+///   read repair sends it (after the answer, so a repair can still fail;
+///   late replies and digests may repair more, counted in the metrics).
+///   Always 0 for a write.
+/// - `sloppy`: fallbacks standing in for unreachable primaries: for a
+///   write, hinted copies acknowledged (the coordinator's own when it is
+///   itself a fallback); for a read, fallbacks that answered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaReport {
+    /// Replicas asked.
+    pub asked: u32,
+    /// Replicas that answered in time.
+    pub answered: u32,
+    /// Replicas sent a read repair.
+    pub repaired: u32,
+    /// Fallbacks used in place of primaries.
+    pub sloppy: u32,
+}
+
+impl std::fmt::Display for ReplicaReport {
+    /// The header's form: `asked=3 answered=2 repaired=1 sloppy=0`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "asked={} answered={} repaired={} sloppy={}",
+            self.asked, self.answered, self.repaired, self.sloppy
+        )
+    }
+}
+
+/// The protobuf form of a [`ReplicaReport`].
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct WireReplicaReport {
+    /// Replicas asked.
+    #[prost(uint32, tag = "1")]
+    pub asked: u32,
+    /// Replicas that answered in time.
+    #[prost(uint32, tag = "2")]
+    pub answered: u32,
+    /// Replicas sent a read repair.
+    #[prost(uint32, tag = "3")]
+    pub repaired: u32,
+    /// Fallbacks used.
+    #[prost(uint32, tag = "4")]
+    pub sloppy: u32,
 }
 
 /// The protobuf form of a [`WriteOutcome`].
@@ -510,6 +569,9 @@ pub struct WireWriteOutcome {
     /// The new value's dot.
     #[prost(message, optional, tag = "3")]
     pub dot: Option<WireDot>,
+    /// What the replicas did (absent from a node that does not report it).
+    #[prost(message, optional, tag = "4")]
+    pub replicas: Option<WireReplicaReport>,
 }
 
 impl WireForm for WriteOutcome {
@@ -523,6 +585,12 @@ impl WireForm for WriteOutcome {
                 actor: actor.clone(),
                 counter: *counter,
             }),
+            replicas: Some(WireReplicaReport {
+                asked: self.replicas.asked,
+                answered: self.replicas.answered,
+                repaired: self.replicas.repaired,
+                sloppy: self.replicas.sloppy,
+            }),
         }
     }
 
@@ -531,6 +599,15 @@ impl WireForm for WriteOutcome {
             object: object_from_wire(&w.object)?,
             replayed: w.replayed,
             dot: w.dot.map(|d| (d.actor, d.counter)),
+            replicas: w
+                .replicas
+                .map(|r| ReplicaReport {
+                    asked: r.asked,
+                    answered: r.answered,
+                    repaired: r.repaired,
+                    sloppy: r.sloppy,
+                })
+                .unwrap_or_default(),
         })
     }
 }
@@ -616,9 +693,15 @@ pub struct ReadReply {
     pub object: Option<Object>,
     /// Protocol version 2: the object's [`Object::digest`].
     pub digest: Option<u64>,
+    /// How long the replica took to read, in microseconds on its own
+    /// clock (see [`Stored::service_micros`]); `None` when not reported.
+    pub service_micros: Option<u64>,
+    /// When the replica took the request (see [`Stored::received_micros`]).
+    pub received_micros: Option<u64>,
 }
 
-/// The protobuf form of a [`ReadReply`]. Tag 2 is the version-2 field.
+/// The protobuf form of a [`ReadReply`]. Tag 2 is the version-2 field;
+/// tag 3 is optional and ignored by the nodes before it.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WireReadReply {
     /// The object, in its storage encoding (absent: none).
@@ -627,6 +710,13 @@ pub struct WireReadReply {
     /// Version 2: the object's digest.
     #[prost(fixed64, optional, tag = "2")]
     pub digest: Option<u64>,
+    /// The replica's service time, µs (absent: not reported).
+    #[prost(uint64, optional, tag = "3")]
+    pub service_micros: Option<u64>,
+    /// The replica's wall clock when it took the request, µs since the
+    /// Unix epoch (absent: not reported).
+    #[prost(uint64, optional, tag = "4")]
+    pub received_micros: Option<u64>,
 }
 
 impl WireForm for ReadReply {
@@ -636,6 +726,8 @@ impl WireForm for ReadReply {
         WireReadReply {
             object: self.object.as_ref().map(object_to_wire),
             digest: self.digest,
+            service_micros: self.service_micros,
+            received_micros: self.received_micros,
         }
     }
 
@@ -643,6 +735,8 @@ impl WireForm for ReadReply {
         Ok(ReadReply {
             object: w.object.map(|o| object_from_wire(&o)).transpose()?,
             digest: w.digest,
+            service_micros: w.service_micros,
+            received_micros: w.received_micros,
         })
     }
 }
@@ -693,22 +787,47 @@ impl Endpoint for Replicate {
 }
 
 /// The object was merged (or hinted) durably.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stored {}
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stored {
+    /// How long the replica took to store it, from taking the request to
+    /// answering, in microseconds on its own clock: the coordinator splits
+    /// its round trip around it into the one-way latencies of the
+    /// staleness model (`dynkv-pbs`). `None` from a node that does not
+    /// report it (protobuf reads a missing field as absent).
+    pub service_micros: Option<u64>,
+    /// When the replica took the request, µs since the Unix epoch on its
+    /// wall clock: with synchronised clocks, the coordinator reads the
+    /// one-way time of the request from it (`None`: not reported).
+    pub received_micros: Option<u64>,
+}
 
 /// The protobuf form of [`Stored`].
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct WireStored {}
+pub struct WireStored {
+    /// The replica's service time, µs (absent: not reported).
+    #[prost(uint64, optional, tag = "1")]
+    pub service_micros: Option<u64>,
+    /// The replica's wall clock when it took the request, µs since the
+    /// Unix epoch (absent: not reported).
+    #[prost(uint64, optional, tag = "2")]
+    pub received_micros: Option<u64>,
+}
 
 impl WireForm for Stored {
     type Wire = WireStored;
 
     fn to_wire(&self) -> WireStored {
-        WireStored {}
+        WireStored {
+            service_micros: self.service_micros,
+            received_micros: self.received_micros,
+        }
     }
 
-    fn from_wire(_: WireStored) -> Result<Self, WireError> {
-        Ok(Stored {})
+    fn from_wire(w: WireStored) -> Result<Self, WireError> {
+        Ok(Stored {
+            service_micros: w.service_micros,
+            received_micros: w.received_micros,
+        })
     }
 }
 
@@ -941,11 +1060,41 @@ mod tests {
             object: testutil::object(),
             replayed: false,
             dot: Some(("n1".into(), 2)),
+            replicas: ReplicaReport {
+                asked: 3,
+                answered: 2,
+                repaired: 0,
+                sloppy: 1,
+            },
         });
+        // An older coordinator reports nothing: all zero.
+        let mut older = WriteOutcome {
+            object: testutil::small_object("x"),
+            replayed: false,
+            dot: None,
+            replicas: ReplicaReport::default(),
+        }
+        .to_wire();
+        older.replicas = None;
+        assert_eq!(
+            WriteOutcome::from_wire(older).unwrap().replicas,
+            ReplicaReport::default()
+        );
+        assert_eq!(
+            ReplicaReport {
+                asked: 3,
+                answered: 2,
+                repaired: 1,
+                sloppy: 0
+            }
+            .to_string(),
+            "asked=3 answered=2 repaired=1 sloppy=0"
+        );
         round_trip(WriteOutcome {
             object: testutil::small_object("x"),
             replayed: true,
             dot: None,
+            replicas: ReplicaReport::default(),
         });
     }
 
@@ -990,22 +1139,32 @@ mod tests {
         round_trip(ReadReply {
             object: None,
             digest: None,
+            service_micros: None,
+            received_micros: None,
         });
         round_trip(ReadReply {
             object: Some(o.clone()),
             digest: None,
+            service_micros: None,
+            received_micros: None,
         });
         round_trip(ReadReply {
             object: None,
             digest: Some(o.digest()),
+            service_micros: None,
+            received_micros: None,
         });
         round_trip(ReadReply {
             object: Some(o.clone()),
             digest: Some(o.digest()),
+            service_micros: None,
+            received_micros: None,
         });
         round_trip(ReadReply {
             object: None,
             digest: Some(0),
+            service_micros: None,
+            received_micros: None,
         });
     }
 
@@ -1019,7 +1178,11 @@ mod tests {
             key: Bytes::new(),
             object: Object::new(),
         });
-        round_trip(Stored {});
+        round_trip(Stored::default());
+        round_trip(Stored {
+            service_micros: Some(123),
+            received_micros: Some(1_700_000_000_000_000),
+        });
     }
 
     #[test]
@@ -1090,6 +1253,8 @@ mod tests {
         let reply = WireReadReply {
             object: Some(Bytes::from_static(&[1, 0xff])),
             digest: None,
+            service_micros: None,
+            received_micros: None,
         };
         assert!(matches!(
             ReadReply::decode(Bytes::from(prost::Message::encode_to_vec(&reply))),
@@ -1163,6 +1328,8 @@ mod tests {
         let v2 = ReadReply {
             object: Some(o.clone()),
             digest: Some(o.digest()),
+            service_micros: None,
+            received_micros: None,
         };
         let v1 = <WireReadReplyV1 as prost::Message>::decode(v2.encode())
             .expect("unknown field skipped");
@@ -1171,6 +1338,8 @@ mod tests {
         let v2 = ReadReply {
             object: None,
             digest: None,
+            service_micros: None,
+            received_micros: None,
         };
         let v1 = <WireReadReplyV1 as prost::Message>::decode(v2.encode()).unwrap();
         assert_eq!(v1.object, None);
@@ -1188,6 +1357,8 @@ mod tests {
             ReadReply {
                 object: Some(o),
                 digest: None,
+                service_micros: None,
+                received_micros: None,
             }
         );
         let v1 = WireReadReplyV1 { object: None };
@@ -1196,7 +1367,9 @@ mod tests {
             v2,
             ReadReply {
                 object: None,
-                digest: None
+                digest: None,
+                service_micros: None,
+                received_micros: None
             }
         );
     }
@@ -1227,9 +1400,9 @@ mod tests {
         fn damaged_messages_never_panic(at in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<prop::sample::Index>()) {
             let bodies = [
                 Replicate { key: Bytes::from_static(b"k"), object: testutil::object() }.encode(),
-                ReadReply { object: Some(testutil::object()), digest: Some(1) }.encode(),
+                ReadReply { object: Some(testutil::object()), digest: Some(1), service_micros: Some(5), received_micros: Some(9) }.encode(),
                 Coordinate(write_request()).encode(),
-                WriteOutcome { object: testutil::object(), replayed: false, dot: Some(("n1".into(), 1)) }.encode(),
+                WriteOutcome { object: testutil::object(), replayed: false, dot: Some(("n1".into(), 1)), replicas: ReplicaReport::default() }.encode(),
             ];
             for body in bodies {
                 let mut v = body.to_vec();

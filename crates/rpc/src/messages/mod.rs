@@ -106,8 +106,8 @@ pub use aae::{AaeFetch, AaeHashes, AaeKeys, AaeRepair, Hashes, KeyDigests, Objec
 pub use health::{Ping, Pong};
 pub use hints::StoreHint;
 pub use kv::{
-    Coordinate, CoordinateFallback, Quorum, Read, ReadReply, Replicate, Stored, WriteOutcome,
-    WriteRequest,
+    Coordinate, CoordinateFallback, Quorum, Read, ReadReply, ReplicaReport, Replicate, Stored,
+    WriteOutcome, WriteRequest,
 };
 pub use listing::{IndexEntries, IndexQuery, Keys, ListKeys, ListNamespaces};
 pub use membership::{ClaimantChange, ClusterStateReply, Gossip, Handoff, Join};
