@@ -115,6 +115,7 @@ impl Node {
             context_key: dynkv_api::ContextKey::new([9; 32]),
             security: Default::default(),
             riak: Default::default(),
+            directory: None,
         };
         let app = router(state);
         Node { rt, app, _dir: dir }

@@ -346,6 +346,10 @@ impl Node {
                 crate::config::is_loopback(&cfg.node.listen),
             )),
             riak: Default::default(),
+            directory: Some(Arc::new(views::PublicDirectory::new(
+                cfg,
+                self.transport.clone(),
+            ))),
         }
     }
 }
