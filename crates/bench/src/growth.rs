@@ -161,7 +161,7 @@ pub async fn run(
         return GrowthReport {
             workload,
             elements,
-            errors: elements,
+            errors: elements as u64,
             blocks: Vec::new(),
         };
     };

@@ -574,14 +574,14 @@ pub async fn execute(args: BenchArgs) -> Result<Report, String> {
         &args.r,
         &args.w,
     )?;
-    let client = if builder.is_native() {
+    let native = if builder.is_native() {
         Some(native_client(&args, &addrs).await?)
     } else {
         None
     };
     let sender = Sender {
         builder,
-        client,
+        client: native,
         transport: dynkv_client::Transport::new(None, args.timeout, args.connections),
     };
     let mut conns: Vec<Conn> = (0..args.connections)

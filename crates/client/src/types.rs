@@ -120,7 +120,7 @@ pub(crate) fn query(
 ) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
-    let mut sep = |s: &mut String| s.push(if s.is_empty() { '?' } else { '&' });
+    let sep = |s: &mut String| s.push(if s.is_empty() { '?' } else { '&' });
     if let Some((name, q)) = q {
         sep(&mut s);
         let _ = write!(s, "{name}={q}");
