@@ -18,6 +18,19 @@ async fn total(c: &Cluster, name: &str, labels: &str) -> f64 {
     sum
 }
 
+/// The client's ring view once it names every member's address (a node
+/// learns its peers' addresses from their handshakes, just after start).
+async fn full_view(cl: &Client) -> std::sync::Arc<dynkv_client::RingView> {
+    let ok = dynkv_tests::poll(Duration::from_secs(10), || async {
+        cl.refresh_ring()
+            .await
+            .is_ok_and(|v| v.members.iter().all(|m| m.url.is_some()))
+    })
+    .await;
+    assert!(ok, "the ring view never named every member's address");
+    cl.ring().unwrap()
+}
+
 fn client(c: &Cluster, routing: Routing) -> Client {
     Client::builder([c.url(1)])
         .routing(routing)
@@ -28,11 +41,12 @@ fn client(c: &Cluster, routing: Routing) -> Client {
 
 #[tokio::test]
 async fn requests_go_to_a_primary_of_their_key() {
-    let c = Cluster::start(3, ClusterOptions::default().set("DYNKV__CLUSTER__PARTITIONS", 16))
+    // Four nodes at N=3: every key has a node that is not its replica.
+    let c = Cluster::start(4, ClusterOptions::default().set("DYNKV__CLUSTER__PARTITIONS", 16))
         .await;
     let token = client(&c, Routing::TokenAware);
-    let view = token.refresh_ring().await.unwrap();
-    assert_eq!(view.members.len(), 3);
+    let view = full_view(&token).await;
+    assert_eq!(view.members.len(), 4);
     assert_eq!(view.partitions, 16);
     for m in &view.members {
         let i: usize = m.id.trim_start_matches('n').parse().unwrap();
@@ -65,13 +79,16 @@ async fn requests_go_to_a_primary_of_their_key() {
         total(&c, "dynkv_reads_coordinated_total", "role=\"primary\"").await >= writes as f64
     );
 
-    // The same writes sent round-robin land off their owner and are
-    // forwarded: the counter tells the two apart.
+    // The same requests sent round-robin land on non-replicas too: their
+    // writes are forwarded and their reads coordinated off the replicas.
+    // The counters tell the two apart.
     let rr = client(&c, Routing::RoundRobin);
     for i in 0..writes {
         rr.put(&format!("rr-{i}"), "x", None).await.unwrap();
+        rr.get(&format!("rr-{i}")).await.unwrap();
     }
     assert!(total(&c, "dynkv_writes_forwarded_total", "").await > 0.0);
+    assert!(total(&c, "dynkv_reads_coordinated_total", "role=\"other\"").await > 0.0);
 }
 
 #[tokio::test]
@@ -82,6 +99,7 @@ async fn requests_fail_over_when_the_primary_is_killed() {
         .backoff(Duration::from_millis(20), Duration::from_millis(200))
         .build()
         .unwrap();
+    full_view(&cl).await;
     let w1 = cl.put(&key, "v1", None).await.unwrap();
     assert_eq!(w1.node, c.url(2));
     c.kill(2);
@@ -185,7 +203,7 @@ async fn a_write_whose_answer_was_lost_is_retried_and_applied_once() {
         .backoff(Duration::from_millis(20), Duration::from_millis(200))
         .build()
         .unwrap();
-    cl.refresh_ring().await.unwrap();
+    full_view(&cl).await;
     proxy.lose_next(1);
     let w = cl.put(&key, "once", None).await.unwrap();
     assert_eq!(proxy.lost(), 1, "the first answer was lost");
@@ -203,7 +221,7 @@ async fn a_write_whose_answer_was_lost_is_retried_and_applied_once() {
         .idempotency_keys(false)
         .build()
         .unwrap();
-    blind.refresh_ring().await.unwrap();
+    full_view(&blind).await;
     proxy.lose_next(1);
     let e = blind.put(&key, "twice?", None).await.unwrap_err();
     assert!(
@@ -230,7 +248,7 @@ async fn a_client_reads_its_own_writes_through_another_node() {
         .retries(0)
         .build()
         .unwrap();
-    let view = cl.refresh_ring().await.unwrap();
+    let view = full_view(&cl).await;
     let ids: Vec<&str> = view.members.iter().map(|m| m.id.as_str()).collect();
     assert_eq!(ids, ["n1", "n2", "n3"]);
     // n1 cannot reach the other replicas: a write through it stays on n1.

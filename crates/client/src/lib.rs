@@ -37,7 +37,8 @@
 //!   requests over the nodes regardless of key, for comparison. The first
 //!   request waits for the first ring fetch; afterwards a background task
 //!   refreshes the view every `refresh_interval`, and at once (at most
-//!   once a second) when a node refuses a connection. A node that refused
+//!   once a second) when a node refuses a connection or the view lacks a
+//!   member's address. A node that refused
 //!   one is tried last for a while, not dropped. An explicit id→URL map
 //!   ([`ClientBuilder::node_url`]) overrides the addresses the ring
 //!   advertises (containers map ports differently on the host).
@@ -615,8 +616,10 @@ impl Client {
             .clone()
     }
 
-    /// Fetches the ring view now (from a node believed up, else a seed)
-    /// and routes by it from then on.
+    /// Fetches the ring view now and routes by it from then on. It asks
+    /// the seeds first (the nodes the application named), then the members
+    /// believed up, then the rest; a node that refused a connection lately
+    /// goes last.
     pub async fn refresh_ring(&self) -> Result<Arc<RingView>, Error> {
         *self
             .inner
@@ -625,23 +628,26 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         let mut candidates: Vec<Arc<Endpoint>> = Vec::new();
         let mut later: Vec<Arc<Endpoint>> = Vec::new();
+        let mut add = |ep: &Arc<Endpoint>, up: bool| {
+            if candidates.iter().chain(later.iter()).any(|c| Arc::ptr_eq(c, ep)) {
+                return;
+            }
+            if up && !ep.is_suspected() {
+                candidates.push(ep.clone());
+            } else {
+                later.push(ep.clone());
+            }
+        };
+        for s in &self.inner.seeds {
+            add(s, true);
+        }
         if let Some(t) = self.table() {
             for (i, ep) in t.endpoints.iter().enumerate() {
                 if let Some(ep) = ep {
-                    if t.view.members[i].up && !ep.is_suspected() {
-                        candidates.push(ep.clone());
-                    } else {
-                        later.push(ep.clone());
-                    }
+                    add(ep, t.view.members[i].up);
                 }
             }
         }
-        for s in &self.inner.seeds {
-            if !candidates.iter().any(|c| Arc::ptr_eq(c, s)) {
-                candidates.push(s.clone());
-            }
-        }
-        later.retain(|l| !candidates.iter().any(|c| Arc::ptr_eq(c, l)));
         candidates.extend(later);
         let mut last = Error::Config("no node to ask for the ring".into());
         for ep in candidates {
@@ -691,6 +697,16 @@ impl Client {
                     .ok()
             })
             .collect();
+        // A member whose address the answering node has not heard yet (it
+        // learns them from internode handshakes, just after a start) is
+        // asked about again soon rather than at the next interval.
+        if view
+            .members
+            .iter()
+            .any(|m| m.url.is_none() && !self.inner.overrides.contains_key(&m.id))
+        {
+            self.inner.poke.notify_one();
+        }
         let view = Arc::new(view);
         let table = Arc::new(Table {
             view: view.clone(),
