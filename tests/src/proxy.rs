@@ -150,12 +150,7 @@ impl AnswerLoser {
                 if stop2.load(Ordering::Relaxed) {
                     break;
                 }
-                tokio::spawn(relay_losing(
-                    inbound,
-                    target,
-                    lose2.clone(),
-                    lost2.clone(),
-                ));
+                tokio::spawn(relay_losing(inbound, target, lose2.clone(), lost2.clone()));
             }
         });
         AnswerLoser {
@@ -188,12 +183,7 @@ impl Drop for AnswerLoser {
     }
 }
 
-async fn relay_losing(
-    inbound: TcpStream,
-    target: u16,
-    lose: Arc<AtomicU64>,
-    lost: Arc<AtomicU64>,
-) {
+async fn relay_losing(inbound: TcpStream, target: u16, lose: Arc<AtomicU64>, lost: Arc<AtomicU64>) {
     use tokio::io::AsyncReadExt;
     let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)).await else {
         return;

@@ -42,8 +42,11 @@ fn client(c: &Cluster, routing: Routing) -> Client {
 #[tokio::test]
 async fn requests_go_to_a_primary_of_their_key() {
     // Four nodes at N=3: every key has a node that is not its replica.
-    let c = Cluster::start(4, ClusterOptions::default().set("DYNKV__CLUSTER__PARTITIONS", 16))
-        .await;
+    let c = Cluster::start(
+        4,
+        ClusterOptions::default().set("DYNKV__CLUSTER__PARTITIONS", 16),
+    )
+    .await;
     let token = client(&c, Routing::TokenAware);
     let view = full_view(&token).await;
     assert_eq!(view.members.len(), 4);
@@ -65,7 +68,11 @@ async fn requests_go_to_a_primary_of_their_key() {
         let key = format!("routed-{i}");
         let w = token.put(&key, format!("v{i}"), None).await.unwrap();
         let (primaries, _) = c.placement(1, &key).await;
-        assert_eq!(w.node, c.url(primaries[0]), "{key} written through its owner");
+        assert_eq!(
+            w.node,
+            c.url(primaries[0]),
+            "{key} written through its owner"
+        );
         let r = token.get(&key).await.unwrap();
         assert_eq!(r.value().unwrap(), &format!("v{i}"));
     }
@@ -75,9 +82,7 @@ async fn requests_go_to_a_primary_of_their_key() {
         total(&c, "dynkv_reads_coordinated_total", "role=\"other\"").await,
         0.0
     );
-    assert!(
-        total(&c, "dynkv_reads_coordinated_total", "role=\"primary\"").await >= writes as f64
-    );
+    assert!(total(&c, "dynkv_reads_coordinated_total", "role=\"primary\"").await >= writes as f64);
 
     // The same requests sent round-robin land on non-replicas too: their
     // writes are forwarded and their reads coordinated off the replicas.
@@ -211,7 +216,12 @@ async fn a_write_whose_answer_was_lost_is_retried_and_applied_once() {
     assert!(w.replayed, "the retry was recognised as a replay: {w:?}");
     assert_eq!(total(&c, "dynkv_idempotent_replays_total", "").await, 1.0);
     let r = c.get(2, &key, "r=all").await;
-    assert_eq!(r.status, StatusCode::OK, "one value, no sibling: {}", r.text());
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "one value, no sibling: {}",
+        r.text()
+    );
     assert_eq!(r.text(), "once");
 
     // Without idempotency keys, the same loss is an error the client does
@@ -240,7 +250,9 @@ async fn a_client_reads_its_own_writes_through_another_node() {
             .set("DYNKV__READ_REPAIR__ENABLED", "false"),
     )
     .await;
-    let key = c.find_key("ryw", |p, _| p.contains(&1) && p.contains(&2)).await;
+    let key = c
+        .find_key("ryw", |p, _| p.contains(&1) && p.contains(&2))
+        .await;
     // Round-robin over n1, n2, n3 in order: the write goes to n1, the
     // read after it to n2 (the view is read while every node is up).
     let cl = Client::builder([c.url(1)])

@@ -26,7 +26,6 @@ use hyper::Request;
 use hyper::header::{CONTENT_TYPE, HOST};
 use serde::Serialize;
 
-
 /// Which structure grows.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -843,7 +843,10 @@ mod tests {
                     }
                     let mut h = HeaderMap::new();
                     if with_context {
-                        h.insert(target::CONTEXT_HEADER, axum::http::HeaderValue::from_static("CTX"));
+                        h.insert(
+                            target::CONTEXT_HEADER,
+                            axum::http::HeaderValue::from_static("CTX"),
+                        );
                     }
                     (StatusCode::OK, h)
                 }

@@ -27,7 +27,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use dynkv_client::{Client, Context, Endpoint, ReadOptions, Transport, TransportError, WriteOptions};
+use dynkv_client::{
+    Client, Context, Endpoint, ReadOptions, Transport, TransportError, WriteOptions,
+};
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, StatusCode};
@@ -434,15 +436,13 @@ impl Sender {
             } => {
                 let host = HeaderValue::from_str(addr).expect("host:port is a valid header");
                 let req = self.builder.build(&host, op, key);
-                let out = match tokio::time::timeout(
-                    timeout,
-                    exchange_pb(addr, conn, connects, req),
-                )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(_) => Err(Failure::Timeout),
-                };
+                let out =
+                    match tokio::time::timeout(timeout, exchange_pb(addr, conn, connects, req))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(Failure::Timeout),
+                    };
                 if out.is_err() {
                     *conn = None;
                 }
@@ -563,8 +563,8 @@ mod tests {
 
     #[tokio::test]
     async fn etcd_requests() {
-        let b = RequestBuilder::new(TargetKind::Etcd, Bytes::from_static(b"hi"), &None, &None)
-            .unwrap();
+        let b =
+            RequestBuilder::new(TargetKind::Etcd, Bytes::from_static(b"hi"), &None, &None).unwrap();
         let host = HeaderValue::from_static("h:1");
         let p = b.build(&host, Op::Put, "k");
         assert_eq!(p.uri(), "/v3/kv/put");

@@ -432,7 +432,11 @@ fn spawn_refresher(weak: Weak<Inner>, poke: Arc<tokio::sync::Notify>) {
                 _ = poke.notified() => {}
             }
             let since = match weak.upgrade() {
-                Some(i) => i.last_refresh.lock().unwrap_or_else(|p| p.into_inner()).map(|t| t.elapsed()),
+                Some(i) => i
+                    .last_refresh
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .map(|t| t.elapsed()),
                 None => return,
             };
             if let Some(since) = since.filter(|s| *s < MIN_REFRESH_GAP) {
@@ -629,7 +633,11 @@ impl Client {
         let mut candidates: Vec<Arc<Endpoint>> = Vec::new();
         let mut later: Vec<Arc<Endpoint>> = Vec::new();
         let mut add = |ep: &Arc<Endpoint>, up: bool| {
-            if candidates.iter().chain(later.iter()).any(|c| Arc::ptr_eq(c, ep)) {
+            if candidates
+                .iter()
+                .chain(later.iter())
+                .any(|c| Arc::ptr_eq(c, ep))
+            {
                 return;
             }
             if up && !ep.is_suspected() {
@@ -661,17 +669,15 @@ impl Client {
                 .await;
             self.observe(Op::Ring, &ep, &res, started, 0);
             match res {
-                Ok(resp) if resp.status() == StatusCode::OK => {
-                    match RingView::parse(resp.body()) {
-                        Ok(view) => return Ok(self.install(view)),
-                        Err(e) => {
-                            last = Error::Protocol {
-                                node: ep.url().to_string(),
-                                detail: e.to_string(),
-                            }
+                Ok(resp) if resp.status() == StatusCode::OK => match RingView::parse(resp.body()) {
+                    Ok(view) => return Ok(self.install(view)),
+                    Err(e) => {
+                        last = Error::Protocol {
+                            node: ep.url().to_string(),
+                            detail: e.to_string(),
                         }
                     }
-                }
+                },
                 Ok(resp) => last = http_error(ep.url(), &resp),
                 Err(e) => {
                     if e.never_sent() {
@@ -1106,7 +1112,12 @@ impl Client {
             if written.siblings.len() <= 1 {
                 return Ok(written);
             }
-            debug!(key, attempt, siblings = written.siblings.len(), "modify met a concurrent write; resolving again");
+            debug!(
+                key,
+                attempt,
+                siblings = written.siblings.len(),
+                "modify met a concurrent write; resolving again"
+            );
             tokio::time::sleep(backoff_delay(
                 self.inner.backoff_base,
                 self.inner.backoff_max,

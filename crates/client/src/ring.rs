@@ -120,9 +120,7 @@ impl RingView {
     /// The partition of `key`: the top `log2(partitions)` bits of its hash.
     pub fn partition_of_key(&self, key: &[u8]) -> u32 {
         let bits = self.partitions.trailing_zeros();
-        key_hash(key)
-            .checked_shr(64 - bits)
-            .map_or(0, |p| p as u32)
+        key_hash(key).checked_shr(64 - bits).map_or(0, |p| p as u32)
     }
 
     /// The primaries of `key` in ring order, as indexes into `members`.

@@ -51,7 +51,10 @@ impl TransportError {
     /// True when the request certainly did not reach the server, so
     /// retrying it cannot apply it twice.
     pub fn never_sent(&self) -> bool {
-        matches!(self, TransportError::Connect(_) | TransportError::NotSent(_))
+        matches!(
+            self,
+            TransportError::Connect(_) | TransportError::NotSent(_)
+        )
     }
 }
 
@@ -70,7 +73,9 @@ pub struct Endpoint {
 /// Milliseconds since the first call in this process (a monotonic clock).
 fn clock_ms() -> u64 {
     static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    BASE.get_or_init(std::time::Instant::now).elapsed().as_millis() as u64
+    BASE.get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -100,7 +105,11 @@ impl Endpoint {
         let tls = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
-            _ => return Err(format!("bad URL {url:?}: only http:// and https:// are spoken")),
+            _ => {
+                return Err(format!(
+                    "bad URL {url:?}: only http:// and https:// are spoken"
+                ));
+            }
         };
         if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
             return Err(format!("bad URL {url:?}: a node URL has no path or query"));
@@ -205,7 +214,10 @@ impl Transport {
             return Err(format!("{url}: https:// needs TLS settings"));
         }
         let mut all = self.endpoints.write().unwrap_or_else(|p| p.into_inner());
-        Ok(all.entry(e.url.clone()).or_insert_with(|| Arc::new(e)).clone())
+        Ok(all
+            .entry(e.url.clone())
+            .or_insert_with(|| Arc::new(e))
+            .clone())
     }
 
     /// Connections opened so far (1 per node means every request reused one).
@@ -222,9 +234,10 @@ impl Transport {
             let fail = |e: hyper::Error| TransportError::Connect(format!("{}: {e}", ep.url));
             match (&ep.tls_name, &self.tls) {
                 (Some(name), Some(tls)) => {
-                    let stream = tls.connect(name.clone(), stream).await.map_err(|e| {
-                        TransportError::Connect(format!("{}: TLS: {e}", ep.url))
-                    })?;
+                    let stream = tls
+                        .connect(name.clone(), stream)
+                        .await
+                        .map_err(|e| TransportError::Connect(format!("{}: TLS: {e}", ep.url)))?;
                     let (sender, conn) =
                         hyper::client::conn::http1::handshake(TokioIo::new(stream))
                             .await
@@ -362,7 +375,10 @@ mod tests {
         assert_eq!(e.url(), "http://127.0.0.1:7071");
         assert_eq!(e.addr, "127.0.0.1:7071");
         assert!(e.tls_name.is_none());
-        assert_eq!(Endpoint::parse("localhost:7").unwrap().url(), "http://localhost:7");
+        assert_eq!(
+            Endpoint::parse("localhost:7").unwrap().url(),
+            "http://localhost:7"
+        );
         assert_eq!(Endpoint::parse("http://x").unwrap().addr, "x:80");
         let t = Endpoint::parse("https://[::1]:7443").unwrap();
         assert_eq!(t.addr, "[::1]:7443");

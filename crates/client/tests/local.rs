@@ -89,7 +89,10 @@ async fn ring(State(s): State<Shared>) -> Response {
 
 /// A fake node on its own runtime thread: stopping it drops the runtime,
 /// which closes its listener and every connection, as a dead node's.
-struct Stop(Option<tokio::sync::oneshot::Sender<()>>, Option<std::thread::JoinHandle<()>>);
+struct Stop(
+    Option<tokio::sync::oneshot::Sender<()>>,
+    Option<std::thread::JoinHandle<()>>,
+);
 
 impl Stop {
     fn stop(mut self) {
@@ -151,7 +154,10 @@ async fn a_retried_write_keeps_its_idempotency_key_and_reads_carry_the_session()
     assert_eq!(puts.len(), 3, "two refusals, then the write");
     let key = header(puts[0], "idempotency-key").unwrap();
     assert_eq!(key.len(), 32);
-    assert!(puts.iter().all(|h| header(h, "idempotency-key") == Some(key)));
+    assert!(
+        puts.iter()
+            .all(|h| header(h, "idempotency-key") == Some(key))
+    );
     // The next read asks for at least the state the write left.
     let r = c.get("k").await.unwrap();
     assert_eq!(r.value().unwrap(), "a");
@@ -196,13 +202,19 @@ async fn watch_sends_its_context_and_tells_unchanged_from_changed() {
         .routing(Routing::Direct)
         .build()
         .unwrap();
-    let first = c.watch("k", None, Duration::from_millis(300)).await.unwrap();
+    let first = c
+        .watch("k", None, Duration::from_millis(300))
+        .await
+        .unwrap();
     let Watched::Changed(f) = first else {
         panic!("no context: answered at once")
     };
     assert_eq!(f.value().unwrap(), "new");
     let ctx = f.context.unwrap();
-    let again = c.watch("k", Some(&ctx), Duration::from_millis(300)).await.unwrap();
+    let again = c
+        .watch("k", Some(&ctx), Duration::from_millis(300))
+        .await
+        .unwrap();
     assert!(matches!(again, Watched::Unchanged));
     let reqs = seen.requests.lock().unwrap().clone();
     assert_eq!(reqs[1].0, "GET /kv/k?watch=true&timeout_ms=300");

@@ -282,7 +282,11 @@ fn print_fetched(key: &str, f: &Fetched, json: bool) -> bool {
         }
         _ => {
             use std::io::Write;
-            let value = f.siblings.first().map(|s| s.value.clone()).unwrap_or_default();
+            let value = f
+                .siblings
+                .first()
+                .map(|s| s.value.clone())
+                .unwrap_or_default();
             let _ = std::io::stdout().write_all(&value);
             println!();
             eprintln!("context: {ctx}");
