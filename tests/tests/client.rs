@@ -308,3 +308,118 @@ async fn a_client_reads_its_own_writes_through_another_node() {
         .unwrap();
     assert!(!stale.is_found(), "{stale:?}");
 }
+
+/// A security command through node 1 with the cluster admin token.
+async fn security(c: &Cluster, verb: &str, body: serde_json::Value) -> serde_json::Value {
+    let r = c
+        .http
+        .post(format!("{}/admin/security/{verb}", c.url(1)))
+        .header("x-dynkv-token", c.admin_token())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{verb}");
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_client_speaks_tls_and_authenticates_with_a_password_or_a_token() {
+    // Certificates from `dynkv admin certs`, as an operator makes them.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(dynkv_tests::dynkv_bin())
+        .args(["admin", "certs", "--hosts", "127.0.0.1,localhost", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let c = Cluster::start(
+        3,
+        ClusterOptions::default()
+            .tls(ca.clone())
+            .set(
+                "DYNKV__NODE__TLS_CERT",
+                dir.path().join("node.pem").display(),
+            )
+            .set(
+                "DYNKV__NODE__TLS_KEY",
+                dir.path().join("node.key").display(),
+            ),
+    )
+    .await;
+    security(
+        &c,
+        "add-user",
+        serde_json::json!({"name": "alice", "password": "pw"}),
+    )
+    .await;
+    security(
+        &c,
+        "add-source",
+        serde_json::json!({"users": ["all"], "cidr": "127.0.0.1/32", "method": "password"}),
+    )
+    .await;
+    security(
+        &c,
+        "grant",
+        serde_json::json!({"permissions": ["riak_kv.get", "riak_kv.put", "riak_kv.delete"], "bucket_type": "kv", "users": ["alice"]}),
+    )
+    .await;
+    let token = security(&c, "token-create", serde_json::json!({"user": "alice"})).await["created"]
+        ["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    security(&c, "enable", serde_json::json!({})).await;
+
+    let alice = Client::builder([c.url(1)])
+        .tls_ca_pem(ca.clone())
+        .auth(dynkv_client::Auth::Basic {
+            user: "alice".into(),
+            password: "pw".into(),
+        })
+        .build()
+        .unwrap();
+    let view = full_view(&alice).await;
+    assert!(
+        view.members
+            .iter()
+            .all(|m| m.url.as_deref().unwrap().starts_with("https://127.0.0.1:")),
+        "{view:?}"
+    );
+    let w = alice.put("secret-cart", "apples", None).await.unwrap();
+    assert!(w.node.starts_with("https://"));
+    let bearer = Client::builder([c.url(2)])
+        .tls_ca_pem(ca.clone())
+        .auth(dynkv_client::Auth::Bearer(token))
+        .build()
+        .unwrap();
+    let r = bearer.get("secret-cart").await.unwrap();
+    assert_eq!(r.value().unwrap(), "apples");
+    // Without credentials: 401, once every node enforces security.
+    let nobody = Client::builder([c.url(3)])
+        .tls_ca_pem(ca)
+        .routing(Routing::Direct)
+        .build()
+        .unwrap();
+    let refused = dynkv_tests::poll(Duration::from_secs(10), || async {
+        nobody
+            .get("secret-cart")
+            .await
+            .is_err_and(|e| e.status() == Some(401))
+    })
+    .await;
+    assert!(refused, "a client without credentials was served");
+    // A client that does not trust the CA cannot connect at all.
+    let untrusting = Client::builder([c.url(1)])
+        .routing(Routing::Direct)
+        .retries(0)
+        .build()
+        .unwrap();
+    let e = untrusting.get("secret-cart").await.unwrap_err();
+    assert!(
+        matches!(e, dynkv_client::Error::Transport(ref t) if t.never_sent()),
+        "{e}"
+    );
+}

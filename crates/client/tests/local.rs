@@ -130,6 +130,20 @@ async fn serve(name: &str) -> (String, Shared, Stop) {
     (url, seen, Stop(Some(tx), Some(thread)))
 }
 
+/// An observer that keeps (op, status, attempt) of every attempt.
+#[derive(Default)]
+struct Events(Mutex<Vec<(&'static str, Option<u16>, u32)>>);
+
+impl dynkv_client::Observer for Events {
+    fn on_request(&self, e: &dynkv_client::RequestEvent<'_>) {
+        assert!(e.node.starts_with("http://127.0.0.1:"));
+        self.0
+            .lock()
+            .unwrap()
+            .push((e.op.as_str(), e.status, e.attempt));
+    }
+}
+
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
@@ -138,11 +152,24 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 async fn a_retried_write_keeps_its_idempotency_key_and_reads_carry_the_session() {
     let (url, seen, _t) = serve("a").await;
     seen.refuse_writes.store(2, Ordering::SeqCst);
+    let events = Arc::new(Events::default());
     let c = Client::builder([url.as_str()])
         .backoff(Duration::from_millis(1), Duration::from_millis(5))
+        .observer(events.clone())
         .build()
         .unwrap();
     let w = c.put("k", "v", None).await.unwrap();
+    // The hook saw every attempt: the ring fetch (refused), two 503s, the write.
+    let seen_by_hook = events.0.lock().unwrap().clone();
+    assert_eq!(
+        seen_by_hook,
+        [
+            ("ring", Some(404), 0),
+            ("put", Some(503), 0),
+            ("put", Some(503), 1),
+            ("put", Some(204), 2),
+        ]
+    );
     assert_eq!(w.context.as_ref().unwrap().as_str(), "after-write");
     assert_eq!(w.replicas.unwrap().answered, 2);
     let reqs = seen.requests.lock().unwrap().clone();
