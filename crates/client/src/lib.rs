@@ -978,6 +978,11 @@ impl Client {
         if resp.status() == StatusCode::NOT_MODIFIED {
             return Ok(Watched::Unchanged);
         }
+        // An answer whose context is the one sent holds nothing new (a
+        // node that answers the watch as a plain read does this).
+        if context.is_some_and(|c| resp.headers().get(&CONTEXT_HEADER) == Some(&c.0)) {
+            return Ok(Watched::Unchanged);
+        }
         let f = fetched(ep.url(), resp)?;
         if let Some(c) = &f.context {
             self.inner.sessions.put(key, c);

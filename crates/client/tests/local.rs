@@ -46,6 +46,10 @@ async fn kv(
         if ctx == "seen" {
             return (StatusCode::NOT_MODIFIED, [("x-dynkv-context", "seen")]).into_response();
         }
+        if ctx == "plain" {
+            // A node that answers a watch as a plain read: the same state.
+            return (StatusCode::OK, [("x-dynkv-context", "plain")], "old").into_response();
+        }
         return (StatusCode::OK, [("x-dynkv-context", "seen")], "new").into_response();
     }
     if method == axum::http::Method::PUT {
@@ -243,6 +247,12 @@ async fn watch_sends_its_context_and_tells_unchanged_from_changed() {
         .await
         .unwrap();
     assert!(matches!(again, Watched::Unchanged));
+    let plain = Context::from_token("plain").unwrap();
+    let same = c
+        .watch("k", Some(&plain), Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert!(matches!(same, Watched::Unchanged), "{same:?}");
     let reqs = seen.requests.lock().unwrap().clone();
     assert_eq!(reqs[1].0, "GET /kv/k?watch=true&timeout_ms=300");
     assert_eq!(header(&reqs[1].1, "x-dynkv-context"), Some("seen"));

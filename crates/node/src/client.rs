@@ -328,6 +328,9 @@ pub async fn get(a: GetArgs) -> ExitCode {
     }
 }
 
+/// Least time between two watch requests that found nothing new.
+const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
 /// `dynkv get KEY --watch`: prints every new version until interrupted
 /// (or the first one with --once).
 async fn watch(client: &Client, a: &GetArgs) -> ExitCode {
@@ -340,8 +343,14 @@ async fn watch(client: &Client, a: &GetArgs) -> ExitCode {
         loop {
             // Without a context the first watch answers at once with the
             // current state, whose context the next one waits past.
+            let asked = std::time::Instant::now();
             match client.watch(&a.key, ctx.as_ref(), timeout).await {
-                Ok(Watched::Unchanged) => continue,
+                Ok(Watched::Unchanged) => {
+                    // A node that does not hold watches answers at once:
+                    // ask again after a pause rather than in a hot loop.
+                    let pause = MIN_WATCH_INTERVAL.saturating_sub(asked.elapsed());
+                    tokio::time::sleep(pause).await;
+                }
                 Ok(Watched::Changed(f)) => {
                     if a.verbose {
                         verbose_report(&f.node, f.replicas);
