@@ -56,14 +56,18 @@ impl NodeArg {
         self.auth_user.is_some() || self.auth_token.is_some()
     }
 
-    /// A client for this node: token-aware (or direct), with the
-    /// credentials given when `with_auth`, retrying `retries` times.
+    /// A client for this node: token-aware (direct with --direct), with
+    /// the credentials given when `with_auth`, retrying `retries` times.
     fn client(&self, retries: u32, with_auth: bool) -> Result<Client, String> {
+        self.client_routed(retries, with_auth, self.direct)
+    }
+
+    fn client_routed(&self, retries: u32, with_auth: bool, direct: bool) -> Result<Client, String> {
         let mut b = Client::builder([self.node.as_str()])
             .retries(retries)
             .backoff(Duration::from_millis(200), Duration::from_secs(5))
             .content_type("text/plain");
-        if self.direct {
+        if direct {
             b = b.routing(Routing::Direct);
         }
         if let Some(ca) = &self.tls_ca {
@@ -96,7 +100,7 @@ impl NodeArg {
         body: Option<String>,
         admin_token: Option<&str>,
     ) -> Result<serde_json::Value, String> {
-        let client = self.client(0, admin_token.is_none())?;
+        let client = self.client_routed(0, admin_token.is_none(), true)?;
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = admin_token {
             req = req.header(dynkv_api::ADMIN_TOKEN_HEADER, t);
