@@ -116,6 +116,7 @@ impl Node {
             security: Default::default(),
             riak: Default::default(),
             overview: Default::default(),
+            directory: None,
         };
         let app = router(state);
         Node { rt, app, _dir: dir }

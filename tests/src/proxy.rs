@@ -203,4 +203,99 @@ async fn delay_line(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Link
         let _ = to.shutdown().await;
     };
     tokio::join!(reader, writer);
+/// A TCP proxy in front of a node's public port that can lose answers:
+/// with [`AnswerLoser::lose_next`] armed, it relays the next request to
+/// the node but, when the node's answer comes back, closes the client's
+/// connection instead of relaying it. The client saw its request leave
+/// and no answer come, as when a connection is cut at the worst moment:
+/// the node applied the request, the client cannot know.
+pub struct AnswerLoser {
+    /// Port the proxy listens on (127.0.0.1).
+    pub port: u16,
+    lose: Arc<AtomicU64>,
+    lost: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl AnswerLoser {
+    /// Starts a proxy on a free port forwarding to `127.0.0.1:target`.
+    pub async fn start(target: u16) -> AnswerLoser {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let lose = Arc::new(AtomicU64::new(0));
+        let lost = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (lose2, lost2, stop2) = (lose.clone(), lost.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    break;
+                };
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                tokio::spawn(relay_losing(inbound, target, lose2.clone(), lost2.clone()));
+            }
+        });
+        AnswerLoser {
+            port,
+            lose,
+            lost,
+            stop,
+        }
+    }
+
+    /// Loses the next `n` answers.
+    pub fn lose_next(&self, n: u64) {
+        self.lose.store(n, Ordering::SeqCst);
+    }
+
+    /// Answers lost so far.
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for AnswerLoser {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+async fn relay_losing(inbound: TcpStream, target: u16, lose: Arc<AtomicU64>, lost: Arc<AtomicU64>) {
+    use tokio::io::AsyncReadExt;
+    let Ok(outbound) = TcpStream::connect(("127.0.0.1", target)).await else {
+        return;
+    };
+    let _ = inbound.set_nodelay(true);
+    let _ = outbound.set_nodelay(true);
+    let (mut client_rx, mut client_tx) = inbound.into_split();
+    let (mut node_rx, mut node_tx) = outbound.into_split();
+    let up = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut client_rx, &mut node_tx).await;
+    });
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match node_rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let armed = lose
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |k| k.checked_sub(1))
+            .is_ok();
+        if armed {
+            // Drop the answer and both connections.
+            lost.fetch_add(1, Ordering::SeqCst);
+            break;
+        }
+        if client_tx.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    up.abort();
 }

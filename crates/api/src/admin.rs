@@ -1,5 +1,6 @@
 //! Operator views: `/admin/cluster`, `/admin/ring`, `/admin/local/{key}`,
-//! `/admin/overview` ([`crate::overview`]), `/admin/pbs` ([`crate::pbs`]), `/metrics`, `/health`. All read-only, all JSON except `/metrics`; and
+//! `/admin/overview` ([`crate::overview`]), `/admin/pbs` ([`crate::pbs`]), `/metrics`, `/health`; and the ring
+//! view for clients, `/ring`. All read-only, all JSON except `/metrics`; and
 //! `POST /admin/compact` (behind the admin token), which compacts this
 //! node's store so the space of reaped tombstones comes back at once.
 
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
         .route("/admin/cluster", get(cluster))
         .route("/admin/ring", get(ring))
+        .route("/ring", get(client_ring))
         .route("/admin/local/{*key}", get(local))
         .route("/admin/compact", post(compact))
         .route("/admin/overview", get(crate::overview::route))
@@ -146,6 +148,75 @@ async fn cluster(State(state): State<AppState>) -> Response {
         "hints_total": coord.store().hint_count(),
         "transfers": state.membership.as_ref().map(|m| m.transfers()),
         "next_ring": coord.next_ring().is_some(),
+    }))
+    .into_response()
+}
+
+/// `GET /ring`: what a client needs to send each request straight to a
+/// replica of its key (token-aware routing, as Dynamo §6.4 and the
+/// Cassandra drivers do).
+///
+/// ```json
+/// {"node": "n1", "epoch": 3, "version": 17, "n_val": 3, "partitions": 64,
+///  "hash": "xxh3_64",
+///  "members": [{"id": "n1", "url": "http://127.0.0.1:7071", "up": true}],
+///  "preference_lists": [["n1", "n2", "n3"], ...]}
+/// ```
+///
+/// `preference_lists[p]` are partition `p`'s primaries in ring order (the
+/// first is its owner); a key's partition is the top `log2(partitions)`
+/// bits of the xxh3-64 of its bytes (seed 0), as
+/// [`dynkv_ring::Ring::partition_of_key`]. A member's `url` is its
+/// advertised public address (`node.advertise`, else `node.listen`) as
+/// this node last heard it, `null` while unknown; `up` is this node's
+/// failure detector's belief. `epoch` and `version` are those of the
+/// gossiped cluster state: a client that sees them change knows the view
+/// did. Any authenticated user may read it (it names no key).
+async fn client_ring(State(state): State<AppState>) -> Response {
+    let coord = &state.coord;
+    let ring = coord.ring();
+    let health = coord.health();
+    let urls = state
+        .directory
+        .as_ref()
+        .map(|d| d.public_urls())
+        .unwrap_or_default();
+    let (epoch, version) = state.membership.as_ref().map_or((0, 0), |m| {
+        let v = m.members();
+        (
+            v["epoch"].as_u64().unwrap_or(0),
+            v["version"].as_u64().unwrap_or(0),
+        )
+    });
+    let members: Vec<_> = ring
+        .members()
+        .iter()
+        .map(|m| {
+            json!({
+                "id": m,
+                "url": urls.get(m.as_str()),
+                "up": health.is_up(m),
+            })
+        })
+        .collect();
+    let n = coord.effective_n();
+    let lists: Vec<Vec<&str>> = (0..ring.partitions())
+        .map(|p| {
+            ring.preference_list(p, n)
+                .into_iter()
+                .map(|id| id.as_str())
+                .collect()
+        })
+        .collect();
+    Json(json!({
+        "node": coord.node_id(),
+        "epoch": epoch,
+        "version": version,
+        "n_val": n,
+        "partitions": ring.partitions(),
+        "hash": "xxh3_64",
+        "members": members,
+        "preference_lists": lists,
     }))
     .into_response()
 }

@@ -4,7 +4,8 @@
 //! - the public key-value API under `/kv/{key}` ([`kv`]),
 //! - a Riak-compatible API (`/buckets/...`, `/types/default/...`, `/ping`,
 //!   `/stats`, `/`) over the same coordinator ([`riak`]),
-//! - operator views under `/admin/...`, `/metrics` and `/health` ([`admin`]),
+//! - operator views under `/admin/...`, `/metrics` and `/health`, and the
+//!   ring view clients route by, `/ring` ([`admin`]),
 //!   and membership commands ([`members`]),
 //! - security administration under `/admin/security` ([`security`]),
 //! - the dashboard under `/ui` ([`ui`]) and the cluster-wide figures it
@@ -101,6 +102,17 @@ pub trait AdminView: Send + Sync + 'static {
     fn view(&self) -> serde_json::Value;
 }
 
+/// Where clients reach each member's public API: what `GET /ring`
+/// publishes so a client can send a request straight to a replica of its
+/// key. The node learns its peers' advertised addresses from their
+/// internode handshakes, so the directory lives outside this crate.
+pub trait Directory: Send + Sync + 'static {
+    /// Base URLs (`http://host:port`, or `https://` when the public
+    /// listener serves TLS) of the members whose address is known, this
+    /// node's own included, by node id.
+    fn public_urls(&self) -> std::collections::HashMap<String, String>;
+}
+
 /// Everything a handler needs, cloned per request (all `Arc`s).
 #[derive(Clone)]
 pub struct AppState {
@@ -135,6 +147,9 @@ pub struct AppState {
     /// The recent readings of this node's counters that `/admin/overview`
     /// and peers' overview requests answer rates from.
     pub overview: Arc<overview::Recent>,
+    /// Members' public addresses for `GET /ring` (none: the view lists
+    /// members without URLs).
+    pub directory: Option<Arc<dyn Directory>>,
 }
 
 /// Header carrying the admin token of membership commands.

@@ -26,8 +26,6 @@ use hyper::Request;
 use hyper::header::{CONTENT_TYPE, HOST};
 use serde::Serialize;
 
-use crate::target::Conn;
-
 /// Which structure grows.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -157,7 +155,15 @@ pub async fn run(
     block: usize,
     timeout: Duration,
 ) -> GrowthReport {
-    let mut conn = Conn::new(addr.to_string());
+    let transport = dynkv_client::Transport::new(None, timeout, 1);
+    let Ok(ep) = transport.endpoint(addr) else {
+        return GrowthReport {
+            workload,
+            elements,
+            errors: elements as u64,
+            blocks: Vec::new(),
+        };
+    };
     let path = format!("/types/{btype}/buckets/bench/datatypes/{key}");
     let mut errors = 0;
     let mut lat: Vec<u64> = Vec::with_capacity(block);
@@ -165,13 +171,13 @@ pub async fn run(
     for i in 0..elements {
         let body = op(workload, i).1;
         let req = Request::post(&path)
-            .header(HOST, conn.host.clone())
+            .header(HOST, ep.host().clone())
             .header(CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))
             .expect("valid request");
         let t = Instant::now();
-        match conn.send(req, timeout).await {
-            Ok(a) if a.status.is_success() => lat.push(t.elapsed().as_micros() as u64),
+        match transport.send(&ep, req, timeout).await {
+            Ok(a) if a.status().is_success() => lat.push(t.elapsed().as_micros() as u64),
             _ => errors += 1,
         }
         if (i + 1) % block == 0 || i + 1 == elements {

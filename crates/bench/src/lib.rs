@@ -61,14 +61,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hyper::header::HeaderValue;
+use dynkv_client::Context;
 use parking_lot::Mutex;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use spec::{Dist, KeySampler, Mix, Op, parse_duration};
 use stats::{PreloadResult, Recorder, Report};
-use target::{Conn, Failure, RequestBuilder, TargetKind, parse_target};
+use target::{Conn, Failure, RequestBuilder, Sender, TargetKind, parse_target};
 
 /// Options of `dynkv bench`; flattened into the node binary's command line
 /// so the generator ships with the store it measures.
@@ -116,6 +116,16 @@ pub struct BenchArgs {
     /// Write without the key's last known context (dynkv then keeps concurrent writes as siblings).
     #[arg(long)]
     pub blind: bool,
+    /// How dynkv requests pick a node: round-robin over the targets, or
+    /// token-aware to a replica of the key (the client reads the ring from
+    /// the targets' `GET /ring`).
+    #[arg(long, value_enum, default_value_t = RoutingArg::RoundRobin)]
+    pub routing: RoutingArg,
+    /// Send an Idempotency-Key with every dynkv write, as the client
+    /// library does by default (the coordinator then first reads the key
+    /// from the other primaries).
+    #[arg(long)]
+    pub idempotency_keys: bool,
     /// Write every key once before the warm-up.
     #[arg(long)]
     pub preload: bool,
@@ -156,10 +166,20 @@ pub struct BenchArgs {
     pub bucket_type: Option<String>,
 }
 
+/// `--routing`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingArg {
+    /// Each request to the next node in turn.
+    RoundRobin,
+    /// Each request to a live primary of its key (`dynkv-client`'s default).
+    Token,
+}
+
 /// The latest context seen per key, shared by all clients so that any of
 /// them writes over what the key holds instead of beside it.
 struct ContextMap {
-    shards: Vec<Mutex<HashMap<u64, HeaderValue>>>,
+    shards: Vec<Mutex<HashMap<u64, Context>>>,
 }
 
 const CONTEXT_SHARDS: usize = 64;
@@ -172,13 +192,13 @@ impl ContextMap {
                 .collect(),
         }
     }
-    fn shard(&self, k: u64) -> &Mutex<HashMap<u64, HeaderValue>> {
+    fn shard(&self, k: u64) -> &Mutex<HashMap<u64, Context>> {
         &self.shards[(k % CONTEXT_SHARDS as u64) as usize]
     }
-    fn get(&self, k: u64) -> Option<HeaderValue> {
+    fn get(&self, k: u64) -> Option<Context> {
         self.shard(k).lock().get(&k).cloned()
     }
-    fn set(&self, k: u64, v: HeaderValue) {
+    fn set(&self, k: u64, v: Context) {
         self.shard(k).lock().insert(k, v);
     }
 }
@@ -186,7 +206,7 @@ impl ContextMap {
 /// What every client of a run reads.
 struct Plan {
     kind: TargetKind,
-    builder: RequestBuilder,
+    sender: Sender,
     contexts: ContextMap,
     track_contexts: bool,
     sampler: KeySampler,
@@ -197,7 +217,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn context_for(&self, op: Op, k: u64) -> Option<HeaderValue> {
+    fn context_for(&self, op: Op, k: u64) -> Option<Context> {
         if self.track_contexts && op != Op::Get {
             self.contexts.get(k)
         } else {
@@ -205,7 +225,7 @@ impl Plan {
         }
     }
 
-    fn remember(&self, k: u64, ctx: Option<HeaderValue>) {
+    fn remember(&self, k: u64, ctx: Option<Context>) {
         if self.track_contexts
             && let Some(c) = ctx
         {
@@ -284,6 +304,8 @@ fn params_json(a: &BenchArgs) -> serde_json::Value {
         "r": a.r,
         "w": a.w,
         "blind": a.blind,
+        "routing": a.routing,
+        "idempotency_keys": a.idempotency_keys,
         "preload": a.preload,
         "rate": a.rate,
         "timeout_s": a.timeout.as_secs_f64(),
@@ -350,9 +372,12 @@ async fn preload(plan: Arc<Plan>, conns: Vec<Conn>) -> (Vec<Conn>, PreloadResult
                 let _ = write!(key, "{}-{k}", plan.prefix);
                 let mut ok = false;
                 for attempt in 0..3 {
-                    let req = plan.builder.build(&conn.host, Op::Put, &key, None);
-                    match conn.send(req, plan.timeout).await {
-                        Ok(a) if plan.builder.is_success(Op::Put, a.status) => {
+                    match plan
+                        .sender
+                        .send(&mut conn, Op::Put, &key, None, plan.timeout)
+                        .await
+                    {
+                        Ok(a) if plan.sender.builder.is_success(Op::Put, a.status) => {
                             plan.remember(k, a.context);
                             ok = true;
                             break;
@@ -405,6 +430,7 @@ struct Schedule {
 struct ClientResult {
     rec: Recorder,
     last_done: Option<Instant>,
+    /// PBC connections this client opened (HTTP ones are the sender's).
     connects: u64,
 }
 
@@ -455,13 +481,13 @@ async fn client(
         let k = plan.sampler.sample(&mut rng);
         key.clear();
         let _ = write!(key, "{}-{k}", plan.prefix);
-        let req = plan
-            .builder
-            .build(&conn.host, op, &key, plan.context_for(op, k));
-        let res = conn.send(req, plan.timeout).await;
+        let res = plan
+            .sender
+            .send(&mut conn, op, &key, plan.context_for(op, k), plan.timeout)
+            .await;
         let done = Instant::now();
         let res = match res {
-            Ok(a) if plan.builder.is_success(op, a.status) => Ok(a),
+            Ok(a) if plan.sender.builder.is_success(op, a.status) => Ok(a),
             Ok(a) => Err(Failure::Status(a.status.as_u16())),
             Err(f) => Err(f),
         };
@@ -489,11 +515,48 @@ async fn client(
             }
         }
     }
+    let connects = match conn {
+        Conn::Pb { connects, .. } => connects,
+        _ => 0,
+    };
     ClientResult {
         rec,
         last_done,
-        connects: conn.connects,
+        connects,
     }
+}
+
+/// The client of the native kinds: no retries (a failure is counted, not
+/// hidden), no session contexts on reads, idempotency keys only when
+/// asked, the routing asked for. With token-aware routing it reads the
+/// ring before the run, and says so when it cannot.
+async fn native_client(args: &BenchArgs, addrs: &[String]) -> Result<dynkv_client::Client, String> {
+    let routing = match args.routing {
+        RoutingArg::RoundRobin => dynkv_client::Routing::RoundRobin,
+        RoutingArg::Token => dynkv_client::Routing::TokenAware,
+    };
+    let client = dynkv_client::Client::builder(addrs.iter().map(String::as_str))
+        .routing(routing)
+        .retries(0)
+        .request_timeout(args.timeout)
+        .connect_timeout(args.timeout)
+        .session_capacity(0)
+        .idempotency_keys(args.idempotency_keys)
+        .max_idle_per_node(args.connections)
+        .build()
+        .map_err(|e| e.to_string())?;
+    if routing == dynkv_client::Routing::TokenAware {
+        match client.refresh_ring().await {
+            Ok(v) => eprintln!(
+                "bench: token-aware routing over {} nodes ({} partitions, N={})",
+                v.members.len(),
+                v.partitions,
+                v.n_val
+            ),
+            Err(e) => eprintln!("bench: no ring view ({e}); requests go round-robin"),
+        }
+    }
+    Ok(client)
 }
 
 /// Runs the benchmark described by `args` and returns its report (also
@@ -505,14 +568,28 @@ pub async fn execute(args: BenchArgs) -> Result<Report, String> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let kind = args.target_kind;
+    let builder = RequestBuilder::new(
+        kind,
+        make_value(args.value_size, args.seed),
+        &args.r,
+        &args.w,
+    )?;
+    let native = if builder.is_native() {
+        Some(native_client(&args, &addrs).await?)
+    } else {
+        None
+    };
+    let sender = Sender {
+        builder,
+        client: native,
+        transport: dynkv_client::Transport::new(None, args.timeout, args.connections),
+    };
+    let mut conns: Vec<Conn> = (0..args.connections)
+        .map(|i| sender.conn(&addrs[i % addrs.len()]))
+        .collect::<Result<_, _>>()?;
     let plan = Arc::new(Plan {
         kind,
-        builder: RequestBuilder::new(
-            kind,
-            make_value(args.value_size, args.seed),
-            &args.r,
-            &args.w,
-        ),
+        sender,
         contexts: ContextMap::new(),
         track_contexts: kind == TargetKind::Dynkv && !args.blind,
         sampler: KeySampler::new(args.dist, args.keys, args.zipf_exponent),
@@ -521,9 +598,6 @@ pub async fn execute(args: BenchArgs) -> Result<Report, String> {
         timeout: args.timeout,
         keys: args.keys,
     });
-    let mut conns: Vec<Conn> = (0..args.connections)
-        .map(|i| Conn::for_kind(addrs[i % addrs.len()].clone(), kind))
-        .collect();
     eprintln!(
         "bench: {} {:?} target(s) {}, {} connections, mix get={} put={} delete={}, {} B values, {} keys ({:?}){}",
         addrs.len(),
@@ -591,6 +665,7 @@ pub async fn execute(args: BenchArgs) -> Result<Report, String> {
         last_done = last_done.max(r.last_done);
         connects += r.connects;
     }
+    connects += plan.sender.connects();
     let cpu_end = (Instant::now(), cpu::Snapshot::take(&args.pids));
     progress.stop.store(true, Ordering::Relaxed);
     ticker.abort();
@@ -768,7 +843,10 @@ mod tests {
                     }
                     let mut h = HeaderMap::new();
                     if with_context {
-                        h.insert(target::CONTEXT_HEADER, HeaderValue::from_static("CTX"));
+                        h.insert(
+                            target::CONTEXT_HEADER,
+                            axum::http::HeaderValue::from_static("CTX"),
+                        );
                     }
                     (StatusCode::OK, h)
                 }

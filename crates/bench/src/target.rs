@@ -1,24 +1,38 @@
-//! The systems under test and the wire: how an operation becomes an HTTP
-//! request for each kind of target, and one keep-alive HTTP/1.1 connection
-//! per client slot.
+//! The systems under test and the wire: how an operation reaches each kind
+//! of target.
 //!
-//! The connection is hyper's low-level HTTP/1.1 client, not a pooled
-//! high-level client: each simulated client owns exactly one TCP
-//! connection, sends one request at a time on it (closed loop) and
-//! reconnects only when the server closed it or a request failed. The
-//! generator runs on the same small machine as the servers, so the less
-//! CPU it spends per request the more the measurement says about the server.
+//! - **dynkv and bare** go through `dynkv-client`, the client applications
+//!   use: its routing (`--routing`: round-robin over the nodes, or
+//!   token-aware to a replica of each key), its connection pool, its
+//!   answer parsing. Nothing else in the generator speaks the native API.
+//!   The generator turns off what would change the server's work from one
+//!   request to the next: retries (a failure is counted, not hidden),
+//!   session contexts on reads, and idempotency keys unless
+//!   `--idempotency-keys` (a keyed write makes the coordinator read the
+//!   other primaries first).
+//! - **riak-http and etcd** are requests built here and sent on the
+//!   client's transport (the same pooled hyper HTTP/1.1 connections), each
+//!   simulated client to its one target.
+//! - **riak-pb** speaks PBC frames on one TCP connection per client.
+//!
+//! Every connection is keep-alive and carries one request at a time
+//! (closed loop); a client holds at most one at once, so `--connections`
+//! bounds the connections to each node. The generator runs on the same
+//! small machine as the servers, so the less CPU it spends per request the
+//! more the measurement says about the server.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
+use dynkv_client::{
+    Client, Context, Endpoint, ReadOptions, Transport, TransportError, WriteOptions,
+};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpStream;
 
@@ -64,34 +78,38 @@ fn pb_quorum(v: &Option<String>) -> Option<u32> {
 }
 
 /// Builds requests for one target kind; holds what is the same for every
-/// request (the value, its base64 form, the `r`/`w` query strings).
+/// request (the value, its base64 form, the `r`/`w` settings).
 pub struct RequestBuilder {
     kind: TargetKind,
     value: Bytes,
     value_b64: String,
-    get_query: String,
-    write_query: String,
     r: Option<u32>,
     w: Option<u32>,
+    /// dynkv's per-request settings (native kinds).
+    read: ReadOptions,
+    write: WriteOptions,
 }
 
-fn query(params: &[(&str, &Option<String>)]) -> String {
-    let parts: Vec<String> = params
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("?{}", parts.join("&"))
+fn quorum_opt(name: &str, v: &Option<String>) -> Result<Option<dynkv_client::Quorum>, String> {
+    match v {
+        None => Ok(None),
+        Some(s) => dynkv_client::Quorum::parse(s)
+            .map(Some)
+            .ok_or_else(|| format!("--{name} must be one, quorum, all or a number, got {s:?}")),
     }
 }
 
 impl RequestBuilder {
-    /// `value` is the body of every write; `r` and `w` go into dynkv's
-    /// query strings (ignored by the other kinds).
-    pub fn new(kind: TargetKind, value: Bytes, r: &Option<String>, w: &Option<String>) -> Self {
-        RequestBuilder {
+    /// `value` is the body of every write; `r` and `w` are the read and
+    /// write quorums (dynkv's `?r=`/`?w=`, PBC's `r`/`w`; ignored by the
+    /// other kinds).
+    pub fn new(
+        kind: TargetKind,
+        value: Bytes,
+        r: &Option<String>,
+        w: &Option<String>,
+    ) -> Result<Self, String> {
+        Ok(RequestBuilder {
             kind,
             value_b64: if kind == TargetKind::Etcd {
                 B64.encode(&value)
@@ -99,47 +117,48 @@ impl RequestBuilder {
                 String::new()
             },
             value,
-            get_query: query(&[("r", r)]),
-            write_query: query(&[("w", w)]),
             r: pb_quorum(r),
             w: pb_quorum(w),
-        }
+            read: ReadOptions {
+                r: quorum_opt("r", r)?,
+                ..Default::default()
+            },
+            write: WriteOptions {
+                w: quorum_opt("w", w)?,
+                content_type: Some("application/octet-stream".into()),
+                ..Default::default()
+            },
+        })
     }
 
-    /// The request for `op` on `key`; `context` is the dynkv context to
-    /// send with a write (none = a blind write).
-    pub fn build(
-        &self,
-        host: &HeaderValue,
-        op: Op,
-        key: &str,
-        context: Option<HeaderValue>,
-    ) -> Request<Full<Bytes>> {
-        // The native API takes our context header on writes; the Riak
-        // HTTP workload writes blind (one sibling per key with the
-        // bucket's allow_mult=false).
-        let (path, context) = match self.kind {
-            TargetKind::Dynkv | TargetKind::Bare => {
-                (format!("/kv/{key}"), context.filter(|_| op != Op::Get))
-            }
-            TargetKind::RiakHttp => (format!("/buckets/{RIAK_BUCKET}/keys/{key}"), None),
+    /// Whether this kind goes through `dynkv-client` (dynkv, bare).
+    pub fn is_native(&self) -> bool {
+        matches!(self.kind, TargetKind::Dynkv | TargetKind::Bare)
+    }
+
+    /// The request for `op` on `key` for the kinds the generator speaks
+    /// itself (riak-http, etcd, riak-pb); the native kinds go through
+    /// [`Sender::native`].
+    pub fn build(&self, host: &HeaderValue, op: Op, key: &str) -> Request<Full<Bytes>> {
+        match self.kind {
             TargetKind::RiakPb => return self.build_pb(host, op, key),
             TargetKind::Etcd => return self.build_etcd(host, op, key),
-        };
-        let (method, q, body) = match op {
-            Op::Get => (Method::GET, &self.get_query, Bytes::new()),
-            Op::Put => (Method::PUT, &self.write_query, self.value.clone()),
-            Op::Delete => (Method::DELETE, &self.write_query, Bytes::new()),
+            TargetKind::RiakHttp | TargetKind::Dynkv | TargetKind::Bare => {}
+        }
+        // The Riak HTTP workload writes blind (one sibling per key with
+        // the bucket's allow_mult=false).
+        let path = format!("/buckets/{RIAK_BUCKET}/keys/{key}");
+        let (method, body) = match op {
+            Op::Get => (Method::GET, Bytes::new()),
+            Op::Put => (Method::PUT, self.value.clone()),
+            Op::Delete => (Method::DELETE, Bytes::new()),
         };
         let mut b = Request::builder()
             .method(method)
-            .uri(format!("{path}{q}"))
+            .uri(path)
             .header(HOST, host.clone());
         if op == Op::Put {
             b = b.header(CONTENT_TYPE, "application/octet-stream");
-        }
-        if let Some(c) = context {
-            b = b.header(CONTEXT_HEADER, c);
         }
         b.body(Full::new(body)).expect("valid request")
     }
@@ -256,24 +275,30 @@ impl Failure {
 
 /// What the generator keeps of an answer.
 pub struct Answer {
-    /// HTTP status.
+    /// HTTP status (PBC: 200, or 500 for `RpbErrorResp`).
     pub status: StatusCode,
-    /// dynkv's context header, if any.
-    pub context: Option<HeaderValue>,
+    /// dynkv's context of the key, if any.
+    pub context: Option<Context>,
 }
 
-/// One keep-alive HTTP/1.1 connection to one target, re-established on demand.
-pub struct Conn {
-    addr: String,
-    /// `Host` header value for this target.
-    pub host: HeaderValue,
-    sender: Option<SendRequest<Full<Bytes>>>,
-    /// A PBC connection (`riak-pb` targets) instead of HTTP.
-    pb: Option<PbConn>,
-    /// Whether this slot speaks PBC.
-    speaks_pb: bool,
-    /// Connections opened so far (1 = never reconnected).
-    pub connects: u64,
+impl From<TransportError> for Failure {
+    fn from(e: TransportError) -> Failure {
+        match e {
+            TransportError::Connect(_) => Failure::Connect,
+            TransportError::Timeout(_) => Failure::Timeout,
+            TransportError::NotSent(_) | TransportError::Io(_) => Failure::Io,
+        }
+    }
+}
+
+impl From<dynkv_client::Error> for Failure {
+    fn from(e: dynkv_client::Error) -> Failure {
+        match e {
+            dynkv_client::Error::Http { status, .. } => Failure::Status(status),
+            dynkv_client::Error::Transport(t) => t.into(),
+            _ => Failure::Io,
+        }
+    }
 }
 
 /// Reads `http://host[:port][/]` (the scheme may be left out) as the
@@ -304,121 +329,169 @@ pub fn parse_target(target: &str) -> Result<String, String> {
     }
 }
 
-impl Conn {
-    /// A connection slot for `addr` (`host:port`); it connects on first use.
-    pub fn new(addr: String) -> Conn {
-        let host = HeaderValue::from_str(&addr).expect("host:port is a valid header");
-        Conn {
-            addr,
-            host,
-            sender: None,
-            pb: None,
-            speaks_pb: false,
-            connects: 0,
-        }
-    }
+/// One simulated client's way to its target.
+pub enum Conn {
+    /// dynkv's API (or the bare server) through the shared client, which
+    /// picks the node per request.
+    Native,
+    /// Another HTTP API, to this one node, on the shared transport.
+    Http(Arc<Endpoint>),
+    /// Riak PBC to `addr` on a connection of its own.
+    Pb {
+        /// `host:port`.
+        addr: String,
+        /// The connection, once open.
+        conn: Option<PbConn>,
+        /// Connections opened so far.
+        connects: u64,
+    },
+}
 
-    /// A connection slot of `kind` for `addr`: PBC for `riak-pb`, else HTTP.
-    pub fn for_kind(addr: String, kind: TargetKind) -> Conn {
-        let mut c = Conn::new(addr);
-        c.speaks_pb = kind == TargetKind::RiakPb;
-        c
-    }
+/// Sends every client's requests: the shared `dynkv-client` (native
+/// kinds) or transport (other HTTP kinds), and the request builder.
+pub struct Sender {
+    /// The requests.
+    pub builder: RequestBuilder,
+    /// The client for dynkv and bare targets.
+    pub client: Option<Client>,
+    /// The transport for riak-http and etcd targets.
+    pub transport: Transport,
+}
 
-    /// One PBC exchange: the request's body is a whole frame; the answer is
-    /// 200 unless the node answered `RpbErrorResp` (500).
-    async fn exchange_pb(&mut self, req: Request<Full<Bytes>>) -> Result<Answer, Failure> {
-        if self.pb.is_none() {
-            let stream = TcpStream::connect(&self.addr)
-                .await
-                .map_err(|_| Failure::Connect)?;
-            let _ = stream.set_nodelay(true);
-            self.pb = Some(PbConn {
-                stream,
-                buf: bytes::BytesMut::with_capacity(8 << 10),
-            });
-            self.connects += 1;
-        }
-        let frame = req
-            .into_body()
-            .collect()
-            .await
-            .map_err(|_| Failure::Io)?
-            .to_bytes();
-        let pb = self.pb.as_mut().expect("connected");
-        let code = pb.call(&frame).await.map_err(|_| Failure::Io)?;
-        let status = if code == dynkv_riakpb::codes::ERROR_RESP {
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::OK
-        };
-        Ok(Answer {
-            status,
-            context: None,
+impl Sender {
+    /// The connection slot of client `i` for `addr` (`host:port`).
+    pub fn conn(&self, addr: &str) -> Result<Conn, String> {
+        Ok(match self.builder.kind {
+            TargetKind::Dynkv | TargetKind::Bare => Conn::Native,
+            TargetKind::RiakPb => Conn::Pb {
+                addr: addr.to_string(),
+                conn: None,
+                connects: 0,
+            },
+            TargetKind::RiakHttp | TargetKind::Etcd => Conn::Http(self.transport.endpoint(addr)?),
         })
     }
 
-    async fn connect(&mut self) -> Result<(), Failure> {
-        let stream = TcpStream::connect(&self.addr)
-            .await
-            .map_err(|_| Failure::Connect)?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| Failure::Connect)?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        self.sender = Some(sender);
-        self.connects += 1;
-        Ok(())
+    /// TCP connections opened so far by everything but PBC slots.
+    pub fn connects(&self) -> u64 {
+        self.transport.connects() + self.client.as_ref().map_or(0, |c| c.transport().connects())
     }
 
-    async fn exchange(&mut self, req: Request<Full<Bytes>>) -> Result<Answer, Failure> {
-        if self.speaks_pb {
-            return self.exchange_pb(req).await;
-        }
-        // A connection the server closed while idle is replaced silently:
-        // that is keep-alive housekeeping, not a failed request.
-        let ready = match self.sender.as_mut() {
-            Some(s) => s.ready().await.is_ok(),
-            None => false,
-        };
-        if !ready {
-            self.sender = None;
-            self.connect().await?;
-        }
-        let sender = self.sender.as_mut().expect("connected");
-        let resp = sender.send_request(req).await.map_err(|_| Failure::Io)?;
-        let status = resp.status();
-        let context = resp.headers().get(CONTEXT_HEADER).cloned();
-        // Read the whole body: the connection is reusable only after it,
-        // and a real client pays for it.
-        resp.into_body().collect().await.map_err(|_| Failure::Io)?;
-        Ok(Answer { status, context })
+    /// One native request through the client: `context` goes with writes.
+    async fn native(&self, op: Op, key: &str, context: Option<Context>) -> Result<Answer, Failure> {
+        let c = self.client.as_ref().expect("native kinds have a client");
+        let b = &self.builder;
+        Ok(match op {
+            Op::Get => {
+                let f = c.get_with(key, &b.read).await?;
+                Answer {
+                    status: f.status,
+                    context: f.context,
+                }
+            }
+            Op::Put => {
+                let w = c
+                    .put_with(key, b.value.clone(), context.as_ref(), &b.write)
+                    .await?;
+                Answer {
+                    status: w.status,
+                    context: w.context,
+                }
+            }
+            Op::Delete => {
+                let w = c.delete_with(key, context.as_ref(), &b.write).await?;
+                Answer {
+                    status: w.status,
+                    context: w.context,
+                }
+            }
+        })
     }
 
-    /// Sends `req` and reads the whole answer within `timeout`. On any
-    /// failure the connection is dropped, so the next request starts clean.
+    /// Sends `op` on `key` through `conn` and reads the whole answer
+    /// within `timeout`. A failed PBC connection is dropped, so the next
+    /// request starts clean (the HTTP transport never reuses a failed one).
     pub async fn send(
-        &mut self,
-        req: Request<Full<Bytes>>,
+        &self,
+        conn: &mut Conn,
+        op: Op,
+        key: &str,
+        context: Option<Context>,
         timeout: Duration,
     ) -> Result<Answer, Failure> {
-        let out = match tokio::time::timeout(timeout, self.exchange(req)).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure::Timeout),
-        };
-        if out.is_err() {
-            self.sender = None;
-            self.pb = None;
+        match conn {
+            Conn::Native => self.native(op, key, context).await,
+            Conn::Http(ep) => {
+                let req = self.builder.build(ep.host(), op, key);
+                let resp = self.transport.send(ep, req, timeout).await?;
+                Ok(Answer {
+                    status: resp.status(),
+                    context: None,
+                })
+            }
+            Conn::Pb {
+                addr,
+                conn,
+                connects,
+            } => {
+                let host = HeaderValue::from_str(addr).expect("host:port is a valid header");
+                let req = self.builder.build(&host, op, key);
+                let out =
+                    match tokio::time::timeout(timeout, exchange_pb(addr, conn, connects, req))
+                        .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => Err(Failure::Timeout),
+                    };
+                if out.is_err() {
+                    *conn = None;
+                }
+                out
+            }
         }
-        out
     }
 }
 
+/// One PBC exchange: the request's body is a whole frame; the answer is
+/// 200 unless the node answered `RpbErrorResp` (500).
+async fn exchange_pb(
+    addr: &str,
+    slot: &mut Option<PbConn>,
+    connects: &mut u64,
+    req: Request<Full<Bytes>>,
+) -> Result<Answer, Failure> {
+    if slot.is_none() {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|_| Failure::Connect)?;
+        let _ = stream.set_nodelay(true);
+        *slot = Some(PbConn {
+            stream,
+            buf: bytes::BytesMut::with_capacity(8 << 10),
+        });
+        *connects += 1;
+    }
+    let frame = req
+        .into_body()
+        .collect()
+        .await
+        .map_err(|_| Failure::Io)?
+        .to_bytes();
+    let pb = slot.as_mut().expect("connected");
+    let code = pb.call(&frame).await.map_err(|_| Failure::Io)?;
+    let status = if code == dynkv_riakpb::codes::ERROR_RESP {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    Ok(Answer {
+        status,
+        context: None,
+    })
+}
+
 /// A PBC connection: one request frame out, one answer frame back.
-struct PbConn {
+pub struct PbConn {
     stream: TcpStream,
     buf: bytes::BytesMut,
 }
@@ -464,38 +537,40 @@ mod tests {
     }
 
     #[test]
-    fn dynkv_requests() {
+    fn riak_http_requests_and_quorums() {
         let b = RequestBuilder::new(
-            TargetKind::Dynkv,
+            TargetKind::RiakHttp,
             Bytes::from_static(b"vv"),
             &Some("one".into()),
             &Some("2".into()),
-        );
+        )
+        .unwrap();
         let host = HeaderValue::from_static("h:1");
-        let ctx = HeaderValue::from_static("AQE");
-        let g = b.build(&host, Op::Get, "k-1", Some(ctx.clone()));
-        assert_eq!(g.uri(), "/kv/k-1?r=one");
-        assert!(g.headers().get(CONTEXT_HEADER).is_none());
-        let p = b.build(&host, Op::Put, "k-1", Some(ctx));
+        let g = b.build(&host, Op::Get, "k-1");
+        assert_eq!(g.uri(), "/buckets/bench/keys/k-1");
+        let p = b.build(&host, Op::Put, "k-1");
         assert_eq!(p.method(), Method::PUT);
-        assert_eq!(p.uri(), "/kv/k-1?w=2");
-        assert_eq!(p.headers()[CONTEXT_HEADER], "AQE");
-        let d = b.build(&host, Op::Delete, "k-1", None);
-        assert!(d.headers().get(CONTEXT_HEADER).is_none());
+        assert_eq!(b.read.r, Some(dynkv_client::Quorum::One));
+        assert_eq!(b.write.w, Some(dynkv_client::Quorum::N(2)));
         assert!(b.is_success(Op::Get, StatusCode::NOT_FOUND));
         assert!(b.is_success(Op::Get, StatusCode::MULTIPLE_CHOICES));
         assert!(!b.is_success(Op::Put, StatusCode::SERVICE_UNAVAILABLE));
+        assert!(
+            RequestBuilder::new(TargetKind::Dynkv, Bytes::new(), &Some("most".into()), &None)
+                .is_err()
+        );
     }
 
     #[tokio::test]
     async fn etcd_requests() {
-        let b = RequestBuilder::new(TargetKind::Etcd, Bytes::from_static(b"hi"), &None, &None);
+        let b =
+            RequestBuilder::new(TargetKind::Etcd, Bytes::from_static(b"hi"), &None, &None).unwrap();
         let host = HeaderValue::from_static("h:1");
-        let p = b.build(&host, Op::Put, "k", None);
+        let p = b.build(&host, Op::Put, "k");
         assert_eq!(p.uri(), "/v3/kv/put");
         let body = p.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], br#"{"key":"aw==","value":"aGk="}"#);
-        let r = b.build(&host, Op::Get, "k", None);
+        let r = b.build(&host, Op::Get, "k");
         assert_eq!(r.uri(), "/v3/kv/range");
         assert!(!b.is_success(Op::Get, StatusCode::NOT_FOUND));
     }

@@ -1,4 +1,8 @@
-//! The command-line client: speaks the public HTTP API of any node.
+//! The command-line client, on `dynkv-client`: `get`, `put` and `delete`
+//! route each request to a replica of its key (the ring comes from
+//! `GET /ring` on the node given by --node), carry an idempotency key on
+//! writes and retry what is safe; `status` and `admin` speak to the node
+//! given by --node through the same connections.
 //!
 //! Reads print the value on stdout and the context token on stderr
 //! (`context: ...`); with siblings they print every sibling and the context.
@@ -6,14 +10,17 @@
 
 use std::io::Read;
 use std::process::ExitCode;
-
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::Args;
-use dynkv_rpc::retry::Backoff;
-use reqwest::{StatusCode, Url};
+use dynkv_client::{
+    Auth, Client, Context, Fetched, Quorum, ReadOptions, Routing, Sibling, Watched, WriteOptions,
+};
+use http_body_util::Full;
+use hyper::{Method, Request, StatusCode};
 
-/// Which node to talk to.
+/// Which node to talk to, and how.
 #[derive(Args, Clone)]
 pub struct NodeArg {
     /// Base URL of any node.
@@ -34,15 +41,88 @@ pub struct NodeArg {
     /// instead of --auth-user.
     #[arg(long, env = "DYNKV_TOKEN", global = true, hide_env_values = true)]
     pub auth_token: Option<String>,
+    /// For https:// nodes: the CA certificate (PEM) to trust instead of
+    /// the system's roots (`dynkv admin certs` writes ca.pem).
+    #[arg(long, env = "DYNKV_TLS_CA", global = true)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Send get/put/delete to --node only, instead of to a replica of the
+    /// key found through the ring.
+    #[arg(long, global = true)]
+    pub direct: bool,
 }
 
 impl NodeArg {
-    /// Adds the credentials given, if any, to a request.
-    pub fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match (&self.auth_user, &self.auth_token) {
-            (Some(u), _) => req.basic_auth(u, self.auth_password.as_deref()),
-            (None, Some(t)) => req.bearer_auth(t),
-            (None, None) => req,
+    fn has_credentials(&self) -> bool {
+        self.auth_user.is_some() || self.auth_token.is_some()
+    }
+
+    /// A client for this node: token-aware (direct with --direct), with
+    /// the credentials given when `with_auth`, retrying `retries` times.
+    fn client(&self, retries: u32, with_auth: bool) -> Result<Client, String> {
+        self.client_routed(retries, with_auth, self.direct)
+    }
+
+    fn client_routed(&self, retries: u32, with_auth: bool, direct: bool) -> Result<Client, String> {
+        let mut b = Client::builder([self.node.as_str()])
+            .retries(retries)
+            .backoff(Duration::from_millis(200), Duration::from_secs(5))
+            .content_type("text/plain");
+        if direct {
+            b = b.routing(Routing::Direct);
+        }
+        if let Some(ca) = &self.tls_ca {
+            let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+            b = b.tls_ca_pem(pem);
+        }
+        if with_auth {
+            match (&self.auth_user, &self.auth_token) {
+                (Some(u), _) => {
+                    b = b.auth(Auth::Basic {
+                        user: u.clone(),
+                        password: self.auth_password.clone().unwrap_or_default(),
+                    })
+                }
+                (None, Some(t)) => b = b.auth(Auth::Bearer(t.clone())),
+                (None, None) => {}
+            }
+        }
+        b.build().map_err(|e| e.to_string())
+    }
+
+    /// One request outside the key-value API to this node: `body` as
+    /// JSON, the admin token in `X-Dynkv-Token` when given (else the
+    /// user's credentials). Answers the JSON body of a success, or the
+    /// status and body of a refusal.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<String>,
+        admin_token: Option<&str>,
+    ) -> Result<serde_json::Value, String> {
+        let client = self.client_routed(0, admin_token.is_none(), true)?;
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = admin_token {
+            req = req.header(dynkv_api::ADMIN_TOKEN_HEADER, t);
+        }
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| e.to_string())?;
+        let resp = client
+            .send_to(&self.node, req)
+            .await
+            .map_err(|e| e.to_string())?;
+        if resp.status().is_success() {
+            Ok(serde_json::from_slice(resp.body()).unwrap_or_default())
+        } else {
+            Err(format!(
+                "{}: {}",
+                resp.status(),
+                String::from_utf8_lossy(resp.body())
+            ))
         }
     }
 }
@@ -55,8 +135,8 @@ pub struct GetArgs {
     #[command(flatten)]
     node: NodeArg,
     /// Replies needed: one, quorum, all or a number.
-    #[arg(long)]
-    r: Option<String>,
+    #[arg(long, value_parser = parse_quorum)]
+    r: Option<Quorum>,
     /// Count only primary replicas (strict quorum).
     #[arg(long)]
     strict: bool,
@@ -70,6 +150,23 @@ pub struct GetArgs {
     /// Retries with backoff on timeouts, lost connections and 503.
     #[arg(long, default_value_t = 3)]
     retries: u32,
+    /// Print the node that answered and the replica report
+    /// (`X-Dynkv-Replicas`) on stderr.
+    #[arg(short, long)]
+    verbose: bool,
+    /// Wait for versions the context (--context, else the current one) has
+    /// not seen, printing each, until interrupted.
+    #[arg(long)]
+    watch: bool,
+    /// With --watch: the context to watch from.
+    #[arg(long)]
+    context: Option<String>,
+    /// With --watch: how long one watch request waits before asking again.
+    #[arg(long, default_value_t = 30_000)]
+    timeout_ms: u64,
+    /// With --watch: stop after the first new version.
+    #[arg(long)]
+    once: bool,
 }
 
 /// `dynkv put`.
@@ -88,8 +185,8 @@ pub struct PutArgs {
     #[arg(long)]
     context: Option<String>,
     /// Acknowledgements needed.
-    #[arg(long)]
-    w: Option<String>,
+    #[arg(long, value_parser = parse_quorum)]
+    w: Option<Quorum>,
     /// Count only primary replicas (strict quorum).
     #[arg(long)]
     strict: bool,
@@ -100,6 +197,9 @@ pub struct PutArgs {
     /// write carries an Idempotency-Key, so retrying is safe).
     #[arg(long, default_value_t = 3)]
     retries: u32,
+    /// Print the node that answered and the replica report on stderr.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 /// `dynkv delete`.
@@ -113,26 +213,27 @@ pub struct DeleteArgs {
     #[arg(long)]
     context: Option<String>,
     /// Acknowledgements needed.
-    #[arg(long)]
-    w: Option<String>,
+    #[arg(long, value_parser = parse_quorum)]
+    w: Option<Quorum>,
     /// Retries with backoff (safe: the delete carries an Idempotency-Key).
     #[arg(long, default_value_t = 3)]
     retries: u32,
+    /// Print the node that answered and the replica report on stderr.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
-fn key_url(node: &str, key: &str, params: &[(&str, Option<&str>)]) -> Result<Url, String> {
-    let mut url = Url::parse(node).map_err(|e| format!("bad --node URL {node:?}: {e}"))?;
-    url.path_segments_mut()
-        .map_err(|_| format!("bad --node URL {node:?}"))?
-        .pop_if_empty()
-        .push("kv")
-        .push(key);
-    for (k, v) in params {
-        if let Some(v) = v {
-            url.query_pairs_mut().append_pair(k, v);
-        }
+fn parse_quorum(s: &str) -> Result<Quorum, String> {
+    Quorum::parse(s).ok_or_else(|| format!("{s:?}: give one, quorum, all or a number from 1"))
+}
+
+fn parse_context(token: Option<&str>) -> Result<Option<Context>, String> {
+    match token {
+        None => Ok(None),
+        Some(t) => Context::from_token(t)
+            .map(Some)
+            .ok_or_else(|| format!("not a context token: {t:?}")),
     }
-    Ok(url)
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -140,82 +241,163 @@ fn fail(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("HTTP client")
+fn verbose_report(node: &str, replicas: Option<dynkv_client::ReplicaReport>) {
+    eprintln!("node: {node}");
+    if let Some(r) = replicas {
+        eprintln!("replicas: {r}");
+    }
 }
 
-async fn error_body(resp: reqwest::Response) -> String {
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    format!("{status}: {text}")
+fn sibling_json(s: &Sibling) -> serde_json::Value {
+    use base64::Engine as _;
+    let (value, encoding) = match std::str::from_utf8(&s.value) {
+        Ok(t) => (t.to_string(), "utf8"),
+        Err(_) => (
+            base64::engine::general_purpose::STANDARD.encode(&s.value),
+            "base64",
+        ),
+    };
+    serde_json::json!({
+        "value": value,
+        "encoding": encoding,
+        "content_type": s.content_type,
+        "deleted": s.deleted,
+    })
+}
+
+/// Prints a read: the value and its context, or every sibling and how to
+/// resolve them; false when the key holds nothing.
+fn print_fetched(key: &str, f: &Fetched, json: bool) -> bool {
+    let ctx = f.context.as_ref().map(Context::as_str).unwrap_or("");
+    if json {
+        let sibs: Vec<serde_json::Value> = f.siblings.iter().map(sibling_json).collect();
+        println!("{}", serde_json::json!({"context": ctx, "siblings": sibs}));
+        return f.status != StatusCode::NOT_FOUND;
+    }
+    match f.status {
+        StatusCode::NOT_FOUND => {
+            eprintln!("not found\ncontext: {ctx}");
+            false
+        }
+        StatusCode::MULTIPLE_CHOICES => {
+            print_siblings(&f.siblings);
+            println!("resolve with: dynkv put {key} <value> --context {ctx}");
+            true
+        }
+        _ => {
+            use std::io::Write;
+            let value = f
+                .siblings
+                .first()
+                .map(|s| s.value.clone())
+                .unwrap_or_default();
+            let _ = std::io::stdout().write_all(&value);
+            println!();
+            eprintln!("context: {ctx}");
+            true
+        }
+    }
 }
 
 /// `dynkv get KEY`.
 pub async fn get(a: GetArgs) -> ExitCode {
-    let sloppy = a.strict.then_some("false");
-    let url = match key_url(
-        &a.node.node,
-        &a.key,
-        &[("r", a.r.as_deref()), ("sloppy", sloppy)],
-    ) {
-        Ok(u) => u,
+    let client = match a.node.client(a.retries, true) {
+        Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let mut req = a
-        .node
-        .authorize(client().get(url).header("accept", "application/json"));
-    if let Some(ctx) = &a.after {
-        req = req.header("x-dynkv-context", ctx);
+    if a.watch {
+        return watch(&client, &a).await;
     }
-    let resp = match send_with_retries(req, a.retries).await {
-        Ok(r) => r,
+    let opts = ReadOptions {
+        r: a.r,
+        sloppy: a.strict.then_some(false),
+        after: match parse_context(a.after.as_deref()) {
+            Ok(c) => c,
+            Err(e) => return fail(e),
+        },
+        ..Default::default()
+    };
+    match client.get_with(&a.key, &opts).await {
+        Ok(f) => {
+            if a.verbose {
+                verbose_report(&f.node, f.replicas);
+            }
+            if print_fetched(&a.key, &f, a.json) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Least time between two watch requests that found nothing new.
+const MIN_WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// `dynkv get KEY --watch`: prints every new version until interrupted
+/// (or the first one with --once).
+async fn watch(client: &Client, a: &GetArgs) -> ExitCode {
+    let mut ctx = match parse_context(a.context.as_deref().or(a.after.as_deref())) {
+        Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let ctx = resp
-        .headers()
-        .get("x-dynkv-context")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    match resp.status() {
-        StatusCode::OK => {
-            let body = resp.bytes().await.unwrap_or_default();
-            if a.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"context": ctx, "siblings": [{"value": String::from_utf8_lossy(&body)}]})
-                );
-            } else {
-                use std::io::Write;
-                let _ = std::io::stdout().write_all(&body);
-                println!();
-                eprintln!("context: {ctx}");
+    let timeout = Duration::from_millis(a.timeout_ms.max(1));
+    let run = async {
+        loop {
+            // Without a context the first watch answers at once with the
+            // current state, whose context the next one waits past.
+            let asked = std::time::Instant::now();
+            match client.watch(&a.key, ctx.as_ref(), timeout).await {
+                Ok(Watched::Unchanged) => {
+                    // A node that does not hold watches answers at once:
+                    // ask again after a pause rather than in a hot loop.
+                    let pause = MIN_WATCH_INTERVAL.saturating_sub(asked.elapsed());
+                    tokio::time::sleep(pause).await;
+                }
+                Ok(Watched::Changed(f)) => {
+                    if a.verbose {
+                        verbose_report(&f.node, f.replicas);
+                    }
+                    print_fetched(&a.key, &f, a.json);
+                    let first_read = ctx.is_none();
+                    ctx = f.context.clone();
+                    if a.once && !first_read {
+                        return ExitCode::SUCCESS;
+                    }
+                }
+                Err(e) => return fail(e),
             }
-            ExitCode::SUCCESS
         }
-        StatusCode::MULTIPLE_CHOICES => {
-            let body: serde_json::Value = resp.json().await.unwrap_or_default();
-            if a.json {
-                println!("{body}");
-            } else {
-                print_siblings(&body);
-                println!(
-                    "resolve with: dynkv put {} <value> --context {}",
-                    a.key,
-                    body["context"].as_str().unwrap_or("")
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        StatusCode::NOT_FOUND => {
-            eprintln!("not found\ncontext: {ctx}");
-            ExitCode::from(1)
-        }
-        _ => fail(error_body(resp).await),
+    };
+    tokio::select! {
+        code = run => code,
+        _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
     }
+}
+
+fn write_options(w: Option<Quorum>, strict: bool, content_type: Option<String>) -> WriteOptions {
+    WriteOptions {
+        w,
+        sloppy: strict.then_some(false),
+        content_type,
+        ..Default::default()
+    }
+}
+
+fn print_written(w: &dynkv_client::Written, verbose: bool) -> ExitCode {
+    if verbose {
+        verbose_report(&w.node, w.replicas);
+    }
+    if !w.siblings.is_empty() {
+        // The write left siblings: show them, as a read would.
+        print_siblings(&w.siblings);
+    }
+    println!(
+        "context: {}",
+        w.context.as_ref().map(Context::as_str).unwrap_or("")
+    );
+    ExitCode::SUCCESS
 }
 
 /// `dynkv put KEY VALUE`.
@@ -235,126 +417,48 @@ pub async fn put(a: PutArgs) -> ExitCode {
         },
         _ => return fail("give the value as an argument or with --file (not both)"),
     };
-    let sloppy = a.strict.then_some("false");
-    let url = match key_url(
-        &a.node.node,
-        &a.key,
-        &[("w", a.w.as_deref()), ("sloppy", sloppy)],
+    let (client, ctx) = match (
+        a.node.client(a.retries, true),
+        parse_context(a.context.as_deref()),
     ) {
-        Ok(u) => u,
-        Err(e) => return fail(e),
+        (Ok(c), Ok(x)) => (c, x),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
     };
-    let mut req = a
-        .node
-        .authorize(client().put(url))
-        .header("content-type", &a.content_type)
-        .body(body);
-    if let Some(c) = &a.context {
-        req = req.header("x-dynkv-context", c);
-    }
-    write_outcome(req, a.retries).await
-}
-
-/// `dynkv delete KEY`.
-pub async fn delete(a: DeleteArgs) -> ExitCode {
-    let url = match key_url(&a.node.node, &a.key, &[("w", a.w.as_deref())]) {
-        Ok(u) => u,
-        Err(e) => return fail(e),
-    };
-    let mut req = a.node.authorize(client().delete(url));
-    if let Some(c) = &a.context {
-        req = req.header("x-dynkv-context", c);
-    }
-    write_outcome(req, a.retries).await
-}
-
-/// Sends a request, retrying what may succeed later (no connection, a
-/// timeout, 503) with capped exponential backoff and full jitter. Writes
-/// carry an `Idempotency-Key`, so a retry of a write that was in fact
-/// applied is recognised and not applied twice.
-async fn send_with_retries(
-    req: reqwest::RequestBuilder,
-    retries: u32,
-) -> Result<reqwest::Response, String> {
-    let backoff = Backoff {
-        base: Duration::from_millis(200),
-        max: Duration::from_secs(5),
-    };
-    let mut attempt = 0;
-    loop {
-        let this = req.try_clone().ok_or("request body cannot be retried")?;
-        let retry_after = match this.send().await {
-            Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE && attempt < retries => {
-                resp.headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .map(Duration::from_secs)
-            }
-            Ok(resp) => return Ok(resp),
-            Err(e) if attempt < retries && (e.is_connect() || e.is_timeout()) => None,
-            Err(e) => return Err(e.to_string()),
-        };
-        let delay = retry_after.unwrap_or_else(|| backoff.jittered(attempt));
-        eprintln!(
-            "dynkv: attempt {} failed; retrying in {delay:?}",
-            attempt + 1
-        );
-        tokio::time::sleep(delay).await;
-        attempt += 1;
-    }
-}
-
-fn idempotency_key() -> String {
-    format!(
-        "{:016x}{:016x}",
-        rand::random::<u64>(),
-        rand::random::<u64>()
-    )
-}
-
-async fn write_outcome(req: reqwest::RequestBuilder, retries: u32) -> ExitCode {
-    let req = req.header("idempotency-key", idempotency_key());
-    match send_with_retries(req, retries).await {
-        Ok(resp) if resp.status().is_success() => {
-            let ctx = resp
-                .headers()
-                .get("x-dynkv-context")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            if resp.status() == StatusCode::OK {
-                // The write left siblings: show them, as a read would.
-                let body: serde_json::Value = resp.json().await.unwrap_or_default();
-                print_siblings(&body);
-            }
-            println!("context: {ctx}");
-            ExitCode::SUCCESS
-        }
-        Ok(resp) => fail(error_body(resp).await),
+    let opts = write_options(a.w, a.strict, Some(a.content_type.clone()));
+    match client.put_with(&a.key, body, ctx.as_ref(), &opts).await {
+        Ok(w) => print_written(&w, a.verbose),
         Err(e) => fail(e),
     }
 }
 
-fn print_siblings(body: &serde_json::Value) {
-    let sibs = body["siblings"].as_array().cloned().unwrap_or_default();
+/// `dynkv delete KEY`.
+pub async fn delete(a: DeleteArgs) -> ExitCode {
+    let (client, ctx) = match (
+        a.node.client(a.retries, true),
+        parse_context(a.context.as_deref()),
+    ) {
+        (Ok(c), Ok(x)) => (c, x),
+        (Err(e), _) | (_, Err(e)) => return fail(e),
+    };
+    let opts = write_options(a.w, false, None);
+    match client.delete_with(&a.key, ctx.as_ref(), &opts).await {
+        Ok(w) => print_written(&w, a.verbose),
+        Err(e) => fail(e),
+    }
+}
+
+fn print_siblings(sibs: &[Sibling]) {
     println!("{} siblings:", sibs.len());
     for (i, s) in sibs.iter().enumerate() {
-        let deleted = if s["deleted"].as_bool() == Some(true) {
-            " (deleted)"
-        } else {
-            ""
-        };
-        println!("  [{i}] {}{deleted}", s["value"].as_str().unwrap_or(""));
+        let deleted = if s.deleted { " (deleted)" } else { "" };
+        println!("  [{i}] {}{deleted}", String::from_utf8_lossy(&s.value));
     }
 }
 
 /// `dynkv status`.
 pub async fn status(a: NodeArg) -> ExitCode {
-    let url = format!("{}/admin/cluster", a.node.trim_end_matches('/'));
-    match a.authorize(client().get(&url)).send().await {
-        Ok(resp) if resp.status().is_success() => {
-            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    match a.call(Method::GET, "/admin/cluster", None, None).await {
+        Ok(v) => {
             println!(
                 "node {}  (n_val {}, {} partitions)",
                 v["node"].as_str().unwrap_or("?"),
@@ -377,7 +481,6 @@ pub async fn status(a: NodeArg) -> ExitCode {
             println!("hints pending: {}", v["hints_total"]);
             ExitCode::SUCCESS
         }
-        Ok(resp) => fail(error_body(resp).await),
         Err(e) => fail(e),
     }
 }
@@ -533,13 +636,9 @@ pub enum BucketTypeCommand {
 }
 
 impl BucketTypeCommand {
-    /// The request this command makes against `base`.
-    fn request(
-        &self,
-        http: &reqwest::Client,
-        base: &str,
-    ) -> Result<reqwest::RequestBuilder, String> {
-        let at = |name: &str, verb: &str| format!("{base}/admin/bucket-types/{name}/{verb}");
+    /// The request this command makes: method, path and JSON body.
+    fn request(&self) -> Result<(Method, String, Option<String>), String> {
+        let at = |name: &str, verb: &str| format!("/admin/bucket-types/{name}/{verb}");
         let body = |props: Option<&str>| -> Result<String, String> {
             let Some(p) = props else {
                 return Ok("{}".into());
@@ -549,21 +648,19 @@ impl BucketTypeCommand {
                 _ => Err(format!("not a JSON object {{\"props\": {{...}}}}: {p}")),
             }
         };
-        let json = |r: reqwest::RequestBuilder, b: String| {
-            r.header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b)
-        };
         Ok(match self {
-            BucketTypeCommand::Create { name, props } => {
-                json(http.post(at(name, "create")), body(props.as_deref())?)
-            }
+            BucketTypeCommand::Create { name, props } => (
+                Method::POST,
+                at(name, "create"),
+                Some(body(props.as_deref())?),
+            ),
             BucketTypeCommand::Update { name, props } => {
-                json(http.post(at(name, "update")), body(Some(props))?)
+                (Method::POST, at(name, "update"), Some(body(Some(props))?))
             }
-            BucketTypeCommand::Activate { name } => http.post(at(name, "activate")),
-            BucketTypeCommand::List => http.get(format!("{base}/admin/bucket-types")),
+            BucketTypeCommand::Activate { name } => (Method::POST, at(name, "activate"), None),
+            BucketTypeCommand::List => (Method::GET, "/admin/bucket-types".into(), None),
             BucketTypeCommand::Status { name } => {
-                http.get(format!("{base}/admin/bucket-types/{name}"))
+                (Method::GET, format!("/admin/bucket-types/{name}"), None)
             }
         })
     }
@@ -624,32 +721,39 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
     ) {
         return security(&a).await;
     }
-    let has_credentials = a.node.auth_user.is_some() || a.node.auth_token.is_some();
+    let has_credentials = a.node.has_credentials();
     let token = match a.admin_token() {
         Ok(t) => Some(t),
         // A user holding dynkv.admin may stand in for the secret.
         Err(_) if has_credentials => None,
         Err(e) => return fail(e),
     };
-    let base = a.node.node.trim_end_matches('/').to_string();
-    let http = client();
-    let req = match &a.command {
-        AdminCommand::Join { seed } => http
-            .post(format!("{base}/admin/join"))
-            .json(&serde_json::json!({ "seed": seed })),
-        AdminCommand::Leave { id } => http
-            .post(format!("{base}/admin/leave"))
-            .json(&serde_json::json!({ "node": id })),
-        AdminCommand::Plan => http.get(format!("{base}/admin/plan")),
-        AdminCommand::Commit => http.post(format!("{base}/admin/commit")),
-        AdminCommand::Compact => http.post(format!("{base}/admin/compact")),
+    let json = |v: serde_json::Value| Some(v.to_string());
+    let (method, path, body) = match &a.command {
+        AdminCommand::Join { seed } => (
+            Method::POST,
+            "/admin/join".to_string(),
+            json(serde_json::json!({ "seed": seed })),
+        ),
+        AdminCommand::Leave { id } => (
+            Method::POST,
+            "/admin/leave".to_string(),
+            json(serde_json::json!({ "node": id })),
+        ),
+        AdminCommand::Plan => (Method::GET, "/admin/plan".to_string(), None),
+        AdminCommand::Commit => (Method::POST, "/admin/commit".to_string(), None),
+        AdminCommand::Compact => (Method::POST, "/admin/compact".to_string(), None),
         AdminCommand::Transfers {
             limit: Some(limit), ..
-        } => http
-            .post(format!("{base}/admin/transfer-limit"))
-            .json(&serde_json::json!({ "limit": limit })),
-        AdminCommand::Transfers { limit: None, .. } => http.get(format!("{base}/admin/transfers")),
-        AdminCommand::BucketType(c) => match c.request(&http, &base) {
+        } => (
+            Method::POST,
+            "/admin/transfer-limit".to_string(),
+            json(serde_json::json!({ "limit": limit })),
+        ),
+        AdminCommand::Transfers { limit: None, .. } => {
+            (Method::GET, "/admin/transfers".to_string(), None)
+        }
+        AdminCommand::BucketType(c) => match c.request() {
             Ok(r) => r,
             Err(e) => return fail(e),
         },
@@ -658,15 +762,10 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
         | AdminCommand::Certs { .. }
         | AdminCommand::Workers { .. }
         | AdminCommand::Security(_)
-        | AdminCommand::Token(_) => http.get(format!("{base}/admin/members")),
+        | AdminCommand::Token(_) => (Method::GET, "/admin/members".to_string(), None),
     };
-    let req = match token {
-        Some(t) => req.header(dynkv_api::ADMIN_TOKEN_HEADER, t),
-        None => a.node.authorize(req),
-    };
-    match req.send().await {
-        Ok(resp) if resp.status().is_success() => {
-            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    match a.node.call(method, &path, body, token.as_deref()).await {
+        Ok(v) => {
             match a.command {
                 AdminCommand::Plan => print_plan(&v),
                 AdminCommand::Transfers { json: true, .. } => {
@@ -688,7 +787,6 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Ok(resp) => fail(error_body(resp).await),
         Err(e) => fail(e),
     }
 }
@@ -697,7 +795,6 @@ pub async fn admin(a: AdminArgs) -> ExitCode {
 /// by the cluster secret or by `--user`/`--password`.
 async fn security(a: &AdminArgs) -> ExitCode {
     use crate::security_cli::{print_security, security_request, token_request};
-    let base = a.node.node.trim_end_matches('/').to_string();
     let (verb, body) = match &a.command {
         AdminCommand::Security(c) => match security_request(c) {
             Ok((v, b)) => (v, b),
@@ -709,24 +806,26 @@ async fn security(a: &AdminArgs) -> ExitCode {
         },
         _ => unreachable!("only security and token commands come here"),
     };
-    let http = client();
-    let mut req = match verb {
-        Some(v) => http.post(format!("{base}/admin/security/{v}")).json(&body),
-        None => http.get(format!("{base}/admin/security")),
+    let (method, path, body) = match verb {
+        Some(v) => (
+            Method::POST,
+            format!("/admin/security/{v}"),
+            Some(body.to_string()),
+        ),
+        None => (Method::GET, "/admin/security".to_string(), None),
     };
-    let has_credentials = a.node.auth_user.is_some() || a.node.auth_token.is_some();
-    match (has_credentials, a.admin_token()) {
-        (true, _) => req = a.node.authorize(req),
-        (false, Ok(t)) => req = req.header(dynkv_api::ADMIN_TOKEN_HEADER, t),
+    let has_credentials = a.node.has_credentials();
+    let token = match (has_credentials, a.admin_token()) {
+        (true, _) => None,
+        (false, Ok(t)) => Some(t),
         (false, Err(e)) => {
             return fail(format!(
                 "{e} (or --auth-user and --auth-password of a user holding dynkv.admin)"
             ));
         }
-    }
-    match req.send().await {
-        Ok(resp) if resp.status().is_success() => {
-            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    };
+    match a.node.call(method, &path, body, token.as_deref()).await {
+        Ok(v) => {
             match &a.command {
                 AdminCommand::Security(c) => print_security(c, &v),
                 _ => {
@@ -744,17 +843,14 @@ async fn security(a: &AdminArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Ok(resp) => fail(error_body(resp).await),
         Err(e) => fail(e),
     }
 }
 
 /// `dynkv admin workers`.
 async fn workers(node: &NodeArg, json: bool) -> ExitCode {
-    let url = format!("{}/admin/workers", node.node.trim_end_matches('/'));
-    match node.authorize(client().get(&url)).send().await {
-        Ok(resp) if resp.status().is_success() => {
-            let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    match node.call(Method::GET, "/admin/workers", None, None).await {
+        Ok(v) => {
             if json {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
@@ -762,7 +858,6 @@ async fn workers(node: &NodeArg, json: bool) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Ok(resp) => fail(error_body(resp).await),
         Err(e) => fail(e),
     }
 }

@@ -1,6 +1,7 @@
 //! What the node publishes under `/admin/...` beyond the API crate's own
 //! routes: `/admin/workers`, `/admin/aae`, `/admin/reaper`,
-//! `/admin/internode`, and the membership commands.
+//! `/admin/internode`, and the membership commands; and the directory of
+//! members' public addresses that `GET /ring` publishes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,54 @@ struct InternodeView(NetTransport);
 impl AdminView for InternodeView {
     fn view(&self) -> serde_json::Value {
         serde_json::json!({ "peers": self.0.peers() })
+    }
+}
+
+/// Members' public addresses for `GET /ring`: this node's own from its
+/// config, its peers' from what their internode handshakes said
+/// (`Hello::api_addr`, their `node.advertise`). A peer's address is
+/// remembered once heard, so a member that is down now keeps the URL it
+/// had: a client still knows where to find it when it returns.
+pub struct PublicDirectory {
+    me: String,
+    scheme: &'static str,
+    my_addr: String,
+    transport: NetTransport,
+    heard: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl PublicDirectory {
+    /// The directory of a node advertising `cfg.advertise()`; URLs are
+    /// `https://` when the public listener serves TLS (every node of a
+    /// cluster is configured alike).
+    pub fn new(cfg: &Config, transport: NetTransport) -> Self {
+        PublicDirectory {
+            me: cfg.node.id.clone(),
+            scheme: if cfg.node.tls_cert.is_empty() {
+                "http"
+            } else {
+                "https"
+            },
+            my_addr: cfg.advertise().to_string(),
+            transport,
+            heard: Default::default(),
+        }
+    }
+}
+
+impl dynkv_api::Directory for PublicDirectory {
+    fn public_urls(&self) -> std::collections::HashMap<String, String> {
+        let mut heard = self.heard.lock().unwrap_or_else(|p| p.into_inner());
+        for p in self.transport.peers() {
+            if !p.api_addr.is_empty() {
+                heard.insert(p.node, p.api_addr);
+            }
+        }
+        heard.insert(self.me.clone(), self.my_addr.clone());
+        heard
+            .iter()
+            .map(|(id, addr)| (id.clone(), format!("{}://{addr}", self.scheme)))
+            .collect()
     }
 }
 

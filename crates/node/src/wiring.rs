@@ -351,6 +351,10 @@ impl Node {
             )),
             riak: Default::default(),
             overview: Default::default(),
+            directory: Some(Arc::new(views::PublicDirectory::new(
+                cfg,
+                self.transport.clone(),
+            ))),
         }
     }
 }

@@ -31,6 +31,13 @@ pub struct ReasonLabels {
     pub reason: &'static str,
 }
 
+/// Labels naming the role of the node that coordinated a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabels {
+    /// "primary" (a primary replica of the key) or "other".
+    pub role: &'static str,
+}
+
 /// Labels of an internode failure.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -55,6 +62,10 @@ pub struct QuorumMetrics {
     pub coordinated: Counter,
     /// Writes forwarded to a primary.
     pub forwarded: Counter,
+    /// Reads this node coordinated, by whether it is a primary replica of
+    /// the key: what shows a client routes its reads to replicas (a read
+    /// coordinated elsewhere costs every replica an extra network hop).
+    pub reads_coordinated: Family<RoleLabels, Counter>,
     /// Writes recognised by their idempotency key as already applied.
     pub idempotent_replays: Counter,
     /// Reads refused because no replica held the session context in time.
@@ -111,6 +122,7 @@ impl Default for QuorumMetrics {
             quorum_failures: Family::default(),
             coordinated: Counter::default(),
             forwarded: Counter::default(),
+            reads_coordinated: Family::default(),
             idempotent_replays: Counter::default(),
             stale_reads: Counter::default(),
             internode_errors: Family::default(),
@@ -173,6 +185,11 @@ impl QuorumMetrics {
             "dynkv_writes_forwarded",
             "Writes forwarded to a primary",
             self.forwarded.clone(),
+        );
+        registry.register(
+            "dynkv_reads_coordinated",
+            "Reads this node coordinated, by whether it is a primary replica of the key",
+            self.reads_coordinated.clone(),
         );
         registry.register(
             "dynkv_idempotent_replays",

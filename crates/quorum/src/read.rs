@@ -191,6 +191,15 @@ impl Coordinator {
         let timeout = opts.timeout.unwrap_or(self.config.default_timeout);
         let deadline = Instant::now() + timeout;
         let placement = self.replica.placement_n(&key, opts.n_val);
+        let role = if placement.primaries.contains(&self.me) {
+            "primary"
+        } else {
+            "other"
+        };
+        self.metrics
+            .reads_coordinated
+            .get_or_create(&crate::metrics::RoleLabels { role })
+            .inc();
         let n = placement.primaries.len();
         let r = opts
             .r

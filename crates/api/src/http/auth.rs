@@ -12,8 +12,8 @@
 //!    no bucket: grant `on kv` or `on any`); the Riak routes need Riak's
 //!    permissions on their bucket type (`default` when the path names none)
 //!    and bucket; `/admin/*`, `/metrics` and the dashboard (`/ui`) need
-//!    `dynkv.admin`; anything
-//!    else (`/ping`, `/stats`, unknown paths) needs a valid user only.
+//!    `dynkv.admin`; anything else (`/ring`, `/ping`, `/stats`, unknown
+//!    paths) needs a valid user only.
 //! 2. **Who is asking**: `Authorization: Basic` (checked by the source that
 //!    matches the user and the peer address) or `Bearer` (a token from
 //!    `dynkv admin token create`). The cluster admin token in
@@ -420,6 +420,8 @@ mod tests {
     fn every_route_family_needs_its_permission() {
         use Permission::*;
         assert_eq!(need(Method::GET, "/health"), Need::Open);
+        // The ring view clients route by names no key: any user reads it.
+        assert_eq!(need(Method::GET, "/ring"), Need::User);
         assert_eq!(need(Method::GET, "/kv/a/b"), grant(Get, "kv", None));
         assert_eq!(need(Method::PUT, "/kv/a"), grant(Put, "kv", None));
         assert_eq!(need(Method::DELETE, "/kv/a"), grant(Delete, "kv", None));
