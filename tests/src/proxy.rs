@@ -203,6 +203,8 @@ async fn delay_line(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Link
         let _ = to.shutdown().await;
     };
     tokio::join!(reader, writer);
+}
+
 /// A TCP proxy in front of a node's public port that can lose answers:
 /// with [`AnswerLoser::lose_next`] armed, it relays the next request to
 /// the node but, when the node's answer comes back, closes the client's
