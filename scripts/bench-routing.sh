@@ -34,9 +34,8 @@ CONNECTIONS=${BENCH_CONNECTIONS:-64}
 KEYS=${BENCH_KEYS:-20000}
 RESULTS=${BENCH_RESULTS:-./bench-results/routing}
 NODES=${BENCH_NODES:-3}
-WORK=$(mktemp -d /var/tmp/dynkv-bench-routing.XXXXXX)
-
 [ -x "$BIN" ] || { echo "bench-routing: no binary at $BIN (cargo build --release -p dynkv)" >&2; exit 1; }
+WORK=$(mktemp -d /var/tmp/dynkv-bench-routing.XXXXXX)
 mkdir -p "$RESULTS"
 
 cluster() {
