@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Client-side (token-aware) routing against round-robin nodes, measured with
-# `dynkv bench` on one 3-node N=3 cluster at R=W=2, and the load generator
-# before and after it moved onto dynkv-client.
+# `dynkv bench` on one 3-node N=3 cluster at R=W=2 (BENCH_NODES=4: four
+# nodes, where a quarter of the nodes are not a key's replica), and the load
+# generator before and after it moved onto dynkv-client.
 #
 #   scripts/bench-routing.sh [PAIRS]
 #
@@ -18,7 +19,7 @@
 # get=50,put=50, r=2, w=2, and --pids of the three nodes, so the servers'
 # CPU time per request is in each report. JSON per run and the table go to
 # $BENCH_RESULTS (./bench-results/routing). Ports: BENCH_BASE_PORT (17400)
-# +1..3 public, +41..43 cluster. The binary: $DYNKV_BIN, else the release
+# +1..K public, +41..4K cluster. The binary: $DYNKV_BIN, else the release
 # build (`cargo build --release -p dynkv`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,9 +33,9 @@ WARMUP=${BENCH_WARMUP:-3s}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 KEYS=${BENCH_KEYS:-20000}
 RESULTS=${BENCH_RESULTS:-./bench-results/routing}
-WORK=$(mktemp -d /var/tmp/dynkv-bench-routing.XXXXXX)
-
+NODES=${BENCH_NODES:-3}
 [ -x "$BIN" ] || { echo "bench-routing: no binary at $BIN (cargo build --release -p dynkv)" >&2; exit 1; }
+WORK=$(mktemp -d /var/tmp/dynkv-bench-routing.XXXXXX)
 mkdir -p "$RESULTS"
 
 cluster() {
@@ -45,9 +46,9 @@ cluster() {
 cleanup() { cluster stop >/dev/null 2>&1 || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-cluster start 3 >&2
-TARGETS="http://127.0.0.1:$((BASE + 1)),http://127.0.0.1:$((BASE + 2)),http://127.0.0.1:$((BASE + 3))"
-PIDS=$(for i in 1 2 3; do cat "$WORK/cluster/n$i/pid"; done | paste -sd,)
+cluster start "$NODES" >&2
+TARGETS=$(for i in $(seq 1 "$NODES"); do echo "http://127.0.0.1:$((BASE + i))"; done | paste -sd,)
+PIDS=$(for i in $(seq 1 "$NODES"); do cat "$WORK/cluster/n$i/pid"; done | paste -sd,)
 COMMON=(--targets "$TARGETS" --connections "$CONNECTIONS" --value-size 1024 --keys "$KEYS"
   --mix get=50,put=50 --r 2 --w 2 --pids "$PIDS")
 
