@@ -72,7 +72,9 @@
 
 pub mod datatype;
 pub mod epoch;
+pub mod feed;
 pub mod handoff;
+pub mod hlc;
 pub mod idempotency;
 pub mod index;
 mod local_write;
@@ -169,6 +171,8 @@ pub struct CoordinatorConfig {
     pub warn_siblings: usize,
     /// Largest object (every sibling with its metadata) a write may leave.
     pub max_object_bytes: usize,
+    /// Watches and the change feed ([`feed`]).
+    pub feed: feed::FeedConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -191,6 +195,7 @@ impl Default for CoordinatorConfig {
             max_siblings: 100,
             warn_siblings: 25,
             max_object_bytes: 50 << 20,
+            feed: feed::FeedConfig::default(),
         }
     }
 }
@@ -428,6 +433,8 @@ pub struct Coordinator {
     /// Told which peer refused a request as `NotReplica` (see
     /// [`Coordinator::on_ring_mismatch`]).
     ring_mismatch: arc_swap::ArcSwapOption<RingMismatchHook>,
+    /// Watches and the change feed ([`feed`]).
+    feed: Arc<feed::FeedHub>,
 }
 
 /// What a node does when a peer refuses a request because their rings
@@ -468,6 +475,9 @@ impl Coordinator {
         metrics: Arc<QuorumMetrics>,
         epoch: &epoch::Epoch,
     ) -> Arc<Self> {
+        let feed = Arc::new(feed::FeedHub::new(config.feed.clone()));
+        // Every change of a key wakes its watches.
+        store.set_change_hook(feed.notifier().clone());
         let replica = Arc::new(Replica::new(
             me.clone(),
             ring,
@@ -477,6 +487,7 @@ impl Coordinator {
             epoch,
         ));
         Arc::new(Coordinator {
+            feed,
             repair_slots: Arc::new(tokio::sync::Semaphore::new(
                 config.read_repair_concurrency.max(1),
             )),
@@ -677,7 +688,7 @@ impl Coordinator {
     pub async fn put(self: &Arc<Self>, mut req: WriteRequest) -> Result<WriteOutcome, QuorumError> {
         let (placement, w, deadline) = self.plan_write(&req)?;
         if req.content.modified_micros == 0 {
-            req.content.modified_micros = now_micros();
+            req.content.modified_micros = self.feed.clock().now();
         }
         if placement.primaries.contains(&self.me) {
             return self.coordinate(req, placement, w, deadline).await;
@@ -1183,7 +1194,9 @@ impl Coordinator {
             .register::<ListNamespaces, _>(self.clone())
             .register::<IndexQuery, _>(self.clone())
             .register::<dynkv_rpc::messages::ReapCheck, _>(self.clone())
-            .register::<dynkv_rpc::messages::Reap, _>(self.clone());
+            .register::<dynkv_rpc::messages::Reap, _>(self.clone())
+            .register::<dynkv_rpc::messages::WatchKey, _>(self.clone())
+            .register::<dynkv_rpc::messages::FeedRead, _>(self.clone());
     }
 }
 
@@ -1191,6 +1204,7 @@ impl Handler<Ping> for Coordinator {
     async fn handle(self: Arc<Self>, _: Ping, _: CallContext) -> Result<Pong, RemoteError> {
         Ok(Pong {
             node: self.me.clone(),
+            clock: self.feed.clock().peek(),
         })
     }
 }
@@ -1201,6 +1215,7 @@ impl Handler<Coordinate> for Coordinator {
         Coordinate(req): Coordinate,
         _: CallContext,
     ) -> Result<WriteOutcome, RemoteError> {
+        self.feed.clock().observe(req.content.modified_micros);
         let (placement, w, deadline) = self.plan_write(&req)?;
         // Coordinate even if this node's ring disagrees: the object is
         // stored here too, so this node's dots are never reused.

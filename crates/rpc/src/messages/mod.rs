@@ -24,7 +24,8 @@
 //! | 30–39 | [`aae`]         | [`AaeHashes`], [`AaeKeys`], [`AaeFetch`], [`AaeRepair`] |
 //! | 40–49 | [`membership`]  | [`Gossip`], [`Join`], [`Handoff`], [`ClaimantChange`] |
 //! | 50–59 | [`listing`]     | [`ListKeys`], [`ListNamespaces`], [`IndexQuery`]  |
-//! | 60–69 | [`reap`]        | [`ReapCheck`], [`Reap`]                           |
+//! | 60–61 | [`reap`]        | [`ReapCheck`], [`Reap`]                           |
+//! | 62–69 | [`feed`]        | [`WatchKey`], [`FeedRead`]                        |
 //!
 //! Responses shared by several endpoints are defined once: [`Stored`] in
 //! [`kv`], [`Repaired`] in [`aae`], [`Keys`] in [`listing`],
@@ -93,6 +94,7 @@ macro_rules! one_field_message {
 }
 
 pub mod aae;
+pub mod feed;
 pub mod health;
 pub mod hints;
 pub mod kv;
@@ -101,6 +103,7 @@ pub mod membership;
 pub mod reap;
 
 pub use aae::{AaeFetch, AaeHashes, AaeKeys, AaeRepair, Hashes, KeyDigests, Objects, Repaired};
+pub use feed::{FeedChunk, FeedEntry, FeedRead, WatchKey, WatchReply};
 pub use health::{Ping, Pong};
 pub use hints::StoreHint;
 pub use kv::{
@@ -133,6 +136,8 @@ pub const ENDPOINT_IDS: &[(u16, &str)] = &[
     (IndexQuery::ID, IndexQuery::NAME),
     (ReapCheck::ID, ReapCheck::NAME),
     (Reap::ID, Reap::NAME),
+    (WatchKey::ID, WatchKey::NAME),
+    (FeedRead::ID, FeedRead::NAME),
 ];
 
 /// One `(key, object)` pair of a batch (anti-entropy repair, handoff).
