@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use dynkv_tests::{Cluster, ClusterOptions, StatusCode, poll};
-use futures::StreamExt;
 
 /// The feed reads this far behind the clocks: the harness's request
 /// timeout (2 s) plus its ping interval, as the node documentation asks.
@@ -17,6 +16,49 @@ const SETTLE: &str = "2500ms";
 
 fn feed_options() -> ClusterOptions {
     ClusterOptions::default().set("DYNKV__FEED__SETTLE", SETTLE)
+}
+
+/// Starts `k` nodes and waits until each sees every other up and a write
+/// reaches every replica.
+async fn start(k: usize, opts: ClusterOptions) -> Cluster {
+    let c = Cluster::start(k, opts).await;
+    for i in 1..=k {
+        c.wait_sees_all_up(i).await;
+    }
+    assert!(
+        poll(Duration::from_secs(30), || async {
+            c.put(1, "warmup", "w", "w=all", None).await.status == StatusCode::NO_CONTENT
+        })
+        .await,
+        "the cluster takes writes"
+    );
+    c
+}
+
+/// A write through node `i` (`value: None`: a delete), retried while it
+/// fails: the acknowledged reply and its value, and the values of the
+/// attempts that failed (which may or may not be stored).
+async fn write(
+    c: &Cluster,
+    i: usize,
+    key: &str,
+    value: Option<&str>,
+    ctx: Option<&str>,
+) -> (dynkv_tests::Reply, Option<String>, Vec<String>) {
+    let mut failed = Vec::new();
+    for attempt in 0..5 {
+        let v = value.map(|v| format!("{v}#{attempt}"));
+        let r = match &v {
+            Some(v) => c.put(i, key, v, "", ctx).await,
+            None => c.delete(i, key, "", ctx).await,
+        };
+        if r.status.is_success() {
+            return (r, v, failed);
+        }
+        failed.push(v.unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{key}: five attempts failed");
 }
 
 /// Starts a GET of `key` through node `i` with `?watch=true&{query}` and
@@ -50,7 +92,7 @@ async fn watch(
 async fn a_watch_on_one_node_returns_soon_after_a_write_through_another() {
     // 4 nodes, N=3: the watching node is not a replica of the key, so it
     // can only learn of the write from the key's primaries.
-    let c = Cluster::start(4, feed_options()).await;
+    let c = start(4, feed_options()).await;
     let key = c.find_key("watched", |p, _| !p.contains(&1)).await;
     let first = c.put(2, &key, "v1", "w=all", None).await;
     assert_eq!(first.status, StatusCode::NO_CONTENT, "{}", first.text());
@@ -135,7 +177,7 @@ async fn a_watch_on_one_node_returns_soon_after_a_write_through_another() {
 
 #[tokio::test]
 async fn a_watch_times_out_to_304_and_without_a_context_is_a_read() {
-    let c = Cluster::start(
+    let c = start(
         3,
         feed_options().set("DYNKV__FEED__MAX_WAITING", "1"),
     )
@@ -233,35 +275,37 @@ async fn feed_once(
 
 #[tokio::test]
 async fn a_feed_consumer_that_switches_nodes_mid_stream_loses_and_duplicates_nothing() {
-    let mut c = Cluster::start(3, feed_options()).await;
+    let mut c = start(3, feed_options()).await;
     // Acknowledged writes under the prefix, as (key, dot) -> value (None:
     // a delete), in the order they were made per key.
     let mut acked: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
     let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut write = async |c: &Cluster, i: usize, key: &str, value: Option<&str>, ctx: Option<&str>| {
-        let r = match value {
-            Some(v) => c.put(i, key, v, "", ctx).await,
-            None => c.delete(i, key, "", ctx).await,
-        };
-        assert!(r.status.is_success(), "{key}: {}", r.text());
-        r
-    };
+    // Keys with a failed attempt, which may have left a version too.
+    let mut uncertain: BTreeSet<String> = BTreeSet::new();
     let mut contexts: BTreeMap<String, String> = BTreeMap::new();
     for round in 0..3 {
         for k in 0..15 {
             let key = format!("user/{k}");
             let value = format!("{key}={round}");
             let i = 1 + (k + round) % 3;
-            let r = write(&c, i, &key, Some(&value), contexts.get(&key).map(String::as_str)).await;
+            let ctx = contexts.get(&key).cloned();
+            let (r, v, failed) = write(&c, i, &key, Some(&value), ctx.as_deref()).await;
+            if !failed.is_empty() {
+                uncertain.insert(key.clone());
+            }
             contexts.insert(key.clone(), r.context.clone().unwrap());
             let dot = r.dot.clone().unwrap();
             order.entry(key.clone()).or_default().push(dot.clone());
-            acked.insert((key, dot), Some(value));
+            acked.insert((key, dot), v);
         }
         // Keys outside the prefix never show up.
         write(&c, 1, &format!("other/{round}"), Some("x"), None).await;
     }
-    let r = write(&c, 2, "user/0", None, contexts.get("user/0").map(String::as_str)).await;
+    let ctx = contexts.get("user/0").cloned();
+    let (r, _, failed) = write(&c, 2, "user/0", None, ctx.as_deref()).await;
+    if !failed.is_empty() {
+        uncertain.insert("user/0".into());
+    }
     let dot = r.dot.clone().unwrap();
     order.entry("user/0".into()).or_default().push(dot.clone());
     acked.insert(("user/0".into(), dot), None);
@@ -304,10 +348,13 @@ async fn a_feed_consumer_that_switches_nodes_mid_stream_loses_and_duplicates_not
         } else if killed && node == 2 && !late_writes {
             for k in 0..5 {
                 let key = format!("user/late-{k}");
-                let r = write(&c, 2 + k % 2, &key, Some("late"), None).await;
+                let (r, v, failed) = write(&c, 2 + k % 2, &key, Some("late"), None).await;
+                if !failed.is_empty() {
+                    uncertain.insert(key.clone());
+                }
                 let dot = r.dot.clone().unwrap();
                 order.entry(key.clone()).or_default().push(dot.clone());
-                acked.insert((key, dot), Some("late".to_string()));
+                acked.insert((key, dot), v);
             }
             late_writes = true;
             node = 3;
@@ -336,7 +383,10 @@ async fn a_feed_consumer_that_switches_nodes_mid_stream_loses_and_duplicates_not
         )) {
             Some(Some(v)) => assert_eq!(e["value"].as_str(), Some(v.as_str()), "{e}"),
             Some(None) => assert_eq!(e["deleted"], true, "{e}"),
-            None => panic!("an event for a write never made: {e}"),
+            None => assert!(
+                uncertain.contains(e["key"].as_str().unwrap()),
+                "an event for a write never made: {e}"
+            ),
         }
     }
     let dups: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
@@ -349,6 +399,7 @@ async fn a_feed_consumer_that_switches_nodes_mid_stream_loses_and_duplicates_not
             .iter()
             .filter(|e| e["key"] == key.as_str())
             .map(|e| e["dot"].as_str().unwrap().to_string())
+            .filter(|d| dots.contains(d))
             .collect();
         assert_eq!(&seen, dots, "order of {key}");
     }
@@ -376,14 +427,14 @@ async fn read_stream(
         r.headers()["content-type"].to_str().unwrap(),
         "text/event-stream"
     );
-    let mut body = r.bytes_stream();
+    let mut r = r;
     let mut buf = String::new();
     let mut events = Vec::new();
     let mut last_id = last_event_id.map(str::to_string);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(45);
     while events.len() < want {
-        let chunk = match tokio::time::timeout_at(deadline, body.next()).await {
-            Ok(Some(Ok(b))) => b,
+        let chunk = match tokio::time::timeout_at(deadline, r.chunk()).await {
+            Ok(Ok(Some(b))) => b,
             _ => break,
         };
         buf.push_str(&String::from_utf8_lossy(&chunk));
@@ -417,58 +468,56 @@ async fn read_stream(
 
 #[tokio::test]
 async fn an_event_stream_resumes_on_another_node_with_last_event_id() {
-    let c = Cluster::start(3, feed_options()).await;
+    let c = start(3, feed_options()).await;
     let mut dots = BTreeSet::new();
     for k in 0..12 {
-        let r = c.put(1 + k % 3, &format!("s/{k}"), "v", "", None).await;
+        let key = format!("s/{k}");
+        let r = c.put(1 + k % 3, &key, "v", "", None).await;
         assert_eq!(r.status, StatusCode::NO_CONTENT);
-        dots.insert(r.dot.unwrap());
+        dots.insert((key, r.dot.unwrap()));
     }
     let (first, id) = read_stream(&c, 1, None, 5).await;
     assert_eq!(first.len(), 5);
     let id = id.expect("events carry ids");
     let (rest, _) = read_stream(&c, 2, Some(&id), 7).await;
     assert_eq!(rest.len(), 7);
-    let all: Vec<String> = first
+    let all: Vec<(String, String)> = first
         .iter()
         .chain(&rest)
-        .map(|e| e["dot"].as_str().unwrap().to_string())
+        .map(|e| {
+            (
+                e["key"].as_str().unwrap().to_string(),
+                e["dot"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
-    let unique: BTreeSet<String> = all.iter().cloned().collect();
+    let unique: BTreeSet<(String, String)> = all.iter().cloned().collect();
     assert_eq!(unique.len(), all.len(), "no event twice: {all:?}");
     assert_eq!(unique, dots);
 }
 
 #[tokio::test]
 async fn an_expired_cursor_gets_410_with_the_oldest_valid_cursor() {
-    let c = Cluster::start(
+    let c = start(
         3,
         feed_options()
-            .set("DYNKV__FEED__RETENTION", "1s")
+            // Longer than the settle, so an entry is served before it goes.
+            .set("DYNKV__FEED__RETENTION", "4s")
             .set("DYNKV__FEED__TRIM_INTERVAL", "200ms"),
     )
     .await;
     assert_eq!(c.put(1, "e/1", "a", "w=all", None).await.status, StatusCode::NO_CONTENT);
     // A cursor from when the feed had just this write.
     let mut cursor = None;
-    assert!(
-        poll(Duration::from_secs(20), || {
-            let c = &c;
-            let cursor = &mut cursor;
-            async move {
-                match feed_once(c, 1, "prefix=e/&timeout_ms=500").await {
-                    Ok((events, next)) if !events.is_empty() => {
-                        *cursor = Some(next);
-                        true
-                    }
-                    _ => false,
-                }
-            }
-        })
-        .await,
-        "the first write shows up"
-    );
-    let old = cursor.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cursor.is_none() && Instant::now() < deadline {
+        if let Ok((events, next)) = feed_once(&c, 1, "prefix=e/&timeout_ms=500").await
+            && !events.is_empty()
+        {
+            cursor = Some(next);
+        }
+    }
+    let old = cursor.expect("the first write shows up");
     // Malformed cursors are 400s.
     let bad = feed_once(&c, 2, "cursor=!!!").await.unwrap_err();
     assert_eq!(bad.0, 400);
@@ -477,23 +526,15 @@ async fn an_expired_cursor_gets_410_with_the_oldest_valid_cursor() {
     // More writes; then the logs are trimmed past the old cursor.
     assert_eq!(c.put(2, "e/2", "b", "w=all", None).await.status, StatusCode::NO_CONTENT);
     let mut gone = None;
-    assert!(
-        poll(Duration::from_secs(20), || {
-            let (c, old, gone) = (&c, &old, &mut gone);
-            async move {
-                match feed_once(c, 3, &format!("prefix=e/&timeout_ms=200&cursor={old}")).await {
-                    Err((410, body)) => {
-                        *gone = Some(body);
-                        true
-                    }
-                    _ => false,
-                }
-            }
-        })
-        .await,
-        "the old cursor expires"
-    );
-    let body: serde_json::Value = serde_json::from_str(&gone.unwrap()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gone.is_none() && Instant::now() < deadline {
+        match feed_once(&c, 3, &format!("prefix=e/&timeout_ms=200&cursor={old}")).await {
+            Err((410, body)) => gone = Some(body),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let body: serde_json::Value =
+        serde_json::from_str(&gone.expect("the old cursor expires")).unwrap();
     assert_eq!(body["code"], "cursor_expired");
     let oldest = body["oldest_cursor"].as_str().unwrap();
     // The oldest valid cursor is served (on any node).

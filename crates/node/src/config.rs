@@ -859,7 +859,7 @@ impl Config {
                 show(f.max_wait)
             ));
         }
-        if f.tolerate_silent < -1 || f.tolerate_silent >= n as i64 {
+        if f.tolerate_silent < -1 || f.tolerate_silent >= self.cluster.n_val as i64 {
             return bad(format!(
                 "{} must be -1 (quorum(N) - 1) or 0 to N - 1 ({}), got {}",
                 at("feed.tolerate_silent"),

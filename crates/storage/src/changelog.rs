@@ -592,13 +592,146 @@ mod tests {
         assert!(decode_change(&k, &future).is_err());
     }
 
+    fn open(dir: &std::path::Path) -> Store {
+        Store::open(&crate::StoreConfig::new(dir), None).unwrap()
+    }
+
+    #[test]
+    fn writes_log_each_new_version_once_and_scans_resume_after_a_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let t = now_micros() + 1_000;
+        let user = KeyRef {
+            partition: 1,
+            hash: 7,
+            key: b"user/a",
+        };
+        let a = write("n1", &VersionVector::new(), &Object::new(), "a", t);
+        s.merge(&user, &a).unwrap();
+        // The same state again (a repair that brings nothing): no entry.
+        let (bytes_one, _) = s.change_log_stats();
+        s.merge(&user, &a).unwrap();
+        assert_eq!(s.change_log_stats().0, bytes_one);
+        let b = write("n1", &a.join(), &a, "b", t + 5);
+        s.merge(&user, &b).unwrap();
+        let other = KeyRef {
+            partition: 2,
+            hash: 8,
+            key: b"other",
+        };
+        s.merge(&other, &write("n2", &VersionVector::new(), &Object::new(), "o", t + 2))
+            .unwrap();
+        // A hint logs the versions it brings too.
+        let hinted = KeyRef {
+            partition: 3,
+            hash: 9,
+            key: b"user/h",
+        };
+        let h = write("n3", &VersionVector::new(), &Object::new(), "h", t + 3);
+        s.put_hint("n1", &hinted, &h).unwrap();
+        s.put_hint("n1", &hinted, &h).unwrap();
+
+        let everything = Position::end_of(u64::MAX);
+        let scan = s
+            .scan_changes(Position::default(), everything, b"user/", 100, 1000)
+            .unwrap();
+        let seen: Vec<(&[u8], u64, &[u8])> = scan
+            .changes
+            .iter()
+            .map(|c| (&c.key[..], c.counter, &c.content.value[..]))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (&b"user/a"[..], 1, &b"a"[..]),
+                (&b"user/h"[..], 1, &b"h"[..]),
+                (&b"user/a"[..], 2, &b"b"[..])
+            ]
+        );
+        assert_eq!(scan.reached, everything);
+        assert_eq!(scan.changes[2].context, b.join());
+        // Resuming after the first entry; and a limit stops between entries.
+        let after = s
+            .scan_changes(scan.changes[0].position, everything, b"user/", 100, 1000)
+            .unwrap();
+        assert_eq!(after.changes.len(), 2);
+        let one = s
+            .scan_changes(Position::default(), everything, b"", 1, 1000)
+            .unwrap();
+        assert_eq!(one.changes.len(), 1);
+        assert_eq!(one.reached, one.changes[0].position);
+        // Nothing past the bound.
+        let bounded = s
+            .scan_changes(Position::default(), Position::end_of(t + 2), b"", 100, 1000)
+            .unwrap();
+        assert_eq!(bounded.changes.len(), 2);
+
+        // Trimming everything raises the floor past every entry; a reopen
+        // keeps the floor and counts the bytes again.
+        let floor_before = s.change_floor();
+        assert!(floor_before < t);
+        let trimmed = s.trim_changes(Duration::from_secs(3600), 0).unwrap();
+        assert_eq!(trimmed.entries, 4);
+        assert!(trimmed.floor > t + 5);
+        assert_eq!(s.change_log_stats(), (0, 4));
+        assert!(s
+            .scan_changes(Position::default(), everything, b"", 100, 1000)
+            .unwrap()
+            .changes
+            .is_empty());
+        // A version older than the floor is not logged.
+        let late = KeyRef {
+            partition: 4,
+            hash: 10,
+            key: b"user/late",
+        };
+        s.merge(&late, &write("n1", &VersionVector::new(), &Object::new(), "l", t))
+            .unwrap();
+        assert_eq!(s.change_log_stats().0, 0);
+        let floor = s.change_floor();
+        drop(s);
+        let s = open(dir.path());
+        assert_eq!(s.change_floor(), floor);
+        assert_eq!(s.change_log_stats(), (0, 0));
+    }
+
+    #[test]
+    fn the_change_hook_hears_every_change_and_a_store_without_the_log_writes_none() {
+        struct Count(std::sync::atomic::AtomicU64);
+        impl ChangeHook for Count {
+            fn changed(&self, _: &KeyRef<'_>) {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::StoreConfig::new(dir.path());
+        config.change_log = false;
+        let s = Store::open(&config, None).unwrap();
+        let hook = std::sync::Arc::new(Count(Default::default()));
+        s.set_change_hook(hook.clone());
+        let k = KeyRef {
+            partition: 0,
+            hash: 1,
+            key: b"k",
+        };
+        let a = write("n1", &VersionVector::new(), &Object::new(), "a", now_micros() + 10);
+        s.merge(&k, &a).unwrap();
+        s.merge(&k, &a).unwrap();
+        s.merge_deferred(&k, &a).unwrap();
+        assert_eq!(hook.0.load(Ordering::Relaxed), 2);
+        assert!(!s.change_log_enabled());
+        assert_eq!(s.change_log_stats().0, 0);
+    }
+
     #[test]
     fn positions_order_like_keys() {
         let a = Position { ts: 1, h: u64::MAX };
         let b = Position { ts: 2, h: 0 };
         assert!(a < b);
         assert!(change_key(a, b"zzz") < change_key(b, b""));
-        assert!(a.successor_key() > change_key(a, b"\xff\xff"));
-        assert!(a.successor_key() < change_key(b, b""));
+        let c = Position { ts: 2, h: 5 };
+        assert!(c.successor_key() > change_key(c, b"\xff\xff"));
+        assert!(c.successor_key() <= change_key(Position { ts: 2, h: 6 }, b""));
+        assert!(a.successor_key() <= change_key(b, b""));
     }
 }
