@@ -235,7 +235,7 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
         cfg.duration
     );
     let urls: Vec<String> = (1..=cfg.nodes).map(|i| cluster.url(i)).collect();
-    let workload = Workload::new(wl_cfg, urls, recorder.clone(), t0, cfg.seed);
+    let workload = Workload::new(wl_cfg, urls.clone(), recorder.clone(), t0, cfg.seed);
     let clients: Vec<_> = (0..cfg.workload.clients)
         .map(|id| tokio::spawn(workload.clone().client(id as u32)))
         .collect();
