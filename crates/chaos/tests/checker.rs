@@ -916,7 +916,7 @@ fn faults_during_a_handoff_and_commit_outcomes_are_counted_and_a_refusal_is_no_f
 }
 
 /// A feed event of key `k`.
-fn event(dot: &str, value: Option<&str>, node: usize) -> FeedEvent {
+fn feed_event(dot: &str, value: Option<&str>, node: usize) -> FeedEvent {
     FeedEvent {
         node,
         at_us: 0,
@@ -929,7 +929,7 @@ fn event(dot: &str, value: Option<&str>, node: usize) -> FeedEvent {
 
 /// Two acknowledged puts and a delete, the final state agreeing, and the
 /// feed consumer's events.
-fn with_feed(events: Vec<FeedEvent>, summary: FeedSummary) -> History {
+fn feed_history(events: Vec<FeedEvent>, summary: FeedSummary) -> History {
     let mut b = B::new();
     b.put("a", ("n1", 1), None, &[]);
     let c1 = ctx(&[("n1", 1)]);
@@ -945,7 +945,7 @@ fn with_feed(events: Vec<FeedEvent>, summary: FeedSummary) -> History {
     h
 }
 
-fn drained() -> FeedSummary {
+fn caught_up() -> FeedSummary {
     FeedSummary {
         drained: true,
         polls: 3,
@@ -956,70 +956,70 @@ fn drained() -> FeedSummary {
 #[test]
 fn every_acknowledged_write_once_in_the_feed_passes() {
     let events = vec![
-        event("n1:1", Some("a"), 1),
-        event("n1:2", Some("b"), 2),
-        event("n1:3", None, 3),
-        event("n2:1", Some("u"), 3),
+        feed_event("n1:1", Some("a"), 1),
+        feed_event("n1:2", Some("b"), 2),
+        feed_event("n1:3", None, 3),
+        feed_event("n2:1", Some("u"), 3),
     ];
-    let r = check(&with_feed(events, drained()));
+    let r = check(&feed_history(events, caught_up()));
     assert!(r.passed, "{:?}", r.failures);
     let f = r.feed.unwrap();
     assert_eq!((f.events, f.acknowledged), (4, 3));
     // No consumer ran: no feed check.
-    let mut h = with_feed(Vec::new(), drained());
+    let mut h = feed_history(Vec::new(), caught_up());
     h.feed_summary = None;
     assert!(check(&h).feed.is_none());
 }
 
 #[test]
 fn a_missing_duplicated_or_wrong_feed_event_fails() {
-    let missing = check(&with_feed(
-        vec![event("n1:1", Some("a"), 1), event("n1:3", None, 1)],
-        drained(),
+    let missing = check(&feed_history(
+        vec![feed_event("n1:1", Some("a"), 1), feed_event("n1:3", None, 1)],
+        caught_up(),
     ));
     assert!(!missing.passed);
     let f = missing.feed.unwrap();
     assert_eq!(f.missing.len(), 1);
     assert!(f.missing[0].detail.contains("n1:2"), "{:?}", f.missing);
 
-    let twice = check(&with_feed(
+    let twice = check(&feed_history(
         vec![
-            event("n1:1", Some("a"), 1),
-            event("n1:2", Some("b"), 1),
-            event("n1:2", Some("b"), 2),
-            event("n1:3", None, 2),
+            feed_event("n1:1", Some("a"), 1),
+            feed_event("n1:2", Some("b"), 1),
+            feed_event("n1:2", Some("b"), 2),
+            feed_event("n1:3", None, 2),
         ],
-        drained(),
+        caught_up(),
     ));
     assert!(!twice.passed);
     assert_eq!(twice.feed.unwrap().duplicates.len(), 1);
 
-    let wrong = check(&with_feed(
+    let wrong = check(&feed_history(
         vec![
-            event("n1:1", Some("a"), 1),
-            event("n1:2", Some("x"), 1),
-            event("n1:3", Some("b"), 1),
+            feed_event("n1:1", Some("a"), 1),
+            feed_event("n1:2", Some("x"), 1),
+            feed_event("n1:3", Some("b"), 1),
         ],
-        drained(),
+        caught_up(),
     ));
     assert!(!wrong.passed);
     assert_eq!(wrong.feed.unwrap().wrong_values.len(), 2);
 
     let all = vec![
-        event("n1:1", Some("a"), 1),
-        event("n1:2", Some("b"), 1),
-        event("n1:3", None, 1),
+        feed_event("n1:1", Some("a"), 1),
+        feed_event("n1:2", Some("b"), 1),
+        feed_event("n1:3", None, 1),
     ];
-    let gap = check(&with_feed(
+    let gap = check(&feed_history(
         all.clone(),
         FeedSummary {
             expired: vec!["n1 at x: expired".into()],
-            ..drained()
+            ..caught_up()
         },
     ));
     assert!(!gap.passed);
     assert!(gap.failures.iter().any(|f| f.contains("410")), "{:?}", gap.failures);
-    let behind = check(&with_feed(all, FeedSummary::default()));
+    let behind = check(&feed_history(all, FeedSummary::default()));
     assert!(!behind.passed);
     assert!(
         behind.failures.iter().any(|f| f.contains("catch up")),
