@@ -71,7 +71,7 @@ async fn admit_unless_watch(
         && req
             .uri()
             .query()
-            .is_some_and(|q| Params::parse(q).get("watch") == Some("true"));
+            .is_some_and(|q| q.contains("watch=") && Params::parse(q).get("watch") == Some("true"));
     if watch {
         return next.run(req).await;
     }
