@@ -65,7 +65,7 @@ import json, sys
 last = sys.argv[1]
 events = open(sys.argv[2], "a")
 kind = data = ident = None
-for line in sys.stdin:
+for line in iter(sys.stdin.readline, ""):
     line = line.rstrip("\n")
     if line.startswith("id: "): ident = line[4:]
     elif line.startswith("event: "): kind = line[7:]
@@ -75,7 +75,7 @@ for line in sys.stdin:
         if kind == "change":
             e = json.loads(data)
             what = "deleted" if e["deleted"] else repr(e["value"])
-            print(f"   [feed] {e[\"key\"]} {e[\"dot\"]} {what}", file=sys.stderr, flush=True)
+            print("   [feed]", e["key"], e["dot"], what, file=sys.stderr, flush=True)
             events.write(data + "\n"); events.flush()
         kind = data = ident = None
 print(last)
@@ -106,11 +106,14 @@ watch_cart() {
 write_all() {
   step "Writes through n2 and n3, while the watcher waits on n3 and the feed streams from n1."
   local dots=()
-  put() { # node key value
-    local d
-    d=$(curl -s -o /dev/null -D - -XPUT "$(url "$1")/kv/$2" -H 'content-type: text/plain' -d "$3" \
-      | sed -n 's/^x-dynkv-dot: *//Ip' | tr -d '\r')
+  declare -A ctx=()
+  put() { # node key value: a read-modify-write client, with the key's last context
+    local head d
+    head=$(curl -s -o /dev/null -D - -XPUT "$(url "$1")/kv/$2" -H 'content-type: text/plain' \
+      -H "x-dynkv-context: ${ctx[$2]:-}" -d "$3")
+    d=$(printf '%s' "$head" | sed -n 's/^x-dynkv-dot: *//Ip' | tr -d '\r')
     [ -n "$d" ] || fail "PUT $2 through n$1 was not acknowledged"
+    ctx[$2]=$(printf '%s' "$head" | sed -n 's/^x-dynkv-context: *//Ip' | tr -d '\r')
     say "PUT $2 = $3 through n$1 -> version $d"
     dots+=("$2 $d")
   }

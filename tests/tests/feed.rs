@@ -177,11 +177,7 @@ async fn a_watch_on_one_node_returns_soon_after_a_write_through_another() {
 
 #[tokio::test]
 async fn a_watch_times_out_to_304_and_without_a_context_is_a_read() {
-    let c = start(
-        3,
-        feed_options().set("DYNKV__FEED__MAX_WAITING", "1"),
-    )
-    .await;
+    let c = start(3, feed_options().set("DYNKV__FEED__MAX_WAITING", "1")).await;
     let w = c.put(1, "quiet", "same", "w=all", None).await;
     let ctx = w.context.unwrap();
     let started = Instant::now();
@@ -202,10 +198,47 @@ async fn a_watch_times_out_to_304_and_without_a_context_is_a_read() {
     assert_eq!(r.text().await.unwrap(), "same");
 
     // A context that has not seen the stored version: answered at once.
-    let older = c.put(1, "quiet-2", "a", "w=all", None).await.context.unwrap();
+    let older = c
+        .put(1, "quiet-2", "a", "w=all", None)
+        .await
+        .context
+        .unwrap();
     c.put(1, "quiet-2", "b", "w=all", Some(&older)).await;
     let (status, _, body) = watch(&c, 3, "quiet-2", "timeout_ms=20000", &older).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "b"));
+
+    // A key never written: the 404's context has seen nothing, so a watch
+    // with it waits for the first write.
+    let fresh = c.get(2, "fresh", "").await;
+    assert_eq!(fresh.status, StatusCode::NOT_FOUND);
+    let empty = fresh.context.unwrap();
+    let waiting = {
+        let http = c.http.clone();
+        let url = c.key_url(2, "fresh", "watch=true&timeout_ms=20000");
+        tokio::spawn(async move {
+            let r = http
+                .get(url)
+                .header("x-dynkv-context", empty)
+                .send()
+                .await
+                .unwrap();
+            (r.status(), r.text().await.unwrap())
+        })
+    };
+    assert!(
+        poll(Duration::from_secs(10), || async {
+            c.metric(2, "dynkv_watches_active", "").await == 1.0
+        })
+        .await
+    );
+    assert_eq!(
+        c.put(3, "fresh", "first", "", None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        waiting.await.unwrap(),
+        (StatusCode::OK, "first".to_string())
+    );
 
     // Bad parameters are 400s with the JSON error body.
     let (status, _, body) = watch(&c, 1, "quiet", "timeout_ms=0", &ctx).await;
@@ -361,13 +394,21 @@ async fn a_feed_consumer_that_switches_nodes_mid_stream_loses_and_duplicates_not
         }
         let seen: BTreeSet<(String, String)> = got
             .iter()
-            .map(|e| (e["key"].as_str().unwrap().to_string(), e["dot"].as_str().unwrap().to_string()))
+            .map(|e| {
+                (
+                    e["key"].as_str().unwrap().to_string(),
+                    e["dot"].as_str().unwrap().to_string(),
+                )
+            })
             .collect();
         if late_writes && acked.keys().all(|k| seen.contains(k)) {
             break;
         }
     }
-    assert!(killed && late_writes, "the consumer moved through the nodes");
+    assert!(
+        killed && late_writes,
+        "the consumer moved through the nodes"
+    );
 
     // Every acknowledged write, once, with its value; nothing else.
     let mut count: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -506,7 +547,10 @@ async fn an_expired_cursor_gets_410_with_the_oldest_valid_cursor() {
             .set("DYNKV__FEED__TRIM_INTERVAL", "200ms"),
     )
     .await;
-    assert_eq!(c.put(1, "e/1", "a", "w=all", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.put(1, "e/1", "a", "w=all", None).await.status,
+        StatusCode::NO_CONTENT
+    );
     // A cursor from when the feed had just this write.
     let mut cursor = None;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -524,7 +568,10 @@ async fn an_expired_cursor_gets_410_with_the_oldest_valid_cursor() {
     assert!(bad.1.contains("bad_cursor"), "{}", bad.1);
 
     // More writes; then the logs are trimmed past the old cursor.
-    assert_eq!(c.put(2, "e/2", "b", "w=all", None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        c.put(2, "e/2", "b", "w=all", None).await.status,
+        StatusCode::NO_CONTENT
+    );
     let mut gone = None;
     let deadline = Instant::now() + Duration::from_secs(30);
     while gone.is_none() && Instant::now() < deadline {

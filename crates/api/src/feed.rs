@@ -207,7 +207,10 @@ fn parse_query(state: &AppState, q: &Params, headers: &HeaderMap) -> Result<Feed
             _ => {
                 return Err(ApiError::bad_request(
                     "bad_parameter",
-                    format!("limit must be a number from 1 to {}, got {v:?}", config.batch),
+                    format!(
+                        "limit must be a number from 1 to {}, got {v:?}",
+                        config.batch
+                    ),
                 ));
             }
         },
@@ -335,14 +338,20 @@ async fn stream(state: AppState, query: FeedQuery, slot: dynkv_quorum::feed::Wai
                 Err(e) => {
                     s.done = true;
                     let body = serde_json::to_string(&error_body(&e)).unwrap_or_default();
-                    return Some((Ok(Bytes::from(format!("event: error\ndata: {body}\n\n"))), s));
+                    return Some((
+                        Ok(Bytes::from(format!("event: error\ndata: {body}\n\n"))),
+                        s,
+                    ));
                 }
             }
         }
     });
     let mut r = Response::new(Body::from_stream(futures::StreamExt::chain(head, rest)));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
@@ -396,7 +405,10 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_bad_ones_are_sentences() {
-        let p = Position { ts: 1_700_000_000_000_000, h: u64::MAX };
+        let p = Position {
+            ts: 1_700_000_000_000_000,
+            h: u64::MAX,
+        };
         let t = encode_cursor(p);
         assert_eq!(t.len(), 23);
         assert_eq!(decode_cursor(&t), Ok(p));
@@ -424,7 +436,10 @@ mod tests {
         assert_eq!(v["dot"], "n1#x:2");
         assert_eq!(v["encoding"], "base64");
         assert_eq!(v["deleted"], false);
-        assert_eq!(decode_cursor(v["cursor"].as_str().unwrap()), Ok(Position { ts: 5, h: 6 }));
+        assert_eq!(
+            decode_cursor(v["cursor"].as_str().unwrap()),
+            Ok(Position { ts: 5, h: 6 })
+        );
         let t = FeedEntry {
             content: dynkv_vclock::Content::tombstone(5),
             ..e

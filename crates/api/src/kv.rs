@@ -11,8 +11,10 @@
 //! - PUT / DELETE: 204 with the new context; a DELETE writes a tombstone.
 //! - Query parameters: `r`, `w` (`one|quorum|all|1..N`), `sloppy`
 //!   (`true|false`), `timeout_ms`.
-//! - `GET ...?watch=true` with `X-Dynkv-Context` waits until the key holds
-//!   a version that context has not seen and answers as a read does, or
+//! - `GET ...?watch=true` with `X-Dynkv-Context` (even the context of a
+//!   404, which has seen nothing: then any write ends the wait) waits until
+//!   the key holds a version that context has not seen and answers as a
+//!   read does, or
 //!   answers 304 Not Modified with the same context after `timeout_ms`
 //!   (default `feed.default_wait`, at most `feed.max_wait`); without a
 //!   context it is a read. A watch takes no admission permit: it holds one
@@ -266,7 +268,12 @@ async fn get_key(
     Context(after): Context,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    if p.watch && !after.is_empty() {
+    // A context header, even one that has seen nothing (the 404 of a key
+    // never written), makes a watch wait; without one it is a read.
+    let has_context = headers
+        .get(CONTEXT_HEADER)
+        .is_some_and(|v| !v.as_bytes().trim_ascii().is_empty());
+    if p.watch && has_context {
         return watch_key(&state, key, p, after, &headers).await;
     }
     let opts = ReadOptions {

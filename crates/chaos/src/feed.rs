@@ -68,7 +68,9 @@ pub fn cursor_micros(cursor: &str) -> u64 {
         .decode(cursor)
         .ok()
         .filter(|b| b.len() == 17 && b[0] == 1)
-        .map_or(0, |b| u64::from_be_bytes(b[1..9].try_into().expect("8 bytes")))
+        .map_or(0, |b| {
+            u64::from_be_bytes(b[1..9].try_into().expect("8 bytes"))
+        })
 }
 
 /// Unix µs now.
@@ -171,10 +173,7 @@ impl FeedConsumer {
                         other => {
                             let v: serde_json::Value =
                                 serde_json::from_slice(&body).unwrap_or_default();
-                            Some(format!(
-                                "{other} {}",
-                                v["code"].as_str().unwrap_or("")
-                            ))
+                            Some(format!("{other} {}", v["code"].as_str().unwrap_or("")))
                         }
                     }
                 }

@@ -974,7 +974,10 @@ fn every_acknowledged_write_once_in_the_feed_passes() {
 #[test]
 fn a_missing_duplicated_or_wrong_feed_event_fails() {
     let missing = check(&feed_history(
-        vec![feed_event("n1:1", Some("a"), 1), feed_event("n1:3", None, 1)],
+        vec![
+            feed_event("n1:1", Some("a"), 1),
+            feed_event("n1:3", None, 1),
+        ],
         caught_up(),
     ));
     assert!(!missing.passed);
@@ -1018,7 +1021,11 @@ fn a_missing_duplicated_or_wrong_feed_event_fails() {
         },
     ));
     assert!(!gap.passed);
-    assert!(gap.failures.iter().any(|f| f.contains("410")), "{:?}", gap.failures);
+    assert!(
+        gap.failures.iter().any(|f| f.contains("410")),
+        "{:?}",
+        gap.failures
+    );
     let behind = check(&feed_history(all, FeedSummary::default()));
     assert!(!behind.passed);
     assert!(

@@ -77,7 +77,10 @@ pub fn start(
     if cfg.feed.enabled {
         rt.spawn(dynkv_quorum::feed::ChangeLogTrimmer::new(coord.clone()));
     } else {
-        rt.off("feed_trim", "feed.enabled = false: no change log is written");
+        rt.off(
+            "feed_trim",
+            "feed.enabled = false: no change log is written",
+        );
     }
     let sync = cfg.storage.sync_interval;
     if cfg.storage.sync_writes {

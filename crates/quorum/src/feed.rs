@@ -36,9 +36,18 @@
 //! - An acknowledged write was stored, and its version logged, by at least
 //!   W distinct nodes (the coordinator, replicas, or fallbacks holding it
 //!   as a hint: hints are logged too) before it was acknowledged, hence
-//!   within its request deadline of `ts`. The feed only goes up to
-//!   `now - settle` ([`FeedConfig::settle`], at least the write timeout),
-//!   so each of those W logs holds the entry before the feed passes it.
+//!   within its request deadline of being stamped. Stamps come from each
+//!   node's hybrid logical clock ([`crate::hlc`]), which stays within about
+//!   a ping interval of the fastest clock it hears from.
+//! - Each node reads its log only up to its **horizon**
+//!   ([`FeedHub::horizon`]): `settle` ([`FeedConfig::settle`], at least
+//!   the write timeout plus a ping interval) behind its clock, and never
+//!   advancing faster than real time even when the clock jumps. The feed
+//!   goes up to the smallest horizon of the nodes that answered. A stamp
+//!   the feed passes was therefore taken at least about `settle` of real
+//!   time earlier, by a node whose clock lagged the answering ones by at
+//!   most a ping interval: its write has been logged by all of its W
+//!   loggers, or was never acknowledged.
 //! - The feed advances only when at most `tolerate` members
 //!   ([`FeedConfig::tolerate_silent`], by default `quorum(N) - 1`) are
 //!   silent or have trimmed past the cursor: any W ≥ tolerate + 1 of the
@@ -482,7 +491,10 @@ impl Coordinator {
         }
         match after {
             Some(a) => self.feed_read_from(a, prefix, limit).await,
-            None => match self.feed_read_from(Position::default(), prefix.clone(), limit).await {
+            None => match self
+                .feed_read_from(Position::default(), prefix.clone(), limit)
+                .await
+            {
                 Err(FeedError::Expired { oldest }) => {
                     self.feed_read_from(oldest, prefix, limit).await
                 }
@@ -543,7 +555,10 @@ impl Coordinator {
         }
         if silent.len() + stale.len() > tolerate {
             for (m, c) in &stale {
-                silent.push(format!("{m}: its log starts after the cursor ({} µs)", c.floor));
+                silent.push(format!(
+                    "{m}: its log starts after the cursor ({} µs)",
+                    c.floor
+                ));
             }
             return Err(FeedError::Unavailable {
                 silent: silent.len(),

@@ -478,7 +478,8 @@ impl Store {
             let mut n = 0usize;
             let mut bytes = 0u64;
             let mut floor = done.floor;
-            let over = |b: u64| self.changes.bytes.load(Ordering::Relaxed).saturating_sub(b) > max_bytes;
+            let over =
+                |b: u64| self.changes.bytes.load(Ordering::Relaxed).saturating_sub(b) > max_bytes;
             for item in db.iterator_cf(cf(&db, CF_CHANGES), IteratorMode::Start) {
                 let (k, v) = item?;
                 let Some((position, _)) = split_change_key(&k) else {
@@ -544,7 +545,12 @@ mod tests {
     use super::*;
 
     fn write(actor: &str, context: &VersionVector, local: &Object, v: &str, ts: u64) -> Object {
-        DvvSet::update(context, local, actor, Content::value(v.to_string(), "t", ts))
+        DvvSet::update(
+            context,
+            local,
+            actor,
+            Content::value(v.to_string(), "t", ts),
+        )
     }
 
     #[test]
@@ -619,8 +625,11 @@ mod tests {
             hash: 8,
             key: b"other",
         };
-        s.merge(&other, &write("n2", &VersionVector::new(), &Object::new(), "o", t + 2))
-            .unwrap();
+        s.merge(
+            &other,
+            &write("n2", &VersionVector::new(), &Object::new(), "o", t + 2),
+        )
+        .unwrap();
         // A hint logs the versions it brings too.
         let hinted = KeyRef {
             partition: 3,
@@ -674,19 +683,23 @@ mod tests {
         assert_eq!(trimmed.entries, 4);
         assert!(trimmed.floor > t + 5);
         assert_eq!(s.change_log_stats(), (0, 4));
-        assert!(s
-            .scan_changes(Position::default(), everything, b"", 100, 1000)
-            .unwrap()
-            .changes
-            .is_empty());
+        assert!(
+            s.scan_changes(Position::default(), everything, b"", 100, 1000)
+                .unwrap()
+                .changes
+                .is_empty()
+        );
         // A version older than the floor is not logged.
         let late = KeyRef {
             partition: 4,
             hash: 10,
             key: b"user/late",
         };
-        s.merge(&late, &write("n1", &VersionVector::new(), &Object::new(), "l", t))
-            .unwrap();
+        s.merge(
+            &late,
+            &write("n1", &VersionVector::new(), &Object::new(), "l", t),
+        )
+        .unwrap();
         assert_eq!(s.change_log_stats().0, 0);
         let floor = s.change_floor();
         drop(s);
@@ -714,7 +727,13 @@ mod tests {
             hash: 1,
             key: b"k",
         };
-        let a = write("n1", &VersionVector::new(), &Object::new(), "a", now_micros() + 10);
+        let a = write(
+            "n1",
+            &VersionVector::new(),
+            &Object::new(),
+            "a",
+            now_micros() + 10,
+        );
         s.merge(&k, &a).unwrap();
         s.merge(&k, &a).unwrap();
         s.merge_deferred(&k, &a).unwrap();
