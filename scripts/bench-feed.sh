@@ -6,7 +6,7 @@
 #
 # A/B series on the release build: a fresh 3-node cluster (N=3, R=W=2) per
 # run, started by scripts/cluster.sh with feed.enabled = true or false
-# (alternating, FEED_ROUNDS rounds, default 3), then `dynkv bench` with a
+# (FEED_ROUNDS rounds, default 4, in ABBA order), then `dynkv bench` with a
 # write-only load (64 connections, 1 KiB values, 20,000 keys, contexts as a
 # read-modify-write client sends them), 5 s warm-up, FEED_DURATION (15 s)
 # measured, the three node processes' CPU watched. Prints min / median /
@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/dynkv-target}"
-ROUNDS="${FEED_ROUNDS:-3}"
+ROUNDS="${FEED_ROUNDS:-4}"
 DURATION="${FEED_DURATION:-15s}"
 MIX="${FEED_MIX:-get=0,put=100}"
 OUT="${FEED_OUT:-docs/results/feed-cost.json}"
@@ -39,7 +39,11 @@ url() { echo "http://127.0.0.1:$((DYNKV_BASE_PORT + $1))"; }
 
 runs=()
 for round in $(seq 1 "$ROUNDS"); do
-  for enabled in true false; do
+  # ABBA: the setting that runs first alternates, so that whatever the
+  # first run of a pair meets (a warmer or colder machine) falls on both.
+  order="true false"
+  [ $((round % 2)) = 0 ] && order="false true"
+  for enabled in $order; do
     rm -rf "$DYNKV_CLUSTER_DIR"
     DYNKV__FEED__ENABLED=$enabled scripts/cluster.sh start 3 >/dev/null
     pids="$(cat "$DYNKV_CLUSTER_DIR"/n{1,2,3}/pid | paste -sd, -)"

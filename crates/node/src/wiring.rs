@@ -45,6 +45,11 @@ impl Config {
             deferred_merges: self.storage.deferred_merges,
             index_scope: dynkv_api::riak::namespace::scope_len,
             change_log: self.feed.enabled,
+            // Retention plus a quarter and one memtable's worth: the files
+            // FIFO drops are then only ones the trim emptied.
+            change_log_disk_bytes: (self.feed.retention_mb << 20) / 4 * 5
+                + (self.storage.write_buffer_mb << 20) as u64
+                + (64 << 20),
         }
     }
 

@@ -172,6 +172,11 @@ pub fn new_dots<'a>(
     next: &'a Object,
 ) -> Vec<(&'a str, u64, &'a Content)> {
     let seen = current.map(DvvSet::join).unwrap_or_default();
+    dots_above(&seen, next)
+}
+
+/// The live versions of `next` whose dots `seen` does not cover.
+fn dots_above<'a>(seen: &VersionVector, next: &'a Object) -> Vec<(&'a str, u64, &'a Content)> {
     let mut out = Vec::new();
     for e in next.entries() {
         let known = seen.get(&e.actor);
@@ -335,7 +340,11 @@ pub(crate) fn changes_at_open(db: &DB) -> Result<(u64, u64)> {
         }
     };
     let mut bytes = 0u64;
-    for item in db.iterator_cf(cf(db, CF_CHANGES), IteratorMode::Start) {
+    let from = floor.to_be_bytes();
+    for item in db.iterator_cf(
+        cf(db, CF_CHANGES),
+        IteratorMode::From(&from, Direction::Forward),
+    ) {
         let (k, v) = item?;
         bytes += (k.len() + v.len()) as u64;
     }
@@ -344,22 +353,25 @@ pub(crate) fn changes_at_open(db: &DB) -> Result<(u64, u64)> {
 
 impl Store {
     /// Adds to `batch` the log entries of the versions `next` holds that
-    /// `current` had not seen (`current: None` and a deferred merge: every
-    /// live version), returning their bytes. Versions older than the log's
-    /// floor are not logged.
+    /// the old state's clock `seen` does not cover (`None`: no old state,
+    /// or a deferred merge: every live version), returning their bytes.
+    /// Versions older than the log's floor are not logged.
     pub(crate) fn log_changes(
         &self,
         db: &DB,
         batch: &mut WriteBatch,
         key: &KeyRef<'_>,
-        current: Option<&Object>,
+        seen: Option<&VersionVector>,
         next: Option<&Object>,
     ) -> u64 {
         if !self.changes.enabled {
             return 0;
         }
         let Some(next) = next else { return 0 };
-        let dots = new_dots(current, next);
+        let dots = match seen {
+            Some(seen) => dots_above(seen, next),
+            None => new_dots(None, next),
+        };
         if dots.is_empty() {
             return 0;
         }
@@ -480,7 +492,10 @@ impl Store {
             let mut floor = done.floor;
             let over =
                 |b: u64| self.changes.bytes.load(Ordering::Relaxed).saturating_sub(b) > max_bytes;
-            for item in db.iterator_cf(cf(&db, CF_CHANGES), IteratorMode::Start) {
+            // From the floor: what is below it is deleted already.
+            let from = done.floor.to_be_bytes();
+            let start = IteratorMode::From(&from, Direction::Forward);
+            for item in db.iterator_cf(cf(&db, CF_CHANGES), start) {
                 let (k, v) = item?;
                 let Some((position, _)) = split_change_key(&k) else {
                     batch.delete_cf(cf(&db, CF_CHANGES), &k);

@@ -454,6 +454,10 @@ pub struct StoreConfig {
     /// batch ([`changelog`]): what the change feed reads. Off, writes cost
     /// one put less and the feed has nothing to serve from this node.
     pub change_log: bool,
+    /// Bytes of files the change log may hold on disk before the oldest
+    /// are dropped: above its retention bytes (trimmed entries keep their
+    /// space until their file goes), so only trimmed files are dropped.
+    pub change_log_disk_bytes: u64,
 }
 
 /// [`StoreConfig::index_scope`] by default: one empty scope for every key.
@@ -475,6 +479,7 @@ impl StoreConfig {
             deferred_merges: false,
             index_scope: one_scope,
             change_log: true,
+            change_log_disk_bytes: 2 << 30,
         }
     }
 }
@@ -795,10 +800,23 @@ fn open_db(config: &StoreConfig) -> Result<DB> {
         ColumnFamilyDescriptor::new(CF_INDEX, small_opts()),
         // Written with every new version, scanned in order by the feed and
         // trimmed from its start: the objects' memtable size, the small
-        // families' cache.
+        // families' cache, and no compaction at all (FIFO: a log written
+        // once and dropped oldest first gains nothing from merging files,
+        // and compacting it cost as much CPU as a quarter of the writes;
+        // docs/PERFORMANCE.md, "Change feed"). The trim
+        // ([`Store::trim_changes`]) deletes entries and raises the floor;
+        // FIFO then drops the oldest files, all of them trimmed already,
+        // once the family passes `change_log_disk_bytes`. All files stay
+        // in level 0, so the level-0 write stalls are off for it.
         ColumnFamilyDescriptor::new(CF_CHANGES, {
             let mut o = small_opts();
             o.set_write_buffer_size(config.write_buffer_bytes);
+            o.set_compaction_style(rocksdb::DBCompactionStyle::Fifo);
+            let mut fifo = rocksdb::FifoCompactOptions::default();
+            fifo.set_max_table_files_size(config.change_log_disk_bytes);
+            o.set_fifo_compaction_options(&fifo);
+            o.set_level_zero_slowdown_writes_trigger(1 << 20);
+            o.set_level_zero_stop_writes_trigger(1 << 20);
             o
         }),
     ];
@@ -1456,10 +1474,11 @@ impl Store {
         let old_digest = current.as_ref().map(|o| o.digest());
         let scope = (self.config.index_scope)(key.key);
         let old_entries = index::entries(key.partition, key.key, scope, current.as_ref());
-        let current_for_log = if self.changes.enabled {
-            current.clone()
-        } else {
-            None
+        // What the old state had seen: the versions the change log takes
+        // are those above it.
+        let seen = match (&current, self.changes.enabled) {
+            (Some(c), true) => Some(c.join()),
+            _ => None,
         };
         let next = f(current);
         let new_digest = next.as_ref().map(|o| o.digest());
@@ -1493,7 +1512,7 @@ impl Store {
             &db,
             &mut batch,
             key,
-            current_for_log.as_ref(),
+            seen.as_ref(),
             next.as_ref(),
         );
         let written = db.write_opt(batch, &self.write_opts);
@@ -1925,7 +1944,8 @@ impl Store {
         // The hint and the versions it brings here, in one batch.
         let mut batch = WriteBatch::default();
         batch.put_cf(cf, &hkey, value);
-        let logged = self.log_changes(&db, &mut batch, key, old_hint.as_ref(), Some(&merged));
+        let seen = old_hint.as_ref().map(DvvSet::join);
+        let logged = self.log_changes(&db, &mut batch, key, seen.as_ref(), Some(&merged));
         db.write_opt(batch, &self.write_opts)
             .map_err(|e| self.write_failed(e))?;
         self.logged(logged);
