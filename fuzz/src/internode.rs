@@ -24,9 +24,10 @@ use dynkv_rpc::handshake::{
 };
 use dynkv_rpc::messages::{
     AaeFetch, AaeHashes, AaeKeys, AaeRepair, ClaimantChange, ClusterStateReply, Coordinate,
-    CoordinateFallback, ENDPOINT_IDS, Gossip, Handoff, Hashes, IndexEntries, IndexQuery, Join,
-    KeyDigests, Keys, ListKeys, ListNamespaces, Objects, Ping, Pong, Quorum, Read, ReadReply, Reap,
-    ReapCheck, Repaired, Replicate, StoreHint, WriteOutcome, WriteRequest,
+    CoordinateFallback, ENDPOINT_IDS, FeedChunk, FeedEntry, FeedRead, Gossip, Handoff, Hashes,
+    IndexEntries, IndexQuery, Join, KeyDigests, Keys, ListKeys, ListNamespaces, Objects, Ping,
+    Pong, Quorum, Read, ReadReply, Reap, ReapCheck, Repaired, Replicate, StoreHint, WatchKey,
+    WatchReply, WriteOutcome, WriteRequest,
 };
 use dynkv_rpc::{
     CallContext, ClusterSecret, Dispatcher, Endpoint, Handler, Message, PROTOCOL_VERSION,
@@ -409,6 +410,8 @@ endpoints!(
     IndexQuery,
     ReapCheck,
     Reap,
+    WatchKey,
+    FeedRead,
 );
 
 /// The dispatcher every request frame goes through.
@@ -710,6 +713,17 @@ pub fn seed_requests() -> Vec<(u16, Bytes)> {
             term_regex: Some("^v".into()),
             limit: 10,
         }),
+        r(WatchKey {
+            key: Bytes::from_static(b"k"),
+            context: VersionVector::from_pairs([("n1".to_string(), 2)]),
+            wait_ms: 30_000,
+        }),
+        r(FeedRead {
+            after: (1, 2),
+            upto: (3, u64::MAX),
+            prefix: Bytes::from_static(b"user/"),
+            limit: 100,
+        }),
     ]
 }
 
@@ -720,6 +734,30 @@ pub fn seed_answers() -> Vec<(bool, Bytes)> {
             true,
             Pong {
                 node: NodeId::from("n2"),
+                clock: 1_764_650_000_000_000,
+            }
+            .encode(),
+        ),
+        (
+            true,
+            WatchReply {
+                object: Some(object("w")),
+            }
+            .encode(),
+        ),
+        (
+            true,
+            FeedChunk {
+                entries: vec![FeedEntry {
+                    position: (10, 11),
+                    key: Bytes::from_static(b"user/1"),
+                    actor: "n1".into(),
+                    counter: 3,
+                    context: VersionVector::from_pairs([("n1".to_string(), 3)]),
+                    content: Content::value("v", "text/plain", 10),
+                }],
+                reached: (12, u64::MAX),
+                floor: 5,
             }
             .encode(),
         ),

@@ -17,6 +17,15 @@
 //!   ([`dynkv_rpc::messages::ReplicaReport`] defines each number). A
 //!   request refused before any replica is involved (a bad parameter, a
 //!   value too large) has no such header.
+//! - `GET ...?watch=true` with `X-Dynkv-Context` (even the context of a
+//!   404, which has seen nothing: then any write ends the wait) waits until
+//!   the key holds a version that context has not seen and answers as a
+//!   read does, or
+//!   answers 304 Not Modified with the same context after `timeout_ms`
+//!   (default `feed.default_wait`, at most `feed.max_wait`); without a
+//!   context it is a read. A watch takes no admission permit: it holds one
+//!   of `feed.max_waiting` slots (503 `too_many_watches` past them), and
+//!   learns of writes from the key's primaries (`dynkv_quorum::feed`).
 
 use std::time::Duration;
 
@@ -68,7 +77,25 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/kv", get(empty_key).put(empty_key).delete(empty_key))
         .route("/kv/", get(empty_key).put(empty_key).delete(empty_key))
         .layer(DefaultBodyLimit::max(state.limits.max_value_bytes))
-        .layer(from_fn_with_state((state.clone(), REFUSALS), admit))
+        .layer(from_fn_with_state(state.clone(), admit_unless_watch))
+}
+
+/// The bulkhead ([`admit`]) for every request but a watch, which waits
+/// without a permit (it has a slot of its own, see [`watch_key`]).
+async fn admit_unless_watch(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let watch = req.method() == axum::http::Method::GET
+        && req
+            .uri()
+            .query()
+            .is_some_and(|q| q.contains("watch=") && Params::parse(q).get("watch") == Some("true"));
+    if watch {
+        return next.run(req).await;
+    }
+    admit(State((state, REFUSALS)), req, next).await
 }
 
 /// The bulkhead's refusals ([`admit`]) in this API's words.
@@ -172,12 +199,14 @@ impl FromRequestParts<AppState> for Key {
     }
 }
 
-/// The consistency a request asks for: `r`, `w`, `sloppy`, `timeout_ms`.
+/// The consistency a request asks for: `r`, `w`, `sloppy`, `timeout_ms`,
+/// and whether a read is a watch (`watch`, whose `timeout_ms` is its wait).
 struct Consistency {
     r: Option<Quorum>,
     w: Option<Quorum>,
     sloppy: bool,
     timeout: Option<Duration>,
+    watch: bool,
 }
 
 impl FromRequestParts<AppState> for Consistency {
@@ -186,11 +215,16 @@ impl FromRequestParts<AppState> for Consistency {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let Ok(q) = Params::from_request_parts(parts, state).await;
         let n = state.coord.effective_n();
+        let watch = q.flag("watch")?.unwrap_or(false);
+        let max_ms = if watch {
+            state.coord.feed().config().max_wait.as_millis() as u64
+        } else {
+            state.limits.max_timeout_ms
+        };
         Ok(Consistency {
+            watch,
             sloppy: q.flag("sloppy")?.unwrap_or(true),
-            timeout: q
-                .millis("timeout_ms", state.limits.max_timeout_ms)?
-                .map(Duration::from_millis),
+            timeout: q.millis("timeout_ms", max_ms)?.map(Duration::from_millis),
             r: q.quorum_of("r", n)?,
             w: q.quorum_of("w", n)?,
         })
@@ -252,10 +286,19 @@ async fn get_key(
     Context(after): Context,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    // A context header, even one that has seen nothing (the 404 of a key
+    // never written), makes a watch wait; without one it is a read.
+    let has_context = headers
+        .get(CONTEXT_HEADER)
+        .is_some_and(|v| !v.as_bytes().trim_ascii().is_empty());
+    if p.watch && has_context {
+        return watch_key(&state, key, p, after, &headers).await;
+    }
     let opts = ReadOptions {
         r: p.r,
         sloppy: p.sloppy,
-        timeout: p.timeout,
+        // A watch without a context is a read, within the read deadline.
+        timeout: p.timeout.filter(|_| !p.watch),
         after: (!after.is_empty()).then_some(after),
         n_val: None,
     };
@@ -264,6 +307,39 @@ async fn get_key(
         .map(|object| render_object(object.as_ref(), &headers, &state.context_key))
         .map_err(ApiError::from);
     Ok(reported(answer, report))
+}
+
+/// `GET ?watch=true` with a context: the read answer once the key holds a
+/// version the context has not seen, or 304 with the same context after
+/// the wait.
+async fn watch_key(
+    state: &AppState,
+    key: Bytes,
+    p: Consistency,
+    seen: VersionVector,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let hub = state.coord.feed().clone();
+    let Some(_slot) = hub.try_wait(false) else {
+        return Ok(crate::feed::too_many_waits(hub.config().max_waiting));
+    };
+    let wait = p.timeout.unwrap_or(hub.config().default_wait);
+    let opts = ReadOptions {
+        r: p.r,
+        sloppy: p.sloppy,
+        timeout: None,
+        after: None,
+        n_val: None,
+    };
+    match state.coord.watch(key, seen.clone(), opts, wait).await? {
+        Some(object) => Ok(render_object(object.as_ref(), headers, &state.context_key)),
+        None => {
+            let mut r = StatusCode::NOT_MODIFIED.into_response();
+            r.headers_mut()
+                .insert(CONTEXT_HEADER, context_value(&seen, &state.context_key));
+            Ok(r)
+        }
+    }
 }
 
 /// Renders a read: 200 / 300 / 404 as described in the module doc.

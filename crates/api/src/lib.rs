@@ -30,6 +30,7 @@
 
 pub mod admin;
 mod error;
+pub mod feed;
 pub mod http;
 pub mod kv;
 pub mod members;
@@ -173,6 +174,7 @@ pub(crate) fn has_admin_token(state: &AppState, headers: &axum::http::HeaderMap)
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(kv::router(&state))
+        .merge(feed::router(&state))
         .merge(riak::router(&state))
         .merge(admin::router())
         .merge(members::router())

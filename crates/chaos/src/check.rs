@@ -38,6 +38,15 @@
 //!   sloppy are counted apart: a sloppy write may sit on a fallback that a
 //!   read does not ask.
 //!
+//! - **Change feed** (when a feed consumer ran): every acknowledged write
+//!   (its key and the dot it was given) is in the events the consumer
+//!   recorded exactly once, with the value it wrote (or a tombstone for a
+//!   delete); no event names the same key and dot twice; no answer was a
+//!   410 (a gap); and the consumer's cursor passed the end of the clients'
+//!   work. Sound because a dot names one write of one key forever (a
+//!   wiped node comes back as a new actor), and the consumer asked for
+//!   every key.
+//!
 //! # Disk and clock faults
 //!
 //! A wiped disk or a power cut takes from one node what it had
@@ -163,10 +172,38 @@ pub struct Report {
     /// Whether every running member reported the same ring at the end.
     #[serde(default)]
     pub ring: RingAgreement,
+    /// The change feed rule, if a feed consumer ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed: Option<FeedCheck>,
     /// Whether every check passed.
     pub passed: bool,
     /// One sentence per failed check.
     pub failures: Vec<String>,
+}
+
+/// The change feed rule ([`check_feed`]).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FeedCheck {
+    /// Events the consumer received.
+    pub events: u64,
+    /// Acknowledged writes checked (those that returned a dot).
+    pub acknowledged: u64,
+    /// Requests, node switches, and failed requests by kind.
+    pub polls: u64,
+    /// See `polls`.
+    pub switches: u64,
+    /// See `polls`.
+    pub errors: BTreeMap<String, u64>,
+    /// Whether the consumer's cursor passed the end of the clients' work.
+    pub drained: bool,
+    /// Acknowledged writes not in the feed.
+    pub missing: Vec<Violation>,
+    /// Key and dot pairs delivered more than once.
+    pub duplicates: Vec<Violation>,
+    /// Events whose value is not what the write with that dot wrote.
+    pub wrong_values: Vec<Violation>,
+    /// 410 answers: gaps.
+    pub expired: Vec<String>,
 }
 
 /// Membership commit outcomes.
@@ -537,11 +574,124 @@ pub fn check(history: &History) -> Report {
             r.read_your_quorum.strict_violations
         ));
     }
+    r.feed = check_feed(history);
+    if let Some(f) = &r.feed {
+        if !f.missing.is_empty() {
+            r.failures.push(format!(
+                "{} acknowledged writes missing from the change feed",
+                f.missing.len()
+            ));
+        }
+        if !f.duplicates.is_empty() {
+            r.failures.push(format!(
+                "{} versions delivered more than once by the change feed",
+                f.duplicates.len()
+            ));
+        }
+        if !f.wrong_values.is_empty() {
+            r.failures.push(format!(
+                "{} change feed events with a value other than their write's",
+                f.wrong_values.len()
+            ));
+        }
+        if !f.expired.is_empty() {
+            r.failures.push(format!(
+                "the change feed answered 410 (a gap) {} times",
+                f.expired.len()
+            ));
+        }
+        if !f.drained {
+            r.failures
+                .push("the feed consumer did not catch up with the end of the run".to_string());
+        }
+    }
     for list in [&mut r.convergence.diverged, &mut r.siblings.violations] {
         list.truncate(MAX_EXAMPLES * 4);
     }
     r.passed = r.failures.is_empty();
     report
+}
+
+/// The change feed rule (see the module documentation); `None` when no
+/// feed consumer ran.
+pub fn check_feed(history: &History) -> Option<FeedCheck> {
+    let summary = history.feed_summary.as_ref()?;
+    let mut out = FeedCheck {
+        events: history.feed.len() as u64,
+        polls: summary.polls,
+        switches: summary.switches,
+        errors: summary.errors.clone(),
+        drained: summary.drained,
+        expired: summary.expired.clone(),
+        ..FeedCheck::default()
+    };
+    let mut seen: BTreeMap<(&str, &str), Vec<&crate::history::FeedEvent>> = BTreeMap::new();
+    for e in &history.feed {
+        seen.entry((e.key.as_str(), e.dot.as_str()))
+            .or_default()
+            .push(e);
+    }
+    for ((key, dot), events) in &seen {
+        if events.len() > 1 {
+            out.duplicates.push(Violation {
+                key: key.to_string(),
+                op: None,
+                detail: format!(
+                    "{dot} delivered {} times (nodes {:?})",
+                    events.len(),
+                    events.iter().map(|e| e.node).collect::<Vec<_>>()
+                ),
+            });
+        }
+    }
+    for op in &history.ops {
+        if !op.is_write() || op.outcome() != Outcome::Ok {
+            continue;
+        }
+        let Some(dot) = op.dot.as_deref() else {
+            continue;
+        };
+        out.acknowledged += 1;
+        let Some(events) = seen.get(&(op.key.as_str(), dot)) else {
+            out.missing.push(Violation {
+                key: op.key.clone(),
+                op: Some(op.id()),
+                detail: format!(
+                    "{} {dot} acknowledged at {} ms is not in the feed",
+                    op.kind().name(),
+                    op.end_us / 1000
+                ),
+            });
+            continue;
+        };
+        let e = events[0];
+        let right = match op.kind() {
+            OpKind::Delete => e.deleted,
+            _ => !e.deleted && e.value == op.value,
+        };
+        if !right {
+            out.wrong_values.push(Violation {
+                key: op.key.clone(),
+                op: Some(op.id()),
+                detail: format!(
+                    "{dot}: the feed shows {} where the write wrote {}",
+                    if e.deleted {
+                        "a tombstone".to_string()
+                    } else {
+                        format!("{:?}", e.value)
+                    },
+                    match op.kind() {
+                        OpKind::Delete => "a tombstone".to_string(),
+                        _ => format!("{:?}", op.value),
+                    }
+                ),
+            });
+        }
+    }
+    for list in [&mut out.missing, &mut out.duplicates, &mut out.wrong_values] {
+        list.truncate(MAX_EXAMPLES * 4);
+    }
+    Some(out)
 }
 
 /// Compares every node's final view of the ring with the first one's.

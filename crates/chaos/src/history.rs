@@ -28,6 +28,55 @@ pub enum Record {
     Nemesis(FaultEvent),
     /// What the cluster held after healing (last line).
     Final(FinalState),
+    /// An event the feed consumer was given.
+    Feed(FeedEvent),
+    /// How the feed consumer's run went (once, when it stops).
+    #[serde(rename = "feed_end")]
+    FeedEnd(FeedSummary),
+}
+
+/// One event of the change feed, as the consumer got it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FeedEvent {
+    /// Node (1-based) that answered it.
+    pub node: usize,
+    /// Microseconds since the run started, when it arrived.
+    pub at_us: u64,
+    /// The key.
+    pub key: String,
+    /// The version, `actor:counter` (as `X-Dynkv-Dot`).
+    pub dot: String,
+    /// The value (not for a tombstone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// A delete's tombstone.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// The feed consumer's run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FeedSummary {
+    /// Requests sent.
+    pub polls: u64,
+    /// Events received.
+    pub events: u64,
+    /// Moves to another node (after errors, and every few answers).
+    pub switches: u64,
+    /// Failed requests by kind (`connect`, `timeout`, `503 feed_unavailable`, ...).
+    pub errors: BTreeMap<String, u64>,
+    /// 410 answers (a gap in the feed), with their detail.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub expired: Vec<String>,
+    /// Whether its cursor passed the end of the clients' work before it stopped.
+    pub drained: bool,
+    /// Microseconds since the run started, when it began and stopped.
+    pub started_us: u64,
+    /// See `started_us`.
+    pub ended_us: u64,
+    /// Its last cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 /// Parameters that, with the binary, reproduce a run.
@@ -635,6 +684,10 @@ pub struct History {
     pub faults: Vec<FaultEvent>,
     /// The final state, if the run got that far.
     pub final_state: Option<FinalState>,
+    /// The feed consumer's events, in arrival order.
+    pub feed: Vec<FeedEvent>,
+    /// The feed consumer's summary (`None`: no consumer ran).
+    pub feed_summary: Option<FeedSummary>,
 }
 
 impl History {
@@ -647,6 +700,8 @@ impl History {
                 Record::Op(o) => h.ops.push(o),
                 Record::Nemesis(f) => h.faults.push(f),
                 Record::Final(f) => h.final_state = Some(f),
+                Record::Feed(e) => h.feed.push(e),
+                Record::FeedEnd(s) => h.feed_summary = Some(s),
             }
         }
         h
@@ -687,6 +742,12 @@ impl History {
         }
         for f in &self.faults {
             line(&mut w, &Record::Nemesis(f.clone()))?;
+        }
+        for e in &self.feed {
+            line(&mut w, &Record::Feed(e.clone()))?;
+        }
+        if let Some(s) = &self.feed_summary {
+            line(&mut w, &Record::FeedEnd(s.clone()))?;
         }
         if let Some(f) = &self.final_state {
             line(&mut w, &Record::Final(f.clone()))?;

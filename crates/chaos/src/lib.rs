@@ -13,7 +13,10 @@
 //!    R/W and `sloppy`, logging every operation with its start, end, node,
 //!    parameters, outcome, and the contexts and dot it sent and got
 //!    ([`history`], JSON lines).
-//! 4. [`run`] then heals everything, waits until every key's replicas agree
+//! 4. [`feed`] follows the change feed for the whole run, one node at a
+//!    time, recording every event; the checker then requires every
+//!    acknowledged write in it exactly once.
+//! 5. [`run`] then heals everything, waits until every key's replicas agree
 //!    (hinted handoff and anti-entropy at work, no reads to repair them),
 //!    reads every key at R=all through every node and each node's local
 //!    copy, and hands the history to [`check`].
@@ -27,6 +30,7 @@
 //! depends on timing.
 
 pub mod check;
+pub mod feed;
 pub mod history;
 pub mod nemesis;
 pub mod report;

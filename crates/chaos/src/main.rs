@@ -98,6 +98,9 @@ struct Args {
     /// acknowledged delete must keep its tombstone.
     #[arg(long, conflicts_with_all = ["reap_grace", "reap_settle", "reap_interval"])]
     no_reap: bool,
+    /// No change feed consumer (and so no feed check).
+    #[arg(long)]
+    no_feed: bool,
     /// The dynkv binary (default: $DYNKV_BIN, else `dynkv` next to this program).
     #[arg(long)]
     bin: Option<PathBuf>,
@@ -214,6 +217,7 @@ async fn main_inner(args: Args) -> Result<bool, String> {
                 interval_ms: args.reap_interval.as_millis() as u64,
             }),
             verbose: !args.quiet,
+            feed: !args.no_feed,
         };
         eprintln!(
             "dynkv-chaos: seed {seed}, {} nodes, {:?} of faults, {}; history in {}",

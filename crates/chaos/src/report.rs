@@ -186,6 +186,29 @@ pub fn render(r: &Report) -> String {
         );
         examples(&mut s, &g.disagreements);
     }
+    if let Some(f) = &r.feed {
+        let errors: Vec<String> = f.errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(
+            s,
+            "CHANGE FEED        {} events; {} acknowledged writes: {} missing, {} duplicated, {} wrong values; {} gaps (410); caught up: {}; {} requests, {} node switches, errors: [{}]",
+            f.events,
+            f.acknowledged,
+            f.missing.len(),
+            f.duplicates.len(),
+            f.wrong_values.len(),
+            f.expired.len(),
+            f.drained,
+            f.polls,
+            f.switches,
+            errors.join(", ")
+        );
+        examples(&mut s, &f.missing);
+        examples(&mut s, &f.duplicates);
+        examples(&mut s, &f.wrong_values);
+        for e in f.expired.iter().take(SHOWN) {
+            let _ = writeln!(s, "    410 {e}");
+        }
+    }
     let _ = writeln!(
         s,
         "VERDICT            {}",

@@ -13,6 +13,7 @@ use dynkv_tests::{Cluster, ClusterOptions};
 use futures::StreamExt;
 
 use crate::check::{Report, check};
+use crate::feed::FeedConsumer;
 use crate::history::{
     Action, FinalKey, FinalState, History, ObjectView, ReapSettings, Record, Recorder, RunInfo,
 };
@@ -51,6 +52,9 @@ pub struct RunConfig {
     pub reap: Option<ReapSettings>,
     /// Print progress to stderr.
     pub verbose: bool,
+    /// Follow the change feed for the whole run and check it
+    /// ([`crate::feed`]).
+    pub feed: bool,
 }
 
 impl Default for RunConfig {
@@ -68,6 +72,7 @@ impl Default for RunConfig {
             env: Vec::new(),
             reap: Some(ReapSettings::CHAOS),
             verbose: false,
+            feed: true,
         }
     }
 }
@@ -129,6 +134,10 @@ pub fn effective_reap(
     }
     (r.interval_ms > 0).then_some(r)
 }
+
+/// Longest the feed consumer may follow after the clients stop, beyond the
+/// run's own bounds.
+const FEED_DRAIN_BOUND: Duration = Duration::from_secs(60);
 
 /// What a run produced.
 pub struct RunResult {
@@ -226,10 +235,17 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
         cfg.duration
     );
     let urls: Vec<String> = (1..=cfg.nodes).map(|i| cluster.url(i)).collect();
-    let workload = Workload::new(wl_cfg, urls, recorder.clone(), t0, cfg.seed);
+    let workload = Workload::new(wl_cfg, urls.clone(), recorder.clone(), t0, cfg.seed);
     let clients: Vec<_> = (0..cfg.workload.clients)
         .map(|id| tokio::spawn(workload.clone().client(id as u32)))
         .collect();
+    // The feed consumer, from the start to well after the end (bounded).
+    let consumer = cfg.feed.then(|| {
+        let c = FeedConsumer::new(urls.clone(), recorder.clone(), t0);
+        let drain = c.drain_until.clone();
+        let bound = Instant::now() + cfg.duration + cfg.convergence_bound * 3 + FEED_DRAIN_BOUND;
+        (drain, tokio::spawn(c.run(bound)))
+    });
 
     // A tombstone written by a node whose clock was ahead carries a time
     // in the future: its grace ends that much later.
@@ -262,6 +278,15 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
             let _ = c.await;
         }
         clients_done = Instant::now();
+        if let Some((drain, _)) = &consumer {
+            // Every acknowledged write was stamped before now, by a clock
+            // at most `max_ahead_ms` ahead of this one (plus a margin for
+            // the clocks' catching up with each other).
+            drain.store(
+                crate::feed::unix_micros() + (max_ahead_ms + 2_000) * 1_000,
+                Ordering::Release,
+            );
+        }
         if !nemesis.wait_all_see_all_up(Duration::from_secs(30)).await {
             say!(cfg, "some node still sees a peer down after 30 s");
         }
@@ -375,6 +400,21 @@ pub async fn run(cfg: RunConfig) -> std::io::Result<RunResult> {
     }));
     recorder.flush();
 
+    if let Some((_, task)) = consumer {
+        say!(cfg, "waiting for the feed consumer to catch up");
+        match task.await {
+            Ok(s) => say!(
+                cfg,
+                "feed consumer: {} events, {} requests, {} switches, caught up: {}",
+                s.events,
+                s.polls,
+                s.switches,
+                s.drained
+            ),
+            Err(e) => say!(cfg, "feed consumer failed: {e}"),
+        }
+        recorder.flush();
+    }
     let history = recorder.history();
     let report = check(&history);
     if let Some(d) = &cfg.out_dir {

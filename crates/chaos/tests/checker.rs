@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use dynkv_chaos::check::{check, disturbances};
 use dynkv_chaos::history::{
-    Action, FaultEvent, FinalKey, FinalState, History, ObjectView, Op, OpKind, Outcome,
-    ReapSettings, RingMember, RingView, RunInfo,
+    Action, FaultEvent, FeedEvent, FeedSummary, FinalKey, FinalState, History, ObjectView, Op,
+    OpKind, Outcome, ReapSettings, RingMember, RingView, RunInfo,
 };
 use dynkv_vclock::{ContextKey, VersionVector, encode_context};
 
@@ -137,6 +137,7 @@ fn history(ops: Vec<Op>, fk: FinalKey) -> History {
             keys,
             rings: Vec::new(),
         }),
+        ..History::default()
     }
 }
 
@@ -911,5 +912,125 @@ fn faults_during_a_handoff_and_commit_outcomes_are_counted_and_a_refusal_is_no_f
     assert!(
         d.iter().any(|&(a, b)| a <= 1_000 && b >= 60_000_000),
         "{d:?}"
+    );
+}
+
+/// A feed event of key `k`.
+fn feed_event(dot: &str, value: Option<&str>, node: usize) -> FeedEvent {
+    FeedEvent {
+        node,
+        at_us: 0,
+        key: "k".into(),
+        dot: dot.into(),
+        value: value.map(str::to_string),
+        deleted: value.is_none(),
+    }
+}
+
+/// Two acknowledged puts and a delete, the final state agreeing, and the
+/// feed consumer's events.
+fn feed_history(events: Vec<FeedEvent>, summary: FeedSummary) -> History {
+    let mut b = B::new();
+    b.put("a", ("n1", 1), None, &[]);
+    let c1 = ctx(&[("n1", 1)]);
+    b.put("b", ("n1", 2), Some(&c1), &["a"]);
+    let c2 = ctx(&[("n1", 2)]);
+    b.delete(("n1", 3), Some(&c2), &["b"]);
+    // An unknown write may or may not be in the feed.
+    let u = b.op(OpKind::Put, Outcome::Unknown);
+    u.value = Some("u".into());
+    let mut h = history(b.ops, agreed(&ctx(&[("n1", 3)]), &[], 1));
+    h.feed = events;
+    h.feed_summary = Some(summary);
+    h
+}
+
+fn caught_up() -> FeedSummary {
+    FeedSummary {
+        drained: true,
+        polls: 3,
+        ..FeedSummary::default()
+    }
+}
+
+#[test]
+fn every_acknowledged_write_once_in_the_feed_passes() {
+    let events = vec![
+        feed_event("n1:1", Some("a"), 1),
+        feed_event("n1:2", Some("b"), 2),
+        feed_event("n1:3", None, 3),
+        feed_event("n2:1", Some("u"), 3),
+    ];
+    let r = check(&feed_history(events, caught_up()));
+    assert!(r.passed, "{:?}", r.failures);
+    let f = r.feed.unwrap();
+    assert_eq!((f.events, f.acknowledged), (4, 3));
+    // No consumer ran: no feed check.
+    let mut h = feed_history(Vec::new(), caught_up());
+    h.feed_summary = None;
+    assert!(check(&h).feed.is_none());
+}
+
+#[test]
+fn a_missing_duplicated_or_wrong_feed_event_fails() {
+    let missing = check(&feed_history(
+        vec![
+            feed_event("n1:1", Some("a"), 1),
+            feed_event("n1:3", None, 1),
+        ],
+        caught_up(),
+    ));
+    assert!(!missing.passed);
+    let f = missing.feed.unwrap();
+    assert_eq!(f.missing.len(), 1);
+    assert!(f.missing[0].detail.contains("n1:2"), "{:?}", f.missing);
+
+    let twice = check(&feed_history(
+        vec![
+            feed_event("n1:1", Some("a"), 1),
+            feed_event("n1:2", Some("b"), 1),
+            feed_event("n1:2", Some("b"), 2),
+            feed_event("n1:3", None, 2),
+        ],
+        caught_up(),
+    ));
+    assert!(!twice.passed);
+    assert_eq!(twice.feed.unwrap().duplicates.len(), 1);
+
+    let wrong = check(&feed_history(
+        vec![
+            feed_event("n1:1", Some("a"), 1),
+            feed_event("n1:2", Some("x"), 1),
+            feed_event("n1:3", Some("b"), 1),
+        ],
+        caught_up(),
+    ));
+    assert!(!wrong.passed);
+    assert_eq!(wrong.feed.unwrap().wrong_values.len(), 2);
+
+    let all = vec![
+        feed_event("n1:1", Some("a"), 1),
+        feed_event("n1:2", Some("b"), 1),
+        feed_event("n1:3", None, 1),
+    ];
+    let gap = check(&feed_history(
+        all.clone(),
+        FeedSummary {
+            expired: vec!["n1 at x: expired".into()],
+            ..caught_up()
+        },
+    ));
+    assert!(!gap.passed);
+    assert!(
+        gap.failures.iter().any(|f| f.contains("410")),
+        "{:?}",
+        gap.failures
+    );
+    let behind = check(&feed_history(all, FeedSummary::default()));
+    assert!(!behind.passed);
+    assert!(
+        behind.failures.iter().any(|f| f.contains("catch up")),
+        "{:?}",
+        behind.failures
     );
 }

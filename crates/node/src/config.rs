@@ -67,6 +67,8 @@ pub struct Config {
     pub internode: InternodeSection,
     /// `[riak]`: Riak's protocol buffers listener.
     pub riak: RiakSection,
+    /// `[feed]`: watches of keys and the change feed.
+    pub feed: FeedSection,
     /// Where each value came from, and the warnings of the load (not a
     /// setting).
     #[serde(skip)]
@@ -428,6 +430,41 @@ pub struct MembershipSection {
     /// replicated (was `cleanup_grace_ms`).
     #[serde(deserialize_with = "de::duration")]
     pub cleanup_grace: Duration,
+}
+
+/// Watches of keys and the change feed (`dynkv_quorum::feed`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct FeedSection {
+    /// Log every new version in the change log and serve `/feed`.
+    pub enabled: bool,
+    /// How far behind now the feed reads; at least the longest write
+    /// timeout clients use.
+    #[serde(deserialize_with = "de::duration")]
+    pub settle: Duration,
+    /// How often a waiting feed request asks the logs again.
+    #[serde(deserialize_with = "de::duration")]
+    pub poll_interval: Duration,
+    /// Watches and feed requests waiting at once; more get 503.
+    pub max_waiting: usize,
+    /// A watch's or long poll's wait when the client names none.
+    #[serde(deserialize_with = "de::duration")]
+    pub default_wait: Duration,
+    /// Longest wait a client may ask for (`timeout_ms`).
+    #[serde(deserialize_with = "de::duration")]
+    pub max_wait: Duration,
+    /// Most events per feed answer.
+    pub batch: usize,
+    /// Members that may be silent while the feed advances; -1: quorum(N) - 1.
+    pub tolerate_silent: i64,
+    /// Change log entries older than this are trimmed.
+    #[serde(deserialize_with = "de::duration")]
+    pub retention: Duration,
+    /// Bytes the change log may hold, MiB; the oldest entries past it are
+    /// trimmed.
+    pub retention_mb: u64,
+    /// How often the change log is trimmed.
+    #[serde(deserialize_with = "de::duration")]
+    pub trim_interval: Duration,
 }
 
 /// Riak's protocol buffers API (PBC).
@@ -821,6 +858,37 @@ impl Config {
                 at("node.id"),
                 self.node.id,
                 at("cluster.members")
+            ));
+        }
+        let f = &self.feed;
+        for (key, zero) in [
+            ("feed.poll_interval", f.poll_interval.is_zero()),
+            ("feed.max_waiting", f.max_waiting == 0),
+            ("feed.default_wait", f.default_wait.is_zero()),
+            ("feed.batch", f.batch == 0),
+            ("feed.trim_interval", f.trim_interval.is_zero()),
+            ("feed.retention", f.retention.is_zero()),
+            ("feed.retention_mb", f.retention_mb == 0),
+        ] {
+            if zero {
+                return bad(format!("{} must be positive", at(key)));
+            }
+        }
+        if f.default_wait > f.max_wait {
+            return bad(format!(
+                "{} = {} must not exceed {} = {}",
+                at("feed.default_wait"),
+                show(f.default_wait),
+                at("feed.max_wait"),
+                show(f.max_wait)
+            ));
+        }
+        if f.tolerate_silent < -1 || f.tolerate_silent >= self.cluster.n_val as i64 {
+            return bad(format!(
+                "{} must be -1 (quorum(N) - 1) or 0 to N - 1 ({}), got {}",
+                at("feed.tolerate_silent"),
+                at("cluster.n_val"),
+                f.tolerate_silent
             ));
         }
         // Refuses a missing, short or unreadable secret before anything starts.

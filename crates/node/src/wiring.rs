@@ -44,6 +44,12 @@ impl Config {
             object_cache_bytes: self.storage.object_cache_mb << 20,
             deferred_merges: self.storage.deferred_merges,
             index_scope: dynkv_api::riak::namespace::scope_len,
+            change_log: self.feed.enabled,
+            // Retention plus a quarter and one memtable's worth: the files
+            // FIFO drops are then only ones the trim emptied.
+            change_log_disk_bytes: (self.feed.retention_mb << 20) / 4 * 5
+                + (self.storage.write_buffer_mb << 20) as u64
+                + (64 << 20),
         }
     }
 
@@ -91,6 +97,25 @@ impl Config {
             pbs_record: self.pbs.record,
             pbs_half_life: self.pbs.half_life,
             pbs_clocks: self.pbs.clocks,
+            feed: self.feed_config(),
+        }
+    }
+
+    /// Watches' and the change feed's settings.
+    pub fn feed_config(&self) -> dynkv_quorum::feed::FeedConfig {
+        let f = &self.feed;
+        dynkv_quorum::feed::FeedConfig {
+            enabled: f.enabled,
+            settle: f.settle,
+            poll_interval: f.poll_interval,
+            max_waiting: f.max_waiting,
+            default_wait: f.default_wait,
+            max_wait: f.max_wait,
+            batch: f.batch,
+            tolerate_silent: usize::try_from(f.tolerate_silent).ok(),
+            retention: f.retention,
+            retention_bytes: f.retention_mb << 20,
+            trim_interval: f.trim_interval,
         }
     }
 
@@ -272,7 +297,7 @@ impl Node {
         }
 
         let book = Arc::new(AddressBook::new(members.iter().cloned()));
-        let metrics = Metrics::new();
+        let mut metrics = Metrics::new();
         let fd = &cfg.failure_detector;
         let health = PeerHealth::new(me.clone(), ids, fd.failure_threshold)
             .with_cooldown(fd.breaker_cooldown)
@@ -289,6 +314,7 @@ impl Node {
             metrics.quorum.clone(),
             &epoch,
         );
+        coord.feed().metrics().register(&mut metrics.registry);
         let aae = AntiEntropy::new(
             coord.clone(),
             trees,

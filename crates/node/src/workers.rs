@@ -74,6 +74,14 @@ pub fn start(
     } else {
         rt.spawn(ReaperWorker::new(coord.clone(), cfg.reaper_config()));
     }
+    if cfg.feed.enabled {
+        rt.spawn(dynkv_quorum::feed::ChangeLogTrimmer::new(coord.clone()));
+    } else {
+        rt.off(
+            "feed_trim",
+            "feed.enabled = false: no change log is written",
+        );
+    }
     let sync = cfg.storage.sync_interval;
     if cfg.storage.sync_writes {
         rt.off(
@@ -127,10 +135,15 @@ impl Worker for FailureDetector {
             .map(|peer| async move { (*peer, coord.call_peer(peer, &Ping {}, timeout).await) });
         for (peer, answer) in futures::future::join_all(pings).await {
             match answer {
-                Ok(Pong { node }) if node != *peer => cx.error(format!(
+                Ok(Pong { node, .. }) if node != *peer => cx.error(format!(
                     "a different node answers at this peer's address: expected {peer}, {node} answered"
                 )),
-                Ok(_) => cx.count("pongs", 1),
+                Ok(Pong { clock, .. }) => {
+                    // Keeps this node's clock up with its peers' (the
+                    // change feed's order, `dynkv_quorum::hlc`).
+                    self.coord.feed().clock().observe(clock);
+                    cx.count("pongs", 1)
+                }
                 // A peer that does not answer is what the breaker records.
                 Err(_) => cx.count("unanswered", 1),
             }

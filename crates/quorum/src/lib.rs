@@ -72,7 +72,9 @@
 
 pub mod datatype;
 pub mod epoch;
+pub mod feed;
 pub mod handoff;
+pub mod hlc;
 pub mod idempotency;
 pub mod index;
 mod local_write;
@@ -179,6 +181,8 @@ pub struct CoordinatorConfig {
     /// Place the split of a round trip with the replica's wall-clock stamp
     /// (synchronised clocks), or split it in halves.
     pub pbs_clocks: bool,
+    /// Watches and the change feed ([`feed`]).
+    pub feed: feed::FeedConfig,
 }
 
 impl Default for CoordinatorConfig {
@@ -204,6 +208,7 @@ impl Default for CoordinatorConfig {
             pbs_record: true,
             pbs_half_life: Duration::from_secs(60),
             pbs_clocks: true,
+            feed: feed::FeedConfig::default(),
         }
     }
 }
@@ -444,6 +449,8 @@ pub struct Coordinator {
     /// Latencies of replica writes and reads, per peer, for the staleness
     /// model.
     pbs: Arc<dynkv_pbs::Recorder>,
+    /// Watches and the change feed ([`feed`]).
+    feed: Arc<feed::FeedHub>,
 }
 
 /// What a node does when a peer refuses a request because their rings
@@ -484,6 +491,9 @@ impl Coordinator {
         metrics: Arc<QuorumMetrics>,
         epoch: &epoch::Epoch,
     ) -> Arc<Self> {
+        let feed = Arc::new(feed::FeedHub::new(config.feed.clone()));
+        // Every change of a key wakes its watches.
+        store.set_change_hook(feed.notifier().clone());
         let replica = Arc::new(Replica::new(
             me.clone(),
             ring,
@@ -493,6 +503,7 @@ impl Coordinator {
             epoch,
         ));
         Arc::new(Coordinator {
+            feed,
             repair_slots: Arc::new(tokio::sync::Semaphore::new(
                 config.read_repair_concurrency.max(1),
             )),
@@ -757,7 +768,7 @@ impl Coordinator {
     pub async fn put(self: &Arc<Self>, mut req: WriteRequest) -> Result<WriteOutcome, QuorumError> {
         let (placement, w, deadline) = self.plan_write(&req)?;
         if req.content.modified_micros == 0 {
-            req.content.modified_micros = now_micros();
+            req.content.modified_micros = self.feed.clock().now();
         }
         if placement.primaries.contains(&self.me) {
             return self.coordinate(req, placement, w, deadline).await;
@@ -1296,7 +1307,9 @@ impl Coordinator {
             .register::<ListNamespaces, _>(self.clone())
             .register::<IndexQuery, _>(self.clone())
             .register::<dynkv_rpc::messages::ReapCheck, _>(self.clone())
-            .register::<dynkv_rpc::messages::Reap, _>(self.clone());
+            .register::<dynkv_rpc::messages::Reap, _>(self.clone())
+            .register::<dynkv_rpc::messages::WatchKey, _>(self.clone())
+            .register::<dynkv_rpc::messages::FeedRead, _>(self.clone());
     }
 }
 
@@ -1304,6 +1317,7 @@ impl Handler<Ping> for Coordinator {
     async fn handle(self: Arc<Self>, _: Ping, _: CallContext) -> Result<Pong, RemoteError> {
         Ok(Pong {
             node: self.me.clone(),
+            clock: self.feed.clock().peek(),
         })
     }
 }
@@ -1314,6 +1328,7 @@ impl Handler<Coordinate> for Coordinator {
         Coordinate(req): Coordinate,
         _: CallContext,
     ) -> Result<WriteOutcome, RemoteError> {
+        self.feed.clock().observe(req.content.modified_micros);
         let (placement, w, deadline) = self.plan_write(&req)?;
         // Coordinate even if this node's ring disagrees: the object is
         // stored here too, so this node's dots are never reused.

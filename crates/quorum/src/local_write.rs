@@ -100,13 +100,22 @@ pub(crate) fn apply(stored: Option<Object>, w: &LocalWrite, now: u64) -> (Option
     } else {
         w.context.clone()
     };
-    let content = match &w.datatype_op {
+    let mut content = match &w.datatype_op {
         None => w.content.clone(),
         Some(op) => match crate::datatype::apply(&cur, op, &w.actor, now, &w.content) {
             Ok(c) => c,
             Err(e) => return (unchanged(cur), Step::Refused(e)),
         },
     };
+    // A new version is stamped after every version stored here, which
+    // include those it replaces: per key, stamps (the change feed's order)
+    // follow causality even when the node that took the write has a
+    // clock behind.
+    if let Some(newest) = cur.values().iter().map(|c| c.modified_micros).max()
+        && content.modified_micros <= newest
+    {
+        content.modified_micros = newest.saturating_add(1);
+    }
     if let Some(k) = &w.idempotency_key
         && idempotency::seen(&cur, k, now, w.window)
     {

@@ -94,6 +94,7 @@ impl Handler<Ping> for TestNode {
     ) -> Result<Pong, RemoteError> {
         Ok(Pong {
             node: NodeId::from(self.name.as_str()),
+            clock: 0,
         })
     }
 }

@@ -10,6 +10,7 @@
 //! | `hints` | owner len (u8) ‖ owner ‖ partition ‖ key | hint format byte ‖ created (unix ms, u64 LE) ‖ encoded [`Object`] | hinted handoff, per target node |
 //! | `meta` | name | bytes | node identity, ring state |
 //! | `index` | partition ‖ scope ‖ field ‖ term ‖ key (see [`index`]) | empty | secondary index queries: one (partition, scope, field) is a contiguous range in term order |
+//! | `changes` | write time (µs, u64 BE) ‖ hash of key and dot ‖ key (see [`changelog`]) | the version, its dot and context | the change feed: one range scan from a cursor |
 //!
 //! Anti-entropy rebuilds its trees from the small `digests` family instead
 //! of reading every value.
@@ -147,7 +148,10 @@
 //! opened once a test write in the data directory succeeded, and the WAL is
 //! synced through descriptors of our own ([`Store::sync_wal`]).
 
+pub mod changelog;
 pub mod index;
+
+pub use changelog::{Change, ChangeHook, ChangeScan, Position, Trimmed};
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -170,8 +174,11 @@ const CF_DIGESTS: &str = "digests";
 const CF_HINTS: &str = "hints";
 const CF_META: &str = "meta";
 const CF_INDEX: &str = "index";
+const CF_CHANGES: &str = "changes";
 /// Every column family, in the order they are opened.
-const ALL_CFS: [&str; 5] = [CF_OBJECTS, CF_DIGESTS, CF_HINTS, CF_META, CF_INDEX];
+const ALL_CFS: [&str; 6] = [
+    CF_OBJECTS, CF_DIGESTS, CF_HINTS, CF_META, CF_INDEX, CF_CHANGES,
+];
 
 /// The file [`Store::recover`] (and open) writes, syncs and removes in the
 /// data directory to see whether it takes writes. RocksDB ignores files it
@@ -443,6 +450,14 @@ pub struct StoreConfig {
     /// for a key whose object is never indexed ([`index`]). The default
     /// puts every key in one empty scope.
     pub index_scope: fn(&[u8]) -> Option<usize>,
+    /// Log every new version in the `changes` family, in the object's write
+    /// batch ([`changelog`]): what the change feed reads. Off, writes cost
+    /// one put less and the feed has nothing to serve from this node.
+    pub change_log: bool,
+    /// Bytes of files the change log may hold on disk before the oldest
+    /// are dropped: above its retention bytes (trimmed entries keep their
+    /// space until their file goes), so only trimmed files are dropped.
+    pub change_log_disk_bytes: u64,
 }
 
 /// [`StoreConfig::index_scope`] by default: one empty scope for every key.
@@ -463,6 +478,8 @@ impl StoreConfig {
             object_cache_bytes: 0,
             deferred_merges: false,
             index_scope: one_scope,
+            change_log: true,
+            change_log_disk_bytes: 2 << 30,
         }
     }
 }
@@ -598,6 +615,10 @@ pub struct Store {
     wal_syncs: AtomicU64,
     wal_sync_failures: AtomicU64,
     listener: Option<Arc<dyn WriteListener>>,
+    /// The change log's floor, size and switch ([`changelog`]).
+    changes: changelog::ChangeLogState,
+    /// Told of every new version of a key (the watch notifier).
+    change_hook: ArcSwapOption<Arc<dyn ChangeHook>>,
 }
 
 impl Store {
@@ -617,6 +638,7 @@ impl Store {
         index_at_open(&db, config.index_scope)?;
         let (hints, bytes) = hint_totals(&db)?;
         let clean = digests_at_open(&db, config.key_hash)?;
+        let (change_floor, change_bytes) = changelog::changes_at_open(&db)?;
         let db = Arc::new(ArcSwapOption::from_pointee(db));
         let digests = Arc::new(DigestQueue::default());
         let digest_flusher = {
@@ -649,6 +671,13 @@ impl Store {
             wal_syncs: AtomicU64::new(0),
             wal_sync_failures: AtomicU64::new(0),
             listener,
+            changes: changelog::ChangeLogState {
+                enabled: config.change_log,
+                bytes: AtomicU64::new(change_bytes),
+                floor: AtomicU64::new(change_floor),
+                trimmed: AtomicU64::new(0),
+            },
+            change_hook: ArcSwapOption::empty(),
         })
     }
 }
@@ -769,6 +798,27 @@ fn open_db(config: &StoreConfig) -> Result<DB> {
         ColumnFamilyDescriptor::new(CF_HINTS, small_opts()),
         ColumnFamilyDescriptor::new(CF_META, small_opts()),
         ColumnFamilyDescriptor::new(CF_INDEX, small_opts()),
+        // Written with every new version, scanned in order by the feed and
+        // trimmed from its start: the objects' memtable size, the small
+        // families' cache, and no compaction at all (FIFO: a log written
+        // once and dropped oldest first gains nothing from merging files,
+        // and compacting it cost as much CPU as a quarter of the writes;
+        // docs/PERFORMANCE.md, "Change feed"). The trim
+        // ([`Store::trim_changes`]) deletes entries and raises the floor;
+        // FIFO then drops the oldest files, all of them trimmed already,
+        // once the family passes `change_log_disk_bytes`. All files stay
+        // in level 0, so the level-0 write stalls are off for it.
+        ColumnFamilyDescriptor::new(CF_CHANGES, {
+            let mut o = small_opts();
+            o.set_write_buffer_size(config.write_buffer_bytes);
+            o.set_compaction_style(rocksdb::DBCompactionStyle::Fifo);
+            let mut fifo = rocksdb::FifoCompactOptions::default();
+            fifo.set_max_table_files_size(config.change_log_disk_bytes);
+            o.set_fifo_compaction_options(&fifo);
+            o.set_level_zero_slowdown_writes_trigger(1 << 20);
+            o.set_level_zero_stop_writes_trigger(1 << 20);
+            o
+        }),
     ];
     Ok(DB::open_cf_descriptors(&db_opts, &config.path, cfs)?)
 }
@@ -1424,6 +1474,12 @@ impl Store {
         let old_digest = current.as_ref().map(|o| o.digest());
         let scope = (self.config.index_scope)(key.key);
         let old_entries = index::entries(key.partition, key.key, scope, current.as_ref());
+        // What the old state had seen: the versions the change log takes
+        // are those above it.
+        let seen = match (&current, self.changes.enabled) {
+            (Some(c), true) => Some(c.join()),
+            _ => None,
+        };
         let next = f(current);
         let new_digest = next.as_ref().map(|o| o.digest());
         if old_digest == new_digest {
@@ -1451,6 +1507,14 @@ impl Store {
         for added in new_entries.difference(&old_entries) {
             batch.put_cf(icf, added, []);
         }
+        // So are the versions it brings (the change log).
+        let logged = self.log_changes(
+            &db,
+            &mut batch,
+            key,
+            seen.as_ref(),
+            next.as_ref(),
+        );
         let written = db.write_opt(batch, &self.write_opts);
         if let Err(e) = written {
             if let Some(c) = &self.objects {
@@ -1465,9 +1529,11 @@ impl Store {
         let change = new_digest.map_or(DigestChange::Removed, DigestChange::Set);
         self.digests.push(digest_key(key.hash, key.key), change);
         self.written(key);
+        self.logged(logged);
         if let Some(l) = &self.listener {
             l.digest_changed(key, old_digest, new_digest);
         }
+        self.notify_change(key);
         Ok(Updated {
             object: next,
             changed: true,
@@ -1508,6 +1574,9 @@ impl Store {
         for entry in index::entries(key.partition, key.key, scope, Some(incoming)) {
             batch.put_cf(cf(&db, CF_INDEX), entry, []);
         }
+        // Nor which of its versions are new here: every one is logged (the
+        // same entry keys as any earlier logging of them).
+        let logged = self.log_changes(&db, &mut batch, key, None, Some(incoming));
         let written = db.write_opt(batch, &self.write_opts);
         if let Some(c) = &self.objects {
             c.forget(&okey);
@@ -1524,9 +1593,11 @@ impl Store {
             DigestChange::Recompute(key.partition),
         );
         self.written(key);
+        self.logged(logged);
         if let Some(l) = &self.listener {
             l.merged(key);
         }
+        self.notify_change(key);
         Ok(())
     }
 
@@ -1855,9 +1926,12 @@ impl Store {
         }
         let existed = existing.is_some();
         // Sizes as accounted in `hint_bytes`: stored key plus stored value.
-        let (old_size, created_ms, merged) = match existing {
-            Some((len, (created, e))) => (hkey.len() + len, created, DvvSet::sync(&e, object)),
-            None => (0, unix_ms(SystemTime::now()), object.clone()),
+        let (old_size, created_ms, merged, old_hint) = match existing {
+            Some((len, (created, e))) => {
+                let merged = DvvSet::sync(&e, object);
+                (hkey.len() + len, created, merged, Some(e))
+            }
+            None => (0, unix_ms(SystemTime::now()), object.clone(), None),
         };
         let value = encode_hint_value(&merged, created_ms);
         let (old_size, new_size) = (old_size as u64, (hkey.len() + value.len()) as u64);
@@ -1867,8 +1941,14 @@ impl Store {
             return Ok(HintPut::Refused(HintBound::Bytes));
         }
         self.writable()?;
-        db.put_cf_opt(cf, &hkey, value, &self.write_opts)
+        // The hint and the versions it brings here, in one batch.
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, &hkey, value);
+        let seen = old_hint.as_ref().map(DvvSet::join);
+        let logged = self.log_changes(&db, &mut batch, key, seen.as_ref(), Some(&merged));
+        db.write_opt(batch, &self.write_opts)
             .map_err(|e| self.write_failed(e))?;
+        self.logged(logged);
         // Add before subtracting: the total never wraps below zero.
         self.hint_bytes.fetch_add(new_size, Ordering::Relaxed);
         self.hint_bytes.fetch_sub(old_size, Ordering::Relaxed);

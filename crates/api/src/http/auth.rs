@@ -9,7 +9,8 @@
 //!
 //! 1. **What the route needs** ([`classify`]): `/health` is open; `/kv`
 //!    needs `riak_kv.get|put|delete` on bucket type `kv` (native keys have
-//!    no bucket: grant `on kv` or `on any`); the Riak routes need Riak's
+//!    no bucket: grant `on kv` or `on any`), and so do watches (a GET);
+//!    `/feed` needs `riak_kv.get` on `kv` (it shows values); the Riak routes need Riak's
 //!    permissions on their bucket type (`default` when the path names none)
 //!    and bucket; `/admin/*`, `/metrics` and the dashboard (`/ui`) need
 //!    `dynkv.admin`; anything else (`/ring`, `/ping`, `/stats`, unknown
@@ -205,6 +206,11 @@ pub fn classify(method: &Method, path: &str) -> (Need, Style) {
         ["metrics"] | ["admin", ..] | ["ui", ..] => {
             (Need::Grant(Permission::Admin, None, None), Style::Json)
         }
+        // The feed shows every value under its prefix: the get grant.
+        ["feed"] => (
+            Need::Grant(Permission::Get, Some(KV_BUCKET_TYPE.to_string()), None),
+            Style::Json,
+        ),
         ["kv", ..] => match object_perm(method) {
             Some(p) => (
                 Need::Grant(p, Some(KV_BUCKET_TYPE.to_string()), None),
@@ -423,6 +429,7 @@ mod tests {
         // The ring view clients route by names no key: any user reads it.
         assert_eq!(need(Method::GET, "/ring"), Need::User);
         assert_eq!(need(Method::GET, "/kv/a/b"), grant(Get, "kv", None));
+        assert_eq!(need(Method::GET, "/feed"), grant(Get, "kv", None));
         assert_eq!(need(Method::PUT, "/kv/a"), grant(Put, "kv", None));
         assert_eq!(need(Method::DELETE, "/kv/a"), grant(Delete, "kv", None));
         assert_eq!(

@@ -32,11 +32,14 @@ impl Endpoint for Ping {
     type Response = Pong;
 }
 
-/// The node is alive; its id, so a misconfigured address is noticed.
+/// The node is alive; its id, so a misconfigured address is noticed, and
+/// its hybrid logical clock, which the pinging node catches up with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pong {
     /// Who answered.
     pub node: NodeId,
+    /// Its clock, Unix µs (0 from nodes of releases before it was sent).
+    pub clock: u64,
 }
 
 /// The protobuf form of [`Pong`].
@@ -45,6 +48,9 @@ pub struct WirePong {
     /// The answering node's id (required).
     #[prost(string, tag = "1")]
     pub node: String,
+    /// The answering node's hybrid logical clock, Unix µs.
+    #[prost(fixed64, tag = "2")]
+    pub clock: u64,
 }
 
 impl WireForm for Pong {
@@ -53,12 +59,14 @@ impl WireForm for Pong {
     fn to_wire(&self) -> WirePong {
         WirePong {
             node: self.node.to_string(),
+            clock: self.clock,
         }
     }
 
     fn from_wire(w: WirePong) -> Result<Self, WireError> {
         Ok(Pong {
             node: required_node(w.node, "pong.node")?,
+            clock: w.clock,
         })
     }
 }
@@ -74,6 +82,7 @@ mod tests {
         assert_eq!(Ping::decode(Ping {}.encode()), Ok(Ping {}));
         let pong = Pong {
             node: NodeId::from("n1"),
+            clock: 7,
         };
         assert_eq!(Pong::decode(pong.encode()), Ok(pong));
     }

@@ -24,7 +24,8 @@
 //! | 30–39 | [`aae`]         | [`AaeHashes`], [`AaeKeys`], [`AaeFetch`], [`AaeRepair`] |
 //! | 40–49 | [`membership`]  | [`Gossip`], [`Join`], [`Handoff`], [`ClaimantChange`] |
 //! | 50–59 | [`listing`]     | [`ListKeys`], [`ListNamespaces`], [`IndexQuery`]  |
-//! | 60–69 | [`reap`]        | [`ReapCheck`], [`Reap`]                           |
+//! | 60–61 | [`reap`]        | [`ReapCheck`], [`Reap`]                           |
+//! | 62–69 | [`feed`]        | [`WatchKey`], [`FeedRead`]                        |
 //! | 70–79 | [`overview`]    | [`Overview`]                                      |
 //!
 //! Responses shared by several endpoints are defined once: [`Stored`] in
@@ -94,6 +95,7 @@ macro_rules! one_field_message {
 }
 
 pub mod aae;
+pub mod feed;
 pub mod health;
 pub mod hints;
 pub mod kv;
@@ -103,6 +105,7 @@ pub mod overview;
 pub mod reap;
 
 pub use aae::{AaeFetch, AaeHashes, AaeKeys, AaeRepair, Hashes, KeyDigests, Objects, Repaired};
+pub use feed::{FeedChunk, FeedEntry, FeedRead, WatchKey, WatchReply};
 pub use health::{Ping, Pong};
 pub use hints::StoreHint;
 pub use kv::{
@@ -137,6 +140,8 @@ pub const ENDPOINT_IDS: &[(u16, &str)] = &[
     (ReapCheck::ID, ReapCheck::NAME),
     (Reap::ID, Reap::NAME),
     (Overview::ID, Overview::NAME),
+    (WatchKey::ID, WatchKey::NAME),
+    (FeedRead::ID, FeedRead::NAME),
 ];
 
 /// One `(key, object)` pair of a batch (anti-entropy repair, handoff).
