@@ -334,7 +334,9 @@ mod tests {
         range::<IndexQuery>(50..=59);
         range::<ReapCheck>(60..=69);
         range::<Reap>(60..=69);
-        assert_eq!(ENDPOINT_IDS.len(), 19);
+        range::<WatchKey>(62..=69);
+        range::<FeedRead>(62..=69);
+        assert_eq!(ENDPOINT_IDS.len(), 21);
     }
 
     #[test]
