@@ -42,7 +42,7 @@ up() {
   done
   # Every node sees the others (a write at w=all goes through).
   for _ in $(seq 1 100); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' -XPUT "$(url 1)/kv/warmup?w=all" -d w)" = 204 ] && return
+    case "$(curl -s -o /dev/null -w '%{http_code}' -XPUT "$(url 1)/kv/warmup?w=all" -d w)" in 200 | 204) return ;; esac
     sleep 0.2
   done
   fail "the cluster does not take writes"
@@ -78,8 +78,11 @@ for line in iter(sys.stdin.readline, ""):
             print("   [feed]", e["key"], e["dot"], what, file=sys.stderr, flush=True)
             events.write(data + "\n"); events.flush()
         kind = data = ident = None
-print(last)
-' "$last" "$EVENTS")
+try:
+    print(last)
+except BrokenPipeError:
+    pass
+' "$last" "$EVENTS") || true   # curl ends with an error when the node dies
     node=$((node % 3 + 1))
     sleep 0.5
   done
@@ -179,13 +182,14 @@ case "${1:-all}" in
     say "A watcher of demo/cart (GET ?watch=true) and a consumer of the feed of"
     say "demo/ (server-sent events) run alongside; writes go through other nodes,"
     say "and the node serving the feed is killed in between."
+    FEED_PID="" WATCH_PID=""
+    trap 'for p in $FEED_PID $WATCH_PID; do pkill -P "$p" 2>/dev/null; kill "$p" 2>/dev/null; done; "$CLUSTER" stop >/dev/null 2>&1 || true' EXIT
     up
     mkdir -p "$DYNKV_CLUSTER_DIR"
     follow_feed 2>&1 &
     FEED_PID=$!
     watch_cart &
     WATCH_PID=$!
-    trap 'kill $FEED_PID $WATCH_PID 2>/dev/null || true; pkill -P $FEED_PID 2>/dev/null || true; pkill -P $WATCH_PID 2>/dev/null || true; "$CLUSTER" stop >/dev/null 2>&1 || true' EXIT
     sleep 2
     write_all
     check_all

@@ -400,6 +400,7 @@ async fn admin_workers_lists_every_background_worker_with_its_state() {
         "antientropy",
         "storage_recovery",
         "reaper",
+        "feed_trim",
         "wal_sync",
     ];
     let periodic = [

@@ -187,7 +187,7 @@ fn hints_in_the_format_before_creation_times_are_read() {
         let db = rocksdb::DB::open_cf(
             &opts,
             dir.path(),
-            ["objects", "digests", "hints", "meta", "index"],
+            ["objects", "digests", "hints", "meta", "index", "changes"],
         )
         .unwrap();
         db.put_cf(db.cf_handle("hints").unwrap(), &hkey, &old_value)

@@ -190,7 +190,7 @@ fn a_database_written_before_the_index_existed_is_indexed_at_open() {
         let mut db = rocksdb::DB::open_cf(
             &opts,
             dir.path(),
-            ["objects", "digests", "hints", "meta", "index"],
+            ["objects", "digests", "hints", "meta", "index", "changes"],
         )
         .unwrap();
         db.delete_cf(db.cf_handle("meta").unwrap(), b"index_built_v1")

@@ -338,8 +338,10 @@ mod tests {
         range::<IndexQuery>(50..=59);
         range::<ReapCheck>(60..=69);
         range::<Reap>(60..=69);
+        range::<WatchKey>(62..=69);
+        range::<FeedRead>(62..=69);
         range::<Overview>(70..=79);
-        assert_eq!(ENDPOINT_IDS.len(), 20);
+        assert_eq!(ENDPOINT_IDS.len(), 22);
     }
 
     #[test]
