@@ -25,9 +25,9 @@ use dynkv_rpc::handshake::{
 use dynkv_rpc::messages::{
     AaeFetch, AaeHashes, AaeKeys, AaeRepair, ClaimantChange, ClusterStateReply, Coordinate,
     CoordinateFallback, ENDPOINT_IDS, FeedChunk, FeedEntry, FeedRead, Gossip, Handoff, Hashes,
-    IndexEntries, IndexQuery, Join, KeyDigests, Keys, ListKeys, ListNamespaces, Objects, Ping,
-    Pong, Quorum, Read, ReadReply, Reap, ReapCheck, Repaired, Replicate, StoreHint, WatchKey,
-    WatchReply, WriteOutcome, WriteRequest,
+    IndexEntries, IndexQuery, Join, KeyDigests, Keys, ListKeys, ListNamespaces, NodeSummary,
+    Objects, Overview, Ping, Pong, Quorum, Read, ReadReply, Reap, ReapCheck, Repaired, Replicate,
+    StoreHint, WatchKey, WatchReply, WriteOutcome, WriteRequest,
 };
 use dynkv_rpc::{
     CallContext, ClusterSecret, Dispatcher, Endpoint, Handler, Message, PROTOCOL_VERSION,
@@ -412,6 +412,7 @@ endpoints!(
     Reap,
     WatchKey,
     FeedRead,
+    Overview,
 );
 
 /// The dispatcher every request frame goes through.
@@ -724,6 +725,7 @@ pub fn seed_requests() -> Vec<(u16, Bytes)> {
             prefix: Bytes::from_static(b"user/"),
             limit: 100,
         }),
+        r(Overview {}),
     ]
 }
 
@@ -735,6 +737,16 @@ pub fn seed_answers() -> Vec<(bool, Bytes)> {
             Pong {
                 node: NodeId::from("n2"),
                 clock: 1_764_650_000_000_000,
+            }
+            .encode(),
+        ),
+        (
+            true,
+            NodeSummary {
+                node: "n2".into(),
+                uptime_ms: 1_000,
+                window_ms: 10_000,
+                ..Default::default()
             }
             .encode(),
         ),
