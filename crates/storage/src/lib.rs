@@ -1508,13 +1508,7 @@ impl Store {
             batch.put_cf(icf, added, []);
         }
         // So are the versions it brings (the change log).
-        let logged = self.log_changes(
-            &db,
-            &mut batch,
-            key,
-            seen.as_ref(),
-            next.as_ref(),
-        );
+        let logged = self.log_changes(&db, &mut batch, key, seen.as_ref(), next.as_ref());
         let written = db.write_opt(batch, &self.write_opts);
         if let Err(e) = written {
             if let Some(c) = &self.objects {
