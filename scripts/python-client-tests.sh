@@ -83,18 +83,9 @@ if [ -z "${DYNKV_BIN:-}" ]; then
 fi
 export DYNKV_BIN
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+. scripts/free-base-port.sh
 base="${PYCLIENT_BASE_PORT:-}"
-if [ -z "$base" ]; then
-  for b in 19070 19170 19270 19370 19470 19570; do
-    free=1
-    for p in $((b + 1)) $((b + 2)) $((b + 3)) $((b + 51)) $((b + 52)) $((b + 53)); do
-      if port_busy "$p"; then free=0; break; fi
-    done
-    if [ "$free" = 1 ]; then base=$b; break; fi
-  done
-  [ -n "$base" ] || { echo "no free ports for the cluster" >&2; exit 1; }
-fi
+[ -n "$base" ] || base=$(free_base_port 19070 1 2 3 51 52 53)
 export DYNKV_BASE_PORT="$base"
 export DYNKV_CLUSTER_BASE_PORT=$((base + 50))
 export DYNKV_PB_BASE_PORT=off

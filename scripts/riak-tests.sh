@@ -95,21 +95,9 @@ if [ -z "${DYNKV_BIN:-}" ]; then
 fi
 export DYNKV_BIN
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+. scripts/free-base-port.sh
 base="${RIAK_BASE_PORT:-}"
-if [ -z "$base" ]; then
-  for b in 18070 18170 18270 18370 18470 18570; do
-    free=1
-    for p in $((b + 1)) $((b + 2)) $((b + 3)) $((b + 21)) $((b + 22)) $((b + 23)) $((b + 51)) $((b + 52)) $((b + 53)); do
-      if port_busy "$p"; then free=0; break; fi
-    done
-    if [ "$free" = 1 ]; then
-      base=$b
-      break
-    fi
-  done
-  [ -n "$base" ] || { echo "no free ports for the cluster" >&2; exit 1; }
-fi
+[ -n "$base" ] || base=$(free_base_port 18070 1 2 3 21 22 23 51 52 53)
 export DYNKV_BASE_PORT="$base"
 # Cluster (internode) ports base+51..base+53, inside this base's block of 100.
 export DYNKV_CLUSTER_BASE_PORT=$((base + 50))
