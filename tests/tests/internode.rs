@@ -29,16 +29,21 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 struct Capture {
     child: std::process::Child,
     file: std::path::PathBuf,
+    /// What tcpdump printed on stderr, gathered by a reader thread.
+    stderr: std::thread::JoinHandle<String>,
 }
 
 impl Capture {
+    /// Starts tcpdump and returns once it says it is listening, so no
+    /// packet sent afterwards is missed however slow the machine is.
     fn start(file: std::path::PathBuf, ports: &[u16]) -> Capture {
+        use std::io::BufRead;
         let filter = ports
             .iter()
             .map(|p| format!("tcp port {p}"))
             .collect::<Vec<_>>()
             .join(" or ");
-        let child = Command::new("tcpdump")
+        let mut child = Command::new("tcpdump")
             .args(["-i", "lo", "-U", "-s", "0", "-w"])
             .arg(&file)
             .arg(&filter)
@@ -46,7 +51,33 @@ impl Capture {
             .stderr(Stdio::piped())
             .spawn()
             .expect("tcpdump (Debian's tcpdump package; scripts/install-deps.sh installs it)");
-        Capture { child, file }
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                if line.contains("listening on") {
+                    let _ = ready_tx.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("tcpdump did not start listening within 30 s");
+        Capture {
+            child,
+            file,
+            stderr,
+        }
+    }
+
+    /// The capture file as written so far (`-U` writes every packet as it
+    /// comes).
+    fn so_far(&self) -> Vec<u8> {
+        std::fs::read(&self.file).unwrap_or_default()
     }
 
     /// Stops the capture and returns the bytes of the capture file.
@@ -54,8 +85,9 @@ impl Capture {
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
             .status();
-        let out = self.child.wait_with_output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let mut child = self.child;
+        child.wait().unwrap();
+        let stderr = self.stderr.join().unwrap();
         assert!(
             stderr.contains("packets captured"),
             "tcpdump did not capture: {stderr}"
@@ -71,15 +103,19 @@ async fn nothing_readable_crosses_the_cluster_ports() {
     let public_ports: Vec<u16> = (1..=3).map(|i| c.node(i).port).collect();
     let internode = Capture::start(c.dir.path().join("internode.pcap"), &cluster_ports);
     let public = Capture::start(c.dir.path().join("public.pcap"), &public_ports);
-    // tcpdump needs a moment before it sees packets.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let value = format!("unique-value-{}", std::process::id());
     let w = c.put(1, "capture-me", &value, "w=all", None).await;
     assert_eq!(w.status, StatusCode::NO_CONTENT, "{}", w.text());
     let r = c.get(2, "capture-me", "r=all").await;
     assert_eq!(r.text(), value);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait until the client's cleartext HTTP with the value is on file, so
+    // the replication that preceded it has been captured too.
+    let seen = poll(Duration::from_secs(20), || async {
+        contains(&public.so_far(), value.as_bytes())
+    })
+    .await;
+    assert!(seen, "the public capture should hold the value");
 
     let internode = internode.finish();
     let public = public.finish();
