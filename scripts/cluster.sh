@@ -18,7 +18,9 @@
 # cluster ports $DYNKV_CLUSTER_BASE_PORT+i (default $DYNKV_BASE_PORT+100+i,
 # i.e. 7170+i), Riak PBC ports $DYNKV_PB_BASE_PORT+i (default
 # $DYNKV_BASE_PORT+200+i, i.e. 7270+i; DYNKV_PB_BASE_PORT=off: none). The binary is $DYNKV_BIN, else the release build, else the
-# debug build.
+# debug build. $DYNKV_NODE_WRAPPER, if set, is a command the node runs
+# under (e.g. "valgrind --tool=callgrind"); $DYNKV_START_WAIT_S (default
+# 10) is how long a node may take to answer /health.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR="${DYNKV_CLUSTER_DIR:-./.cluster}"
@@ -84,6 +86,8 @@ start_node() {
   mkdir -p "$DIR/n$i"
   if running "$i"; then echo "n$i already running"; return; fi
   ensure_secret
+  local wrapper=()
+  read -ra wrapper <<<"${DYNKV_NODE_WRAPPER:-}"
   DYNKV__NODE__ID="n$i" \
   DYNKV__NODE__LISTEN="127.0.0.1:$(port "$i")" \
   DYNKV__NODE__CLUSTER_LISTEN="127.0.0.1:$(cport "$i")" \
@@ -93,13 +97,13 @@ start_node() {
   DYNKV__CLUSTER__SECRET_FILE="$SECRET" \
   DYNKV__NODE__WORKER_THREADS="${DYNKV__NODE__WORKER_THREADS:-$(threads_per_node "$k")}" \
   RUST_LOG="${RUST_LOG:-info}" \
-    nohup "$(bin)" serve --config config/local-cluster.toml >>"$DIR/n$i/node.log" 2>&1 &
+    nohup "${wrapper[@]}" "$(bin)" serve --config config/local-cluster.toml >>"$DIR/n$i/node.log" 2>&1 &
   echo $! >"$DIR/n$i/pid"
   # With DYNKV__NODE__TLS_CERT set the public port speaks only TLS; this
   # liveness probe does not check the certificate (-k), clients must.
   local scheme=http tls=()
   if [ -n "${DYNKV__NODE__TLS_CERT:-}" ]; then scheme=https tls=(-k); fi
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 $((${DYNKV_START_WAIT_S:-10} * 10))); do
     if curl -sf "${tls[@]}" "$scheme://127.0.0.1:$(port "$i")/health" >/dev/null; then
       echo "n$i up on $scheme://127.0.0.1:$(port "$i"), cluster port $(cport "$i") (pid $(cat "$DIR/n$i/pid"), log $DIR/n$i/node.log)"
       return

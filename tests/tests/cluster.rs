@@ -491,4 +491,19 @@ async fn admin_workers_lists_every_background_worker_with_its_state() {
     for name in expected {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
+
+    // Piped into a reader that has already gone (`dynkv admin workers |
+    // head -0`), it ends as other Unix tools do, by SIGPIPE, not a panic.
+    let mut child = std::process::Command::new(dynkv_tests::dynkv_bin())
+        .args(["admin", "workers", "--node", &c.url(2)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(13), "{out:?}");
 }

@@ -81,6 +81,19 @@ fn init_tracing() {
         .init();
 }
 
+/// A command whose output is piped into `head` ends quietly when the
+/// reader goes away, as other Unix tools do, instead of panicking in
+/// `println!`. Rust ignores SIGPIPE by default, and the server keeps that (a
+/// client hanging up must never kill a node); sockets are unaffected either
+/// way, since Rust writes to them with `MSG_NOSIGNAL`.
+fn end_quietly_on_closed_stdout() {
+    // SAFETY: called before any other thread exists; it restores the
+    // signal's default disposition and touches no Rust state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = |worker_threads: usize| {
@@ -90,7 +103,13 @@ fn main() -> ExitCode {
         }
         b.enable_all().build().expect("tokio runtime")
     };
-    match cli.command.unwrap_or(Command::Serve { config: None }) {
+    let command = cli.command.unwrap_or(Command::Serve { config: None });
+    // The short commands that print for a terminal or a pipe; not the
+    // server, nor the load generator.
+    if !matches!(command, Command::Serve { .. } | Command::Bench(_)) {
+        end_quietly_on_closed_stdout();
+    }
+    match command {
         Command::Serve { config } => {
             init_tracing();
             // Before the runtime starts any thread: it edits the environment.

@@ -51,7 +51,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use dynkv_vclock::{Content, DvvSet, Object, VersionVector, decode_object, encode_object};
+use dynkv_vclock::{Content, DvvSet, Object, VersionVector, decode_object, encode_version_into};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 use xxhash_rust::xxh3::Xxh3;
 
@@ -232,8 +232,16 @@ fn encode_change_value(
     context: &VersionVector,
     content: &Content,
 ) -> Vec<u8> {
-    let object = encode_object(&Object::from_value(content.clone()));
-    let mut out = Vec::with_capacity(32 + actor.len() + object.len());
+    let mut out = Vec::with_capacity(
+        40 + actor.len()
+            + context
+                .entries()
+                .iter()
+                .map(|(a, _)| a.len() + 10)
+                .sum::<usize>()
+            + content.value.len()
+            + content.content_type.len(),
+    );
     out.push(CHANGE_FORMAT_V1);
     out.extend_from_slice(&partition.to_be_bytes());
     put_str(&mut out, actor);
@@ -244,7 +252,7 @@ fn encode_change_value(
         put_str(&mut out, a);
         out.extend_from_slice(&n.to_be_bytes());
     }
-    out.extend_from_slice(&object);
+    encode_version_into(content, &mut out);
     out
 }
 

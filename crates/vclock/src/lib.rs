@@ -52,4 +52,5 @@ pub use dvvset::{Actor, DvvSet, Entry, VersionVector};
 pub use meta::{IdempotencyRecord, Link, Meta};
 pub use object::{
     Content, Object, ObjectDecodeError, decode_object, encode_object, encode_object_v1,
+    encode_version_into,
 };
