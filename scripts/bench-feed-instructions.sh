@@ -32,15 +32,9 @@ command -v callgrind_control >/dev/null || {
   echo "valgrind is needed (apt-get install -y valgrind)" >&2
   exit 1
 }
-if [ -z "${DYNKV_BIN:-}" ]; then
-  cargo build --release -p dynkv >/dev/null
-  export DYNKV_BIN="$CARGO_TARGET_DIR/release/dynkv"
-fi
-WORK="$(mktemp -d /tmp/dynkv-bench-feed-ir.XXXXXX)"
-export DYNKV_CLUSTER_DIR="$WORK/cluster"
-export DYNKV_BASE_PORT="${IR_BASE_PORT:-18600}"
-export DYNKV_CLUSTER_BASE_PORT=$((DYNKV_BASE_PORT + 40))
-export DYNKV_PB_BASE_PORT=off
+# shellcheck source=scripts/bench-env.sh
+. scripts/bench-env.sh
+bench_env bench-feed-ir "${IR_BASE_PORT:-18600}"
 export DYNKV_START_WAIT_S=120
 export DYNKV__NODE__WORKER_THREADS=1
 export RUST_LOG=warn

@@ -24,15 +24,9 @@ ROUNDS="${FEED_ROUNDS:-4}"
 DURATION="${FEED_DURATION:-15s}"
 MIX="${FEED_MIX:-get=0,put=100}"
 OUT="${FEED_OUT:-docs/results/feed-cost.json}"
-if [ -z "${DYNKV_BIN:-}" ]; then
-  cargo build --release -p dynkv >/dev/null
-  export DYNKV_BIN="$CARGO_TARGET_DIR/release/dynkv"
-fi
-WORK="$(mktemp -d /tmp/dynkv-bench-feed.XXXXXX)"
-export DYNKV_CLUSTER_DIR="$WORK/cluster"
-export DYNKV_BASE_PORT="${FEED_BASE_PORT:-18400}"
-export DYNKV_CLUSTER_BASE_PORT=$((DYNKV_BASE_PORT + 40))
-export DYNKV_PB_BASE_PORT=off
+# shellcheck source=scripts/bench-env.sh
+. scripts/bench-env.sh
+bench_env bench-feed "${FEED_BASE_PORT:-18400}"
 export RUST_LOG=warn
 trap 'scripts/cluster.sh stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 url() { echo "http://127.0.0.1:$((DYNKV_BASE_PORT + $1))"; }
