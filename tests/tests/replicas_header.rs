@@ -142,3 +142,40 @@ async fn forwarded_and_sloppy_writes_report_their_replicas() {
     assert_eq!(get.status, StatusCode::OK, "{}", get.text());
     assert_eq!(get.replica_report(), [3, 3, 0, 1]);
 }
+
+#[tokio::test]
+async fn the_reports_are_summed_in_the_metrics() {
+    let c = Cluster::start(3, quiet()).await;
+    // What the headers of node 1's answers said, summed per operation.
+    let mut said = std::collections::BTreeMap::<&str, [u32; 4]>::new();
+    let mut add = |op, r: [u32; 4]| {
+        let s = said.entry(op).or_default();
+        for (t, v) in s.iter_mut().zip(r) {
+            *t += v;
+        }
+    };
+    for i in 0..5 {
+        let key = format!("m{i}");
+        let put = c.put(1, &key, "v", "w=all", None).await;
+        assert_eq!(put.status, StatusCode::NO_CONTENT, "{}", put.text());
+        add("put", put.replica_report());
+        let get = c.get(1, &key, "r=2").await;
+        assert_eq!(get.status, StatusCode::OK);
+        add("get", get.replica_report());
+        let del = c.delete(1, &key, "w=2", get.context.as_deref()).await;
+        assert_eq!(del.status, StatusCode::NO_CONTENT, "{}", del.text());
+        add("delete", del.replica_report());
+    }
+    let missing = c.get(1, "never-written", "r=2").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    add("get", missing.replica_report());
+
+    for (op, sums) in said {
+        assert!(sums[0] > 0, "{op}: nothing asked?");
+        for (n, name) in sums.iter().zip(["asked", "answered", "repaired", "sloppy"]) {
+            let labels = format!("op=\"{op}\",replicas=\"{name}\"");
+            let counted = c.metric(1, "dynkv_replica_reports_total", &labels).await;
+            assert_eq!(counted, f64::from(*n), "{labels}");
+        }
+    }
+}

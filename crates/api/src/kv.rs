@@ -55,8 +55,15 @@ pub const CONTEXT_HEADER: &str = "x-dynkv-context";
 /// Header reporting what the replicas did for the request.
 pub const REPLICAS_HEADER: &str = "x-dynkv-replicas";
 
-/// The coordinator's answer (or its error) with the replica report on it.
-fn reported(result: Result<Response, ApiError>, report: ReplicaReport) -> Response {
+/// The coordinator's answer (or its error) with the replica report on it,
+/// which the node's metrics also count.
+fn reported(
+    state: &AppState,
+    op: &'static str,
+    result: Result<Response, ApiError>,
+    report: ReplicaReport,
+) -> Response {
+    state.metrics.replica_report(op, &report);
     let mut resp = result.unwrap_or_else(IntoResponse::into_response);
     if let Ok(v) = HeaderValue::from_str(&report.to_string()) {
         resp.headers_mut().insert(REPLICAS_HEADER, v);
@@ -306,7 +313,7 @@ async fn get_key(
     let answer = result
         .map(|object| render_object(object.as_ref(), &headers, &state.context_key))
         .map_err(ApiError::from);
-    Ok(reported(answer, report))
+    Ok(reported(&state, "get", answer, report))
 }
 
 /// `GET ?watch=true` with a context: the read answer once the key holds a
@@ -419,6 +426,7 @@ async fn write(
 ) -> Result<Response, ApiError> {
     let idempotency_key = parse_idempotency_key(headers)?;
     let timeout = p.timeout.unwrap_or(state.coord.config().default_timeout);
+    let op = if content.deleted { "delete" } else { "put" };
     let req = WriteRequest {
         key,
         content,
@@ -435,7 +443,7 @@ async fn write(
     let answer = result
         .map(|outcome| render_write(state, &outcome))
         .map_err(ApiError::from);
-    Ok(reported(answer, report))
+    Ok(reported(state, op, answer, report))
 }
 
 /// Renders an acknowledged write: 204, or 200 with the siblings it left.

@@ -54,6 +54,19 @@ pub struct HttpMetrics {
     /// Summaries this node computed for a dashboard (its own page's or a
     /// peer's `/admin/overview`): what an open page costs, in requests.
     pub overview_summaries: Counter,
+    /// The `X-Dynkv-Replicas` reports of `/kv` answers, summed: the header
+    /// tells one client about one request; these show the share of
+    /// replicas answering in time, read repairs and sloppy writes over time.
+    pub replica_reports: Family<ReplicaLabels, Counter>,
+}
+
+/// Labels of a replica report count.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabels {
+    /// get, put or delete.
+    pub op: &'static str,
+    /// Which number of the report: asked, answered, repaired or sloppy.
+    pub replicas: &'static str,
 }
 
 /// Labels of a Riak PBC request.
@@ -86,6 +99,7 @@ impl Default for HttpMetrics {
             auth_failures: Family::default(),
             pb_requests: Family::default(),
             overview_summaries: Counter::default(),
+            replica_reports: Family::default(),
         }
     }
 }
@@ -96,8 +110,27 @@ impl HttpMetrics {
         self.pb_requests.get_or_create(&PbLabels { msg }).inc();
     }
 
+    /// Adds one `/kv` answer's replica report to [`Self::replica_reports`].
+    pub fn replica_report(&self, op: &'static str, report: &dynkv_rpc::messages::ReplicaReport) {
+        for (replicas, n) in [
+            ("asked", report.asked),
+            ("answered", report.answered),
+            ("repaired", report.repaired),
+            ("sloppy", report.sloppy),
+        ] {
+            self.replica_reports
+                .get_or_create(&ReplicaLabels { op, replicas })
+                .inc_by(u64::from(n));
+        }
+    }
+
     /// Adds every metric to `registry`.
     pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "dynkv_replica_reports",
+            "Replicas per /kv answer as X-Dynkv-Replicas reports them, summed by operation: asked, answered in time, read-repaired, sloppy (fallbacks used)",
+            self.replica_reports.clone(),
+        );
         registry.register(
             "dynkv_pb_requests",
             "Riak PBC requests by message name",
