@@ -61,24 +61,51 @@ async fn write(
     panic!("{key}: five attempts failed");
 }
 
-/// Starts a GET of `key` through node `i` with `?watch=true&{query}` and
-/// `context`; answers (status, context, body, how long after `since` the
-/// answer came).
-async fn watch(
+/// The answer to a watch: status, context, body.
+type Watched = (StatusCode, Option<String>, String);
+
+/// A GET of `key` through node `i` with `?watch=true&{query}` and
+/// `context`.
+async fn watch(c: &Cluster, i: usize, key: &str, query: &str, context: &str) -> Watched {
+    watch_answer(watch_request(c, i, key, query, context)).await
+}
+
+/// [`watch`] as a task of its own, for a watch that waits while the test
+/// writes.
+fn spawn_watch(
     c: &Cluster,
     i: usize,
     key: &str,
     query: &str,
     context: &str,
-) -> (StatusCode, Option<String>, String) {
-    let r = c
-        .http
+) -> tokio::task::JoinHandle<Watched> {
+    tokio::spawn(watch_answer(watch_request(c, i, key, query, context)))
+}
+
+/// Waits until one watch waits on node `i` (its `dynkv_watches_active`).
+async fn wait_watching(c: &Cluster, i: usize) {
+    let waiting = poll(Duration::from_secs(10), || async {
+        c.metric(i, "dynkv_watches_active", "").await == 1.0
+    })
+    .await;
+    assert!(waiting, "no watch waits on n{i}");
+}
+
+fn watch_request(
+    c: &Cluster,
+    i: usize,
+    key: &str,
+    query: &str,
+    context: &str,
+) -> reqwest::RequestBuilder {
+    c.http
         .get(c.key_url(i, key, &format!("watch=true&{query}")))
         .header("x-dynkv-context", context)
         .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .expect("watch sent");
+}
+
+async fn watch_answer(request: reqwest::RequestBuilder) -> Watched {
+    let r = request.send().await.expect("watch sent");
     let status = r.status();
     let ctx = r
         .headers()
@@ -99,39 +126,17 @@ async fn a_watch_on_one_node_returns_soon_after_a_write_through_another() {
     let ctx = first.context.clone().unwrap();
 
     let watcher = {
-        let http = c.http.clone();
-        let url = c.key_url(1, &key, "watch=true&timeout_ms=20000");
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let r = http
-                .get(url)
-                .header("x-dynkv-context", ctx)
-                .send()
-                .await
-                .expect("watch sent");
-            let status = r.status();
-            let ctx = r
-                .headers()
-                .get("x-dynkv-context")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            (status, ctx, r.text().await.unwrap(), Instant::now())
-        })
+        let watch = spawn_watch(&c, 1, &key, "timeout_ms=20000", &ctx);
+        tokio::spawn(async move { (watch.await.unwrap(), Instant::now()) })
     };
     // The watch is waiting (counted), and has not answered.
-    assert!(
-        poll(Duration::from_secs(10), || async {
-            c.metric(1, "dynkv_watches_active", "").await == 1.0
-        })
-        .await,
-        "the watch waits on n1"
-    );
+    wait_watching(&c, 1).await;
     assert!(!watcher.is_finished());
 
     let written = Instant::now();
     let second = c.put(3, &key, "v2", "", Some(&ctx)).await;
     assert_eq!(second.status, StatusCode::NO_CONTENT, "{}", second.text());
-    let (status, new_ctx, body, answered) = watcher.await.unwrap();
+    let ((status, new_ctx, body), answered) = watcher.await.unwrap();
     let latency = answered.saturating_duration_since(written);
     println!("watch answered {latency:?} after the write through another node");
     // Answered with the new version (not the 304 of its 20 s timeout).
@@ -143,34 +148,11 @@ async fn a_watch_on_one_node_returns_soon_after_a_write_through_another() {
     // Watching with the new context waits again; a delete through a third
     // node ends it with a 404 that carries the tombstone's context.
     let new_ctx = new_ctx.unwrap();
-    let w2 = {
-        let http = c.http.clone();
-        let url = c.key_url(4, &key, "watch=true&timeout_ms=20000");
-        let ctx = new_ctx.clone();
-        tokio::spawn(async move {
-            let r = http
-                .get(url)
-                .header("x-dynkv-context", ctx)
-                .send()
-                .await
-                .unwrap();
-            (
-                r.status(),
-                r.headers()
-                    .get("x-dynkv-context")
-                    .map(|v| v.to_str().unwrap().to_string()),
-            )
-        })
-    };
-    assert!(
-        poll(Duration::from_secs(10), || async {
-            c.metric(4, "dynkv_watches_active", "").await == 1.0
-        })
-        .await
-    );
+    let w2 = spawn_watch(&c, 4, &key, "timeout_ms=20000", &new_ctx);
+    wait_watching(&c, 4).await;
     let del = c.delete(2, &key, "", Some(&new_ctx)).await;
     assert_eq!(del.status, StatusCode::NO_CONTENT, "{}", del.text());
-    let (status, ctx3) = w2.await.unwrap();
+    let (status, ctx3, _) = w2.await.unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(ctx3.is_some_and(|c| c != new_ctx));
 }
@@ -212,33 +194,14 @@ async fn a_watch_times_out_to_304_and_without_a_context_is_a_read() {
     let fresh = c.get(2, "fresh", "").await;
     assert_eq!(fresh.status, StatusCode::NOT_FOUND);
     let empty = fresh.context.unwrap();
-    let waiting = {
-        let http = c.http.clone();
-        let url = c.key_url(2, "fresh", "watch=true&timeout_ms=20000");
-        tokio::spawn(async move {
-            let r = http
-                .get(url)
-                .header("x-dynkv-context", empty)
-                .send()
-                .await
-                .unwrap();
-            (r.status(), r.text().await.unwrap())
-        })
-    };
-    assert!(
-        poll(Duration::from_secs(10), || async {
-            c.metric(2, "dynkv_watches_active", "").await == 1.0
-        })
-        .await
-    );
+    let waiting = spawn_watch(&c, 2, "fresh", "timeout_ms=20000", &empty);
+    wait_watching(&c, 2).await;
     assert_eq!(
         c.put(3, "fresh", "first", "", None).await.status,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(
-        waiting.await.unwrap(),
-        (StatusCode::OK, "first".to_string())
-    );
+    let (status, _, body) = waiting.await.unwrap();
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "first"));
 
     // Bad parameters are 400s with the JSON error body.
     let (status, _, body) = watch(&c, 1, "quiet", "timeout_ms=0", &ctx).await;
@@ -254,30 +217,13 @@ async fn a_watch_times_out_to_304_and_without_a_context_is_a_read() {
 
     // One waiting watch per node here (feed.max_waiting = 1): a second is
     // refused with a clear 503, and takes nothing from reads.
-    let first = {
-        let http = c.http.clone();
-        let url = c.key_url(1, "quiet", "watch=true&timeout_ms=3000");
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            http.get(url)
-                .header("x-dynkv-context", ctx)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        })
-    };
-    assert!(
-        poll(Duration::from_secs(10), || async {
-            c.metric(1, "dynkv_watches_active", "").await == 1.0
-        })
-        .await
-    );
+    let first = spawn_watch(&c, 1, "quiet", "timeout_ms=3000", &ctx);
+    wait_watching(&c, 1).await;
     let (status, _, body) = watch(&c, 1, "quiet", "timeout_ms=3000", &ctx).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert!(body.contains("too_many_watches"), "{body}");
     assert_eq!(c.get(1, "quiet", "").await.status, StatusCode::OK);
-    assert_eq!(first.await.unwrap(), StatusCode::NOT_MODIFIED);
+    assert_eq!(first.await.unwrap().0, StatusCode::NOT_MODIFIED);
     assert_eq!(c.metric(1, "dynkv_waits_refused_total", "").await, 1.0);
 }
 
