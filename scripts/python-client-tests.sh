@@ -83,7 +83,7 @@ if [ -z "${DYNKV_BIN:-}" ]; then
 fi
 export DYNKV_BIN
 
-. scripts/free-base-port.sh
+. scripts/test-cluster-lib.sh
 base="${PYCLIENT_BASE_PORT:-}"
 [ -n "$base" ] || base=$(free_base_port 19070 1 2 3 51 52 53)
 export DYNKV_BASE_PORT="$base"
@@ -94,14 +94,8 @@ export DYNKV_CLUSTER_DIR
 
 status=1
 cleanup() {
-  scripts/cluster.sh stop >/dev/null 2>&1 || true
-  if [ "$status" -ne 0 ]; then
-    for i in 1 2 3; do
-      echo "--- last lines of n$i's log"
-      tail -n 20 "$DYNKV_CLUSTER_DIR/n$i/node.log" 2>/dev/null || true
-    done
-  fi
-  rm -rf "$DYNKV_CLUSTER_DIR" "$log"
+  stop_test_cluster
+  rm -rf "$log"
 }
 trap cleanup EXIT
 

@@ -95,7 +95,7 @@ if [ -z "${DYNKV_BIN:-}" ]; then
 fi
 export DYNKV_BIN
 
-. scripts/free-base-port.sh
+. scripts/test-cluster-lib.sh
 base="${RIAK_BASE_PORT:-}"
 [ -n "$base" ] || base=$(free_base_port 18070 1 2 3 21 22 23 51 52 53)
 export DYNKV_BASE_PORT="$base"
@@ -107,17 +107,7 @@ DYNKV_CLUSTER_DIR="$(mktemp -d -t dynkv-riak-XXXXXX)"
 export DYNKV_CLUSTER_DIR
 
 status=1
-cleanup() {
-  scripts/cluster.sh stop >/dev/null 2>&1 || true
-  if [ "$status" -ne 0 ]; then
-    for i in 1 2 3; do
-      echo "--- last lines of n$i's log"
-      tail -n 20 "$DYNKV_CLUSTER_DIR/n$i/node.log" 2>/dev/null || true
-    done
-  fi
-  rm -rf "$DYNKV_CLUSTER_DIR"
-}
-trap cleanup EXIT
+trap stop_test_cluster EXIT
 
 say "cluster n1..n3 on 127.0.0.1:$((base + 1))..$((base + 3)) (cluster ports $((base + 51))..$((base + 53)))"
 scripts/cluster.sh start 3

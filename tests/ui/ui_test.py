@@ -32,6 +32,7 @@ import fcntl
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ import urllib.error
 import urllib.request
 
 NODES = os.environ["UI_NODES"].split(",")
-ARTIFACTS = os.environ.get("UI_ARTIFACTS", tempfile.mkdtemp(prefix="dynkv-ui-"))
+ARTIFACTS = os.environ.get("UI_ARTIFACTS") or tempfile.mkdtemp(prefix="dynkv-ui-")
 KILL = os.environ["UI_KILL"]
 CHROMIUM = os.environ.get("CHROMIUM", "chromium")
 DOWN_WITHIN = float(os.environ.get("UI_DOWN_WITHIN", "10"))
@@ -336,6 +337,7 @@ def main():
         check(not page.errors, f"no script error or refused style or script in the page ({page.errors})")
     finally:
         cdp.close()
+        shutil.rmtree(profile, ignore_errors=True)
     passed = sum(results)
     failed = len(results) - passed
     print(f"screenshots: {', '.join(sorted(f for f in os.listdir(ARTIFACTS) if f.endswith('.png')))} in {ARTIFACTS}")
