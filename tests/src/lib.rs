@@ -349,6 +349,14 @@ impl ClusterOptions {
         self
     }
 
+    /// Every node serves TLS with the certificate and key in these files,
+    /// and the test client trusts `ca_pem` ([`Self::tls`]).
+    pub fn serve_tls(self, ca_pem: impl Into<Vec<u8>>, cert: &Path, key: &Path) -> Self {
+        self.tls(ca_pem)
+            .set("DYNKV__NODE__TLS_CERT", cert.display())
+            .set("DYNKV__NODE__TLS_KEY", key.display())
+    }
+
     /// Gives every node a Riak PBC listener ([`Node::pb_port`]).
     pub fn riak_pb(mut self) -> Self {
         self.riak_pb = true;

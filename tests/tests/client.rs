@@ -296,16 +296,11 @@ async fn a_client_reads_its_own_writes_through_another_node() {
     assert!(c.local_values(2, &key).await.is_empty());
     // ...yet a read through it, at r=one, sees it: the client sent the
     // write's context, so n2 asked a replica that has it.
-    let r = cl
-        .get_with(
-            &key,
-            &ReadOptions {
-                r: Some(Quorum::One),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let r_one = ReadOptions {
+        r: Some(Quorum::One),
+        ..Default::default()
+    };
+    let r = cl.get_with(&key, &r_one).await.unwrap();
     assert_eq!(r.node, c.url(2));
     assert_eq!(r.value().unwrap(), "mine", "{r:?}");
     // A client without session contexts reading through n2 at r=one
@@ -315,31 +310,15 @@ async fn a_client_reads_its_own_writes_through_another_node() {
         .session_capacity(0)
         .build()
         .unwrap();
-    let stale = forgetful
-        .get_with(
-            &key,
-            &ReadOptions {
-                r: Some(Quorum::One),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let stale = forgetful.get_with(&key, &r_one).await.unwrap();
     assert!(!stale.is_found(), "{stale:?}");
 }
 
 /// A security command through node 1 with the cluster admin token.
 async fn security(c: &Cluster, verb: &str, body: serde_json::Value) -> serde_json::Value {
-    let r = c
-        .http
-        .post(format!("{}/admin/security/{verb}", c.url(1)))
-        .header("x-dynkv-token", c.admin_token())
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK, "{verb}");
-    r.json().await.unwrap()
+    let (status, answer) = c.admin(1, &format!("security/{verb}"), body).await;
+    assert_eq!(status, StatusCode::OK, "{verb}: {answer}");
+    answer
 }
 
 #[tokio::test]
@@ -355,16 +334,11 @@ async fn a_client_speaks_tls_and_authenticates_with_a_password_or_a_token() {
     let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
     let c = Cluster::start(
         3,
-        ClusterOptions::default()
-            .tls(ca.clone())
-            .set(
-                "DYNKV__NODE__TLS_CERT",
-                dir.path().join("node.pem").display(),
-            )
-            .set(
-                "DYNKV__NODE__TLS_KEY",
-                dir.path().join("node.key").display(),
-            ),
+        ClusterOptions::default().serve_tls(
+            ca.clone(),
+            &dir.path().join("node.pem"),
+            &dir.path().join("node.key"),
+        ),
     )
     .await;
     security(

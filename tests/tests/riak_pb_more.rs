@@ -407,14 +407,10 @@ async fn starttls_then_auth_with_security_on() {
             ..ClusterOptions::default()
         }
         .riak_pb()
-        .tls(ca.clone())
-        .set(
-            "DYNKV__NODE__TLS_CERT",
-            dir.path().join("node.pem").display(),
-        )
-        .set(
-            "DYNKV__NODE__TLS_KEY",
-            dir.path().join("node.key").display(),
+        .serve_tls(
+            ca.clone(),
+            &dir.path().join("node.pem"),
+            &dir.path().join("node.key"),
         ),
     )
     .await;

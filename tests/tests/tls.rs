@@ -67,9 +67,7 @@ async fn tls_node(pki: &Pki, engine: &str, extra: &[(&str, &str)]) -> Cluster {
         n_val: 1,
         ..ClusterOptions::default()
     }
-    .tls(pki.ca_pem())
-    .set("DYNKV__NODE__TLS_CERT", pki.cert.display())
-    .set("DYNKV__NODE__TLS_KEY", pki.key.display())
+    .serve_tls(pki.ca_pem(), &pki.cert, &pki.key)
     .set("DYNKV__NODE__TLS_ENGINE", engine);
     for (k, v) in extra {
         opts = opts.set(k, v);
