@@ -178,6 +178,17 @@ pub struct Transport {
     max_idle: usize,
 }
 
+/// An HTTP/1.1 connection over `stream` (plain or TLS), driven by a task
+/// of its own.
+async fn http1<S>(stream: S) -> Result<SendRequest<Full<Bytes>>, hyper::Error>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
 impl Transport {
     /// A transport that opens connections within `connect_timeout` and
     /// keeps at most `max_idle` idle connections per node; `tls` is used
@@ -231,29 +242,17 @@ impl Transport {
                 .await
                 .map_err(|e| TransportError::Connect(format!("{}: {e}", ep.url)))?;
             let _ = stream.set_nodelay(true);
-            let fail = |e: hyper::Error| TransportError::Connect(format!("{}: {e}", ep.url));
-            match (&ep.tls_name, &self.tls) {
+            let sender = match (&ep.tls_name, &self.tls) {
                 (Some(name), Some(tls)) => {
                     let stream = tls
                         .connect(name.clone(), stream)
                         .await
                         .map_err(|e| TransportError::Connect(format!("{}: TLS: {e}", ep.url)))?;
-                    let (sender, conn) =
-                        hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                            .await
-                            .map_err(fail)?;
-                    tokio::spawn(conn);
-                    Ok(sender)
+                    http1(stream).await
                 }
-                _ => {
-                    let (sender, conn) =
-                        hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                            .await
-                            .map_err(fail)?;
-                    tokio::spawn(conn);
-                    Ok(sender)
-                }
-            }
+                _ => http1(stream).await,
+            };
+            sender.map_err(|e| TransportError::Connect(format!("{}: {e}", ep.url)))
         };
         let sender = tokio::time::timeout(self.connect_timeout, connect)
             .await
