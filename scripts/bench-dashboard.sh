@@ -31,20 +31,16 @@ DURATION="${DASH_DURATION:-20s}"
 OUT="${DASH_OUT:-bench-results/dashboard}"
 CHROMIUM="${CHROMIUM:-chromium}"
 CLIENT="${DASH_CLIENT:-poll}"
-if [ -z "${DYNKV_BIN:-}" ]; then
-  cargo build --release -p dynkv >/dev/null
-  export DYNKV_BIN="$CARGO_TARGET_DIR/release/dynkv"
-fi
-export DYNKV_CLUSTER_DIR; DYNKV_CLUSTER_DIR="$(mktemp -d /tmp/dynkv-dashboard.XXXXXX)"
-export DYNKV_BASE_PORT="${DASH_BASE_PORT:-17670}"
-export DYNKV_CLUSTER_BASE_PORT=$((DYNKV_BASE_PORT + 50)) DYNKV_PB_BASE_PORT=off
+# shellcheck source=scripts/bench-env.sh
+. scripts/bench-env.sh
+bench_env dashboard "${DASH_BASE_PORT:-17670}" 50
 export RUST_LOG=warn
 browser=""
 profile="$(mktemp -d /tmp/dynkv-dashboard-chromium.XXXXXX)"
 close_page() {
   if [ -n "$browser" ]; then kill "$browser" 2>/dev/null || true; wait "$browser" 2>/dev/null || true; browser=""; fi
 }
-trap 'close_page; scripts/cluster.sh stop >/dev/null 2>&1 || true; rm -rf "$DYNKV_CLUSTER_DIR" "$profile"' EXIT
+trap 'close_page; scripts/cluster.sh stop >/dev/null 2>&1 || true; rm -rf "$WORK" "$profile"' EXIT
 mkdir -p "$OUT"
 
 url() { echo "http://127.0.0.1:$((DYNKV_BASE_PORT + $1))"; }
